@@ -1,0 +1,205 @@
+#include "actors/builtins.hpp"
+
+#include "actors/frames.hpp"
+
+#include <caf/all.hpp>
+
+#include <nlohmann/json.hpp>
+
+namespace wsc {
+
+namespace {
+
+using json = nlohmann::json;
+
+/// The most uids one `send` or `presence` frame may name.
+constexpr size_t max_uids_per_frame = 1000;
+
+caf::error bad_frame(std::string message) {
+  return make_error(ec::bad_frame, std::move(message));
+}
+
+/// Reads a required field of a frame.
+caf::expected<const json*> field(const json& frame, const char* name) {
+  auto i = frame.find(name);
+  if (i == frame.end())
+    return bad_frame(std::string{"missing field '"} + name + "'");
+  return &*i;
+}
+
+/// Reads a valid name (uid or group) from a required string field.
+caf::expected<std::string> name_field(const json& frame, const char* name) {
+  auto value = field(frame, name);
+  if (!value)
+    return std::move(value.error());
+  if (!(*value)->is_string() || !valid_name((*value)->get_ref<const std::string&>()))
+    return bad_frame(std::string{"field '"} + name
+                     + "' must be a name of 1-128 bytes without spaces, "
+                       "control characters or commas");
+  return (*value)->get<std::string>();
+}
+
+/// Reads one uid or a list of uids.
+caf::expected<std::vector<std::string>> uid_list(const json& frame,
+                                                 const char* name) {
+  auto value = field(frame, name);
+  if (!value)
+    return std::move(value.error());
+  std::vector<std::string> uids;
+  auto add = [&](const json& x) {
+    if (!x.is_string() || !valid_name(x.get_ref<const std::string&>()))
+      return false;
+    uids.push_back(x.get<std::string>());
+    return true;
+  };
+  auto what = std::string{"field '"} + name
+              + "' must be a uid or a non-empty list of uids";
+  if ((*value)->is_array()) {
+    if ((*value)->empty() || (*value)->size() > max_uids_per_frame)
+      return bad_frame(what + " (at most "
+                       + std::to_string(max_uids_per_frame) + ")");
+    for (auto& x : **value)
+      if (!add(x))
+        return bad_frame(what);
+  } else if (!add(**value)) {
+    return bad_frame(what);
+  }
+  return uids;
+}
+
+/// Reads `data` as JSON text.
+caf::expected<std::string> data_field(const json& frame) {
+  auto value = field(frame, "data");
+  if (!value)
+    return std::move(value.error());
+  return (*value)->dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+json_ptr answer(json x) {
+  return std::make_shared<const json>(std::move(x));
+}
+
+} // namespace
+
+const std::vector<std::string>& builtin_frame_types() {
+  static const std::vector<std::string> types{
+    "send", "broadcast", "join", "leave", "publish", "members", "presence",
+    "ping"};
+  return types;
+}
+
+behaviour_actor::behavior_type
+builtins(behaviour_actor::stateful_pointer<builtins_state> self,
+         node_context_ptr node) {
+  self->state.node = std::move(node);
+  return {
+    [self](atom::frame, frame_context& ctx,
+           json_ptr& frame) -> caf::result<json_ptr> {
+      auto& node = *self->state.node;
+      auto& f = *frame;
+      auto& type = f["type"].get_ref<const std::string&>();
+      auto timeout = node.opts.request_timeout;
+      if (type == "ping")
+        return answer({{"type", "pong"}});
+      if (type == "send") {
+        auto to = uid_list(f, "to");
+        if (!to)
+          return std::move(to.error());
+        auto data = data_field(f);
+        if (!data)
+          return std::move(data.error());
+        auto rp = self->make_response_promise<json_ptr>();
+        delivery d{delivery_kind::message, ctx.sender.uid, {}, std::move(*data),
+                   frames::now_ms(), std::move(*to), {}};
+        self->request(node.registry, timeout, atom::send_v, std::move(d))
+          .then([rp](delivery_report&) mutable { rp.deliver(json_ptr{}); },
+                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
+      }
+      if (type == "broadcast") {
+        if (!node.opts.client_broadcast)
+          return make_error(ec::forbidden,
+                            "clients may not broadcast on this node");
+        auto data = data_field(f);
+        if (!data)
+          return std::move(data.error());
+        delivery d{delivery_kind::broadcast, ctx.sender.uid, {},
+                   std::move(*data), frames::now_ms(), {}, {}};
+        auto rp = self->make_response_promise<json_ptr>();
+        self->request(node.registry, timeout, atom::broadcast_v, std::move(d))
+          .then([rp](atom::ok) mutable { rp.deliver(json_ptr{}); },
+                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
+      }
+      if (type == "join" || type == "leave") {
+        auto group = name_field(f, "group");
+        if (!group)
+          return std::move(group.error());
+        auto rp = self->make_response_promise<json_ptr>();
+        auto on_ok = [rp](atom::ok) mutable { rp.deliver(json_ptr{}); };
+        auto on_err = [rp](caf::error& err) mutable {
+          rp.deliver(std::move(err));
+        };
+        if (type == "join")
+          self
+            ->request(node.registry, timeout, atom::join_v, ctx.sender,
+                      std::move(*group))
+            .then(on_ok, on_err);
+        else
+          self
+            ->request(node.registry, timeout, atom::leave_v, ctx.sender,
+                      std::move(*group))
+            .then(on_ok, on_err);
+        return rp;
+      }
+      if (type == "publish") {
+        auto group = name_field(f, "group");
+        if (!group)
+          return std::move(group.error());
+        auto data = data_field(f);
+        if (!data)
+          return std::move(data.error());
+        delivery d{delivery_kind::group, ctx.sender.uid, std::move(*group),
+                   std::move(*data), frames::now_ms(), {}, ctx.sender.conn};
+        auto rp = self->make_response_promise<json_ptr>();
+        self->request(node.registry, timeout, atom::publish_v, std::move(d))
+          .then([rp](atom::ok) mutable { rp.deliver(json_ptr{}); },
+                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
+      }
+      if (type == "members") {
+        auto group = name_field(f, "group");
+        if (!group)
+          return std::move(group.error());
+        auto rp = self->make_response_promise<json_ptr>();
+        self->request(node.registry, timeout, atom::members_v, *group)
+          .then(
+            [rp, group = *group](std::vector<std::string>& uids) mutable {
+              rp.deliver(answer(
+                {{"type", "members"}, {"group", group}, {"uids", uids}}));
+            },
+            [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
+      }
+      if (type == "presence") {
+        auto uids = uid_list(f, "uids");
+        if (!uids)
+          return std::move(uids.error());
+        auto rp = self->make_response_promise<json_ptr>();
+        self->request(node.registry, timeout, atom::presence_v, *uids)
+          .then(
+            [rp, uids = *uids](std::vector<bool>& online) mutable {
+              json result = json::object();
+              for (size_t i = 0; i < uids.size(); ++i)
+                result[uids[i]] = static_cast<bool>(online[i]);
+              rp.deliver(answer({{"type", "presence"}, {"online", result}}));
+            },
+            [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
+      }
+      return make_error(ec::unknown_type, "no built-in behaviour for " + type);
+    },
+  };
+}
+
+} // namespace wsc

@@ -1,0 +1,188 @@
+#include "actors/connection.hpp"
+
+#include "actors/frames.hpp"
+
+#include <caf/all.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
+namespace wsc {
+
+// -- rate_limiter ------------------------------------------------------------------
+
+rate_limiter::rate_limiter(uint64_t rate, clock::time_point now)
+  : rate_(static_cast<double>(rate)),
+    tokens_(2.0 * static_cast<double>(rate)),
+    refilled_(now),
+    window_start_(now) {
+  // nop
+}
+
+rate_limiter::verdict rate_limiter::take(clock::time_point now) {
+  using std::chrono::duration;
+  auto elapsed = duration<double>(now - refilled_).count();
+  tokens_ = std::min(2.0 * rate_, tokens_ + elapsed * rate_);
+  refilled_ = now;
+  if (tokens_ >= 1.0) {
+    tokens_ -= 1.0;
+    return verdict::pass;
+  }
+  if (now - window_start_ > std::chrono::seconds(1)) {
+    window_start_ = now;
+    refused_in_window_ = 0;
+  }
+  return ++refused_in_window_ > std::max(rate_, 1.0) ? verdict::close
+                                                     : verdict::refuse;
+}
+
+// -- connection_state ----------------------------------------------------------------
+
+namespace {
+
+/// The most frames a client may send before its connection is open.
+constexpr size_t max_early_frames = 256;
+
+} // namespace
+
+void connection_state::write(std::string frame) {
+  if (auto s = sink.lock())
+    s->write(std::make_shared<const std::string>(std::move(frame)));
+}
+
+void connection_state::close(uint16_t code, std::string reason) {
+  if (auto s = sink.lock())
+    s->close(code, std::move(reason));
+}
+
+void connection_state::fail(const std::string& id, ec code,
+                            const std::string& message) {
+  node->metrics.count_error(code);
+  write(frames::error(id, code, message));
+}
+
+void connection_state::handle(std::string text) {
+  ++node->metrics.frames_in;
+  if (limiter) {
+    switch (limiter->take()) {
+      case rate_limiter::verdict::pass:
+        break;
+      case rate_limiter::verdict::refuse:
+        fail({}, ec::rate_limited, "rate limit exceeded, frame dropped");
+        return;
+      case rate_limiter::verdict::close:
+        node->metrics.count_error(ec::rate_limited);
+        close(1008, "rate limit exceeded");
+        return;
+    }
+  }
+  if (node->subscribed_events.load(std::memory_order_relaxed) & on_recv_message)
+    self->send(node->events, recv_message_event{opening.who, text});
+  auto parsed = nlohmann::json::parse(text, nullptr, false);
+  if (parsed.is_discarded())
+    return fail({}, ec::bad_json, "frame is not valid JSON");
+  if (!parsed.is_object())
+    return fail({}, ec::bad_frame, "frame must be a JSON object");
+  std::string id;
+  if (auto i = parsed.find("id"); i != parsed.end()) {
+    if (!i->is_string() && !i->is_number())
+      return fail({}, ec::bad_frame, "id must be a string or a number");
+    id = i->dump();
+  }
+  auto type = parsed.find("type");
+  if (type == parsed.end() || !type->is_string())
+    return fail(id, ec::bad_frame, "missing string field 'type'");
+  auto handler = node->behaviours.find(type->get_ref<const std::string&>());
+  if (!handler)
+    return fail(id, ec::unknown_type,
+                "no behaviour for type '" + type->get<std::string>() + "'");
+  frame_context ctx{opening.who, caf::actor_cast<connection_actor>(self)};
+  auto frame = std::make_shared<const nlohmann::json>(std::move(parsed));
+  self->request(handler, node->opts.request_timeout, atom::frame_v,
+                std::move(ctx), std::move(frame))
+    .then(
+      [this, id](json_ptr& answer) {
+        write(answer ? frames::reply(*answer, id) : frames::ack(id));
+      },
+      [this, id](caf::error& err) {
+        fail(id, to_ec(err), error_message(err));
+      });
+}
+
+// -- behaviour -------------------------------------------------------------------------
+
+connection_actor::behavior_type
+connection(connection_actor::stateful_pointer<connection_state> self,
+           node_context_ptr node, std::weak_ptr<connection_sink> sink,
+           open_context opening) {
+  auto& st = self->state;
+  st.self = self;
+  st.node = std::move(node);
+  st.sink = std::move(sink);
+  st.opening = std::move(opening);
+  if (st.node->opts.rate_limit > 0)
+    st.limiter.emplace(st.node->opts.rate_limit);
+  // The open chain runs around the default step: binding the uid.
+  if (auto refused = st.node->open.enter(st.opening)) {
+    st.close(refused->code, refused->reason);
+  } else {
+    self
+      ->request(st.node->registry, st.node->opts.request_timeout,
+                atom::register_conn_v, st.opening.who,
+                caf::actor_cast<connection_actor>(self))
+      .then(
+        [self](atom::ok) {
+          auto& st = self->state;
+          st.open = true;
+          st.node->open.leave(st.opening, std::nullopt);
+          for (auto& group : st.opening.groups)
+            self
+              ->request(st.node->registry, st.node->opts.request_timeout,
+                        atom::join_v, st.opening.who, group)
+              .then([](atom::ok) {},
+                    [self, group](caf::error& err) {
+                      self->state.fail({}, to_ec(err),
+                                       "cannot join '" + group
+                                         + "': " + error_message(err));
+                    });
+          auto early = std::move(st.early_frames);
+          for (auto& text : early)
+            st.handle(std::move(text));
+        },
+        [self](caf::error& err) {
+          auto& st = self->state;
+          st.node->open.leave(st.opening,
+                              close_request{1011, error_message(err)});
+          st.close(1011, "cannot open connection: " + error_message(err));
+        });
+  }
+  return {
+    [self](atom::frame, std::string& text) {
+      auto& st = self->state;
+      if (st.open) {
+        st.handle(std::move(text));
+      } else if (st.early_frames.size() < max_early_frames) {
+        st.early_frames.push_back(std::move(text));
+      } else {
+        st.close(1008, "too many frames before the connection opened");
+      }
+    },
+    [self](atom::deliver, frame_ptr& frame) {
+      if (auto s = self->state.sink.lock())
+        s->write(std::move(frame));
+    },
+    [self](atom::disconnect, uint16_t code, std::string& reason) {
+      self->state.close(code, std::move(reason));
+    },
+    [self](atom::closed) {
+      auto& st = self->state;
+      // The registry learns of every connection it may have bound; one that
+      // never opened is unknown there and the message is a no-op.
+      self->send(st.node->registry, atom::unregister_v, st.opening.who);
+      self->quit();
+    },
+  };
+}
+
+} // namespace wsc

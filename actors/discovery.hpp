@@ -1,0 +1,60 @@
+#pragma once
+
+#include "actors/actors.hpp"
+#include "actors/node_context.hpp"
+
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+
+namespace wsc {
+
+/// A peer node as DISCOVERY knows it.
+struct known_peer {
+  node_info info;
+  /// Invalid while not connected.
+  peer_actor handle;
+  bool connecting = false;
+  /// DISCOVER was emitted for this incarnation.
+  bool announced = false;
+};
+
+/// The state of the DISCOVERY actor.
+struct discovery_state {
+  static inline const char* name = "discovery";
+
+  node_context_ptr node;
+  state_store_actor store;
+  /// Whether this node takes part in a cluster (publishes and dials peers).
+  bool clustered = false;
+  /// This node's entry as written at every heartbeat.
+  node_info self_info;
+  std::map<std::string, known_peer> peers;
+  /// (node, reason) pairs already reported, so each SHUTDOWN fires once.
+  std::set<std::pair<std::string, uint64_t>> reported_down;
+  bool stopping = false;
+
+  discovery_actor::stateful_pointer<discovery_state> self = nullptr;
+
+  /// Renews this node's entry; after an outage writes back every binding.
+  void heartbeat();
+
+  /// Compares the store's node list with the known peers.
+  void reconcile(std::vector<node_info> nodes);
+
+  /// Dials a peer's PEER actor through the middleman.
+  void connect(const node_info& info);
+
+  /// Drops a peer and reports its SHUTDOWN once (locally only).
+  void peer_gone(const std::string& id, uint64_t incarnation,
+                 const std::string& reason);
+};
+
+/// Spawn arguments: the node, its state store, and whether it is clustered.
+discovery_actor::behavior_type
+discovery(discovery_actor::stateful_pointer<discovery_state> self,
+          node_context_ptr node, state_store_actor store, bool clustered,
+          std::string cluster_address);
+
+} // namespace wsc

@@ -1,0 +1,169 @@
+#include "actors/frames.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+
+namespace wsc::frames {
+
+void append_quoted(std::string& out, std::string_view text) {
+  static constexpr char hex[] = "0123456789abcdef";
+  out += '"';
+  for (char ch : text) {
+    auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 0xF];
+        } else {
+          out += ch;
+        }
+    }
+  }
+  out += '"';
+}
+
+namespace {
+
+void append_from(std::string& out, std::string_view from) {
+  out += ",\"from\":";
+  if (from.empty())
+    out += "null";
+  else
+    append_quoted(out, from);
+}
+
+void append_tail(std::string& out, std::string_view data, int64_t ts) {
+  out += ",\"data\":";
+  out += data.empty() ? std::string_view{"null"} : data;
+  out += ",\"ts\":";
+  out += std::to_string(ts);
+  out += '}';
+}
+
+void append_id(std::string& out, std::string_view id) {
+  if (!id.empty()) {
+    out += ",\"id\":";
+    out += id;
+  }
+}
+
+} // namespace
+
+std::string welcome(const conn_ref& who) {
+  std::string out = "{\"type\":\"welcome\",\"uid\":";
+  append_quoted(out, who.uid);
+  out += ",\"conn\":";
+  append_quoted(out, who.conn);
+  out += ",\"node\":";
+  append_quoted(out, who.node);
+  out += '}';
+  return out;
+}
+
+std::string message(std::string_view from, std::string_view to,
+                    std::string_view data, int64_t ts) {
+  std::string out;
+  out.reserve(64 + from.size() + to.size() + data.size());
+  out += "{\"type\":\"message\"";
+  append_from(out, from);
+  out += ",\"to\":";
+  append_quoted(out, to);
+  append_tail(out, data, ts);
+  return out;
+}
+
+std::string broadcast(std::string_view from, std::string_view data,
+                      int64_t ts) {
+  std::string out;
+  out.reserve(56 + from.size() + data.size());
+  out += "{\"type\":\"broadcast\"";
+  append_from(out, from);
+  append_tail(out, data, ts);
+  return out;
+}
+
+std::string group(std::string_view group, std::string_view from,
+                  std::string_view data, int64_t ts) {
+  std::string out;
+  out.reserve(64 + group.size() + from.size() + data.size());
+  out += "{\"type\":\"group\",\"group\":";
+  append_quoted(out, group);
+  append_from(out, from);
+  append_tail(out, data, ts);
+  return out;
+}
+
+std::string encode(const delivery& d, std::string_view uid) {
+  switch (d.kind) {
+    case delivery_kind::message:
+      return message(d.from, uid, d.data, d.ts);
+    case delivery_kind::broadcast:
+      return broadcast(d.from, d.data, d.ts);
+    case delivery_kind::group:
+      return group(d.group, d.from, d.data, d.ts);
+    case delivery_kind::disconnect:
+      break;
+  }
+  return {};
+}
+
+std::string ack(std::string_view id) {
+  std::string out = "{\"type\":\"ack\"";
+  append_id(out, id);
+  out += '}';
+  return out;
+}
+
+std::string error(std::string_view id, ec code, std::string_view message) {
+  std::string out = "{\"type\":\"error\"";
+  append_id(out, id);
+  out += ",\"code\":";
+  append_quoted(out, to_string(code));
+  out += ",\"message\":";
+  append_quoted(out, message);
+  out += '}';
+  return out;
+}
+
+std::string bye(std::string_view reason, int64_t reconnect_after_ms) {
+  std::string out = "{\"type\":\"bye\",\"reason\":";
+  append_quoted(out, reason);
+  out += ",\"reconnect_after_ms\":";
+  out += std::to_string(reconnect_after_ms);
+  out += '}';
+  return out;
+}
+
+std::string reply(const nlohmann::json& answer, std::string_view id) {
+  if (id.empty() || !answer.is_object() || answer.contains("id"))
+    return answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  auto copy = answer;
+  copy["id"] = nlohmann::json::parse(id, nullptr, false);
+  return copy.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
+    .count();
+}
+
+} // namespace wsc::frames

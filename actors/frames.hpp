@@ -1,0 +1,57 @@
+#pragma once
+
+// -- Encoding of server frames -------------------------------------------------
+//
+// Outgoing frames are built by appending JSON text: the payload `data` is
+// already JSON text and is copied in, never parsed again.
+
+#include "actors/error.hpp"
+#include "actors/messages.hpp"
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace wsc::frames {
+
+/// Appends `text` as a JSON string literal (quoted, escaped) to `out`.
+void append_quoted(std::string& out, std::string_view text);
+
+/// `{"type":"welcome","uid":..,"conn":..,"node":..}`
+std::string welcome(const conn_ref& who);
+
+/// `{"type":"message","from":..,"to":..,"data":..,"ts":..}`; an empty
+/// `from` is written as null (HTTP API).
+std::string message(std::string_view from, std::string_view to,
+                    std::string_view data, int64_t ts);
+
+/// `{"type":"broadcast","from":..,"data":..,"ts":..}`
+std::string broadcast(std::string_view from, std::string_view data,
+                      int64_t ts);
+
+/// `{"type":"group","group":..,"from":..,"data":..,"ts":..}`
+std::string group(std::string_view group, std::string_view from,
+                  std::string_view data, int64_t ts);
+
+/// Encodes the frame a delivery produces for receiver `uid`.
+std::string encode(const delivery& d, std::string_view uid);
+
+/// `{"type":"ack","id":..}`; `id` is JSON text, empty when the frame had none.
+std::string ack(std::string_view id);
+
+/// `{"type":"error","id":..,"code":..,"message":..}`
+std::string error(std::string_view id, ec code, std::string_view message);
+
+/// `{"type":"bye","reason":..,"reconnect_after_ms":..}`
+std::string bye(std::string_view reason, int64_t reconnect_after_ms);
+
+/// Serializes a behaviour's answer, adding the frame's `id` (JSON text) when
+/// the answer has none.
+std::string reply(const nlohmann::json& answer, std::string_view id);
+
+/// Milliseconds since the epoch.
+int64_t now_ms();
+
+} // namespace wsc::frames

@@ -1,0 +1,238 @@
+#pragma once
+
+// -- Messages that actors of one node or of several nodes exchange -----------
+//
+// Every struct here may cross to another node, so each has an `inspect`
+// overload and a type id in atoms.hpp. Payloads travel as JSON text: a frame's
+// `data` is encoded once by whoever receives it from a client and never parsed
+// again on the way.
+
+#include <caf/meta/type_name.hpp>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace wsc {
+
+/// A parsed client frame, shared read-only between the connection and the
+/// behaviour handling it (local only).
+using json_ptr = std::shared_ptr<const nlohmann::json>;
+
+/// An encoded outgoing frame, shared by every connection that receives it
+/// (local only).
+using frame_ptr = std::shared_ptr<const std::string>;
+
+/// An HTTP request waiting for its answer (local only; see http_api.hpp).
+struct http_exchange;
+using http_exchange_ptr = std::shared_ptr<http_exchange>;
+
+/// One WebSocket connection as the cluster sees it.
+struct conn_ref {
+  std::string node;
+  std::string conn;
+  std::string uid;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, conn_ref& x) {
+  return f(caf::meta::type_name("conn_ref"), x.node, x.conn, x.uid);
+}
+
+/// A uid bound to one connection on one node: what the state store keeps.
+/// `incarnation` tells a restarted node's entries from its predecessor's.
+struct binding {
+  std::string uid;
+  std::string node;
+  std::string conn;
+  uint64_t incarnation = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, binding& x) {
+  return f(caf::meta::type_name("binding"), x.uid, x.node, x.conn,
+           x.incarnation);
+}
+
+/// The uids of a lookup that have connections on `node`, with how many.
+struct node_route {
+  std::string node;
+  std::vector<std::string> uids;
+  std::vector<uint32_t> connections;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_route& x) {
+  return f(caf::meta::type_name("node_route"), x.node, x.uids, x.connections);
+}
+
+/// Where a set of uids lives, answered by the state store in one round trip.
+struct route_table {
+  std::vector<node_route> nodes;
+  /// Uids of the lookup without any connection.
+  std::vector<std::string> offline;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, route_table& x) {
+  return f(caf::meta::type_name("route_table"), x.nodes, x.offline);
+}
+
+/// What a node knows about itself and tells the others through the state
+/// store.
+struct node_info {
+  std::string id;
+  /// The HTTP and WebSocket listener.
+  std::string listen;
+  /// Where other nodes reach this node's PEER actor.
+  std::string cluster;
+  uint64_t incarnation = 0;
+  int64_t last_heartbeat_ms = 0;
+  uint32_t connections = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_info& x) {
+  return f(caf::meta::type_name("node_info"), x.id, x.listen, x.cluster,
+           x.incarnation, x.last_heartbeat_ms, x.connections);
+}
+
+/// What kind of frame a delivery produces at the receiver.
+enum class delivery_kind : uint8_t {
+  /// `{"type":"message",...}`, one frame per receiving uid.
+  message,
+  /// `{"type":"broadcast",...}` to every connection.
+  broadcast,
+  /// `{"type":"group",...}` to the listed members.
+  group,
+  /// Closes every connection of the listed uids with close code `ts`.
+  disconnect,
+};
+
+/// One message on its way to receivers, before it is encoded as a frame.
+struct delivery {
+  delivery_kind kind = delivery_kind::message;
+  /// Sender uid; empty for the HTTP API, which the frame shows as null.
+  std::string from;
+  /// Group name for `group` deliveries.
+  std::string group;
+  /// The JSON text of the payload.
+  std::string data;
+  /// Milliseconds since the epoch, or the close code for `disconnect`.
+  int64_t ts = 0;
+  /// Receivers; empty for `broadcast`.
+  std::vector<std::string> uids;
+  /// A connection that does not get the frame: the sender's own connection
+  /// for group messages (its other connections do).
+  std::string except_conn;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, delivery& x) {
+  return f(caf::meta::type_name("delivery"), x.kind, x.from, x.group, x.data,
+           x.ts, x.uids, x.except_conn);
+}
+
+/// Deliveries for one node, sent as a single BASP message.
+struct delivery_batch {
+  std::string origin;
+  std::vector<delivery> items;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, delivery_batch& x) {
+  return f(caf::meta::type_name("delivery_batch"), x.origin, x.items);
+}
+
+/// Per receiving uid, how many connections the message was routed to.
+struct delivery_report {
+  std::vector<std::string> uids;
+  std::vector<uint32_t> connections;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, delivery_report& x) {
+  return f(caf::meta::type_name("delivery_report"), x.uids, x.connections);
+}
+
+// -- events for event actors --------------------------------------------------
+
+/// A connection opened and its uid is bound (REGISTER).
+struct register_event {
+  conn_ref who;
+};
+
+/// A connection closed and its binding is gone (LOGOUT).
+struct logout_event {
+  conn_ref who;
+};
+
+/// A node joined the cluster or sent its first heartbeat (DISCOVER).
+struct discover_event {
+  std::string node;
+};
+
+/// A node left: `reason` is "graceful" or "timeout" (SHUTDOWN).
+struct shutdown_event {
+  std::string node;
+  std::string reason;
+};
+
+/// A client frame arrived, before its behaviour handles it (RECV_MESSAGE).
+struct recv_message_event {
+  conn_ref who;
+  std::string frame;
+};
+
+/// A uid's first connection in the cluster opened (`online`) or its last one
+/// closed.
+struct presence_event {
+  std::string uid;
+  bool online = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, register_event& x) {
+  return f(caf::meta::type_name("register_event"), x.who);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, logout_event& x) {
+  return f(caf::meta::type_name("logout_event"), x.who);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, discover_event& x) {
+  return f(caf::meta::type_name("discover_event"), x.node);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, shutdown_event& x) {
+  return f(caf::meta::type_name("shutdown_event"), x.node, x.reason);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, recv_message_event& x) {
+  return f(caf::meta::type_name("recv_message_event"), x.who, x.frame);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, presence_event& x) {
+  return f(caf::meta::type_name("presence_event"), x.uid, x.online);
+}
+
+/// The events an event actor can subscribe to, as bits of a mask.
+enum event_mask : uint32_t {
+  on_register = 1u << 0,
+  on_logout = 1u << 1,
+  on_discover = 1u << 2,
+  on_shutdown = 1u << 3,
+  on_recv_message = 1u << 4,
+  on_presence = 1u << 5,
+  on_all_events = (1u << 6) - 1,
+};
+
+} // namespace wsc

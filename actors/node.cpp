@@ -1,0 +1,160 @@
+#include "actors/node.hpp"
+
+#include "actors/builtins.hpp"
+#include "actors/connection.hpp"
+#include "actors/discovery.hpp"
+#include "actors/event_bus.hpp"
+#include "actors/http_api.hpp"
+#include "actors/registry.hpp"
+#include "adapters/memory_store.hpp"
+#include "adapters/redis_store.hpp"
+#include "net/server.hpp"
+#include "util/log.hpp"
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+
+#include <thread>
+
+namespace wsc {
+
+namespace {
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+/// Spawns the state store the options ask for, and checks it answers.
+caf::expected<state_store_actor> spawn_store(caf::actor_system& sys,
+                                             const node_context& ctx) {
+  if (ctx.opts.state == "memory")
+    return sys.spawn(memory_store);
+  return spawn_redis_store(sys, ctx.opts);
+}
+
+/// Publishes the REGISTRY on `cluster-listen` for the peer nodes; returns
+/// the address peers dial.
+caf::expected<std::string> publish_registry(caf::actor_system& sys,
+                                            const node_context& ctx) {
+  auto& opts = ctx.opts;
+  if (!opts.cluster_insecure && opts.cluster_tls_cert.empty()
+      && !is_loopback(opts.cluster_listen.host))
+    return caf::make_error(
+      caf::sec::invalid_argument,
+      "refusing plain node-to-node traffic on " + opts.cluster_listen.to_string()
+        + ": set cluster-tls-* or cluster-insecure=true");
+  auto port = sys.middleman().publish(ctx.registry, opts.cluster_listen.port,
+                                      opts.cluster_listen.host.c_str(), true);
+  if (!port)
+    return caf::make_error(caf::sec::cannot_open_port,
+                           "cannot listen for nodes on "
+                             + opts.cluster_listen.to_string() + ": "
+                             + sys.render(port.error()));
+  if (!opts.cluster_advertise.host.empty())
+    return opts.cluster_advertise.to_string();
+  return endpoint{opts.cluster_listen.host, *port}.to_string();
+}
+
+} // namespace
+
+node::node(caf::actor_system& sys, node_context_ptr ctx)
+  : sys_(sys), ctx_(std::move(ctx)) {
+  // nop
+}
+
+node::~node() {
+  stop();
+}
+
+caf::expected<std::unique_ptr<node>>
+node::start(caf::actor_system& sys, options opts,
+            const middleware_registry& middlewares) {
+  auto ctx = std::make_shared<node_context>(std::move(opts));
+  auto chain = middlewares.make_handshake_chain(ctx->opts);
+  if (!chain)
+    return std::move(chain.error());
+  auto open = middlewares.make_open_chain(ctx->opts);
+  if (!open)
+    return std::move(open.error());
+  ctx->open = std::move(*open);
+  auto store = spawn_store(sys, *ctx);
+  if (!store)
+    return std::move(store.error());
+  std::unique_ptr<node> result{new node(sys, ctx)};
+  result->store_ = *store;
+  ctx->events = sys.spawn(event_bus, ctx);
+  ctx->registry = sys.spawn(registry, ctx, *store);
+  std::string cluster_address;
+  bool clustered = ctx->opts.state == "redis";
+  if (clustered) {
+    auto addr = publish_registry(sys, *ctx);
+    if (!addr)
+      return std::move(addr.error());
+    cluster_address = std::move(*addr);
+  }
+  result->builtins_ = sys.spawn(builtins, ctx);
+  for (auto& type : builtin_frame_types())
+    ctx->behaviours.add(type, result->builtins_);
+  result->api_ = sys.spawn(http_api, ctx, *store);
+  auto srv = server::make(sys, ctx, std::move(*chain), result->api_);
+  if (!srv)
+    return std::move(srv.error());
+  result->server_ = std::move(*srv);
+  ctx->discovery = sys.spawn(discovery, ctx, *store, clustered,
+                             cluster_address);
+  result->discovery_ = ctx->discovery;
+  result->server_->start(ctx->opts.io_threads);
+  log::info("wscluster node {} started: listen={} state={}{} auth={}",
+            ctx->node_id, endpoint{ctx->opts.listen.host, result->port()}
+                            .to_string(),
+            ctx->opts.state,
+            clustered ? " cluster=" + cluster_address : std::string{},
+            ctx->opts.auth);
+  if (ctx->opts.auth == "none" && !is_loopback(ctx->opts.listen.host))
+    log::warn("auth=none on a non-loopback address: any client can claim any "
+              "uid; use auth=jwt in production");
+  return result;
+}
+
+uint16_t node::port() const {
+  return server_->port();
+}
+
+void node::stop() {
+  if (stopped_ || !server_)
+    return;
+  stopped_ = true;
+  using namespace std::chrono_literals;
+  auto& opts = ctx_->opts;
+  log::info("node {} draining: {} connections", ctx_->node_id,
+            ctx_->open_connections.load());
+  ctx_->draining = true;
+  caf::scoped_actor self{sys_};
+  auto timeout = opts.request_timeout;
+  self->request(ctx_->registry, timeout, atom::drain_v,
+                static_cast<uint32_t>(opts.drain_period.count()))
+    .receive([](atom::ok) {}, [](caf::error&) {});
+  // Clients are told to come back elsewhere; wait until their sockets are
+  // closed (bounded), so load balancers still see /healthz 503 meanwhile.
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  auto earliest = std::chrono::steady_clock::now() + 300ms;
+  while (std::chrono::steady_clock::now() < earliest
+         || (ctx_->open_connections > 0
+             && std::chrono::steady_clock::now() < deadline))
+    std::this_thread::sleep_for(20ms);
+  server_->stop_accepting();
+  self->request(discovery_, timeout, atom::shutdown_v)
+    .receive([](atom::ok) {}, [](caf::error&) {});
+  server_->stop();
+  server_.reset();
+  for (auto hdl : {caf::actor_cast<caf::actor>(ctx_->registry),
+                   caf::actor_cast<caf::actor>(ctx_->events),
+                   caf::actor_cast<caf::actor>(ctx_->discovery),
+                   caf::actor_cast<caf::actor>(builtins_),
+                   caf::actor_cast<caf::actor>(api_),
+                   caf::actor_cast<caf::actor>(store_)})
+    self->send_exit(hdl, caf::exit_reason::user_shutdown);
+  log::info("node {} stopped", ctx_->node_id);
+}
+
+} // namespace wsc

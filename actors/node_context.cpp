@@ -1,0 +1,32 @@
+#include "actors/node_context.hpp"
+
+#include <random>
+
+namespace wsc {
+
+connection_sink::~connection_sink() = default;
+
+namespace {
+
+std::string hex(uint64_t value, int digits) {
+  static constexpr char alphabet[] = "0123456789abcdef";
+  std::string out(static_cast<size_t>(digits), '0');
+  for (int i = digits - 1; i >= 0; --i, value >>= 4)
+    out[static_cast<size_t>(i)] = alphabet[value & 0xF];
+  return out;
+}
+
+} // namespace
+
+node_context::node_context(options o) : opts(std::move(o)) {
+  std::random_device rd;
+  std::mt19937_64 rng{(uint64_t{rd()} << 32) ^ rd()};
+  incarnation = rng() >> 16; // 48 bits: short ids, collisions irrelevant
+  node_id = opts.node_id.empty() ? "n-" + hex(rng(), 10) : opts.node_id;
+}
+
+std::string node_context::next_conn_id() {
+  return node_id + "." + hex(incarnation, 12) + "." + std::to_string(++conn_seq_);
+}
+
+} // namespace wsc

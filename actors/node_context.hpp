@@ -1,0 +1,69 @@
+#pragma once
+
+#include "actors/actors.hpp"
+#include "actors/behaviour_table.hpp"
+#include "actors/metrics.hpp"
+#include "config/options.hpp"
+#include "middleware/middleware.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace wsc {
+
+/// The socket side of a connection, implemented by the WebSocket session.
+/// Both calls may come from any thread: they only hand work to the socket's
+/// own executor.
+class connection_sink {
+public:
+  virtual ~connection_sink();
+
+  /// Queues a text frame. Past `send-queue-limit` queued frames the
+  /// connection is closed with 1008 instead.
+  virtual void write(frame_ptr frame) = 0;
+
+  /// Closes the WebSocket with a close code, after the frames already queued.
+  virtual void close(uint16_t code, std::string reason) = 0;
+};
+
+/// What every part of one node shares: settings, the long-lived actors and
+/// a few counters read from several threads. Built once by the node.
+struct node_context {
+  explicit node_context(options opts);
+
+  options opts;
+  std::string node_id;
+  /// Drawn at each start: tells this run's bindings from a predecessor's.
+  uint64_t incarnation = 0;
+
+  registry_actor registry;
+  event_bus_actor events;
+  discovery_actor discovery;
+  behaviour_table behaviours;
+  open_chain open;
+
+  /// Events that have at least one subscriber (bits of event_mask), so
+  /// connections skip building events nobody wants.
+  std::atomic<uint32_t> subscribed_events{0};
+  /// Set once the node drains: /healthz answers 503, no new handshakes.
+  std::atomic<bool> draining{false};
+  /// False while the state store is unreachable.
+  std::atomic<bool> store_healthy{true};
+  /// Open WebSocket connections of this node.
+  std::atomic<uint64_t> open_connections{0};
+
+  node_metrics metrics;
+
+  /// A connection id unique across the cluster and across restarts:
+  /// node id, incarnation, sequence number.
+  std::string next_conn_id();
+
+private:
+  std::atomic<uint64_t> conn_seq_{0};
+};
+
+using node_context_ptr = std::shared_ptr<node_context>;
+
+} // namespace wsc

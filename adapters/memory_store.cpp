@@ -1,0 +1,173 @@
+#include "adapters/memory_store.hpp"
+
+#include "actors/error.hpp"
+#include "actors/frames.hpp"
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+
+namespace wsc {
+
+route_table memory_store_state::route(const std::vector<std::string>& uids) const {
+  route_table result;
+  std::set<std::string> seen;
+  for (auto& uid : uids) {
+    if (!seen.insert(uid).second)
+      continue;
+    auto i = bindings.find(uid);
+    if (i == bindings.end() || i->second.empty()) {
+      result.offline.push_back(uid);
+      continue;
+    }
+    std::map<std::string, uint32_t> per_node;
+    for (auto& [conn, b] : i->second)
+      ++per_node[b.node];
+    for (auto& [node, count] : per_node) {
+      auto nr = std::find_if(result.nodes.begin(), result.nodes.end(),
+                             [&](auto& x) { return x.node == node; });
+      if (nr == result.nodes.end()) {
+        result.nodes.push_back(node_route{node, {}, {}});
+        nr = std::prev(result.nodes.end());
+      }
+      nr->uids.push_back(uid);
+      nr->connections.push_back(count);
+    }
+  }
+  return result;
+}
+
+bool memory_store_state::unbind(const binding& b) {
+  auto i = bindings.find(b.uid);
+  if (i == bindings.end())
+    return false;
+  auto j = i->second.find(b.conn);
+  if (j == i->second.end())
+    return false;
+  i->second.erase(j);
+  if (!i->second.empty())
+    return false;
+  bindings.erase(i);
+  if (auto g = groups_of.find(b.uid); g != groups_of.end()) {
+    for (auto& group : g->second) {
+      auto& m = members[group];
+      m.erase(b.uid);
+      if (m.empty())
+        members.erase(group);
+    }
+    groups_of.erase(g);
+  }
+  return true;
+}
+
+void memory_store_state::drop_node(const std::string& node,
+                                   uint64_t incarnation) {
+  std::vector<binding> doomed;
+  for (auto& [uid, conns] : bindings)
+    for (auto& [conn, b] : conns)
+      if (b.node == node && (incarnation == 0 || b.incarnation == incarnation))
+        doomed.push_back(b);
+  for (auto& b : doomed)
+    unbind(b);
+}
+
+state_store_actor::behavior_type
+memory_store(state_store_actor::stateful_pointer<memory_store_state> self) {
+  return {
+    [self](atom::bind, binding& b) {
+      auto& conns = self->state.bindings[b.uid];
+      bool came_online = conns.empty();
+      conns[b.conn] = std::move(b);
+      return came_online;
+    },
+    [self](atom::unbind, binding& b) { return self->state.unbind(b); },
+    [self](atom::rebind, std::vector<binding>& bs) {
+      for (auto& b : bs)
+        self->state.bindings[b.uid][b.conn] = std::move(b);
+      return atom::ok_v;
+    },
+    [self](atom::route, std::vector<std::string>& uids) {
+      return self->state.route(uids);
+    },
+    [self](atom::join, std::string& uid, std::string& group,
+           uint32_t max_groups) -> caf::result<uint32_t> {
+      auto& mine = self->state.groups_of[uid];
+      if (mine.count(group) == 0 && mine.size() >= max_groups)
+        return make_error(ec::too_many_groups,
+                          "at most " + std::to_string(max_groups)
+                            + " groups per uid");
+      mine.insert(group);
+      self->state.members[group].insert(uid);
+      return static_cast<uint32_t>(mine.size());
+    },
+    [self](atom::leave, std::string& uid, std::string& group) {
+      auto& st = self->state;
+      if (auto i = st.groups_of.find(uid); i != st.groups_of.end()) {
+        i->second.erase(group);
+        if (i->second.empty())
+          st.groups_of.erase(i);
+      }
+      if (auto i = st.members.find(group); i != st.members.end()) {
+        i->second.erase(uid);
+        if (i->second.empty())
+          st.members.erase(i);
+      }
+      return atom::ok_v;
+    },
+    [self](atom::members, std::string& group, uint32_t limit) {
+      std::vector<std::string> result;
+      if (auto i = self->state.members.find(group);
+          i != self->state.members.end())
+        for (auto& uid : i->second) {
+          if (result.size() >= limit)
+            break;
+          result.push_back(uid);
+        }
+      return result;
+    },
+    [self](atom::group_route, std::string& group,
+           std::string& from) -> caf::result<route_table> {
+      auto& st = self->state;
+      auto i = st.members.find(group);
+      if (!from.empty() && (i == st.members.end() || i->second.count(from) == 0))
+        return make_error(ec::not_member,
+                          "'" + from + "' is not a member of '" + group + "'");
+      if (i == st.members.end())
+        return route_table{};
+      return st.route({i->second.begin(), i->second.end()});
+    },
+    [self](atom::node, node_info& info) {
+      info.last_heartbeat_ms = frames::now_ms(); // the store's clock decides
+      self->state.nodes[info.id] = std::move(info);
+      return atom::ok_v;
+    },
+    [self](atom::nodes) {
+      std::vector<node_info> result;
+      for (auto& [id, info] : self->state.nodes)
+        result.push_back(info);
+      return result;
+    },
+    [self](atom::claim, std::string& node, uint64_t incarnation,
+           int64_t timeout_ms) {
+      auto& st = self->state;
+      auto i = st.nodes.find(node);
+      if (i == st.nodes.end() || i->second.incarnation != incarnation
+          || i->second.last_heartbeat_ms >= frames::now_ms() - timeout_ms)
+        return false;
+      st.nodes.erase(i);
+      st.drop_node(node, incarnation);
+      return true;
+    },
+    [self](atom::shutdown, std::string& node, uint64_t incarnation) {
+      auto& st = self->state;
+      if (auto i = st.nodes.find(node);
+          i != st.nodes.end() && i->second.incarnation == incarnation)
+        st.nodes.erase(i);
+      st.drop_node(node, incarnation);
+      return atom::ok_v;
+    },
+    [](atom::health) { return true; },
+  };
+}
+
+} // namespace wsc

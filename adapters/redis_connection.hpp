@@ -1,0 +1,100 @@
+#pragma once
+
+// -- A blocking hiredis connection, owned by the Redis STATE_STORE -------------
+//
+// hiredis handles live in unique_ptrs with deleters; hiredis' error flags
+// (REDIS_ERR_*) and error replies map onto wsc::ec. Errors of a context are
+// sticky: once `broken()`, every call fails until a new connection replaces
+// this one.
+
+#include "config/options.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include <hiredis/hiredis.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wsc {
+
+/// Frees a hiredis context.
+struct redis_context_deleter {
+  void operator()(redisContext* x) const noexcept {
+    redisFree(x);
+  }
+};
+
+/// Frees a hiredis reply (with its elements).
+struct redis_reply_deleter {
+  void operator()(redisReply* x) const noexcept {
+    freeReplyObject(x);
+  }
+};
+
+using redis_context_ptr = std::unique_ptr<redisContext, redis_context_deleter>;
+using redis_reply_ptr = std::unique_ptr<redisReply, redis_reply_deleter>;
+
+/// Maps an error reply of Redis onto our errors: replies that mean "not now"
+/// (LOADING, BUSY, MASTERDOWN, READONLY, NOAUTH, OOM...) become
+/// `ec::unavailable`, every other one `ec::internal`. The text is Redis'.
+caf::error redis_reply_error(const redisReply& x);
+
+/// Whether `x` is the error reply `NOSCRIPT` (EVALSHA of an unknown script).
+bool is_noscript(const redisReply& x);
+
+/// One blocking connection to Redis with connect and I/O timeouts.
+class redis_connection {
+public:
+  using duration = std::chrono::milliseconds;
+
+  redis_connection() = default;
+
+  /// Connects to `url` (waiting at most `connect_timeout`), authenticates,
+  /// selects the db and checks that PING answers. Afterwards each read or
+  /// write waits at most `io_timeout`. The error's text is one line without
+  /// the URL, e.g. "Connection refused" (the caller names the server).
+  static caf::expected<redis_connection>
+  open(const redis_url& url, duration connect_timeout, duration io_timeout);
+
+  /// Whether a context exists and has no (sticky) error.
+  bool ok() const noexcept {
+    return ctx_ != nullptr && ctx_->err == 0;
+  }
+
+  /// Appends a command to the output buffer; nothing is sent before the
+  /// next `read`. Arguments travel as binary-safe argv, never interpolated.
+  void append(const std::vector<std::string_view>& argv);
+
+  /// Sends what is buffered and reads the next reply. An error reply is a
+  /// reply, not an error: errors here mean the connection is broken.
+  caf::expected<redis_reply_ptr> read();
+
+  /// Appends one command and reads its reply.
+  caf::expected<redis_reply_ptr>
+  command(const std::vector<std::string_view>& argv);
+
+  /// Loads a Lua script and returns its SHA1.
+  caf::expected<std::string> load_script(const std::string& source);
+
+  /// The error of a broken connection (`ec::unavailable` for I/O errors,
+  /// EOF and failed connects, `ec::internal` for protocol errors and OOM).
+  caf::error error() const;
+
+private:
+  explicit redis_connection(redis_context_ptr ctx) : ctx_(std::move(ctx)) {
+    // nop
+  }
+
+  redis_context_ptr ctx_;
+  duration io_timeout_{0};
+  /// Reused argument buffers of `append`.
+  std::vector<const char*> argv_;
+  std::vector<size_t> argv_len_;
+};
+
+} // namespace wsc

@@ -1,0 +1,45 @@
+#include "config/actor_config.hpp"
+
+#include "actors/actors.hpp"
+#include "actors/error.hpp"
+
+#include <caf/atom.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/timespan.hpp>
+
+namespace wsc {
+
+namespace {
+
+/// Nodes of different protocol versions refuse to peer.
+constexpr const char* protocol_id = "wscluster/1";
+
+} // namespace
+
+actor_config::actor_config(bool with_network) {
+  add_message_types<caf::id_block::wscluster>();
+  add_message_types<caf::id_block::wscluster_actors>();
+  add_error_category(ec_category, [](uint8_t code, caf::atom_value,
+                                     const caf::message& ctx) -> std::string {
+    auto text = std::string{"wsc::"} + to_string(static_cast<ec>(code));
+    if (ctx.match_elements<std::string>())
+      text += ": " + ctx.get_as<std::string>(0);
+    return text;
+  });
+  if (with_network) {
+    load<caf::io::middleman>();
+    set("middleman.app-identifiers", std::vector<std::string>{protocol_id});
+  }
+}
+
+void actor_config::apply(const options& opts) {
+  set("scheduler.max-threads", static_cast<size_t>(opts.actor_threads));
+  set("scheduler.policy", caf::atom_from_string(opts.scheduler_policy));
+  // BASP's own liveness: a hung or partitioned peer is noticed even when it
+  // holds the TCP connection open.
+  auto heartbeat = std::min(opts.heartbeat, options::duration{500});
+  set("middleman.heartbeat-interval", caf::timespan{heartbeat});
+  set("middleman.connection-timeout", caf::timespan{opts.node_timeout});
+}
+
+} // namespace wsc

@@ -1,0 +1,101 @@
+#pragma once
+
+#include <caf/expected.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace wsc {
+
+/// A host and port, as written `host:port`.
+struct endpoint {
+  std::string host;
+  uint16_t port = 0;
+
+  std::string to_string() const;
+};
+
+/// A parsed `redis://[:password@]host:port[/db]` URL.
+struct redis_url {
+  std::string host;
+  uint16_t port = 6379;
+  std::string password;
+  int db = 0;
+
+  /// The URL with the password masked, for logs.
+  std::string redacted() const;
+};
+
+/// Every setting of a node. Each field's default is the contract's; the
+/// option table in options.cpp is the one place that names, documents and
+/// parses them.
+struct options {
+  using duration = std::chrono::milliseconds;
+
+  endpoint listen{"127.0.0.1", 8080};
+  std::string node_id; // empty: generated at start
+  std::string state = "memory";
+  redis_url redis;
+  bool has_redis = false;
+  std::string redis_prefix = "wscluster";
+  endpoint cluster_listen{"127.0.0.1", 0};
+  endpoint cluster_advertise; // empty host: the bound cluster-listen
+  duration heartbeat{1000};
+  duration node_timeout{3000};
+  std::string cluster_tls_cert;
+  std::string cluster_tls_key;
+  std::string cluster_tls_ca;
+  bool cluster_insecure = false;
+  duration drain_period{5000};
+  std::string auth = "none";
+  std::string jwt_secret;
+  std::string api_key;
+  std::vector<std::string> allowed_origins; // empty: any
+  bool client_broadcast = false;
+  uint64_t max_message_bytes = 65536;
+  uint64_t max_connections = 100000;
+  uint64_t send_queue_limit = 1024;
+  uint64_t rate_limit = 100;
+  duration idle_timeout{60000};
+  // -- beyond the contract's table ---------------------------------------------
+  duration handshake_timeout{10000};
+  uint64_t max_groups = 100;
+  uint64_t members_limit = 1000;
+  std::vector<std::string> handshake_chain{"origin", "identity"};
+  std::vector<std::string> open_chain;
+  std::string log_level = "info";
+  uint64_t io_threads = 1;
+  uint64_t actor_threads = 2;
+  std::string scheduler_policy = "sharing";
+  duration request_timeout{5000};
+};
+
+/// The outcome of reading the command line and the config file.
+struct parsed_options {
+  options opts;
+  /// `--help` was given: print help_text() and exit 0.
+  bool help = false;
+};
+
+/// Reads `--name=value` arguments and the INI file named by `--config-file`;
+/// the command line wins. Errors name the offending option in one line.
+caf::expected<parsed_options> parse_options(const std::vector<std::string>& args);
+
+/// Checks the combination of settings (e.g. `state=redis` needs `redis`).
+caf::error validate(const options& opts);
+
+/// Every option with its default and meaning, for `--help`.
+std::string help_text();
+
+/// Parses a duration written `500ms`, `1s`, `2min` or `1h`.
+caf::expected<options::duration> parse_duration(const std::string& text);
+
+/// Parses `host:port`.
+caf::expected<endpoint> parse_endpoint(const std::string& text);
+
+/// Parses `redis://[:password@]host:port[/db]`.
+caf::expected<redis_url> parse_redis_url(const std::string& text);
+
+} // namespace wsc

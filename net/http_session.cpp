@@ -1,0 +1,146 @@
+#include "net/http_session.hpp"
+
+#include "actors/http_api.hpp"
+#include "net/websocket_session.hpp"
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+#include <cctype>
+
+namespace wsc::net {
+
+namespace {
+
+/// Limits of the HTTP phase: API bodies and upgrade requests are small.
+constexpr size_t max_header_bytes = 16 * 1024;
+constexpr size_t max_body_bytes = 1024 * 1024;
+
+std::string lower(std::string_view text) {
+  std::string out{text};
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+} // namespace
+
+http_session::http_session(tcp::socket&& socket,
+                           std::shared_ptr<const http_shared> shared)
+  : stream_(std::move(socket)), shared_(std::move(shared)) {
+  // nop
+}
+
+void http_session::run() {
+  asio::dispatch(stream_.get_executor(),
+                 beast::bind_front_handler(&http_session::do_read,
+                                           shared_from_this()));
+}
+
+void http_session::do_read() {
+  parser_.emplace();
+  parser_->header_limit(max_header_bytes);
+  parser_->body_limit(max_body_bytes);
+  // A client that sends half a request (slowloris) is dropped at the deadline.
+  stream_.expires_after(shared_->node->opts.handshake_timeout);
+  http::async_read(stream_, buffer_, *parser_,
+                   beast::bind_front_handler(&http_session::on_read,
+                                             shared_from_this()));
+}
+
+void http_session::on_read(beast::error_code ec, std::size_t) {
+  if (ec == http::error::end_of_stream || ec == beast::error::timeout
+      || ec == asio::error::operation_aborted) {
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    return;
+  }
+  if (ec) {
+    respond(400, "application/json", R"({"error":"malformed HTTP request"})",
+            false);
+    return;
+  }
+  auto req = parser_->release();
+  if (websocket::is_upgrade(req)) {
+    upgrade(std::move(req));
+    return;
+  }
+  auto& node = *shared_->node;
+  auto exchange = std::make_shared<http_exchange>();
+  exchange->request.method = std::string{req.method_string()};
+  exchange->request.target = std::string{req.target()};
+  exchange->request.authorization = std::string{req[http::field::authorization]};
+  exchange->request.body = std::move(req.body());
+  bool keep_alive = req.keep_alive() && !node.draining;
+  // The answer comes from an actor thread: hop back onto this strand.
+  exchange->respond = [self = shared_from_this(), keep_alive](http_response res) {
+    asio::post(self->stream_.get_executor(),
+               [self, keep_alive, res = std::move(res)]() mutable {
+                 self->respond(res.status, res.content_type,
+                               std::move(res.body), keep_alive);
+               });
+  };
+  stream_.expires_after(node.opts.request_timeout + std::chrono::seconds(1));
+  caf::anon_send(shared_->api, std::move(exchange));
+}
+
+void http_session::upgrade(http::request<http::string_body> req) {
+  auto& node = *shared_->node;
+  auto reject = [&](unsigned status, const std::string& reason) {
+    node.metrics.count_rejection(status);
+    respond(status, "text/plain", reason + "\n", false);
+  };
+  handshake_context ctx;
+  ctx.request = handshake_request::from_target(std::string{req.method_string()},
+                                               std::string{req.target()});
+  if (ctx.request.path != "/ws")
+    return reject(404, "not found");
+  if (node.draining)
+    return reject(503, "node is draining");
+  for (auto& field : req)
+    ctx.request.headers[lower(field.name_string())] = std::string{field.value()};
+  beast::error_code ec;
+  auto remote = stream_.socket().remote_endpoint(ec);
+  if (!ec)
+    ctx.request.remote_address = remote.address().to_string();
+  if (auto rejection = shared_->chain.run(ctx))
+    return reject(rejection->status, rejection->reason);
+  if (++node.open_connections > node.opts.max_connections) {
+    --node.open_connections;
+    return reject(503, "too many connections");
+  }
+  // From here the WebSocket session owns the counted connection.
+  open_context opening;
+  opening.who = conn_ref{node.node_id, node.next_conn_id(), std::move(ctx.uid)};
+  opening.groups = std::move(ctx.groups);
+  opening.attributes = std::move(ctx.attributes);
+  std::make_shared<websocket_session>(stream_.release_socket(), shared_->sys,
+                                      shared_->node)
+    ->run(std::move(req), std::move(opening));
+}
+
+void http_session::respond(unsigned status, const std::string& content_type,
+                           std::string body, bool keep_alive) {
+  response_ = std::make_shared<http::response<http::string_body>>(
+    static_cast<http::status>(status), 11);
+  response_->set(http::field::server, "wscluster");
+  response_->set(http::field::content_type, content_type);
+  response_->keep_alive(keep_alive);
+  response_->body() = std::move(body);
+  response_->prepare_payload();
+  stream_.expires_after(std::chrono::seconds(10));
+  http::async_write(stream_, *response_,
+                    beast::bind_front_handler(&http_session::on_write,
+                                              shared_from_this(), keep_alive));
+}
+
+void http_session::on_write(bool keep_alive, beast::error_code ec,
+                            std::size_t) {
+  response_.reset();
+  if (ec || !keep_alive) {
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    return;
+  }
+  do_read();
+}
+
+} // namespace wsc::net

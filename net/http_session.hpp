@@ -1,0 +1,46 @@
+#pragma once
+
+#include "actors/actors.hpp"
+#include "actors/node_context.hpp"
+#include "middleware/middleware.hpp"
+#include "net/beast.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <memory>
+#include <optional>
+
+namespace wsc::net {
+
+/// What every HTTP session of a listener shares.
+struct http_shared {
+  caf::actor_system& sys;
+  node_context_ptr node;
+  handshake_chain chain;
+  http_api_actor api;
+};
+
+/// One HTTP connection: answers API requests (keep-alive) until a request
+/// upgrades to a WebSocket at /ws, which the handshake chain must admit.
+class http_session : public std::enable_shared_from_this<http_session> {
+public:
+  http_session(tcp::socket&& socket, std::shared_ptr<const http_shared> shared);
+
+  void run();
+
+private:
+  void do_read();
+  void on_read(beast::error_code ec, std::size_t bytes);
+  void upgrade(http::request<http::string_body> req);
+  void respond(unsigned status, const std::string& content_type,
+               std::string body, bool keep_alive);
+  void on_write(bool keep_alive, beast::error_code ec, std::size_t bytes);
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::shared_ptr<const http_shared> shared_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::shared_ptr<http::response<http::string_body>> response_;
+};
+
+} // namespace wsc::net

@@ -1,0 +1,63 @@
+#include "net/listener.hpp"
+
+#include "util/log.hpp"
+
+namespace wsc::net {
+
+listener::listener(asio::io_context& ioc,
+                   std::shared_ptr<const http_shared> shared)
+  : ioc_(ioc), acceptor_(asio::make_strand(ioc)), shared_(std::move(shared)) {
+  // nop
+}
+
+beast::error_code listener::bind(const tcp::endpoint& endpoint) {
+  beast::error_code ec;
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec)
+    acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec)
+    acceptor_.bind(endpoint, ec);
+  if (!ec)
+    acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  return ec;
+}
+
+uint16_t listener::port() const {
+  beast::error_code ec;
+  return acceptor_.local_endpoint(ec).port();
+}
+
+void listener::start() {
+  asio::dispatch(acceptor_.get_executor(),
+                 beast::bind_front_handler(&listener::do_accept,
+                                           shared_from_this()));
+}
+
+void listener::stop() {
+  asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
+    beast::error_code ec;
+    self->acceptor_.close(ec);
+  });
+}
+
+void listener::do_accept() {
+  acceptor_.async_accept(asio::make_strand(ioc_),
+                         beast::bind_front_handler(&listener::on_accept,
+                                                   shared_from_this()));
+}
+
+void listener::on_accept(beast::error_code ec, tcp::socket socket) {
+  if (ec == asio::error::operation_aborted || !acceptor_.is_open())
+    return;
+  if (ec) {
+    // Out of file descriptors and the like: keep accepting, say why.
+    log::warn("accept failed: {}", ec.message());
+  } else {
+    beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    std::make_shared<http_session>(std::move(socket), shared_)->run();
+  }
+  do_accept();
+}
+
+} // namespace wsc::net

@@ -1,0 +1,177 @@
+#include "net/websocket_session.hpp"
+
+#include "actors/connection.hpp"
+
+#include <caf/all.hpp>
+
+namespace wsc::net {
+
+namespace {
+
+/// Frame buffers above this size are released after use, so that idle
+/// connections stay small.
+constexpr size_t idle_buffer_bytes = 4096;
+
+/// How long a closing connection may take to flush its queue and finish the
+/// closing handshake before its socket is shut.
+constexpr auto close_grace = std::chrono::seconds(3);
+
+} // namespace
+
+websocket_session::websocket_session(tcp::socket&& socket,
+                                     caf::actor_system& sys,
+                                     node_context_ptr node)
+  : ws_(std::move(socket)),
+    sys_(sys),
+    node_(std::move(node)),
+    close_deadline_(ws_.get_executor()) {
+  // nop
+}
+
+websocket_session::~websocket_session() {
+  notify_closed();
+  --node_->open_connections;
+}
+
+void websocket_session::run(http::request<http::string_body> req,
+                            open_context opening) {
+  // The HTTP phase's deadline ends here: the WebSocket timeouts take over.
+  beast::get_lowest_layer(ws_).expires_never();
+  auto& opts = node_->opts;
+  websocket::stream_base::timeout timeouts;
+  timeouts.handshake_timeout = opts.handshake_timeout;
+  timeouts.idle_timeout = opts.idle_timeout;
+  timeouts.keep_alive_pings = true; // a ping at half the idle timeout
+  ws_.set_option(timeouts);
+  ws_.set_option(websocket::stream_base::decorator(
+    [](websocket::response_type& res) {
+      res.set(http::field::server, "wscluster");
+    }));
+  ws_.read_message_max(opts.max_message_bytes);
+  ws_.auto_fragment(false);
+  ws_.text(true);
+  ws_.async_accept(req, [self = shared_from_this(),
+                         opening = std::move(opening)](beast::error_code ec) mutable {
+    self->on_accept(ec, std::move(opening));
+  });
+}
+
+void websocket_session::on_accept(beast::error_code ec, open_context opening) {
+  if (ec)
+    return;
+  ++node_->metrics.handshakes_accepted;
+  actor_ = sys_.spawn(connection, node_, weak_from_this(), std::move(opening));
+  do_read();
+}
+
+void websocket_session::do_read() {
+  ws_.async_read(buffer_, beast::bind_front_handler(&websocket_session::on_read,
+                                                    shared_from_this()));
+}
+
+void websocket_session::on_read(beast::error_code ec, std::size_t) {
+  if (ec) {
+    notify_closed();
+    return;
+  }
+  caf::anon_send(actor_, atom::frame_v, beast::buffers_to_string(buffer_.data()));
+  buffer_.consume(buffer_.size());
+  if (buffer_.capacity() > idle_buffer_bytes)
+    buffer_.shrink_to_fit();
+  do_read();
+}
+
+void websocket_session::write(frame_ptr frame) {
+  asio::post(ws_.get_executor(),
+             [self = shared_from_this(), frame = std::move(frame)]() mutable {
+               self->enqueue(std::move(frame));
+             });
+}
+
+void websocket_session::close(uint16_t code, std::string reason) {
+  asio::post(ws_.get_executor(), [self = shared_from_this(), code,
+                                  reason = std::move(reason)]() mutable {
+    self->begin_close(code, std::move(reason), false);
+  });
+}
+
+void websocket_session::enqueue(frame_ptr frame) {
+  if (closing_)
+    return;
+  if (queue_.size() >= node_->opts.send_queue_limit) {
+    ++node_->metrics.queue_overflows;
+    begin_close(1008, "send queue overflow: reading too slowly", true);
+    return;
+  }
+  queue_.push_back(std::move(frame));
+  if (!writing_)
+    do_write();
+}
+
+void websocket_session::do_write() {
+  writing_ = true;
+  ws_.async_write(asio::buffer(*queue_.front()),
+                  beast::bind_front_handler(&websocket_session::on_write,
+                                            shared_from_this()));
+}
+
+void websocket_session::on_write(beast::error_code ec, std::size_t) {
+  writing_ = false;
+  // Only now may the written buffer go: Beast wrote from it until here.
+  queue_.pop_front();
+  if (ec) {
+    queue_.clear();
+    notify_closed();
+    return;
+  }
+  ++node_->metrics.frames_out;
+  if (!queue_.empty())
+    do_write();
+  else if (closing_)
+    do_close();
+}
+
+void websocket_session::begin_close(uint16_t code, std::string reason,
+                                    bool drop_queue) {
+  if (closing_)
+    return;
+  closing_ = true;
+  close_reason_ = websocket::close_reason(
+    static_cast<websocket::close_code>(code), reason);
+  if (drop_queue && writing_) {
+    // Keep the frame being written: Beast still reads from it.
+    queue_.erase(std::next(queue_.begin()), queue_.end());
+  } else if (drop_queue) {
+    queue_.clear();
+  }
+  // A reader that never reads would keep the last write and the closing
+  // handshake pending forever: shut the socket after a grace period.
+  close_deadline_.expires_after(drop_queue ? std::chrono::seconds(1)
+                                           : close_grace);
+  close_deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (!ec)
+      beast::get_lowest_layer(self->ws_).close();
+  });
+  if (!writing_)
+    do_close();
+}
+
+void websocket_session::do_close() {
+  if (close_sent_ || !ws_.is_open())
+    return;
+  close_sent_ = true;
+  ws_.async_close(close_reason_,
+                  [self = shared_from_this()](beast::error_code) {
+                    self->close_deadline_.cancel();
+                    beast::get_lowest_layer(self->ws_).close();
+                  });
+}
+
+void websocket_session::notify_closed() {
+  if (closed_notified_ || !actor_)
+    return;
+  closed_notified_ = true;
+  caf::anon_send(actor_, atom::closed_v);
+}
+
+} // namespace wsc::net

@@ -1,0 +1,61 @@
+#pragma once
+
+#include "actors/actors.hpp"
+#include "actors/node_context.hpp"
+#include "net/beast.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace wsc::net {
+
+/// One WebSocket connection's socket. All socket work runs on the
+/// connection's strand; `write` and `close` may be called from any thread and
+/// only post to it. At most one `async_write` is in flight; the frame it
+/// writes stays at the front of the queue until it completes.
+class websocket_session
+  : public connection_sink,
+    public std::enable_shared_from_this<websocket_session> {
+public:
+  websocket_session(tcp::socket&& socket, caf::actor_system& sys,
+                    node_context_ptr node);
+
+  ~websocket_session() override;
+
+  /// Accepts the upgrade request, then spawns the CONNECTION actor.
+  void run(http::request<http::string_body> req, open_context opening);
+
+  void write(frame_ptr frame) override;
+
+  void close(uint16_t code, std::string reason) override;
+
+private:
+  void on_accept(beast::error_code ec, open_context opening);
+  void do_read();
+  void on_read(beast::error_code ec, std::size_t bytes);
+  void enqueue(frame_ptr frame);
+  void do_write();
+  void on_write(beast::error_code ec, std::size_t bytes);
+  void begin_close(uint16_t code, std::string reason, bool drop_queue);
+  void do_close();
+  void notify_closed();
+
+  websocket::stream<beast::tcp_stream> ws_;
+  beast::flat_buffer buffer_;
+  caf::actor_system& sys_;
+  node_context_ptr node_;
+  connection_actor actor_;
+  std::deque<frame_ptr> queue_;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool close_sent_ = false;
+  bool closed_notified_ = false;
+  websocket::close_reason close_reason_;
+  asio::steady_timer close_deadline_;
+};
+
+} // namespace wsc::net

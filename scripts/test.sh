@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs the whole test suite: the
+# deterministic actor tests and the integration tests (real node processes,
+# real redis-server on free ports, real WebSocket clients over loopback).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build.sh
+cd build
+ctest --output-on-failure --timeout 600 -j "${WSC_TEST_JOBS:-2}" "$@"

@@ -1,0 +1,345 @@
+#define CAF_SUITE node_flow
+
+// The single-node flow with real actors and recording sinks instead of
+// sockets: CONNECTION -> BUILTINS -> REGISTRY -> memory STATE_STORE.
+
+#include "actors/builtins.hpp"
+#include "actors/connection.hpp"
+#include "actors/event_bus.hpp"
+#include "actors/registry.hpp"
+#include "adapters/memory_store.hpp"
+
+#include "fixture.hpp"
+
+#include <caf/test/dsl.hpp>
+
+#include <nlohmann/json.hpp>
+
+using namespace wsc;
+using json = nlohmann::json;
+
+namespace {
+
+struct client {
+  connection_actor handle;
+  std::shared_ptr<test::recording_sink> sink;
+  std::string conn;
+
+  /// The frames received since the last call, parsed.
+  std::vector<json> received() {
+    std::vector<json> result;
+    for (auto& text : sink->take())
+      result.push_back(json::parse(text));
+    return result;
+  }
+};
+
+/// Records every event it gets, as text.
+caf::behavior recorder(caf::event_based_actor*,
+                       std::shared_ptr<std::vector<std::string>> log) {
+  return {
+    [log](register_event& ev) { log->push_back("REGISTER " + ev.who.uid); },
+    [log](logout_event& ev) { log->push_back("LOGOUT " + ev.who.uid); },
+    [log](presence_event& ev) {
+      log->push_back(std::string{ev.online ? "ONLINE " : "OFFLINE "} + ev.uid);
+    },
+    [log](recv_message_event& ev) { log->push_back("RECV " + ev.frame); },
+  };
+}
+
+struct fixture : test::node_fixture {
+  fixture() {
+    store = track(sys.spawn(memory_store));
+    ctx->events = sys.spawn(event_bus, ctx);
+    ctx->registry = sys.spawn(registry, ctx, store);
+    handler = track(sys.spawn(builtins, ctx));
+    for (auto& type : builtin_frame_types())
+      ctx->behaviours.add(type, handler);
+    run();
+  }
+
+  client open(const std::string& uid) {
+    auto sink = std::make_shared<test::recording_sink>();
+    auto conn = ctx->next_conn_id();
+    open_context opening{conn_ref{ctx->node_id, conn, uid}, {}, {}};
+    auto hdl = track(sys.spawn(connection, ctx, sink, opening));
+    run();
+    client result{hdl, sink, conn};
+    auto frames = result.received();
+    CAF_REQUIRE_EQUAL(frames.size(), 1u);
+    CAF_CHECK_EQUAL(frames[0]["type"], "welcome");
+    CAF_CHECK_EQUAL(frames[0]["uid"], uid);
+    CAF_CHECK_EQUAL(frames[0]["conn"], conn);
+    return result;
+  }
+
+  void say(const client& c, const std::string& text) {
+    caf::anon_send(c.handle, atom::frame_v, text);
+    run();
+  }
+
+  void say(const client& c, const json& frame) {
+    say(c, frame.dump());
+  }
+
+  state_store_actor store;
+  behaviour_actor handler;
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(node_flow_tests, fixture)
+
+CAF_TEST(send reaches every connection of the receiver and acks) {
+  auto alice = open("alice");
+  auto bob1 = open("bob");
+  auto bob2 = open("bob");
+  say(alice, json{{"type", "send"}, {"id", 1}, {"to", "bob"}, {"data", {{"x", 1}}}});
+  auto acks = alice.received();
+  CAF_REQUIRE_EQUAL(acks.size(), 1u);
+  CAF_CHECK_EQUAL(acks[0], (json{{"type", "ack"}, {"id", 1}}));
+  for (auto* bob : {&bob1, &bob2}) {
+    auto got = bob->received();
+    CAF_REQUIRE_EQUAL(got.size(), 1u);
+    CAF_CHECK_EQUAL(got[0]["type"], "message");
+    CAF_CHECK_EQUAL(got[0]["from"], "alice");
+    CAF_CHECK_EQUAL(got[0]["to"], "bob");
+    CAF_CHECK_EQUAL(got[0]["data"], (json{{"x", 1}}));
+    CAF_CHECK(got[0]["ts"].is_number_integer());
+  }
+}
+
+CAF_TEST(a list of receivers and the order of messages) {
+  auto alice = open("alice");
+  auto bob = open("bob");
+  auto carol = open("carol");
+  for (int i = 0; i < 50; ++i)
+    caf::anon_send(alice.handle, atom::frame_v,
+                   json{{"type", "send"}, {"to", {"bob", "carol"}}, {"data", i}}
+                     .dump());
+  run();
+  for (auto* c : {&bob, &carol}) {
+    auto got = c->received();
+    CAF_REQUIRE_EQUAL(got.size(), 50u);
+    for (int i = 0; i < 50; ++i)
+      CAF_CHECK_EQUAL(got[static_cast<size_t>(i)]["data"], i);
+  }
+  CAF_CHECK_EQUAL(bob.received().size(), 0u);
+}
+
+CAF_TEST(bad input gets errors and the connection stays usable) {
+  auto alice = open("alice");
+  auto bob = open("bob");
+  say(alice, std::string{"{not json"});
+  say(alice, json{{"type", "send"}, {"id", "a"}, {"data", 1}});
+  say(alice, json{{"type", "teleport"}, {"id", 2}});
+  say(alice, json{{"type", "send"}, {"id", 3}, {"to", {}}, {"data", 1}});
+  say(alice, json{{"type", "send"}, {"id", 4}, {"to", "x y"}, {"data", 1}});
+  say(alice, json{{"id", 5}});
+  say(alice, std::string{"[1,2]"});
+  say(alice, json{{"type", "broadcast"}, {"id", 6}, {"data", 1}});
+  auto got = alice.received();
+  CAF_REQUIRE_EQUAL(got.size(), 8u);
+  CAF_CHECK_EQUAL(got[0]["code"], "bad_json");
+  CAF_CHECK_EQUAL(got[1]["code"], "bad_frame");
+  CAF_CHECK_EQUAL(got[1]["id"], "a");
+  CAF_CHECK_EQUAL(got[2]["code"], "unknown_type");
+  CAF_CHECK_EQUAL(got[2]["id"], 2);
+  CAF_CHECK_EQUAL(got[3]["code"], "bad_frame");
+  CAF_CHECK_EQUAL(got[4]["code"], "bad_frame");
+  CAF_CHECK_EQUAL(got[5]["code"], "bad_frame");
+  CAF_CHECK_EQUAL(got[6]["code"], "bad_frame");
+  CAF_CHECK_EQUAL(got[7]["code"], "forbidden");
+  for (auto& frame : got)
+    CAF_CHECK_EQUAL(frame["type"], "error");
+  CAF_CHECK_EQUAL(bob.received().size(), 0u);
+  say(alice, json{{"type", "ping"}, {"id", 7}});
+  CAF_CHECK_EQUAL(alice.received(),
+                  std::vector<json>({json{{"type", "pong"}, {"id", 7}}}));
+  CAF_CHECK_EQUAL(alice.sink->close_code, 0);
+}
+
+CAF_TEST(presence groups and members) {
+  auto alice1 = open("alice");
+  auto alice2 = open("alice");
+  auto bob = open("bob");
+  auto dave = open("dave");
+  say(alice1, json{{"type", "presence"}, {"id", 1}, {"uids", {"bob", "zed"}}});
+  CAF_CHECK_EQUAL(alice1.received(),
+                  std::vector<json>({json{{"type", "presence"},
+                                          {"id", 1},
+                                          {"online", {{"bob", true},
+                                                      {"zed", false}}}}}));
+  say(alice1, json{{"type", "join"}, {"id", 2}, {"group", "g"}});
+  say(bob, json{{"type", "join"}, {"id", 3}, {"group", "g"}});
+  CAF_CHECK_EQUAL(alice1.received().size(), 1u);
+  CAF_CHECK_EQUAL(bob.received().size(), 1u);
+  say(alice1, json{{"type", "publish"}, {"id", 4}, {"group", "g"}, {"data", "hi"}});
+  auto own = alice1.received();
+  CAF_REQUIRE_EQUAL(own.size(), 1u); // the ack, not its own message
+  CAF_CHECK_EQUAL(own[0]["type"], "ack");
+  for (auto* c : {&alice2, &bob}) {
+    auto got = c->received();
+    CAF_REQUIRE_EQUAL(got.size(), 1u);
+    CAF_CHECK_EQUAL(got[0]["type"], "group");
+    CAF_CHECK_EQUAL(got[0]["group"], "g");
+    CAF_CHECK_EQUAL(got[0]["from"], "alice");
+  }
+  CAF_CHECK_EQUAL(dave.received().size(), 0u);
+  say(dave, json{{"type", "publish"}, {"id", 5}, {"group", "g"}, {"data", 1}});
+  auto refused = dave.received();
+  CAF_REQUIRE_EQUAL(refused.size(), 1u);
+  CAF_CHECK_EQUAL(refused[0]["code"], "not_member");
+  say(dave, json{{"type", "members"}, {"id", 6}, {"group", "g"}});
+  auto members = dave.received();
+  CAF_REQUIRE_EQUAL(members.size(), 1u);
+  CAF_CHECK_EQUAL(members[0]["uids"], (json{"alice", "bob"}));
+  say(bob, json{{"type", "leave"}, {"id", 7}, {"group", "g"}});
+  bob.received();
+  say(dave, json{{"type", "members"}, {"id", 8}, {"group", "g"}});
+  auto after_leave = dave.received();
+  CAF_REQUIRE_EQUAL(after_leave.size(), 1u);
+  CAF_CHECK_EQUAL(after_leave[0].dump(), R"({"group":"g","id":8,"type":"members","uids":["alice"]})");
+}
+
+CAF_TEST(group limit and bad names) {
+  ctx->opts.max_groups = 2;
+  auto alice = open("alice");
+  say(alice, json{{"type", "join"}, {"id", 1}, {"group", "a"}});
+  say(alice, json{{"type", "join"}, {"id", 2}, {"group", "b"}});
+  say(alice, json{{"type", "join"}, {"id", 3}, {"group", "b"}});
+  say(alice, json{{"type", "join"}, {"id", 4}, {"group", "c"}});
+  say(alice, json{{"type", "join"}, {"id", 5}, {"group", "bad name"}});
+  auto got = alice.received();
+  CAF_REQUIRE_EQUAL(got.size(), 5u);
+  CAF_CHECK_EQUAL(got[2]["type"], "ack");
+  CAF_CHECK_EQUAL(got[3]["code"], "too_many_groups");
+  CAF_CHECK_EQUAL(got[4]["code"], "bad_frame");
+}
+
+CAF_TEST(events follow connections) {
+  auto log = std::make_shared<std::vector<std::string>>();
+  auto rec = track(sys.spawn(recorder, log));
+  caf::anon_send(ctx->events, atom::subscribe_v, uint32_t{on_all_events}, rec);
+  run();
+  auto bob1 = open("bob");
+  auto bob2 = open("bob");
+  say(bob1, json{{"type", "ping"}});
+  caf::anon_send(bob1.handle, atom::closed_v);
+  run();
+  caf::anon_send(bob2.handle, atom::closed_v);
+  run();
+  CAF_CHECK_EQUAL(*log, std::vector<std::string>({"REGISTER bob", "ONLINE bob",
+                                                  "REGISTER bob",
+                                                  R"(RECV {"type":"ping"})",
+                                                  "LOGOUT bob", "LOGOUT bob",
+                                                  "OFFLINE bob"}));
+  // A dead subscriber is dropped and costs nothing afterwards.
+  caf::anon_send_exit(rec, caf::exit_reason::user_shutdown);
+  run();
+  CAF_CHECK_EQUAL(ctx->subscribed_events.load(), 0u);
+}
+
+CAF_TEST(deliveries for other nodes go out as one batch per node) {
+  std::vector<delivery_batch> received;
+  auto peer = track(sys.spawn([&received]() -> peer_actor::behavior_type {
+    return {
+      [&received](atom::remote, delivery_batch& batch) {
+        received.push_back(std::move(batch));
+      },
+      [](shutdown_event&) {},
+      [](atom::ping) -> caf::result<std::string, uint64_t> {
+        return {std::string{"n2"}, uint64_t{7}};
+      },
+    };
+  }));
+  caf::anon_send(ctx->registry, atom::peer_up_v, std::string{"n2"}, peer);
+  for (auto uid : {"carol", "dan"})
+    self->send(store, atom::bind_v, binding{uid, "n2", std::string{uid} + ".c", 7});
+  run();
+  auto alice = open("alice");
+  auto bob = open("bob");
+  for (int i = 0; i < 3; ++i)
+    caf::anon_send(alice.handle, atom::frame_v,
+                   json{{"type", "send"}, {"to", {"bob", "carol", "dan"}},
+                        {"data", i}}
+                     .dump());
+  run();
+  CAF_CHECK_EQUAL(bob.received().size(), 3u);
+  size_t items = 0;
+  for (auto& batch : received) {
+    CAF_CHECK_EQUAL(batch.origin, "n1");
+    for (auto& d : batch.items) {
+      CAF_CHECK_EQUAL(d.uids, std::vector<std::string>({"carol", "dan"}));
+      CAF_CHECK_EQUAL(d.data, std::to_string(items));
+      ++items;
+    }
+  }
+  CAF_CHECK_EQUAL(items, 3u);
+  CAF_CHECK_LESS_OR_EQUAL(received.size(), 3u);
+  // A batch from a peer reaches the local receivers.
+  delivery d{delivery_kind::message, "zed", {}, "42", 1, {"bob"}, {}};
+  caf::anon_send(ctx->registry, atom::remote_v, delivery_batch{"n2", {d}});
+  run();
+  auto got = bob.received();
+  CAF_REQUIRE_EQUAL(got.size(), 1u);
+  CAF_CHECK_EQUAL(got[0]["from"], "zed");
+  CAF_CHECK_EQUAL(got[0]["data"], 42);
+}
+
+CAF_TEST(disconnect and drain close connections) {
+  auto bob1 = open("bob");
+  auto bob2 = open("bob");
+  auto carol = open("carol");
+  self->send(ctx->registry, atom::disconnect_v, std::string{"bob"},
+             uint16_t{4001});
+  run();
+  CAF_CHECK_EQUAL(bob1.sink->close_code, 4001);
+  CAF_CHECK_EQUAL(bob2.sink->close_code, 4001);
+  CAF_CHECK_EQUAL(carol.sink->close_code, 0);
+  self->send(ctx->registry, atom::drain_v, uint32_t{1000});
+  run();
+  auto bye = carol.received();
+  CAF_REQUIRE_EQUAL(bye.size(), 1u);
+  CAF_CHECK_EQUAL(bye[0]["type"], "bye");
+  CAF_CHECK_EQUAL(bye[0]["reason"], "shutdown");
+  CAF_CHECK_LESS_OR_EQUAL(bye[0]["reconnect_after_ms"].get<int>(), 1000);
+  CAF_CHECK_EQUAL(carol.sink->close_code, 1001);
+}
+
+CAF_TEST(the rate limiter refuses then asks to close) {
+  using clock = rate_limiter::clock;
+  auto t0 = clock::now();
+  rate_limiter limiter{10, t0};
+  for (int i = 0; i < 20; ++i)
+    CAF_CHECK(limiter.take(t0) == rate_limiter::verdict::pass);
+  for (int i = 0; i < 10; ++i)
+    CAF_CHECK(limiter.take(t0) == rate_limiter::verdict::refuse);
+  CAF_CHECK(limiter.take(t0) == rate_limiter::verdict::close);
+  rate_limiter refilled{10, t0};
+  for (int i = 0; i < 20; ++i)
+    refilled.take(t0);
+  CAF_CHECK(refilled.take(t0 + std::chrono::milliseconds(150))
+            == rate_limiter::verdict::pass);
+}
+
+CAF_TEST(a flooding client gets rate_limited then 1008) {
+  ctx->opts.rate_limit = 5;
+  auto alice = open("alice");
+  for (int i = 0; i < 30; ++i)
+    caf::anon_send(alice.handle, atom::frame_v,
+                   json{{"type", "ping"}, {"id", i}}.dump());
+  run();
+  auto got = alice.received();
+  size_t pongs = 0;
+  size_t limited = 0;
+  for (auto& frame : got) {
+    pongs += frame["type"] == "pong";
+    limited += frame["type"] == "error" && frame["code"] == "rate_limited";
+  }
+  CAF_CHECK_EQUAL(pongs, 10u);
+  CAF_CHECK_EQUAL(limited, 5u);
+  CAF_CHECK_EQUAL(alice.sink->close_code, 1008);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
