@@ -25,14 +25,14 @@ namespace wsc {
 /// One WebSocket connection. Beast owns the socket; this actor owns the
 /// connection's logic and never touches the socket itself.
 using connection_actor = caf::typed_actor<
-  // An inbound text frame, straight from the socket.
-  caf::reacts_to<atom::frame, std::string>,
-  // An encoded frame to write to the socket.
-  caf::reacts_to<atom::deliver, frame_ptr>,
-  // Closes the socket with a close code and a reason.
-  caf::reacts_to<atom::disconnect, uint16_t, std::string>,
-  // The socket is gone (closed by either side).
-  caf::reacts_to<atom::closed>>;
+    // An inbound text frame, straight from the socket.
+    caf::reacts_to<atom::frame, std::string>,
+    // An encoded frame to write to the socket.
+    caf::reacts_to<atom::deliver, frame_ptr>,
+    // Closes the socket with a close code and a reason.
+    caf::reacts_to<atom::disconnect, uint16_t, std::string>,
+    // The socket is gone (closed by either side).
+    caf::reacts_to<atom::closed>>;
 
 /// Who sent a frame that a behaviour handles, and where to reply.
 struct frame_context {
@@ -40,7 +40,7 @@ struct frame_context {
   connection_actor connection;
 };
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, frame_context& x) {
   return f(caf::meta::type_name("frame_context"), x.sender, x.connection);
 }
@@ -49,123 +49,124 @@ typename Inspector::result_type inspect(Inspector& f, frame_context& x) {
 /// object sent back to the client (the connection adds the frame's `id`); a
 /// null answer means `ack`; an error becomes an `error` frame.
 using behaviour_actor = caf::typed_actor<
-  // Handles one parsed frame.
-  caf::replies_to<atom::frame, frame_context, json_ptr>::with<json_ptr>>;
+    // Handles one parsed frame.
+    caf::replies_to<atom::frame, frame_context, json_ptr>::with<json_ptr>>;
 
 /// What one node offers the other nodes of the cluster. Published on
 /// `cluster-listen`.
 using peer_actor = caf::typed_actor<
-  // Deliveries for connections on this node, one BASP message per batch.
-  caf::reacts_to<atom::remote, delivery_batch>,
-  // A peer says it is stopping or has declared a node down.
-  caf::reacts_to<shutdown_event>,
-  // Liveness probe; answers this node's id and incarnation.
-  caf::replies_to<atom::ping>::with<std::string, uint64_t>>;
+    // Deliveries for connections on this node, one BASP message per batch.
+    caf::reacts_to<atom::remote, delivery_batch>,
+    // A peer says it is stopping or has declared a node down.
+    caf::reacts_to<shutdown_event>,
+    // Liveness probe; answers this node's id and incarnation.
+    caf::replies_to<atom::ping>::with<std::string, uint64_t>>;
 
 /// The operations behaviours use; owned by the REGISTRY of each node.
 using messaging_actor = caf::typed_actor<
-  // Sends to every connection of each uid, cluster-wide.
-  caf::replies_to<atom::send, delivery>::with<delivery_report>,
-  // Sends to every connection on every node.
-  caf::replies_to<atom::broadcast, delivery>::with<atom::ok>,
-  // Publishes to every connection of every member of `delivery.group`.
-  caf::replies_to<atom::publish, delivery>::with<atom::ok>,
-  // Adds the connection's uid to a group.
-  caf::replies_to<atom::join, conn_ref, std::string>::with<atom::ok>,
-  // Removes the connection's uid from a group.
-  caf::replies_to<atom::leave, conn_ref, std::string>::with<atom::ok>,
-  // Lists the uids of a group.
-  caf::replies_to<atom::members, std::string>::with<std::vector<std::string>>,
-  // Tells for each uid whether it has a connection anywhere.
-  caf::replies_to<atom::presence, std::vector<std::string>>::with<
-    std::vector<bool>>,
-  // Closes every connection of a uid, cluster-wide, with a close code.
-  caf::replies_to<atom::disconnect, std::string, uint16_t>::with<atom::ok>>;
+    // Sends to every connection of each uid, cluster-wide.
+    caf::replies_to<atom::send, delivery>::with<delivery_report>,
+    // Sends to every connection on every node.
+    caf::replies_to<atom::broadcast, delivery>::with<atom::ok>,
+    // Publishes to every connection of every member of `delivery.group`.
+    caf::replies_to<atom::publish, delivery>::with<atom::ok>,
+    // Adds the connection's uid to a group.
+    caf::replies_to<atom::join, conn_ref, std::string>::with<atom::ok>,
+    // Removes the connection's uid from a group.
+    caf::replies_to<atom::leave, conn_ref, std::string>::with<atom::ok>,
+    // Lists the uids of a group.
+    caf::replies_to<atom::members, std::string>::with<std::vector<std::string>>,
+    // Tells for each uid whether it has a connection anywhere.
+    caf::replies_to<atom::presence,
+                    std::vector<std::string>>::with<std::vector<bool>>,
+    // Closes every connection of a uid, cluster-wide, with a close code.
+    caf::replies_to<atom::disconnect, std::string, uint16_t>::with<atom::ok>>;
 
 /// Owns this node's connections and routes deliveries.
 using registry_actor = messaging_actor::extend_with<peer_actor>::extend<
-  // Binds an opened connection (the open chain's default step).
-  caf::replies_to<atom::register_conn, conn_ref, connection_actor>::with<atom::ok>,
-  // A connection closed.
-  caf::reacts_to<atom::unregister, conn_ref>,
-  // DISCOVERY found a peer node.
-  caf::reacts_to<atom::peer_up, std::string, peer_actor>,
-  // DISCOVERY lost a peer node.
-  caf::reacts_to<atom::peer_down, std::string>,
-  // Starts the drain: every connection gets `bye` and close 1001.
-  caf::replies_to<atom::drain, uint32_t>::with<atom::ok>,
-  // The bindings of every local connection (to write back after an outage).
-  caf::replies_to<atom::rebind>::with<std::vector<binding>>,
-  // Counts local connections.
-  caf::replies_to<atom::status>::with<uint32_t>,
-  // Sends the delivery batches collected for peer nodes.
-  caf::reacts_to<caf::flush_atom>>;
+    // Binds an opened connection (the open chain's default step).
+    caf::replies_to<atom::register_conn, conn_ref,
+                    connection_actor>::with<atom::ok>,
+    // A connection closed.
+    caf::reacts_to<atom::unregister, conn_ref>,
+    // DISCOVERY found a peer node.
+    caf::reacts_to<atom::peer_up, std::string, peer_actor>,
+    // DISCOVERY lost a peer node.
+    caf::reacts_to<atom::peer_down, std::string>,
+    // Starts the drain: every connection gets `bye` and close 1001.
+    caf::replies_to<atom::drain, uint32_t>::with<atom::ok>,
+    // The bindings of every local connection (to write back after an outage).
+    caf::replies_to<atom::rebind>::with<std::vector<binding>>,
+    // Counts local connections.
+    caf::replies_to<atom::status>::with<uint32_t>,
+    // Sends the delivery batches collected for peer nodes.
+    caf::reacts_to<caf::flush_atom>>;
 
 /// Keeps the cluster's shared state: which uid is bound where, groups, nodes.
 /// The in-memory store serves one node; the Redis store serves a cluster.
 /// Every operation answers `ec::unavailable` while the store is unreachable.
 using state_store_actor = caf::typed_actor<
-  // Binds a connection; answers whether its uid just came online.
-  caf::replies_to<atom::bind, binding>::with<bool>,
-  // Unbinds a connection; answers whether its uid just went offline.
-  caf::replies_to<atom::unbind, binding>::with<bool>,
-  // Writes back many bindings at once (after an outage of the store).
-  caf::replies_to<atom::rebind, std::vector<binding>>::with<atom::ok>,
-  // Finds the nodes of many uids in one round trip.
-  caf::replies_to<atom::route, std::vector<std::string>>::with<route_table>,
-  // Adds a uid to a group; answers the uid's number of groups.
-  caf::replies_to<atom::join, std::string, std::string, uint32_t>::with<
-    uint32_t>,
-  // Removes a uid from a group.
-  caf::replies_to<atom::leave, std::string, std::string>::with<atom::ok>,
-  // Lists at most `limit` uids of a group.
-  caf::replies_to<atom::members, std::string, uint32_t>::with<
-    std::vector<std::string>>,
-  // Finds the nodes holding members of a group; empty if `from` is not one.
-  caf::replies_to<atom::group_route, std::string, std::string>::with<
-    route_table>,
-  // Registers this node or renews its heartbeat.
-  caf::replies_to<atom::node, node_info>::with<atom::ok>,
-  // Lists the registered nodes.
-  caf::replies_to<atom::nodes>::with<std::vector<node_info>>,
-  // Atomically claims the cleanup of a node (id, incarnation) silent for
-  // longer than a timeout (ms) by the store's clock; true for one caller
-  // only, who has then removed its entry, bindings and memberships.
-  caf::replies_to<atom::claim, std::string, uint64_t, int64_t>::with<bool>,
-  // Removes a node's entry, bindings and memberships (graceful stop).
-  caf::replies_to<atom::shutdown, std::string, uint64_t>::with<atom::ok>,
-  // Checks that the store is reachable.
-  caf::replies_to<atom::health>::with<bool>>;
+    // Binds a connection; answers whether its uid just came online.
+    caf::replies_to<atom::bind, binding>::with<bool>,
+    // Unbinds a connection; answers whether its uid just went offline.
+    caf::replies_to<atom::unbind, binding>::with<bool>,
+    // Writes back many bindings at once (after an outage of the store).
+    caf::replies_to<atom::rebind, std::vector<binding>>::with<atom::ok>,
+    // Finds the nodes of many uids in one round trip.
+    caf::replies_to<atom::route, std::vector<std::string>>::with<route_table>,
+    // Adds a uid to a group; answers the uid's number of groups.
+    caf::replies_to<atom::join, std::string, std::string,
+                    uint32_t>::with<uint32_t>,
+    // Removes a uid from a group.
+    caf::replies_to<atom::leave, std::string, std::string>::with<atom::ok>,
+    // Lists at most `limit` uids of a group.
+    caf::replies_to<atom::members, std::string,
+                    uint32_t>::with<std::vector<std::string>>,
+    // Finds the nodes holding members of a group; empty if `from` is not one.
+    caf::replies_to<atom::group_route, std::string,
+                    std::string>::with<route_table>,
+    // Registers this node or renews its heartbeat.
+    caf::replies_to<atom::node, node_info>::with<atom::ok>,
+    // Lists the registered nodes.
+    caf::replies_to<atom::nodes>::with<std::vector<node_info>>,
+    // Atomically claims the cleanup of a node (id, incarnation) silent for
+    // longer than a timeout (ms) by the store's clock; true for one caller
+    // only, who has then removed its entry, bindings and memberships.
+    caf::replies_to<atom::claim, std::string, uint64_t, int64_t>::with<bool>,
+    // Removes a node's entry, bindings and memberships (graceful stop).
+    caf::replies_to<atom::shutdown, std::string, uint64_t>::with<atom::ok>,
+    // Checks that the store is reachable.
+    caf::replies_to<atom::health>::with<bool>>;
 
 /// Fans node events out to the event actors subscribed to them.
 using event_bus_actor = caf::typed_actor<
-  // Subscribes an event actor to the events of a mask (see event_mask).
-  caf::reacts_to<atom::subscribe, uint32_t, caf::actor>,
-  // Drops a subscription.
-  caf::reacts_to<atom::unsubscribe, caf::actor>,
-  caf::reacts_to<register_event>, caf::reacts_to<logout_event>,
-  caf::reacts_to<discover_event>, caf::reacts_to<shutdown_event>,
-  caf::reacts_to<recv_message_event>, caf::reacts_to<presence_event>>;
+    // Subscribes an event actor to the events of a mask (see event_mask).
+    caf::reacts_to<atom::subscribe, uint32_t, caf::actor>,
+    // Drops a subscription.
+    caf::reacts_to<atom::unsubscribe, caf::actor>,
+    caf::reacts_to<register_event>, caf::reacts_to<logout_event>,
+    caf::reacts_to<discover_event>, caf::reacts_to<shutdown_event>,
+    caf::reacts_to<recv_message_event>, caf::reacts_to<presence_event>>;
 
 /// Registers this node in the state store, heartbeats, finds and watches the
 /// peer nodes, and declares silent ones down.
 using discovery_actor = caf::typed_actor<
-  // Heartbeat: renew this node's entry, look for new and silent peers.
-  caf::reacts_to<atom::tick>,
-  // A peer announced its graceful stop, or a survivor declared a node down.
-  caf::reacts_to<shutdown_event>,
-  // Graceful stop: tell the peers, remove this node's state.
-  caf::replies_to<atom::shutdown>::with<atom::ok>>;
+    // Heartbeat: renew this node's entry, look for new and silent peers.
+    caf::reacts_to<atom::tick>,
+    // A peer announced its graceful stop, or a survivor declared a node down.
+    caf::reacts_to<shutdown_event>,
+    // Graceful stop: tell the peers, remove this node's state.
+    caf::replies_to<atom::shutdown>::with<atom::ok>>;
 
 /// Answers the HTTP API, /healthz and /metrics.
 using http_api_actor = caf::typed_actor<
-  // One request; the answer goes to the exchange's callback.
-  caf::reacts_to<http_exchange_ptr>>;
+    // One request; the answer goes to the exchange's callback.
+    caf::reacts_to<http_exchange_ptr>>;
 
 } // namespace wsc
 
 CAF_BEGIN_TYPE_ID_BLOCK(wscluster_actors, caf::id_block::wscluster::end)
-  CAF_ADD_TYPE_ID(wscluster_actors, (wsc::connection_actor))
-  CAF_ADD_TYPE_ID(wscluster_actors, (wsc::frame_context))
-  CAF_ADD_TYPE_ID(wscluster_actors, (wsc::peer_actor))
+CAF_ADD_TYPE_ID(wscluster_actors, (wsc::connection_actor))
+CAF_ADD_TYPE_ID(wscluster_actors, (wsc::frame_context))
+CAF_ADD_TYPE_ID(wscluster_actors, (wsc::peer_actor))
 CAF_END_TYPE_ID_BLOCK(wscluster_actors)

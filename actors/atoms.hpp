@@ -1,6 +1,7 @@
 #pragma once
 
-// -- Atoms and type ids of wscluster -------------------------------------------
+// -- Atoms and type ids of wscluster
+// -------------------------------------------
 //
 // Every message type that may cross to another node has a type id here; the
 // block is registered once, by wsc::actor_config. Atom texts are at most ten
@@ -17,24 +18,24 @@
 
 CAF_BEGIN_TYPE_ID_BLOCK(wscluster, caf::first_custom_type_id)
 
-  CAF_ADD_TYPE_ID(wscluster, (wsc::conn_ref))
-  CAF_ADD_TYPE_ID(wscluster, (wsc::binding))
-  CAF_ADD_TYPE_ID(wscluster, (wsc::node_route))
-  CAF_ADD_TYPE_ID(wscluster, (wsc::route_table))
-  CAF_ADD_TYPE_ID(wscluster, (wsc::node_info))
-  CAF_ADD_TYPE_ID(wscluster, (wsc::delivery))
-  CAF_ADD_TYPE_ID(wscluster, (wsc::delivery_batch))
-  CAF_ADD_TYPE_ID(wscluster, (wsc::delivery_report))
-  CAF_ADD_TYPE_ID(wscluster, (wsc::register_event))
-  CAF_ADD_TYPE_ID(wscluster, (wsc::logout_event))
-  CAF_ADD_TYPE_ID(wscluster, (wsc::discover_event))
-  CAF_ADD_TYPE_ID(wscluster, (wsc::shutdown_event))
-  CAF_ADD_TYPE_ID(wscluster, (wsc::recv_message_event))
-  CAF_ADD_TYPE_ID(wscluster, (wsc::presence_event))
-  CAF_ADD_TYPE_ID(wscluster, (std::vector<std::string>))
-  CAF_ADD_TYPE_ID(wscluster, (std::vector<bool>))
-  CAF_ADD_TYPE_ID(wscluster, (std::vector<wsc::binding>))
-  CAF_ADD_TYPE_ID(wscluster, (std::vector<wsc::node_info>))
+CAF_ADD_TYPE_ID(wscluster, (wsc::conn_ref))
+CAF_ADD_TYPE_ID(wscluster, (wsc::binding))
+CAF_ADD_TYPE_ID(wscluster, (wsc::node_route))
+CAF_ADD_TYPE_ID(wscluster, (wsc::route_table))
+CAF_ADD_TYPE_ID(wscluster, (wsc::node_info))
+CAF_ADD_TYPE_ID(wscluster, (wsc::delivery))
+CAF_ADD_TYPE_ID(wscluster, (wsc::delivery_batch))
+CAF_ADD_TYPE_ID(wscluster, (wsc::delivery_report))
+CAF_ADD_TYPE_ID(wscluster, (wsc::register_event))
+CAF_ADD_TYPE_ID(wscluster, (wsc::logout_event))
+CAF_ADD_TYPE_ID(wscluster, (wsc::discover_event))
+CAF_ADD_TYPE_ID(wscluster, (wsc::shutdown_event))
+CAF_ADD_TYPE_ID(wscluster, (wsc::recv_message_event))
+CAF_ADD_TYPE_ID(wscluster, (wsc::presence_event))
+CAF_ADD_TYPE_ID(wscluster, (std::vector<std::string>))
+CAF_ADD_TYPE_ID(wscluster, (std::vector<bool>))
+CAF_ADD_TYPE_ID(wscluster, (std::vector<wsc::binding>))
+CAF_ADD_TYPE_ID(wscluster, (std::vector<wsc::node_info>))
 
 CAF_END_TYPE_ID_BLOCK(wscluster)
 

@@ -32,10 +32,11 @@ caf::expected<std::string> name_field(const json& frame, const char* name) {
   auto value = field(frame, name);
   if (!value)
     return std::move(value.error());
-  if (!(*value)->is_string() || !valid_name((*value)->get_ref<const std::string&>()))
-    return bad_frame(std::string{"field '"} + name
-                     + "' must be a name of 1-128 bytes without spaces, "
-                       "control characters or commas");
+  if (!(*value)->is_string() ||
+      !valid_name((*value)->get_ref<const std::string&>()))
+    return bad_frame(std::string{"field '"} + name +
+                     "' must be a name of 1-128 bytes without spaces, "
+                     "control characters or commas");
   return (*value)->get<std::string>();
 }
 
@@ -52,12 +53,12 @@ caf::expected<std::vector<std::string>> uid_list(const json& frame,
     uids.push_back(x.get<std::string>());
     return true;
   };
-  auto what = std::string{"field '"} + name
-              + "' must be a uid or a non-empty list of uids";
+  auto what = std::string{"field '"} + name +
+              "' must be a uid or a non-empty list of uids";
   if ((*value)->is_array()) {
     if ((*value)->empty() || (*value)->size() > max_uids_per_frame)
-      return bad_frame(what + " (at most "
-                       + std::to_string(max_uids_per_frame) + ")");
+      return bad_frame(what + " (at most " +
+                       std::to_string(max_uids_per_frame) + ")");
     for (auto& x : **value)
       if (!add(x))
         return bad_frame(what);
@@ -83,8 +84,8 @@ json_ptr answer(json x) {
 
 const std::vector<std::string>& builtin_frame_types() {
   static const std::vector<std::string> types{
-    "send", "broadcast", "join", "leave", "publish", "members", "presence",
-    "ping"};
+      "send",    "broadcast", "join",     "leave",
+      "publish", "members",   "presence", "ping"};
   return types;
 }
 
@@ -93,112 +94,132 @@ builtins(behaviour_actor::stateful_pointer<builtins_state> self,
          node_context_ptr node) {
   self->state.node = std::move(node);
   return {
-    [self](atom::frame, frame_context& ctx,
-           json_ptr& frame) -> caf::result<json_ptr> {
-      auto& node = *self->state.node;
-      auto& f = *frame;
-      auto& type = f["type"].get_ref<const std::string&>();
-      auto timeout = node.opts.request_timeout;
-      if (type == "ping")
-        return answer({{"type", "pong"}});
-      if (type == "send") {
-        auto to = uid_list(f, "to");
-        if (!to)
-          return std::move(to.error());
-        auto data = data_field(f);
-        if (!data)
-          return std::move(data.error());
-        auto rp = self->make_response_promise<json_ptr>();
-        delivery d{delivery_kind::message, ctx.sender.uid, {}, std::move(*data),
-                   frames::now_ms(), std::move(*to), {}};
-        self->request(node.registry, timeout, atom::send_v, std::move(d))
-          .then([rp](delivery_report&) mutable { rp.deliver(json_ptr{}); },
-                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-        return rp;
-      }
-      if (type == "broadcast") {
-        if (!node.opts.client_broadcast)
-          return make_error(ec::forbidden,
-                            "clients may not broadcast on this node");
-        auto data = data_field(f);
-        if (!data)
-          return std::move(data.error());
-        delivery d{delivery_kind::broadcast, ctx.sender.uid, {},
-                   std::move(*data), frames::now_ms(), {}, {}};
-        auto rp = self->make_response_promise<json_ptr>();
-        self->request(node.registry, timeout, atom::broadcast_v, std::move(d))
-          .then([rp](atom::ok) mutable { rp.deliver(json_ptr{}); },
-                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-        return rp;
-      }
-      if (type == "join" || type == "leave") {
-        auto group = name_field(f, "group");
-        if (!group)
-          return std::move(group.error());
-        auto rp = self->make_response_promise<json_ptr>();
-        auto on_ok = [rp](atom::ok) mutable { rp.deliver(json_ptr{}); };
-        auto on_err = [rp](caf::error& err) mutable {
-          rp.deliver(std::move(err));
-        };
-        if (type == "join")
-          self
-            ->request(node.registry, timeout, atom::join_v, ctx.sender,
-                      std::move(*group))
-            .then(on_ok, on_err);
-        else
-          self
-            ->request(node.registry, timeout, atom::leave_v, ctx.sender,
-                      std::move(*group))
-            .then(on_ok, on_err);
-        return rp;
-      }
-      if (type == "publish") {
-        auto group = name_field(f, "group");
-        if (!group)
-          return std::move(group.error());
-        auto data = data_field(f);
-        if (!data)
-          return std::move(data.error());
-        delivery d{delivery_kind::group, ctx.sender.uid, std::move(*group),
-                   std::move(*data), frames::now_ms(), {}, ctx.sender.conn};
-        auto rp = self->make_response_promise<json_ptr>();
-        self->request(node.registry, timeout, atom::publish_v, std::move(d))
-          .then([rp](atom::ok) mutable { rp.deliver(json_ptr{}); },
-                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-        return rp;
-      }
-      if (type == "members") {
-        auto group = name_field(f, "group");
-        if (!group)
-          return std::move(group.error());
-        auto rp = self->make_response_promise<json_ptr>();
-        self->request(node.registry, timeout, atom::members_v, *group)
-          .then(
-            [rp, group = *group](std::vector<std::string>& uids) mutable {
-              rp.deliver(answer(
-                {{"type", "members"}, {"group", group}, {"uids", uids}}));
-            },
-            [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-        return rp;
-      }
-      if (type == "presence") {
-        auto uids = uid_list(f, "uids");
-        if (!uids)
-          return std::move(uids.error());
-        auto rp = self->make_response_promise<json_ptr>();
-        self->request(node.registry, timeout, atom::presence_v, *uids)
-          .then(
-            [rp, uids = *uids](std::vector<bool>& online) mutable {
-              json result = json::object();
-              for (size_t i = 0; i < uids.size(); ++i)
-                result[uids[i]] = static_cast<bool>(online[i]);
-              rp.deliver(answer({{"type", "presence"}, {"online", result}}));
-            },
-            [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-        return rp;
-      }
-      return make_error(ec::unknown_type, "no built-in behaviour for " + type);
-    },
+      [self](atom::frame, frame_context& ctx,
+             json_ptr& frame) -> caf::result<json_ptr> {
+        auto& node = *self->state.node;
+        auto& f = *frame;
+        auto& type = f["type"].get_ref<const std::string&>();
+        auto timeout = node.opts.request_timeout;
+        if (type == "ping")
+          return answer({{"type", "pong"}});
+        if (type == "send") {
+          auto to = uid_list(f, "to");
+          if (!to)
+            return std::move(to.error());
+          auto data = data_field(f);
+          if (!data)
+            return std::move(data.error());
+          auto rp = self->make_response_promise<json_ptr>();
+          delivery d{
+              delivery_kind::message, ctx.sender.uid, {}, std::move(*data),
+              frames::now_ms(),       std::move(*to), {}};
+          self->request(node.registry, timeout, atom::send_v, std::move(d))
+              .then([rp](delivery_report&) mutable { rp.deliver(json_ptr{}); },
+                    [rp](caf::error& err) mutable {
+                      rp.deliver(std::move(err));
+                    });
+          return rp;
+        }
+        if (type == "broadcast") {
+          if (!node.opts.client_broadcast)
+            return make_error(ec::forbidden,
+                              "clients may not broadcast on this node");
+          auto data = data_field(f);
+          if (!data)
+            return std::move(data.error());
+          delivery d{delivery_kind::broadcast,
+                     ctx.sender.uid,
+                     {},
+                     std::move(*data),
+                     frames::now_ms(),
+                     {},
+                     {}};
+          auto rp = self->make_response_promise<json_ptr>();
+          self->request(node.registry, timeout, atom::broadcast_v, std::move(d))
+              .then([rp](atom::ok) mutable { rp.deliver(json_ptr{}); },
+                    [rp](caf::error& err) mutable {
+                      rp.deliver(std::move(err));
+                    });
+          return rp;
+        }
+        if (type == "join" || type == "leave") {
+          auto group = name_field(f, "group");
+          if (!group)
+            return std::move(group.error());
+          auto rp = self->make_response_promise<json_ptr>();
+          auto on_ok = [rp](atom::ok) mutable {
+            rp.deliver(json_ptr{});
+          };
+          auto on_err = [rp](caf::error& err) mutable {
+            rp.deliver(std::move(err));
+          };
+          if (type == "join")
+            self->request(node.registry, timeout, atom::join_v, ctx.sender,
+                          std::move(*group))
+                .then(on_ok, on_err);
+          else
+            self->request(node.registry, timeout, atom::leave_v, ctx.sender,
+                          std::move(*group))
+                .then(on_ok, on_err);
+          return rp;
+        }
+        if (type == "publish") {
+          auto group = name_field(f, "group");
+          if (!group)
+            return std::move(group.error());
+          auto data = data_field(f);
+          if (!data)
+            return std::move(data.error());
+          delivery d{delivery_kind::group, ctx.sender.uid,   std::move(*group),
+                     std::move(*data),     frames::now_ms(), {},
+                     ctx.sender.conn};
+          auto rp = self->make_response_promise<json_ptr>();
+          self->request(node.registry, timeout, atom::publish_v, std::move(d))
+              .then([rp](atom::ok) mutable { rp.deliver(json_ptr{}); },
+                    [rp](caf::error& err) mutable {
+                      rp.deliver(std::move(err));
+                    });
+          return rp;
+        }
+        if (type == "members") {
+          auto group = name_field(f, "group");
+          if (!group)
+            return std::move(group.error());
+          auto rp = self->make_response_promise<json_ptr>();
+          self->request(node.registry, timeout, atom::members_v, *group)
+              .then(
+                  [rp, group = *group](std::vector<std::string>& uids) mutable {
+                    rp.deliver(answer({{"type", "members"},
+                                       {"group", group},
+                                       {"uids", uids}}));
+                  },
+                  [rp](caf::error& err) mutable {
+                    rp.deliver(std::move(err));
+                  });
+          return rp;
+        }
+        if (type == "presence") {
+          auto uids = uid_list(f, "uids");
+          if (!uids)
+            return std::move(uids.error());
+          auto rp = self->make_response_promise<json_ptr>();
+          self->request(node.registry, timeout, atom::presence_v, *uids)
+              .then(
+                  [rp, uids = *uids](std::vector<bool>& online) mutable {
+                    json result = json::object();
+                    for (size_t i = 0; i < uids.size(); ++i)
+                      result[uids[i]] = static_cast<bool>(online[i]);
+                    rp.deliver(
+                        answer({{"type", "presence"}, {"online", result}}));
+                  },
+                  [rp](caf::error& err) mutable {
+                    rp.deliver(std::move(err));
+                  });
+          return rp;
+        }
+        return make_error(ec::unknown_type,
+                          "no built-in behaviour for " + type);
+      },
   };
 }
 

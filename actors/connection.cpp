@@ -10,13 +10,13 @@
 
 namespace wsc {
 
-// -- rate_limiter ------------------------------------------------------------------
+// -- rate_limiter
+// ------------------------------------------------------------------
 
 rate_limiter::rate_limiter(uint64_t rate, clock::time_point now)
-  : rate_(static_cast<double>(rate)),
-    tokens_(2.0 * static_cast<double>(rate)),
-    refilled_(now),
-    window_start_(now) {
+    : rate_(static_cast<double>(rate)),
+      tokens_(2.0 * static_cast<double>(rate)), refilled_(now),
+      window_start_(now) {
   // nop
 }
 
@@ -37,7 +37,8 @@ rate_limiter::verdict rate_limiter::take(clock::time_point now) {
                                                      : verdict::refuse;
 }
 
-// -- connection_state ----------------------------------------------------------------
+// -- connection_state
+// ----------------------------------------------------------------
 
 namespace {
 
@@ -66,15 +67,15 @@ void connection_state::handle(std::string text) {
   ++node->metrics.frames_in;
   if (limiter) {
     switch (limiter->take()) {
-      case rate_limiter::verdict::pass:
-        break;
-      case rate_limiter::verdict::refuse:
-        fail({}, ec::rate_limited, "rate limit exceeded, frame dropped");
-        return;
-      case rate_limiter::verdict::close:
-        node->metrics.count_error(ec::rate_limited);
-        close(1008, "rate limit exceeded");
-        return;
+    case rate_limiter::verdict::pass:
+      break;
+    case rate_limiter::verdict::refuse:
+      fail({}, ec::rate_limited, "rate limit exceeded, frame dropped");
+      return;
+    case rate_limiter::verdict::close:
+      node->metrics.count_error(ec::rate_limited);
+      close(1008, "rate limit exceeded");
+      return;
     }
   }
   if (node->subscribed_events.load(std::memory_order_relaxed) & on_recv_message)
@@ -101,16 +102,17 @@ void connection_state::handle(std::string text) {
   auto frame = std::make_shared<const nlohmann::json>(std::move(parsed));
   self->request(handler, node->opts.request_timeout, atom::frame_v,
                 std::move(ctx), std::move(frame))
-    .then(
-      [this, id](json_ptr& answer) {
-        write(answer ? frames::reply(*answer, id) : frames::ack(id));
-      },
-      [this, id](caf::error& err) {
-        fail(id, to_ec(err), error_message(err));
-      });
+      .then(
+          [this, id](json_ptr& answer) {
+            write(answer ? frames::reply(*answer, id) : frames::ack(id));
+          },
+          [this, id](caf::error& err) {
+            fail(id, to_ec(err), error_message(err));
+          });
 }
 
-// -- behaviour -------------------------------------------------------------------------
+// -- behaviour
+// -------------------------------------------------------------------------
 
 connection_actor::behavior_type
 connection(connection_actor::stateful_pointer<connection_state> self,
@@ -127,61 +129,59 @@ connection(connection_actor::stateful_pointer<connection_state> self,
   if (auto refused = st.node->open.enter(st.opening)) {
     st.close(refused->code, refused->reason);
   } else {
-    self
-      ->request(st.node->registry, st.node->opts.request_timeout,
-                atom::register_conn_v, st.opening.who,
-                caf::actor_cast<connection_actor>(self))
-      .then(
-        [self](atom::ok) {
-          auto& st = self->state;
-          st.open = true;
-          st.node->open.leave(st.opening, std::nullopt);
-          for (auto& group : st.opening.groups)
-            self
-              ->request(st.node->registry, st.node->opts.request_timeout,
-                        atom::join_v, st.opening.who, group)
-              .then([](atom::ok) {},
-                    [self, group](caf::error& err) {
-                      self->state.fail({}, to_ec(err),
-                                       "cannot join '" + group
-                                         + "': " + error_message(err));
-                    });
-          auto early = std::move(st.early_frames);
-          for (auto& text : early)
-            st.handle(std::move(text));
-        },
-        [self](caf::error& err) {
-          auto& st = self->state;
-          st.node->open.leave(st.opening,
-                              close_request{1011, error_message(err)});
-          st.close(1011, "cannot open connection: " + error_message(err));
-        });
+    self->request(st.node->registry, st.node->opts.request_timeout,
+                  atom::register_conn_v, st.opening.who,
+                  caf::actor_cast<connection_actor>(self))
+        .then(
+            [self](atom::ok) {
+              auto& st = self->state;
+              st.open = true;
+              st.node->open.leave(st.opening, std::nullopt);
+              for (auto& group : st.opening.groups)
+                self->request(st.node->registry, st.node->opts.request_timeout,
+                              atom::join_v, st.opening.who, group)
+                    .then([](atom::ok) {},
+                          [self, group](caf::error& err) {
+                            self->state.fail({}, to_ec(err),
+                                             "cannot join '" + group +
+                                                 "': " + error_message(err));
+                          });
+              auto early = std::move(st.early_frames);
+              for (auto& text : early)
+                st.handle(std::move(text));
+            },
+            [self](caf::error& err) {
+              auto& st = self->state;
+              st.node->open.leave(st.opening,
+                                  close_request{1011, error_message(err)});
+              st.close(1011, "cannot open connection: " + error_message(err));
+            });
   }
   return {
-    [self](atom::frame, std::string& text) {
-      auto& st = self->state;
-      if (st.open) {
-        st.handle(std::move(text));
-      } else if (st.early_frames.size() < max_early_frames) {
-        st.early_frames.push_back(std::move(text));
-      } else {
-        st.close(1008, "too many frames before the connection opened");
-      }
-    },
-    [self](atom::deliver, frame_ptr& frame) {
-      if (auto s = self->state.sink.lock())
-        s->write(std::move(frame));
-    },
-    [self](atom::disconnect, uint16_t code, std::string& reason) {
-      self->state.close(code, std::move(reason));
-    },
-    [self](atom::closed) {
-      auto& st = self->state;
-      // The registry learns of every connection it may have bound; one that
-      // never opened is unknown there and the message is a no-op.
-      self->send(st.node->registry, atom::unregister_v, st.opening.who);
-      self->quit();
-    },
+      [self](atom::frame, std::string& text) {
+        auto& st = self->state;
+        if (st.open) {
+          st.handle(std::move(text));
+        } else if (st.early_frames.size() < max_early_frames) {
+          st.early_frames.push_back(std::move(text));
+        } else {
+          st.close(1008, "too many frames before the connection opened");
+        }
+      },
+      [self](atom::deliver, frame_ptr& frame) {
+        if (auto s = self->state.sink.lock())
+          s->write(std::move(frame));
+      },
+      [self](atom::disconnect, uint16_t code, std::string& reason) {
+        self->state.close(code, std::move(reason));
+      },
+      [self](atom::closed) {
+        auto& st = self->state;
+        // The registry learns of every connection it may have bound; one that
+        // never opened is unknown there and the message is a no-op.
+        self->send(st.node->registry, atom::unregister_v, st.opening.who);
+        self->quit();
+      },
   };
 }
 

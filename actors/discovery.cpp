@@ -13,36 +13,38 @@ void discovery_state::heartbeat() {
   self_info.last_heartbeat_ms = frames::now_ms();
   auto timeout = node->opts.request_timeout;
   self->request(store, timeout, atom::node_v, self_info)
-    .then(
-      [this, timeout](atom::ok) {
-        if (!node->store_healthy) {
-          // The store is back: write back every live binding, then report
-          // healthy again.
-          self->request(node->registry, timeout, atom::rebind_v)
-            .then([this, timeout](std::vector<binding>& bindings) {
-              auto n = bindings.size();
-              self->request(store, timeout, atom::rebind_v, std::move(bindings))
-                .then(
-                  [this, n](atom::ok) {
-                    log::info("state store reachable again: wrote back {} "
-                              "bindings",
-                              n);
-                    node->store_healthy = true;
-                  },
-                  [](caf::error&) {});
-            });
-        }
-        if (clustered)
-          self->request(store, node->opts.request_timeout, atom::nodes_v)
-            .then([this](std::vector<node_info>& nodes) {
-              reconcile(std::move(nodes));
-            });
-      },
-      [this](caf::error& err) {
-        if (node->store_healthy)
-          log::error("state store unreachable: {}", error_message(err));
-        node->store_healthy = false;
-      });
+      .then(
+          [this, timeout](atom::ok) {
+            if (!node->store_healthy) {
+              // The store is back: write back every live binding, then report
+              // healthy again.
+              self->request(node->registry, timeout, atom::rebind_v)
+                  .then([this, timeout](std::vector<binding>& bindings) {
+                    auto n = bindings.size();
+                    self->request(store, timeout, atom::rebind_v,
+                                  std::move(bindings))
+                        .then(
+                            [this, n](atom::ok) {
+                              log::info(
+                                  "state store reachable again: wrote back {} "
+                                  "bindings",
+                                  n);
+                              node->store_healthy = true;
+                            },
+                            [](caf::error&) {});
+                  });
+            }
+            if (clustered)
+              self->request(store, node->opts.request_timeout, atom::nodes_v)
+                  .then([this](std::vector<node_info>& nodes) {
+                    reconcile(std::move(nodes));
+                  });
+          },
+          [this](caf::error& err) {
+            if (node->store_healthy)
+              log::error("state store unreachable: {}", error_message(err));
+            node->store_healthy = false;
+          });
 }
 
 void discovery_state::reconcile(std::vector<node_info> nodes) {
@@ -67,20 +69,19 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
       // Silent: exactly one survivor wins the claim and cleans up.
       auto id = info.id;
       auto inc = info.incarnation;
-      self
-        ->request(store, node->opts.request_timeout, atom::claim_v, id, inc,
-                  timeout_ms)
-        .then([this, id, inc](bool claimed) {
-          if (!claimed)
-            return;
-          log::warn("node {} silent for longer than {}ms: declared down", id,
-                    node->opts.node_timeout.count());
-          shutdown_event ev{id, "timeout"};
-          for (auto& [pid, p] : peers)
-            if (pid != id && p.handle)
-              self->send(p.handle, ev);
-          peer_gone(id, inc, "timeout");
-        });
+      self->request(store, node->opts.request_timeout, atom::claim_v, id, inc,
+                    timeout_ms)
+          .then([this, id, inc](bool claimed) {
+            if (!claimed)
+              return;
+            log::warn("node {} silent for longer than {}ms: declared down", id,
+                      node->opts.node_timeout.count());
+            shutdown_event ev{id, "timeout"};
+            for (auto& [pid, p] : peers)
+              if (pid != id && p.handle)
+                self->send(p.handle, ev);
+            peer_gone(id, inc, "timeout");
+          });
       continue;
     }
     if (!peer.handle && !peer.connecting)
@@ -113,28 +114,29 @@ void discovery_state::connect(const node_info& info) {
   auto inc = info.incarnation;
   self->request(mm, node->opts.request_timeout, caf::connect_atom::value,
                 ep->host, ep->port)
-    .then(
-      [this, id, inc](const caf::node_id&, caf::strong_actor_ptr& ptr,
-                      const std::set<std::string>&) {
-        auto i = peers.find(id);
-        if (i == peers.end() || i->second.info.incarnation != inc || !ptr)
-          return;
-        auto& peer = i->second;
-        peer.connecting = false;
-        peer.handle = caf::actor_cast<peer_actor>(std::move(ptr));
-        self->monitor(peer.handle);
-        self->send(node->registry, atom::peer_up_v, id, peer.handle);
-        if (!peer.announced) {
-          peer.announced = true;
-          log::info("DISCOVER node {} at {}", id, peer.info.cluster);
-          self->send(node->events, discover_event{id});
-        }
-      },
-      [this, id](caf::error& err) {
-        if (auto i = peers.find(id); i != peers.end())
-          i->second.connecting = false;
-        log::debug("cannot reach node {} yet: {}", id, error_message(err));
-      });
+      .then(
+          [this, id, inc](const caf::node_id&, caf::strong_actor_ptr& ptr,
+                          const std::set<std::string>&) {
+            auto i = peers.find(id);
+            if (i == peers.end() || i->second.info.incarnation != inc || !ptr)
+              return;
+            auto& peer = i->second;
+            peer.connecting = false;
+            peer.handle = caf::actor_cast<peer_actor>(std::move(ptr));
+            self->monitor(peer.handle);
+            self->send(node->registry, atom::peer_up_v, id, peer.handle);
+            if (!peer.announced) {
+              peer.announced = true;
+              log::info("DISCOVER node {} at {}", id, peer.info.cluster);
+              node->cluster_events.record("DISCOVER", id);
+              self->send(node->events, discover_event{id});
+            }
+          },
+          [this, id](caf::error& err) {
+            if (auto i = peers.find(id); i != peers.end())
+              i->second.connecting = false;
+            log::debug("cannot reach node {} yet: {}", id, error_message(err));
+          });
 }
 
 void discovery_state::peer_gone(const std::string& id, uint64_t incarnation,
@@ -149,6 +151,7 @@ void discovery_state::peer_gone(const std::string& id, uint64_t incarnation,
   if (!reported_down.emplace(id, incarnation).second)
     return;
   log::info("SHUTDOWN node {} ({})", id, reason);
+  node->cluster_events.record("SHUTDOWN", id, reason);
   self->send(node->events, shutdown_event{id, reason});
 }
 
@@ -173,53 +176,51 @@ discovery(discovery_actor::stateful_pointer<discovery_state> self,
     auto& st = self->state;
     for (auto& [id, peer] : st.peers)
       if (peer.handle && peer.handle.address() == dm.source) {
-        log::info("lost the connection to node {}; checking its heartbeat",
-                  id);
+        log::info("lost the connection to node {}; checking its heartbeat", id);
         peer.handle = nullptr;
         self->send(st.node->registry, atom::peer_down_v, id);
         break;
       }
     if (!st.stopping && st.clustered)
       self->request(st.store, st.node->opts.request_timeout, atom::nodes_v)
-        .then([self](std::vector<node_info>& nodes) {
-          self->state.reconcile(std::move(nodes));
-        });
+          .then([self](std::vector<node_info>& nodes) {
+            self->state.reconcile(std::move(nodes));
+          });
   });
   self->send(self, atom::tick_v);
   return {
-    [self](atom::tick) {
-      auto& st = self->state;
-      if (st.stopping)
-        return;
-      st.heartbeat();
-      self->delayed_send(self, st.node->opts.heartbeat, atom::tick_v);
-    },
-    [self](shutdown_event& ev) {
-      auto& st = self->state;
-      uint64_t inc = 0;
-      if (auto i = st.peers.find(ev.node); i != st.peers.end())
-        inc = i->second.info.incarnation;
-      st.peer_gone(ev.node, inc, ev.reason);
-    },
-    [self](atom::shutdown) -> caf::result<atom::ok> {
-      auto& st = self->state;
-      st.stopping = true;
-      shutdown_event ev{st.node->node_id, "graceful"};
-      for (auto& [id, peer] : st.peers)
-        if (peer.handle)
-          self->send(peer.handle, ev);
-      auto rp = self->make_response_promise<atom::ok>();
-      self
-        ->request(st.store, st.node->opts.request_timeout, atom::shutdown_v,
-                  st.node->node_id, st.node->incarnation)
-        .then([rp](atom::ok) mutable { rp.deliver(atom::ok_v); },
-              [rp](caf::error& err) mutable {
-                log::warn("could not remove this node's state: {}",
-                          error_message(err));
-                rp.deliver(atom::ok_v);
-              });
-      return rp;
-    },
+      [self](atom::tick) {
+        auto& st = self->state;
+        if (st.stopping)
+          return;
+        st.heartbeat();
+        self->delayed_send(self, st.node->opts.heartbeat, atom::tick_v);
+      },
+      [self](shutdown_event& ev) {
+        auto& st = self->state;
+        uint64_t inc = 0;
+        if (auto i = st.peers.find(ev.node); i != st.peers.end())
+          inc = i->second.info.incarnation;
+        st.peer_gone(ev.node, inc, ev.reason);
+      },
+      [self](atom::shutdown) -> caf::result<atom::ok> {
+        auto& st = self->state;
+        st.stopping = true;
+        shutdown_event ev{st.node->node_id, "graceful"};
+        for (auto& [id, peer] : st.peers)
+          if (peer.handle)
+            self->send(peer.handle, ev);
+        auto rp = self->make_response_promise<atom::ok>();
+        self->request(st.store, st.node->opts.request_timeout, atom::shutdown_v,
+                      st.node->node_id, st.node->incarnation)
+            .then([rp](atom::ok) mutable { rp.deliver(atom::ok_v); },
+                  [rp](caf::error& err) mutable {
+                    log::warn("could not remove this node's state: {}",
+                              error_message(err));
+                    rp.deliver(atom::ok_v);
+                  });
+        return rp;
+      },
   };
 }
 

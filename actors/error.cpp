@@ -6,26 +6,26 @@ namespace wsc {
 
 const char* to_string(ec x) {
   switch (x) {
-    case ec::none:
-      return "none";
-    case ec::bad_json:
-      return "bad_json";
-    case ec::bad_frame:
-      return "bad_frame";
-    case ec::unknown_type:
-      return "unknown_type";
-    case ec::forbidden:
-      return "forbidden";
-    case ec::not_member:
-      return "not_member";
-    case ec::rate_limited:
-      return "rate_limited";
-    case ec::too_many_groups:
-      return "too_many_groups";
-    case ec::unavailable:
-      return "unavailable";
-    case ec::internal:
-      return "internal";
+  case ec::none:
+    return "none";
+  case ec::bad_json:
+    return "bad_json";
+  case ec::bad_frame:
+    return "bad_frame";
+  case ec::unknown_type:
+    return "unknown_type";
+  case ec::forbidden:
+    return "forbidden";
+  case ec::not_member:
+    return "not_member";
+  case ec::rate_limited:
+    return "rate_limited";
+  case ec::too_many_groups:
+    return "too_many_groups";
+  case ec::unavailable:
+    return "unavailable";
+  case ec::internal:
+    return "internal";
   }
   return "internal";
 }
@@ -37,12 +37,12 @@ ec to_ec(const caf::error& err) {
     return static_cast<ec>(err.code());
   if (err.category() == caf::atom("system")) {
     switch (static_cast<caf::sec>(err.code())) {
-      case caf::sec::request_timeout:
-      case caf::sec::request_receiver_down:
-      case caf::sec::no_route_to_receiving_node:
-        return ec::unavailable;
-      default:
-        break;
+    case caf::sec::request_timeout:
+    case caf::sec::request_receiver_down:
+    case caf::sec::no_route_to_receiving_node:
+      return ec::unavailable;
+    default:
+      break;
     }
   }
   return ec::internal;

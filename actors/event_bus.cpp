@@ -29,37 +29,37 @@ event_bus(event_bus_actor::stateful_pointer<event_bus_state> self,
     self->state.update_mask();
   });
   return {
-    [self](atom::subscribe, uint32_t mask, caf::actor& subscriber) {
-      auto& subs = self->state.subscriptions;
-      auto i = std::find_if(subs.begin(), subs.end(), [&](auto& sub) {
-        return sub.subscriber == subscriber;
-      });
-      if (i != subs.end()) {
-        i->mask = mask;
-      } else {
-        self->monitor(subscriber);
-        subs.push_back(subscription{std::move(subscriber), mask});
-      }
-      self->state.update_mask();
-    },
-    [self](atom::unsubscribe, caf::actor& subscriber) {
-      auto& subs = self->state.subscriptions;
-      subs.erase(std::remove_if(subs.begin(), subs.end(),
-                                [&](const subscription& sub) {
-                                  return sub.subscriber == subscriber;
-                                }),
-                 subs.end());
-      self->demonitor(subscriber.address());
-      self->state.update_mask();
-    },
-    [self](register_event& ev) { self->state.fan_out(on_register, ev); },
-    [self](logout_event& ev) { self->state.fan_out(on_logout, ev); },
-    [self](discover_event& ev) { self->state.fan_out(on_discover, ev); },
-    [self](shutdown_event& ev) { self->state.fan_out(on_shutdown, ev); },
-    [self](recv_message_event& ev) {
-      self->state.fan_out(on_recv_message, ev);
-    },
-    [self](presence_event& ev) { self->state.fan_out(on_presence, ev); },
+      [self](atom::subscribe, uint32_t mask, caf::actor& subscriber) {
+        auto& subs = self->state.subscriptions;
+        auto i = std::find_if(subs.begin(), subs.end(), [&](auto& sub) {
+          return sub.subscriber == subscriber;
+        });
+        if (i != subs.end()) {
+          i->mask = mask;
+        } else {
+          self->monitor(subscriber);
+          subs.push_back(subscription{std::move(subscriber), mask});
+        }
+        self->state.update_mask();
+      },
+      [self](atom::unsubscribe, caf::actor& subscriber) {
+        auto& subs = self->state.subscriptions;
+        subs.erase(std::remove_if(subs.begin(), subs.end(),
+                                  [&](const subscription& sub) {
+                                    return sub.subscriber == subscriber;
+                                  }),
+                   subs.end());
+        self->demonitor(subscriber.address());
+        self->state.update_mask();
+      },
+      [self](register_event& ev) { self->state.fan_out(on_register, ev); },
+      [self](logout_event& ev) { self->state.fan_out(on_logout, ev); },
+      [self](discover_event& ev) { self->state.fan_out(on_discover, ev); },
+      [self](shutdown_event& ev) { self->state.fan_out(on_shutdown, ev); },
+      [self](recv_message_event& ev) {
+        self->state.fan_out(on_recv_message, ev);
+      },
+      [self](presence_event& ev) { self->state.fan_out(on_presence, ev); },
   };
 }
 

@@ -23,7 +23,7 @@ struct event_bus_state {
   event_bus_actor::stateful_pointer<event_bus_state> self = nullptr;
 
   /// Sends `event` to every subscriber of `bit`.
-  template <class Event>
+  template<class Event>
   void fan_out(uint32_t bit, const Event& event) {
     for (auto& sub : subscriptions)
       if (sub.mask & bit)

@@ -12,29 +12,29 @@ void append_quoted(std::string& out, std::string_view text) {
   for (char ch : text) {
     auto c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 0xF];
-        } else {
-          out += ch;
-        }
+    case '"':
+      out += "\\\"";
+      break;
+    case '\\':
+      out += "\\\\";
+      break;
+    case '\n':
+      out += "\\n";
+      break;
+    case '\r':
+      out += "\\r";
+      break;
+    case '\t':
+      out += "\\t";
+      break;
+    default:
+      if (c < 0x20) {
+        out += "\\u00";
+        out += hex[c >> 4];
+        out += hex[c & 0xF];
+      } else {
+        out += ch;
+      }
     }
   }
   out += '"';
@@ -113,14 +113,14 @@ std::string group(std::string_view group, std::string_view from,
 
 std::string encode(const delivery& d, std::string_view uid) {
   switch (d.kind) {
-    case delivery_kind::message:
-      return message(d.from, uid, d.data, d.ts);
-    case delivery_kind::broadcast:
-      return broadcast(d.from, d.data, d.ts);
-    case delivery_kind::group:
-      return group(d.group, d.from, d.data, d.ts);
-    case delivery_kind::disconnect:
-      break;
+  case delivery_kind::message:
+    return message(d.from, uid, d.data, d.ts);
+  case delivery_kind::broadcast:
+    return broadcast(d.from, d.data, d.ts);
+  case delivery_kind::group:
+    return group(d.group, d.from, d.data, d.ts);
+  case delivery_kind::disconnect:
+    break;
   }
   return {};
 }
@@ -154,7 +154,8 @@ std::string bye(std::string_view reason, int64_t reconnect_after_ms) {
 
 std::string reply(const nlohmann::json& answer, std::string_view id) {
   if (id.empty() || !answer.is_object() || answer.contains("id"))
-    return answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return answer.dump(-1, ' ', false,
+                       nlohmann::json::error_handler_t::replace);
   auto copy = answer;
   copy["id"] = nlohmann::json::parse(id, nullptr, false);
   return copy.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -163,7 +164,7 @@ std::string reply(const nlohmann::json& answer, std::string_view id) {
 int64_t now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch())
-    .count();
+      .count();
 }
 
 } // namespace wsc::frames

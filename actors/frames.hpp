@@ -1,6 +1,7 @@
 #pragma once
 
-// -- Encoding of server frames -------------------------------------------------
+// -- Encoding of server frames
+// -------------------------------------------------
 //
 // Outgoing frames are built by appending JSON text: the payload `data` is
 // already JSON text and is copied in, never parsed again.
@@ -28,8 +29,7 @@ std::string message(std::string_view from, std::string_view to,
                     std::string_view data, int64_t ts);
 
 /// `{"type":"broadcast","from":..,"data":..,"ts":..}`
-std::string broadcast(std::string_view from, std::string_view data,
-                      int64_t ts);
+std::string broadcast(std::string_view from, std::string_view data, int64_t ts);
 
 /// `{"type":"group","group":..,"from":..,"data":..,"ts":..}`
 std::string group(std::string_view group, std::string_view from,

@@ -25,17 +25,17 @@ http_response error_answer(unsigned status, const std::string& message) {
 /// The HTTP status for an error from the node's actors.
 unsigned status_of(const caf::error& err) {
   switch (to_ec(err)) {
-    case ec::bad_frame:
-    case ec::bad_json:
-    case ec::too_many_groups:
-      return 400;
-    case ec::forbidden:
-    case ec::not_member:
-      return 403;
-    case ec::unavailable:
-      return 503;
-    default:
-      return 500;
+  case ec::bad_frame:
+  case ec::bad_json:
+  case ec::too_many_groups:
+    return 400;
+  case ec::forbidden:
+  case ec::not_member:
+    return 403;
+  case ec::unavailable:
+    return 503;
+  default:
+    return 500;
   }
 }
 
@@ -63,8 +63,8 @@ std::vector<std::string> split_uids(const std::string& text) {
   size_t start = 0;
   while (start <= text.size()) {
     auto comma = text.find(',', start);
-    auto item = text.substr(start, comma == std::string::npos ? std::string::npos
-                                                              : comma - start);
+    auto item = text.substr(
+        start, comma == std::string::npos ? std::string::npos : comma - start);
     if (!item.empty())
       result.push_back(std::move(item));
     if (comma == std::string::npos)
@@ -86,7 +86,8 @@ auto on_error(respond_fn respond) {
 } // namespace
 
 bool secrets_equal(const std::string& a, const std::string& b) {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+  return a.size() == b.size() &&
+         CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 http_api_actor::behavior_type
@@ -95,162 +96,188 @@ http_api(http_api_actor::stateful_pointer<http_api_state> self,
   self->state.node = std::move(node);
   self->state.store = std::move(store);
   return {
-    [self](http_exchange_ptr& ex) {
-      auto& node = *self->state.node;
-      auto& req = ex->request;
-      auto respond = ex->respond;
-      auto timeout = node.opts.request_timeout;
-      auto target = handshake_request::from_target(req.method, req.target);
-      auto& path = target.path;
-      bool get = req.method == "GET";
-      bool post = req.method == "POST";
-      if (path == "/healthz") {
-        if (node.draining)
-          return respond({503, "text/plain", "draining"});
-        if (!node.store_healthy)
-          return respond({503, "text/plain", "state store unreachable"});
-        return respond({200, "text/plain", "ok"});
-      }
-      if (path == "/metrics")
-        return respond({200, "text/plain; version=0.0.4",
-                        node.metrics.render(node.open_connections,
-                                            node.draining, node.store_healthy)});
-      if (path.compare(0, 5, "/api/") != 0)
-        return respond(error_answer(404, "not found"));
-      if (!node.opts.api_key.empty()
-          && !secrets_equal(req.authorization, "Bearer " + node.opts.api_key))
-        return respond(error_answer(401, "missing or wrong API key"));
-      json body;
-      if (post) {
-        body = json::parse(req.body, nullptr, false);
-        if (body.is_discarded() || !body.is_object())
-          return respond(error_answer(400, "body must be a JSON object"));
-      }
-      auto data_text = [&](std::string& out) {
-        auto d = body.find("data");
-        if (d == body.end())
-          return false;
-        out = d->dump(-1, ' ', false, json::error_handler_t::replace);
-        return true;
-      };
-      if (path == "/api/send" && post) {
-        delivery d{delivery_kind::message, {}, {}, {}, frames::now_ms(), {}, {}};
-        auto to = body.find("to");
-        if (to == body.end() || !read_uids(*to, d.uids))
-          return respond(error_answer(400, "'to' must be a uid or a list of uids"));
-        if (!data_text(d.data))
-          return respond(error_answer(400, "missing field 'data'"));
-        bool receipts = body.contains("wait_ms");
-        self->request(node.registry, timeout, atom::send_v, std::move(d))
-          .then(
-            [respond, receipts](delivery_report& report) {
-              json answer{{"ok", true}};
-              if (receipts) {
-                json per_uid = json::object();
-                for (size_t i = 0; i < report.uids.size(); ++i)
-                  per_uid[report.uids[i]] = {
-                    {"connections", report.connections[i]}, {"stored", false}};
-                answer["receipts"] = per_uid;
-              }
-              respond(json_answer(200, answer));
-            },
-            on_error(respond));
-        return;
-      }
-      if (path == "/api/broadcast" && post) {
-        delivery d{delivery_kind::broadcast, {}, {}, {}, frames::now_ms(), {}, {}};
-        if (!data_text(d.data))
-          return respond(error_answer(400, "missing field 'data'"));
-        self->request(node.registry, timeout, atom::broadcast_v, std::move(d))
-          .then([respond](atom::ok) { respond(json_answer(200, {{"ok", true}})); },
-                on_error(respond));
-        return;
-      }
-      if (path == "/api/publish" && post) {
-        delivery d{delivery_kind::group, {}, {}, {}, frames::now_ms(), {}, {}};
-        auto group = body.find("group");
-        if (group == body.end() || !group->is_string()
-            || !valid_name(group->get_ref<const std::string&>()))
-          return respond(error_answer(400, "'group' must be a group name"));
-        d.group = group->get<std::string>();
-        if (!data_text(d.data))
-          return respond(error_answer(400, "missing field 'data'"));
-        self->request(node.registry, timeout, atom::publish_v, std::move(d))
-          .then([respond](atom::ok) { respond(json_answer(200, {{"ok", true}})); },
-                on_error(respond));
-        return;
-      }
-      if (path == "/api/disconnect" && post) {
-        auto uid = body.find("uid");
-        if (uid == body.end() || !uid->is_string()
-            || !valid_name(uid->get_ref<const std::string&>()))
-          return respond(error_answer(400, "'uid' must be a uid"));
-        self
-          ->request(node.registry, timeout, atom::disconnect_v,
-                    uid->get<std::string>(), uint16_t{4001})
-          .then([respond](atom::ok) { respond(json_answer(200, {{"ok", true}})); },
-                on_error(respond));
-        return;
-      }
-      if (path == "/api/presence" && get) {
-        auto uids = split_uids(target.param("uids"));
-        if (uids.empty() || uids.size() > 10000
-            || !std::all_of(uids.begin(), uids.end(),
-                            [](auto& u) { return valid_name(u); }))
-          return respond(error_answer(400, "'uids' must list uids: ?uids=a,b"));
-        self->request(node.registry, timeout, atom::presence_v, uids)
-          .then(
-            [respond, uids](std::vector<bool>& online) {
-              json result = json::object();
-              for (size_t i = 0; i < uids.size(); ++i)
-                result[uids[i]] = static_cast<bool>(online[i]);
-              respond(json_answer(200, {{"online", result}}));
-            },
-            on_error(respond));
-        return;
-      }
-      const std::string groups_prefix = "/api/groups/";
-      const std::string members_suffix = "/members";
-      if (get && path.size() > groups_prefix.size() + members_suffix.size()
-          && path.compare(0, groups_prefix.size(), groups_prefix) == 0
-          && path.compare(path.size() - members_suffix.size(),
-                          members_suffix.size(), members_suffix)
-               == 0) {
-        auto group = path.substr(groups_prefix.size(),
-                                 path.size() - groups_prefix.size()
-                                   - members_suffix.size());
-        if (!valid_name(group) || group.find('/') != std::string::npos)
-          return respond(error_answer(400, "malformed group name"));
-        self->request(node.registry, timeout, atom::members_v, group)
-          .then(
-            [respond, group](std::vector<std::string>& uids) {
-              respond(json_answer(200, {{"group", group}, {"uids", uids}}));
-            },
-            on_error(respond));
-        return;
-      }
-      if (path == "/api/nodes" && get) {
-        self->request(self->state.store, timeout, atom::nodes_v)
-          .then(
-            [respond](std::vector<node_info>& nodes) {
-              json result = json::array();
-              for (auto& n : nodes)
-                result.push_back({{"id", n.id},
-                                  {"listen", n.listen},
-                                  {"cluster", n.cluster},
-                                  {"connections", n.connections},
-                                  {"last_heartbeat_ms", n.last_heartbeat_ms}});
-              respond(json_answer(200, result));
-            },
-            on_error(respond));
-        return;
-      }
-      if (path == "/api/send" || path == "/api/broadcast"
-          || path == "/api/publish" || path == "/api/disconnect"
-          || path == "/api/presence" || path == "/api/nodes")
-        return respond(error_answer(405, "method not allowed"));
-      respond(error_answer(404, "not found"));
-    },
+      [self](http_exchange_ptr& ex) {
+        auto& node = *self->state.node;
+        auto& req = ex->request;
+        auto respond = ex->respond;
+        auto timeout = node.opts.request_timeout;
+        auto target = handshake_request::from_target(req.method, req.target);
+        auto& path = target.path;
+        bool get = req.method == "GET";
+        bool post = req.method == "POST";
+        if (path == "/healthz") {
+          if (node.draining)
+            return respond({503, "text/plain", "draining"});
+          if (!node.store_healthy)
+            return respond({503, "text/plain", "state store unreachable"});
+          return respond({200, "text/plain", "ok"});
+        }
+        if (path == "/metrics")
+          return respond(
+              {200, "text/plain; version=0.0.4",
+               node.metrics.render(node.open_connections, node.draining,
+                                   node.store_healthy)});
+        if (path.compare(0, 5, "/api/") != 0)
+          return respond(error_answer(404, "not found"));
+        if (!node.opts.api_key.empty() &&
+            !secrets_equal(req.authorization, "Bearer " + node.opts.api_key))
+          return respond(error_answer(401, "missing or wrong API key"));
+        json body;
+        if (post) {
+          body = json::parse(req.body, nullptr, false);
+          if (body.is_discarded() || !body.is_object())
+            return respond(error_answer(400, "body must be a JSON object"));
+        }
+        auto data_text = [&](std::string& out) {
+          auto d = body.find("data");
+          if (d == body.end())
+            return false;
+          out = d->dump(-1, ' ', false, json::error_handler_t::replace);
+          return true;
+        };
+        if (path == "/api/send" && post) {
+          delivery d{delivery_kind::message, {}, {}, {},
+                     frames::now_ms(),       {}, {}};
+          auto to = body.find("to");
+          if (to == body.end() || !read_uids(*to, d.uids))
+            return respond(
+                error_answer(400, "'to' must be a uid or a list of uids"));
+          if (!data_text(d.data))
+            return respond(error_answer(400, "missing field 'data'"));
+          bool receipts = body.contains("wait_ms");
+          self->request(node.registry, timeout, atom::send_v, std::move(d))
+              .then(
+                  [respond, receipts](delivery_report& report) {
+                    json answer{{"ok", true}};
+                    if (receipts) {
+                      json per_uid = json::object();
+                      for (size_t i = 0; i < report.uids.size(); ++i)
+                        per_uid[report.uids[i]] = {
+                            {"connections", report.connections[i]},
+                            {"stored", false}};
+                      answer["receipts"] = per_uid;
+                    }
+                    respond(json_answer(200, answer));
+                  },
+                  on_error(respond));
+          return;
+        }
+        if (path == "/api/broadcast" && post) {
+          delivery d{delivery_kind::broadcast, {}, {}, {},
+                     frames::now_ms(),         {}, {}};
+          if (!data_text(d.data))
+            return respond(error_answer(400, "missing field 'data'"));
+          self->request(node.registry, timeout, atom::broadcast_v, std::move(d))
+              .then(
+                  [respond](atom::ok) {
+                    respond(json_answer(200, {{"ok", true}}));
+                  },
+                  on_error(respond));
+          return;
+        }
+        if (path == "/api/publish" && post) {
+          delivery d{delivery_kind::group, {}, {}, {},
+                     frames::now_ms(),     {}, {}};
+          auto group = body.find("group");
+          if (group == body.end() || !group->is_string() ||
+              !valid_name(group->get_ref<const std::string&>()))
+            return respond(error_answer(400, "'group' must be a group name"));
+          d.group = group->get<std::string>();
+          if (!data_text(d.data))
+            return respond(error_answer(400, "missing field 'data'"));
+          self->request(node.registry, timeout, atom::publish_v, std::move(d))
+              .then(
+                  [respond](atom::ok) {
+                    respond(json_answer(200, {{"ok", true}}));
+                  },
+                  on_error(respond));
+          return;
+        }
+        if (path == "/api/disconnect" && post) {
+          auto uid = body.find("uid");
+          if (uid == body.end() || !uid->is_string() ||
+              !valid_name(uid->get_ref<const std::string&>()))
+            return respond(error_answer(400, "'uid' must be a uid"));
+          self->request(node.registry, timeout, atom::disconnect_v,
+                        uid->get<std::string>(), uint16_t{4001})
+              .then(
+                  [respond](atom::ok) {
+                    respond(json_answer(200, {{"ok", true}}));
+                  },
+                  on_error(respond));
+          return;
+        }
+        if (path == "/api/presence" && get) {
+          auto uids = split_uids(target.param("uids"));
+          if (uids.empty() || uids.size() > 10000 ||
+              !std::all_of(uids.begin(), uids.end(),
+                           [](auto& u) { return valid_name(u); }))
+            return respond(
+                error_answer(400, "'uids' must list uids: ?uids=a,b"));
+          self->request(node.registry, timeout, atom::presence_v, uids)
+              .then(
+                  [respond, uids](std::vector<bool>& online) {
+                    json result = json::object();
+                    for (size_t i = 0; i < uids.size(); ++i)
+                      result[uids[i]] = static_cast<bool>(online[i]);
+                    respond(json_answer(200, {{"online", result}}));
+                  },
+                  on_error(respond));
+          return;
+        }
+        const std::string groups_prefix = "/api/groups/";
+        const std::string members_suffix = "/members";
+        if (get && path.size() > groups_prefix.size() + members_suffix.size() &&
+            path.compare(0, groups_prefix.size(), groups_prefix) == 0 &&
+            path.compare(path.size() - members_suffix.size(),
+                         members_suffix.size(), members_suffix) == 0) {
+          auto group = path.substr(groups_prefix.size(),
+                                   path.size() - groups_prefix.size() -
+                                       members_suffix.size());
+          if (!valid_name(group) || group.find('/') != std::string::npos)
+            return respond(error_answer(400, "malformed group name"));
+          self->request(node.registry, timeout, atom::members_v, group)
+              .then(
+                  [respond, group](std::vector<std::string>& uids) {
+                    respond(
+                        json_answer(200, {{"group", group}, {"uids", uids}}));
+                  },
+                  on_error(respond));
+          return;
+        }
+        if (path == "/api/nodes" && get) {
+          self->request(self->state.store, timeout, atom::nodes_v)
+              .then(
+                  [respond](std::vector<node_info>& nodes) {
+                    json result = json::array();
+                    for (auto& n : nodes)
+                      result.push_back(
+                          {{"id", n.id},
+                           {"listen", n.listen},
+                           {"cluster", n.cluster},
+                           {"connections", n.connections},
+                           {"last_heartbeat_ms", n.last_heartbeat_ms}});
+                    respond(json_answer(200, result));
+                  },
+                  on_error(respond));
+          return;
+        }
+        if (path == "/api/events" && get) {
+          json result = json::array();
+          for (auto& e : node.cluster_events.snapshot()) {
+            json entry{{"ts", e.ts}, {"event", e.event}, {"node", e.node}};
+            if (!e.reason.empty())
+              entry["reason"] = e.reason;
+            result.push_back(std::move(entry));
+          }
+          return respond(json_answer(200, result));
+        }
+        if (path == "/api/send" || path == "/api/broadcast" ||
+            path == "/api/publish" || path == "/api/disconnect" ||
+            path == "/api/presence" || path == "/api/nodes")
+          return respond(error_answer(405, "method not allowed"));
+        respond(error_answer(404, "not found"));
+      },
   };
 }
 

@@ -37,7 +37,7 @@ struct conn_ref {
   std::string uid;
 };
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, conn_ref& x) {
   return f(caf::meta::type_name("conn_ref"), x.node, x.conn, x.uid);
 }
@@ -51,7 +51,7 @@ struct binding {
   uint64_t incarnation = 0;
 };
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, binding& x) {
   return f(caf::meta::type_name("binding"), x.uid, x.node, x.conn,
            x.incarnation);
@@ -64,7 +64,7 @@ struct node_route {
   std::vector<uint32_t> connections;
 };
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_route& x) {
   return f(caf::meta::type_name("node_route"), x.node, x.uids, x.connections);
 }
@@ -76,7 +76,7 @@ struct route_table {
   std::vector<std::string> offline;
 };
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, route_table& x) {
   return f(caf::meta::type_name("route_table"), x.nodes, x.offline);
 }
@@ -94,7 +94,7 @@ struct node_info {
   uint32_t connections = 0;
 };
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_info& x) {
   return f(caf::meta::type_name("node_info"), x.id, x.listen, x.cluster,
            x.incarnation, x.last_heartbeat_ms, x.connections);
@@ -130,7 +130,7 @@ struct delivery {
   std::string except_conn;
 };
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, delivery& x) {
   return f(caf::meta::type_name("delivery"), x.kind, x.from, x.group, x.data,
            x.ts, x.uids, x.except_conn);
@@ -142,7 +142,7 @@ struct delivery_batch {
   std::vector<delivery> items;
 };
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, delivery_batch& x) {
   return f(caf::meta::type_name("delivery_batch"), x.origin, x.items);
 }
@@ -153,7 +153,7 @@ struct delivery_report {
   std::vector<uint32_t> connections;
 };
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, delivery_report& x) {
   return f(caf::meta::type_name("delivery_report"), x.uids, x.connections);
 }
@@ -194,32 +194,32 @@ struct presence_event {
   bool online = false;
 };
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, register_event& x) {
   return f(caf::meta::type_name("register_event"), x.who);
 }
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, logout_event& x) {
   return f(caf::meta::type_name("logout_event"), x.who);
 }
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, discover_event& x) {
   return f(caf::meta::type_name("discover_event"), x.node);
 }
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, shutdown_event& x) {
   return f(caf::meta::type_name("shutdown_event"), x.node, x.reason);
 }
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, recv_message_event& x) {
   return f(caf::meta::type_name("recv_message_event"), x.who, x.frame);
 }
 
-template <class Inspector>
+template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, presence_event& x) {
   return f(caf::meta::type_name("presence_event"), x.uid, x.online);
 }

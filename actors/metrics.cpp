@@ -6,17 +6,17 @@ namespace wsc {
 
 void node_metrics::count_rejection(unsigned status) {
   switch (status) {
-    case 401:
-      ++rejected_401;
-      break;
-    case 403:
-      ++rejected_403;
-      break;
-    case 503:
-      ++rejected_503;
-      break;
-    default:
-      ++rejected_400;
+  case 401:
+    ++rejected_401;
+    break;
+  case 403:
+    ++rejected_403;
+    break;
+  case 503:
+    ++rejected_503;
+    break;
+  default:
+    ++rejected_400;
   }
 }
 
@@ -36,8 +36,8 @@ namespace {
 
 void family(std::ostringstream& out, const char* name, const char* type,
             const char* help) {
-  out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' '
-      << type << '\n';
+  out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type
+      << '\n';
 }
 
 } // namespace

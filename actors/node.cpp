@@ -37,19 +37,19 @@ caf::expected<state_store_actor> spawn_store(caf::actor_system& sys,
 caf::expected<std::string> publish_registry(caf::actor_system& sys,
                                             const node_context& ctx) {
   auto& opts = ctx.opts;
-  if (!opts.cluster_insecure && opts.cluster_tls_cert.empty()
-      && !is_loopback(opts.cluster_listen.host))
-    return caf::make_error(
-      caf::sec::invalid_argument,
-      "refusing plain node-to-node traffic on " + opts.cluster_listen.to_string()
-        + ": set cluster-tls-* or cluster-insecure=true");
+  if (!opts.cluster_insecure && opts.cluster_tls_cert.empty() &&
+      !is_loopback(opts.cluster_listen.host))
+    return caf::make_error(caf::sec::invalid_argument,
+                           "refusing plain node-to-node traffic on " +
+                               opts.cluster_listen.to_string() +
+                               ": set cluster-tls-* or cluster-insecure=true");
   auto port = sys.middleman().publish(ctx.registry, opts.cluster_listen.port,
                                       opts.cluster_listen.host.c_str(), true);
   if (!port)
     return caf::make_error(caf::sec::cannot_open_port,
-                           "cannot listen for nodes on "
-                             + opts.cluster_listen.to_string() + ": "
-                             + sys.render(port.error()));
+                           "cannot listen for nodes on " +
+                               opts.cluster_listen.to_string() + ": " +
+                               sys.render(port.error()));
   if (!opts.cluster_advertise.host.empty())
     return opts.cluster_advertise.to_string();
   return endpoint{opts.cluster_listen.host, *port}.to_string();
@@ -58,7 +58,7 @@ caf::expected<std::string> publish_registry(caf::actor_system& sys,
 } // namespace
 
 node::node(caf::actor_system& sys, node_context_ptr ctx)
-  : sys_(sys), ctx_(std::move(ctx)) {
+    : sys_(sys), ctx_(std::move(ctx)) {
   // nop
 }
 
@@ -100,13 +100,13 @@ node::start(caf::actor_system& sys, options opts,
   if (!srv)
     return std::move(srv.error());
   result->server_ = std::move(*srv);
-  ctx->discovery = sys.spawn(discovery, ctx, *store, clustered,
-                             cluster_address);
+  ctx->discovery =
+      sys.spawn(discovery, ctx, *store, clustered, cluster_address);
   result->discovery_ = ctx->discovery;
   result->server_->start(ctx->opts.io_threads);
   log::info("wscluster node {} started: listen={} state={}{} auth={}",
-            ctx->node_id, endpoint{ctx->opts.listen.host, result->port()}
-                            .to_string(),
+            ctx->node_id,
+            endpoint{ctx->opts.listen.host, result->port()}.to_string(),
             ctx->opts.state,
             clustered ? " cluster=" + cluster_address : std::string{},
             ctx->opts.auth);
@@ -118,6 +118,20 @@ node::start(caf::actor_system& sys, options opts,
 
 uint16_t node::port() const {
   return server_->port();
+}
+
+void node::subscribe(caf::actor subscriber, uint32_t mask) {
+  caf::anon_send(ctx_->events, atom::subscribe_v, mask, subscriber);
+  adopt(std::move(subscriber));
+}
+
+void node::add_behaviour(const std::string& type, behaviour_actor handler) {
+  ctx_->behaviours.add(type, handler);
+  adopt(caf::actor_cast<caf::actor>(std::move(handler)));
+}
+
+void node::adopt(caf::actor hdl) {
+  adopted_.push_back(std::move(hdl));
 }
 
 void node::stop() {
@@ -133,27 +147,30 @@ void node::stop() {
   auto timeout = opts.request_timeout;
   self->request(ctx_->registry, timeout, atom::drain_v,
                 static_cast<uint32_t>(opts.drain_period.count()))
-    .receive([](atom::ok) {}, [](caf::error&) {});
+      .receive([](atom::ok) {}, [](caf::error&) {});
   // Clients are told to come back elsewhere; wait until their sockets are
   // closed (bounded), so load balancers still see /healthz 503 meanwhile.
   auto deadline = std::chrono::steady_clock::now() + 5s;
   auto earliest = std::chrono::steady_clock::now() + 300ms;
-  while (std::chrono::steady_clock::now() < earliest
-         || (ctx_->open_connections > 0
-             && std::chrono::steady_clock::now() < deadline))
+  while (std::chrono::steady_clock::now() < earliest ||
+         (ctx_->open_connections > 0 &&
+          std::chrono::steady_clock::now() < deadline))
     std::this_thread::sleep_for(20ms);
   server_->stop_accepting();
   self->request(discovery_, timeout, atom::shutdown_v)
-    .receive([](atom::ok) {}, [](caf::error&) {});
+      .receive([](atom::ok) {}, [](caf::error&) {});
   server_->stop();
   server_.reset();
-  for (auto hdl : {caf::actor_cast<caf::actor>(ctx_->registry),
-                   caf::actor_cast<caf::actor>(ctx_->events),
-                   caf::actor_cast<caf::actor>(ctx_->discovery),
-                   caf::actor_cast<caf::actor>(builtins_),
-                   caf::actor_cast<caf::actor>(api_),
-                   caf::actor_cast<caf::actor>(store_)})
+  for (auto hdl :
+       {caf::actor_cast<caf::actor>(ctx_->registry),
+        caf::actor_cast<caf::actor>(ctx_->events),
+        caf::actor_cast<caf::actor>(ctx_->discovery),
+        caf::actor_cast<caf::actor>(builtins_),
+        caf::actor_cast<caf::actor>(api_), caf::actor_cast<caf::actor>(store_)})
     self->send_exit(hdl, caf::exit_reason::user_shutdown);
+  for (auto& hdl : adopted_)
+    self->send_exit(hdl, caf::exit_reason::user_shutdown);
+  adopted_.clear();
   log::info("node {} stopped", ctx_->node_id);
 }
 

@@ -9,6 +9,8 @@
 #include <caf/fwd.hpp>
 
 #include <memory>
+#include <string>
+#include <vector>
 
 namespace wsc {
 
@@ -27,12 +29,22 @@ public:
   start(caf::actor_system& sys, options opts,
         const middleware_registry& middlewares = middleware_registry{});
 
-  const node_context_ptr& context() const {
-    return ctx_;
-  }
+  const node_context_ptr& context() const { return ctx_; }
 
   /// The bound HTTP and WebSocket port.
   uint16_t port() const;
+
+  /// Subscribes an event actor to the events of `mask` (see event_mask).
+  /// The node stops the actor when it stops.
+  void subscribe(caf::actor subscriber, uint32_t mask);
+
+  /// Registers a behaviour for a frame type or a `prefix.*`. The node stops
+  /// the actor when it stops.
+  void add_behaviour(const std::string& type, behaviour_actor handler);
+
+  /// Makes the node stop `hdl` when it stops (the actor system waits for
+  /// every actor before it can end).
+  void adopt(caf::actor hdl);
 
   /// Drains and stops: /healthz 503, `bye` and close 1001 to every client,
   /// SHUTDOWN to the peers, this node's state removed from the store.
@@ -48,6 +60,7 @@ private:
   behaviour_actor builtins_;
   http_api_actor api_;
   std::unique_ptr<server> server_;
+  std::vector<caf::actor> adopted_;
   bool stopped_ = false;
 };
 

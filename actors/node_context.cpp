@@ -1,10 +1,26 @@
 #include "actors/node_context.hpp"
 
+#include "actors/frames.hpp"
+
 #include <random>
 
 namespace wsc {
 
 connection_sink::~connection_sink() = default;
+
+void cluster_event_log::record(std::string event, std::string node,
+                               std::string reason) {
+  std::lock_guard guard{mtx_};
+  entries_.push_back(entry{frames::now_ms(), std::move(event), std::move(node),
+                           std::move(reason)});
+  if (entries_.size() > capacity)
+    entries_.pop_front();
+}
+
+std::vector<cluster_event_log::entry> cluster_event_log::snapshot() const {
+  std::lock_guard guard{mtx_};
+  return {entries_.begin(), entries_.end()};
+}
 
 namespace {
 
@@ -26,7 +42,8 @@ node_context::node_context(options o) : opts(std::move(o)) {
 }
 
 std::string node_context::next_conn_id() {
-  return node_id + "." + hex(incarnation, 12) + "." + std::to_string(++conn_seq_);
+  return node_id + "." + hex(incarnation, 12) + "." +
+         std::to_string(++conn_seq_);
 }
 
 } // namespace wsc

@@ -8,8 +8,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 namespace wsc {
 
@@ -26,6 +29,27 @@ public:
 
   /// Closes the WebSocket with a close code, after the frames already queued.
   virtual void close(uint16_t code, std::string reason) = 0;
+};
+
+/// The most recent DISCOVER and SHUTDOWN events of the cluster as this node
+/// saw them, for the dashboard (GET /api/events).
+class cluster_event_log {
+public:
+  struct entry {
+    int64_t ts = 0;
+    std::string event;
+    std::string node;
+    std::string reason;
+  };
+
+  void record(std::string event, std::string node, std::string reason = {});
+
+  std::vector<entry> snapshot() const;
+
+private:
+  static constexpr size_t capacity = 100;
+  mutable std::mutex mtx_;
+  std::deque<entry> entries_;
 };
 
 /// What every part of one node shares: settings, the long-lived actors and
@@ -55,6 +79,7 @@ struct node_context {
   std::atomic<uint64_t> open_connections{0};
 
   node_metrics metrics;
+  cluster_event_log cluster_events;
 
   /// A connection id unique across the cluster and across restarts:
   /// node id, incarnation, sequence number.

@@ -38,7 +38,8 @@ struct registry_state {
   /// Writes a delivery to the local connections of `uids` (all connections
   /// for a broadcast); the frame is encoded once per uid, or once in all
   /// for broadcasts and groups. Returns the number of connections.
-  uint32_t deliver_local(const delivery& d, const std::vector<std::string>* uids);
+  uint32_t deliver_local(const delivery& d,
+                         const std::vector<std::string>* uids);
 
   /// Sends a delivery to every node of a route table.
   void route(delivery d, const route_table& routes);

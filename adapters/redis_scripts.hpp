@@ -22,7 +22,6 @@ namespace wsc::redis_scripts {
 enum class script : uint8_t {
   bind,
   unbind,
-  route,
   join,
   leave,
   group_route,
@@ -33,12 +32,16 @@ enum class script : uint8_t {
 };
 
 /// Number of scripts.
-constexpr size_t script_count = 10;
+constexpr size_t script_count = 9;
 
-/// Helpers every script gets in front of its body.
+/// What every script starts with: the key prefix.
 inline constexpr const char* prelude = R"lua(
 local P = ARGV[1]
+)lua";
 
+/// Helpers for the scripts that remove bindings or read the time (defining
+/// them costs each call a little, so the others go without).
+inline constexpr const char* helpers = R"lua(
 -- Drops `uid` from every group it joined (it has no connection left). Redis
 -- deletes a set when its last member goes.
 local function drop_groups(uid)
@@ -128,7 +131,11 @@ if not prev then
 end
 local pnode, pinc = string.match(prev, '^(.*)|(.*)$')
 if pnode then
-  redis.call('SREM', P .. ':nb:' .. pnode, pinc .. entry)
+  local nb = P .. ':nb:' .. pnode
+  redis.call('SREM', nb, pinc .. entry)
+  if redis.call('EXISTS', nb) == 0 then
+    redis.call('DEL', P .. ':ni:' .. pnode)
+  end
 end
 redis.call('HDEL', u, conn)
 if redis.call('EXISTS', u) == 1 then
@@ -136,15 +143,6 @@ if redis.call('EXISTS', u) == 1 then
 end
 drop_groups(uid)
 return 1
-)lua",
-  // route: ARGV = P, uid... Returns per uid the values of its bindings
-  // ("node|incarnation", one per connection).
-  R"lua(
-local out = {}
-for i = 2, #ARGV do
-  out[i - 1] = redis.call('HVALS', P .. ':u:' .. ARGV[i])
-end
-return out
 )lua",
   // join: ARGV = P, uid, group, max_groups. Returns the uid's number of
   // groups, or -1 if it would exceed max_groups.
@@ -251,9 +249,22 @@ return 1
 )lua",
 };
 
-/// The full source of a script: the prelude and its body.
+/// The full source of a script: the prelude, the helpers it needs and its
+/// body.
 inline std::string source(script x) {
-  return std::string{prelude} + bodies[static_cast<size_t>(x)];
+  std::string result = prelude;
+  switch (x) {
+    case script::unbind:
+    case script::node:
+    case script::nodes:
+    case script::claim:
+    case script::shutdown:
+      result += helpers;
+      break;
+    default:
+      break;
+  }
+  return result + bodies[static_cast<size_t>(x)];
 }
 
 } // namespace wsc::redis_scripts

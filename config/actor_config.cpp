@@ -19,13 +19,15 @@ constexpr const char* protocol_id = "wscluster/1";
 actor_config::actor_config(bool with_network) {
   add_message_types<caf::id_block::wscluster>();
   add_message_types<caf::id_block::wscluster_actors>();
-  add_error_category(ec_category, [](uint8_t code, caf::atom_value,
-                                     const caf::message& ctx) -> std::string {
-    auto text = std::string{"wsc::"} + to_string(static_cast<ec>(code));
-    if (ctx.match_elements<std::string>())
-      text += ": " + ctx.get_as<std::string>(0);
-    return text;
-  });
+  add_error_category(ec_category,
+                     [](uint8_t code, caf::atom_value,
+                        const caf::message& ctx) -> std::string {
+                       auto text = std::string{"wsc::"} +
+                                   to_string(static_cast<ec>(code));
+                       if (ctx.match_elements<std::string>())
+                         text += ": " + ctx.get_as<std::string>(0);
+                       return text;
+                     });
   if (with_network) {
     load<caf::io::middleman>();
     set("middleman.app-identifiers", std::vector<std::string>{protocol_id});

@@ -31,7 +31,9 @@ struct option_spec {
 };
 
 std::string trim(std::string s) {
-  auto not_space = [](unsigned char c) { return !std::isspace(c); };
+  auto not_space = [](unsigned char c) {
+    return !std::isspace(c);
+  };
   s.erase(s.begin(), std::find_if(s.begin(), s.end(), not_space));
   s.erase(std::find_if(s.rbegin(), s.rend(), not_space).base(), s.end());
   return s;
@@ -49,9 +51,9 @@ std::vector<std::string> split_list(const std::string& text) {
 
 caf::expected<uint64_t> parse_uint(const std::string& text, uint64_t min,
                                    uint64_t max) {
-  if (text.empty()
-      || !std::all_of(text.begin(), text.end(),
-                      [](unsigned char c) { return std::isdigit(c); }))
+  if (text.empty() ||
+      !std::all_of(text.begin(), text.end(),
+                   [](unsigned char c) { return std::isdigit(c); }))
     return invalid("expected a non-negative integer, got '" + text + "'");
   uint64_t value = 0;
   try {
@@ -60,8 +62,8 @@ caf::expected<uint64_t> parse_uint(const std::string& text, uint64_t min,
     return invalid("number out of range: '" + text + "'");
   }
   if (value < min || value > max)
-    return invalid("value " + text + " is outside [" + std::to_string(min)
-                   + ", " + std::to_string(max) + "]");
+    return invalid("value " + text + " is outside [" + std::to_string(min) +
+                   ", " + std::to_string(max) + "]");
   return value;
 }
 
@@ -73,7 +75,7 @@ caf::expected<bool> parse_bool(const std::string& text) {
   return invalid("expected true or false, got '" + text + "'");
 }
 
-template <class T, class Parse>
+template<class T, class Parse>
 setter field(T options::*member, Parse parse) {
   return [member, parse](options& opts, const std::string& text) -> caf::error {
     auto value = parse(text);
@@ -92,17 +94,17 @@ setter text_field(std::string options::*member) {
 }
 
 setter one_of(std::string options::*member, std::vector<std::string> choices) {
-  return [member, choices](options& opts, const std::string& text)
-           -> caf::error {
-    if (std::find(choices.begin(), choices.end(), text) == choices.end()) {
-      std::string all;
-      for (auto& c : choices)
-        all += (all.empty() ? "" : ", ") + c;
-      return invalid("expected one of " + all + ", got '" + text + "'");
-    }
-    opts.*member = text;
-    return caf::none;
-  };
+  return
+      [member, choices](options& opts, const std::string& text) -> caf::error {
+        if (std::find(choices.begin(), choices.end(), text) == choices.end()) {
+          std::string all;
+          for (auto& c : choices)
+            all += (all.empty() ? "" : ", ") + c;
+          return invalid("expected one of " + all + ", got '" + text + "'");
+        }
+        opts.*member = text;
+        return caf::none;
+      };
 }
 
 setter uint_field(uint64_t options::*member, uint64_t min, uint64_t max) {
@@ -118,8 +120,8 @@ setter duration_field(options::duration options::*member,
     if (!value)
       return std::move(value.error());
     if (*value > max)
-      return invalid("duration " + text + " exceeds the maximum of "
-                     + std::to_string(max.count()) + "ms");
+      return invalid("duration " + text + " exceeds the maximum of " +
+                     std::to_string(max.count()) + "ms");
     opts.*member = *value;
     return caf::none;
   };
@@ -133,110 +135,112 @@ setter list_field(std::vector<std::string> options::*member) {
 }
 
 bool valid_node_id(const std::string& id) {
-  return !id.empty() && id.size() <= 64
-         && std::all_of(id.begin(), id.end(), [](unsigned char c) {
-              return std::isalnum(c) || c == '-' || c == '_';
-            });
+  return !id.empty() && id.size() <= 64 &&
+         std::all_of(id.begin(), id.end(), [](unsigned char c) {
+           return std::isalnum(c) || c == '-' || c == '_';
+         });
 }
 
 const std::vector<option_spec>& option_table() {
   static const std::vector<option_spec> table{
-    {"listen", "127.0.0.1:8080", "HTTP + WebSocket listener (WS at /ws)",
-     field(&options::listen, parse_endpoint)},
-    {"node-id", "generated, unique",
-     "this node's id in the cluster ([A-Za-z0-9_-], at most 64)",
-     [](options& opts, const std::string& text) -> caf::error {
-       if (!valid_node_id(text))
-         return invalid("node id must be 1-64 characters of A-Z a-z 0-9 - _");
-       opts.node_id = text;
-       return caf::none;
-     }},
-    {"state", "memory", "memory (single node) or redis (cluster)",
-     one_of(&options::state, {"memory", "redis"})},
-    {"redis", "-",
-     "redis://[:password@]host:port[/db], required with state=redis",
-     [](options& opts, const std::string& text) -> caf::error {
-       auto url = parse_redis_url(text);
-       if (!url)
-         return std::move(url.error());
-       opts.redis = std::move(*url);
-       opts.has_redis = true;
-       return caf::none;
-     }},
-    {"redis-prefix", "wscluster", "prefix of every Redis key",
-     text_field(&options::redis_prefix)},
-    {"cluster-listen", "127.0.0.1:0",
-     "where this node accepts other nodes (CAF)",
-     field(&options::cluster_listen, parse_endpoint)},
-    {"cluster-advertise", "the bound cluster-listen",
-     "the address other nodes dial",
-     field(&options::cluster_advertise, parse_endpoint)},
-    {"heartbeat", "1s", "heartbeat interval (500ms, 1s, 2min)",
-     duration_field(&options::heartbeat)},
-    {"node-timeout", "3s",
-     "silence after which a node is declared down (at most 10s)",
-     duration_field(&options::node_timeout, std::chrono::seconds(10))},
-    {"cluster-tls-cert", "-", "certificate for mutual TLS between nodes",
-     text_field(&options::cluster_tls_cert)},
-    {"cluster-tls-key", "-", "private key for mutual TLS between nodes",
-     text_field(&options::cluster_tls_key)},
-    {"cluster-tls-ca", "-", "CA that signs every node's certificate",
-     text_field(&options::cluster_tls_ca)},
-    {"cluster-insecure", "false",
-     "allow plain node-to-node traffic on a non-loopback address",
-     field(&options::cluster_insecure, parse_bool)},
-    {"drain-period", "5s",
-     "on stop, clients are told to reconnect spread over this period",
-     duration_field(&options::drain_period)},
-    {"auth", "none",
-     "none (uid from query uid= or header auth) or jwt",
-     one_of(&options::auth, {"none", "jwt"})},
-    {"jwt-secret", "-", "HS256 secret, required with auth=jwt",
-     text_field(&options::jwt_secret)},
-    {"api-key", "-",
-     "when set, the HTTP API requires Authorization: Bearer <api-key>",
-     text_field(&options::api_key)},
-    {"allowed-origins", "any",
-     "comma-separated Origin values accepted at the handshake",
-     list_field(&options::allowed_origins)},
-    {"client-broadcast", "false", "may clients send broadcast frames",
-     field(&options::client_broadcast, parse_bool)},
-    {"max-message-bytes", "65536",
-     "larger frames close the connection with 1009",
-     uint_field(&options::max_message_bytes, 64, 64u << 20)},
-    {"max-connections", "100000", "further handshakes get HTTP 503",
-     uint_field(&options::max_connections, 1, 10'000'000)},
-    {"send-queue-limit", "1024",
-     "frames queued for a slow reader before it is closed with 1008",
-     uint_field(&options::send_queue_limit, 1, 1'000'000)},
-    {"rate-limit", "100",
-     "client frames per second per connection (burst 2x); 0 turns it off",
-     uint_field(&options::rate_limit, 0, 1'000'000)},
-    {"idle-timeout", "60s",
-     "no frame and no pong for this long closes the connection",
-     duration_field(&options::idle_timeout)},
-    {"handshake-timeout", "10s",
-     "time a client has to complete the HTTP request and upgrade",
-     duration_field(&options::handshake_timeout)},
-    {"max-groups", "100", "groups a uid may join (too_many_groups)",
-     uint_field(&options::max_groups, 1, 1'000'000)},
-    {"members-limit", "1000", "most uids a members answer lists",
-     uint_field(&options::members_limit, 1, 1'000'000)},
-    {"handshake-chain", "origin,identity",
-     "handshake middlewares in order (registered names)",
-     list_field(&options::handshake_chain)},
-    {"open-chain", "-", "open middlewares in order (registered names)",
-     list_field(&options::open_chain)},
-    {"log-level", "info", "debug, info, warn or error",
-     one_of(&options::log_level, {"debug", "info", "warn", "error"})},
-    {"io-threads", "1", "threads running socket I/O",
-     uint_field(&options::io_threads, 1, 64)},
-    {"actor-threads", "2", "threads of the actor scheduler",
-     uint_field(&options::actor_threads, 1, 64)},
-    {"scheduler-policy", "sharing", "actor scheduler: sharing or stealing",
-     one_of(&options::scheduler_policy, {"sharing", "stealing"})},
-    {"request-timeout", "5s", "timeout of every request between actors",
-     duration_field(&options::request_timeout)},
+      {"listen", "127.0.0.1:8080", "HTTP + WebSocket listener (WS at /ws)",
+       field(&options::listen, parse_endpoint)},
+      {"node-id", "generated, unique",
+       "this node's id in the cluster ([A-Za-z0-9_-], at most 64)",
+       [](options& opts, const std::string& text) -> caf::error {
+         if (!valid_node_id(text))
+           return invalid("node id must be 1-64 characters of A-Z a-z 0-9 - _");
+         opts.node_id = text;
+         return caf::none;
+       }},
+      {"state", "memory", "memory (single node) or redis (cluster)",
+       one_of(&options::state, {"memory", "redis"})},
+      {"redis", "-",
+       "redis://[:password@]host:port[/db], required with state=redis",
+       [](options& opts, const std::string& text) -> caf::error {
+         auto url = parse_redis_url(text);
+         if (!url)
+           return std::move(url.error());
+         opts.redis = std::move(*url);
+         opts.has_redis = true;
+         return caf::none;
+       }},
+      {"redis-prefix", "wscluster", "prefix of every Redis key",
+       text_field(&options::redis_prefix)},
+      {"cluster-listen", "127.0.0.1:0",
+       "where this node accepts other nodes (CAF)",
+       field(&options::cluster_listen, parse_endpoint)},
+      {"cluster-advertise", "the bound cluster-listen",
+       "the address other nodes dial",
+       field(&options::cluster_advertise, parse_endpoint)},
+      {"heartbeat", "1s", "heartbeat interval (500ms, 1s, 2min)",
+       duration_field(&options::heartbeat)},
+      {"node-timeout", "3s",
+       "silence after which a node is declared down (at most 10s)",
+       duration_field(&options::node_timeout, std::chrono::seconds(10))},
+      {"cluster-tls-cert", "-", "certificate for mutual TLS between nodes",
+       text_field(&options::cluster_tls_cert)},
+      {"cluster-tls-key", "-", "private key for mutual TLS between nodes",
+       text_field(&options::cluster_tls_key)},
+      {"cluster-tls-ca", "-", "CA that signs every node's certificate",
+       text_field(&options::cluster_tls_ca)},
+      {"cluster-insecure", "false",
+       "allow plain node-to-node traffic on a non-loopback address",
+       field(&options::cluster_insecure, parse_bool)},
+      {"drain-period", "5s",
+       "on stop, clients are told to reconnect spread over this period",
+       duration_field(&options::drain_period)},
+      {"auth", "none", "none (uid from query uid= or header auth) or jwt",
+       one_of(&options::auth, {"none", "jwt"})},
+      {"jwt-secret", "-", "HS256 secret, required with auth=jwt",
+       text_field(&options::jwt_secret)},
+      {"api-key", "-",
+       "when set, the HTTP API requires Authorization: Bearer <api-key>",
+       text_field(&options::api_key)},
+      {"allowed-origins", "any",
+       "comma-separated Origin values accepted at the handshake",
+       list_field(&options::allowed_origins)},
+      {"client-broadcast", "false", "may clients send broadcast frames",
+       field(&options::client_broadcast, parse_bool)},
+      {"max-message-bytes", "65536",
+       "larger frames close the connection with 1009",
+       uint_field(&options::max_message_bytes, 64, 64u << 20)},
+      {"max-connections", "100000", "further handshakes get HTTP 503",
+       uint_field(&options::max_connections, 1, 10'000'000)},
+      {"send-queue-limit", "1024",
+       "frames queued for a slow reader before it is closed with 1008",
+       uint_field(&options::send_queue_limit, 1, 1'000'000)},
+      {"rate-limit", "100",
+       "client frames per second per connection (burst 2x); 0 turns it off",
+       uint_field(&options::rate_limit, 0, 1'000'000)},
+      {"idle-timeout", "60s",
+       "no frame and no pong for this long closes the connection",
+       duration_field(&options::idle_timeout)},
+      {"handshake-timeout", "10s",
+       "time a client has to complete the HTTP request and upgrade",
+       duration_field(&options::handshake_timeout)},
+      {"max-groups", "100", "groups a uid may join (too_many_groups)",
+       uint_field(&options::max_groups, 1, 1'000'000)},
+      {"members-limit", "1000", "most uids a members answer lists",
+       uint_field(&options::members_limit, 1, 1'000'000)},
+      {"handshake-chain", "origin,identity",
+       "handshake middlewares in order (registered names)",
+       list_field(&options::handshake_chain)},
+      {"open-chain", "-", "open middlewares in order (registered names)",
+       list_field(&options::open_chain)},
+      {"log-level", "info", "debug, info, warn or error",
+       one_of(&options::log_level, {"debug", "info", "warn", "error"})},
+      {"io-threads", "1", "threads running socket I/O",
+       uint_field(&options::io_threads, 1, 64)},
+      {"actor-threads", "2", "threads of the actor scheduler",
+       uint_field(&options::actor_threads, 1, 64)},
+      {"scheduler-policy", "sharing", "actor scheduler: sharing or stealing",
+       one_of(&options::scheduler_policy, {"sharing", "stealing"})},
+      {"request-timeout", "5s", "timeout of every request between actors",
+       duration_field(&options::request_timeout)},
+      {"web-root", "the source tree's web/",
+       "folder of the demo (/), the dashboard (/dashboard) and their assets",
+       text_field(&options::web_root)},
   };
   return table;
 }
@@ -252,11 +256,10 @@ caf::error apply(options& opts, const std::string& name,
                  const std::string& value, const std::string& origin) {
   auto spec = find_option(name);
   if (!spec)
-    return invalid("unknown option '" + name + "'" + origin
-                   + " (see --help)");
+    return invalid("unknown option '" + name + "'" + origin + " (see --help)");
   if (auto err = spec->set(opts, value))
-    return invalid("bad value for '" + name + "'" + origin + ": "
-                   + error_message(err));
+    return invalid("bad value for '" + name + "'" + origin + ": " +
+                   error_message(err));
   return caf::none;
 }
 
@@ -264,8 +267,8 @@ caf::error apply(options& opts, const std::string& name,
 caf::error split_argument(const std::string& arg, std::string& name,
                           std::string& value) {
   if (arg.size() < 3 || arg.compare(0, 2, "--") != 0)
-    return invalid("unexpected argument '" + arg
-                   + "' (options are written --name=value)");
+    return invalid("unexpected argument '" + arg +
+                   "' (options are written --name=value)");
   auto eq = arg.find('=');
   name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
   value = eq == std::string::npos ? "true" : arg.substr(eq + 1);
@@ -273,8 +276,8 @@ caf::error split_argument(const std::string& arg, std::string& name,
 }
 
 std::string unquote(std::string s) {
-  if (s.size() >= 2 && (s.front() == '"' || s.front() == '\'')
-      && s.back() == s.front())
+  if (s.size() >= 2 && (s.front() == '"' || s.front() == '\'') &&
+      s.back() == s.front())
     return s.substr(1, s.size() - 2);
   return s;
 }
@@ -306,17 +309,18 @@ std::string endpoint::to_string() const {
 }
 
 std::string redis_url::redacted() const {
-  return "redis://" + std::string{password.empty() ? "" : ":***@"} + host
-         + ":" + std::to_string(port) + "/" + std::to_string(db);
+  return "redis://" + std::string{password.empty() ? "" : ":***@"} + host +
+         ":" + std::to_string(port) + "/" + std::to_string(db);
 }
 
 caf::expected<options::duration> parse_duration(const std::string& text) {
   size_t digits = 0;
-  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits])))
+  while (digits < text.size() &&
+         std::isdigit(static_cast<unsigned char>(text[digits])))
     ++digits;
   if (digits == 0 || digits > 12)
-    return invalid("expected a duration like 500ms, 1s or 2min, got '" + text
-                   + "'");
+    return invalid("expected a duration like 500ms, 1s or 2min, got '" + text +
+                   "'");
   auto count = std::stoll(text.substr(0, digits));
   auto unit = text.substr(digits);
   if (unit == "ms")
@@ -327,8 +331,8 @@ caf::expected<options::duration> parse_duration(const std::string& text) {
     return options::duration{count * 60'000};
   if (unit == "h")
     return options::duration{count * 3'600'000};
-  return invalid("expected a duration like 500ms, 1s or 2min, got '" + text
-                 + "'");
+  return invalid("expected a duration like 500ms, 1s or 2min, got '" + text +
+                 "'");
 }
 
 caf::expected<endpoint> parse_endpoint(const std::string& text) {
@@ -337,8 +341,8 @@ caf::expected<endpoint> parse_endpoint(const std::string& text) {
     return invalid("expected host:port, got '" + text + "'");
   auto port = parse_uint(text.substr(colon + 1), 0, 65535);
   if (!port)
-    return invalid("expected host:port with a port of 0-65535, got '" + text
-                   + "'");
+    return invalid("expected host:port with a port of 0-65535, got '" + text +
+                   "'");
   auto host = text.substr(0, colon);
   if (host.size() > 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
@@ -354,8 +358,8 @@ caf::expected<redis_url> parse_redis_url(const std::string& text) {
   if (auto at = rest.rfind('@'); at != std::string::npos) {
     auto userinfo = rest.substr(0, at);
     auto colon = userinfo.find(':');
-    url.password = colon == std::string::npos ? userinfo
-                                              : userinfo.substr(colon + 1);
+    url.password =
+        colon == std::string::npos ? userinfo : userinfo.substr(colon + 1);
     rest = rest.substr(at + 1);
   }
   if (auto slash = rest.find('/'); slash != std::string::npos) {
@@ -409,8 +413,8 @@ caf::error validate(const options& opts) {
     return invalid("state=redis needs --redis=redis://host:port");
   if (opts.auth == "jwt" && opts.jwt_secret.empty())
     return invalid("auth=jwt needs --jwt-secret");
-  int tls = !opts.cluster_tls_cert.empty() + !opts.cluster_tls_key.empty()
-            + !opts.cluster_tls_ca.empty();
+  int tls = !opts.cluster_tls_cert.empty() + !opts.cluster_tls_key.empty() +
+            !opts.cluster_tls_ca.empty();
   if (tls != 0 && tls != 3)
     return invalid("cluster-tls-cert, cluster-tls-key and cluster-tls-ca go "
                    "together: give all three or none");

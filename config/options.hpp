@@ -7,6 +7,10 @@
 #include <string>
 #include <vector>
 
+#ifndef WSC_DEFAULT_WEB_ROOT
+#define WSC_DEFAULT_WEB_ROOT "web"
+#endif
+
 namespace wsc {
 
 /// A host and port, as written `host:port`.
@@ -59,7 +63,8 @@ struct options {
   uint64_t send_queue_limit = 1024;
   uint64_t rate_limit = 100;
   duration idle_timeout{60000};
-  // -- beyond the contract's table ---------------------------------------------
+  // -- beyond the contract's table
+  // ---------------------------------------------
   duration handshake_timeout{10000};
   uint64_t max_groups = 100;
   uint64_t members_limit = 1000;
@@ -70,6 +75,7 @@ struct options {
   uint64_t actor_threads = 2;
   std::string scheduler_policy = "sharing";
   duration request_timeout{5000};
+  std::string web_root = WSC_DEFAULT_WEB_ROOT;
 };
 
 /// The outcome of reading the command line and the config file.
@@ -81,7 +87,8 @@ struct parsed_options {
 
 /// Reads `--name=value` arguments and the INI file named by `--config-file`;
 /// the command line wins. Errors name the offending option in one line.
-caf::expected<parsed_options> parse_options(const std::vector<std::string>& args);
+caf::expected<parsed_options>
+parse_options(const std::vector<std::string>& args);
 
 /// Checks the combination of settings (e.g. `state=redis` needs `redis`).
 caf::error validate(const options& opts);

@@ -23,8 +23,8 @@ caf::error reject(const char* reason) {
   return caf::make_error(caf::sec::invalid_argument, std::string{reason});
 }
 
-constexpr char b64url_alphabet[]
-  = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+constexpr char b64url_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 bool b64url_decode(std::string_view in, std::string& out) {
   std::array<int, 256> map;
@@ -69,8 +69,8 @@ std::string hmac_sha256(std::string_view key, std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(),
-       digest, &len);
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest,
+       &len);
   return std::string(reinterpret_cast<char*>(digest), len);
 }
 
@@ -84,15 +84,15 @@ caf::expected<jwt_claims> verify_jwt(std::string_view token,
     return reject("malformed token");
   auto dot1 = token.find('.');
   auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
-  if (dot2 == std::string_view::npos
-      || token.find('.', dot2 + 1) != std::string_view::npos)
+  if (dot2 == std::string_view::npos ||
+      token.find('.', dot2 + 1) != std::string_view::npos)
     return reject("malformed token");
   std::string header_text;
   std::string payload_text;
   std::string signature;
-  if (!b64url_decode(token.substr(0, dot1), header_text)
-      || !b64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1), payload_text)
-      || !b64url_decode(token.substr(dot2 + 1), signature))
+  if (!b64url_decode(token.substr(0, dot1), header_text) ||
+      !b64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1), payload_text) ||
+      !b64url_decode(token.substr(dot2 + 1), signature))
     return reject("malformed token");
   auto header = nlohmann::json::parse(header_text, nullptr, false);
   if (header.is_discarded() || !header.is_object())
@@ -101,9 +101,8 @@ caf::expected<jwt_claims> verify_jwt(std::string_view token,
   if (alg == header.end() || !alg->is_string() || *alg != "HS256")
     return reject("algorithm not accepted");
   auto expected = hmac_sha256(secret, token.substr(0, dot2));
-  if (signature.size() != expected.size()
-      || CRYPTO_memcmp(signature.data(), expected.data(), expected.size())
-           != 0)
+  if (signature.size() != expected.size() ||
+      CRYPTO_memcmp(signature.data(), expected.data(), expected.size()) != 0)
     return reject("bad signature");
   auto payload = nlohmann::json::parse(payload_text, nullptr, false);
   if (payload.is_discarded() || !payload.is_object())
@@ -122,8 +121,8 @@ caf::expected<jwt_claims> verify_jwt(std::string_view token,
       return reject("token not yet valid");
   }
   auto sub = payload.find("sub");
-  if (sub == payload.end() || !sub->is_string()
-      || !valid_name(sub->get_ref<const std::string&>()))
+  if (sub == payload.end() || !sub->is_string() ||
+      !valid_name(sub->get_ref<const std::string&>()))
     return reject("token has no valid sub");
   claims.sub = sub->get<std::string>();
   if (auto groups = payload.find("groups"); groups != payload.end()) {
@@ -139,9 +138,10 @@ caf::expected<jwt_claims> verify_jwt(std::string_view token,
 }
 
 std::string sign_jwt(std::string_view payload_json, std::string_view secret) {
-  auto signing_input = b64url_encode(R"({"alg":"HS256","typ":"JWT"})") + "."
-                       + b64url_encode(payload_json);
-  return signing_input + "." + b64url_encode(hmac_sha256(secret, signing_input));
+  auto signing_input = b64url_encode(R"({"alg":"HS256","typ":"JWT"})") + "." +
+                       b64url_encode(payload_json);
+  return signing_input + "." +
+         b64url_encode(hmac_sha256(secret, signing_input));
 }
 
 } // namespace wsc

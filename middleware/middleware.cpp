@@ -10,7 +10,8 @@
 
 namespace wsc {
 
-// -- handshake_request ---------------------------------------------------------
+// -- handshake_request
+// ---------------------------------------------------------
 
 namespace {
 
@@ -30,9 +31,10 @@ std::string url_decode(std::string_view in) {
   for (size_t i = 0; i < in.size(); ++i) {
     if (in[i] == '+') {
       out += ' ';
-    } else if (in[i] == '%' && i + 2 < in.size() && hex_value(in[i + 1]) >= 0
-               && hex_value(in[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(in[i + 1]) * 16 + hex_value(in[i + 2]));
+    } else if (in[i] == '%' && i + 2 < in.size() && hex_value(in[i + 1]) >= 0 &&
+               hex_value(in[i + 2]) >= 0) {
+      out +=
+          static_cast<char>(hex_value(in[i + 1]) * 16 + hex_value(in[i + 2]));
       i += 2;
     } else {
       out += in[i];
@@ -80,7 +82,8 @@ handshake_request handshake_request::from_target(std::string method,
   return req;
 }
 
-// -- default middleware hooks ---------------------------------------------------
+// -- default middleware hooks
+// ---------------------------------------------------
 
 handshake_middleware::~handshake_middleware() = default;
 
@@ -104,7 +107,8 @@ void open_middleware::after(open_context&,
   // nop
 }
 
-// -- chains --------------------------------------------------------------------
+// -- chains
+// --------------------------------------------------------------------
 
 std::optional<http_rejection>
 handshake_chain::run(handshake_context& ctx) const {
@@ -139,7 +143,8 @@ void open_chain::leave(open_context& ctx,
     (*i)->after(ctx, refused);
 }
 
-// -- built-in middlewares ---------------------------------------------------------
+// -- built-in middlewares
+// ---------------------------------------------------------
 
 bool valid_name(std::string_view name) {
   if (name.empty() || name.size() > 128)
@@ -157,7 +162,7 @@ namespace {
 class origin_check : public handshake_middleware {
 public:
   explicit origin_check(std::vector<std::string> allowed)
-    : allowed_(std::move(allowed)) {
+      : allowed_(std::move(allowed)) {
     // nop
   }
 
@@ -165,9 +170,8 @@ public:
     if (allowed_.empty())
       return std::nullopt;
     auto origin = ctx.request.header("origin");
-    if (origin.empty()
-        || std::find(allowed_.begin(), allowed_.end(), origin)
-             != allowed_.end())
+    if (origin.empty() ||
+        std::find(allowed_.begin(), allowed_.end(), origin) != allowed_.end())
       return std::nullopt;
     return http_rejection{403, "origin not allowed"};
   }
@@ -182,7 +186,7 @@ private:
 class identity : public handshake_middleware {
 public:
   explicit identity(const options& opts)
-    : jwt_(opts.auth == "jwt"), secret_(opts.jwt_secret) {
+      : jwt_(opts.auth == "jwt"), secret_(opts.jwt_secret) {
     // nop
   }
 
@@ -223,8 +227,8 @@ private:
     if (!claims) {
       auto& ctx_msg = claims.error().context();
       return http_rejection{401, ctx_msg.match_elements<std::string>()
-                                   ? ctx_msg.get_as<std::string>(0)
-                                   : "bad token"};
+                                     ? ctx_msg.get_as<std::string>(0)
+                                     : "bad token"};
     }
     ctx.uid = std::move(claims->sub);
     ctx.groups = std::move(claims->groups);
@@ -238,7 +242,8 @@ private:
 
 } // namespace
 
-// -- middleware_registry ----------------------------------------------------------
+// -- middleware_registry
+// ----------------------------------------------------------
 
 middleware_registry::middleware_registry() {
   add_handshake("origin", [](const options& opts) {

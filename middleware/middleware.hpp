@@ -1,6 +1,7 @@
 #pragma once
 
-// -- Middleware chains ---------------------------------------------------------
+// -- Middleware chains
+// ---------------------------------------------------------
 //
 // As in the original component, a connection passes two chains. The HANDSHAKE
 // chain runs on the HTTP upgrade request and may reject it with an HTTP
@@ -133,10 +134,10 @@ public:
 /// `allowed-origins` check) and `identity` (uid from `auth`).
 class middleware_registry {
 public:
-  using handshake_factory
-    = std::function<std::shared_ptr<handshake_middleware>(const options&)>;
-  using open_factory
-    = std::function<std::shared_ptr<open_middleware>(const options&)>;
+  using handshake_factory =
+      std::function<std::shared_ptr<handshake_middleware>(const options&)>;
+  using open_factory =
+      std::function<std::shared_ptr<open_middleware>(const options&)>;
 
   /// A registry holding the built-in middlewares.
   middleware_registry();
@@ -144,7 +145,8 @@ public:
   void add_handshake(const std::string& name, handshake_factory factory);
   void add_open(const std::string& name, open_factory factory);
 
-  caf::expected<handshake_chain> make_handshake_chain(const options& opts) const;
+  caf::expected<handshake_chain>
+  make_handshake_chain(const options& opts) const;
   caf::expected<open_chain> make_open_chain(const options& opts) const;
 
 private:

@@ -23,18 +23,24 @@ std::string lower(std::string_view text) {
   return out;
 }
 
+/// Paths answered by the HTTP_API actor rather than static files.
+bool is_api_path(std::string_view target) {
+  return target.rfind("/api/", 0) == 0 || target.rfind("/healthz", 0) == 0 ||
+         target.rfind("/metrics", 0) == 0;
+}
+
 } // namespace
 
 http_session::http_session(tcp::socket&& socket,
                            std::shared_ptr<const http_shared> shared)
-  : stream_(std::move(socket)), shared_(std::move(shared)) {
+    : stream_(std::move(socket)), shared_(std::move(shared)) {
   // nop
 }
 
 void http_session::run() {
-  asio::dispatch(stream_.get_executor(),
-                 beast::bind_front_handler(&http_session::do_read,
-                                           shared_from_this()));
+  asio::dispatch(
+      stream_.get_executor(),
+      beast::bind_front_handler(&http_session::do_read, shared_from_this()));
 }
 
 void http_session::do_read() {
@@ -43,14 +49,14 @@ void http_session::do_read() {
   parser_->body_limit(max_body_bytes);
   // A client that sends half a request (slowloris) is dropped at the deadline.
   stream_.expires_after(shared_->node->opts.handshake_timeout);
-  http::async_read(stream_, buffer_, *parser_,
-                   beast::bind_front_handler(&http_session::on_read,
-                                             shared_from_this()));
+  http::async_read(
+      stream_, buffer_, *parser_,
+      beast::bind_front_handler(&http_session::on_read, shared_from_this()));
 }
 
 void http_session::on_read(beast::error_code ec, std::size_t) {
-  if (ec == http::error::end_of_stream || ec == beast::error::timeout
-      || ec == asio::error::operation_aborted) {
+  if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+      ec == asio::error::operation_aborted) {
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     return;
   }
@@ -65,14 +71,23 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
     return;
   }
   auto& node = *shared_->node;
+  if (req.method() == http::verb::get && !is_api_path(req.target())) {
+    auto target = std::string{req.target()};
+    if (auto file = shared_->files->find(target.substr(0, target.find('?')))) {
+      respond(200, file->content_type, *file->body, req.keep_alive());
+      return;
+    }
+  }
   auto exchange = std::make_shared<http_exchange>();
   exchange->request.method = std::string{req.method_string()};
   exchange->request.target = std::string{req.target()};
-  exchange->request.authorization = std::string{req[http::field::authorization]};
+  exchange->request.authorization =
+      std::string{req[http::field::authorization]};
   exchange->request.body = std::move(req.body());
   bool keep_alive = req.keep_alive() && !node.draining;
   // The answer comes from an actor thread: hop back onto this strand.
-  exchange->respond = [self = shared_from_this(), keep_alive](http_response res) {
+  exchange->respond = [self = shared_from_this(),
+                       keep_alive](http_response res) {
     asio::post(self->stream_.get_executor(),
                [self, keep_alive, res = std::move(res)]() mutable {
                  self->respond(res.status, res.content_type,
@@ -97,7 +112,8 @@ void http_session::upgrade(http::request<http::string_body> req) {
   if (node.draining)
     return reject(503, "node is draining");
   for (auto& field : req)
-    ctx.request.headers[lower(field.name_string())] = std::string{field.value()};
+    ctx.request.headers[lower(field.name_string())] =
+        std::string{field.value()};
   beast::error_code ec;
   auto remote = stream_.socket().remote_endpoint(ec);
   if (!ec)
@@ -115,13 +131,13 @@ void http_session::upgrade(http::request<http::string_body> req) {
   opening.attributes = std::move(ctx.attributes);
   std::make_shared<websocket_session>(stream_.release_socket(), shared_->sys,
                                       shared_->node)
-    ->run(std::move(req), std::move(opening));
+      ->run(std::move(req), std::move(opening));
 }
 
 void http_session::respond(unsigned status, const std::string& content_type,
                            std::string body, bool keep_alive) {
   response_ = std::make_shared<http::response<http::string_body>>(
-    static_cast<http::status>(status), 11);
+      static_cast<http::status>(status), 11);
   response_->set(http::field::server, "wscluster");
   response_->set(http::field::content_type, content_type);
   response_->keep_alive(keep_alive);

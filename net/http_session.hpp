@@ -4,6 +4,7 @@
 #include "actors/node_context.hpp"
 #include "middleware/middleware.hpp"
 #include "net/beast.hpp"
+#include "util/static_files.hpp"
 
 #include <caf/fwd.hpp>
 
@@ -18,6 +19,7 @@ struct http_shared {
   node_context_ptr node;
   handshake_chain chain;
   http_api_actor api;
+  std::shared_ptr<static_files> files;
 };
 
 /// One HTTP connection: answers API requests (keep-alive) until a request

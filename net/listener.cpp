@@ -6,7 +6,7 @@ namespace wsc::net {
 
 listener::listener(asio::io_context& ioc,
                    std::shared_ptr<const http_shared> shared)
-  : ioc_(ioc), acceptor_(asio::make_strand(ioc)), shared_(std::move(shared)) {
+    : ioc_(ioc), acceptor_(asio::make_strand(ioc)), shared_(std::move(shared)) {
   // nop
 }
 
@@ -28,9 +28,9 @@ uint16_t listener::port() const {
 }
 
 void listener::start() {
-  asio::dispatch(acceptor_.get_executor(),
-                 beast::bind_front_handler(&listener::do_accept,
-                                           shared_from_this()));
+  asio::dispatch(
+      acceptor_.get_executor(),
+      beast::bind_front_handler(&listener::do_accept, shared_from_this()));
 }
 
 void listener::stop() {
@@ -41,9 +41,9 @@ void listener::stop() {
 }
 
 void listener::do_accept() {
-  acceptor_.async_accept(asio::make_strand(ioc_),
-                         beast::bind_front_handler(&listener::on_accept,
-                                                   shared_from_this()));
+  acceptor_.async_accept(
+      asio::make_strand(ioc_),
+      beast::bind_front_handler(&listener::on_accept, shared_from_this()));
 }
 
 void listener::on_accept(beast::error_code ec, tcp::socket socket) {

@@ -15,7 +15,8 @@ struct server::impl {
   asio::io_context ioc;
   std::shared_ptr<net::listener> listener;
   std::vector<std::thread> threads;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
+      work;
 };
 
 server::server(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {
@@ -26,24 +27,26 @@ server::~server() {
   stop();
 }
 
-caf::expected<std::unique_ptr<server>>
-server::make(caf::actor_system& sys, node_context_ptr node,
-             handshake_chain chain, http_api_actor api) {
+caf::expected<std::unique_ptr<server>> server::make(caf::actor_system& sys,
+                                                    node_context_ptr node,
+                                                    handshake_chain chain,
+                                                    http_api_actor api) {
   auto ptr = std::make_unique<impl>();
   boost::system::error_code ec;
   auto& listen = node->opts.listen;
   auto address = asio::ip::make_address(listen.host, ec);
   if (ec)
     return caf::make_error(caf::sec::invalid_argument,
-                           "cannot listen on " + listen.to_string()
-                             + ": not an IP address");
+                           "cannot listen on " + listen.to_string() +
+                               ": not an IP address");
   auto shared = std::make_shared<const net::http_shared>(
-    net::http_shared{sys, std::move(node), std::move(chain), std::move(api)});
+      net::http_shared{sys, node, std::move(chain), std::move(api),
+                       std::make_shared<static_files>(node->opts.web_root)});
   ptr->listener = std::make_shared<net::listener>(ptr->ioc, shared);
   if (auto err = ptr->listener->bind({address, listen.port}))
     return caf::make_error(caf::sec::cannot_open_port,
-                           "cannot listen on " + listen.to_string() + ": "
-                             + err.message());
+                           "cannot listen on " + listen.to_string() + ": " +
+                               err.message());
   return std::unique_ptr<server>{new server(std::move(ptr))};
 }
 

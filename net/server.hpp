@@ -21,9 +21,10 @@ public:
   ~server();
 
   /// Binds the listener. Fails (e.g. address in use) without side effects.
-  static caf::expected<std::unique_ptr<server>>
-  make(caf::actor_system& sys, node_context_ptr node, handshake_chain chain,
-       http_api_actor api);
+  static caf::expected<std::unique_ptr<server>> make(caf::actor_system& sys,
+                                                     node_context_ptr node,
+                                                     handshake_chain chain,
+                                                     http_api_actor api);
 
   /// The bound port (useful with port 0).
   uint16_t port() const;

@@ -21,10 +21,8 @@ constexpr auto close_grace = std::chrono::seconds(3);
 websocket_session::websocket_session(tcp::socket&& socket,
                                      caf::actor_system& sys,
                                      node_context_ptr node)
-  : ws_(std::move(socket)),
-    sys_(sys),
-    node_(std::move(node)),
-    close_deadline_(ws_.get_executor()) {
+    : ws_(std::move(socket)), sys_(sys), node_(std::move(node)),
+      close_deadline_(ws_.get_executor()) {
   // nop
 }
 
@@ -43,17 +41,18 @@ void websocket_session::run(http::request<http::string_body> req,
   timeouts.idle_timeout = opts.idle_timeout;
   timeouts.keep_alive_pings = true; // a ping at half the idle timeout
   ws_.set_option(timeouts);
-  ws_.set_option(websocket::stream_base::decorator(
-    [](websocket::response_type& res) {
-      res.set(http::field::server, "wscluster");
-    }));
+  ws_.set_option(
+      websocket::stream_base::decorator([](websocket::response_type& res) {
+        res.set(http::field::server, "wscluster");
+      }));
   ws_.read_message_max(opts.max_message_bytes);
   ws_.auto_fragment(false);
   ws_.text(true);
-  ws_.async_accept(req, [self = shared_from_this(),
-                         opening = std::move(opening)](beast::error_code ec) mutable {
-    self->on_accept(ec, std::move(opening));
-  });
+  ws_.async_accept(req,
+                   [self = shared_from_this(), opening = std::move(opening)](
+                       beast::error_code ec) mutable {
+                     self->on_accept(ec, std::move(opening));
+                   });
 }
 
 void websocket_session::on_accept(beast::error_code ec, open_context opening) {
@@ -74,7 +73,8 @@ void websocket_session::on_read(beast::error_code ec, std::size_t) {
     notify_closed();
     return;
   }
-  caf::anon_send(actor_, atom::frame_v, beast::buffers_to_string(buffer_.data()));
+  caf::anon_send(actor_, atom::frame_v,
+                 beast::buffers_to_string(buffer_.data()));
   buffer_.consume(buffer_.size());
   if (buffer_.capacity() > idle_buffer_bytes)
     buffer_.shrink_to_fit();
@@ -136,8 +136,8 @@ void websocket_session::begin_close(uint16_t code, std::string reason,
   if (closing_)
     return;
   closing_ = true;
-  close_reason_ = websocket::close_reason(
-    static_cast<websocket::close_code>(code), reason);
+  close_reason_ =
+      websocket::close_reason(static_cast<websocket::close_code>(code), reason);
   if (drop_queue && writing_) {
     // Keep the frame being written: Beast still reads from it.
     queue_.erase(std::next(queue_.begin()), queue_.end());

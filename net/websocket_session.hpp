@@ -18,8 +18,8 @@ namespace wsc::net {
 /// only post to it. At most one `async_write` is in flight; the frame it
 /// writes stays at the front of the queue until it completes.
 class websocket_session
-  : public connection_sink,
-    public std::enable_shared_from_this<websocket_session> {
+    : public connection_sink,
+      public std::enable_shared_from_this<websocket_session> {
 public:
   websocket_session(tcp::socket&& socket, caf::actor_system& sys,
                     node_context_ptr node);

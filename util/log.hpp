@@ -12,22 +12,22 @@ namespace wsc::log {
 /// Configures the process-wide logger (`debug`, `info`, `warn`, `error`).
 void setup(const std::string& level);
 
-template <class... Ts>
+template<class... Ts>
 void debug(spdlog::format_string_t<Ts...> fmt, Ts&&... xs) {
   spdlog::debug(fmt, std::forward<Ts>(xs)...);
 }
 
-template <class... Ts>
+template<class... Ts>
 void info(spdlog::format_string_t<Ts...> fmt, Ts&&... xs) {
   spdlog::info(fmt, std::forward<Ts>(xs)...);
 }
 
-template <class... Ts>
+template<class... Ts>
 void warn(spdlog::format_string_t<Ts...> fmt, Ts&&... xs) {
   spdlog::warn(fmt, std::forward<Ts>(xs)...);
 }
 
-template <class... Ts>
+template<class... Ts>
 void error(spdlog::format_string_t<Ts...> fmt, Ts&&... xs) {
   spdlog::error(fmt, std::forward<Ts>(xs)...);
 }

@@ -212,8 +212,9 @@ class Node:
     """
 
     def __init__(self, options=None, port=None, pass_listen=True, name="node",
-                 workdir=None, env=None, health_timeout=HEALTH_TIMEOUT):
+                 workdir=None, env=None, health_timeout=HEALTH_TIMEOUT, binary=None):
         self.options = options
+        self.binary = binary
         self.port = port if port is not None else free_port()
         self.host = HOST
         self.pass_listen = pass_listen
@@ -231,7 +232,7 @@ class Node:
     # -- lifecycle ----------------------------------------------------------
 
     def start(self, wait=True):
-        binary = require_binary()
+        binary = self.binary or require_binary()
         self.args = [binary]
         if self.pass_listen:
             self.args.append("--listen=%s:%d" % (self.host, self.port))

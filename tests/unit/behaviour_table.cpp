@@ -12,7 +12,7 @@ namespace {
 
 behaviour_actor::behavior_type dummy() {
   return {
-    [](atom::frame, frame_context&, json_ptr&) { return json_ptr{}; },
+      [](atom::frame, frame_context&, json_ptr&) { return json_ptr{}; },
   };
 }
 

@@ -69,7 +69,7 @@ struct node_fixture : ::test_coordinator_fixture<test_config> {
   }
 
   /// Remembers an actor to stop at the end of the test.
-  template <class Handle>
+  template<class Handle>
   Handle track(Handle hdl) {
     spawned.push_back(caf::actor_cast<caf::actor>(hdl));
     return hdl;

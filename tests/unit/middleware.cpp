@@ -16,8 +16,7 @@ namespace {
 struct trace_step : handshake_middleware {
   trace_step(std::string name, std::vector<std::string>& log,
              std::optional<http_rejection> verdict = std::nullopt)
-    : name(std::move(name)), log(log), verdict(std::move(verdict)) {
-  }
+      : name(std::move(name)), log(log), verdict(std::move(verdict)) {}
 
   std::optional<http_rejection> before(handshake_context&) override {
     log.push_back(name + ".before");
@@ -36,8 +35,7 @@ struct trace_step : handshake_middleware {
 
 struct open_step : open_middleware {
   open_step(std::string name, std::vector<std::string>& log, bool refuse)
-    : name(std::move(name)), log(log), refuse(refuse) {
-  }
+      : name(std::move(name)), log(log), refuse(refuse) {}
 
   std::optional<close_request> before(open_context&) override {
     log.push_back(name + ".before");
@@ -79,14 +77,15 @@ CAF_TEST(a rejecting step stops the chain with its status) {
   strings log;
   handshake_chain chain;
   chain.steps.push_back(std::make_shared<trace_step>("a", log));
-  chain.steps.push_back(std::make_shared<trace_step>(
-    "b", log, http_rejection{418, "teapot"}));
+  chain.steps.push_back(
+      std::make_shared<trace_step>("b", log, http_rejection{418, "teapot"}));
   chain.steps.push_back(std::make_shared<trace_step>("c", log));
   auto ctx = ws_request("/ws");
   auto rejection = chain.run(ctx);
   CAF_REQUIRE(rejection);
   CAF_CHECK_EQUAL(rejection->status, 418u);
-  CAF_CHECK_EQUAL(log, strings({"a.before", "b.before", "b.after!", "a.after!"}));
+  CAF_CHECK_EQUAL(log,
+                  strings({"a.before", "b.before", "b.after!", "a.after!"}));
 }
 
 CAF_TEST(open chain enters and leaves in order) {
@@ -98,8 +97,8 @@ CAF_TEST(open chain enters and leaves in order) {
   CAF_CHECK(!chain.enter(ctx));
   log.push_back("bind");
   chain.leave(ctx, std::nullopt);
-  CAF_CHECK_EQUAL(log,
-                  strings({"a.before", "b.before", "bind", "b.after", "a.after"}));
+  CAF_CHECK_EQUAL(
+      log, strings({"a.before", "b.before", "bind", "b.after", "a.after"}));
   log.clear();
   open_chain refusing;
   refusing.steps.push_back(std::make_shared<open_step>("a", log, false));
@@ -108,7 +107,8 @@ CAF_TEST(open chain enters and leaves in order) {
   auto refused = refusing.enter(ctx);
   CAF_REQUIRE(refused);
   CAF_CHECK_EQUAL(refused->code, 4000);
-  CAF_CHECK_EQUAL(log, strings({"a.before", "b.before", "b.after!", "a.after!"}));
+  CAF_CHECK_EQUAL(log,
+                  strings({"a.before", "b.before", "b.after!", "a.after!"}));
 }
 
 CAF_TEST(registry builds chains in configured order) {
@@ -168,8 +168,8 @@ CAF_TEST(origin allow list answers 403) {
 CAF_TEST(jwt verification) {
   const std::string secret = "k3y";
   const int64_t now = 1'700'000'000;
-  auto ok = sign_jwt(R"({"sub":"alice","exp":1700000100,"groups":["g1"]})",
-                     secret);
+  auto ok =
+      sign_jwt(R"({"sub":"alice","exp":1700000100,"groups":["g1"]})", secret);
   auto claims = verify_jwt(ok, secret, now);
   CAF_REQUIRE(claims);
   CAF_CHECK_EQUAL(claims->sub, "alice");
@@ -178,11 +178,12 @@ CAF_TEST(jwt verification) {
   CAF_CHECK(!verify_jwt(ok, secret, now + 1000));
   CAF_CHECK(!verify_jwt(sign_jwt(R"({"sub":"alice"})", secret), secret, now));
   CAF_CHECK(!verify_jwt(
-    sign_jwt(R"({"sub":"a","exp":1700000100,"nbf":1700000050})", secret),
-    secret, now));
+      sign_jwt(R"({"sub":"a","exp":1700000100,"nbf":1700000050})", secret),
+      secret, now));
   // alg:none with an empty signature.
-  CAF_CHECK(!verify_jwt("eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIiwiZXhwIjo5OTk5OTk5OTk5fQ.",
-                        secret, now));
+  CAF_CHECK(
+      !verify_jwt("eyJhbGciOiJub25lIn0.eyJzdWIiOiJhIiwiZXhwIjo5OTk5OTk5OTk5fQ.",
+                  secret, now));
   CAF_CHECK(!verify_jwt("not-a-token", secret, now));
   CAF_CHECK(!verify_jwt("", secret, now));
 }

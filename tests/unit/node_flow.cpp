@@ -8,7 +8,6 @@
 #include "actors/event_bus.hpp"
 #include "actors/registry.hpp"
 #include "adapters/memory_store.hpp"
-
 #include "fixture.hpp"
 
 #include <caf/test/dsl.hpp>
@@ -38,12 +37,13 @@ struct client {
 caf::behavior recorder(caf::event_based_actor*,
                        std::shared_ptr<std::vector<std::string>> log) {
   return {
-    [log](register_event& ev) { log->push_back("REGISTER " + ev.who.uid); },
-    [log](logout_event& ev) { log->push_back("LOGOUT " + ev.who.uid); },
-    [log](presence_event& ev) {
-      log->push_back(std::string{ev.online ? "ONLINE " : "OFFLINE "} + ev.uid);
-    },
-    [log](recv_message_event& ev) { log->push_back("RECV " + ev.frame); },
+      [log](register_event& ev) { log->push_back("REGISTER " + ev.who.uid); },
+      [log](logout_event& ev) { log->push_back("LOGOUT " + ev.who.uid); },
+      [log](presence_event& ev) {
+        log->push_back(std::string{ev.online ? "ONLINE " : "OFFLINE "} +
+                       ev.uid);
+      },
+      [log](recv_message_event& ev) { log->push_back("RECV " + ev.frame); },
   };
 }
 
@@ -78,9 +78,7 @@ struct fixture : test::node_fixture {
     run();
   }
 
-  void say(const client& c, const json& frame) {
-    say(c, frame.dump());
-  }
+  void say(const client& c, const json& frame) { say(c, frame.dump()); }
 
   state_store_actor store;
   behaviour_actor handler;
@@ -94,7 +92,8 @@ CAF_TEST(send reaches every connection of the receiver and acks) {
   auto alice = open("alice");
   auto bob1 = open("bob");
   auto bob2 = open("bob");
-  say(alice, json{{"type", "send"}, {"id", 1}, {"to", "bob"}, {"data", {{"x", 1}}}});
+  say(alice,
+      json{{"type", "send"}, {"id", 1}, {"to", "bob"}, {"data", {{"x", 1}}}});
   auto acks = alice.received();
   CAF_REQUIRE_EQUAL(acks.size(), 1u);
   CAF_CHECK_EQUAL(acks[0], (json{{"type", "ack"}, {"id", 1}}));
@@ -114,9 +113,9 @@ CAF_TEST(a list of receivers and the order of messages) {
   auto bob = open("bob");
   auto carol = open("carol");
   for (int i = 0; i < 50; ++i)
-    caf::anon_send(alice.handle, atom::frame_v,
-                   json{{"type", "send"}, {"to", {"bob", "carol"}}, {"data", i}}
-                     .dump());
+    caf::anon_send(
+        alice.handle, atom::frame_v,
+        json{{"type", "send"}, {"to", {"bob", "carol"}}, {"data", i}}.dump());
   run();
   for (auto* c : {&bob, &carol}) {
     auto got = c->received();
@@ -165,16 +164,17 @@ CAF_TEST(presence groups and members) {
   auto bob = open("bob");
   auto dave = open("dave");
   say(alice1, json{{"type", "presence"}, {"id", 1}, {"uids", {"bob", "zed"}}});
-  CAF_CHECK_EQUAL(alice1.received(),
-                  std::vector<json>({json{{"type", "presence"},
-                                          {"id", 1},
-                                          {"online", {{"bob", true},
-                                                      {"zed", false}}}}}));
+  CAF_CHECK_EQUAL(
+      alice1.received(),
+      std::vector<json>({json{{"type", "presence"},
+                              {"id", 1},
+                              {"online", {{"bob", true}, {"zed", false}}}}}));
   say(alice1, json{{"type", "join"}, {"id", 2}, {"group", "g"}});
   say(bob, json{{"type", "join"}, {"id", 3}, {"group", "g"}});
   CAF_CHECK_EQUAL(alice1.received().size(), 1u);
   CAF_CHECK_EQUAL(bob.received().size(), 1u);
-  say(alice1, json{{"type", "publish"}, {"id", 4}, {"group", "g"}, {"data", "hi"}});
+  say(alice1,
+      json{{"type", "publish"}, {"id", 4}, {"group", "g"}, {"data", "hi"}});
   auto own = alice1.received();
   CAF_REQUIRE_EQUAL(own.size(), 1u); // the ack, not its own message
   CAF_CHECK_EQUAL(own[0]["type"], "ack");
@@ -199,7 +199,8 @@ CAF_TEST(presence groups and members) {
   say(dave, json{{"type", "members"}, {"id", 8}, {"group", "g"}});
   auto after_leave = dave.received();
   CAF_REQUIRE_EQUAL(after_leave.size(), 1u);
-  CAF_CHECK_EQUAL(after_leave[0].dump(), R"({"group":"g","id":8,"type":"members","uids":["alice"]})");
+  CAF_CHECK_EQUAL(after_leave[0].dump(),
+                  R"({"group":"g","id":8,"type":"members","uids":["alice"]})");
 }
 
 CAF_TEST(group limit and bad names) {
@@ -229,11 +230,10 @@ CAF_TEST(events follow connections) {
   run();
   caf::anon_send(bob2.handle, atom::closed_v);
   run();
-  CAF_CHECK_EQUAL(*log, std::vector<std::string>({"REGISTER bob", "ONLINE bob",
-                                                  "REGISTER bob",
-                                                  R"(RECV {"type":"ping"})",
-                                                  "LOGOUT bob", "LOGOUT bob",
-                                                  "OFFLINE bob"}));
+  CAF_CHECK_EQUAL(*log, std::vector<std::string>(
+                            {"REGISTER bob", "ONLINE bob", "REGISTER bob",
+                             R"(RECV {"type":"ping"})", "LOGOUT bob",
+                             "LOGOUT bob", "OFFLINE bob"}));
   // A dead subscriber is dropped and costs nothing afterwards.
   caf::anon_send_exit(rec, caf::exit_reason::user_shutdown);
   run();
@@ -244,26 +244,27 @@ CAF_TEST(deliveries for other nodes go out as one batch per node) {
   std::vector<delivery_batch> received;
   auto peer = track(sys.spawn([&received]() -> peer_actor::behavior_type {
     return {
-      [&received](atom::remote, delivery_batch& batch) {
-        received.push_back(std::move(batch));
-      },
-      [](shutdown_event&) {},
-      [](atom::ping) -> caf::result<std::string, uint64_t> {
-        return {std::string{"n2"}, uint64_t{7}};
-      },
+        [&received](atom::remote, delivery_batch& batch) {
+          received.push_back(std::move(batch));
+        },
+        [](shutdown_event&) {},
+        [](atom::ping) -> caf::result<std::string, uint64_t> {
+          return {std::string{"n2"}, uint64_t{7}};
+        },
     };
   }));
   caf::anon_send(ctx->registry, atom::peer_up_v, std::string{"n2"}, peer);
   for (auto uid : {"carol", "dan"})
-    self->send(store, atom::bind_v, binding{uid, "n2", std::string{uid} + ".c", 7});
+    self->send(store, atom::bind_v,
+               binding{uid, "n2", std::string{uid} + ".c", 7});
   run();
   auto alice = open("alice");
   auto bob = open("bob");
   for (int i = 0; i < 3; ++i)
-    caf::anon_send(alice.handle, atom::frame_v,
-                   json{{"type", "send"}, {"to", {"bob", "carol", "dan"}},
-                        {"data", i}}
-                     .dump());
+    caf::anon_send(
+        alice.handle, atom::frame_v,
+        json{{"type", "send"}, {"to", {"bob", "carol", "dan"}}, {"data", i}}
+            .dump());
   run();
   CAF_CHECK_EQUAL(bob.received().size(), 3u);
   size_t items = 0;
@@ -319,8 +320,8 @@ CAF_TEST(the rate limiter refuses then asks to close) {
   rate_limiter refilled{10, t0};
   for (int i = 0; i < 20; ++i)
     refilled.take(t0);
-  CAF_CHECK(refilled.take(t0 + std::chrono::milliseconds(150))
-            == rate_limiter::verdict::pass);
+  CAF_CHECK(refilled.take(t0 + std::chrono::milliseconds(150)) ==
+            rate_limiter::verdict::pass);
 }
 
 CAF_TEST(a flooding client gets rate_limited then 1008) {

@@ -106,13 +106,30 @@ CAF_TEST(the command line wins over the config file) {
 
 CAF_TEST(help lists every contract option) {
   auto text = help_text();
-  for (auto name :
-       {"listen", "node-id", "state", "redis", "redis-prefix", "cluster-listen",
-        "cluster-advertise", "heartbeat", "node-timeout", "cluster-tls-cert",
-        "cluster-tls-key", "cluster-tls-ca", "cluster-insecure", "drain-period",
-        "auth", "jwt-secret", "api-key", "allowed-origins", "client-broadcast",
-        "max-message-bytes", "max-connections", "send-queue-limit",
-        "rate-limit", "idle-timeout"})
+  for (auto name : {"listen",
+                    "node-id",
+                    "state",
+                    "redis",
+                    "redis-prefix",
+                    "cluster-listen",
+                    "cluster-advertise",
+                    "heartbeat",
+                    "node-timeout",
+                    "cluster-tls-cert",
+                    "cluster-tls-key",
+                    "cluster-tls-ca",
+                    "cluster-insecure",
+                    "drain-period",
+                    "auth",
+                    "jwt-secret",
+                    "api-key",
+                    "allowed-origins",
+                    "client-broadcast",
+                    "max-message-bytes",
+                    "max-connections",
+                    "send-queue-limit",
+                    "rate-limit",
+                    "idle-timeout"})
     CAF_CHECK_NOT_EQUAL(text.find(std::string{"--"} + name + "="),
                         std::string::npos);
 }

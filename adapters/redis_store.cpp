@@ -1,0 +1,765 @@
+// -- The Redis STATE_STORE -----------------------------------------------------
+//
+// Key layout. P is `redis-prefix` (default "wscluster"); every key is `P:...`.
+//
+//   P:u:<uid>          hash  conn id -> "<node>|<incarnation>": the uid's
+//                            bindings. A uid is online iff this hash exists.
+//   P:nb:<node>        set   "<incarnation>,<uid>,<conn>": every binding of a
+//                            node, to remove them when the node goes. The
+//                            separator is ',' because uids and conn ids never
+//                            contain one (they may contain '|').
+//   P:ni:<node>        set   incarnations of the node that have entries in
+//                            nb:<node>, so a heartbeat finds a predecessor's
+//                            leftovers without scanning nb:<node>.
+//   P:g:<group>        set   member uids of a group.
+//   P:ug:<uid>         set   groups of a uid.
+//   P:nodes            set   registered node ids.
+//   P:node:<id>        hash  listen, cluster, incarnation, connections,
+//                            hb (last heartbeat, ms, Redis server TIME).
+//   P:lease:<id>:<inc> string, expires node-timeout after the incarnation's
+//                            last heartbeat (SET PX).
+//
+// Empty sets and hashes do not exist (Redis deletes them). Incarnations are
+// written in decimal. Node ids are [A-Za-z0-9_-]; uids, groups and conn ids
+// may hold any byte but ',', whitespace and control characters; everything
+// travels as binary-safe argv (nothing is interpolated into commands).
+//
+// Every change of more than one key is one Lua script (redis_scripts.hpp),
+// run with EVALSHA (`route` and `members` are plain pipelined reads); the SHAs come from SCRIPT LOAD at each (re)connect, and a
+// NOSCRIPT reply reloads the scripts and retries once.
+//
+// Heartbeats and cleanup: `node` renews P:node:<id> and the lease, and sweeps
+// the bindings of earlier incarnations of the same id whose lease expired (a
+// restart under the same id must not keep its predecessor's bindings). It
+// never touches the current incarnation, nor one whose lease still runs. The
+// sweep runs on every heartbeat because it is cheap: it reads P:ni:<id>
+// (usually one element, the current incarnation) and scans P:nb:<id> only
+// when a stale incarnation is listed there. `claim` removes a silent node
+// (lease gone or heartbeat older than the timeout by Redis TIME) for exactly
+// one caller; `shutdown` does the same unconditionally.
+//
+// Pipelining: the STORE is a detached blocking actor owning one hiredis
+// connection. It waits for a request, takes whatever else is queued (up to
+// 256 requests), appends all their commands, reads all replies, and answers
+// each request through its response promise: one round trip per batch.
+
+#include "adapters/redis_store.hpp"
+
+#include "actors/error.hpp"
+#include "actors/frames.hpp"
+#include "adapters/redis_connection.hpp"
+#include "adapters/redis_scripts.hpp"
+#include "util/log.hpp"
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <csignal>
+#include <map>
+#include <optional>
+#include <pthread.h>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace wsc {
+
+namespace {
+
+using redis_scripts::script;
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+// -- settings ------------------------------------------------------------------
+
+/// Settings of the STORE, fixed at spawn.
+struct redis_store_config {
+  redis_url url;
+  std::string prefix;
+  /// Lifetime of a node's lease (node-timeout), in ms.
+  int64_t lease_ms = 3000;
+  /// How long a connect (and the handshake after it) may take.
+  milliseconds connect_timeout{1000};
+  /// How long one read or write may take once connected.
+  milliseconds io_timeout{2000};
+  /// At most one reconnect attempt per interval.
+  milliseconds retry_interval{250};
+  /// Attempts that time out (a hung or black-holed server) stretch the
+  /// interval, doubling up to this, so they do not block the STORE most of
+  /// the time; a refused connect keeps the short interval.
+  milliseconds max_retry_interval{2000};
+  /// At most this many requests share one round trip.
+  size_t max_batch = 256;
+  /// Bindings per EVALSHA when writing back many (rebind).
+  size_t bindings_per_call = 512;
+};
+
+// -- requests ------------------------------------------------------------------
+
+/// One Redis command of a request: a call of one of our scripts (the prefix
+/// goes first in ARGV) or a plain command.
+struct redis_command {
+  std::optional<script> lua;
+  std::vector<std::string> args;
+};
+
+struct job;
+
+/// Turns the replies of a job (one per command, none an error) into its
+/// answer.
+using answer_fn = caf::expected<caf::message> (*)(job&);
+
+/// A request in the batch: the commands it needs and how to answer.
+struct job {
+  caf::response_promise promise;
+  std::vector<redis_command> commands;
+  std::vector<redis_reply_ptr> replies;
+  answer_fn answer = nullptr;
+  /// A number the answer needs besides the replies (members: the limit;
+  /// route: the length of the key prefix in front of each uid).
+  uint64_t aux = 0;
+  /// Set when the job failed on its own (e.g. its script would not reload).
+  caf::error error;
+  /// The answer while Redis is unreachable, instead of `ec::unavailable`
+  /// (health: false).
+  caf::message when_down;
+};
+
+// -- reading replies -------------------------------------------------------------
+
+caf::error unexpected_reply(const char* what) {
+  return make_error(ec::internal,
+                    std::string{"unexpected reply from Redis to "} + what);
+}
+
+std::string_view text_of(const redisReply* x) {
+  if (x == nullptr || x->str == nullptr
+      || (x->type != REDIS_REPLY_STRING && x->type != REDIS_REPLY_STATUS))
+    return {};
+  return {x->str, x->len};
+}
+
+bool is_array(const redisReply* x) {
+  return x != nullptr && x->type == REDIS_REPLY_ARRAY;
+}
+
+std::optional<long long> integer_of(const redisReply* x) {
+  if (x == nullptr || x->type != REDIS_REPLY_INTEGER)
+    return std::nullopt;
+  return x->integer;
+}
+
+template <class T>
+T parse_number(std::string_view text) {
+  T result = 0;
+  std::from_chars(text.data(), text.data() + text.size(), result);
+  return result;
+}
+
+/// Builds a route table uid by uid, like the memory store: each uid once,
+/// nodes in the order they first appear, per uid its nodes in byte order.
+class route_builder {
+public:
+  /// Adds a uid with its binding values ("node|incarnation" per connection).
+  void add(std::string_view uid, const redisReply* values) {
+    if (!is_array(values) || values->elements == 0) {
+      result_.offline.emplace_back(uid);
+      return;
+    }
+    per_node_.clear();
+    for (size_t i = 0; i < values->elements; ++i) {
+      auto value = text_of(values->element[i]);
+      auto bar = value.rfind('|');
+      ++per_node_[bar == std::string_view::npos ? value : value.substr(0, bar)];
+    }
+    for (auto& [node, count] : per_node_) {
+      auto [i, added] = index_.emplace(node, result_.nodes.size());
+      if (added)
+        result_.nodes.push_back(node_route{std::string{node}, {}, {}});
+      auto& nr = result_.nodes[i->second];
+      nr.uids.emplace_back(uid);
+      nr.connections.push_back(count);
+    }
+  }
+
+  route_table& result() {
+    return result_;
+  }
+
+private:
+  route_table result_;
+  std::map<std::string_view, uint32_t> per_node_;
+  std::unordered_map<std::string_view, size_t> index_;
+};
+
+// -- answers ----------------------------------------------------------------------
+
+caf::expected<caf::message> answer_ok(job&) {
+  return caf::make_message(atom::ok_v);
+}
+
+caf::expected<caf::message> answer_bind(job& j) {
+  auto& r = j.replies.front();
+  if (!is_array(r.get()) || r->elements != 1 || !integer_of(r->element[0]))
+    return unexpected_reply("bind");
+  return caf::make_message(r->element[0]->integer == 1);
+}
+
+caf::expected<caf::message> answer_flag(job& j) {
+  auto x = integer_of(j.replies.front().get());
+  if (!x)
+    return unexpected_reply("a script");
+  return caf::make_message(*x == 1);
+}
+
+caf::expected<caf::message> answer_route(job& j) {
+  // One HVALS per uid; the uid is the key's tail.
+  route_builder builder;
+  auto skip = j.aux;
+  for (size_t i = 0; i < j.commands.size(); ++i) {
+    auto& key = j.commands[i].args[1];
+    builder.add(std::string_view{key}.substr(skip), j.replies[i].get());
+  }
+  return caf::make_message(std::move(builder.result()));
+}
+
+caf::expected<caf::message> answer_join(job& j) {
+  auto x = integer_of(j.replies.front().get());
+  if (!x)
+    return unexpected_reply("join");
+  if (*x < 0)
+    return make_error(ec::too_many_groups,
+                      "at most " + j.commands.front().args[2]
+                        + " groups per uid");
+  return caf::make_message(static_cast<uint32_t>(*x));
+}
+
+caf::expected<caf::message> answer_members(job& j) {
+  auto& r = j.replies.front();
+  if (!is_array(r.get()))
+    return unexpected_reply("SMEMBERS");
+  std::vector<std::string> uids;
+  uids.reserve(r->elements);
+  for (size_t i = 0; i < r->elements; ++i)
+    uids.emplace_back(text_of(r->element[i]));
+  auto n = std::min(uids.size(), static_cast<size_t>(j.aux));
+  std::partial_sort(uids.begin(), uids.begin() + n, uids.end());
+  uids.resize(n);
+  return caf::make_message(std::move(uids));
+}
+
+caf::expected<caf::message> answer_group_route(job& j) {
+  auto& r = j.replies.front();
+  auto& args = j.commands.front().args;
+  if (auto x = integer_of(r.get()); x && *x == 0)
+    return make_error(ec::not_member, "'" + args[1] + "' is not a member of '"
+                                        + args[0] + "'");
+  if (!is_array(r.get()) || r->elements % 2 != 0)
+    return unexpected_reply("group_route");
+  // Members in byte order, like the memory store's std::set.
+  std::vector<std::pair<std::string_view, const redisReply*>> members;
+  members.reserve(r->elements / 2);
+  for (size_t i = 0; i < r->elements; i += 2)
+    members.emplace_back(text_of(r->element[i]), r->element[i + 1]);
+  std::sort(members.begin(), members.end(),
+            [](auto& x, auto& y) { return x.first < y.first; });
+  route_builder builder;
+  for (auto& [uid, values] : members)
+    builder.add(uid, values);
+  return caf::make_message(std::move(builder.result()));
+}
+
+caf::expected<caf::message> answer_nodes(job& j) {
+  auto& r = j.replies.front();
+  if (!is_array(r.get()) || r->elements % 2 != 1)
+    return unexpected_reply("nodes");
+  // Heartbeats are Redis TIME; callers compare them with their own clock, so
+  // they get them on this process' clock: now minus the age Redis measured.
+  auto redis_now = parse_number<int64_t>(text_of(r->element[0]));
+  auto local_now = frames::now_ms();
+  std::vector<node_info> result;
+  for (size_t i = 1; i + 1 < r->elements; i += 2) {
+    auto fields = r->element[i + 1];
+    if (!is_array(fields))
+      return unexpected_reply("nodes");
+    node_info info;
+    info.id = text_of(r->element[i]);
+    for (size_t k = 0; k + 1 < fields->elements; k += 2) {
+      auto key = text_of(fields->element[k]);
+      auto value = text_of(fields->element[k + 1]);
+      if (key == "listen")
+        info.listen = value;
+      else if (key == "cluster")
+        info.cluster = value;
+      else if (key == "incarnation")
+        info.incarnation = parse_number<uint64_t>(value);
+      else if (key == "connections")
+        info.connections = parse_number<uint32_t>(value);
+      else if (key == "hb")
+        info.last_heartbeat_ms = local_now
+                                 - (redis_now - parse_number<int64_t>(value));
+    }
+    result.push_back(std::move(info));
+  }
+  std::sort(result.begin(), result.end(),
+            [](auto& x, auto& y) { return x.id < y.id; });
+  return caf::make_message(std::move(result));
+}
+
+caf::expected<caf::message> answer_health(job& j) {
+  return caf::make_message(text_of(j.replies.front().get()) == "PONG");
+}
+
+// -- the actor state ------------------------------------------------------------
+
+/// The state of the Redis STATE_STORE.
+struct redis_store_state {
+  static inline const char* name = "redis-store";
+
+  redis_store_config cfg;
+  /// Not `ok()` while Redis is unreachable.
+  redis_connection conn;
+  /// SHA1 of each script, from SCRIPT LOAD on the current connection.
+  std::array<std::string, redis_scripts::script_count> shas;
+  /// Requests taken from the mailbox, answered by the next `flush`.
+  std::vector<job> batch;
+  /// When the last connect was tried (at most one per retry interval).
+  std::optional<steady_clock::time_point> last_attempt;
+  /// The current interval between connects.
+  milliseconds retry_interval{0};
+  /// Why Redis is unreachable (none while connected).
+  caf::error down_reason;
+  /// Set by an exit message or when nobody holds a handle any more.
+  bool quit = false;
+
+  // -- connection -------------------------------------------------------------
+
+  /// Connects unless tried less than a retry interval ago; true if connected.
+  bool reconnect();
+
+  /// Loads every script on the current connection.
+  caf::error load_scripts();
+
+  /// Drops a broken connection and remembers why (logged once per outage).
+  void lost(const caf::error& reason);
+
+  /// The error of requests while Redis is unreachable.
+  caf::error unavailable() const;
+
+  // -- batches ----------------------------------------------------------------
+
+  /// Appends a command of a job to the output buffer.
+  void append(const redis_command& cmd);
+
+  /// Sends every queued job in one round trip and answers each.
+  void flush();
+
+  /// Reloads the scripts and reissues the commands that got NOSCRIPT; an
+  /// error if the connection broke meanwhile.
+  caf::error retry_noscript();
+
+  /// Answers one job from its replies (or with `io_error`).
+  void finish(job& j, const caf::error& io_error);
+
+  // -- request builders -------------------------------------------------------
+
+  job call(script s, std::vector<std::string> args, answer_fn f) const;
+  job bind(std::vector<binding> bs, bool single) const;
+  job unbind(const binding& b) const;
+  job route(std::vector<std::string> uids) const;
+  job join(std::string uid, std::string group, uint32_t max_groups) const;
+  job leave(std::string uid, std::string group) const;
+  job members(const std::string& group, uint32_t limit) const;
+  job group_route(std::string group, std::string from) const;
+  job node(const node_info& info) const;
+  job nodes() const;
+  job claim(std::string node, uint64_t incarnation, int64_t timeout_ms) const;
+  job shutdown(std::string node, uint64_t incarnation) const;
+  job health() const;
+};
+
+bool redis_store_state::reconnect() {
+  if (conn.ok())
+    return true;
+  auto now = steady_clock::now();
+  if (last_attempt && now - *last_attempt < retry_interval)
+    return false;
+  last_attempt = now;
+  auto failed = [&](const caf::error& reason) {
+    lost(reason);
+    auto slow = steady_clock::now() - now >= cfg.retry_interval;
+    retry_interval = slow ? std::min(std::max(retry_interval * 2,
+                                              cfg.retry_interval),
+                                     cfg.max_retry_interval)
+                          : cfg.retry_interval;
+    return false;
+  };
+  auto fresh = redis_connection::open(cfg.url, cfg.connect_timeout,
+                                      cfg.io_timeout);
+  if (!fresh)
+    return failed(fresh.error());
+  conn = std::move(*fresh);
+  if (auto err = load_scripts())
+    return failed(err);
+  if (down_reason)
+    log::info("Redis at {} reachable again", cfg.url.redacted());
+  down_reason = caf::none;
+  retry_interval = cfg.retry_interval;
+  return true;
+}
+
+caf::error redis_store_state::load_scripts() {
+  for (size_t i = 0; i < redis_scripts::script_count; ++i) {
+    auto sha = conn.load_script(redis_scripts::source(static_cast<script>(i)));
+    if (!sha)
+      return std::move(sha.error());
+    shas[i] = std::move(*sha);
+  }
+  return caf::none;
+}
+
+void redis_store_state::lost(const caf::error& reason) {
+  conn = redis_connection{};
+  if (!down_reason)
+    log::error("Redis at {} unreachable: {}", cfg.url.redacted(),
+               error_message(reason));
+  down_reason = reason;
+}
+
+caf::error redis_store_state::unavailable() const {
+  return make_error(ec::unavailable, "Redis at " + cfg.url.redacted()
+                                       + " unreachable: "
+                                       + error_message(down_reason));
+}
+
+void redis_store_state::append(const redis_command& cmd) {
+  std::vector<std::string_view> argv;
+  argv.reserve(cmd.args.size() + 4);
+  if (cmd.lua) {
+    argv.emplace_back("EVALSHA");
+    argv.emplace_back(shas[static_cast<size_t>(*cmd.lua)]);
+    argv.emplace_back("0");
+    argv.emplace_back(cfg.prefix);
+  }
+  for (auto& x : cmd.args)
+    argv.emplace_back(x);
+  conn.append(argv);
+}
+
+void redis_store_state::flush() {
+  if (batch.empty())
+    return;
+  if (!reconnect()) {
+    auto err = unavailable();
+    for (auto& j : batch)
+      finish(j, err);
+    batch.clear();
+    return;
+  }
+  for (auto& j : batch)
+    for (auto& cmd : j.commands)
+      append(cmd);
+  caf::error io_error;
+  for (auto& j : batch) {
+    for (size_t i = 0; i < j.commands.size() && !io_error; ++i) {
+      if (auto reply = conn.read())
+        j.replies.push_back(std::move(*reply));
+      else
+        io_error = std::move(reply.error());
+    }
+  }
+  if (!io_error)
+    io_error = retry_noscript();
+  if (io_error) {
+    lost(io_error);
+    io_error = unavailable();
+  }
+  for (auto& j : batch)
+    finish(j, io_error);
+  batch.clear();
+}
+
+caf::error redis_store_state::retry_noscript() {
+  std::vector<redis_reply_ptr*> slots;
+  std::vector<const redis_command*> cmds;
+  for (auto& j : batch)
+    for (size_t i = 0; i < j.replies.size(); ++i)
+      if (is_noscript(*j.replies[i])) {
+        slots.push_back(&j.replies[i]);
+        cmds.push_back(&j.commands[i]);
+      }
+  if (slots.empty())
+    return caf::none;
+  log::warn("Redis lost our Lua scripts (NOSCRIPT): reloading them");
+  if (auto err = load_scripts()) {
+    if (!conn.ok())
+      return err;
+    // Redis answers but refuses the scripts: those requests fail.
+    for (auto& j : batch)
+      for (auto& r : j.replies)
+        if (is_noscript(*r))
+          j.error = err;
+    return caf::none;
+  }
+  for (auto cmd : cmds)
+    append(*cmd);
+  for (auto slot : slots) {
+    auto reply = conn.read();
+    if (!reply)
+      return std::move(reply.error());
+    *slot = std::move(*reply);
+  }
+  return caf::none;
+}
+
+void redis_store_state::finish(job& j, const caf::error& io_error) {
+  if (j.replies.size() < j.commands.size()) {
+    if (!j.when_down.empty())
+      j.promise.deliver(std::move(j.when_down));
+    else
+      j.promise.deliver(io_error ? io_error : unavailable());
+    return;
+  }
+  if (j.error) {
+    j.promise.deliver(std::move(j.error));
+    return;
+  }
+  for (auto& r : j.replies)
+    if (r->type == REDIS_REPLY_ERROR) {
+      j.promise.deliver(redis_reply_error(*r));
+      return;
+    }
+  j.promise.deliver(j.answer(j));
+}
+
+// -- request builders -------------------------------------------------------------
+
+job redis_store_state::call(script s, std::vector<std::string> args,
+                            answer_fn f) const {
+  job result;
+  result.commands.push_back(redis_command{s, std::move(args)});
+  result.answer = f;
+  return result;
+}
+
+job redis_store_state::bind(std::vector<binding> bs, bool single) const {
+  job result;
+  result.answer = single ? answer_bind : answer_ok;
+  for (size_t i = 0; i < bs.size(); i += cfg.bindings_per_call) {
+    redis_command cmd{script::bind, {}};
+    auto end = std::min(bs.size(), i + cfg.bindings_per_call);
+    cmd.args.reserve((end - i) * 4);
+    for (auto k = i; k < end; ++k) {
+      cmd.args.push_back(std::move(bs[k].uid));
+      cmd.args.push_back(std::move(bs[k].conn));
+      cmd.args.push_back(std::move(bs[k].node));
+      cmd.args.push_back(std::to_string(bs[k].incarnation));
+    }
+    result.commands.push_back(std::move(cmd));
+  }
+  return result;
+}
+
+job redis_store_state::unbind(const binding& b) const {
+  return call(script::unbind,
+              {b.uid, b.conn, b.node, std::to_string(b.incarnation)},
+              answer_flag);
+}
+
+job redis_store_state::route(std::vector<std::string> uids) const {
+  // Each uid once, in first-seen order; one HVALS per uid, all pipelined
+  // (plain HVALS costs Redis far less than a script doing the same).
+  job result;
+  result.answer = answer_route;
+  auto key_prefix = cfg.prefix + ":u:";
+  result.aux = key_prefix.size();
+  result.commands.reserve(uids.size());
+  std::unordered_set<std::string_view> seen;
+  for (auto& uid : uids)
+    if (seen.insert(uid).second)
+      result.commands.push_back(
+        redis_command{std::nullopt, {"HVALS", key_prefix + uid}});
+  return result;
+}
+
+job redis_store_state::join(std::string uid, std::string group,
+                            uint32_t max_groups) const {
+  return call(script::join,
+              {std::move(uid), std::move(group), std::to_string(max_groups)},
+              answer_join);
+}
+
+job redis_store_state::leave(std::string uid, std::string group) const {
+  return call(script::leave, {std::move(uid), std::move(group)}, answer_ok);
+}
+
+job redis_store_state::members(const std::string& group,
+                               uint32_t limit) const {
+  job result;
+  result.commands.push_back(
+    redis_command{std::nullopt, {"SMEMBERS", cfg.prefix + ":g:" + group}});
+  result.answer = answer_members;
+  result.aux = limit;
+  return result;
+}
+
+job redis_store_state::group_route(std::string group, std::string from) const {
+  return call(script::group_route, {std::move(group), std::move(from)},
+              answer_group_route);
+}
+
+job redis_store_state::node(const node_info& info) const {
+  return call(script::node,
+              {info.id, info.listen, info.cluster,
+               std::to_string(info.incarnation),
+               std::to_string(info.connections), std::to_string(cfg.lease_ms)},
+              answer_ok);
+}
+
+job redis_store_state::nodes() const {
+  return call(script::nodes, {}, answer_nodes);
+}
+
+job redis_store_state::claim(std::string node, uint64_t incarnation,
+                             int64_t timeout_ms) const {
+  return call(script::claim,
+              {std::move(node), std::to_string(incarnation),
+               std::to_string(timeout_ms)},
+              answer_flag);
+}
+
+job redis_store_state::shutdown(std::string node, uint64_t incarnation) const {
+  return call(script::shutdown,
+              {std::move(node), std::to_string(incarnation)}, answer_ok);
+}
+
+job redis_store_state::health() const {
+  job result;
+  result.commands.push_back(redis_command{std::nullopt, {"PING"}});
+  result.answer = answer_health;
+  result.when_down = caf::make_message(false);
+  return result;
+}
+
+// -- the actor --------------------------------------------------------------------
+
+using redis_store_actor
+  = caf::stateful_actor<redis_store_state, caf::blocking_actor>;
+
+/// Takes one message from the mailbox into the batch, waiting at most
+/// `timeout`; runs `on_timeout` if none came.
+template <class F>
+void receive_one(redis_store_actor* self, caf::duration timeout,
+                 F on_timeout) {
+  auto& st = self->state;
+  auto add = [self](job j) {
+    j.promise = self->make_response_promise();
+    self->state.batch.push_back(std::move(j));
+  };
+  self->receive(
+    [&](atom::bind, binding& b) {
+      add(st.bind({std::move(b)}, true));
+    },
+    [&](atom::unbind, const binding& b) { add(st.unbind(b)); },
+    [&](atom::rebind, std::vector<binding>& bs) {
+      add(st.bind(std::move(bs), false));
+    },
+    [&](atom::route, std::vector<std::string>& uids) {
+      add(st.route(std::move(uids)));
+    },
+    [&](atom::join, std::string& uid, std::string& group,
+        uint32_t max_groups) {
+      add(st.join(std::move(uid), std::move(group), max_groups));
+    },
+    [&](atom::leave, std::string& uid, std::string& group) {
+      add(st.leave(std::move(uid), std::move(group)));
+    },
+    [&](atom::members, const std::string& group, uint32_t limit) {
+      add(st.members(group, limit));
+    },
+    [&](atom::group_route, std::string& group, std::string& from) {
+      add(st.group_route(std::move(group), std::move(from)));
+    },
+    [&](atom::node, const node_info& info) { add(st.node(info)); },
+    [&](atom::nodes) { add(st.nodes()); },
+    [&](atom::claim, std::string& node, uint64_t incarnation,
+        int64_t timeout_ms) {
+      add(st.claim(std::move(node), incarnation, timeout_ms));
+    },
+    [&](atom::shutdown, std::string& node, uint64_t incarnation) {
+      add(st.shutdown(std::move(node), incarnation));
+    },
+    [&](atom::health) { add(st.health()); },
+    [&](caf::exit_msg&) { st.quit = true; },
+    caf::others >> [](caf::message_view&) -> caf::result<caf::message> {
+      return caf::make_error(caf::sec::unexpected_message);
+    },
+    caf::after(timeout) >> on_timeout);
+}
+
+/// The STORE's thread: waits for a request, takes what else is queued, sends
+/// it all in one round trip, answers.
+void redis_store(redis_store_actor* self, redis_store_config cfg) {
+  // hiredis writes with write(2): a write to a closed socket must give EPIPE,
+  // not kill the process (main ignores SIGPIPE too; this covers other hosts).
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.retry_interval = st.cfg.retry_interval;
+  st.batch.reserve(st.cfg.max_batch);
+  st.reconnect();
+  while (!st.quit) {
+    auto idle = st.conn.ok() ? caf::duration{std::chrono::seconds(1)}
+                             : caf::duration{st.retry_interval};
+    receive_one(self, idle, [self] {
+      auto& st = self->state;
+      st.reconnect();
+      // Like an event-based actor, quit once nobody can send to us: the
+      // only strong reference left is this thread's own.
+      if (self->ctrl()->strong_refs.load() <= 1)
+        st.quit = true;
+    });
+    bool more = true;
+    while (more && !st.quit && st.batch.size() < st.cfg.max_batch)
+      receive_one(self, caf::duration{std::chrono::seconds(0)},
+                  [&more] { more = false; });
+    st.flush();
+  }
+}
+
+} // namespace
+
+caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
+                                                   const options& opts) {
+  redis_store_config cfg;
+  cfg.url = opts.redis;
+  cfg.prefix = opts.redis_prefix;
+  cfg.lease_ms = std::max<int64_t>(opts.node_timeout.count(), 1);
+  cfg.io_timeout = std::clamp(opts.request_timeout, milliseconds{100},
+                              milliseconds{2000});
+  auto conn = redis_connection::open(cfg.url, cfg.connect_timeout,
+                                     cfg.io_timeout);
+  if (!conn)
+    return make_error(ec::unavailable, "cannot reach Redis at "
+                                         + cfg.url.redacted() + ": "
+                                         + error_message(conn.error()));
+  // Fails early where scripting is disabled or the server is too old.
+  for (size_t i = 0; i < redis_scripts::script_count; ++i)
+    if (auto sha = conn->load_script(
+          redis_scripts::source(static_cast<script>(i)));
+        !sha)
+      return make_error(ec::unavailable, "cannot use Redis at "
+                                           + cfg.url.redacted() + ": "
+                                           + error_message(sha.error()));
+  log::info("state store: Redis at {}, key prefix '{}'", cfg.url.redacted(),
+            cfg.prefix);
+  auto hdl = sys.spawn<caf::detached>(redis_store, std::move(cfg));
+  return caf::actor_cast<state_store_actor>(hdl);
+}
+
+} // namespace wsc

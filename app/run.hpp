@@ -1,0 +1,26 @@
+#pragma once
+
+#include "actors/node.hpp"
+#include "middleware/middleware.hpp"
+
+#include <functional>
+
+namespace wsc {
+
+/// What an application adds to a node before it serves: behaviours, event
+/// actors, middlewares.
+struct node_customization {
+  /// Called before the node starts: add middlewares by name here and list
+  /// them in `handshake-chain` / `open-chain`.
+  std::function<void(middleware_registry&)> middlewares;
+  /// Called once the node serves: spawn behaviours and event actors here.
+  std::function<void(caf::actor_system&, node&)> started;
+};
+
+/// The whole life of a node process: reads options from the command line
+/// and config file, starts the node, serves until SIGINT or SIGTERM, drains
+/// and stops. Returns the process exit code (0 after a graceful stop, 1 when
+/// the node cannot start, 2 for bad options).
+int run_node(int argc, char** argv, const node_customization& custom = {});
+
+} // namespace wsc

@@ -1,0 +1,264 @@
+"""Cluster acceptance (issue 3): a real redis-server, three real node
+processes, real WebSocket clients.
+
+Nodes heartbeat every 500 ms and are declared down after 2 s of silence, so
+failure tests stay short.
+"""
+
+import json
+import os
+import signal
+import time
+import unittest
+
+from harness import HarnessMixin, Node, wait_until
+
+HEARTBEAT_MS = 500
+NODE_TIMEOUT_MS = 2000
+AUDIT_BINARY = os.environ.get("WSC_AUDIT_BINARY", "build/examples/wsc-audit-node")
+
+
+class ClusterBase(HarnessMixin, unittest.TestCase):
+    nodes_count = 3
+
+    def node_options(self, i, **extra):
+        opts = {
+            "node-id": "n%d" % i,
+            "state": "redis",
+            "redis": self.redis.url,
+            "heartbeat": "%dms" % HEARTBEAT_MS,
+            "node-timeout": "%dms" % NODE_TIMEOUT_MS,
+            "client-broadcast": "true",
+        }
+        opts.update(extra)
+        return opts
+
+    def setUp(self):
+        self.redis = self.start_redis()
+        self.nodes = [self.start_node(self.node_options(i + 1), name="n%d" % (i + 1))
+                      for i in range(self.nodes_count)]
+        self.wait_mesh(self.nodes)
+
+    def wait_mesh(self, nodes, timeout=15):
+        """Waits until every node lists all of `nodes` and has connected to
+        each peer (DISCOVER in its /api/events)."""
+        ids = {"n%s" % n.name[1:] for n in nodes}
+
+        def meshed():
+            for n in nodes:
+                status, _, body = n.http("GET", "/api/nodes")
+                if status != 200 or {e["id"] for e in body} != ids:
+                    return False
+                status, _, events = n.http("GET", "/api/events")
+                seen = {e["node"] for e in events if e["event"] == "DISCOVER"}
+                if seen != ids - {n.name}:
+                    return False
+            return True
+
+        wait_until(meshed, timeout, what="every node connected to every peer")
+
+    def events(self, node, kind=None):
+        status, _, body = node.http("GET", "/api/events")
+        self.assertEqual(status, 200)
+        return [e for e in body if kind is None or e["event"] == kind]
+
+    def bindings_in_redis(self):
+        """Every binding value ("node|incarnation") stored in Redis."""
+        values = []
+        for key in self.redis.command("KEYS", "wscluster:u:*") or []:
+            values += self.redis.command("HVALS", key) or []
+        return values
+
+
+class ClusterDeliveryTest(ClusterBase):
+    def test_send_and_broadcast_cross_nodes(self):
+        n1, n2, n3 = self.nodes
+        alice = n1.ws("alice")
+        carol = n3.ws("carol")
+        bob2 = n2.ws("bob")
+        bob3 = n3.ws("bob")
+        alice.send_json({"type": "send", "id": 1, "to": "carol", "data": {"k": 1}})
+        self.assertEqual(alice.wait_for(lambda f: f.get("type") == "ack", 5)["id"], 1)
+        got = carol.wait_for(lambda f: f.get("type") == "message", 5)
+        self.assertEqual((got["from"], got["to"], got["data"]), ("alice", "carol", {"k": 1}))
+        # A uid with connections on two nodes gets the message on both.
+        alice.send_json({"type": "send", "id": 2, "to": "bob", "data": "two"})
+        for c in (bob2, bob3):
+            self.assertEqual(c.wait_for(lambda f: f.get("type") == "message", 5)["data"], "two")
+        # Client broadcast and API broadcast reach every client on every node.
+        alice.send_json({"type": "broadcast", "id": 3, "data": "all"})
+        for c in (alice, carol, bob2, bob3):
+            f = c.wait_for(lambda f: f.get("type") == "broadcast", 5)
+            self.assertEqual((f["from"], f["data"]), ("alice", "all"))
+        status, _, body = n2.http("POST", "/api/broadcast", {"data": "api"})
+        self.assertEqual((status, body), (200, {"ok": True}))
+        for c in (alice, carol, bob2, bob3):
+            f = c.wait_for(lambda f: f.get("type") == "broadcast", 5)
+            self.assertEqual((f["from"], f["data"]), (None, "api"))
+
+    def test_api_send_on_another_node(self):
+        n1, n2, _ = self.nodes
+        dave = n1.ws("dave")
+        status, _, body = n2.api_send(["dave"], {"via": "n2"})
+        self.assertEqual((status, body), (200, {"ok": True}))
+        f = dave.wait_for(lambda f: f.get("type") == "message", 5)
+        self.assertEqual((f["from"], f["data"]), (None, {"via": "n2"}))
+        # Presence and /api/nodes answer the same on every node.
+        for n in self.nodes:
+            self.assertEqual(n.presence(["dave", "nobody"]), {"dave": True, "nobody": False})
+            status, _, nodes = n.http("GET", "/api/nodes")
+            self.assertEqual(sorted(e["id"] for e in nodes), ["n1", "n2", "n3"])
+            for e in nodes:
+                self.assertEqual(set(e), {"id", "listen", "cluster", "connections",
+                                          "last_heartbeat_ms"})
+
+    def test_thousand_messages_arrive_complete_and_in_order(self):
+        n1, n2, _ = self.nodes
+        sender = n1.ws("sender")
+        receiver = n2.ws("receiver")
+        count = 1000
+        # Stay under the default rate limit (100/s, burst 200): pace the sends.
+        for i in range(count):
+            sender.send_json({"type": "send", "to": "receiver", "data": i})
+            if i % 150 == 149:
+                time.sleep(1.6)
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < count and time.monotonic() < deadline:
+            f = receiver.recv_json(10)
+            if f.get("type") == "message":
+                got.append(f["data"])
+        self.assertEqual(got, list(range(count)))
+
+
+class ClusterFailureTest(ClusterBase):
+    def test_kill_9_is_detected_once_and_cleaned(self):
+        n1, n2, n3 = self.nodes
+        n1.ws("alice")
+        erin = n3.ws("erin")
+        n3.ws("frank")
+        erin.send_json({"type": "join", "id": 1, "group": "g"})
+        erin.wait_for(lambda f: f.get("type") == "ack", 5)
+        self.assertTrue(n1.presence(["erin"])["erin"])
+        killed_at = time.monotonic()
+        n3.kill()
+        limit = (NODE_TIMEOUT_MS + HEARTBEAT_MS) / 1000.0 + 2.0  # + scheduling slack
+        for n in (n1, n2):
+            wait_until(lambda: any(e["node"] == "n3" and e.get("reason") == "timeout"
+                                   for e in self.events(n, "SHUTDOWN")),
+                       limit + 5, what="SHUTDOWN(timeout) of n3 on %s" % n.name)
+        detected = time.monotonic() - killed_at
+        self.assertLessEqual(detected, limit + 1.0, "detection took %.1fs" % detected)
+        for n in (n1, n2):
+            shutdowns = [e for e in self.events(n, "SHUTDOWN") if e["node"] == "n3"]
+            self.assertEqual(len(shutdowns), 1, shutdowns)
+            self.assertEqual(n.presence(["erin", "frank", "alice"]),
+                             {"erin": False, "frank": False, "alice": True})
+            status, _, nodes = n.http("GET", "/api/nodes")
+            self.assertEqual(sorted(e["id"] for e in nodes), ["n1", "n2"])
+        self.assertFalse(any(v.startswith("n3|") for v in self.bindings_in_redis()))
+        self.assertEqual(self.redis.command("SMEMBERS", "wscluster:g:g"), [])
+        self.assertEqual(self.redis.command("KEYS", "wscluster:*n3*"), [])
+        # Exactly one survivor did the cleanup.
+        cleaners = [n.name for n in (n1, n2) if "declared down" in n.log_text()]
+        self.assertEqual(len(cleaners), 1, cleaners)
+
+    def test_graceful_stop_tells_peers_at_once(self):
+        n1, n2, n3 = self.nodes
+        client = n2.ws("gina")
+        started = time.monotonic()
+        n2.signal(signal.SIGTERM)
+        bye = client.wait_for(lambda f: f.get("type") == "bye", 5)
+        self.assertEqual(bye["reason"], "shutdown")
+        client.wait_closed(10)
+        self.assertEqual(client.close_code, 1001)
+        self.assertEqual(n2.wait(15), 0)
+        for n in (n1, n3):
+            wait_until(lambda: any(e["node"] == "n2" and e.get("reason") == "graceful"
+                                   for e in self.events(n, "SHUTDOWN")),
+                       5, what="SHUTDOWN(graceful) of n2 on %s" % n.name)
+        # Graceful means no wait for a heartbeat timeout.
+        self.assertLess(time.monotonic() - started, NODE_TIMEOUT_MS / 1000.0 + 1.5)
+        self.assertFalse(any(v.startswith("n2|") for v in self.bindings_in_redis()))
+        self.assertFalse(n1.presence(["gina"])["gina"])
+
+    def test_redis_outage_and_recovery(self):
+        n1, n2, _ = self.nodes
+        a = n1.ws("ann")
+        b = n1.ws("ben")
+        c = n2.ws("cid")
+        port = self.redis.port
+        self.redis.stop()
+        wait_until(lambda: n1.http("GET", "/healthz")[0] == 503, 10,
+                   what="/healthz 503 while Redis is down")
+        down_since = time.monotonic()
+        # Local delivery goes on; an operation needing Redis says unavailable.
+        a.send_json({"type": "send", "id": 1, "to": "ben", "data": "local"})
+        reply = a.wait_for(lambda f: f.get("id") == 1, 10)
+        got = b.wait_for(lambda f: f.get("type") == "message", 10)
+        self.assertEqual(got["data"], "local")
+        self.assertIn(reply["type"], ("ack", "error"))
+        if reply["type"] == "error":
+            self.assertEqual(reply["code"], "unavailable")
+        a.send_json({"type": "members", "id": 2, "group": "x"})
+        reply = a.wait_for(lambda f: f.get("id") == 2, 10)
+        self.assertEqual((reply["type"], reply.get("code")), ("error", "unavailable"))
+        time.sleep(max(0.0, 5.0 - (time.monotonic() - down_since)))
+        # Redis comes back empty (no persistence): nodes write everything back.
+        redis2 = self.start_redis(port=port)
+        for n in (n1, n2):
+            wait_until(lambda: n.http("GET", "/healthz")[0] == 200, 15,
+                       what="/healthz 200 after Redis returned on %s" % n.name)
+        wait_until(lambda: n2.presence(["ann", "ben", "cid"])
+                   == {"ann": True, "ben": True, "cid": True}, 10,
+                   what="every connected uid written back")
+        c.send_json({"type": "send", "id": 3, "to": "ann", "data": "after"})
+        self.assertEqual(a.wait_for(lambda f: f.get("type") == "message", 10)["data"], "after")
+        self.assertTrue(redis2.command("PING") == "PONG")
+
+
+class ClusterEventsTest(ClusterBase):
+    nodes_count = 0
+
+    def test_event_actors_see_discover_shutdown_register_logout(self):
+        audit_nodes = [self.start_node(self.node_options(i), name="n%d" % i,
+                                       binary=self.audit_binary())
+                       for i in (1, 2)]
+        self.wait_mesh(audit_nodes)
+        n1, n2 = audit_nodes
+        c = n1.ws("hana")
+        c.close()
+        n2.signal(signal.SIGTERM)
+        self.assertEqual(n2.wait(15), 0)
+
+        def audit_lines(node):
+            lines = []
+            for line in node.log_text().splitlines():
+                if line.startswith("{"):
+                    lines.append(json.loads(line))
+            return lines
+
+        wait_until(lambda: any(e["event"] == "SHUTDOWN" for e in audit_lines(n1)), 5,
+                   what="SHUTDOWN seen by the event actor of n1")
+        lines = audit_lines(n1)
+        kinds = [(e["event"], e.get("node"), e.get("uid"), e.get("reason")) for e in lines]
+        self.assertIn(("DISCOVER", "n2", None, None), kinds)
+        self.assertIn(("REGISTER", "n1", "hana", None), kinds)
+        wait_until(lambda: ("LOGOUT", "n1", "hana", None) in
+                   [(e["event"], e.get("node"), e.get("uid"), e.get("reason"))
+                    for e in audit_lines(n1)], 5, what="LOGOUT of hana")
+        self.assertIn(("SHUTDOWN", "n2", None, "graceful"), kinds)
+        self.assertEqual(sum(1 for k in kinds if k[0] == "SHUTDOWN"), 1)
+        self.assertIn(("DISCOVER", "n1", None, None),
+                      [(e["event"], e.get("node"), e.get("uid"), e.get("reason"))
+                       for e in audit_lines(n2)])
+
+    def audit_binary(self):
+        path = AUDIT_BINARY
+        if not os.path.isabs(path):
+            path = os.path.join(os.path.dirname(__file__), "..", "..", path)
+        return os.path.abspath(path)
+
+
+if __name__ == "__main__":
+    unittest.main()
