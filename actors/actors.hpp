@@ -60,7 +60,10 @@ using peer_actor = caf::typed_actor<
     // A peer says it is stopping or has declared a node down.
     caf::reacts_to<shutdown_event>,
     // Liveness probe; answers this node's id and incarnation.
-    caf::replies_to<atom::ping>::with<std::string, uint64_t>>;
+    caf::replies_to<atom::ping>::with<std::string, uint64_t>,
+    // A peer that dialed this node introduces itself (id, incarnation, its
+    // PEER actor): only one side of each pair dials.
+    caf::reacts_to<atom::hello, std::string, uint64_t, caf::actor>>;
 
 /// The operations behaviours use; owned by the REGISTRY of each node.
 using messaging_actor = caf::typed_actor<
@@ -125,8 +128,10 @@ using state_store_actor = caf::typed_actor<
     // Finds the nodes holding members of a group; empty if `from` is not one.
     caf::replies_to<atom::group_route, std::string,
                     std::string>::with<route_table>,
-    // Registers this node or renews its heartbeat.
-    caf::replies_to<atom::node, node_info>::with<atom::ok>,
+    // Registers this node or renews its heartbeat; answers true when the
+    // store had no entry of this incarnation (first heartbeat, or the store
+    // lost its data): the node then writes back all its bindings.
+    caf::replies_to<atom::node, node_info>::with<bool>,
     // Lists the registered nodes.
     caf::replies_to<atom::nodes>::with<std::vector<node_info>>,
     // Atomically claims the cleanup of a node (id, incarnation) silent for
@@ -155,6 +160,8 @@ using discovery_actor = caf::typed_actor<
     caf::reacts_to<atom::tick>,
     // A peer announced its graceful stop, or a survivor declared a node down.
     caf::reacts_to<shutdown_event>,
+    // A peer dialed this node (see peer_actor).
+    caf::reacts_to<atom::hello, std::string, uint64_t, peer_actor>,
     // Graceful stop: tell the peers, remove this node's state.
     caf::replies_to<atom::shutdown>::with<atom::ok>>;
 

@@ -110,9 +110,8 @@ builtins(behaviour_actor::stateful_pointer<builtins_state> self,
           if (!data)
             return std::move(data.error());
           auto rp = self->make_response_promise<json_ptr>();
-          delivery d{
-              delivery_kind::message, ctx.sender.uid, {}, std::move(*data),
-              frames::now_ms(),       std::move(*to), {}};
+          delivery d{delivery_kind::message, ctx.sender.uid,   {},
+                     std::move(*data),       frames::now_ms(), std::move(*to)};
           self->request(node.registry, timeout, atom::send_v, std::move(d))
               .then([rp](delivery_report&) mutable { rp.deliver(json_ptr{}); },
                     [rp](caf::error& err) mutable {
@@ -127,13 +126,8 @@ builtins(behaviour_actor::stateful_pointer<builtins_state> self,
           auto data = data_field(f);
           if (!data)
             return std::move(data.error());
-          delivery d{delivery_kind::broadcast,
-                     ctx.sender.uid,
-                     {},
-                     std::move(*data),
-                     frames::now_ms(),
-                     {},
-                     {}};
+          delivery d{delivery_kind::broadcast, ctx.sender.uid,   {},
+                     std::move(*data),         frames::now_ms(), {}};
           auto rp = self->make_response_promise<json_ptr>();
           self->request(node.registry, timeout, atom::broadcast_v, std::move(d))
               .then([rp](atom::ok) mutable { rp.deliver(json_ptr{}); },
@@ -171,8 +165,7 @@ builtins(behaviour_actor::stateful_pointer<builtins_state> self,
           if (!data)
             return std::move(data.error());
           delivery d{delivery_kind::group, ctx.sender.uid,   std::move(*group),
-                     std::move(*data),     frames::now_ms(), {},
-                     ctx.sender.conn};
+                     std::move(*data),     frames::now_ms(), {}};
           auto rp = self->make_response_promise<json_ptr>();
           self->request(node.registry, timeout, atom::publish_v, std::move(d))
               .then([rp](atom::ok) mutable { rp.deliver(json_ptr{}); },

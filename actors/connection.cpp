@@ -80,28 +80,17 @@ void connection_state::handle(std::string text) {
   }
   if (node->subscribed_events.load(std::memory_order_relaxed) & on_recv_message)
     self->send(node->events, recv_message_event{opening.who, text});
-  auto parsed = nlohmann::json::parse(text, nullptr, false);
-  if (parsed.is_discarded())
-    return fail({}, ec::bad_json, "frame is not valid JSON");
-  if (!parsed.is_object())
-    return fail({}, ec::bad_frame, "frame must be a JSON object");
   std::string id;
-  if (auto i = parsed.find("id"); i != parsed.end()) {
-    if (!i->is_string() && !i->is_number())
-      return fail({}, ec::bad_frame, "id must be a string or a number");
-    id = i->dump();
-  }
-  auto type = parsed.find("type");
-  if (type == parsed.end() || !type->is_string())
-    return fail(id, ec::bad_frame, "missing string field 'type'");
-  auto handler = node->behaviours.find(type->get_ref<const std::string&>());
+  auto frame = frames::parse_client(text, id);
+  if (!frame)
+    return fail(id, to_ec(frame.error()), error_message(frame.error()));
+  auto handler = node->behaviours.find(frame->type);
   if (!handler)
     return fail(id, ec::unknown_type,
-                "no behaviour for type '" + type->get<std::string>() + "'");
+                "no behaviour for type '" + frame->type + "'");
   frame_context ctx{opening.who, caf::actor_cast<connection_actor>(self)};
-  auto frame = std::make_shared<const nlohmann::json>(std::move(parsed));
   self->request(handler, node->opts.request_timeout, atom::frame_v,
-                std::move(ctx), std::move(frame))
+                std::move(ctx), std::move(frame->body))
       .then(
           [this, id](json_ptr& answer) {
             write(answer ? frames::reply(*answer, id) : frames::ack(id));
@@ -136,6 +125,16 @@ connection(connection_actor::stateful_pointer<connection_state> self,
             [self](atom::ok) {
               auto& st = self->state;
               st.open = true;
+              // A connection lives no longer than its token: 4003 tells the
+              // client to come back with a fresh one.
+              if (auto i = st.opening.attributes.find("jwt.exp");
+                  i != st.opening.attributes.end()) {
+                auto left = std::stoll(i->second) * 1000 - frames::now_ms();
+                self->delayed_send(
+                    self, std::chrono::milliseconds(std::max<int64_t>(left, 0)),
+                    atom::disconnect_v, uint16_t{4003},
+                    std::string{"token expired"});
+              }
               st.node->open.leave(st.opening, std::nullopt);
               for (auto& group : st.opening.groups)
                 self->request(st.node->registry, st.node->opts.request_timeout,

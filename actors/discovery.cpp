@@ -5,35 +5,20 @@
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 
 namespace wsc {
 
 void discovery_state::heartbeat() {
   self_info.connections = static_cast<uint32_t>(node->open_connections.load());
   self_info.last_heartbeat_ms = frames::now_ms();
-  auto timeout = node->opts.request_timeout;
-  self->request(store, timeout, atom::node_v, self_info)
+  self->request(store, node->opts.request_timeout, atom::node_v, self_info)
       .then(
-          [this, timeout](atom::ok) {
-            if (!node->store_healthy) {
-              // The store is back: write back every live binding, then report
-              // healthy again.
-              self->request(node->registry, timeout, atom::rebind_v)
-                  .then([this, timeout](std::vector<binding>& bindings) {
-                    auto n = bindings.size();
-                    self->request(store, timeout, atom::rebind_v,
-                                  std::move(bindings))
-                        .then(
-                            [this, n](atom::ok) {
-                              log::info(
-                                  "state store reachable again: wrote back {} "
-                                  "bindings",
-                                  n);
-                              node->store_healthy = true;
-                            },
-                            [](caf::error&) {});
-                  });
-            }
+          [this](bool fresh) {
+            // The store lost this node's entry (or was unreachable): it may
+            // have lost bindings too.
+            if (fresh || !node->store_healthy)
+              write_back();
             if (clustered)
               self->request(store, node->opts.request_timeout, atom::nodes_v)
                   .then([this](std::vector<node_info>& nodes) {
@@ -45,6 +30,30 @@ void discovery_state::heartbeat() {
               log::error("state store unreachable: {}", error_message(err));
             node->store_healthy = false;
           });
+}
+
+void discovery_state::write_back() {
+  if (writing_back)
+    return;
+  writing_back = true;
+  auto timeout = node->opts.request_timeout;
+  self->request(node->registry, timeout, atom::rebind_v)
+      .then(
+          [this, timeout](std::vector<binding>& bindings) {
+            auto n = bindings.size();
+            self->request(store, timeout, atom::rebind_v, std::move(bindings))
+                .then(
+                    [this, n](atom::ok) {
+                      writing_back = false;
+                      if (!node->store_healthy || n > 0)
+                        log::info("state store in sync: wrote back {} "
+                                  "bindings",
+                                  n);
+                      node->store_healthy = true;
+                    },
+                    [this](caf::error&) { writing_back = false; });
+          },
+          [this](caf::error&) { writing_back = false; });
 }
 
 void discovery_state::reconcile(std::vector<node_info> nodes) {
@@ -84,19 +93,31 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
           });
       continue;
     }
-    if (!peer.handle && !peer.connecting)
+    // One side of each pair dials: the node with the smaller id.
+    if (!peer.handle && !peer.connecting && node->node_id < info.id)
       connect(info);
   }
-  // Entries another survivor or a graceful stop removed.
+  // Entries that left the store: removed by a survivor's claim or a graceful
+  // stop (both also send SHUTDOWN), or lost by the store itself. A peer whose
+  // CAF connection is alive re-registers at its next heartbeat; it is only
+  // given up when the connection is gone or it stays unlisted too long.
   for (auto i = peers.begin(); i != peers.end();) {
-    if (listed.count(i->first) == 0) {
-      auto id = i->first;
-      auto inc = i->second.info.incarnation;
+    auto& [id, peer] = *i;
+    if (listed.count(id) > 0) {
+      peer.missing_since = 0;
       ++i;
-      peer_gone(id, inc, "timeout");
-    } else {
-      ++i;
+      continue;
     }
+    if (peer.missing_since == 0)
+      peer.missing_since = now;
+    if (peer.handle && now - peer.missing_since <= 2 * timeout_ms) {
+      ++i;
+      continue;
+    }
+    auto gone = id;
+    auto inc = peer.info.incarnation;
+    ++i;
+    peer_gone(gone, inc, "timeout");
   }
 }
 
@@ -109,7 +130,10 @@ void discovery_state::connect(const node_info& info) {
   }
   auto& peer = peers[info.id];
   peer.connecting = true;
-  auto mm = self->home_system().middleman().actor_handle();
+  auto& sys = self->home_system();
+  auto mm = node->opts.cluster_tls_cert.empty()
+                ? sys.middleman().actor_handle()
+                : sys.openssl_manager().actor_handle();
   auto id = info.id;
   auto inc = info.incarnation;
   self->request(mm, node->opts.request_timeout, caf::connect_atom::value,
@@ -120,23 +144,45 @@ void discovery_state::connect(const node_info& info) {
             auto i = peers.find(id);
             if (i == peers.end() || i->second.info.incarnation != inc || !ptr)
               return;
-            auto& peer = i->second;
-            peer.connecting = false;
-            peer.handle = caf::actor_cast<peer_actor>(std::move(ptr));
-            self->monitor(peer.handle);
-            self->send(node->registry, atom::peer_up_v, id, peer.handle);
-            if (!peer.announced) {
-              peer.announced = true;
-              log::info("DISCOVER node {} at {}", id, peer.info.cluster);
-              node->cluster_events.record("DISCOVER", id);
-              self->send(node->events, discover_event{id});
-            }
+            auto handle = caf::actor_cast<peer_actor>(std::move(ptr));
+            // Introduce this node: the peer routes back over this connection
+            // instead of dialing a second one.
+            self->send(handle, atom::hello_v, node->node_id, node->incarnation,
+                       caf::actor_cast<caf::actor>(node->registry));
+            attach(id, inc, std::move(handle));
           },
           [this, id](caf::error& err) {
             if (auto i = peers.find(id); i != peers.end())
               i->second.connecting = false;
             log::debug("cannot reach node {} yet: {}", id, error_message(err));
           });
+}
+
+void discovery_state::attach(const std::string& id, uint64_t incarnation,
+                             peer_actor handle) {
+  auto& peer = peers[id];
+  if (peer.info.incarnation != incarnation) {
+    // Dialed us before this node saw it in the store.
+    if (peer.handle)
+      self->demonitor(peer.handle.address());
+    peer = known_peer{};
+    peer.info.id = id;
+    peer.info.incarnation = incarnation;
+  }
+  peer.connecting = false;
+  if (peer.handle == handle)
+    return;
+  if (peer.handle)
+    self->demonitor(peer.handle.address());
+  peer.handle = std::move(handle);
+  self->monitor(peer.handle);
+  self->send(node->registry, atom::peer_up_v, id, peer.handle);
+  if (!peer.announced) {
+    peer.announced = true;
+    log::info("DISCOVER node {}", id);
+    node->cluster_events.record("DISCOVER", id);
+    self->send(node->events, discover_event{id});
+  }
 }
 
 void discovery_state::peer_gone(const std::string& id, uint64_t incarnation,
@@ -195,6 +241,12 @@ discovery(discovery_actor::stateful_pointer<discovery_state> self,
           return;
         st.heartbeat();
         self->delayed_send(self, st.node->opts.heartbeat, atom::tick_v);
+      },
+      [self](atom::hello, std::string& id, uint64_t incarnation,
+             peer_actor& handle) {
+        auto& st = self->state;
+        if (!st.stopping && id != st.node->node_id)
+          st.attach(id, incarnation, std::move(handle));
       },
       [self](shutdown_event& ev) {
         auto& st = self->state;

@@ -18,6 +18,8 @@ struct known_peer {
   bool connecting = false;
   /// DISCOVER was emitted for this incarnation.
   bool announced = false;
+  /// When the store stopped listing this peer (ms), or 0.
+  int64_t missing_since = 0;
 };
 
 /// The state of the DISCOVERY actor.
@@ -34,17 +36,26 @@ struct discovery_state {
   /// (node, reason) pairs already reported, so each SHUTDOWN fires once.
   std::set<std::pair<std::string, uint64_t>> reported_down;
   bool stopping = false;
+  /// A write-back of every binding is under way.
+  bool writing_back = false;
 
   discovery_actor::stateful_pointer<discovery_state> self = nullptr;
 
   /// Renews this node's entry; after an outage writes back every binding.
   void heartbeat();
 
+  /// Writes every live binding of this node to the store, then reports the
+  /// store healthy.
+  void write_back();
+
   /// Compares the store's node list with the known peers.
   void reconcile(std::vector<node_info> nodes);
 
   /// Dials a peer's PEER actor through the middleman.
   void connect(const node_info& info);
+
+  /// A peer's PEER actor is reachable: route to it, watch it, DISCOVER.
+  void attach(const std::string& id, uint64_t incarnation, peer_actor handle);
 
   /// Drops a peer and reports its SHUTDOWN once (locally only).
   void peer_gone(const std::string& id, uint64_t incarnation,

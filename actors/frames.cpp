@@ -161,6 +161,26 @@ std::string reply(const nlohmann::json& answer, std::string_view id) {
   return copy.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+caf::expected<client_frame> parse_client(std::string_view text,
+                                         std::string& id) {
+  auto parsed = nlohmann::json::parse(text, nullptr, false);
+  if (parsed.is_discarded())
+    return make_error(ec::bad_json, "frame is not valid JSON");
+  if (!parsed.is_object())
+    return make_error(ec::bad_frame, "frame must be a JSON object");
+  if (auto i = parsed.find("id"); i != parsed.end()) {
+    if (!i->is_string() && !i->is_number())
+      return make_error(ec::bad_frame, "id must be a string or a number");
+    id = i->dump();
+  }
+  auto type = parsed.find("type");
+  if (type == parsed.end() || !type->is_string())
+    return make_error(ec::bad_frame, "missing string field 'type'");
+  auto type_name = type->get<std::string>();
+  return client_frame{std::make_shared<const nlohmann::json>(std::move(parsed)),
+                      std::move(type_name)};
+}
+
 int64_t now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch())

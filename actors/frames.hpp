@@ -9,6 +9,8 @@
 #include "actors/error.hpp"
 #include "actors/messages.hpp"
 
+#include <caf/expected.hpp>
+
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
@@ -16,6 +18,20 @@
 #include <string_view>
 
 namespace wsc::frames {
+
+/// A client frame that passed the checks every frame gets.
+struct client_frame {
+  json_ptr body;
+  /// The frame's `type`.
+  std::string type;
+};
+
+/// Parses a client frame and checks what every frame needs: a JSON object
+/// with a string `type` and, if any, a string or number `id`. Writes the
+/// `id` (as JSON text) to `id` as soon as it is known, so that errors can
+/// carry it. Errors: `bad_json`, `bad_frame`.
+caf::expected<client_frame> parse_client(std::string_view text,
+                                         std::string& id);
 
 /// Appends `text` as a JSON string literal (quoted, escaped) to `out`.
 void append_quoted(std::string& out, std::string_view text);

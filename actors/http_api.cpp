@@ -116,7 +116,8 @@ http_api(http_api_actor::stateful_pointer<http_api_state> self,
           return respond(
               {200, "text/plain; version=0.0.4",
                node.metrics.render(node.open_connections, node.draining,
-                                   node.store_healthy)});
+                                   node.store_healthy),
+               true});
         if (path.compare(0, 5, "/api/") != 0)
           return respond(error_answer(404, "not found"));
         if (!node.opts.api_key.empty() &&
@@ -136,8 +137,7 @@ http_api(http_api_actor::stateful_pointer<http_api_state> self,
           return true;
         };
         if (path == "/api/send" && post) {
-          delivery d{delivery_kind::message, {}, {}, {},
-                     frames::now_ms(),       {}, {}};
+          delivery d{delivery_kind::message, {}, {}, {}, frames::now_ms(), {}};
           auto to = body.find("to");
           if (to == body.end() || !read_uids(*to, d.uids))
             return respond(
@@ -164,7 +164,7 @@ http_api(http_api_actor::stateful_pointer<http_api_state> self,
         }
         if (path == "/api/broadcast" && post) {
           delivery d{delivery_kind::broadcast, {}, {}, {},
-                     frames::now_ms(),         {}, {}};
+                     frames::now_ms(),         {}};
           if (!data_text(d.data))
             return respond(error_answer(400, "missing field 'data'"));
           self->request(node.registry, timeout, atom::broadcast_v, std::move(d))
@@ -176,8 +176,7 @@ http_api(http_api_actor::stateful_pointer<http_api_state> self,
           return;
         }
         if (path == "/api/publish" && post) {
-          delivery d{delivery_kind::group, {}, {}, {},
-                     frames::now_ms(),     {}, {}};
+          delivery d{delivery_kind::group, {}, {}, {}, frames::now_ms(), {}};
           auto group = body.find("group");
           if (group == body.end() || !group->is_string() ||
               !valid_name(group->get_ref<const std::string&>()))
@@ -257,7 +256,9 @@ http_api(http_api_actor::stateful_pointer<http_api_state> self,
                            {"cluster", n.cluster},
                            {"connections", n.connections},
                            {"last_heartbeat_ms", n.last_heartbeat_ms}});
-                    respond(json_answer(200, result));
+                    auto answer = json_answer(200, result);
+                    answer.cors = true; // /api/nodes, for the dashboard
+                    respond(std::move(answer));
                   },
                   on_error(respond));
           return;
@@ -270,7 +271,9 @@ http_api(http_api_actor::stateful_pointer<http_api_state> self,
               entry["reason"] = e.reason;
             result.push_back(std::move(entry));
           }
-          return respond(json_answer(200, result));
+          auto answer = json_answer(200, result);
+          answer.cors = true; // /api/events, for the dashboard
+          return respond(std::move(answer));
         }
         if (path == "/api/send" || path == "/api/broadcast" ||
             path == "/api/publish" || path == "/api/disconnect" ||

@@ -22,6 +22,8 @@ struct http_response {
   unsigned status = 200;
   std::string content_type = "application/json";
   std::string body;
+  /// Readable by pages of other origins (the dashboard polls every node).
+  bool cors = false;
 };
 
 /// A request and the callback that writes its answer; the callback may be

@@ -125,15 +125,12 @@ struct delivery {
   int64_t ts = 0;
   /// Receivers; empty for `broadcast`.
   std::vector<std::string> uids;
-  /// A connection that does not get the frame: the sender's own connection
-  /// for group messages (its other connections do).
-  std::string except_conn;
 };
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, delivery& x) {
   return f(caf::meta::type_name("delivery"), x.kind, x.from, x.group, x.data,
-           x.ts, x.uids, x.except_conn);
+           x.ts, x.uids);
 }
 
 /// Deliveries for one node, sent as a single BASP message.

@@ -13,6 +13,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/publish.hpp>
 
 #include <thread>
 
@@ -43,8 +44,12 @@ caf::expected<std::string> publish_registry(caf::actor_system& sys,
                            "refusing plain node-to-node traffic on " +
                                opts.cluster_listen.to_string() +
                                ": set cluster-tls-* or cluster-insecure=true");
-  auto port = sys.middleman().publish(ctx.registry, opts.cluster_listen.port,
-                                      opts.cluster_listen.host.c_str(), true);
+  auto port =
+      opts.cluster_tls_cert.empty()
+          ? sys.middleman().publish(ctx.registry, opts.cluster_listen.port,
+                                    opts.cluster_listen.host.c_str(), true)
+          : caf::openssl::publish(ctx.registry, opts.cluster_listen.port,
+                                  opts.cluster_listen.host.c_str(), true);
   if (!port)
     return caf::make_error(caf::sec::cannot_open_port,
                            "cannot listen for nodes on " +

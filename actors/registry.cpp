@@ -48,7 +48,7 @@ uint32_t registry_state::deliver_local(const delivery& d,
       }
       for (auto& conn_id : i->second) {
         auto& conn = connections.at(conn_id);
-        if (conn.open && conn_id != d.except_conn) {
+        if (conn.open) {
           write(conn, frame);
           ++written;
         }
@@ -312,6 +312,11 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       },
       [self](atom::ping) -> caf::result<std::string, uint64_t> {
         return {self->state.node->node_id, self->state.node->incarnation};
+      },
+      [self](atom::hello, std::string& peer, uint64_t incarnation,
+             caf::actor& handle) {
+        self->send(self->state.node->discovery, atom::hello_v, std::move(peer),
+                   incarnation, caf::actor_cast<peer_actor>(std::move(handle)));
       },
       [self](atom::peer_up, std::string& peer, peer_actor& handle) {
         self->state.peers[peer] = std::move(handle);

@@ -9,7 +9,8 @@
 
 namespace wsc {
 
-route_table memory_store_state::route(const std::vector<std::string>& uids) const {
+route_table
+memory_store_state::route(const std::vector<std::string>& uids) const {
   route_table result;
   std::set<std::string> seen;
   for (auto& uid : uids) {
@@ -74,99 +75,103 @@ void memory_store_state::drop_node(const std::string& node,
 state_store_actor::behavior_type
 memory_store(state_store_actor::stateful_pointer<memory_store_state> self) {
   return {
-    [self](atom::bind, binding& b) {
-      auto& conns = self->state.bindings[b.uid];
-      bool came_online = conns.empty();
-      conns[b.conn] = std::move(b);
-      return came_online;
-    },
-    [self](atom::unbind, binding& b) { return self->state.unbind(b); },
-    [self](atom::rebind, std::vector<binding>& bs) {
-      for (auto& b : bs)
-        self->state.bindings[b.uid][b.conn] = std::move(b);
-      return atom::ok_v;
-    },
-    [self](atom::route, std::vector<std::string>& uids) {
-      return self->state.route(uids);
-    },
-    [self](atom::join, std::string& uid, std::string& group,
-           uint32_t max_groups) -> caf::result<uint32_t> {
-      auto& mine = self->state.groups_of[uid];
-      if (mine.count(group) == 0 && mine.size() >= max_groups)
-        return make_error(ec::too_many_groups,
-                          "at most " + std::to_string(max_groups)
-                            + " groups per uid");
-      mine.insert(group);
-      self->state.members[group].insert(uid);
-      return static_cast<uint32_t>(mine.size());
-    },
-    [self](atom::leave, std::string& uid, std::string& group) {
-      auto& st = self->state;
-      if (auto i = st.groups_of.find(uid); i != st.groups_of.end()) {
-        i->second.erase(group);
-        if (i->second.empty())
-          st.groups_of.erase(i);
-      }
-      if (auto i = st.members.find(group); i != st.members.end()) {
-        i->second.erase(uid);
-        if (i->second.empty())
-          st.members.erase(i);
-      }
-      return atom::ok_v;
-    },
-    [self](atom::members, std::string& group, uint32_t limit) {
-      std::vector<std::string> result;
-      if (auto i = self->state.members.find(group);
-          i != self->state.members.end())
-        for (auto& uid : i->second) {
-          if (result.size() >= limit)
-            break;
-          result.push_back(uid);
+      [self](atom::bind, binding& b) {
+        auto& conns = self->state.bindings[b.uid];
+        bool came_online = conns.empty();
+        conns[b.conn] = std::move(b);
+        return came_online;
+      },
+      [self](atom::unbind, binding& b) { return self->state.unbind(b); },
+      [self](atom::rebind, std::vector<binding>& bs) {
+        for (auto& b : bs)
+          self->state.bindings[b.uid][b.conn] = std::move(b);
+        return atom::ok_v;
+      },
+      [self](atom::route, std::vector<std::string>& uids) {
+        return self->state.route(uids);
+      },
+      [self](atom::join, std::string& uid, std::string& group,
+             uint32_t max_groups) -> caf::result<uint32_t> {
+        auto& mine = self->state.groups_of[uid];
+        if (mine.count(group) == 0 && mine.size() >= max_groups)
+          return make_error(ec::too_many_groups,
+                            "at most " + std::to_string(max_groups) +
+                                " groups per uid");
+        mine.insert(group);
+        self->state.members[group].insert(uid);
+        return static_cast<uint32_t>(mine.size());
+      },
+      [self](atom::leave, std::string& uid, std::string& group) {
+        auto& st = self->state;
+        if (auto i = st.groups_of.find(uid); i != st.groups_of.end()) {
+          i->second.erase(group);
+          if (i->second.empty())
+            st.groups_of.erase(i);
         }
-      return result;
-    },
-    [self](atom::group_route, std::string& group,
-           std::string& from) -> caf::result<route_table> {
-      auto& st = self->state;
-      auto i = st.members.find(group);
-      if (!from.empty() && (i == st.members.end() || i->second.count(from) == 0))
-        return make_error(ec::not_member,
-                          "'" + from + "' is not a member of '" + group + "'");
-      if (i == st.members.end())
-        return route_table{};
-      return st.route({i->second.begin(), i->second.end()});
-    },
-    [self](atom::node, node_info& info) {
-      info.last_heartbeat_ms = frames::now_ms(); // the store's clock decides
-      self->state.nodes[info.id] = std::move(info);
-      return atom::ok_v;
-    },
-    [self](atom::nodes) {
-      std::vector<node_info> result;
-      for (auto& [id, info] : self->state.nodes)
-        result.push_back(info);
-      return result;
-    },
-    [self](atom::claim, std::string& node, uint64_t incarnation,
-           int64_t timeout_ms) {
-      auto& st = self->state;
-      auto i = st.nodes.find(node);
-      if (i == st.nodes.end() || i->second.incarnation != incarnation
-          || i->second.last_heartbeat_ms >= frames::now_ms() - timeout_ms)
-        return false;
-      st.nodes.erase(i);
-      st.drop_node(node, incarnation);
-      return true;
-    },
-    [self](atom::shutdown, std::string& node, uint64_t incarnation) {
-      auto& st = self->state;
-      if (auto i = st.nodes.find(node);
-          i != st.nodes.end() && i->second.incarnation == incarnation)
+        if (auto i = st.members.find(group); i != st.members.end()) {
+          i->second.erase(uid);
+          if (i->second.empty())
+            st.members.erase(i);
+        }
+        return atom::ok_v;
+      },
+      [self](atom::members, std::string& group, uint32_t limit) {
+        std::vector<std::string> result;
+        if (auto i = self->state.members.find(group);
+            i != self->state.members.end())
+          for (auto& uid : i->second) {
+            if (result.size() >= limit)
+              break;
+            result.push_back(uid);
+          }
+        return result;
+      },
+      [self](atom::group_route, std::string& group,
+             std::string& from) -> caf::result<route_table> {
+        auto& st = self->state;
+        auto i = st.members.find(group);
+        if (!from.empty() &&
+            (i == st.members.end() || i->second.count(from) == 0))
+          return make_error(ec::not_member, "'" + from +
+                                                "' is not a member of '" +
+                                                group + "'");
+        if (i == st.members.end())
+          return route_table{};
+        return st.route({i->second.begin(), i->second.end()});
+      },
+      [self](atom::node, node_info& info) {
+        info.last_heartbeat_ms = frames::now_ms(); // the store's clock decides
+        auto& entry = self->state.nodes[info.id];
+        bool fresh = entry.incarnation != info.incarnation;
+        entry = std::move(info);
+        return fresh;
+      },
+      [self](atom::nodes) {
+        std::vector<node_info> result;
+        for (auto& [id, info] : self->state.nodes)
+          result.push_back(info);
+        return result;
+      },
+      [self](atom::claim, std::string& node, uint64_t incarnation,
+             int64_t timeout_ms) {
+        auto& st = self->state;
+        auto i = st.nodes.find(node);
+        if (i == st.nodes.end() || i->second.incarnation != incarnation ||
+            i->second.last_heartbeat_ms >= frames::now_ms() - timeout_ms)
+          return false;
         st.nodes.erase(i);
-      st.drop_node(node, incarnation);
-      return atom::ok_v;
-    },
-    [](atom::health) { return true; },
+        st.drop_node(node, incarnation);
+        return true;
+      },
+      [self](atom::shutdown, std::string& node, uint64_t incarnation) {
+        auto& st = self->state;
+        if (auto i = st.nodes.find(node);
+            i != st.nodes.end() && i->second.incarnation == incarnation)
+          st.nodes.erase(i);
+        st.drop_node(node, incarnation);
+        return atom::ok_v;
+      },
+      [](atom::health) { return true; },
   };
 }
 

@@ -2,8 +2,10 @@
 
 #include "actors/error.hpp"
 
-#include <cstring>
 #include <sys/time.h>
+
+#include <cerrno>
+#include <cstring>
 
 namespace wsc {
 

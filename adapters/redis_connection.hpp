@@ -1,6 +1,6 @@
 #pragma once
 
-// -- A blocking hiredis connection, owned by the Redis STATE_STORE -------------
+// -- A blocking hiredis connection, owned by the Redis STATE_STORE ------------
 //
 // hiredis handles live in unique_ptrs with deleters; hiredis' error flags
 // (REDIS_ERR_*) and error replies map onto wsc::ec. Errors of a context are

@@ -1,6 +1,6 @@
 #pragma once
 
-// -- The Lua scripts of the Redis STATE_STORE ----------------------------------
+// -- The Lua scripts of the Redis STATE_STORE ---------------------------------
 //
 // Every change that touches more than one key runs as one script, so other
 // nodes never see half of it. Scripts build their key names from the prefix
@@ -181,12 +181,16 @@ end
 return out
 )lua",
   // node: ARGV = P, id, listen, cluster, incarnation, connections, lease_ms.
-  // Renews the node's entry and lease (heartbeat time: Redis TIME), then
+  // Returns 1 if the entry of this incarnation was missing. Renews the
+  // node's entry and lease (heartbeat time: Redis TIME), then
   // sweeps the bindings of earlier incarnations of this id whose lease has
   // expired. `ni:<id>` lists the incarnations that have bindings, so the
   // sweep costs one tiny SMEMBERS unless a predecessor left something.
   R"lua(
 local id, inc = ARGV[2], ARGV[5]
+-- 1 when this incarnation had no entry (first heartbeat, or Redis lost it):
+-- the node then writes back all its bindings.
+local fresh = redis.call('HGET', P .. ':node:' .. id, 'incarnation') ~= inc
 redis.call('HSET', P .. ':node:' .. id, 'listen', ARGV[3], 'cluster', ARGV[4],
            'incarnation', inc, 'connections', ARGV[6],
            'hb', string.format('%.0f', now_ms()))
@@ -198,7 +202,10 @@ for _, old in ipairs(redis.call('SMEMBERS', P .. ':ni:' .. id)) do
     drop_incarnation(id, old)
   end
 end
-return 1
+if fresh then
+  return 1
+end
+return 0
 )lua",
   // nodes: ARGV = P. Returns the Redis time (ms, as a string), then per
   // registered node its id and its fields (HGETALL).

@@ -1,4 +1,4 @@
-// -- The Redis STATE_STORE -----------------------------------------------------
+// -- The Redis STATE_STORE ----------------------------------------------------
 //
 // Key layout. P is `redis-prefix` (default "wscluster"); every key is `P:...`.
 //
@@ -8,9 +8,10 @@
 //                            node, to remove them when the node goes. The
 //                            separator is ',' because uids and conn ids never
 //                            contain one (they may contain '|').
-//   P:ni:<node>        set   incarnations of the node that have entries in
-//                            nb:<node>, so a heartbeat finds a predecessor's
-//                            leftovers without scanning nb:<node>.
+//   P:ni:<node>        set   incarnations of the node that (may) have
+//                            entries in nb:<node>, so a heartbeat finds a
+//                            predecessor's leftovers without scanning
+//                            nb:<node>; deleted with the last nb entry.
 //   P:g:<group>        set   member uids of a group.
 //   P:ug:<uid>         set   groups of a uid.
 //   P:nodes            set   registered node ids.
@@ -25,8 +26,9 @@
 // travels as binary-safe argv (nothing is interpolated into commands).
 //
 // Every change of more than one key is one Lua script (redis_scripts.hpp),
-// run with EVALSHA (`route` and `members` are plain pipelined reads); the SHAs come from SCRIPT LOAD at each (re)connect, and a
-// NOSCRIPT reply reloads the scripts and retries once.
+// run with EVALSHA (`route` and `members` are plain pipelined reads). The
+// SHAs come from SCRIPT LOAD at each (re)connect; a NOSCRIPT reply reloads
+// the scripts and retries once.
 //
 // Heartbeats and cleanup: `node` renews P:node:<id> and the lease, and sweeps
 // the bindings of earlier incarnations of the same id whose lease expired (a
@@ -53,13 +55,14 @@
 
 #include <caf/all.hpp>
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <array>
 #include <charconv>
 #include <csignal>
 #include <map>
 #include <optional>
-#include <pthread.h>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -72,7 +75,7 @@ using redis_scripts::script;
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
-// -- settings ------------------------------------------------------------------
+// -- settings -----------------------------------------------------------------
 
 /// Settings of the STORE, fixed at spawn.
 struct redis_store_config {
@@ -96,7 +99,7 @@ struct redis_store_config {
   size_t bindings_per_call = 512;
 };
 
-// -- requests ------------------------------------------------------------------
+// -- requests -----------------------------------------------------------------
 
 /// One Redis command of a request: a call of one of our scripts (the prefix
 /// goes first in ARGV) or a plain command.
@@ -127,7 +130,7 @@ struct job {
   caf::message when_down;
 };
 
-// -- reading replies -------------------------------------------------------------
+// -- reading replies ----------------------------------------------------------
 
 caf::error unexpected_reply(const char* what) {
   return make_error(ec::internal,
@@ -194,7 +197,7 @@ private:
   std::unordered_map<std::string_view, size_t> index_;
 };
 
-// -- answers ----------------------------------------------------------------------
+// -- answers ------------------------------------------------------------------
 
 caf::expected<caf::message> answer_ok(job&) {
   return caf::make_message(atom::ok_v);
@@ -312,7 +315,7 @@ caf::expected<caf::message> answer_health(job& j) {
   return caf::make_message(text_of(j.replies.front().get()) == "PONG");
 }
 
-// -- the actor state ------------------------------------------------------------
+// -- the actor state ----------------------------------------------------------
 
 /// The state of the Redis STATE_STORE.
 struct redis_store_state {
@@ -333,6 +336,8 @@ struct redis_store_state {
   caf::error down_reason;
   /// Set by an exit message or when nobody holds a handle any more.
   bool quit = false;
+  /// Reused by `append`.
+  std::vector<std::string_view> argv_buffer;
 
   // -- connection -------------------------------------------------------------
 
@@ -435,8 +440,8 @@ caf::error redis_store_state::unavailable() const {
 }
 
 void redis_store_state::append(const redis_command& cmd) {
-  std::vector<std::string_view> argv;
-  argv.reserve(cmd.args.size() + 4);
+  auto& argv = argv_buffer;
+  argv.clear();
   if (cmd.lua) {
     argv.emplace_back("EVALSHA");
     argv.emplace_back(shas[static_cast<size_t>(*cmd.lua)]);
@@ -452,9 +457,13 @@ void redis_store_state::flush() {
   if (batch.empty())
     return;
   if (!reconnect()) {
+    // Even requests that need no command fail: nothing works while down.
     auto err = unavailable();
     for (auto& j : batch)
-      finish(j, err);
+      if (!j.when_down.empty())
+        j.promise.deliver(std::move(j.when_down));
+      else
+        j.promise.deliver(err);
     batch.clear();
     return;
   }
@@ -505,6 +514,9 @@ caf::error redis_store_state::retry_noscript() {
   }
   for (auto cmd : cmds)
     append(*cmd);
+  // A slot left empty (the connection broke) fails its job as unavailable.
+  for (auto slot : slots)
+    slot->reset();
   for (auto slot : slots) {
     auto reply = conn.read();
     if (!reply)
@@ -515,7 +527,9 @@ caf::error redis_store_state::retry_noscript() {
 }
 
 void redis_store_state::finish(job& j, const caf::error& io_error) {
-  if (j.replies.size() < j.commands.size()) {
+  auto missing = [](const redis_reply_ptr& x) { return x == nullptr; };
+  if (j.replies.size() < j.commands.size()
+      || std::any_of(j.replies.begin(), j.replies.end(), missing)) {
     if (!j.when_down.empty())
       j.promise.deliver(std::move(j.when_down));
     else
@@ -534,7 +548,7 @@ void redis_store_state::finish(job& j, const caf::error& io_error) {
   j.promise.deliver(j.answer(j));
 }
 
-// -- request builders -------------------------------------------------------------
+// -- request builders ---------------------------------------------------------
 
 job redis_store_state::call(script s, std::vector<std::string> args,
                             answer_fn f) const {
@@ -615,7 +629,7 @@ job redis_store_state::node(const node_info& info) const {
               {info.id, info.listen, info.cluster,
                std::to_string(info.incarnation),
                std::to_string(info.connections), std::to_string(cfg.lease_ms)},
-              answer_ok);
+              answer_flag);
 }
 
 job redis_store_state::nodes() const {
@@ -643,7 +657,7 @@ job redis_store_state::health() const {
   return result;
 }
 
-// -- the actor --------------------------------------------------------------------
+// -- the actor ----------------------------------------------------------------
 
 using redis_store_actor
   = caf::stateful_actor<redis_store_state, caf::blocking_actor>;
@@ -692,7 +706,8 @@ void receive_one(redis_store_actor* self, caf::duration timeout,
       add(st.shutdown(std::move(node), incarnation));
     },
     [&](atom::health) { add(st.health()); },
-    [&](caf::exit_msg&) { st.quit = true; },
+    // Like event-based actors, ignore exit messages of reason `normal`.
+    [&](caf::exit_msg& x) { st.quit = st.quit || x.reason != caf::none; },
     caf::others >> [](caf::message_view&) -> caf::result<caf::message> {
       return caf::make_error(caf::sec::unexpected_message);
     },

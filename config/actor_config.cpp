@@ -5,6 +5,7 @@
 
 #include <caf/atom.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 #include <caf/timespan.hpp>
 
 namespace wsc {
@@ -42,6 +43,14 @@ void actor_config::apply(const options& opts) {
   auto heartbeat = std::min(opts.heartbeat, options::duration{500});
   set("middleman.heartbeat-interval", caf::timespan{heartbeat});
   set("middleman.connection-timeout", caf::timespan{opts.node_timeout});
+  if (!opts.cluster_tls_cert.empty()) {
+    // Mutual TLS between nodes: each side presents a certificate signed by
+    // the cluster CA and refuses peers without one.
+    openssl_certificate = opts.cluster_tls_cert;
+    openssl_key = opts.cluster_tls_key;
+    openssl_cafile = opts.cluster_tls_ca;
+    load<caf::openssl::manager>();
+  }
 }
 
 } // namespace wsc

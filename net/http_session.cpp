@@ -91,7 +91,7 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
     asio::post(self->stream_.get_executor(),
                [self, keep_alive, res = std::move(res)]() mutable {
                  self->respond(res.status, res.content_type,
-                               std::move(res.body), keep_alive);
+                               std::move(res.body), keep_alive, res.cors);
                });
   };
   stream_.expires_after(node.opts.request_timeout + std::chrono::seconds(1));
@@ -135,11 +135,13 @@ void http_session::upgrade(http::request<http::string_body> req) {
 }
 
 void http_session::respond(unsigned status, const std::string& content_type,
-                           std::string body, bool keep_alive) {
+                           std::string body, bool keep_alive, bool cors) {
   response_ = std::make_shared<http::response<http::string_body>>(
       static_cast<http::status>(status), 11);
   response_->set(http::field::server, "wscluster");
   response_->set(http::field::content_type, content_type);
+  if (cors)
+    response_->set(http::field::access_control_allow_origin, "*");
   response_->keep_alive(keep_alive);
   response_->body() = std::move(body);
   response_->prepare_payload();

@@ -35,7 +35,7 @@ private:
   void on_read(beast::error_code ec, std::size_t bytes);
   void upgrade(http::request<http::string_body> req);
   void respond(unsigned status, const std::string& content_type,
-               std::string body, bool keep_alive);
+               std::string body, bool keep_alive, bool cors = false);
   void on_write(bool keep_alive, beast::error_code ec, std::size_t bytes);
 
   beast::tcp_stream stream_;

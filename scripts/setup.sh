@@ -9,8 +9,13 @@ packages=(
   libcaf-dev libboost1.81-dev libhiredis-dev nlohmann-json3-dev
   libspdlog-dev libssl-dev
   # run and test
-  redis-server python3 procps
+  redis-server python3 procps openssl
+  # browser tests of the demo and dashboard
+  chromium
 )
+# The JS client and browser tests need Node.js (>= 20 on the machines we
+# test on); Debian's own is only installed where there is none.
+command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -1,5 +1,6 @@
 #include "util/static_files.hpp"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -35,6 +36,18 @@ bool safe(const std::string& rel) {
   return rel.find("/.") == std::string::npos && rel[0] != '.';
 }
 
+/// Only the client library itself is served from clients/js (not its tests,
+/// package files or node_modules).
+bool client_file(const std::string& name) {
+  auto ends_with = [&](const std::string& suffix) {
+    return name.size() > suffix.size() &&
+           name.compare(name.size() - suffix.size(), suffix.size(), suffix) ==
+               0;
+  };
+  return safe(name) && name.find('/') == std::string::npos &&
+         (ends_with(".js") || ends_with(".d.ts"));
+}
+
 } // namespace
 
 static_files::static_files(std::string web_root)
@@ -48,7 +61,7 @@ std::optional<static_file> static_files::find(const std::string& path) {
     file = web_root_ + "/index.html";
   else if (path == "/dashboard")
     file = web_root_ + "/dashboard.html";
-  else if (path.rfind("/client/", 0) == 0 && safe(path.substr(8)))
+  else if (path.rfind("/client/", 0) == 0 && client_file(path.substr(8)))
     file = web_root_ + "/../clients/js/" + path.substr(8);
   else if (path.size() > 1 && safe(path.substr(1)))
     file = web_root_ + path;
@@ -57,14 +70,17 @@ std::optional<static_file> static_files::find(const std::string& path) {
   std::lock_guard guard{mtx_};
   if (auto i = cache_.find(file); i != cache_.end())
     return i->second;
-  std::optional<static_file> result;
+  // Misses are not cached: arbitrary paths must not grow the cache.
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(file, ec))
+    return std::nullopt;
   std::ifstream in{file, std::ios::binary};
-  if (in) {
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    result = static_file{content_type_of(file),
-                         std::make_shared<const std::string>(buf.str())};
-  }
+  if (!in)
+    return std::nullopt;
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  static_file result{content_type_of(file),
+                     std::make_shared<const std::string>(buf.str())};
   cache_.emplace(file, result);
   return result;
 }

@@ -16,9 +16,9 @@ struct static_file {
 
 /// Serves the web demo, the dashboard and the JS client from disk: `/` is
 /// `<web-root>/index.html`, `/dashboard` is `<web-root>/dashboard.html`,
-/// `/client/<file>` is `<web-root>/../clients/js/<file>`, any other path a
-/// file below web-root. Paths with `..` or hidden parts are refused. Files
-/// are read once and cached.
+/// `/client/<file>.js` is `<web-root>/../clients/js/<file>.js`, any other
+/// path a regular file below web-root. Paths with `..` or hidden parts are
+/// refused. Files found are read once and cached.
 class static_files {
 public:
   explicit static_files(std::string web_root);
@@ -28,7 +28,7 @@ public:
 private:
   std::string web_root_;
   std::mutex mtx_;
-  std::map<std::string, std::optional<static_file>> cache_;
+  std::map<std::string, static_file> cache_;
 };
 
 } // namespace wsc

@@ -216,6 +216,26 @@ class ClusterFailureTest(ClusterBase):
         self.assertEqual(a.wait_for(lambda f: f.get("type") == "message", 10)["data"], "after")
         self.assertTrue(redis2.command("PING") == "PONG")
 
+    def test_lost_store_data_is_written_back(self):
+        # Redis loses its data without the connection ever failing (a fast
+        # restart without persistence, a FLUSHALL): the next heartbeat sees
+        # the node's entry gone and the node writes its bindings back.
+        n1, n2, _ = self.nodes
+        n1.ws("ivy")
+        joe = n2.ws("joe")
+        self.assertEqual(self.redis.command("FLUSHALL"), "OK")
+        wait_until(lambda: n2.presence(["ivy", "joe"]) == {"ivy": True, "joe": True},
+                   5, what="bindings written back after FLUSHALL")
+        wait_until(lambda: all(len(n.http("GET", "/api/nodes")[2]) == 3 for n in self.nodes),
+                   5, what="node entries back after FLUSHALL")
+        status, _, _ = n1.api_send(["joe"], "again")
+        self.assertEqual(status, 200)
+        self.assertEqual(joe.wait_for(lambda f: f.get("type") == "message", 5)["data"],
+                         "again")
+        # Nobody died: a store that forgot the nodes is no SHUTDOWN.
+        for n in self.nodes:
+            self.assertEqual(self.events(n, "SHUTDOWN"), [])
+
 
 class ClusterEventsTest(ClusterBase):
     nodes_count = 0
