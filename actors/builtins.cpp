@@ -181,10 +181,12 @@ builtins(behaviour_actor::stateful_pointer<builtins_state> self,
           auto rp = self->make_response_promise<json_ptr>();
           self->request(node.registry, timeout, atom::members_v, *group)
               .then(
-                  [rp, group = *group](std::vector<std::string>& uids) mutable {
-                    rp.deliver(answer({{"type", "members"},
-                                       {"group", group},
-                                       {"uids", uids}}));
+                  [rp, group = *group, limit = node.opts.members_limit](
+                      std::vector<std::string>& uids) mutable {
+                    auto result =
+                        frames::members(group, std::move(uids), limit);
+                    result["type"] = "members";
+                    rp.deliver(answer(std::move(result)));
                   },
                   [rp](caf::error& err) mutable {
                     rp.deliver(std::move(err));

@@ -181,6 +181,17 @@ caf::expected<client_frame> parse_client(std::string_view text,
                       std::move(type_name)};
 }
 
+nlohmann::json members(const std::string& group, std::vector<std::string> uids,
+                       size_t limit) {
+  bool truncated = uids.size() > limit;
+  if (truncated)
+    uids.resize(limit);
+  nlohmann::json result{{"group", group}, {"uids", std::move(uids)}};
+  if (truncated)
+    result["truncated"] = true;
+  return result;
+}
+
 int64_t now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch())

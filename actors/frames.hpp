@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace wsc::frames {
 
@@ -66,6 +67,11 @@ std::string bye(std::string_view reason, int64_t reconnect_after_ms);
 /// Serializes a behaviour's answer, adding the frame's `id` (JSON text) when
 /// the answer has none.
 std::string reply(const nlohmann::json& answer, std::string_view id);
+
+/// The answer to a members request: `{"group":..,"uids":[..]}` with at most
+/// `limit` uids, plus `"truncated":true` when the group has more.
+nlohmann::json members(const std::string& group, std::vector<std::string> uids,
+                       size_t limit);
 
 /// Milliseconds since the epoch.
 int64_t now_ms();

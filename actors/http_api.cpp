@@ -237,9 +237,10 @@ http_api(http_api_actor::stateful_pointer<http_api_state> self,
             return respond(error_answer(400, "malformed group name"));
           self->request(node.registry, timeout, atom::members_v, group)
               .then(
-                  [respond, group](std::vector<std::string>& uids) {
-                    respond(
-                        json_answer(200, {{"group", group}, {"uids", uids}}));
+                  [respond, group, limit = node.opts.members_limit](
+                      std::vector<std::string>& uids) {
+                    respond(json_answer(
+                        200, frames::members(group, std::move(uids), limit)));
                   },
                   on_error(respond));
           return;

@@ -26,10 +26,18 @@ void node_metrics::count_error(ec code) {
     ++errors[index];
 }
 
-void node_metrics::count_remote(const std::string& peer) {
-  ++batches_remote;
+void node_metrics::count_remote(const std::string& peer, size_t items) {
   std::lock_guard guard{peers_mtx_};
-  ++remote_by_peer_[peer];
+  auto& t = peers_[peer];
+  ++t.batches_out;
+  t.items_out += items;
+}
+
+void node_metrics::count_remote_in(const std::string& peer, size_t items) {
+  std::lock_guard guard{peers_mtx_};
+  auto& t = peers_[peer];
+  ++t.batches_in;
+  t.items_in += items;
 }
 
 namespace {
@@ -79,14 +87,21 @@ std::string node_metrics::render(uint64_t connections, bool draining,
   for (size_t i = 1; i < errors.size(); ++i)
     out << "wscluster_errors_total{code=\"" << to_string(static_cast<ec>(i))
         << "\"} " << errors[i] << '\n';
-  family(out, "wscluster_remote_batches_total", "counter",
-         "Delivery batches sent to peer nodes.");
   std::lock_guard guard{peers_mtx_};
-  out << "wscluster_remote_batches_total{peer=\"all\"} " << batches_remote
-      << '\n';
-  for (auto& [peer, n] : remote_by_peer_)
-    out << "wscluster_remote_batches_total{peer=\"" << peer << "\"} " << n
-        << '\n';
+  family(out, "wscluster_remote_batches_total", "counter",
+         "Delivery batches exchanged with peer nodes (one BASP message each).");
+  for (auto& [peer, t] : peers_)
+    out << "wscluster_remote_batches_total{peer=\"" << peer
+        << "\",direction=\"out\"} " << t.batches_out << '\n'
+        << "wscluster_remote_batches_total{peer=\"" << peer
+        << "\",direction=\"in\"} " << t.batches_in << '\n';
+  family(out, "wscluster_deliveries_remote_total", "counter",
+         "Deliveries (one per message and target node) exchanged with peers.");
+  for (auto& [peer, t] : peers_)
+    out << "wscluster_deliveries_remote_total{peer=\"" << peer
+        << "\",direction=\"out\"} " << t.items_out << '\n'
+        << "wscluster_deliveries_remote_total{peer=\"" << peer
+        << "\",direction=\"in\"} " << t.items_in << '\n';
   return out.str();
 }
 

@@ -27,8 +27,6 @@ public:
   counter frames_out{0};
   /// Frames written to local connections for deliveries.
   counter deliveries_local{0};
-  /// Delivery batches sent to peer nodes.
-  counter batches_remote{0};
   /// Connections closed because their send queue overflowed.
   counter queue_overflows{0};
   /// Error frames sent to clients, by error code.
@@ -38,8 +36,11 @@ public:
 
   void count_error(ec code);
 
-  /// Counts a delivery batch sent to `peer`.
-  void count_remote(const std::string& peer);
+  /// Counts a delivery batch of `items` deliveries sent to `peer`.
+  void count_remote(const std::string& peer, size_t items);
+
+  /// Counts a delivery batch of `items` deliveries received from `peer`.
+  void count_remote_in(const std::string& peer, size_t items);
 
   /// The Prometheus exposition of every counter; `connections` and
   /// `gauges` are sampled by the caller.
@@ -47,8 +48,14 @@ public:
                      bool store_healthy) const;
 
 private:
+  struct peer_traffic {
+    uint64_t batches_out = 0;
+    uint64_t items_out = 0;
+    uint64_t batches_in = 0;
+    uint64_t items_in = 0;
+  };
   mutable std::mutex peers_mtx_;
-  std::map<std::string, uint64_t> remote_by_peer_;
+  std::map<std::string, peer_traffic> peers_;
 };
 
 } // namespace wsc

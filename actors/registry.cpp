@@ -256,8 +256,9 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       },
       [self](atom::members,
              std::string& group) -> caf::result<std::vector<std::string>> {
+        // One more than the limit tells the caller the list was cut.
         auto limit =
-            static_cast<uint32_t>(self->state.node->opts.members_limit);
+            static_cast<uint32_t>(self->state.node->opts.members_limit + 1);
         return self->delegate(self->state.store, atom::members_v,
                               std::move(group), limit);
       },
@@ -302,6 +303,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       // -----------------------------------------------------------------------
       [self](atom::remote, delivery_batch& batch) {
         auto& st = self->state;
+        st.node->metrics.count_remote_in(batch.origin, batch.items.size());
         for (auto& d : batch.items)
           st.deliver_local(d, d.kind == delivery_kind::broadcast ? nullptr
                                                                  : &d.uids);
@@ -334,7 +336,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
             continue;
           }
           batch.origin = st.node->node_id;
-          st.node->metrics.count_remote(peer);
+          st.node->metrics.count_remote(peer, batch.items.size());
           self->send(i->second, atom::remote_v, std::move(batch));
         }
         st.outbox.clear();
