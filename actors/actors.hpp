@@ -83,13 +83,17 @@ using messaging_actor = caf::typed_actor<
     caf::replies_to<atom::presence,
                     std::vector<std::string>>::with<std::vector<bool>>,
     // Closes every connection of a uid, cluster-wide, with a close code.
-    caf::replies_to<atom::disconnect, std::string, uint16_t>::with<atom::ok>>;
+    caf::replies_to<atom::disconnect, std::string, uint16_t>::with<atom::ok>,
+    // Confirms that the connection's device has read up to `seq`.
+    caf::replies_to<atom::read, conn_ref, uint64_t>::with<atom::ok>>;
 
 /// Owns this node's connections and routes deliveries.
 using registry_actor = messaging_actor::extend_with<peer_actor>::extend<
     // Binds an opened connection (the open chain's default step).
-    caf::replies_to<atom::register_conn, conn_ref,
-                    connection_actor>::with<atom::ok>,
+    // With a device, its missed messages are replayed first: after its
+    // cursor, or after `since` when that is >= 0.
+    caf::replies_to<atom::register_conn, conn_ref, connection_actor,
+                    int64_t>::with<atom::ok>,
     // A connection closed.
     caf::reacts_to<atom::unregister, conn_ref>,
     // DISCOVERY found a peer node.
@@ -117,6 +121,19 @@ using state_store_actor = caf::typed_actor<
     caf::replies_to<atom::rebind, std::vector<binding>>::with<atom::ok>,
     // Finds the nodes of many uids in one round trip.
     caf::replies_to<atom::route, std::vector<std::string>>::with<route_table>,
+    // Stores a durable message in the inbox of each receiver (a new `seq`
+    // per uid) and finds the nodes of the receivers, in one atomic step.
+    caf::replies_to<atom::append, delivery>::with<route_table>,
+    // The same for a group message: stored for, and routed to, every member;
+    // `not_member` if the delivery's sender is not one.
+    caf::replies_to<atom::group_append, delivery>::with<route_table>,
+    // What a device missed: the inbox after its cursor, or after `since`
+    // when that is >= 0.
+    caf::replies_to<atom::inbox, std::string, std::string,
+                    int64_t>::with<inbox_replay>,
+    // Moves a device's read cursor forward to `seq`.
+    caf::replies_to<atom::read, std::string, std::string,
+                    uint64_t>::with<atom::ok>,
     // Adds a uid to a group; answers the uid's number of groups.
     caf::replies_to<atom::join, std::string, std::string,
                     uint32_t>::with<uint32_t>,

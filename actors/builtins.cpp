@@ -84,8 +84,8 @@ json_ptr answer(json x) {
 
 const std::vector<std::string>& builtin_frame_types() {
   static const std::vector<std::string> types{
-      "send",    "broadcast", "join",     "leave",
-      "publish", "members",   "presence", "ping"};
+      "send",    "broadcast", "join", "leave", "publish",
+      "members", "presence",  "ping", "read"};
   return types;
 }
 
@@ -100,6 +100,20 @@ builtins(behaviour_actor::stateful_pointer<builtins_state> self,
         auto& f = *frame;
         auto& type = f["type"].get_ref<const std::string&>();
         auto timeout = node.opts.request_timeout;
+        if (type == "read") {
+          auto seq = f.find("seq");
+          if (seq == f.end() || !seq->is_number_unsigned())
+            return make_error(ec::bad_frame,
+                              "field 'seq' must be a non-negative integer");
+          auto rp = self->make_response_promise<json_ptr>();
+          self->request(node.registry, timeout, atom::read_v, ctx.sender,
+                        seq->get<uint64_t>())
+              .then([rp](atom::ok) mutable { rp.deliver(json_ptr{}); },
+                    [rp](caf::error& err) mutable {
+                      rp.deliver(std::move(err));
+                    });
+          return rp;
+        }
         if (type == "ping")
           return answer({{"type", "pong"}});
         if (type == "send") {
@@ -110,8 +124,9 @@ builtins(behaviour_actor::stateful_pointer<builtins_state> self,
           if (!data)
             return std::move(data.error());
           auto rp = self->make_response_promise<json_ptr>();
-          delivery d{delivery_kind::message, ctx.sender.uid,   {},
-                     std::move(*data),       frames::now_ms(), std::move(*to)};
+          auto d = frames::make_delivery(delivery_kind::message, ctx.sender.uid,
+                                         std::move(*data), node.durable(type));
+          d.uids = std::move(*to);
           self->request(node.registry, timeout, atom::send_v, std::move(d))
               .then([rp](delivery_report&) mutable { rp.deliver(json_ptr{}); },
                     [rp](caf::error& err) mutable {
@@ -126,8 +141,8 @@ builtins(behaviour_actor::stateful_pointer<builtins_state> self,
           auto data = data_field(f);
           if (!data)
             return std::move(data.error());
-          delivery d{delivery_kind::broadcast, ctx.sender.uid,   {},
-                     std::move(*data),         frames::now_ms(), {}};
+          auto d = frames::make_delivery(delivery_kind::broadcast,
+                                         ctx.sender.uid, std::move(*data));
           auto rp = self->make_response_promise<json_ptr>();
           self->request(node.registry, timeout, atom::broadcast_v, std::move(d))
               .then([rp](atom::ok) mutable { rp.deliver(json_ptr{}); },
@@ -164,8 +179,9 @@ builtins(behaviour_actor::stateful_pointer<builtins_state> self,
           auto data = data_field(f);
           if (!data)
             return std::move(data.error());
-          delivery d{delivery_kind::group, ctx.sender.uid,   std::move(*group),
-                     std::move(*data),     frames::now_ms(), {}};
+          auto d = frames::make_delivery(delivery_kind::group, ctx.sender.uid,
+                                         std::move(*data), node.durable(type));
+          d.group = std::move(*group);
           auto rp = self->make_response_promise<json_ptr>();
           self->request(node.registry, timeout, atom::publish_v, std::move(d))
               .then([rp](atom::ok) mutable { rp.deliver(json_ptr{}); },

@@ -95,8 +95,29 @@ void connection_state::handle(std::string text) {
           [this, id](json_ptr& answer) {
             write(answer ? frames::reply(*answer, id) : frames::ack(id));
           },
-          [this, id](caf::error& err) {
-            fail(id, to_ec(err), error_message(err));
+          [this, id, type = frame->type, handler](caf::error& err) {
+            // The behaviour itself failed (it threw, or it is dead) rather
+            // than answered an error: say so without internals. One that
+            // died holding the request leaves it to time out; its
+            // SUPERVISOR has replaced or removed it by then.
+            bool failed = false;
+            if (err.category() == caf::atom("system")) {
+              switch (static_cast<caf::sec>(err.code())) {
+              case caf::sec::runtime_error: // it threw
+              case caf::sec::request_receiver_down:
+                failed = true;
+                break;
+              case caf::sec::request_timeout:
+                failed = node->behaviours.find(type) != handler;
+                break;
+              default:
+                break;
+              }
+            }
+            if (failed)
+              fail(id, ec::internal, "behaviour for '" + type + "' failed");
+            else
+              fail(id, to_ec(err), error_message(err));
           });
 }
 
@@ -114,13 +135,17 @@ connection(connection_actor::stateful_pointer<connection_state> self,
   st.opening = std::move(opening);
   if (st.node->opts.rate_limit > 0)
     st.limiter.emplace(st.node->opts.rate_limit);
+  int64_t since = -1;
+  if (auto i = st.opening.attributes.find("since");
+      i != st.opening.attributes.end())
+    since = std::stoll(i->second);
   // The open chain runs around the default step: binding the uid.
   if (auto refused = st.node->open.enter(st.opening)) {
     st.close(refused->code, refused->reason);
   } else {
     self->request(st.node->registry, st.node->opts.request_timeout,
                   atom::register_conn_v, st.opening.who,
-                  caf::actor_cast<connection_actor>(self))
+                  caf::actor_cast<connection_actor>(self), since)
         .then(
             [self](atom::ok) {
               auto& st = self->state;

@@ -78,6 +78,18 @@ std::string welcome(const conn_ref& who) {
   return out;
 }
 
+std::string welcome(const conn_ref& who, bool resumed, std::string_view reason,
+                    uint64_t from, uint64_t to) {
+  auto out = welcome(who);
+  out.pop_back();
+  out += resumed ? ",\"resumed\":true" : ",\"resumed\":false,\"reason\":";
+  if (!resumed)
+    append_quoted(out, reason);
+  out += ",\"from\":" + std::to_string(from) + ",\"to\":" + std::to_string(to) +
+         "}";
+  return out;
+}
+
 std::string message(std::string_view from, std::string_view to,
                     std::string_view data, int64_t ts) {
   std::string out;
@@ -111,18 +123,41 @@ std::string group(std::string_view group, std::string_view from,
   return out;
 }
 
-std::string encode(const delivery& d, std::string_view uid) {
+std::string encode(const delivery& d, std::string_view uid, uint64_t seq) {
+  std::string out;
   switch (d.kind) {
   case delivery_kind::message:
-    return message(d.from, uid, d.data, d.ts);
-  case delivery_kind::broadcast:
-    return broadcast(d.from, d.data, d.ts);
-  case delivery_kind::group:
-    return group(d.group, d.from, d.data, d.ts);
-  case delivery_kind::disconnect:
+    out = message(d.from, uid, d.data, d.ts);
     break;
+  case delivery_kind::broadcast:
+    out = broadcast(d.from, d.data, d.ts);
+    break;
+  case delivery_kind::group:
+    out = group(d.group, d.from, d.data, d.ts);
+    break;
+  case delivery_kind::disconnect:
+    return {};
   }
-  return {};
+  if (seq != 0) {
+    out.pop_back(); // the closing brace
+    out += ",\"seq\":";
+    out += std::to_string(seq);
+    out += ",\"msg_id\":";
+    append_quoted(out, d.msg_id);
+    out += '}';
+  }
+  return out;
+}
+
+std::string encode(const stored_message& msg, std::string_view uid) {
+  delivery d;
+  d.kind = msg.kind;
+  d.from = msg.from;
+  d.group = msg.group;
+  d.data = msg.data;
+  d.ts = msg.ts;
+  d.msg_id = msg.msg_id;
+  return encode(d, uid, msg.seq);
 }
 
 std::string ack(std::string_view id) {
@@ -190,6 +225,17 @@ nlohmann::json members(const std::string& group, std::vector<std::string> uids,
   if (truncated)
     result["truncated"] = true;
   return result;
+}
+
+delivery make_delivery(delivery_kind kind, std::string from, std::string data,
+                       bool durable) {
+  delivery d;
+  d.kind = kind;
+  d.from = std::move(from);
+  d.data = std::move(data);
+  d.ts = now_ms();
+  d.durable = durable;
+  return d;
 }
 
 int64_t now_ms() {

@@ -40,6 +40,12 @@ void append_quoted(std::string& out, std::string_view text);
 /// `{"type":"welcome","uid":..,"conn":..,"node":..}`
 std::string welcome(const conn_ref& who);
 
+/// The welcome of a device that resumes: `"resumed":true,"from":a,"to":b`
+/// (the replayed range), or `"resumed":false,"reason":..` when retention
+/// dropped part of it (`too_old`) or the store could not be read.
+std::string welcome(const conn_ref& who, bool resumed, std::string_view reason,
+                    uint64_t from, uint64_t to);
+
 /// `{"type":"message","from":..,"to":..,"data":..,"ts":..}`; an empty
 /// `from` is written as null (HTTP API).
 std::string message(std::string_view from, std::string_view to,
@@ -52,8 +58,12 @@ std::string broadcast(std::string_view from, std::string_view data, int64_t ts);
 std::string group(std::string_view group, std::string_view from,
                   std::string_view data, int64_t ts);
 
-/// Encodes the frame a delivery produces for receiver `uid`.
-std::string encode(const delivery& d, std::string_view uid);
+/// Encodes the frame a delivery produces for receiver `uid`; a non-zero
+/// `seq` adds `"seq"` and `"msg_id"` (durable messages).
+std::string encode(const delivery& d, std::string_view uid, uint64_t seq = 0);
+
+/// Encodes a stored message for the owner of the inbox it was read from.
+std::string encode(const stored_message& msg, std::string_view uid);
 
 /// `{"type":"ack","id":..}`; `id` is JSON text, empty when the frame had none.
 std::string ack(std::string_view id);
@@ -75,5 +85,10 @@ nlohmann::json members(const std::string& group, std::vector<std::string> uids,
 
 /// Milliseconds since the epoch.
 int64_t now_ms();
+
+/// A new message of `kind` from `from` (empty: the HTTP API), payload
+/// `data` (JSON text), timestamped now; `durable` stores it in inboxes.
+delivery make_delivery(delivery_kind kind, std::string from, std::string data,
+                       bool durable = false);
 
 } // namespace wsc::frames

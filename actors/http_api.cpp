@@ -137,7 +137,8 @@ http_api(http_api_actor::stateful_pointer<http_api_state> self,
           return true;
         };
         if (path == "/api/send" && post) {
-          delivery d{delivery_kind::message, {}, {}, {}, frames::now_ms(), {}};
+          auto d = frames::make_delivery(delivery_kind::message, {}, {},
+                                         node.durable("send"));
           auto to = body.find("to");
           if (to == body.end() || !read_uids(*to, d.uids))
             return respond(
@@ -154,7 +155,7 @@ http_api(http_api_actor::stateful_pointer<http_api_state> self,
                       for (size_t i = 0; i < report.uids.size(); ++i)
                         per_uid[report.uids[i]] = {
                             {"connections", report.connections[i]},
-                            {"stored", false}};
+                            {"stored", static_cast<bool>(report.stored[i])}};
                       answer["receipts"] = per_uid;
                     }
                     respond(json_answer(200, answer));
@@ -163,8 +164,7 @@ http_api(http_api_actor::stateful_pointer<http_api_state> self,
           return;
         }
         if (path == "/api/broadcast" && post) {
-          delivery d{delivery_kind::broadcast, {}, {}, {},
-                     frames::now_ms(),         {}};
+          auto d = frames::make_delivery(delivery_kind::broadcast, {}, {});
           if (!data_text(d.data))
             return respond(error_answer(400, "missing field 'data'"));
           self->request(node.registry, timeout, atom::broadcast_v, std::move(d))
@@ -176,7 +176,8 @@ http_api(http_api_actor::stateful_pointer<http_api_state> self,
           return;
         }
         if (path == "/api/publish" && post) {
-          delivery d{delivery_kind::group, {}, {}, {}, frames::now_ms(), {}};
+          auto d = frames::make_delivery(delivery_kind::group, {}, {},
+                                         node.durable("publish"));
           auto group = body.find("group");
           if (group == body.end() || !group->is_string() ||
               !valid_name(group->get_ref<const std::string&>()))

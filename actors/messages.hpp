@@ -35,11 +35,14 @@ struct conn_ref {
   std::string node;
   std::string conn;
   std::string uid;
+  /// The client's device (query `device=`): its read cursor lives in the
+  /// store. Empty: no durable resume for this connection.
+  std::string device;
 };
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, conn_ref& x) {
-  return f(caf::meta::type_name("conn_ref"), x.node, x.conn, x.uid);
+  return f(caf::meta::type_name("conn_ref"), x.node, x.conn, x.uid, x.device);
 }
 
 /// A uid bound to one connection on one node: what the state store keeps.
@@ -62,11 +65,14 @@ struct node_route {
   std::string node;
   std::vector<std::string> uids;
   std::vector<uint32_t> connections;
+  /// For durable messages: the inbox sequence number each uid's copy got.
+  std::vector<uint64_t> seqs;
 };
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, node_route& x) {
-  return f(caf::meta::type_name("node_route"), x.node, x.uids, x.connections);
+  return f(caf::meta::type_name("node_route"), x.node, x.uids, x.connections,
+           x.seqs);
 }
 
 /// Where a set of uids lives, answered by the state store in one round trip.
@@ -74,11 +80,14 @@ struct route_table {
   std::vector<node_route> nodes;
   /// Uids of the lookup without any connection.
   std::vector<std::string> offline;
+  /// For durable messages: the sequence numbers of the offline uids' copies.
+  std::vector<uint64_t> offline_seqs;
 };
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, route_table& x) {
-  return f(caf::meta::type_name("route_table"), x.nodes, x.offline);
+  return f(caf::meta::type_name("route_table"), x.nodes, x.offline,
+           x.offline_seqs);
 }
 
 /// What a node knows about itself and tells the others through the state
@@ -125,12 +134,53 @@ struct delivery {
   int64_t ts = 0;
   /// Receivers; empty for `broadcast`.
   std::vector<std::string> uids;
+  /// Durable messages are stored in each receiver's inbox before they are
+  /// routed; their frames carry `seq` and `msg_id`.
+  bool durable = false;
+  /// Stable across redeliveries; set for durable messages.
+  std::string msg_id;
+  /// Per receiver (parallel to `uids`): its inbox sequence number.
+  std::vector<uint64_t> seqs;
 };
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, delivery& x) {
   return f(caf::meta::type_name("delivery"), x.kind, x.from, x.group, x.data,
-           x.ts, x.uids);
+           x.ts, x.uids, x.durable, x.msg_id, x.seqs);
+}
+
+/// One message of a uid's inbox.
+struct stored_message {
+  uint64_t seq = 0;
+  std::string msg_id;
+  delivery_kind kind = delivery_kind::message;
+  std::string from;
+  std::string group;
+  std::string data;
+  int64_t ts = 0;
+};
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, stored_message& x) {
+  return f(caf::meta::type_name("stored_message"), x.seq, x.msg_id, x.kind,
+           x.from, x.group, x.data, x.ts);
+}
+
+/// What a device missed: the messages of its uid's inbox after its cursor.
+struct inbox_replay {
+  /// The position replay starts after (the device's cursor or `since`).
+  uint64_t cursor = 0;
+  /// The uid's latest sequence number.
+  uint64_t last_seq = 0;
+  /// Retention dropped messages after the cursor: the replay has a gap.
+  bool too_old = false;
+  std::vector<stored_message> messages;
+};
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, inbox_replay& x) {
+  return f(caf::meta::type_name("inbox_replay"), x.cursor, x.last_seq,
+           x.too_old, x.messages);
 }
 
 /// Deliveries for one node, sent as a single BASP message.
@@ -144,15 +194,18 @@ typename Inspector::result_type inspect(Inspector& f, delivery_batch& x) {
   return f(caf::meta::type_name("delivery_batch"), x.origin, x.items);
 }
 
-/// Per receiving uid, how many connections the message was routed to.
+/// Per receiving uid, how many connections the message was routed to and
+/// whether it was stored in the uid's inbox.
 struct delivery_report {
   std::vector<std::string> uids;
   std::vector<uint32_t> connections;
+  std::vector<bool> stored;
 };
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, delivery_report& x) {
-  return f(caf::meta::type_name("delivery_report"), x.uids, x.connections);
+  return f(caf::meta::type_name("delivery_report"), x.uids, x.connections,
+           x.stored);
 }
 
 // -- events for event actors --------------------------------------------------

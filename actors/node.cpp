@@ -6,6 +6,7 @@
 #include "actors/event_bus.hpp"
 #include "actors/http_api.hpp"
 #include "actors/registry.hpp"
+#include "actors/supervisor.hpp"
 #include "adapters/memory_store.hpp"
 #include "adapters/redis_store.hpp"
 #include "net/server.hpp"
@@ -29,7 +30,8 @@ bool is_loopback(const std::string& host) {
 caf::expected<state_store_actor> spawn_store(caf::actor_system& sys,
                                              const node_context& ctx) {
   if (ctx.opts.state == "memory")
-    return sys.spawn(memory_store);
+    return sys.spawn(memory_store, ctx.opts.inbox_max_messages,
+                     static_cast<int64_t>(ctx.opts.inbox_max_age.count()));
   return spawn_redis_store(sys, ctx.opts);
 }
 
@@ -97,9 +99,13 @@ node::start(caf::actor_system& sys, options opts,
       return std::move(addr.error());
     cluster_address = std::move(*addr);
   }
-  result->builtins_ = sys.spawn(builtins, ctx);
+  // The built-in types are registered exactly like a user's behaviour.
+  behaviour_factory make_builtins = [ctx](caf::actor_system& sys) {
+    return sys.spawn(builtins, ctx);
+  };
+  auto builtin_handler = make_builtins(sys);
   for (auto& type : builtin_frame_types())
-    ctx->behaviours.add(type, result->builtins_);
+    result->add_behaviour(type, builtin_handler, make_builtins);
   result->api_ = sys.spawn(http_api, ctx, *store);
   auto srv = server::make(sys, ctx, std::move(*chain), result->api_);
   if (!srv)
@@ -130,9 +136,21 @@ void node::subscribe(caf::actor subscriber, uint32_t mask) {
   adopt(std::move(subscriber));
 }
 
-void node::add_behaviour(const std::string& type, behaviour_actor handler) {
+void node::unsubscribe(const caf::actor& subscriber) {
+  caf::anon_send(ctx_->events, atom::unsubscribe_v, subscriber);
+}
+
+void node::add_behaviour(const std::string& type, behaviour_actor handler,
+                         behaviour_factory restart) {
   ctx_->behaviours.add(type, handler);
-  adopt(caf::actor_cast<caf::actor>(std::move(handler)));
+  auto addr = handler.address();
+  if (supervisors_.count(addr) > 0)
+    return;
+  // The SUPERVISOR stops the behaviour when the node stops it.
+  auto sup =
+      sys_.spawn(supervisor, ctx_, std::move(handler), std::move(restart));
+  supervisors_.emplace(std::move(addr), sup);
+  adopt(caf::actor_cast<caf::actor>(std::move(sup)));
 }
 
 void node::adopt(caf::actor hdl) {
@@ -170,12 +188,12 @@ void node::stop() {
        {caf::actor_cast<caf::actor>(ctx_->registry),
         caf::actor_cast<caf::actor>(ctx_->events),
         caf::actor_cast<caf::actor>(ctx_->discovery),
-        caf::actor_cast<caf::actor>(builtins_),
         caf::actor_cast<caf::actor>(api_), caf::actor_cast<caf::actor>(store_)})
     self->send_exit(hdl, caf::exit_reason::user_shutdown);
   for (auto& hdl : adopted_)
     self->send_exit(hdl, caf::exit_reason::user_shutdown);
   adopted_.clear();
+  supervisors_.clear();
   log::info("node {} stopped", ctx_->node_id);
 }
 

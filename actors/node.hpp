@@ -2,12 +2,16 @@
 
 #include "actors/actors.hpp"
 #include "actors/node_context.hpp"
+#include "actors/supervisor.hpp"
 #include "config/options.hpp"
 #include "middleware/middleware.hpp"
 
+#include <caf/actor_addr.hpp>
+#include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,9 +42,37 @@ public:
   /// The node stops the actor when it stops.
   void subscribe(caf::actor subscriber, uint32_t mask);
 
-  /// Registers a behaviour for a frame type or a `prefix.*`. The node stops
-  /// the actor when it stops.
-  void add_behaviour(const std::string& type, behaviour_actor handler);
+  /// Drops the subscription of an event actor (it keeps running).
+  void unsubscribe(const caf::actor& subscriber);
+
+  /// Registers a behaviour for a frame type or a `prefix.*` (an exact type
+  /// wins over a prefix, a longer prefix over a shorter one; a later
+  /// registration of the same key replaces an earlier one). A SUPERVISOR
+  /// watches the actor: when it fails (throws, is killed, quits), the client
+  /// whose frame it was handling gets `internal` ("behaviour for '<type>'
+  /// failed"), an error is logged, and the actor is replaced by a new one
+  /// from `restart` for every type it was registered for; without `restart`
+  /// its registrations are removed (`unknown_type` from then on). The node
+  /// stops the actor when it stops. Registering one actor for several types
+  /// is fine: it is watched once, with the first call's `restart`.
+  void add_behaviour(const std::string& type, behaviour_actor handler,
+                     behaviour_factory restart = {});
+
+  /// Spawns `fun(self, args...)` as a behaviour for `type` and registers it
+  /// with a factory that spawns it again from copies of `args` when it
+  /// fails. Returns the first actor.
+  template<class F, class... Ts>
+  behaviour_actor spawn_behaviour(const std::string& type, F fun, Ts... args) {
+    behaviour_factory factory = [fun, args...](caf::actor_system& sys) {
+      return behaviour_actor{sys.spawn(fun, args...)};
+    };
+    auto handler = factory(sys_);
+    add_behaviour(type, handler, std::move(factory));
+    return handler;
+  }
+
+  /// The actor system the node runs on.
+  caf::actor_system& system() const { return sys_; }
 
   /// Makes the node stop `hdl` when it stops (the actor system waits for
   /// every actor before it can end).
@@ -57,10 +89,11 @@ private:
   node_context_ptr ctx_;
   state_store_actor store_;
   discovery_actor discovery_;
-  behaviour_actor builtins_;
   http_api_actor api_;
   std::unique_ptr<server> server_;
   std::vector<caf::actor> adopted_;
+  /// The SUPERVISOR of each behaviour registered so far.
+  std::map<caf::actor_addr, supervisor_actor> supervisors_;
   bool stopped_ = false;
 };
 

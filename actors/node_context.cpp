@@ -2,6 +2,7 @@
 
 #include "actors/frames.hpp"
 
+#include <algorithm>
 #include <random>
 
 namespace wsc {
@@ -39,6 +40,11 @@ node_context::node_context(options o) : opts(std::move(o)) {
   std::mt19937_64 rng{(uint64_t{rd()} << 32) ^ rd()};
   incarnation = rng() >> 16; // 48 bits: short ids, collisions irrelevant
   node_id = opts.node_id.empty() ? "n-" + hex(rng(), 10) : opts.node_id;
+}
+
+bool node_context::durable(const std::string& type) const {
+  auto& v = opts.volatile_types;
+  return std::find(v.begin(), v.end(), type) == v.end();
 }
 
 std::string node_context::next_conn_id() {

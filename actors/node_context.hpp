@@ -81,6 +81,10 @@ struct node_context {
   node_metrics metrics;
   cluster_event_log cluster_events;
 
+  /// Whether messages of a frame type (`send`, `publish`) are stored in the
+  /// receivers' inboxes (not listed in `volatile-types`).
+  bool durable(const std::string& type) const;
+
   /// A connection id unique across the cluster and across restarts:
   /// node id, incarnation, sequence number.
   std::string next_conn_id();

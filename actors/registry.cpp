@@ -13,9 +13,12 @@ namespace wsc {
 // -- registry_state
 // ------------------------------------------------------------------
 
-void registry_state::write(const local_connection& conn,
+void registry_state::write(local_connection& conn, uint64_t seq,
                            const frame_ptr& frame) {
-  self->send(conn.handle, atom::deliver_v, frame);
+  if (conn.open)
+    self->send(conn.handle, atom::deliver_v, frame);
+  else if (conn.held.size() < node->opts.send_queue_limit)
+    conn.held.emplace_back(seq, frame); // durable ones are in the inbox too
 }
 
 uint32_t registry_state::deliver_local(const delivery& d,
@@ -27,31 +30,32 @@ uint32_t registry_state::deliver_local(const delivery& d,
         close_uid(uid, static_cast<uint16_t>(d.ts));
     return 0;
   }
-  if (!uids) { // broadcast: one frame for every open connection
+  if (!uids) { // broadcast: one frame for every connection
     auto frame = std::make_shared<const std::string>(frames::encode(d, {}));
-    for (auto& [id, conn] : connections)
-      if (conn.open) {
-        write(conn, frame);
-        ++written;
-      }
+    for (auto& [id, conn] : connections) {
+      write(conn, 0, frame);
+      ++written;
+    }
   } else {
-    frame_ptr shared; // groups: one frame for all members
-    for (auto& uid : *uids) {
+    // Volatile group messages share one frame; durable ones carry each
+    // receiver's own seq, messages each receiver's own `to`.
+    frame_ptr shared;
+    for (size_t n = 0; n < uids->size(); ++n) {
+      auto& uid = (*uids)[n];
       auto i = conns_by_uid.find(uid);
       if (i == conns_by_uid.end())
         continue;
+      auto seq = d.durable && n < d.seqs.size() ? d.seqs[n] : 0;
       frame_ptr frame = shared;
       if (!frame) {
-        frame = std::make_shared<const std::string>(frames::encode(d, uid));
-        if (d.kind != delivery_kind::message)
+        frame =
+            std::make_shared<const std::string>(frames::encode(d, uid, seq));
+        if (d.kind == delivery_kind::group && seq == 0)
           shared = frame;
       }
       for (auto& conn_id : i->second) {
-        auto& conn = connections.at(conn_id);
-        if (conn.open) {
-          write(conn, frame);
-          ++written;
-        }
+        write(connections.at(conn_id), seq, frame);
+        ++written;
       }
     }
   }
@@ -69,15 +73,105 @@ void registry_state::enqueue_remote(const std::string& peer, delivery d) {
 void registry_state::route(delivery d, const route_table& routes) {
   for (auto& nr : routes.nodes) {
     if (nr.node == node->node_id) {
-      deliver_local(d, &nr.uids);
+      auto local = d;
+      local.seqs = nr.seqs;
+      deliver_local(local, &nr.uids);
     } else if (peers.count(nr.node) > 0) {
       auto copy = d;
       copy.uids = nr.uids;
+      copy.seqs = nr.seqs;
       enqueue_remote(nr.node, std::move(copy));
     } else {
       ++undeliverable;
     }
   }
+}
+
+std::string registry_state::make_msg_id() {
+  return node->node_id + "-" + std::to_string(node->incarnation) + "-" +
+         std::to_string(++next_msg);
+}
+
+caf::result<delivery_report> registry_state::send(delivery d) {
+  auto rp = self->make_response_promise<delivery_report>();
+  if (d.durable)
+    d.msg_id = make_msg_id();
+  auto on_routes = [this, rp, d](route_table& routes) mutable {
+    // One entry per uid, its connections on every node added up.
+    delivery_report report;
+    std::unordered_map<std::string, size_t> index;
+    auto add = [&](const std::string& uid, uint32_t connections) {
+      auto [i, added] = index.emplace(uid, report.uids.size());
+      if (!added) {
+        report.connections[i->second] += connections;
+        return;
+      }
+      report.uids.push_back(uid);
+      report.connections.push_back(connections);
+      report.stored.push_back(d.durable);
+    };
+    for (auto& nr : routes.nodes)
+      for (size_t i = 0; i < nr.uids.size(); ++i)
+        add(nr.uids[i], i < nr.connections.size() ? nr.connections[i] : 0);
+    for (auto& uid : routes.offline)
+      add(uid, 0);
+    route(std::move(d), routes);
+    rp.deliver(std::move(report));
+  };
+  auto on_error = [this, rp, d](caf::error& err) mutable {
+    // Without the store only this node's connections are known: serve them
+    // (at most once, nothing stored) and tell the sender the rest was not.
+    d.durable = false;
+    auto local = deliver_local(d, &d.uids);
+    rp.deliver(make_error(ec::unavailable, "state store unreachable (" +
+                                               error_message(err) +
+                                               "); not stored, delivered to " +
+                                               std::to_string(local) +
+                                               " local connection(s) only"));
+  };
+  auto timeout = node->opts.request_timeout;
+  if (d.durable) {
+    self->request(store, timeout, atom::append_v, d).then(on_routes, on_error);
+  } else {
+    self->request(store, timeout, atom::route_v, d.uids)
+        .then(on_routes, on_error);
+  }
+  return rp;
+}
+
+void registry_state::open(const std::string& conn_id,
+                          const inbox_replay* replay, bool store_failed) {
+  auto i = connections.find(conn_id);
+  if (i == connections.end())
+    return;
+  auto& conn = i->second;
+  auto send_now = [&](std::string text) {
+    self->send(conn.handle, atom::deliver_v,
+               std::make_shared<const std::string>(std::move(text)));
+  };
+  uint64_t replayed_to = 0;
+  if (replay) {
+    auto from = replay->messages.empty() ? replay->cursor + 1
+                                         : replay->messages.front().seq;
+    send_now(frames::welcome(conn.who, !replay->too_old,
+                             replay->too_old ? "too_old" : "", from,
+                             replay->last_seq));
+    for (auto& msg : replay->messages) {
+      send_now(frames::encode(msg, conn.who.uid));
+      replayed_to = std::max(replayed_to, msg.seq);
+    }
+    replayed_to = std::max(replayed_to, replay->last_seq);
+  } else if (!conn.who.device.empty()) {
+    send_now(frames::welcome(conn.who, false,
+                             store_failed ? "unavailable" : "no_inbox", 0, 0));
+  } else {
+    send_now(frames::welcome(conn.who));
+  }
+  for (auto& [seq, frame] : conn.held)
+    if (seq == 0 || seq > replayed_to)
+      self->send(conn.handle, atom::deliver_v, frame);
+  conn.held.clear();
+  conn.open = true;
 }
 
 void registry_state::close_uid(const std::string& uid, uint16_t code) {
@@ -143,75 +237,64 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       // -- connections
       // -------------------------------------------------------------
       [self, timeout](atom::register_conn, conn_ref& who,
-                      connection_actor& handle) -> caf::result<atom::ok> {
+                      connection_actor& handle,
+                      int64_t since) -> caf::result<atom::ok> {
         auto& st = self->state;
         self->monitor(handle);
-        st.connections.emplace(who.conn, local_connection{who, handle, false});
+        st.connections.emplace(who.conn, local_connection{who, handle, false, {}});
         st.conns_by_uid[who.uid].push_back(who.conn);
         auto rp = self->make_response_promise<atom::ok>();
-        binding b{who.uid, who.node, who.conn, st.node->incarnation};
         // Opens the connection whether or not the store answers: during an
         // outage local clients are served and bindings written back later.
-        auto open = [self, rp, who](bool came_online) mutable {
+        auto opened = [self, rp, who](bool came_online) mutable {
           auto& st = self->state;
-          auto i = st.connections.find(who.conn);
-          if (i == st.connections.end()) {
+          if (st.connections.count(who.conn) == 0) {
             rp.deliver(make_error(ec::internal, "connection closed"));
             return;
           }
-          i->second.open = true;
-          st.write(i->second,
-                   std::make_shared<const std::string>(frames::welcome(who)));
           rp.deliver(atom::ok_v);
           self->send(st.node->events, register_event{who});
           if (came_online)
             self->send(st.node->events, presence_event{who.uid, true});
         };
+        auto bound = [self, timeout, who, since,
+                      opened](bool came_online) mutable {
+          auto& st = self->state;
+          if (who.device.empty()) {
+            st.open(who.conn, nullptr, false);
+            opened(came_online);
+            return;
+          }
+          // Bound first, then read: a message stored after the read is
+          // routed here and held until the replay went out.
+          self->request(st.store, timeout, atom::inbox_v, who.uid, who.device,
+                        since)
+              .then(
+                  [self, who, came_online,
+                   opened](inbox_replay& replay) mutable {
+                    self->state.open(who.conn, &replay, false);
+                    opened(came_online);
+                  },
+                  [self, who, came_online, opened](caf::error&) mutable {
+                    self->state.open(who.conn, nullptr, true);
+                    opened(came_online);
+                  });
+        };
+        binding b{who.uid, who.node, who.conn, st.node->incarnation};
         self->request(st.store, timeout, atom::bind_v, b)
-            .then([open](bool came_online) mutable { open(came_online); },
-                  [open, who](caf::error& err) mutable {
+            .then([bound](bool came_online) mutable { bound(came_online); },
+                  [bound, who](caf::error& err) mutable {
                     log::warn("bind of {} failed: {}", who.conn,
                               error_message(err));
-                    open(false);
+                    bound(false);
                   });
         return rp;
       },
       [self](atom::unregister, conn_ref& who) { self->state.remove(who.conn); },
       // -- messaging
       // -----------------------------------------------------------------
-      [self, timeout](atom::send, delivery& d) -> caf::result<delivery_report> {
-        auto rp = self->make_response_promise<delivery_report>();
-        auto uids = d.uids;
-        self->request(self->state.store, timeout, atom::route_v,
-                      std::move(uids))
-            .then(
-                [self, rp, d](route_table& routes) mutable {
-                  delivery_report report;
-                  for (auto& nr : routes.nodes)
-                    for (size_t i = 0; i < nr.uids.size(); ++i) {
-                      report.uids.push_back(nr.uids[i]);
-                      report.connections.push_back(
-                          i < nr.connections.size() ? nr.connections[i] : 0);
-                    }
-                  for (auto& uid : routes.offline) {
-                    report.uids.push_back(uid);
-                    report.connections.push_back(0);
-                  }
-                  self->state.route(std::move(d), routes);
-                  rp.deliver(std::move(report));
-                },
-                [self, rp, d](caf::error& err) mutable {
-                  // Without the store only this node's connections are known:
-                  // serve them, and tell the sender the rest of the cluster was
-                  // not.
-                  auto local = self->state.deliver_local(d, &d.uids);
-                  rp.deliver(make_error(
-                      ec::unavailable,
-                      "state store unreachable (" + error_message(err) +
-                          "); delivered to " + std::to_string(local) +
-                          " local connection(s) only"));
-                });
-        return rp;
+      [self](atom::send, delivery& d) -> caf::result<delivery_report> {
+        return self->state.send(std::move(d));
       },
       [self](atom::broadcast, delivery& d) -> atom::ok {
         auto& st = self->state;
@@ -225,17 +308,31 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       [self, timeout](atom::publish, delivery& d) -> caf::result<atom::ok> {
         auto rp = self->make_response_promise<atom::ok>();
         d.kind = delivery_kind::group;
-        auto group = d.group;
-        auto from = d.from;
-        self->request(self->state.store, timeout, atom::group_route_v,
-                      std::move(group), std::move(from))
-            .then(
-                [self, rp, d](route_table& routes) mutable {
-                  self->state.route(std::move(d), routes);
-                  rp.deliver(atom::ok_v);
-                },
-                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        if (d.durable)
+          d.msg_id = self->state.make_msg_id();
+        auto on_routes = [self, rp, d](route_table& routes) mutable {
+          self->state.route(std::move(d), routes);
+          rp.deliver(atom::ok_v);
+        };
+        auto on_error = [rp](caf::error& err) mutable {
+          rp.deliver(std::move(err));
+        };
+        if (d.durable) {
+          self->request(self->state.store, timeout, atom::group_append_v, d)
+              .then(on_routes, on_error);
+        } else {
+          self->request(self->state.store, timeout, atom::group_route_v,
+                        d.group, d.from)
+              .then(on_routes, on_error);
+        }
         return rp;
+      },
+      [self](atom::read, conn_ref& who, uint64_t seq) -> caf::result<atom::ok> {
+        if (who.device.empty())
+          return make_error(ec::bad_frame,
+                            "read needs a connection with device=<id>");
+        return self->delegate(self->state.store, atom::read_v, who.uid,
+                              who.device, seq);
       },
       [self, timeout](atom::join, conn_ref& who,
                       std::string& group) -> caf::result<atom::ok> {
@@ -348,8 +445,9 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         std::mt19937 rng{std::random_device{}()};
         std::uniform_int_distribution<uint32_t> spread{0, period_ms};
         for (auto& [id, conn] : st.connections) {
-          st.write(conn, std::make_shared<const std::string>(
-                             frames::bye("shutdown", spread(rng))));
+          st.write(conn, 0,
+                   std::make_shared<const std::string>(
+                       frames::bye("shutdown", spread(rng))));
           self->send(conn.handle, atom::disconnect_v, uint16_t{1001},
                      std::string{"node stopping"});
         }

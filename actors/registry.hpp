@@ -14,9 +14,13 @@ namespace wsc {
 struct local_connection {
   conn_ref who;
   connection_actor handle;
-  /// False until the state store confirmed the binding and `welcome` went
-  /// out; deliveries skip connections that are not open yet.
+  /// False until the state store confirmed the binding and `welcome` (and,
+  /// for a device, its replay) went out.
   bool open = false;
+  /// Live frames that arrived before the connection was open, with the
+  /// inbox seq of durable ones: written after the replay, without the ones
+  /// the replay already had.
+  std::vector<std::pair<uint64_t, frame_ptr>> held;
 };
 
 /// The state of the REGISTRY actor.
@@ -30,8 +34,11 @@ struct registry_state {
   std::unordered_map<std::string, peer_actor> peers;
   /// Deliveries for peer nodes, sent as one batch per node on `flush`.
   std::unordered_map<std::string, delivery_batch> outbox;
-  /// Deliveries to nodes that were not reachable (lost; counted).
+  /// Deliveries to nodes that were not reachable (counted; durable ones stay
+  /// in the receivers' inboxes for their next resume).
   uint64_t undeliverable = 0;
+  /// Makes message ids unique within this incarnation.
+  uint64_t next_msg = 0;
 
   registry_actor::stateful_pointer<registry_state> self = nullptr;
 
@@ -53,8 +60,19 @@ struct registry_state {
   /// Closes every local connection of `uid` with `code`.
   void close_uid(const std::string& uid, uint16_t code);
 
-  /// Writes a frame to one connection through its actor.
-  void write(const local_connection& conn, const frame_ptr& frame);
+  /// Writes a frame to one connection through its actor, or holds it while
+  /// the connection is not open yet.
+  void write(local_connection& conn, uint64_t seq, const frame_ptr& frame);
+
+  /// Stores (if durable) and routes a message to uids; answers per uid.
+  caf::result<delivery_report> send(delivery d);
+
+  /// Opens a bound connection: welcome, the device's replay, held frames.
+  void open(const std::string& conn_id, const inbox_replay* replay,
+            bool store_failed);
+
+  /// A message id unique in the cluster: node, incarnation, counter.
+  std::string make_msg_id();
 };
 
 /// Spawn arguments: the node and its state store.

@@ -28,7 +28,7 @@ memory_store_state::route(const std::vector<std::string>& uids) const {
       auto nr = std::find_if(result.nodes.begin(), result.nodes.end(),
                              [&](auto& x) { return x.node == node; });
       if (nr == result.nodes.end()) {
-        result.nodes.push_back(node_route{node, {}, {}});
+        result.nodes.push_back(node_route{node, {}, {}, {}});
         nr = std::prev(result.nodes.end());
       }
       nr->uids.push_back(uid);
@@ -72,9 +72,92 @@ void memory_store_state::drop_node(const std::string& node,
     unbind(b);
 }
 
+route_table memory_store_state::append(const delivery& d,
+                                       const std::vector<std::string>& uids) {
+  std::map<std::string, uint64_t> seqs;
+  auto now = frames::now_ms();
+  for (auto& uid : uids) {
+    if (seqs.count(uid) > 0)
+      continue;
+    auto& box = inboxes[uid];
+    auto seq = ++box.last_seq;
+    seqs.emplace(uid, seq);
+    box.messages.push_back(
+        stored_message{seq, d.msg_id, d.kind, d.from, d.group, d.data, d.ts});
+    while (box.messages.size() > inbox_max_messages ||
+           (!box.messages.empty() &&
+            box.messages.front().ts < now - inbox_max_age_ms))
+      box.messages.pop_front();
+  }
+  auto result = route(uids);
+  for (auto& nr : result.nodes)
+    for (auto& uid : nr.uids)
+      nr.seqs.push_back(seqs[uid]);
+  for (auto& uid : result.offline)
+    result.offline_seqs.push_back(seqs[uid]);
+  return result;
+}
+
+caf::expected<std::vector<std::string>>
+memory_store_state::publish_targets(const std::string& group,
+                                    const std::string& from) const {
+  auto i = members.find(group);
+  if (!from.empty() && (i == members.end() || i->second.count(from) == 0))
+    return make_error(ec::not_member,
+                      "'" + from + "' is not a member of '" + group + "'");
+  if (i == members.end())
+    return std::vector<std::string>{};
+  return std::vector<std::string>{i->second.begin(), i->second.end()};
+}
+
+inbox_replay memory_store_state::replay(const std::string& uid,
+                                        const std::string& device,
+                                        int64_t since) const {
+  inbox_replay result;
+  if (since >= 0) {
+    result.cursor = static_cast<uint64_t>(since);
+  } else if (auto i = cursors.find({uid, device}); i != cursors.end()) {
+    result.cursor = i->second;
+  }
+  auto i = inboxes.find(uid);
+  if (i == inboxes.end())
+    return result;
+  result.last_seq = i->second.last_seq;
+  auto oldest = i->second.messages.empty() ? i->second.last_seq + 1
+                                           : i->second.messages.front().seq;
+  result.too_old =
+      result.cursor + 1 < oldest && result.cursor < result.last_seq;
+  for (auto& msg : i->second.messages)
+    if (msg.seq > result.cursor)
+      result.messages.push_back(msg);
+  return result;
+}
+
 state_store_actor::behavior_type
-memory_store(state_store_actor::stateful_pointer<memory_store_state> self) {
+memory_store(state_store_actor::stateful_pointer<memory_store_state> self,
+             size_t inbox_max_messages, int64_t inbox_max_age_ms) {
+  self->state.inbox_max_messages = inbox_max_messages;
+  self->state.inbox_max_age_ms = inbox_max_age_ms;
   return {
+      [self](atom::append, delivery& d) {
+        return self->state.append(d, d.uids);
+      },
+      [self](atom::group_append, delivery& d) -> caf::result<route_table> {
+        auto uids = self->state.publish_targets(d.group, d.from);
+        if (!uids)
+          return std::move(uids.error());
+        return self->state.append(d, *uids);
+      },
+      [self](atom::inbox, std::string& uid, std::string& device,
+             int64_t since) { return self->state.replay(uid, device, since); },
+      [self](atom::read, std::string& uid, std::string& device, uint64_t seq) {
+        auto& st = self->state;
+        auto i = st.inboxes.find(uid);
+        auto last = i == st.inboxes.end() ? 0 : i->second.last_seq;
+        auto& cursor = st.cursors[{uid, device}];
+        cursor = std::max(cursor, std::min(seq, last));
+        return atom::ok_v;
+      },
       [self](atom::bind, binding& b) {
         auto& conns = self->state.bindings[b.uid];
         bool came_online = conns.empty();
@@ -128,16 +211,10 @@ memory_store(state_store_actor::stateful_pointer<memory_store_state> self) {
       },
       [self](atom::group_route, std::string& group,
              std::string& from) -> caf::result<route_table> {
-        auto& st = self->state;
-        auto i = st.members.find(group);
-        if (!from.empty() &&
-            (i == st.members.end() || i->second.count(from) == 0))
-          return make_error(ec::not_member, "'" + from +
-                                                "' is not a member of '" +
-                                                group + "'");
-        if (i == st.members.end())
-          return route_table{};
-        return st.route({i->second.begin(), i->second.end()});
+        auto uids = self->state.publish_targets(group, from);
+        if (!uids)
+          return std::move(uids.error());
+        return self->state.route(*uids);
       },
       [self](atom::node, node_info& info) {
         info.last_heartbeat_ms = frames::now_ms(); // the store's clock decides

@@ -33,8 +33,8 @@ std::string_view reply_text(const redisReply& x) {
 std::string context_error_text(const redisContext& ctx,
                                std::chrono::milliseconds io_timeout) {
   std::string text = ctx.errstr;
-  if (ctx.err == REDIS_ERR_IO && (text == std::strerror(EAGAIN)
-                                  || text == std::strerror(EWOULDBLOCK)))
+  if (ctx.err == REDIS_ERR_IO &&
+      (text == std::strerror(EAGAIN) || text == std::strerror(EWOULDBLOCK)))
     return "no answer within " + std::to_string(io_timeout.count()) + "ms";
   if (ctx.err == REDIS_ERR_EOF)
     return "connection closed by the server";
@@ -58,11 +58,11 @@ bool is_noscript(const redisReply& x) {
   return x.type == REDIS_REPLY_ERROR && starts_with(reply_text(x), "NOSCRIPT");
 }
 
-caf::expected<redis_connection>
-redis_connection::open(const redis_url& url, duration connect_timeout,
-                       duration io_timeout) {
-  redis_context_ptr ctx{redisConnectWithTimeout(
-    url.host.c_str(), url.port, to_timeval(connect_timeout))};
+caf::expected<redis_connection> redis_connection::open(const redis_url& url,
+                                                       duration connect_timeout,
+                                                       duration io_timeout) {
+  redis_context_ptr ctx{redisConnectWithTimeout(url.host.c_str(), url.port,
+                                                to_timeval(connect_timeout))};
   if (ctx == nullptr)
     return make_error(ec::internal, "cannot allocate a hiredis context");
   if (ctx->err != 0)
@@ -71,8 +71,8 @@ redis_connection::open(const redis_url& url, duration connect_timeout,
   redis_connection result{std::move(ctx)};
   // The handshake waits no longer than a connect.
   result.io_timeout_ = connect_timeout;
-  if (redisSetTimeout(result.ctx_.get(), to_timeval(connect_timeout))
-      != REDIS_OK)
+  if (redisSetTimeout(result.ctx_.get(), to_timeval(connect_timeout)) !=
+      REDIS_OK)
     return result.error();
   // Finds a peer that vanished without a FIN on an idle connection.
   redisEnableKeepAlive(result.ctx_.get());
@@ -82,9 +82,8 @@ redis_connection::open(const redis_url& url, duration connect_timeout,
     if (!reply)
       return std::move(reply.error());
     if ((*reply)->type == REDIS_REPLY_ERROR)
-      return make_error(ec::unavailable,
-                        std::string{what} + " failed: "
-                          + std::string{reply_text(**reply)});
+      return make_error(ec::unavailable, std::string{what} + " failed: " +
+                                             std::string{reply_text(**reply)});
     return caf::none;
   };
   if (!url.password.empty())
@@ -153,11 +152,11 @@ caf::error redis_connection::error() const {
     return make_error(ec::internal, "no hiredis error set");
   auto text = context_error_text(*ctx_, io_timeout_);
   switch (ctx_->err) {
-    case REDIS_ERR_PROTOCOL:
-    case REDIS_ERR_OOM:
-      return make_error(ec::internal, std::move(text));
-    default: // REDIS_ERR_IO, REDIS_ERR_EOF, REDIS_ERR_OTHER (e.g. DNS)
-      return make_error(ec::unavailable, std::move(text));
+  case REDIS_ERR_PROTOCOL:
+  case REDIS_ERR_OOM:
+    return make_error(ec::internal, std::move(text));
+  default: // REDIS_ERR_IO, REDIS_ERR_EOF, REDIS_ERR_OTHER (e.g. DNS)
+    return make_error(ec::unavailable, std::move(text));
   }
 }
 

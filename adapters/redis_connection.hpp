@@ -24,16 +24,12 @@ namespace wsc {
 
 /// Frees a hiredis context.
 struct redis_context_deleter {
-  void operator()(redisContext* x) const noexcept {
-    redisFree(x);
-  }
+  void operator()(redisContext* x) const noexcept { redisFree(x); }
 };
 
 /// Frees a hiredis reply (with its elements).
 struct redis_reply_deleter {
-  void operator()(redisReply* x) const noexcept {
-    freeReplyObject(x);
-  }
+  void operator()(redisReply* x) const noexcept { freeReplyObject(x); }
 };
 
 using redis_context_ptr = std::unique_ptr<redisContext, redis_context_deleter>;
@@ -62,9 +58,7 @@ public:
   open(const redis_url& url, duration connect_timeout, duration io_timeout);
 
   /// Whether a context exists and has no (sticky) error.
-  bool ok() const noexcept {
-    return ctx_ != nullptr && ctx_->err == 0;
-  }
+  bool ok() const noexcept { return ctx_ != nullptr && ctx_->err == 0; }
 
   /// Appends a command to the output buffer; nothing is sent before the
   /// next `read`. Arguments travel as binary-safe argv, never interpolated.

@@ -97,6 +97,9 @@ struct redis_store_config {
   size_t max_batch = 256;
   /// Bindings per EVALSHA when writing back many (rebind).
   size_t bindings_per_call = 512;
+  /// Inbox retention: entries per uid, and age (trimmed by stream id time).
+  uint64_t inbox_max_messages = 1000;
+  int64_t inbox_max_age_ms = 24 * 3600 * 1000;
 };
 
 // -- requests -----------------------------------------------------------------
@@ -138,8 +141,8 @@ caf::error unexpected_reply(const char* what) {
 }
 
 std::string_view text_of(const redisReply* x) {
-  if (x == nullptr || x->str == nullptr
-      || (x->type != REDIS_REPLY_STRING && x->type != REDIS_REPLY_STATUS))
+  if (x == nullptr || x->str == nullptr ||
+      (x->type != REDIS_REPLY_STRING && x->type != REDIS_REPLY_STATUS))
     return {};
   return {x->str, x->len};
 }
@@ -154,7 +157,7 @@ std::optional<long long> integer_of(const redisReply* x) {
   return x->integer;
 }
 
-template <class T>
+template<class T>
 T parse_number(std::string_view text) {
   T result = 0;
   std::from_chars(text.data(), text.data() + text.size(), result);
@@ -165,10 +168,14 @@ T parse_number(std::string_view text) {
 /// nodes in the order they first appear, per uid its nodes in byte order.
 class route_builder {
 public:
-  /// Adds a uid with its binding values ("node|incarnation" per connection).
-  void add(std::string_view uid, const redisReply* values) {
+  /// Adds a uid with its binding values ("node|incarnation" per connection)
+  /// and, for durable messages, the seq its inbox copy got.
+  void add(std::string_view uid, const redisReply* values,
+           std::optional<uint64_t> seq = std::nullopt) {
     if (!is_array(values) || values->elements == 0) {
       result_.offline.emplace_back(uid);
+      if (seq)
+        result_.offline_seqs.push_back(*seq);
       return;
     }
     per_node_.clear();
@@ -180,16 +187,16 @@ public:
     for (auto& [node, count] : per_node_) {
       auto [i, added] = index_.emplace(node, result_.nodes.size());
       if (added)
-        result_.nodes.push_back(node_route{std::string{node}, {}, {}});
+        result_.nodes.push_back(node_route{std::string{node}, {}, {}, {}});
       auto& nr = result_.nodes[i->second];
       nr.uids.emplace_back(uid);
       nr.connections.push_back(count);
+      if (seq)
+        nr.seqs.push_back(*seq);
     }
   }
 
-  route_table& result() {
-    return result_;
-  }
+  route_table& result() { return result_; }
 
 private:
   route_table result_;
@@ -233,9 +240,9 @@ caf::expected<caf::message> answer_join(job& j) {
   if (!x)
     return unexpected_reply("join");
   if (*x < 0)
-    return make_error(ec::too_many_groups,
-                      "at most " + j.commands.front().args[2]
-                        + " groups per uid");
+    return make_error(ec::too_many_groups, "at most " +
+                                               j.commands.front().args[2] +
+                                               " groups per uid");
   return caf::make_message(static_cast<uint32_t>(*x));
 }
 
@@ -257,8 +264,8 @@ caf::expected<caf::message> answer_group_route(job& j) {
   auto& r = j.replies.front();
   auto& args = j.commands.front().args;
   if (auto x = integer_of(r.get()); x && *x == 0)
-    return make_error(ec::not_member, "'" + args[1] + "' is not a member of '"
-                                        + args[0] + "'");
+    return make_error(ec::not_member,
+                      "'" + args[1] + "' is not a member of '" + args[0] + "'");
   if (!is_array(r.get()) || r->elements % 2 != 0)
     return unexpected_reply("group_route");
   // Members in byte order, like the memory store's std::set.
@@ -272,6 +279,67 @@ caf::expected<caf::message> answer_group_route(job& j) {
   for (auto& [uid, values] : members)
     builder.add(uid, values);
   return caf::make_message(std::move(builder.result()));
+}
+
+caf::expected<caf::message> answer_append(job& j) {
+  auto& r = j.replies.front();
+  if (auto x = integer_of(r.get()); x && *x == 0)
+    return make_error(ec::not_member, "'" + j.commands.front().args[4] +
+                                          "' is not a member of '" +
+                                          j.commands.front().args[5] + "'");
+  if (!is_array(r.get()) || r->elements % 3 != 0)
+    return unexpected_reply("append");
+  route_builder builder;
+  for (size_t i = 0; i < r->elements; i += 3) {
+    auto seq = integer_of(r->element[i + 1]);
+    if (!seq)
+      return unexpected_reply("append");
+    builder.add(text_of(r->element[i]), r->element[i + 2],
+                static_cast<uint64_t>(*seq));
+  }
+  return caf::make_message(std::move(builder.result()));
+}
+
+caf::expected<caf::message> answer_inbox(job& j) {
+  auto& r = j.replies.front();
+  if (!is_array(r.get()) || r->elements < 3)
+    return unexpected_reply("inbox");
+  auto number = [&](size_t i) {
+    auto x = integer_of(r->element[i]);
+    return x ? static_cast<uint64_t>(*x) : uint64_t{0};
+  };
+  inbox_replay result;
+  result.cursor = number(0);
+  result.last_seq = number(1);
+  auto oldest = number(2);
+  result.too_old =
+      result.cursor + 1 < oldest && result.cursor < result.last_seq;
+  for (size_t i = 3; i < r->elements; ++i) {
+    auto fields = r->element[i];
+    if (!is_array(fields))
+      return unexpected_reply("inbox");
+    stored_message msg;
+    for (size_t k = 0; k + 1 < fields->elements; k += 2) {
+      auto key = text_of(fields->element[k]);
+      auto value = text_of(fields->element[k + 1]);
+      if (key == "s")
+        msg.seq = parse_number<uint64_t>(value);
+      else if (key == "i")
+        msg.msg_id = value;
+      else if (key == "k")
+        msg.kind = static_cast<delivery_kind>(parse_number<int>(value));
+      else if (key == "f")
+        msg.from = value;
+      else if (key == "g")
+        msg.group = value;
+      else if (key == "d")
+        msg.data = value;
+      else if (key == "t")
+        msg.ts = parse_number<int64_t>(value);
+    }
+    result.messages.push_back(std::move(msg));
+  }
+  return caf::make_message(std::move(result));
 }
 
 caf::expected<caf::message> answer_nodes(job& j) {
@@ -301,8 +369,8 @@ caf::expected<caf::message> answer_nodes(job& j) {
       else if (key == "connections")
         info.connections = parse_number<uint32_t>(value);
       else if (key == "hb")
-        info.last_heartbeat_ms = local_now
-                                 - (redis_now - parse_number<int64_t>(value));
+        info.last_heartbeat_ms =
+            local_now - (redis_now - parse_number<int64_t>(value));
     }
     result.push_back(std::move(info));
   }
@@ -383,6 +451,9 @@ struct redis_store_state {
   job claim(std::string node, uint64_t incarnation, int64_t timeout_ms) const;
   job shutdown(std::string node, uint64_t incarnation) const;
   job health() const;
+  job append(const delivery& d, bool group) const;
+  job inbox(std::string uid, std::string device, int64_t since) const;
+  job read(std::string uid, std::string device, uint64_t seq) const;
 };
 
 bool redis_store_state::reconnect() {
@@ -395,14 +466,14 @@ bool redis_store_state::reconnect() {
   auto failed = [&](const caf::error& reason) {
     lost(reason);
     auto slow = steady_clock::now() - now >= cfg.retry_interval;
-    retry_interval = slow ? std::min(std::max(retry_interval * 2,
-                                              cfg.retry_interval),
-                                     cfg.max_retry_interval)
-                          : cfg.retry_interval;
+    retry_interval =
+        slow ? std::min(std::max(retry_interval * 2, cfg.retry_interval),
+                        cfg.max_retry_interval)
+             : cfg.retry_interval;
     return false;
   };
-  auto fresh = redis_connection::open(cfg.url, cfg.connect_timeout,
-                                      cfg.io_timeout);
+  auto fresh =
+      redis_connection::open(cfg.url, cfg.connect_timeout, cfg.io_timeout);
   if (!fresh)
     return failed(fresh.error());
   conn = std::move(*fresh);
@@ -434,9 +505,9 @@ void redis_store_state::lost(const caf::error& reason) {
 }
 
 caf::error redis_store_state::unavailable() const {
-  return make_error(ec::unavailable, "Redis at " + cfg.url.redacted()
-                                       + " unreachable: "
-                                       + error_message(down_reason));
+  return make_error(ec::unavailable,
+                    "Redis at " + cfg.url.redacted() +
+                        " unreachable: " + error_message(down_reason));
 }
 
 void redis_store_state::append(const redis_command& cmd) {
@@ -527,9 +598,11 @@ caf::error redis_store_state::retry_noscript() {
 }
 
 void redis_store_state::finish(job& j, const caf::error& io_error) {
-  auto missing = [](const redis_reply_ptr& x) { return x == nullptr; };
-  if (j.replies.size() < j.commands.size()
-      || std::any_of(j.replies.begin(), j.replies.end(), missing)) {
+  auto missing = [](const redis_reply_ptr& x) {
+    return x == nullptr;
+  };
+  if (j.replies.size() < j.commands.size() ||
+      std::any_of(j.replies.begin(), j.replies.end(), missing)) {
     if (!j.when_down.empty())
       j.promise.deliver(std::move(j.when_down));
     else
@@ -594,7 +667,7 @@ job redis_store_state::route(std::vector<std::string> uids) const {
   for (auto& uid : uids)
     if (seen.insert(uid).second)
       result.commands.push_back(
-        redis_command{std::nullopt, {"HVALS", key_prefix + uid}});
+          redis_command{std::nullopt, {"HVALS", key_prefix + uid}});
   return result;
 }
 
@@ -609,11 +682,10 @@ job redis_store_state::leave(std::string uid, std::string group) const {
   return call(script::leave, {std::move(uid), std::move(group)}, answer_ok);
 }
 
-job redis_store_state::members(const std::string& group,
-                               uint32_t limit) const {
+job redis_store_state::members(const std::string& group, uint32_t limit) const {
   job result;
   result.commands.push_back(
-    redis_command{std::nullopt, {"SMEMBERS", cfg.prefix + ":g:" + group}});
+      redis_command{std::nullopt, {"SMEMBERS", cfg.prefix + ":g:" + group}});
   result.answer = answer_members;
   result.aux = limit;
   return result;
@@ -645,8 +717,38 @@ job redis_store_state::claim(std::string node, uint64_t incarnation,
 }
 
 job redis_store_state::shutdown(std::string node, uint64_t incarnation) const {
-  return call(script::shutdown,
-              {std::move(node), std::to_string(incarnation)}, answer_ok);
+  return call(script::shutdown, {std::move(node), std::to_string(incarnation)},
+              answer_ok);
+}
+
+job redis_store_state::append(const delivery& d, bool group) const {
+  std::vector<std::string> args{
+      std::to_string(cfg.inbox_max_messages),
+      std::to_string(frames::now_ms() - cfg.inbox_max_age_ms),
+      d.msg_id,
+      std::to_string(static_cast<int>(d.kind)),
+      d.from,
+      d.group,
+      d.data,
+      std::to_string(d.ts)};
+  if (!group)
+    args.insert(args.end(), d.uids.begin(), d.uids.end());
+  return call(group ? script::group_append : script::append, std::move(args),
+              answer_append);
+}
+
+job redis_store_state::inbox(std::string uid, std::string device,
+                             int64_t since) const {
+  return call(script::inbox,
+              {std::move(uid), std::move(device), std::to_string(since)},
+              answer_inbox);
+}
+
+job redis_store_state::read(std::string uid, std::string device,
+                            uint64_t seq) const {
+  return call(script::read,
+              {std::move(uid), std::move(device), std::to_string(seq)},
+              answer_ok);
 }
 
 job redis_store_state::health() const {
@@ -659,59 +761,64 @@ job redis_store_state::health() const {
 
 // -- the actor ----------------------------------------------------------------
 
-using redis_store_actor
-  = caf::stateful_actor<redis_store_state, caf::blocking_actor>;
+using redis_store_actor =
+    caf::stateful_actor<redis_store_state, caf::blocking_actor>;
 
 /// Takes one message from the mailbox into the batch, waiting at most
 /// `timeout`; runs `on_timeout` if none came.
-template <class F>
-void receive_one(redis_store_actor* self, caf::duration timeout,
-                 F on_timeout) {
+template<class F>
+void receive_one(redis_store_actor* self, caf::duration timeout, F on_timeout) {
   auto& st = self->state;
   auto add = [self](job j) {
     j.promise = self->make_response_promise();
     self->state.batch.push_back(std::move(j));
   };
   self->receive(
-    [&](atom::bind, binding& b) {
-      add(st.bind({std::move(b)}, true));
-    },
-    [&](atom::unbind, const binding& b) { add(st.unbind(b)); },
-    [&](atom::rebind, std::vector<binding>& bs) {
-      add(st.bind(std::move(bs), false));
-    },
-    [&](atom::route, std::vector<std::string>& uids) {
-      add(st.route(std::move(uids)));
-    },
-    [&](atom::join, std::string& uid, std::string& group,
-        uint32_t max_groups) {
-      add(st.join(std::move(uid), std::move(group), max_groups));
-    },
-    [&](atom::leave, std::string& uid, std::string& group) {
-      add(st.leave(std::move(uid), std::move(group)));
-    },
-    [&](atom::members, const std::string& group, uint32_t limit) {
-      add(st.members(group, limit));
-    },
-    [&](atom::group_route, std::string& group, std::string& from) {
-      add(st.group_route(std::move(group), std::move(from)));
-    },
-    [&](atom::node, const node_info& info) { add(st.node(info)); },
-    [&](atom::nodes) { add(st.nodes()); },
-    [&](atom::claim, std::string& node, uint64_t incarnation,
-        int64_t timeout_ms) {
-      add(st.claim(std::move(node), incarnation, timeout_ms));
-    },
-    [&](atom::shutdown, std::string& node, uint64_t incarnation) {
-      add(st.shutdown(std::move(node), incarnation));
-    },
-    [&](atom::health) { add(st.health()); },
-    // Like event-based actors, ignore exit messages of reason `normal`.
-    [&](caf::exit_msg& x) { st.quit = st.quit || x.reason != caf::none; },
-    caf::others >> [](caf::message_view&) -> caf::result<caf::message> {
-      return caf::make_error(caf::sec::unexpected_message);
-    },
-    caf::after(timeout) >> on_timeout);
+      [&](atom::bind, binding& b) { add(st.bind({std::move(b)}, true)); },
+      [&](atom::unbind, const binding& b) { add(st.unbind(b)); },
+      [&](atom::rebind, std::vector<binding>& bs) {
+        add(st.bind(std::move(bs), false));
+      },
+      [&](atom::route, std::vector<std::string>& uids) {
+        add(st.route(std::move(uids)));
+      },
+      [&](atom::join, std::string& uid, std::string& group,
+          uint32_t max_groups) {
+        add(st.join(std::move(uid), std::move(group), max_groups));
+      },
+      [&](atom::leave, std::string& uid, std::string& group) {
+        add(st.leave(std::move(uid), std::move(group)));
+      },
+      [&](atom::members, const std::string& group, uint32_t limit) {
+        add(st.members(group, limit));
+      },
+      [&](atom::group_route, std::string& group, std::string& from) {
+        add(st.group_route(std::move(group), std::move(from)));
+      },
+      [&](atom::node, const node_info& info) { add(st.node(info)); },
+      [&](atom::nodes) { add(st.nodes()); },
+      [&](atom::claim, std::string& node, uint64_t incarnation,
+          int64_t timeout_ms) {
+        add(st.claim(std::move(node), incarnation, timeout_ms));
+      },
+      [&](atom::shutdown, std::string& node, uint64_t incarnation) {
+        add(st.shutdown(std::move(node), incarnation));
+      },
+      [&](atom::health) { add(st.health()); },
+      [&](atom::append, const delivery& d) { add(st.append(d, false)); },
+      [&](atom::group_append, const delivery& d) { add(st.append(d, true)); },
+      [&](atom::inbox, std::string& uid, std::string& device, int64_t since) {
+        add(st.inbox(std::move(uid), std::move(device), since));
+      },
+      [&](atom::read, std::string& uid, std::string& device, uint64_t seq) {
+        add(st.read(std::move(uid), std::move(device), seq));
+      },
+      // Like event-based actors, ignore exit messages of reason `normal`.
+      [&](caf::exit_msg& x) { st.quit = st.quit || x.reason != caf::none; },
+      caf::others >> [](caf::message_view&) -> caf::result<caf::message> {
+        return caf::make_error(caf::sec::unexpected_message);
+      },
+      caf::after(timeout) >> on_timeout);
 }
 
 /// The STORE's thread: waits for a request, takes what else is queued, sends
@@ -755,22 +862,24 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
   cfg.url = opts.redis;
   cfg.prefix = opts.redis_prefix;
   cfg.lease_ms = std::max<int64_t>(opts.node_timeout.count(), 1);
-  cfg.io_timeout = std::clamp(opts.request_timeout, milliseconds{100},
-                              milliseconds{2000});
-  auto conn = redis_connection::open(cfg.url, cfg.connect_timeout,
-                                     cfg.io_timeout);
+  cfg.inbox_max_messages = opts.inbox_max_messages;
+  cfg.inbox_max_age_ms = opts.inbox_max_age.count();
+  cfg.io_timeout =
+      std::clamp(opts.request_timeout, milliseconds{100}, milliseconds{2000});
+  auto conn =
+      redis_connection::open(cfg.url, cfg.connect_timeout, cfg.io_timeout);
   if (!conn)
-    return make_error(ec::unavailable, "cannot reach Redis at "
-                                         + cfg.url.redacted() + ": "
-                                         + error_message(conn.error()));
+    return make_error(ec::unavailable, "cannot reach Redis at " +
+                                           cfg.url.redacted() + ": " +
+                                           error_message(conn.error()));
   // Fails early where scripting is disabled or the server is too old.
   for (size_t i = 0; i < redis_scripts::script_count; ++i)
-    if (auto sha = conn->load_script(
-          redis_scripts::source(static_cast<script>(i)));
+    if (auto sha =
+            conn->load_script(redis_scripts::source(static_cast<script>(i)));
         !sha)
-      return make_error(ec::unavailable, "cannot use Redis at "
-                                           + cfg.url.redacted() + ": "
-                                           + error_message(sha.error()));
+      return make_error(ec::unavailable, "cannot use Redis at " +
+                                             cfg.url.redacted() + ": " +
+                                             error_message(sha.error()));
   log::info("state store: Redis at {}, key prefix '{}'", cfg.url.redacted(),
             cfg.prefix);
   auto hdl = sys.spawn<caf::detached>(redis_store, std::move(cfg));

@@ -25,6 +25,13 @@ int run_node(int argc, char** argv, const node_customization& custom) {
     std::cout << help_text();
     return 0;
   }
+  if (custom.configure) {
+    custom.configure(parsed->opts);
+    if (auto err = validate(parsed->opts)) {
+      std::cerr << "wscluster: " << error_message(err) << '\n';
+      return 2;
+    }
+  }
   // Every thread started from here on inherits the blocked signals, so only
   // sigwait below sees SIGINT and SIGTERM.
   sigset_t stop_signals;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "actors/node.hpp"
+#include "config/options.hpp"
 #include "middleware/middleware.hpp"
 
 #include <functional>
@@ -10,8 +11,12 @@ namespace wsc {
 /// What an application adds to a node before it serves: behaviours, event
 /// actors, middlewares.
 struct node_customization {
+  /// Called once the options are read (command line, config file), before
+  /// the node starts: settings made in code, e.g. a middleware put into
+  /// `handshake_chain`. The result is validated like the command line.
+  std::function<void(options&)> configure;
   /// Called before the node starts: add middlewares by name here and list
-  /// them in `handshake-chain` / `open-chain`.
+  /// them in `handshake-chain` / `open-chain` (by config or `configure`).
   std::function<void(middleware_registry&)> middlewares;
   /// Called once the node serves: spawn behaviours and event actors here.
   std::function<void(caf::actor_system&, node&)> started;

@@ -76,6 +76,10 @@ struct options {
   std::string scheduler_policy = "sharing";
   duration request_timeout{5000};
   std::string web_root = WSC_DEFAULT_WEB_ROOT;
+  /// Frame types whose messages are not stored (at most once), e.g. typing.
+  std::vector<std::string> volatile_types;
+  uint64_t inbox_max_messages = 1000;
+  duration inbox_max_age{24 * 3600 * 1000};
 };
 
 /// The outcome of reading the command line and the config file.

@@ -124,11 +124,25 @@ void http_session::upgrade(http::request<http::string_body> req) {
     --node.open_connections;
     return reject(503, "too many connections");
   }
+  // Durable resume: the device whose cursor to use, or an explicit `since`.
+  auto device = ctx.request.param("device");
+  auto since = ctx.request.param("since");
+  bool since_ok = since.size() <= 18 &&
+                  std::all_of(since.begin(), since.end(),
+                              [](char c) { return c >= '0' && c <= '9'; });
+  if ((!device.empty() && !valid_name(device)) || !since_ok ||
+      (!since.empty() && device.empty())) {
+    --node.open_connections;
+    return reject(400, "malformed device or since (since needs a device)");
+  }
   // From here the WebSocket session owns the counted connection.
   open_context opening;
-  opening.who = conn_ref{node.node_id, node.next_conn_id(), std::move(ctx.uid)};
+  opening.who = conn_ref{node.node_id, node.next_conn_id(), std::move(ctx.uid),
+                         std::move(device)};
   opening.groups = std::move(ctx.groups);
   opening.attributes = std::move(ctx.attributes);
+  if (!since.empty())
+    opening.attributes["since"] = since;
   std::make_shared<websocket_session>(stream_.release_socket(), shared_->sys,
                                       shared_->node)
       ->run(std::move(req), std::move(opening));

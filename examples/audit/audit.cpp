@@ -1,17 +1,13 @@
-// A node with an audit event actor: every REGISTER, LOGOUT, DISCOVER and
-// SHUTDOWN of the node is written to stdout as one JSON line.
-//
-//   build/examples/wsc-audit-node --listen=127.0.0.1:8081 ... > audit.jsonl
-
-#include "actors/messages.hpp"
-#include "actors/node.hpp"
-#include "app/run.hpp"
+#include "audit.hpp"
 
 #include <caf/all.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <iostream>
+
+namespace example {
 
 namespace {
 
@@ -31,6 +27,8 @@ json describe(const char* event, const wsc::conn_ref& who) {
           {"uid", who.uid}};
 }
 
+} // namespace
+
 caf::behavior audit(caf::event_based_actor*) {
   return {
       [](const wsc::register_event& ev) {
@@ -47,13 +45,4 @@ caf::behavior audit(caf::event_based_actor*) {
   };
 }
 
-} // namespace
-
-int main(int argc, char** argv) {
-  wsc::node_customization custom;
-  custom.started = [](caf::actor_system& sys, wsc::node& node) {
-    node.subscribe(sys.spawn(audit), wsc::on_register | wsc::on_logout |
-                                         wsc::on_discover | wsc::on_shutdown);
-  };
-  return wsc::run_node(argc, argv, custom);
-}
+} // namespace example

@@ -6,6 +6,7 @@
 #include "actors/builtins.hpp"
 #include "actors/connection.hpp"
 #include "actors/event_bus.hpp"
+#include "actors/frames.hpp"
 #include "actors/registry.hpp"
 #include "adapters/memory_store.hpp"
 #include "fixture.hpp"
@@ -49,7 +50,7 @@ caf::behavior recorder(caf::event_based_actor*,
 
 struct fixture : test::node_fixture {
   fixture() {
-    store = track(sys.spawn(memory_store));
+    store = track(sys.spawn(memory_store, size_t{1000}, int64_t{3600000}));
     ctx->events = sys.spawn(event_bus, ctx);
     ctx->registry = sys.spawn(registry, ctx, store);
     handler = track(sys.spawn(builtins, ctx));
@@ -61,7 +62,7 @@ struct fixture : test::node_fixture {
   client open(const std::string& uid) {
     auto sink = std::make_shared<test::recording_sink>();
     auto conn = ctx->next_conn_id();
-    open_context opening{conn_ref{ctx->node_id, conn, uid}, {}, {}};
+    open_context opening{conn_ref{ctx->node_id, conn, uid, {}}, {}, {}};
     auto hdl = track(sys.spawn(connection, ctx, sink, opening));
     run();
     client result{hdl, sink, conn};
@@ -282,7 +283,8 @@ CAF_TEST(deliveries for other nodes go out as one batch per node) {
   CAF_CHECK_EQUAL(items, 3u);
   CAF_CHECK_LESS_OR_EQUAL(received.size(), 3u);
   // A batch from a peer reaches the local receivers.
-  delivery d{delivery_kind::message, "zed", {}, "42", 1, {"bob"}};
+  auto d = frames::make_delivery(delivery_kind::message, "zed", "42");
+  d.uids = {"bob"};
   caf::anon_send(ctx->registry, atom::remote_v, delivery_batch{"n2", {d}});
   run();
   auto got = bob.received();

@@ -1,0 +1,21 @@
+// A node with a chat bot: the built-in frame types plus `bot.*`.
+//
+//   build/examples/wsc-bot-node --listen=127.0.0.1:8080
+
+#include "actors/node.hpp"
+#include "app/run.hpp"
+#include "bot.hpp"
+
+#include <caf/all.hpp>
+
+int main(int argc, char** argv) {
+  wsc::node_customization custom;
+  custom.started = [](caf::actor_system&, wsc::node& node) {
+    auto& ctx = *node.context();
+    // Restarted from the same arguments if it ever fails.
+    node.spawn_behaviour("bot.*", example::bot,
+                         wsc::messaging_actor{ctx.registry},
+                         ctx.opts.request_timeout);
+  };
+  return wsc::run_node(argc, argv, custom);
+}

@@ -1,0 +1,140 @@
+"""IM-grade delivery (issue 9): per-uid inboxes, device cursors, resume on
+any node, receipts. A real redis-server, two node processes."""
+
+import unittest
+
+from harness import HarnessMixin
+from test_cluster import ClusterBase
+
+
+def messages(client, count, timeout=5):
+    """The next `count` message frames of a client."""
+    got = []
+    for _ in range(count):
+        got.append(client.wait_for(lambda f: f.get("type") == "message", timeout))
+    return got
+
+
+class DurableClusterTest(ClusterBase):
+    nodes_count = 2
+
+    def send_all(self, sender, to, values):
+        for i, v in enumerate(values):
+            sender.send_json({"type": "send", "id": i, "to": to, "data": v})
+            self.assertEqual(sender.wait_for(lambda f: f.get("id") == i, 5)["type"], "ack")
+
+    def test_two_devices_resume_on_any_node(self):
+        n1, n2 = self.nodes
+        alice = n1.ws("alice")
+        # bob's phone reads the first two, then goes away.
+        phone = n1.ws("bob", query={"device": "phone"})
+        self.assertEqual((phone.welcome["resumed"], phone.welcome["from"], phone.welcome["to"]),
+                         (True, 1, 0))
+        self.send_all(alice, "bob", ["m1", "m2"])
+        live = messages(phone, 2)
+        self.assertEqual([(m["seq"], m["data"]) for m in live], [(1, "m1"), (2, "m2")])
+        msg_ids = [m["msg_id"] for m in live]
+        self.assertTrue(all(msg_ids) and len(set(msg_ids)) == 2, msg_ids)
+        phone.send_json({"type": "read", "id": "r", "seq": 2})
+        self.assertEqual(phone.wait_for(lambda f: f.get("id") == "r", 5)["type"], "ack")
+        phone.close()
+        # Offline for a while: more messages, from both nodes.
+        self.send_all(alice, "bob", ["m3", "m4"])
+        status, _, body = n2.http("POST", "/api/send", {"to": "bob", "data": "m5", "wait_ms": 500})
+        self.assertEqual(status, 200)
+        self.assertEqual(body["receipts"]["bob"], {"connections": 0, "stored": True})
+        # The phone comes back on the other node: 3..5 in order, then live.
+        phone = n2.ws("bob", query={"device": "phone"})
+        self.assertEqual((phone.welcome["resumed"], phone.welcome["from"], phone.welcome["to"]),
+                         (True, 3, 5))
+        got = messages(phone, 3)
+        self.assertEqual([(m["seq"], m["data"]) for m in got], [(3, "m3"), (4, "m4"), (5, "m5")])
+        self.assertEqual(got[0]["from"], "alice")
+        self.assertIsNone(got[2]["from"])
+        # The laptop never confirmed anything: it gets everything.
+        laptop = n1.ws("bob", query={"device": "laptop"})
+        self.assertEqual((laptop.welcome["from"], laptop.welcome["to"]), (1, 5))
+        got = messages(laptop, 5)
+        self.assertEqual([m["seq"] for m in got], [1, 2, 3, 4, 5])
+        self.assertEqual([m["msg_id"] for m in got[:2]], msg_ids)
+        # Live messages now reach both devices once, with the next seq.
+        self.send_all(alice, "bob", ["m6"])
+        for c in (phone, laptop):
+            (m,) = messages(c, 1)
+            self.assertEqual((m["seq"], m["data"]), (6, "m6"))
+            self.assertNoFrame(c, lambda f: f.get("type") == "message", 0.3, "duplicate")
+        # since= overrides the cursor.
+        again = n2.ws("bob", query={"device": "tablet", "since": "4"})
+        self.assertEqual((again.welcome["from"], again.welcome["to"]), (5, 6))
+        self.assertEqual([m["seq"] for m in messages(again, 2)], [5, 6])
+
+    def test_receipts_online_and_offline(self):
+        n1, n2 = self.nodes
+        n1.ws("carol")
+        n2.ws("carol")
+        status, _, body = n2.http("POST", "/api/send",
+                                  {"to": ["carol", "dora"], "data": 1, "wait_ms": 1000})
+        self.assertEqual(status, 200)
+        self.assertEqual(body, {"ok": True, "receipts": {
+            "carol": {"connections": 2, "stored": True},
+            "dora": {"connections": 0, "stored": True}}})
+        status, _, body = n1.http("POST", "/api/send", {"to": "carol", "data": 2})
+        self.assertEqual((status, body), (200, {"ok": True}))
+
+    def test_group_messages_are_stored_per_member(self):
+        n1, n2 = self.nodes
+        ann = n1.ws("ann", query={"device": "d"})
+        ben = n2.ws("ben", query={"device": "d"})
+        for c in (ann, ben):
+            c.send_json({"type": "join", "id": 1, "group": "crew"})
+            c.wait_for(lambda f: f.get("id") == 1, 5)
+        ben.close()
+        ann.send_json({"type": "publish", "id": 2, "group": "crew", "data": "while away"})
+        self.assertEqual(ann.wait_for(lambda f: f.get("id") == 2, 5)["type"], "ack")
+        # ben's last connection closed, so he left the group; what he missed
+        # while a member is what he gets: nothing was sent while he was one
+        # and offline, so reconnecting replays nothing.
+        ben = n2.ws("ben", query={"device": "d"})
+        self.assertEqual((ben.welcome["from"], ben.welcome["to"]), (1, 0))
+        ben.send_json({"type": "join", "id": 3, "group": "crew"})
+        ben.wait_for(lambda f: f.get("id") == 3, 5)
+        ben2 = n1.ws("ben")  # a second connection without a device keeps him online
+        ben.close()
+        ann.send_json({"type": "publish", "id": 4, "group": "crew", "data": "stored"})
+        ann.wait_for(lambda f: f.get("id") == 4, 5)
+        f = ben2.wait_for(lambda f: f.get("type") == "group", 5)
+        self.assertEqual((f["data"], f["seq"]), ("stored", 1))
+        ben = n2.ws("ben", query={"device": "d"})
+        self.assertEqual((ben.welcome["from"], ben.welcome["to"]), (1, 1))
+        g = ben.wait_for(lambda f: f.get("type") == "group", 5)
+        self.assertEqual((g["group"], g["from"], g["data"], g["msg_id"]),
+                         ("crew", "ann", "stored", f["msg_id"]))
+
+
+class DurableLimitsTest(HarnessMixin, unittest.TestCase):
+    def test_retention_and_volatile_types(self):
+        node = self.start_node({"inbox-max-messages": "5"})
+        alice = node.ws("alice")
+        for i in range(8):
+            alice.send_json({"type": "send", "to": "carl", "data": i})
+        for _ in range(8):
+            alice.wait_for(lambda f: f.get("type") == "ack", 5)
+        carl = node.ws("carl", query={"device": "x"})
+        self.assertEqual((carl.welcome["resumed"], carl.welcome["reason"]), (False, "too_old"))
+        got = messages(carl, 5)
+        self.assertEqual([m["data"] for m in got], [3, 4, 5, 6, 7])
+        bad = node.http("GET", "/ws?uid=x&since=abc")  # plain GET: no upgrade
+        self.assertIn(bad[0], (400, 404, 426))
+        quiet = self.start_node({"volatile-types": "send"})
+        a = quiet.ws("a")
+        b = quiet.ws("b", query={"device": "x"})
+        a.send_json({"type": "send", "to": "b", "data": "typing"})
+        m = b.wait_for(lambda f: f.get("type") == "message", 5)
+        self.assertNotIn("seq", m)
+        self.assertNotIn("msg_id", m)
+        b2 = quiet.ws("b", query={"device": "y"})
+        self.assertEqual((b2.welcome["from"], b2.welcome["to"]), (1, 0))
+
+
+if __name__ == "__main__":
+    unittest.main()
