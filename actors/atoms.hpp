@@ -1,7 +1,6 @@
 #pragma once
 
-// -- Atoms and type ids of wscluster
-// -------------------------------------------
+// -- Atoms and type ids of wscluster ------------------------------------------
 //
 // Every message type that may cross to another node has a type id here; the
 // block is registered once, by wsc::actor_config. Atom texts are at most ten

@@ -10,8 +10,7 @@
 
 namespace wsc {
 
-// -- rate_limiter
-// ------------------------------------------------------------------
+// -- rate_limiter -------------------------------------------------------------
 
 rate_limiter::rate_limiter(uint64_t rate, clock::time_point now)
     : rate_(static_cast<double>(rate)),
@@ -37,8 +36,7 @@ rate_limiter::verdict rate_limiter::take(clock::time_point now) {
                                                      : verdict::refuse;
 }
 
-// -- connection_state
-// ----------------------------------------------------------------
+// -- connection_state ---------------------------------------------------------
 
 namespace {
 
@@ -121,8 +119,7 @@ void connection_state::handle(std::string text) {
           });
 }
 
-// -- behaviour
-// -------------------------------------------------------------------------
+// -- behaviour ----------------------------------------------------------------
 
 connection_actor::behavior_type
 connection(connection_actor::stateful_pointer<connection_state> self,

@@ -1,7 +1,6 @@
 #pragma once
 
-// -- Encoding of server frames
-// -------------------------------------------------
+// -- Encoding of server frames ------------------------------------------------
 //
 // Outgoing frames are built by appending JSON text: the payload `data` is
 // already JSON text and is copied in, never parsed again.

@@ -10,8 +10,7 @@
 
 namespace wsc {
 
-// -- registry_state
-// ------------------------------------------------------------------
+// -- registry_state -----------------------------------------------------------
 
 void registry_state::write(local_connection& conn, uint64_t seq,
                            const frame_ptr& frame) {
@@ -212,8 +211,7 @@ void registry_state::remove(const std::string& conn_id) {
     self->send(events, logout_event{std::move(who)});
 }
 
-// -- behaviour
-// -------------------------------------------------------------------------
+// -- behaviour ----------------------------------------------------------------
 
 registry_actor::behavior_type
 registry(registry_actor::stateful_pointer<registry_state> self,
@@ -234,8 +232,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
   // Replies with a route table for `uids`, or with the store's error.
   auto timeout = st.node->opts.request_timeout;
   return {
-      // -- connections
-      // -------------------------------------------------------------
+      // -- connections --------------------------------------------------------
       [self, timeout](atom::register_conn, conn_ref& who,
                       connection_actor& handle,
                       int64_t since) -> caf::result<atom::ok> {
@@ -291,8 +288,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         return rp;
       },
       [self](atom::unregister, conn_ref& who) { self->state.remove(who.conn); },
-      // -- messaging
-      // -----------------------------------------------------------------
+      // -- messaging ----------------------------------------------------------
       [self](atom::send, delivery& d) -> caf::result<delivery_report> {
         return self->state.send(std::move(d));
       },
@@ -396,8 +392,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
                 });
         return rp;
       },
-      // -- peers
-      // -----------------------------------------------------------------------
+      // -- peers --------------------------------------------------------------
       [self](atom::remote, delivery_batch& batch) {
         auto& st = self->state;
         st.node->metrics.count_remote_in(batch.origin, batch.items.size());
@@ -438,8 +433,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         }
         st.outbox.clear();
       },
-      // -- lifecycle
-      // -------------------------------------------------------------------
+      // -- lifecycle ----------------------------------------------------------
       [self](atom::drain, uint32_t period_ms) -> atom::ok {
         auto& st = self->state;
         std::mt19937 rng{std::random_device{}()};

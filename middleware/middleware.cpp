@@ -10,8 +10,7 @@
 
 namespace wsc {
 
-// -- handshake_request
-// ---------------------------------------------------------
+// -- handshake_request --------------------------------------------------------
 
 namespace {
 
@@ -82,8 +81,7 @@ handshake_request handshake_request::from_target(std::string method,
   return req;
 }
 
-// -- default middleware hooks
-// ---------------------------------------------------
+// -- default middleware hooks -------------------------------------------------
 
 handshake_middleware::~handshake_middleware() = default;
 
@@ -107,8 +105,7 @@ void open_middleware::after(open_context&,
   // nop
 }
 
-// -- chains
-// --------------------------------------------------------------------
+// -- chains -------------------------------------------------------------------
 
 std::optional<http_rejection>
 handshake_chain::run(handshake_context& ctx) const {
@@ -143,8 +140,7 @@ void open_chain::leave(open_context& ctx,
     (*i)->after(ctx, refused);
 }
 
-// -- built-in middlewares
-// ---------------------------------------------------------
+// -- built-in middlewares -----------------------------------------------------
 
 bool valid_name(std::string_view name) {
   if (name.empty() || name.size() > 128)
@@ -242,8 +238,7 @@ private:
 
 } // namespace
 
-// -- middleware_registry
-// ----------------------------------------------------------
+// -- middleware_registry ------------------------------------------------------
 
 middleware_registry::middleware_registry() {
   add_handshake("origin", [](const options& opts) {
