@@ -82,6 +82,7 @@ void connection_state::handle(std::string text) {
   auto frame = frames::parse_client(text, id);
   if (!frame)
     return fail(id, to_ec(frame.error()), error_message(frame.error()));
+  node->metrics.count_frame(frame->type);
   auto handler = node->behaviours.find(frame->type);
   if (!handler)
     return fail(id, ec::unknown_type,

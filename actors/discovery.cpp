@@ -12,9 +12,14 @@ namespace wsc {
 void discovery_state::heartbeat() {
   self_info.connections = static_cast<uint32_t>(node->open_connections.load());
   self_info.last_heartbeat_ms = frames::now_ms();
+  auto sent = std::chrono::steady_clock::now();
   self->request(store, node->opts.request_timeout, atom::node_v, self_info)
       .then(
-          [this](bool fresh) {
+          [this, sent](bool fresh) {
+            node->metrics.observe_store_rtt(
+                std::chrono::duration<double, std::milli>(
+                    std::chrono::steady_clock::now() - sent)
+                    .count());
             // The store lost this node's entry (or was unreachable): it may
             // have lost bindings too.
             if (fresh || !node->store_healthy)
@@ -66,6 +71,7 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
     if (info.id == node->node_id)
       continue;
     listed.insert(info.id);
+    node->metrics.set_peer_heartbeat_age(info.id, now - info.last_heartbeat_ms);
     auto& peer = peers[info.id];
     if (peer.info.incarnation != info.incarnation) {
       // A new node, or a restart under the same id.
@@ -194,6 +200,7 @@ void discovery_state::peer_gone(const std::string& id, uint64_t incarnation,
     peers.erase(i);
   }
   self->send(node->registry, atom::peer_down_v, id);
+  node->metrics.forget_peer(id);
   if (!reported_down.emplace(id, incarnation).second)
     return;
   log::info("SHUTDOWN node {} ({})", id, reason);

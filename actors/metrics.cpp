@@ -26,6 +26,33 @@ void node_metrics::count_error(ec code) {
     ++errors[index];
 }
 
+void node_metrics::count_frame(const std::string& type) {
+  size_t i = 0;
+  while (i < counted_types.size() && type != counted_types[i])
+    ++i;
+  ++frames_in_by_type[i];
+}
+
+void node_metrics::observe_store_rtt(double ms) {
+  std::lock_guard guard{peers_mtx_};
+  for (size_t i = 0; i < rtt_buckets_ms.size(); ++i)
+    if (ms <= rtt_buckets_ms[i])
+      ++rtt_counts_[i];
+  ++rtt_count_;
+  rtt_sum_ms_ += ms;
+}
+
+void node_metrics::set_peer_heartbeat_age(const std::string& peer,
+                                          int64_t age_ms) {
+  std::lock_guard guard{peers_mtx_};
+  heartbeat_age_ms_[peer] = age_ms;
+}
+
+void node_metrics::forget_peer(const std::string& peer) {
+  std::lock_guard guard{peers_mtx_};
+  heartbeat_age_ms_.erase(peer);
+}
+
 void node_metrics::count_remote(const std::string& peer, size_t items) {
   std::lock_guard guard{peers_mtx_};
   auto& t = peers_[peer];
@@ -87,7 +114,27 @@ std::string node_metrics::render(uint64_t connections, bool draining,
   for (size_t i = 1; i < errors.size(); ++i)
     out << "wscluster_errors_total{code=\"" << to_string(static_cast<ec>(i))
         << "\"} " << errors[i] << '\n';
+  family(out, "wscluster_frames_in_by_type_total", "counter",
+         "Client frames read, by frame type.");
+  for (size_t i = 0; i <= counted_types.size(); ++i)
+    out << "wscluster_frames_in_by_type_total{type=\""
+        << (i < counted_types.size() ? counted_types[i] : "other") << "\"} "
+        << frames_in_by_type[i] << '\n';
   std::lock_guard guard{peers_mtx_};
+  family(out, "wscluster_store_rtt_seconds", "histogram",
+         "Round trips to the state store (heartbeats), in seconds.");
+  for (size_t i = 0; i < rtt_buckets_ms.size(); ++i)
+    out << "wscluster_store_rtt_seconds_bucket{le=\""
+        << rtt_buckets_ms[i] / 1000.0 << "\"} " << rtt_counts_[i] << '\n';
+  out << "wscluster_store_rtt_seconds_bucket{le=\"+Inf\"} " << rtt_count_
+      << '\n'
+      << "wscluster_store_rtt_seconds_sum " << rtt_sum_ms_ / 1000.0 << '\n'
+      << "wscluster_store_rtt_seconds_count " << rtt_count_ << '\n';
+  family(out, "wscluster_peer_heartbeat_age_seconds", "gauge",
+         "Age of each peer's last heartbeat, as last seen in the store.");
+  for (auto& [peer, age] : heartbeat_age_ms_)
+    out << "wscluster_peer_heartbeat_age_seconds{peer=\"" << peer << "\"} "
+        << static_cast<double>(age) / 1000.0 << '\n';
   family(out, "wscluster_remote_batches_total", "counter",
          "Delivery batches exchanged with peer nodes (one BASP message each).");
   for (auto& [peer, t] : peers_)

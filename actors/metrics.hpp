@@ -32,9 +32,32 @@ public:
   /// Error frames sent to clients, by error code.
   std::array<counter, 10> errors{};
 
+  /// The frame types counted by name in `frames_in_by_type`; others count
+  /// as "other" (user types are unbounded: no label per type).
+  static constexpr std::array<const char*, 9> counted_types{
+      "send",    "broadcast", "join", "leave", "publish",
+      "members", "presence",  "ping", "read"};
+  std::array<counter, counted_types.size() + 1> frames_in_by_type{};
+
+  /// Upper bounds (ms) of the buckets of the state store round-trip time.
+  static constexpr std::array<double, 11> rtt_buckets_ms{
+      0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000};
+
   void count_rejection(unsigned status);
 
   void count_error(ec code);
+
+  /// Counts a client frame of `type`.
+  void count_frame(const std::string& type);
+
+  /// Records a round trip to the state store (a heartbeat).
+  void observe_store_rtt(double ms);
+
+  /// Sets the age of a peer's last heartbeat as the store reported it.
+  void set_peer_heartbeat_age(const std::string& peer, int64_t age_ms);
+
+  /// Forgets a peer's gauges (it left the cluster).
+  void forget_peer(const std::string& peer);
 
   /// Counts a delivery batch of `items` deliveries sent to `peer`.
   void count_remote(const std::string& peer, size_t items);
@@ -56,6 +79,10 @@ private:
   };
   mutable std::mutex peers_mtx_;
   std::map<std::string, peer_traffic> peers_;
+  std::map<std::string, int64_t> heartbeat_age_ms_;
+  std::array<uint64_t, rtt_buckets_ms.size()> rtt_counts_{};
+  uint64_t rtt_count_ = 0;
+  double rtt_sum_ms_ = 0;
 };
 
 } // namespace wsc
