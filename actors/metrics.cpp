@@ -106,6 +106,12 @@ std::string node_metrics::render(uint64_t connections, bool draining,
   family(out, "wscluster_deliveries_local_total", "counter",
          "Frames delivered to connections of this node.");
   out << "wscluster_deliveries_local_total " << deliveries_local << '\n';
+  family(out, "wscluster_frames_out_by_type_total", "counter",
+         "Delivered frames written to local connections, by frame type.");
+  static constexpr const char* kinds[] = {"message", "broadcast", "group"};
+  for (size_t i = 0; i < deliveries_by_kind.size(); ++i)
+    out << "wscluster_frames_out_by_type_total{type=\"" << kinds[i] << "\"} "
+        << deliveries_by_kind[i] << '\n';
   family(out, "wscluster_queue_overflows_total", "counter",
          "Connections closed because their send queue overflowed.");
   out << "wscluster_queue_overflows_total " << queue_overflows << '\n';

@@ -27,6 +27,8 @@ public:
   counter frames_out{0};
   /// Frames written to local connections for deliveries.
   counter deliveries_local{0};
+  /// The same by frame type: message, broadcast, group.
+  std::array<counter, 3> deliveries_by_kind{};
   /// Connections closed because their send queue overflowed.
   counter queue_overflows{0};
   /// Error frames sent to clients, by error code.

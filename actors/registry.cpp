@@ -59,6 +59,9 @@ uint32_t registry_state::deliver_local(const delivery& d,
     }
   }
   node->metrics.deliveries_local += written;
+  if (auto kind = static_cast<size_t>(d.kind);
+      kind < node->metrics.deliveries_by_kind.size())
+    node->metrics.deliveries_by_kind[kind] += written;
   return written;
 }
 
