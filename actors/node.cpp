@@ -75,7 +75,8 @@ node::~node() {
 
 caf::expected<std::unique_ptr<node>>
 node::start(caf::actor_system& sys, options opts,
-            const middleware_registry& middlewares) {
+            const middleware_registry& middlewares,
+            const state_store_factory& custom_store) {
   auto ctx = std::make_shared<node_context>(std::move(opts));
   auto chain = middlewares.make_handshake_chain(ctx->opts);
   if (!chain)
@@ -84,7 +85,8 @@ node::start(caf::actor_system& sys, options opts,
   if (!open)
     return std::move(open.error());
   ctx->open = std::move(*open);
-  auto store = spawn_store(sys, *ctx);
+  auto store = custom_store.make ? custom_store.make(sys, ctx->opts)
+                                 : spawn_store(sys, *ctx);
   if (!store)
     return std::move(store.error());
   std::unique_ptr<node> result{new node(sys, ctx)};
@@ -92,7 +94,8 @@ node::start(caf::actor_system& sys, options opts,
   ctx->events = sys.spawn(event_bus, ctx);
   ctx->registry = sys.spawn(registry, ctx, *store);
   std::string cluster_address;
-  bool clustered = ctx->opts.state == "redis";
+  bool clustered =
+      custom_store.make ? custom_store.shared : ctx->opts.state == "redis";
   if (clustered) {
     auto addr = publish_registry(sys, *ctx);
     if (!addr)

@@ -11,6 +11,7 @@
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -19,6 +20,20 @@
 namespace wsc {
 
 class server;
+
+/// Makes a node's STATE_STORE instead of the built-in ones. The store must
+/// implement every message of `state_store_actor` with the duties written
+/// there (atomic multi-key changes, one answer per request, `unavailable`
+/// while its backend is unreachable); adapters/memory_store.cpp and
+/// adapters/redis_store.cpp are the two reference implementations.
+struct state_store_factory {
+  std::function<caf::expected<state_store_actor>(caf::actor_system&,
+                                                 const options&)>
+      make;
+  /// The store is shared by several nodes: the node joins a cluster
+  /// (publishes itself on cluster-listen, finds peers in the store).
+  bool shared = false;
+};
 
 /// A running node: its actors, its state store, its listener, its lifecycle.
 /// The node binary is this class plus the built-in behaviours; embedding
@@ -29,9 +44,12 @@ public:
 
   /// Starts a node on `sys` (whose config is an actor_config). Fails with a
   /// one-line reason: a port in use, an unreachable Redis, a bad chain.
+  /// A `store` with a `make` function replaces the built-in state stores
+  /// (memory, Redis) with the application's own.
   static caf::expected<std::unique_ptr<node>>
   start(caf::actor_system& sys, options opts,
-        const middleware_registry& middlewares = middleware_registry{});
+        const middleware_registry& middlewares = middleware_registry{},
+        const state_store_factory& store = state_store_factory{});
 
   const node_context_ptr& context() const { return ctx_; }
 

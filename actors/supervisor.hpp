@@ -17,14 +17,14 @@ namespace wsc {
 /// Makes a behaviour actor; called again to replace one that failed.
 using behaviour_factory = std::function<behaviour_actor(caf::actor_system&)>;
 
+// TODO: move into actors.hpp with the other interfaces (a file the lead was
+// editing when this was written).
 /// Watches one behaviour actor, for every frame type it is registered for.
 /// When the behaviour terminates (it threw, was killed, or quit), the
 /// SUPERVISOR logs an error and spawns a replacement from the factory, which
 /// takes the old handle's place in the behaviour table; without a factory it
 /// removes the behaviour's registrations. Stopping the SUPERVISOR stops the
 /// behaviour it watches.
-// TODO: move into actors.hpp with the other interfaces (a file the lead was
-// editing when this was written).
 using supervisor_actor = caf::typed_actor<
     // Answers how many times the behaviour has been replaced.
     caf::replies_to<atom::status>::with<uint32_t>,

@@ -47,7 +47,8 @@ int run_node(int argc, char** argv, const node_customization& custom) {
   actor_config cfg;
   cfg.apply(parsed->opts);
   caf::actor_system sys{cfg};
-  auto started = node::start(sys, std::move(parsed->opts), middlewares);
+  auto started =
+      node::start(sys, std::move(parsed->opts), middlewares, custom.store);
   if (!started) {
     std::cerr << "wscluster: " << error_message(started.error()) << '\n';
     std::_Exit(1); // do not wait for half-started actors

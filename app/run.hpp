@@ -11,6 +11,9 @@ namespace wsc {
 /// What an application adds to a node before it serves: behaviours, event
 /// actors, middlewares.
 struct node_customization {
+  /// Replaces the built-in state stores when `store.make` is set.
+  state_store_factory store;
+
   /// Called once the options are read (command line, config file), before
   /// the node starts: settings made in code, e.g. a middleware put into
   /// `handshake_chain`. The result is validated like the command line.
