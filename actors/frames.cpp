@@ -196,8 +196,34 @@ std::string reply(const nlohmann::json& answer, std::string_view id) {
   return copy.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+bool json_depth_ok(std::string_view text) {
+  size_t depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    auto c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_json_depth)
+        return false;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return true;
+}
+
 caf::expected<client_frame> parse_client(std::string_view text,
                                          std::string& id) {
+  if (!json_depth_ok(text))
+    return make_error(ec::bad_json, "frame nests deeper than " +
+                                        std::to_string(max_json_depth) +
+                                        " levels");
   auto parsed = nlohmann::json::parse(text, nullptr, false);
   if (parsed.is_discarded())
     return make_error(ec::bad_json, "frame is not valid JSON");

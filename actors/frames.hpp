@@ -26,6 +26,15 @@ struct client_frame {
   std::string type;
 };
 
+/// The deepest nesting of arrays and objects a client may send. nlohmann's
+/// parser copes with any depth, but serializing recurses once per level: a
+/// 64 KB frame of nested arrays would overflow the stack.
+constexpr size_t max_json_depth = 64;
+
+/// Whether `text` nests arrays and objects at most `max_json_depth` deep
+/// (a scan that skips string contents; validity is the parser's job).
+bool json_depth_ok(std::string_view text);
+
 /// Parses a client frame and checks what every frame needs: a JSON object
 /// with a string `type` and, if any, a string or number `id`. Writes the
 /// `id` (as JSON text) to `id` as soon as it is known, so that errors can

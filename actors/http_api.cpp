@@ -125,6 +125,8 @@ http_api(http_api_actor::stateful_pointer<http_api_state> self,
           return respond(error_answer(401, "missing or wrong API key"));
         json body;
         if (post) {
+          if (!frames::json_depth_ok(req.body))
+            return respond(error_answer(400, "body nests too deep"));
           body = json::parse(req.body, nullptr, false);
           if (body.is_discarded() || !body.is_object())
             return respond(error_answer(400, "body must be a JSON object"));

@@ -22,10 +22,6 @@ namespace wsc {
 
 namespace {
 
-bool is_loopback(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
-}
-
 /// Spawns the state store the options ask for, and checks it answers.
 caf::expected<state_store_actor> spawn_store(caf::actor_system& sys,
                                              const node_context& ctx) {
@@ -40,12 +36,12 @@ caf::expected<state_store_actor> spawn_store(caf::actor_system& sys,
 caf::expected<std::string> publish_registry(caf::actor_system& sys,
                                             const node_context& ctx) {
   auto& opts = ctx.opts;
-  if (!opts.cluster_insecure && opts.cluster_tls_cert.empty() &&
-      !is_loopback(opts.cluster_listen.host))
-    return caf::make_error(caf::sec::invalid_argument,
-                           "refusing plain node-to-node traffic on " +
-                               opts.cluster_listen.to_string() +
-                               ": set cluster-tls-* or cluster-insecure=true");
+  // validate() refused plain traffic off loopback without cluster-insecure.
+  if (opts.cluster_tls_cert.empty() && !is_loopback(opts.cluster_listen.host))
+    log::warn("cluster-insecure=true: node-to-node traffic on {} is neither "
+              "encrypted nor authenticated; anyone who reaches it can inject "
+              "deliveries",
+              opts.cluster_listen.to_string());
   auto port =
       opts.cluster_tls_cert.empty()
           ? sys.middleman().publish(ctx.registry, opts.cluster_listen.port,
@@ -114,8 +110,19 @@ node::start(caf::actor_system& sys, options opts,
   if (!srv)
     return std::move(srv.error());
   result->server_ = std::move(*srv);
+  // Heartbeats must not wait behind a backlog of deliveries: with Redis they
+  // get a connection of their own, or a busy node would miss its lease and
+  // be declared down while alive.
+  auto control_store = *store;
+  if (!custom_store.make && ctx->opts.state == "redis") {
+    auto second = spawn_redis_store(sys, ctx->opts);
+    if (!second)
+      return std::move(second.error());
+    control_store = *second;
+    result->control_store_ = control_store;
+  }
   ctx->discovery =
-      sys.spawn(discovery, ctx, *store, clustered, cluster_address);
+      sys.spawn(discovery, ctx, control_store, clustered, cluster_address);
   result->discovery_ = ctx->discovery;
   result->server_->start(ctx->opts.io_threads);
   log::info("wscluster node {} started: listen={} state={}{} auth={}",
@@ -124,6 +131,9 @@ node::start(caf::actor_system& sys, options opts,
             ctx->opts.state,
             clustered ? " cluster=" + cluster_address : std::string{},
             ctx->opts.auth);
+  if (ctx->opts.auth == "jwt" && ctx->opts.jwt_secret.size() < 32)
+    log::warn("jwt-secret is shorter than 32 bytes: HS256 secrets should be "
+              "long and random");
   if (ctx->opts.auth == "none" && !is_loopback(ctx->opts.listen.host))
     log::warn("auth=none on a non-loopback address: any client can claim any "
               "uid; use auth=jwt in production");
@@ -191,8 +201,10 @@ void node::stop() {
        {caf::actor_cast<caf::actor>(ctx_->registry),
         caf::actor_cast<caf::actor>(ctx_->events),
         caf::actor_cast<caf::actor>(ctx_->discovery),
-        caf::actor_cast<caf::actor>(api_), caf::actor_cast<caf::actor>(store_)})
-    self->send_exit(hdl, caf::exit_reason::user_shutdown);
+        caf::actor_cast<caf::actor>(api_), caf::actor_cast<caf::actor>(store_),
+        caf::actor_cast<caf::actor>(control_store_)})
+    if (hdl)
+      self->send_exit(hdl, caf::exit_reason::user_shutdown);
   for (auto& hdl : adopted_)
     self->send_exit(hdl, caf::exit_reason::user_shutdown);
   adopted_.clear();

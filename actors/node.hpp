@@ -106,6 +106,8 @@ private:
   caf::actor_system& sys_;
   node_context_ptr ctx_;
   state_store_actor store_;
+  /// The store's second connection for heartbeats (Redis only).
+  state_store_actor control_store_;
   discovery_actor discovery_;
   http_api_actor api_;
   std::unique_ptr<server> server_;

@@ -241,7 +241,8 @@ registry(registry_actor::stateful_pointer<registry_state> self,
                       int64_t since) -> caf::result<atom::ok> {
         auto& st = self->state;
         self->monitor(handle);
-        st.connections.emplace(who.conn, local_connection{who, handle, false, {}});
+        st.connections.emplace(who.conn,
+                               local_connection{who, handle, false, {}});
         st.conns_by_uid[who.uid].push_back(who.conn);
         auto rp = self->make_response_promise<atom::ok>();
         // Opens the connection whether or not the store answers: during an

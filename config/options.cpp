@@ -4,6 +4,9 @@
 
 #include <caf/sec.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <cctype>
 #include <fstream>
@@ -239,13 +242,13 @@ const std::vector<option_spec>& option_table() {
       {"request-timeout", "5s", "timeout of every request between actors",
        duration_field(&options::request_timeout)},
       {"volatile-types", "-",
-     "frame types not stored in inboxes (at most once), e.g. publish,typing",
-     list_field(&options::volatile_types)},
-    {"inbox-max-messages", "1000", "messages kept per uid inbox",
-     uint_field(&options::inbox_max_messages, 1, 10'000'000)},
-    {"inbox-max-age", "24h", "age after which inbox messages may be dropped",
-     duration_field(&options::inbox_max_age)},
-    {"web-root", "the source tree's web/",
+       "frame types not stored in inboxes (at most once), e.g. publish,typing",
+       list_field(&options::volatile_types)},
+      {"inbox-max-messages", "1000", "messages kept per uid inbox",
+       uint_field(&options::inbox_max_messages, 1, 10'000'000)},
+      {"inbox-max-age", "24h", "age after which inbox messages may be dropped",
+       duration_field(&options::inbox_max_age)},
+      {"web-root", "the source tree's web/",
        "folder of the demo (/), the dashboard (/dashboard) and their assets",
        text_field(&options::web_root)},
   };
@@ -415,6 +418,17 @@ parse_options(const std::vector<std::string>& args) {
   return result;
 }
 
+bool is_loopback(const std::string& host) {
+  if (host == "localhost")
+    return true;
+  in_addr v4;
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1)
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6;
+  return inet_pton(AF_INET6, host.c_str(), &v6) == 1 &&
+         IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
 caf::error validate(const options& opts) {
   if (opts.state == "redis" && !opts.has_redis)
     return invalid("state=redis needs --redis=redis://host:port");
@@ -425,6 +439,11 @@ caf::error validate(const options& opts) {
   if (tls != 0 && tls != 3)
     return invalid("cluster-tls-cert, cluster-tls-key and cluster-tls-ca go "
                    "together: give all three or none");
+  if (opts.state == "redis" && tls == 0 && !opts.cluster_insecure &&
+      !is_loopback(opts.cluster_listen.host))
+    return invalid("refusing plain node-to-node traffic on " +
+                   opts.cluster_listen.to_string() +
+                   ": set cluster-tls-cert/key/ca or cluster-insecure=true");
   if (opts.heartbeat.count() < 50)
     return invalid("heartbeat must be at least 50ms");
   if (opts.node_timeout < 2 * opts.heartbeat)

@@ -100,6 +100,9 @@ caf::error validate(const options& opts);
 /// Every option with its default and meaning, for `--help`.
 std::string help_text();
 
+/// Whether `host` is a loopback address (127.0.0.0/8, ::1) or `localhost`.
+bool is_loopback(const std::string& host);
+
 /// Parses a duration written `500ms`, `1s`, `2min` or `1h`.
 caf::expected<options::duration> parse_duration(const std::string& text);
 

@@ -109,13 +109,13 @@ caf::expected<jwt_claims> verify_jwt(std::string_view token,
     return reject("malformed token");
   jwt_claims claims;
   auto exp = payload.find("exp");
-  if (exp == payload.end() || !exp->is_number())
-    return reject("token has no exp");
+  if (exp == payload.end() || !exp->is_number_integer())
+    return reject("token has no valid exp");
   claims.exp = exp->get<int64_t>();
   if (claims.exp <= now_s)
     return reject("token expired");
   if (auto nbf = payload.find("nbf"); nbf != payload.end()) {
-    if (!nbf->is_number())
+    if (!nbf->is_number_integer())
       return reject("malformed nbf");
     if (nbf->get<int64_t>() > now_s)
       return reject("token not yet valid");

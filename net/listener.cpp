@@ -2,11 +2,14 @@
 
 #include "util/log.hpp"
 
+#include <algorithm>
+
 namespace wsc::net {
 
 listener::listener(asio::io_context& ioc,
                    std::shared_ptr<const http_shared> shared)
-    : ioc_(ioc), acceptor_(asio::make_strand(ioc)), shared_(std::move(shared)) {
+    : ioc_(ioc), acceptor_(asio::make_strand(ioc)),
+      retry_(acceptor_.get_executor()), shared_(std::move(shared)) {
   // nop
 }
 
@@ -37,10 +40,13 @@ void listener::stop() {
   asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
     beast::error_code ec;
     self->acceptor_.close(ec);
+    self->retry_.cancel();
   });
 }
 
 void listener::do_accept() {
+  if (!acceptor_.is_open())
+    return;
   acceptor_.async_accept(
       asio::make_strand(ioc_),
       beast::bind_front_handler(&listener::on_accept, shared_from_this()));
@@ -49,15 +55,25 @@ void listener::do_accept() {
 void listener::on_accept(beast::error_code ec, tcp::socket socket) {
   if (ec == asio::error::operation_aborted || !acceptor_.is_open())
     return;
-  if (ec) {
-    // Out of file descriptors and the like: keep accepting, say why.
-    log::warn("accept failed: {}", ec.message());
-  } else {
+  if (!ec) {
+    backoff_ = std::chrono::milliseconds{0};
     beast::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
     std::make_shared<http_session>(std::move(socket), shared_)->run();
+    do_accept();
+    return;
   }
-  do_accept();
+  // Out of file descriptors and the like: retrying at once would spin. Back
+  // off (100 ms doubling up to 1 s) and log once per pause.
+  backoff_ = std::clamp(backoff_ * 2, std::chrono::milliseconds{100},
+                        std::chrono::milliseconds{1000});
+  log::warn("accept failed: {}; pausing accepts for {}ms", ec.message(),
+            backoff_.count());
+  retry_.expires_after(backoff_);
+  retry_.async_wait([self = shared_from_this()](beast::error_code err) {
+    if (!err)
+      self->do_accept();
+  });
 }
 
 } // namespace wsc::net

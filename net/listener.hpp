@@ -28,6 +28,9 @@ private:
 
   asio::io_context& ioc_;
   tcp::acceptor acceptor_;
+  /// Paces accepts after errors (e.g. out of file descriptors).
+  asio::steady_timer retry_;
+  std::chrono::milliseconds backoff_{0};
   std::shared_ptr<const http_shared> shared_;
 };
 

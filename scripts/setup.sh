@@ -12,6 +12,8 @@ packages=(
   redis-server python3 procps openssl
   # browser tests of the demo and dashboard
   chromium
+  # fuzzing (libFuzzer) and the RFC 6455 reference server (Beast's examples)
+  clang libclang-rt-14-dev libboost1.81-doc
 )
 # The JS client and browser tests need Node.js (>= 20 on the machines we
 # test on); Debian's own is only installed where there is none.

@@ -6,5 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
-cd build
-ctest --output-on-failure --timeout 600 -j "${WSC_TEST_JOBS:-2}" "$@"
+(cd build && ctest --output-on-failure --timeout 900 -j "${WSC_TEST_JOBS:-2}" "$@")
+# The same unit and integration tests under ASan + UBSan, in build-asan/.
+if [ -z "${WSC_SKIP_SANITIZE:-}" ]; then
+  WSC_ASAN_JOBS=${WSC_ASAN_JOBS:-2} scripts/sanitize.sh
+fi
