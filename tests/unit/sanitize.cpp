@@ -23,6 +23,7 @@
 extern "C" int __asan_address_is_poisoned(void const volatile* addr);
 #endif
 
+#ifdef WSC_SANITIZE
 namespace {
 
 bool runtime_has(const char* symbol) {
@@ -30,6 +31,7 @@ bool runtime_has(const char* symbol) {
 }
 
 } // namespace
+#endif
 
 CAF_TEST(the sanitizer configuration is what the build says) {
 #ifdef WSC_SANITIZE
@@ -49,6 +51,5 @@ CAF_TEST(the sanitizer configuration is what the build says) {
 #else
   CAF_MESSAGE(
       "not a sanitizer build (WSC_SANITIZE undefined): nothing to check");
-  CAF_CHECK(true);
 #endif
 }
