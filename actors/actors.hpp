@@ -55,8 +55,9 @@ using behaviour_actor = caf::typed_actor<
 /// What one node offers the other nodes of the cluster. Published on
 /// `cluster-listen`.
 using peer_actor = caf::typed_actor<
-    // Deliveries for connections on this node, one BASP message per batch.
-    caf::reacts_to<atom::remote, delivery_batch>,
+    // Deliveries for connections on this node, one BASP message per batch;
+    // the answer is the credit for the next batch (BASP has no flow control).
+    caf::replies_to<atom::remote, delivery_batch>::with<atom::ok>,
     // A peer says it is stopping or has declared a node down.
     caf::reacts_to<shutdown_event>,
     // Liveness probe; answers this node's id and incarnation.

@@ -67,9 +67,55 @@ uint32_t registry_state::deliver_local(const delivery& d,
 
 void registry_state::enqueue_remote(const std::string& peer, delivery d) {
   auto& batch = outbox[peer];
-  if (batch.items.empty() && outbox.size() == 1)
-    self->send(self, caf::flush_atom::value);
+  if (batch.items.size() >= max_queued) {
+    ++undeliverable; // a peer that stopped confirming: do not grow forever
+    return;
+  }
   batch.items.push_back(std::move(d));
+  if (!flush_scheduled) {
+    // Everything routed in this turn of the mailbox goes in one batch.
+    flush_scheduled = true;
+    self->send(self, caf::flush_atom::value);
+  }
+}
+
+void registry_state::flush() {
+  flush_scheduled = false;
+  for (auto i = outbox.begin(); i != outbox.end();) {
+    auto& [peer, batch] = *i;
+    auto p = peers.find(peer);
+    if (p == peers.end()) {
+      undeliverable += batch.items.size();
+      i = outbox.erase(i);
+      continue;
+    }
+    if (batch.items.empty() || in_flight[peer] >= max_in_flight) {
+      ++i;
+      continue;
+    }
+    batch.origin = node->node_id;
+    node->metrics.count_remote(peer, batch.items.size());
+    ++in_flight[peer];
+    auto name = peer;
+    self->request(p->second, node->opts.request_timeout, atom::remote_v,
+                  std::move(batch))
+        .then(
+            [this, name](atom::ok) {
+              if (in_flight[name] > 0)
+                --in_flight[name];
+              if (auto j = outbox.find(name); j != outbox.end() &&
+                                              !j->second.items.empty() &&
+                                              !flush_scheduled)
+                flush();
+            },
+            [this, name](caf::error& err) {
+              if (in_flight[name] > 0)
+                --in_flight[name];
+              log::warn("delivery batch to node {} failed: {}", name,
+                        error_message(err));
+            });
+    i = outbox.erase(i);
+  }
 }
 
 void registry_state::route(delivery d, const route_table& routes) {
@@ -403,6 +449,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         for (auto& d : batch.items)
           st.deliver_local(d, d.kind == delivery_kind::broadcast ? nullptr
                                                                  : &d.uids);
+        return atom::ok_v;
       },
       [self](shutdown_event& ev) {
         // DISCOVERY decides what a peer's SHUTDOWN means for this node.
@@ -422,21 +469,9 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       [self](atom::peer_down, std::string& peer) {
         self->state.peers.erase(peer);
         self->state.outbox.erase(peer);
+        self->state.in_flight.erase(peer);
       },
-      [self](caf::flush_atom) {
-        auto& st = self->state;
-        for (auto& [peer, batch] : st.outbox) {
-          auto i = st.peers.find(peer);
-          if (i == st.peers.end()) {
-            st.undeliverable += batch.items.size();
-            continue;
-          }
-          batch.origin = st.node->node_id;
-          st.node->metrics.count_remote(peer, batch.items.size());
-          self->send(i->second, atom::remote_v, std::move(batch));
-        }
-        st.outbox.clear();
-      },
+      [self](caf::flush_atom) { self->state.flush(); },
       // -- lifecycle ----------------------------------------------------------
       [self](atom::drain, uint32_t period_ms) -> atom::ok {
         auto& st = self->state;

@@ -34,6 +34,13 @@ struct registry_state {
   std::unordered_map<std::string, peer_actor> peers;
   /// Deliveries for peer nodes, sent as one batch per node on `flush`.
   std::unordered_map<std::string, delivery_batch> outbox;
+  /// Batches sent to each peer and not yet confirmed. At `max_in_flight`
+  /// the outbox of that peer waits; past `max_queued` deliveries it drops
+  /// (durable messages stay in the receivers' inboxes).
+  std::unordered_map<std::string, uint32_t> in_flight;
+  static constexpr uint32_t max_in_flight = 16;
+  static constexpr size_t max_queued = 50'000;
+  bool flush_scheduled = false;
   /// Deliveries to nodes that were not reachable (counted; durable ones stay
   /// in the receivers' inboxes for their next resume).
   uint64_t undeliverable = 0;
@@ -53,6 +60,9 @@ struct registry_state {
 
   /// Queues a delivery for a peer node; sent on the next flush.
   void enqueue_remote(const std::string& node, delivery d);
+
+  /// Sends the queued batch of every peer that has credit.
+  void flush();
 
   /// Removes a connection and unbinds it in the state store.
   void remove(const std::string& conn_id);

@@ -249,6 +249,7 @@ CAF_TEST(deliveries for other nodes go out as one batch per node) {
     return {
         [&received](atom::remote, delivery_batch& batch) {
           received.push_back(std::move(batch));
+          return atom::ok_v;
         },
         [](atom::hello, std::string&, uint64_t, caf::actor&) {},
         [](shutdown_event&) {},
@@ -291,6 +292,44 @@ CAF_TEST(deliveries for other nodes go out as one batch per node) {
   CAF_REQUIRE_EQUAL(got.size(), 1u);
   CAF_CHECK_EQUAL(got[0]["from"], "zed");
   CAF_CHECK_EQUAL(got[0]["data"], 42);
+}
+
+CAF_TEST(a peer that stops confirming batches gets no more than the credit) {
+  std::vector<delivery_batch> received;
+  auto peer = track(sys.spawn(
+      [&received](peer_actor::pointer self) -> peer_actor::behavior_type {
+        return {
+            [&received, self](atom::remote,
+                              delivery_batch& batch) -> caf::result<atom::ok> {
+              received.push_back(std::move(batch));
+              return self->make_response_promise<atom::ok>(); // never confirmed
+            },
+            [](atom::hello, std::string&, uint64_t, caf::actor&) {},
+            [](shutdown_event&) {},
+            [](atom::ping) -> caf::result<std::string, uint64_t> {
+              return {std::string{"n2"}, uint64_t{7}};
+            },
+        };
+      }));
+  caf::anon_send(ctx->registry, atom::peer_up_v, std::string{"n2"}, peer);
+  self->send(store, atom::bind_v, binding{"carol", "n2", "c1", 7});
+  sched.run();
+  auto alice = open("alice");
+  for (int i = 0; i < 200; ++i) {
+    caf::anon_send(alice.handle, atom::frame_v,
+                   json{{"type", "send"}, {"to", "carol"}, {"data", i}}.dump());
+    sched.run(); // no timeouts fire: the peer stays silent
+  }
+  CAF_CHECK_EQUAL(received.size(), size_t{registry_state::max_in_flight});
+  size_t items = 0;
+  for (auto& batch : received)
+    items += batch.items.size();
+  CAF_CHECK_LESS(items, 200u);
+  // Nothing is lost for the sender: every send was acknowledged (stored).
+  size_t acks = 0;
+  for (auto& frame : alice.received())
+    acks += frame["type"] == "ack";
+  CAF_CHECK_EQUAL(acks, 200u);
 }
 
 CAF_TEST(disconnect and drain close connections) {
