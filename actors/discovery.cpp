@@ -22,8 +22,18 @@ void discovery_state::heartbeat() {
                     .count());
             // The store lost this node's entry (or was unreachable): it may
             // have lost bindings too.
+            if (!node->store_healthy) {
+              // Every lease ran out while the store was away: give the
+              // peers a full timeout to renew theirs before judging them.
+              claims_allowed_after = frames::now_ms() +
+                                     node->opts.node_timeout.count() +
+                                     node->opts.heartbeat.count();
+            }
             if (fresh || !node->store_healthy)
               write_back();
+            if (fresh && heartbeats > 0)
+              reintroduce();
+            ++heartbeats;
             if (clustered)
               self->request(store, node->opts.request_timeout, atom::nodes_v)
                   .then([this](std::vector<node_info>& nodes) {
@@ -35,6 +45,18 @@ void discovery_state::heartbeat() {
               log::error("state store unreachable: {}", error_message(err));
             node->store_healthy = false;
           });
+}
+
+void discovery_state::reintroduce() {
+  // The store lost this node's entry (a peer claimed it while it was alive,
+  // or the store lost its data): peers that dropped it take it back.
+  log::warn("this node's entry was gone from the state store; "
+            "re-announcing it to {} peers",
+            peers.size());
+  for (auto& [id, peer] : peers)
+    if (peer.handle)
+      self->send(peer.handle, atom::hello_v, node->node_id, node->incarnation,
+                 caf::actor_cast<caf::actor>(node->registry));
 }
 
 void discovery_state::write_back() {
@@ -80,7 +102,8 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
       peer = known_peer{};
     }
     peer.info = info;
-    if (now - info.last_heartbeat_ms > timeout_ms) {
+    if (now - info.last_heartbeat_ms > timeout_ms &&
+        now >= claims_allowed_after) {
       // Silent: exactly one survivor wins the claim and cleans up.
       auto id = info.id;
       auto inc = info.incarnation;
@@ -182,6 +205,9 @@ void discovery_state::attach(const std::string& id, uint64_t incarnation,
     self->demonitor(peer.handle.address());
   peer.handle = std::move(handle);
   self->monitor(peer.handle);
+  // Alive after all (e.g. claimed during a store outage): a later death is
+  // reported again.
+  reported_down.erase({id, incarnation});
   self->send(node->registry, atom::peer_up_v, id, peer.handle);
   if (!peer.announced) {
     peer.announced = true;

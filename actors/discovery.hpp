@@ -38,6 +38,11 @@ struct discovery_state {
   bool stopping = false;
   /// A write-back of every binding is under way.
   bool writing_back = false;
+  /// Heartbeats answered so far.
+  uint64_t heartbeats = 0;
+  /// No peer is declared down before this time (ms): set when the store
+  /// comes back, as every lease expired meanwhile.
+  int64_t claims_allowed_after = 0;
 
   discovery_actor::stateful_pointer<discovery_state> self = nullptr;
 
@@ -47,6 +52,10 @@ struct discovery_state {
   /// Writes every live binding of this node to the store, then reports the
   /// store healthy.
   void write_back();
+
+  /// Sends `hello` to every connected peer again (after this node's entry
+  /// was lost), so that peers that dropped it route to it again.
+  void reintroduce();
 
   /// Compares the store's node list with the known peers.
   void reconcile(std::vector<node_info> nodes);
