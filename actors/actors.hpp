@@ -29,6 +29,9 @@ using connection_actor = caf::typed_actor<
     caf::reacts_to<atom::frame, std::string>,
     // An encoded frame to write to the socket.
     caf::reacts_to<atom::deliver, frame_ptr>,
+    // A frame of a resume (welcome, replay): not counted against the send
+    // queue limit.
+    caf::reacts_to<atom::replay, frame_ptr>,
     // Closes the socket with a close code and a reason.
     caf::reacts_to<atom::disconnect, uint16_t, std::string>,
     // The socket is gone (closed by either side).

@@ -47,7 +47,7 @@ constexpr size_t max_early_frames = 256;
 
 void connection_state::write(std::string frame) {
   if (auto s = sink.lock())
-    s->write(std::make_shared<const std::string>(std::move(frame)));
+    s->write(std::make_shared<const std::string>(std::move(frame)), true);
 }
 
 void connection_state::close(uint16_t code, std::string reason) {
@@ -192,7 +192,11 @@ connection(connection_actor::stateful_pointer<connection_state> self,
       },
       [self](atom::deliver, frame_ptr& frame) {
         if (auto s = self->state.sink.lock())
-          s->write(std::move(frame));
+          s->write(std::move(frame), true);
+      },
+      [self](atom::replay, frame_ptr& frame) {
+        if (auto s = self->state.sink.lock())
+          s->write(std::move(frame), false);
       },
       [self](atom::disconnect, uint16_t code, std::string& reason) {
         self->state.close(code, std::move(reason));

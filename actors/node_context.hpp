@@ -23,9 +23,11 @@ class connection_sink {
 public:
   virtual ~connection_sink();
 
-  /// Queues a text frame. Past `send-queue-limit` queued frames the
-  /// connection is closed with 1008 instead.
-  virtual void write(frame_ptr frame) = 0;
+  /// Queues a text frame. Past `send-queue-limit` queued `counted` frames
+  /// the connection is closed with 1008 instead. A resume's replay is not
+  /// counted: it is bounded by the inbox retention, and counting it would
+  /// close a client whose backlog exceeds the limit on every resume.
+  virtual void write(frame_ptr frame, bool counted) = 0;
 
   /// Closes the WebSocket with a close code, after the frames already queued.
   virtual void close(uint16_t code, std::string reason) = 0;

@@ -194,7 +194,7 @@ void registry_state::open(const std::string& conn_id,
     return;
   auto& conn = i->second;
   auto send_now = [&](std::string text) {
-    self->send(conn.handle, atom::deliver_v,
+    self->send(conn.handle, atom::replay_v,
                std::make_shared<const std::string>(std::move(text)));
   };
   uint64_t replayed_to = 0;
@@ -217,7 +217,7 @@ void registry_state::open(const std::string& conn_id,
   }
   for (auto& [seq, frame] : conn.held)
     if (seq == 0 || seq > replayed_to)
-      self->send(conn.handle, atom::deliver_v, frame);
+      self->send(conn.handle, atom::replay_v, frame);
   conn.held.clear();
   conn.open = true;
 }

@@ -81,11 +81,10 @@ void websocket_session::on_read(beast::error_code ec, std::size_t) {
   do_read();
 }
 
-void websocket_session::write(frame_ptr frame) {
+void websocket_session::write(frame_ptr frame, bool counted) {
   asio::post(ws_.get_executor(),
-             [self = shared_from_this(), frame = std::move(frame)]() mutable {
-               self->enqueue(std::move(frame));
-             });
+             [self = shared_from_this(), frame = std::move(frame),
+              counted]() mutable { self->enqueue(std::move(frame), counted); });
 }
 
 void websocket_session::close(uint16_t code, std::string reason) {
@@ -95,22 +94,23 @@ void websocket_session::close(uint16_t code, std::string reason) {
   });
 }
 
-void websocket_session::enqueue(frame_ptr frame) {
+void websocket_session::enqueue(frame_ptr frame, bool counted) {
   if (closing_)
     return;
-  if (queue_.size() >= node_->opts.send_queue_limit) {
+  if (counted && counted_ >= node_->opts.send_queue_limit) {
     ++node_->metrics.queue_overflows;
     begin_close(1008, "send queue overflow: reading too slowly", true);
     return;
   }
-  queue_.push_back(std::move(frame));
+  counted_ += counted;
+  queue_.push_back(queued_frame{std::move(frame), counted});
   if (!writing_)
     do_write();
 }
 
 void websocket_session::do_write() {
   writing_ = true;
-  ws_.async_write(asio::buffer(*queue_.front()),
+  ws_.async_write(asio::buffer(*queue_.front().frame),
                   beast::bind_front_handler(&websocket_session::on_write,
                                             shared_from_this()));
 }
@@ -118,9 +118,11 @@ void websocket_session::do_write() {
 void websocket_session::on_write(beast::error_code ec, std::size_t) {
   writing_ = false;
   // Only now may the written buffer go: Beast wrote from it until here.
+  counted_ -= queue_.front().counted;
   queue_.pop_front();
   if (ec) {
     queue_.clear();
+    counted_ = 0;
     notify_closed();
     return;
   }
@@ -141,8 +143,10 @@ void websocket_session::begin_close(uint16_t code, std::string reason,
   if (drop_queue && writing_) {
     // Keep the frame being written: Beast still reads from it.
     queue_.erase(std::next(queue_.begin()), queue_.end());
+    counted_ = queue_.front().counted;
   } else if (drop_queue) {
     queue_.clear();
+    counted_ = 0;
   }
   // A reader that never reads would keep the last write and the closing
   // handshake pending forever: shut the socket after a grace period.

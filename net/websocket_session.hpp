@@ -29,7 +29,7 @@ public:
   /// Accepts the upgrade request, then spawns the CONNECTION actor.
   void run(http::request<http::string_body> req, open_context opening);
 
-  void write(frame_ptr frame) override;
+  void write(frame_ptr frame, bool counted) override;
 
   void close(uint16_t code, std::string reason) override;
 
@@ -37,7 +37,7 @@ private:
   void on_accept(beast::error_code ec, open_context opening);
   void do_read();
   void on_read(beast::error_code ec, std::size_t bytes);
-  void enqueue(frame_ptr frame);
+  void enqueue(frame_ptr frame, bool counted);
   void do_write();
   void on_write(beast::error_code ec, std::size_t bytes);
   void begin_close(uint16_t code, std::string reason, bool drop_queue);
@@ -49,7 +49,14 @@ private:
   caf::actor_system& sys_;
   node_context_ptr node_;
   connection_actor actor_;
-  std::deque<frame_ptr> queue_;
+  /// Frames waiting for the socket; `counted` ones count against
+  /// send-queue-limit (see connection_sink::write).
+  struct queued_frame {
+    frame_ptr frame;
+    bool counted;
+  };
+  std::deque<queued_frame> queue_;
+  size_t counted_ = 0;
   bool writing_ = false;
   bool closing_ = false;
   bool close_sent_ = false;

@@ -24,7 +24,7 @@ struct test_config : actor_config {
 /// Records what a connection actor writes and closes, instead of a socket.
 class recording_sink : public connection_sink {
 public:
-  void write(frame_ptr frame) override {
+  void write(frame_ptr frame, bool) override {
     std::lock_guard guard{mtx};
     frames.push_back(*frame);
   }
