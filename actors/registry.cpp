@@ -14,10 +14,61 @@ namespace wsc {
 
 void registry_state::write(local_connection& conn, uint64_t seq,
                            const frame_ptr& frame) {
-  if (conn.open)
+  auto hold = [&] {
+    if (conn.held.size() < node->opts.send_queue_limit)
+      conn.held.emplace_back(seq, frame); // durable ones are in the inbox too
+  };
+  if (!conn.open || conn.catching_up)
+    return hold();
+  if (seq == 0 || conn.who.device.empty()) {
     self->send(conn.handle, atom::deliver_v, frame);
-  else if (conn.held.size() < node->opts.send_queue_limit)
-    conn.held.emplace_back(seq, frame); // durable ones are in the inbox too
+  } else if (seq == conn.last_seq + 1) {
+    conn.last_seq = seq;
+    self->send(conn.handle, atom::deliver_v, frame);
+  } else if (seq > conn.last_seq) {
+    hold();
+    catch_up(conn.who.conn);
+  } // else: written already (by a replay)
+}
+
+void registry_state::catch_up(const std::string& conn_id) {
+  auto& conn = connections.at(conn_id);
+  conn.catching_up = true;
+  auto done = [this, conn_id](const inbox_replay* replay) {
+    auto i = connections.find(conn_id);
+    if (i == connections.end())
+      return;
+    auto& c = i->second;
+    if (replay)
+      for (auto& msg : replay->messages)
+        if (msg.seq > c.last_seq) {
+          c.last_seq = msg.seq;
+          self->send(c.handle, atom::replay_v,
+                     std::make_shared<const std::string>(
+                         frames::encode(msg, c.who.uid)));
+        }
+    c.catching_up = false;
+    release_held(c);
+  };
+  self->request(store, node->opts.request_timeout, atom::inbox_v, conn.who.uid,
+                conn.who.device, static_cast<int64_t>(conn.last_seq))
+      .then([done](inbox_replay& replay) { done(&replay); },
+            [done](caf::error&) { done(nullptr); });
+}
+
+void registry_state::release_held(local_connection& conn) {
+  auto held = std::move(conn.held);
+  conn.held.clear();
+  std::stable_sort(held.begin(), held.end(),
+                   [](auto& x, auto& y) { return x.first < y.first; });
+  for (auto& [seq, frame] : held) {
+    if (seq != 0 && !conn.who.device.empty()) {
+      if (seq <= conn.last_seq)
+        continue;
+      conn.last_seq = seq;
+    }
+    self->send(conn.handle, atom::replay_v, frame);
+  }
 }
 
 uint32_t registry_state::deliver_local(const delivery& d,
@@ -215,10 +266,8 @@ void registry_state::open(const std::string& conn_id,
   } else {
     send_now(frames::welcome(conn.who));
   }
-  for (auto& [seq, frame] : conn.held)
-    if (seq == 0 || seq > replayed_to)
-      self->send(conn.handle, atom::replay_v, frame);
-  conn.held.clear();
+  conn.last_seq = replayed_to;
+  release_held(conn);
   conn.open = true;
 }
 
@@ -287,8 +336,8 @@ registry(registry_actor::stateful_pointer<registry_state> self,
                       int64_t since) -> caf::result<atom::ok> {
         auto& st = self->state;
         self->monitor(handle);
-        st.connections.emplace(who.conn,
-                               local_connection{who, handle, false, {}});
+        st.connections.emplace(
+            who.conn, local_connection{who, handle, false, {}, 0, false});
         st.conns_by_uid[who.uid].push_back(who.conn);
         auto rp = self->make_response_promise<atom::ok>();
         // Opens the connection whether or not the store answers: during an

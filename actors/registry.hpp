@@ -21,6 +21,11 @@ struct local_connection {
   /// inbox seq of durable ones: written after the replay, without the ones
   /// the replay already had.
   std::vector<std::pair<uint64_t, frame_ptr>> held;
+  /// For a device: the highest inbox seq written to it. Durable frames go
+  /// out in seq order; a gap is filled from the inbox first.
+  uint64_t last_seq = 0;
+  /// A gap is being filled from the inbox: new frames wait in `held`.
+  bool catching_up = false;
 };
 
 /// The state of the REGISTRY actor.
@@ -76,6 +81,15 @@ struct registry_state {
 
   /// Stores (if durable) and routes a message to uids; answers per uid.
   caf::result<delivery_report> send(delivery d);
+
+  /// Reads the inbox after the connection's `last_seq` and writes what is
+  /// missing, then the held frames (a frame arrived after a gap: its
+  /// predecessors are late or were lost with a peer).
+  void catch_up(const std::string& conn_id);
+
+  /// Writes the held frames of a connection, durable ones in seq order and
+  /// without those already written.
+  void release_held(local_connection& conn);
 
   /// Opens a bound connection: welcome, the device's replay, held frames.
   void open(const std::string& conn_id, const inbox_replay* replay,
