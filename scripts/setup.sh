@@ -9,7 +9,7 @@ packages=(
   libcaf-dev libboost1.81-dev libhiredis-dev nlohmann-json3-dev
   libspdlog-dev libssl-dev
   # run and test
-  redis-server python3 procps openssl
+  redis-server python3 procps openssl iproute2
   # browser tests of the demo and dashboard
   chromium
   # fuzzing (libFuzzer) and the RFC 6455 reference server (Beast's examples)

@@ -28,8 +28,6 @@ import urllib.parse
 
 from wsaio import Closed, HandshakeFailed, connect
 
-HOST = "127.0.0.1"
-
 
 def now():
     return time.monotonic()
@@ -77,8 +75,8 @@ class Conn:
 class Fleet:
     """The clients of one scenario and the bookkeeping they share."""
 
-    def __init__(self, ports, cfg, rng):
-        self.ports = list(ports)
+    def __init__(self, addrs, cfg, rng):
+        self.addrs = list(addrs)  # (host, port) of every node
         self.cfg = cfg
         self.rng = rng
         self.clients = {}
@@ -97,7 +95,7 @@ class Fleet:
     def build(self, count, convs_per_client=2, rate=2.0, pad=0):
         uids = ["u%03d" % i for i in range(count)]
         for i, uid in enumerate(uids):
-            order = [self.ports[(i + k) % len(self.ports)] for k in range(len(self.ports))]
+            order = [self.addrs[(i + k) % len(self.addrs)] for k in range(len(self.addrs))]
             c = SimClient(self, uid, order)
             others = [u for u in uids if u != uid]
             for k in range(convs_per_client):
@@ -191,11 +189,11 @@ class Fleet:
 
 
 class SimClient:
-    def __init__(self, fleet, uid, ports, device="d1"):
+    def __init__(self, fleet, uid, addrs, device="d1"):
         self.fleet = fleet
         self.uid = uid
         self.device = device
-        self.ports = ports
+        self.addrs = addrs
         self.port_i = 0
         self.convs = []
         self.conv_i = 0
@@ -264,12 +262,12 @@ class SimClient:
         deadline_guard = 100000
         while not self.stopped and deadline_guard > 0:
             deadline_guard -= 1
-            port = self.ports[self.port_i % len(self.ports)]
+            host, port = self.addrs[self.port_i % len(self.addrs)]
             conn = Conn(len(self.conns) + 1, port, now())
             self.conns.append(conn)
             self.cause = None
             try:
-                ws = await connect(HOST, port, query=self.url_query(), timeout=cfg["handshake_timeout"],
+                ws = await connect(host, port, query=self.url_query(), timeout=cfg["handshake_timeout"],
                                    rcvbuf=self.slow_rcvbuf, limit=4096 if self.slow_rcvbuf else 2 ** 16)
                 conn.ws = ws
                 first = await asyncio.wait_for(ws.recv(), cfg["handshake_timeout"])

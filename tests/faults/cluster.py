@@ -169,3 +169,62 @@ class Cluster:
                 return time.monotonic() - since
             await asyncio.sleep(0.1)
         return None
+
+
+class NsNode(Node):
+    """A node run inside network namespace ``netns`` (``ip netns exec`` execs
+    the binary, so the pid is the node's own)."""
+
+    def __init__(self, netns, host, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.netns = netns
+        self.host = host
+
+    def start(self, wait=True):
+        binary = self.binary or harness.require_binary()
+        self.args = [binary, "--listen=%s:%d" % (self.host, self.port)]
+        self.args += harness.options_to_args(self.options)
+        log = open(self.log_path, "ab")
+        try:
+            log.write(("$ ip netns exec %s %s\n" % (self.netns, " ".join(self.args))).encode())
+            log.flush()
+            self.proc = subprocess.Popen(["ip", "netns", "exec", self.netns] + self.args,
+                                         cwd=harness.REPO_ROOT, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        finally:
+            log.close()
+        with harness._live_lock:
+            harness._live_processes.add(self.proc)
+        if wait:
+            self.wait_healthy()
+        return self
+
+
+class NsCluster(Cluster):
+    """The cluster of the partition scenario: node i in namespace
+    ``lab["nodes"][i-1]``, clients and Redis on the hub's service address
+    (this process must run in the hub namespace)."""
+
+    def __init__(self, logdir, lab, node_options=None):
+        super().__init__(logdir, len(lab["nodes"]), node_options)
+        import netlab
+        self.netlab = netlab
+        self.lab = lab
+        self.redis.host = netlab.HUB_IP
+
+    def options(self, i):
+        opts = super().options(i)
+        opts["cluster-listen"] = "%s:0" % (self.netlab.CLUSTER_NET % i)
+        opts["cluster-insecure"] = "true"
+        return opts
+
+    def start(self):
+        self.redis.start()
+        self.nodes = [NsNode(self.lab["nodes"][i], self.netlab.SERVICE_NET % (i + 1),
+                             self.options(i + 1), name="n%d" % (i + 1), workdir=self.logdir)
+                      for i in range(self.count)]
+        for n in self.nodes:
+            n.start(wait=False)
+        for n in self.nodes:
+            n.wait_healthy()
+        return self

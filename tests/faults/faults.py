@@ -28,7 +28,8 @@ sys.path.insert(0, HERE)
 
 from checker import analyse, verdict  # noqa: E402
 from client import Fleet, now  # noqa: E402
-from cluster import Cluster, harness  # noqa: E402
+from cluster import Cluster, NsCluster, harness  # noqa: E402
+import netlab  # noqa: E402
 from wsaio import http_get  # noqa: E402
 
 DETECT_LIMIT = 5.0
@@ -39,23 +40,25 @@ PROFILES = {
         "clients": 300, "rate": 2.0, "convs": 2, "warmup": 4.0,
         "kill_phase": 10.0, "after_restart": 3.0,
         "rolling_max_wait": 9.0,
-        "redis_down": 3.0, "redis_after": 6.0,
+        "redis_down": 4.0, "redis_after": 6.0,
         "stop_for": 10.0, "stop_after": 5.0,
-        "slow_clients": 3, "flooders": 6, "flood_rate": 10.0, "flood_pad": 16000,
+        "slow_clients": 3, "flooders": 6, "flood_rate": 10.0, "flood_pad": 30000,
         "slow_phase": 8.0, "slow_after": 8.0, "slow_queue_limit": 64,
-        "storm_phase": 10.0,
-        "scenario_timeout": 150.0, "steady": 5.0,
+        "storm_phase": 10.0, "partition_for": 10.0, "partition_after": 6.0,
+        "scenario_timeout": 150.0, "steady": 5.0, "drain_period": "5s",
+        "settle_pending": 15.0, "settle_live": 5.0, "settle_final": 15.0,
     },
     "quick": {
-        "clients": 60, "rate": 2.0, "convs": 2, "warmup": 2.0,
-        "kill_phase": 8.0, "after_restart": 1.0,
-        "rolling_max_wait": 8.0,
-        "redis_down": 2.0, "redis_after": 4.0,
-        "stop_for": 10.0, "stop_after": 3.0,
-        "slow_clients": 2, "flooders": 4, "flood_rate": 10.0, "flood_pad": 16000,
-        "slow_phase": 6.0, "slow_after": 6.0, "slow_queue_limit": 64,
-        "storm_phase": 8.0,
-        "scenario_timeout": 90.0, "steady": 3.0,
+        "clients": 60, "rate": 2.0, "convs": 2, "warmup": 1.5,
+        "kill_phase": 6.0, "after_restart": 1.0,
+        "rolling_max_wait": 6.0,
+        "redis_down": 4.0, "redis_after": 3.0,
+        "stop_for": 10.0, "stop_after": 2.0,
+        "slow_clients": 2, "flooders": 6, "flood_rate": 10.0, "flood_pad": 30000,
+        "slow_phase": 5.0, "slow_after": 4.0, "slow_queue_limit": 64,
+        "storm_phase": 6.0, "partition_for": 6.0, "partition_after": 3.0,
+        "scenario_timeout": 90.0, "steady": 2.5, "drain_period": "2s",
+        "settle_pending": 6.0, "settle_live": 2.0, "settle_final": 6.0,
     },
 }
 
@@ -80,11 +83,14 @@ T0 = time.monotonic()
 class Ctx:
     """One scenario: its cluster, its clients, its faults."""
 
-    def __init__(self, name, prof, outdir, seed, node_options=None):
+    def __init__(self, name, prof, outdir, seed, node_options=None, lab=None):
         self.name = name
         self.prof = prof
         self.logdir = os.path.join(outdir, "logs", name)
-        self.cluster = Cluster(self.logdir, 3, node_options)
+        if lab is not None:
+            self.cluster = NsCluster(self.logdir, lab, node_options)
+        else:
+            self.cluster = Cluster(self.logdir, 3, node_options)
         self.rng = random.Random(seed)
         random.seed(seed)
         self.fleet = None
@@ -99,7 +105,8 @@ class Ctx:
         took = await self.cluster.wait_mesh(timeout=20)
         if took is None:
             raise RuntimeError("the 3 nodes did not form a cluster within 20 s")
-        self.fleet = Fleet(self.cluster.ports, dict(CLIENT_CFG), self.rng)
+        self.fleet = Fleet([(n.host, n.port) for n in self.cluster.nodes], dict(CLIENT_CFG),
+                           self.rng)
         self.fleet.build(self.prof["clients"], self.prof["convs"], self.prof["rate"])
         if build_extra:
             build_extra(self)
@@ -135,10 +142,13 @@ class Ctx:
         for c in clients:
             if c.paused:
                 c.unpause()
-        ok = await fl.wait(lambda: all(all(v.pending is None for v in c.convs) for c in clients), 15)
+        p = self.prof
+        ok = await fl.wait(lambda: all(all(v.pending is None for v in c.convs) for c in clients),
+                           p["settle_pending"])
         if not ok:
-            self.notes.append("pending sends not acknowledged within 15 s of the settle")
-        await fl.wait(lambda: not fl.outstanding, 5)
+            self.notes.append("pending sends not acknowledged within %.0f s of the settle"
+                              % p["settle_pending"])
+        await fl.wait(lambda: not fl.outstanding, p["settle_live"])
         self.t_final = now()
         left = len(fl.outstanding)
         if left:
@@ -156,7 +166,7 @@ class Ctx:
                         or cn.t_caught is None:
                     return False
             return not fl.outstanding
-        if not await fl.wait(resumed, 15):
+        if not await fl.wait(resumed, p["settle_final"]):
             n = sum(1 for c in clients if c.connected and c.conn.t_open > tf and c.conn.t_caught)
             self.notes.append("final resume: %d/%d clients caught up, %d deliveries outstanding"
                               % (n, len(clients), len(fl.outstanding)))
@@ -363,8 +373,9 @@ async def sc_slow(ctx):
                  and t0 <= cn.t_close and cn.cause not in ("final", "stop"))
     ctx.notes.append("send-queue overflows reported by the nodes: %d; slow-client connections "
                      "closed during the scenario: %d" % (overflows, closed))
-    if overflows < 1:
-        ctx.premise_failed.append("no slow reader was closed by the send-queue limit")
+    if overflows < len(slow):
+        ctx.premise_failed.append("only %d send-queue overflows for %d slow readers: the scenario "
+                                  "did not exercise the limit" % (overflows, len(slow)))
     ctx.extra_info = {"slow_uids": state["slow"], "overflows": overflows}
 
 
@@ -387,19 +398,116 @@ async def sc_storm(ctx):
     ctx.notes.append("%d of %d clients were on %s" % (held, len(ctx.fleet.clients), victim.name))
 
 
+def log_times(node, pattern, since_wall):
+    """Wall-clock times of the node's log lines containing ``pattern``
+    written at or after ``since_wall``."""
+    out = []
+    for line in node.log_text().splitlines():
+        if pattern not in line or len(line) < 23:
+            continue
+        try:
+            base = time.mktime(time.strptime(line[:19], "%Y-%m-%dT%H:%M:%S"))
+            t = base + int(line[20:23]) / 1000.0
+        except ValueError:
+            continue
+        if t >= since_wall - 0.001:
+            out.append(t)
+    return out
+
+
+async def sc_partition(ctx):
+    """Node-to-node partition: bridge port of n3's cluster link down for a
+    while (Redis and clients still reach every node), then up again."""
+    await ctx.setup()
+    cl = ctx.cluster
+    t, wall = now(), time.time()
+    netlab.set_port("c3", False)
+    log("partition: n3's cluster link down (Redis and clients still reach it)")
+    try:
+        await asyncio.sleep(ctx.prof["partition_for"])
+    finally:
+        netlab.set_port("c3", True)
+    t_heal, wall_heal = now(), time.time()
+    log("partition healed")
+    seen = {}
+    for n in cl.nodes:
+        others = ["n3"] if n.name != "n3" else ["n1", "n2"]
+        for o in others:
+            ts = [x for x in log_times(n, "lost the connection to node %s" % o, wall) if x < wall_heal]
+            seen["%s sees %s" % (n.name, o)] = None if not ts else round(min(ts) - wall, 2)
+    ctx.notes.append("partition seen (CAF link to the peer declared lost, s after the cut): %s"
+                     % json.dumps(seen, sort_keys=True))
+    survivors_seen = [seen["n1 sees n3"], seen["n2 sees n3"]]
+    detection = None if None in survivors_seen else max(survivors_seen)
+    declared = [x for n in cl.nodes for x in log_times(n, "declared down", wall)]
+    if declared:
+        ctx.notes.append("a node was declared down during the partition (Redis was reachable)")
+    ctx.faults.append({"name": "partition n3 | n1,n2", "t_ref": t, "t_start": t, "t_end": t_heal,
+                       "detect": True, "detection": detection})
+    await asyncio.sleep(ctx.prof["partition_after"])
+    ctx.faults.append({"name": "partition healed", "t_ref": t_heal, "t_start": t_heal,
+                       "t_end": now(), "detect": False, "detection": None})
+
+
+async def run_partition(prof, outdir, seed, args):
+    """Runs sc_partition in a child driver inside the hub namespace."""
+    title = "node-to-node partition (netns, bridge port down)"
+    ok, why = netlab.available()
+    if not ok:
+        return {"scenario": "partition", "title": title, "skipped": why, "failed": [],
+                "premise_failed": [], "notes": ["skipped: %s" % why]}
+    lab = netlab.Lab()
+    result_path = os.path.join(outdir, "logs", "partition", "result.json")
+    try:
+        os.remove(result_path)
+    except OSError:
+        pass
+    proc = None
+    try:
+        lab.setup()
+        cmd = ["ip", "netns", "exec", lab.hub, sys.executable, os.path.abspath(__file__),
+               "--inner-partition", json.dumps(lab.describe()), "--out", outdir,
+               "--seed", str(seed)]
+        if args.quick:
+            cmd.append("--quick")
+        if args.clients:
+            cmd += ["--clients", str(args.clients)]
+        if args.rate:
+            cmd += ["--rate", str(args.rate)]
+        proc = await asyncio.create_subprocess_exec(*cmd, start_new_session=True)
+        try:
+            await asyncio.wait_for(proc.wait(), prof["scenario_timeout"] + 120)
+        except asyncio.TimeoutError:
+            os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    except Exception as e:  # noqa: BLE001 - reported as a failed scenario
+        return {"scenario": "partition", "title": title, "failed": ["suite error: %r" % (e,)],
+                "premise_failed": [], "notes": []}
+    finally:
+        lab.teardown()
+    try:
+        with open(result_path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        return {"scenario": "partition", "title": title,
+                "failed": ["no result from the namespaced driver: %r" % (e,)],
+                "premise_failed": [], "notes": []}
+
+
 SCENARIOS = [
     ("kill9", "kill -9 of a node", sc_kill9, {}),
-    ("rolling", "rolling graceful restart", sc_rolling, {}),
+    ("rolling", "rolling graceful restart", sc_rolling, {"drain-period": "drain_period"}),
     ("redis", "Redis kill -9 + restart (AOF)", sc_redis, {}),
     ("sigstop", "SIGSTOP of a node for 10 s", sc_sigstop, {}),
     ("slow", "slow-reading clients", sc_slow, {"send-queue-limit": "slow_queue_limit"}),
     ("storm", "reconnect storm (kill -9, 1/3 of clients)", sc_storm, {}),
+    ("partition", "node-to-node partition (netns, bridge port down)", sc_partition, {}),
 ]
 
 
-async def run_scenario(key, title, fn, node_opts, prof, outdir, seed):
+async def run_scenario(key, title, fn, node_opts, prof, outdir, seed, lab=None):
     opts = {k: prof[v] for k, v in node_opts.items()}
-    ctx = Ctx(key, prof, outdir, seed, opts)
+    ctx = Ctx(key, prof, outdir, seed, opts, lab)
     started = now()
     result = {"scenario": key, "title": title, "node_options": opts}
     try:
@@ -465,6 +573,8 @@ INFO = [("resend_copies", "resend copies"), ("redelivered", "redelivered (msg_id
 
 def cell(r, k):
     if k == "verdict":
+        if r.get("skipped"):
+            return "SKIP"
         return "PASS" if not r["failed"] else "FAIL"
     v = r.get(k)
     if v is None:
@@ -491,6 +601,9 @@ def markdown(report):
                  report["mode"], report["profile"]["clients"], report["profile"]["rate"],
                  report["started"], report["duration_s"],
                  "PASS" if report["ok"] else "FAIL"), "",
+             "Binary: `%s` (sha256 %s..., built %s, git HEAD %s plus the working tree)." % (
+                 report["binary"].get("path"), report["binary"].get("sha256"),
+                 report["binary"].get("mtime"), report["binary"].get("git_head")), "",
              table(report["scenarios"], [(k, t) for k, t in COLUMNS], True), "",
              "Information (not acceptance points):", "",
              table(report["scenarios"], [("scenario", "scenario")] + INFO, True), ""]
@@ -522,6 +635,23 @@ def markdown(report):
     return "\n".join(lines)
 
 
+def binary_info():
+    import hashlib
+    import subprocess
+    path = harness.binary_path()
+    info = {"path": os.path.relpath(os.environ.get("WSC_BINARY_SOURCE", path), harness.REPO_ROOT)}
+    try:
+        with open(path, "rb") as f:
+            info["sha256"] = hashlib.sha256(f.read()).hexdigest()[:16]
+        src = os.environ.get("WSC_BINARY_SOURCE", path)
+        info["mtime"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(src)))
+        info["git_head"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=harness.REPO_ROOT,
+                                          capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
 async def main_async(args):
     prof = dict(PROFILES["quick" if args.quick else "full"])
     if args.clients:
@@ -530,6 +660,14 @@ async def main_async(args):
         prof["rate"] = args.rate
     outdir = os.path.abspath(args.out)
     os.makedirs(outdir, exist_ok=True)
+    if args.inner_partition:
+        # The child driver of the partition scenario (inside the hub namespace).
+        lab = json.loads(args.inner_partition)
+        key, title, fn, opts = next(s for s in SCENARIOS if s[0] == "partition")
+        r = await run_scenario(key, title, fn, opts, prof, outdir, args.seed, lab)
+        with open(os.path.join(outdir, "logs", "partition", "result.json"), "w") as f:
+            json.dump(r, f, default=str)
+        return 0
     chosen = [s for s in SCENARIOS if not args.only or s[0] in args.only.split(",")]
     if not chosen:
         print("no scenario matches --only %s (have: %s)" % (args.only, ",".join(s[0] for s in SCENARIOS)))
@@ -539,10 +677,14 @@ async def main_async(args):
     results = []
     for i, (key, title, fn, opts) in enumerate(chosen):
         log("== %s: %s" % (key, title))
-        r = await run_scenario(key, title, fn, opts, prof, outdir, args.seed + i)
+        if key == "partition":
+            r = await run_partition(prof, outdir, args.seed + i, args)
+        else:
+            r = await run_scenario(key, title, fn, opts, prof, outdir, args.seed + i)
         results.append(r)
         log("== %s: %s %s" % (key, "PASS" if not r["failed"] else "FAIL", "; ".join(r["failed"])))
     report = {"mode": "quick" if args.quick else "full", "profile": prof, "client": CLIENT_CFG,
+              "binary": binary_info(),
               "started": started, "duration_s": round(now() - t, 1),
               "limits": {"detection_s": DETECT_LIMIT, "recovery_s": RECOVERY_LIMIT},
               "ok": all(not r["failed"] for r in results), "scenarios": results}
@@ -571,9 +713,12 @@ def main():
     p.add_argument("--clients", type=int, default=0, help="number of clients (default by mode)")
     p.add_argument("--rate", type=float, default=0.0, help="messages per second per client")
     p.add_argument("--seed", type=int, default=9)
-    p.add_argument("--out", default=os.path.join(harness.REPO_ROOT, "build", "faults"),
-                   help="report and logs folder (default build/faults)")
+    p.add_argument("--inner-partition", default="", help=argparse.SUPPRESS)
+    p.add_argument("--out", default=None,
+                   help="report and logs folder (default build/faults, with --quick build/faults/quick)")
     args = p.parse_args()
+    if args.out is None:
+        args.out = os.path.join(harness.REPO_ROOT, "build", "faults", *(["quick"] if args.quick else []))
     try:
         harness.require_binary()
     except RuntimeError as e:

@@ -20,9 +20,10 @@ if [[ ! -x "$BIN" || ! -s "$BIN" ]]; then
 fi
 SNAP_DIR="$ROOT/build/faults/bin"
 mkdir -p "$SNAP_DIR"
-SNAP="$SNAP_DIR/wscluster"
-cp "$BIN" "$SNAP.tmp.$$"
-mv -f "$SNAP.tmp.$$" "$SNAP"
+SNAP="$SNAP_DIR/wscluster.$$"
+cp "$BIN" "$SNAP"
+trap 'rm -f "$SNAP"' EXIT
 export WSC_BINARY="$SNAP"
+export WSC_BINARY_SOURCE="$BIN"
 export PYTHONDONTWRITEBYTECODE=1
-exec /usr/bin/python3 "$ROOT/tests/faults/faults.py" "$@"
+/usr/bin/python3 "$ROOT/tests/faults/faults.py" "$@"
