@@ -69,6 +69,14 @@ using peer_actor = caf::typed_actor<
     // PEER actor): only one side of each pair dials.
     caf::reacts_to<atom::hello, std::string, uint64_t, caf::actor>>;
 
+/// Carries deliveries to a peer node whose CAF connection is down through
+/// the state store's server (Redis pub/sub). Slower than BASP, but nodes cut
+/// off from each other while both still reach Redis keep delivering live.
+using relay_actor = caf::typed_actor<
+    // Deliveries for the node `node`; at most once (durable ones are in the
+    // receivers' inboxes anyway).
+    caf::reacts_to<atom::relay, std::string, delivery_batch>>;
+
 /// The operations behaviours use; owned by the REGISTRY of each node.
 using messaging_actor = caf::typed_actor<
     // Sends to every connection of each uid, cluster-wide.
@@ -93,10 +101,11 @@ using messaging_actor = caf::typed_actor<
 
 /// Owns this node's connections and routes deliveries.
 using registry_actor = messaging_actor::extend_with<peer_actor>::extend<
-    // Binds an opened connection (the open chain's default step).
-    // With a device, its missed messages are replayed first: after its
-    // cursor, or after `since` when that is >= 0.
-    caf::replies_to<atom::register_conn, conn_ref, connection_actor,
+    // Binds an opened connection (the open chain's default step); frames
+    // for it go straight to its socket side. With a device, its missed
+    // messages are replayed first: after its cursor, or after `since` when
+    // that is >= 0.
+    caf::replies_to<atom::register_conn, conn_ref, connection_actor, sink_ref,
                     int64_t>::with<atom::ok>,
     // A connection closed.
     caf::reacts_to<atom::unregister, conn_ref>,
@@ -104,6 +113,8 @@ using registry_actor = messaging_actor::extend_with<peer_actor>::extend<
     caf::reacts_to<atom::peer_up, std::string, peer_actor>,
     // DISCOVERY lost a peer node.
     caf::reacts_to<atom::peer_down, std::string>,
+    // The RELAY for peers without a CAF connection (cluster mode only).
+    caf::reacts_to<atom::relay, relay_actor>,
     // Starts the drain: every connection gets `bye` and close 1001.
     caf::replies_to<atom::drain, uint32_t>::with<atom::ok>,
     // The bindings of every local connection (to write back after an outage).
@@ -197,4 +208,5 @@ CAF_BEGIN_TYPE_ID_BLOCK(wscluster_actors, caf::id_block::wscluster::end)
 CAF_ADD_TYPE_ID(wscluster_actors, (wsc::connection_actor))
 CAF_ADD_TYPE_ID(wscluster_actors, (wsc::frame_context))
 CAF_ADD_TYPE_ID(wscluster_actors, (wsc::peer_actor))
+CAF_ADD_TYPE_ID(wscluster_actors, (wsc::relay_actor))
 CAF_END_TYPE_ID_BLOCK(wscluster_actors)

@@ -41,6 +41,7 @@ CAF_END_TYPE_ID_BLOCK(wscluster)
 // Local-only payloads, shared by pointer between actors of one process.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsc::json_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsc::frame_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsc::sink_ref)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsc::http_exchange_ptr)
 
 CAF_ADD_ATOM(wscluster, wsc::atom, frame, "frame")
@@ -84,3 +85,4 @@ CAF_ADD_ATOM(wscluster, wsc::atom, group_append, "grp_append")
 CAF_ADD_ATOM(wscluster, wsc::atom, inbox, "inbox")
 CAF_ADD_ATOM(wscluster, wsc::atom, read, "read")
 CAF_ADD_ATOM(wscluster, wsc::atom, replay, "replay")
+CAF_ADD_ATOM(wscluster, wsc::atom, relay, "relay")

@@ -143,7 +143,7 @@ connection(connection_actor::stateful_pointer<connection_state> self,
   } else {
     self->request(st.node->registry, st.node->opts.request_timeout,
                   atom::register_conn_v, st.opening.who,
-                  caf::actor_cast<connection_actor>(self), since)
+                  caf::actor_cast<connection_actor>(self), st.sink, since)
         .then(
             [self](atom::ok) {
               auto& st = self->state;

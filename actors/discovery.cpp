@@ -214,6 +214,8 @@ void discovery_state::attach(const std::string& id, uint64_t incarnation,
     log::info("DISCOVER node {}", id);
     node->cluster_events.record("DISCOVER", id);
     self->send(node->events, discover_event{id});
+  } else {
+    log::info("connected to node {} again", id);
   }
 }
 

@@ -112,6 +112,18 @@ std::string node_metrics::render(uint64_t connections, bool draining,
   for (size_t i = 0; i < deliveries_by_kind.size(); ++i)
     out << "wscluster_frames_out_by_type_total{type=\"" << kinds[i] << "\"} "
         << deliveries_by_kind[i] << '\n';
+  family(out, "wscluster_relayed_deliveries_total", "counter",
+         "Deliveries carried through Redis pub/sub while the CAF connection "
+         "to their node was down (dropped: Redis unreachable too).");
+  out << "wscluster_relayed_deliveries_total{direction=\"out\"} " << relayed_out
+      << '\n'
+      << "wscluster_relayed_deliveries_total{direction=\"in\"} " << relayed_in
+      << '\n'
+      << "wscluster_relayed_deliveries_total{direction=\"dropped\"} "
+      << relay_dropped << '\n';
+  family(out, "wscluster_relay_rejected_total", "counter",
+         "Relayed messages refused as not authenticated (cluster-secret).");
+  out << "wscluster_relay_rejected_total " << relay_rejected << '\n';
   family(out, "wscluster_queue_overflows_total", "counter",
          "Connections closed because their send queue overflowed.");
   out << "wscluster_queue_overflows_total " << queue_overflows << '\n';

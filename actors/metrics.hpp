@@ -29,6 +29,13 @@ public:
   counter deliveries_local{0};
   /// The same by frame type: message, broadcast, group.
   std::array<counter, 3> deliveries_by_kind{};
+  /// Deliveries carried through the RELAY (Redis pub/sub) because the CAF
+  /// connection to their node was down, and those it had to drop.
+  counter relayed_out{0};
+  counter relayed_in{0};
+  counter relay_dropped{0};
+  /// Relayed messages refused: not authenticated as the cluster's.
+  counter relay_rejected{0};
   /// Connections closed because their send queue overflowed.
   counter queue_overflows{0};
   /// Error frames sent to clients, by error code.

@@ -8,6 +8,7 @@
 #include "actors/registry.hpp"
 #include "actors/supervisor.hpp"
 #include "adapters/memory_store.hpp"
+#include "adapters/redis_relay.hpp"
 #include "adapters/redis_store.hpp"
 #include "net/server.hpp"
 #include "util/log.hpp"
@@ -120,6 +121,21 @@ node::start(caf::actor_system& sys, options opts,
       return std::move(second.error());
     control_store = *second;
     result->control_store_ = control_store;
+    // A partition between nodes that both reach Redis must not stop live
+    // delivery: the REGISTRY falls back to the relay. With TLS between
+    // nodes, only a shared secret keeps nodes outside the cluster (another
+    // CA's certificate) from injecting deliveries through Redis.
+    if (!ctx->opts.cluster_tls_cert.empty() &&
+        ctx->opts.cluster_secret.empty()) {
+      log::warn("cluster-tls without cluster-secret: no relay through Redis; "
+                "deliveries to a node whose link is down wait for the link");
+    } else {
+      auto relay = spawn_redis_relay(sys, ctx);
+      if (!relay)
+        return std::move(relay.error());
+      result->relay_ = *relay;
+      caf::anon_send(ctx->registry, atom::relay_v, *relay);
+    }
   }
   ctx->discovery =
       sys.spawn(discovery, ctx, control_store, clustered, cluster_address);
@@ -202,7 +218,8 @@ void node::stop() {
         caf::actor_cast<caf::actor>(ctx_->events),
         caf::actor_cast<caf::actor>(ctx_->discovery),
         caf::actor_cast<caf::actor>(api_), caf::actor_cast<caf::actor>(store_),
-        caf::actor_cast<caf::actor>(control_store_)})
+        caf::actor_cast<caf::actor>(control_store_),
+        caf::actor_cast<caf::actor>(relay_)})
     if (hdl)
       self->send_exit(hdl, caf::exit_reason::user_shutdown);
   for (auto& hdl : adopted_)

@@ -108,6 +108,8 @@ private:
   state_store_actor store_;
   /// The store's second connection for heartbeats (Redis only).
   state_store_actor control_store_;
+  /// Deliveries to peers without a CAF connection (Redis clusters only).
+  relay_actor relay_;
   discovery_actor discovery_;
   http_api_actor api_;
   std::unique_ptr<server> server_;

@@ -20,15 +20,24 @@ void registry_state::write(local_connection& conn, uint64_t seq,
   };
   if (!conn.open || conn.catching_up)
     return hold();
+  auto deliver = [&] {
+    if (auto sink = conn.sink.lock())
+      sink->write(frame, true);
+  };
   if (seq == 0 || conn.who.device.empty()) {
-    self->send(conn.handle, atom::deliver_v, frame);
+    deliver();
   } else if (seq == conn.last_seq + 1) {
     conn.last_seq = seq;
-    self->send(conn.handle, atom::deliver_v, frame);
+    deliver();
   } else if (seq > conn.last_seq) {
     hold();
     catch_up(conn.who.conn);
   } // else: written already (by a replay)
+}
+
+void registry_state::write_replay(local_connection& conn, frame_ptr frame) {
+  if (auto sink = conn.sink.lock())
+    sink->write(std::move(frame), false);
 }
 
 void registry_state::catch_up(const std::string& conn_id) {
@@ -43,9 +52,8 @@ void registry_state::catch_up(const std::string& conn_id) {
       for (auto& msg : replay->messages)
         if (msg.seq > c.last_seq) {
           c.last_seq = msg.seq;
-          self->send(c.handle, atom::replay_v,
-                     std::make_shared<const std::string>(
-                         frames::encode(msg, c.who.uid)));
+          write_replay(c, std::make_shared<const std::string>(
+                              frames::encode(msg, c.who.uid)));
         }
     c.catching_up = false;
     release_held(c);
@@ -67,7 +75,7 @@ void registry_state::release_held(local_connection& conn) {
         continue;
       conn.last_seq = seq;
     }
-    self->send(conn.handle, atom::replay_v, frame);
+    write_replay(conn, frame);
   }
 }
 
@@ -136,7 +144,7 @@ void registry_state::flush() {
     auto& [peer, batch] = *i;
     auto p = peers.find(peer);
     if (p == peers.end()) {
-      undeliverable += batch.items.size();
+      relay_batch(peer, std::move(batch));
       i = outbox.erase(i);
       continue;
     }
@@ -169,19 +177,30 @@ void registry_state::flush() {
   }
 }
 
+void registry_state::relay_batch(const std::string& peer,
+                                 delivery_batch batch) {
+  if (batch.items.empty())
+    return;
+  if (!relay) {
+    undeliverable += batch.items.size();
+    return;
+  }
+  batch.origin = node->node_id;
+  self->send(relay, atom::relay_v, peer, std::move(batch));
+}
+
 void registry_state::route(delivery d, const route_table& routes) {
   for (auto& nr : routes.nodes) {
     if (nr.node == node->node_id) {
       auto local = d;
       local.seqs = nr.seqs;
       deliver_local(local, &nr.uids);
-    } else if (peers.count(nr.node) > 0) {
+    } else {
+      // A node without a CAF connection gets it through the RELAY on flush.
       auto copy = d;
       copy.uids = nr.uids;
       copy.seqs = nr.seqs;
       enqueue_remote(nr.node, std::move(copy));
-    } else {
-      ++undeliverable;
     }
   }
 }
@@ -245,8 +264,7 @@ void registry_state::open(const std::string& conn_id,
     return;
   auto& conn = i->second;
   auto send_now = [&](std::string text) {
-    self->send(conn.handle, atom::replay_v,
-               std::make_shared<const std::string>(std::move(text)));
+    write_replay(conn, std::make_shared<const std::string>(std::move(text)));
   };
   uint64_t replayed_to = 0;
   if (replay) {
@@ -332,12 +350,13 @@ registry(registry_actor::stateful_pointer<registry_state> self,
   return {
       // -- connections --------------------------------------------------------
       [self, timeout](atom::register_conn, conn_ref& who,
-                      connection_actor& handle,
+                      connection_actor& handle, sink_ref& sink,
                       int64_t since) -> caf::result<atom::ok> {
         auto& st = self->state;
         self->monitor(handle);
         st.connections.emplace(
-            who.conn, local_connection{who, handle, false, {}, 0, false});
+            who.conn, local_connection{
+                          who, handle, std::move(sink), false, {}, 0, false});
         st.conns_by_uid[who.uid].push_back(who.conn);
         auto rp = self->make_response_promise<atom::ok>();
         // Opens the connection whether or not the store answers: during an
@@ -516,9 +535,16 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         self->state.peers[peer] = std::move(handle);
       },
       [self](atom::peer_down, std::string& peer) {
-        self->state.peers.erase(peer);
-        self->state.outbox.erase(peer);
-        self->state.in_flight.erase(peer);
+        auto& st = self->state;
+        st.peers.erase(peer);
+        st.in_flight.erase(peer);
+        if (auto i = st.outbox.find(peer); i != st.outbox.end()) {
+          st.relay_batch(peer, std::move(i->second));
+          st.outbox.erase(i);
+        }
+      },
+      [self](atom::relay, relay_actor& relay) {
+        self->state.relay = std::move(relay);
       },
       [self](caf::flush_atom) { self->state.flush(); },
       // -- lifecycle ----------------------------------------------------------

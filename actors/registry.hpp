@@ -14,6 +14,8 @@ namespace wsc {
 struct local_connection {
   conn_ref who;
   connection_actor handle;
+  /// The socket side: frames are written here, not through `handle`.
+  sink_ref sink;
   /// False until the state store confirmed the binding and `welcome` (and,
   /// for a device, its replay) went out.
   bool open = false;
@@ -37,6 +39,9 @@ struct registry_state {
   std::unordered_map<std::string, local_connection> connections;
   std::unordered_map<std::string, std::vector<std::string>> conns_by_uid;
   std::unordered_map<std::string, peer_actor> peers;
+  /// Carries the deliveries for nodes without a CAF connection (partitions,
+  /// dials in progress); null in single-node mode.
+  relay_actor relay;
   /// Deliveries for peer nodes, sent as one batch per node on `flush`.
   std::unordered_map<std::string, delivery_batch> outbox;
   /// Batches sent to each peer and not yet confirmed. At `max_in_flight`
@@ -46,8 +51,9 @@ struct registry_state {
   static constexpr uint32_t max_in_flight = 16;
   static constexpr size_t max_queued = 50'000;
   bool flush_scheduled = false;
-  /// Deliveries to nodes that were not reachable (counted; durable ones stay
-  /// in the receivers' inboxes for their next resume).
+  /// Deliveries to nodes that were not reachable and could not be relayed
+  /// (counted; durable ones stay in the receivers' inboxes for their next
+  /// resume).
   uint64_t undeliverable = 0;
   /// Makes message ids unique within this incarnation.
   uint64_t next_msg = 0;
@@ -66,8 +72,12 @@ struct registry_state {
   /// Queues a delivery for a peer node; sent on the next flush.
   void enqueue_remote(const std::string& node, delivery d);
 
-  /// Sends the queued batch of every peer that has credit.
+  /// Sends the queued batch of every peer that has credit; batches for
+  /// nodes that are not (or no longer) peers go to the RELAY.
   void flush();
+
+  /// Hands a batch for a node without a CAF connection to the RELAY.
+  void relay_batch(const std::string& node, delivery_batch batch);
 
   /// Removes a connection and unbinds it in the state store.
   void remove(const std::string& conn_id);
@@ -75,9 +85,13 @@ struct registry_state {
   /// Closes every local connection of `uid` with `code`.
   void close_uid(const std::string& uid, uint16_t code);
 
-  /// Writes a frame to one connection through its actor, or holds it while
-  /// the connection is not open yet.
+  /// Writes a frame to one connection's socket, or holds it while the
+  /// connection is not open yet.
   void write(local_connection& conn, uint64_t seq, const frame_ptr& frame);
+
+  /// Writes a frame of a resume (welcome, replay): not counted against the
+  /// send queue limit.
+  static void write_replay(local_connection& conn, frame_ptr frame);
 
   /// Stores (if durable) and routes a message to uids; answers per uid.
   caf::result<delivery_report> send(delivery d);

@@ -2,6 +2,7 @@
 
 #include "actors/error.hpp"
 
+#include <poll.h>
 #include <sys/time.h>
 
 #include <cerrno>
@@ -121,6 +122,30 @@ caf::expected<redis_reply_ptr> redis_connection::read() {
     if (reply != nullptr)
       freeReplyObject(reply);
     return error();
+  }
+  return redis_reply_ptr{static_cast<redisReply*>(reply)};
+}
+
+caf::expected<redis_reply_ptr> redis_connection::wait_reply(duration wait) {
+  if (!ok())
+    return error();
+  void* reply = nullptr;
+  // A reply may already sit in the reader's buffer from an earlier read.
+  if (redisGetReplyFromReader(ctx_.get(), &reply) != REDIS_OK)
+    return error();
+  if (reply == nullptr) {
+    pollfd readable{ctx_->fd, POLLIN, 0};
+    auto n = ::poll(&readable, 1, static_cast<int>(wait.count()));
+    if (n < 0 && errno != EINTR)
+      return make_error(ec::unavailable, std::strerror(errno));
+    if (n <= 0)
+      return redis_reply_ptr{};
+    if (redisBufferRead(ctx_.get()) != REDIS_OK ||
+        redisGetReplyFromReader(ctx_.get(), &reply) != REDIS_OK) {
+      if (reply != nullptr)
+        freeReplyObject(reply);
+      return error();
+    }
   }
   return redis_reply_ptr{static_cast<redisReply*>(reply)};
 }

@@ -68,6 +68,11 @@ public:
   /// reply, not an error: errors here mean the connection is broken.
   caf::expected<redis_reply_ptr> read();
 
+  /// Waits at most `wait` for the next reply without sending anything (for a
+  /// connection in subscribe mode). No reply in time is not an error: the
+  /// result is then a null pointer and the connection stays usable.
+  caf::expected<redis_reply_ptr> wait_reply(duration wait);
+
   /// Appends one command and reads its reply.
   caf::expected<redis_reply_ptr>
   command(const std::vector<std::string_view>& argv);

@@ -190,6 +190,11 @@ const std::vector<option_spec>& option_table() {
       {"cluster-insecure", "false",
        "allow plain node-to-node traffic on a non-loopback address",
        field(&options::cluster_insecure, parse_bool)},
+      {"cluster-secret", "-",
+       "secret shared by the cluster's nodes; authenticates deliveries "
+       "relayed through Redis while nodes cannot reach each other (needed "
+       "for that relay when cluster-tls-* is set)",
+       text_field(&options::cluster_secret)},
       {"drain-period", "5s",
        "on stop, clients are told to reconnect spread over this period",
        duration_field(&options::drain_period)},

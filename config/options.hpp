@@ -52,6 +52,8 @@ struct options {
   std::string cluster_tls_key;
   std::string cluster_tls_ca;
   bool cluster_insecure = false;
+  /// Authenticates deliveries relayed through Redis (HMAC-SHA256).
+  std::string cluster_secret;
   duration drain_period{5000};
   std::string auth = "none";
   std::string jwt_secret;

@@ -1,13 +1,11 @@
 #include "middleware/jwt.hpp"
 
 #include "middleware/middleware.hpp"
+#include "util/hmac.hpp"
 
 #include <caf/sec.hpp>
 
 #include <nlohmann/json.hpp>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <array>
 
@@ -65,15 +63,6 @@ std::string b64url_encode(std::string_view in) {
   return out;
 }
 
-std::string hmac_sha256(std::string_view key, std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest,
-       &len);
-  return std::string(reinterpret_cast<char*>(digest), len);
-}
-
 } // namespace
 
 caf::expected<jwt_claims> verify_jwt(std::string_view token,
@@ -101,8 +90,7 @@ caf::expected<jwt_claims> verify_jwt(std::string_view token,
   if (alg == header.end() || !alg->is_string() || *alg != "HS256")
     return reject("algorithm not accepted");
   auto expected = hmac_sha256(secret, token.substr(0, dot2));
-  if (signature.size() != expected.size() ||
-      CRYPTO_memcmp(signature.data(), expected.data(), expected.size()) != 0)
+  if (!equal_constant_time(signature, expected))
     return reject("bad signature");
   auto payload = nlohmann::json::parse(payload_text, nullptr, false);
   if (payload.is_discarded() || !payload.is_object())

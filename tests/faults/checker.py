@@ -32,7 +32,11 @@ its connection (or its connection was declared dead), or a send of it failed
 last loss finished its replay (``seq`` contiguous up to the welcome's
 ``to``), (2) every send that failed or was repeated was acknowledged, and (3)
 everything acknowledged to it before the fault's reference time has arrived.
-The time is measured from the fault's reference time.
+A client is also affected when a message acknowledged to it in the fault's
+window reached it more than ``late_after`` seconds after the ack (delivery
+stalled without any connection loss, e.g. behind a partition); it has
+recovered when the last such message arrived. The time is measured from the
+fault's reference time.
 """
 
 import math
@@ -72,7 +76,7 @@ def live_matrix(fleet, first_copy, t0, t1, within=2.0):
     return m
 
 
-def analyse(fleet, faults, t_final, recovery_limit=10.0, steady=None):
+def analyse(fleet, faults, t_final, recovery_limit=10.0, steady=None, late_after=2.0):
     attempted = fleet.attempted
     acked = fleet.acked
     out = {
@@ -201,7 +205,13 @@ def analyse(fleet, faults, t_final, recovery_limit=10.0, steady=None):
             losses = [cn for cn in c.conns if cn.t_open is not None and cn.t_close is not None
                       and w0 <= cn.t_close < w1 and cn.cause not in ("final", "stop")]
             fails = [sf for sf in c.send_fail if w0 <= sf[0] < w1]
-            if not losses and not fails:
+            t4, late = T, False
+            for tack, key in acked_to.get(c.uid, ()):
+                if w0 <= tack < w1:
+                    rx = first_rx.get((c.uid, key), math.inf)
+                    if rx - tack > late_after:
+                        late, t4 = True, max(t4, rx)
+            if not losses and not fails and not late:
                 continue
             t1 = T
             if losses:
@@ -217,7 +227,7 @@ def analyse(fleet, faults, t_final, recovery_limit=10.0, steady=None):
             for tack, key in acked_to.get(c.uid, ()):
                 if tack < T:
                     t3 = max(t3, first_rx.get((c.uid, key), math.inf))
-            times.append(max(t1, t2, t3) - T)
+            times.append(max(t1, t2, t3, t4) - T)
         rec_all += times
         finite = [x for x in times if x != math.inf]
         per_fault.append({

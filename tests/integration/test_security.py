@@ -668,13 +668,20 @@ class ClusterTlsTest(HarnessMixin, unittest.TestCase):
         self.pki = make_pki(self.make_tempdir())
         self.redis = self.start_redis()
 
-    def tls_options(self, node_id, cert, ca):
-        return {"node-id": node_id, "state": "redis", "redis": self.redis.url,
+    # The cluster's nodes share a secret for the relay through Redis; nodes
+    # outside it have their own (or none) and publish on the same Redis.
+    SECRET = "relay-secret-of-the-real-cluster-0123456789"
+
+    def tls_options(self, node_id, cert, ca, secret=SECRET):
+        opts = {"node-id": node_id, "state": "redis", "redis": self.redis.url,
                 "heartbeat": self.HEARTBEAT, "node-timeout": self.NODE_TIMEOUT,
                 "cluster-listen": "127.0.0.1:0",
                 "cluster-tls-cert": os.path.join(self.pki, cert + ".pem"),
                 "cluster-tls-key": os.path.join(self.pki, cert + ".key"),
                 "cluster-tls-ca": os.path.join(self.pki, ca + ".pem")}
+        if secret:
+            opts["cluster-secret"] = secret
+        return opts
 
     def discovered(self, node):
         status, _, events = node.http("GET", "/api/events")
@@ -714,8 +721,10 @@ class ClusterTlsTest(HarnessMixin, unittest.TestCase):
         # Of each pair the node with the smaller id dials: a0 (ca2) and b5
         # (plain BASP) dial n1/n2, which must refuse them as servers; z9
         # (ca2) is dialled by n1/n2, which must refuse it as clients.
-        a0 = self.start_node(self.tls_options("a0", "a0", "ca2"), name="a0")
-        z9 = self.start_node(self.tls_options("z9", "z9", "ca2"), name="z9")
+        # Their deliveries to bob are relayed through Redis (they have no
+        # link to n1): n1 must refuse them too.
+        a0 = self.start_node(self.tls_options("a0", "a0", "ca2", secret="guessed"), name="a0")
+        z9 = self.start_node(self.tls_options("z9", "z9", "ca2", secret=None), name="z9")
         b5 = self.start_node({"node-id": "b5", "state": "redis", "redis": self.redis.url,
                               "heartbeat": self.HEARTBEAT, "node-timeout": self.NODE_TIMEOUT,
                               "cluster-listen": "127.0.0.1:0"}, name="b5")
@@ -733,6 +742,11 @@ class ClusterTlsTest(HarnessMixin, unittest.TestCase):
                              "%s got into the cluster" % rogue.name)
         self.assertNoFrame(bob, lambda f: f.get("type") == "message", 1.0,
                            "message delivered from a node outside the cluster")
+        status, _, text = n1.http("GET", "/metrics")
+        text = text if isinstance(text, str) else text.decode()
+        rejected = re.search(r"^wscluster_relay_rejected_total (\d+)$", text, re.M)
+        self.assertTrue(rejected and int(rejected.group(1)) >= 2,
+                        "n1 did not refuse the relayed deliveries of a0 and b5")
         # The real cluster still works.
         _, frame = self.deliver(n2, n1, "alice", "bob2", "inside")
         self.assertEqual(frame["data"], "inside")

@@ -332,6 +332,62 @@ CAF_TEST(a peer that stops confirming batches gets no more than the credit) {
   CAF_CHECK_EQUAL(acks, 200u);
 }
 
+CAF_TEST(deliveries for a node without a connection go to the relay) {
+  std::vector<std::pair<std::string, delivery_batch>> relayed;
+  auto relay = track(sys.spawn([&relayed]() -> relay_actor::behavior_type {
+    return {
+        [&relayed](atom::relay, std::string& node, delivery_batch& batch) {
+          relayed.emplace_back(std::move(node), std::move(batch));
+        },
+    };
+  }));
+  caf::anon_send(ctx->registry, atom::relay_v, relay);
+  // carol is bound to n2, which this node has no CAF connection to.
+  self->send(store, atom::bind_v, binding{"carol", "n2", "c1", 7});
+  run();
+  auto alice = open("alice");
+  caf::anon_send(alice.handle, atom::frame_v,
+                 json{{"type", "send"}, {"to", "carol"}, {"data", 1}}.dump());
+  run();
+  CAF_REQUIRE_EQUAL(relayed.size(), 1u);
+  CAF_CHECK_EQUAL(relayed[0].first, "n2");
+  CAF_CHECK_EQUAL(relayed[0].second.origin, "n1");
+  CAF_REQUIRE_EQUAL(relayed[0].second.items.size(), 1u);
+  CAF_CHECK_EQUAL(relayed[0].second.items[0].uids,
+                  std::vector<std::string>{"carol"});
+  CAF_CHECK_EQUAL(relayed[0].second.items[0].seqs, std::vector<uint64_t>{1});
+  // A peer that stops confirming, then is declared lost: what waited for
+  // its credit goes to the relay instead of being dropped.
+  auto peer = track(
+      sys.spawn([](peer_actor::pointer self) -> peer_actor::behavior_type {
+        return {
+            [self](atom::remote, delivery_batch&) -> caf::result<atom::ok> {
+              return self->make_response_promise<atom::ok>();
+            },
+            [](atom::hello, std::string&, uint64_t, caf::actor&) {},
+            [](shutdown_event&) {},
+            [](atom::ping) -> caf::result<std::string, uint64_t> {
+              return {std::string{"n2"}, uint64_t{7}};
+            },
+        };
+      }));
+  caf::anon_send(ctx->registry, atom::peer_up_v, std::string{"n2"}, peer);
+  sched.run();
+  auto sends = registry_state::max_in_flight + 5;
+  for (uint32_t i = 0; i < sends; ++i) {
+    caf::anon_send(alice.handle, atom::frame_v,
+                   json{{"type", "send"}, {"to", "carol"}, {"data", i}}.dump());
+    sched.run();
+  }
+  CAF_CHECK_EQUAL(relayed.size(), 1u);
+  caf::anon_send(ctx->registry, atom::peer_down_v, std::string{"n2"});
+  sched.run();
+  CAF_REQUIRE_EQUAL(relayed.size(), 2u);
+  CAF_CHECK_EQUAL(relayed[1].second.items.size(), 5u);
+  CAF_CHECK_EQUAL(relayed[1].second.items.back().seqs,
+                  std::vector<uint64_t>{sends + 1});
+}
+
 CAF_TEST(disconnect and drain close connections) {
   auto bob1 = open("bob");
   auto bob2 = open("bob");
