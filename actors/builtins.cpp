@@ -89,6 +89,129 @@ const std::vector<std::string>& builtin_frame_types() {
   return types;
 }
 
+namespace {
+
+/// Carries out one built-in frame: checks it and asks the REGISTRY. The
+/// REGISTRY always answers (its own requests to the store time out), so
+/// these requests arm no timeout of their own.
+template<class Self>
+void run_builtin(Self* self, const node_context& node, const frame_context& ctx,
+                 const json& f, const builtin_done& done) {
+  auto ok = [done](auto&&...) {
+    done(json_ptr{});
+  };
+  auto failed = [done](caf::error& err) {
+    done(std::move(err));
+  };
+  auto& type = f["type"].get_ref<const std::string&>();
+  if (type == "read") {
+    auto seq = f.find("seq");
+    if (seq == f.end() || !seq->is_number_unsigned())
+      return done(make_error(ec::bad_frame,
+                             "field 'seq' must be a non-negative integer"));
+    self->request(node.registry, caf::infinite, atom::read_v, ctx.sender,
+                  seq->get<uint64_t>())
+        .then([ok](atom::ok) { ok(); }, failed);
+    return;
+  }
+  if (type == "ping")
+    return done(answer({{"type", "pong"}}));
+  if (type == "send") {
+    auto to = uid_list(f, "to");
+    if (!to)
+      return done(std::move(to.error()));
+    auto data = data_field(f);
+    if (!data)
+      return done(std::move(data.error()));
+    auto d = frames::make_delivery(delivery_kind::message, ctx.sender.uid,
+                                   std::move(*data), node.durable(type));
+    d.uids = std::move(*to);
+    self->request(node.registry, caf::infinite, atom::send_v, std::move(d))
+        .then([ok](delivery_report&) { ok(); }, failed);
+    return;
+  }
+  if (type == "broadcast") {
+    if (!node.opts.client_broadcast)
+      return done(
+          make_error(ec::forbidden, "clients may not broadcast on this node"));
+    auto data = data_field(f);
+    if (!data)
+      return done(std::move(data.error()));
+    auto d = frames::make_delivery(delivery_kind::broadcast, ctx.sender.uid,
+                                   std::move(*data));
+    self->request(node.registry, caf::infinite, atom::broadcast_v, std::move(d))
+        .then([ok](atom::ok) { ok(); }, failed);
+    return;
+  }
+  if (type == "join" || type == "leave") {
+    auto group = name_field(f, "group");
+    if (!group)
+      return done(std::move(group.error()));
+    if (type == "join")
+      self->request(node.registry, caf::infinite, atom::join_v, ctx.sender,
+                    std::move(*group))
+          .then([ok](atom::ok) { ok(); }, failed);
+    else
+      self->request(node.registry, caf::infinite, atom::leave_v, ctx.sender,
+                    std::move(*group))
+          .then([ok](atom::ok) { ok(); }, failed);
+    return;
+  }
+  if (type == "publish") {
+    auto group = name_field(f, "group");
+    if (!group)
+      return done(std::move(group.error()));
+    auto data = data_field(f);
+    if (!data)
+      return done(std::move(data.error()));
+    auto d = frames::make_delivery(delivery_kind::group, ctx.sender.uid,
+                                   std::move(*data), node.durable(type));
+    d.group = std::move(*group);
+    self->request(node.registry, caf::infinite, atom::publish_v, std::move(d))
+        .then([ok](atom::ok) { ok(); }, failed);
+    return;
+  }
+  if (type == "members") {
+    auto group = name_field(f, "group");
+    if (!group)
+      return done(std::move(group.error()));
+    self->request(node.registry, caf::infinite, atom::members_v, *group)
+        .then(
+            [done, group = *group,
+             limit = node.opts.members_limit](std::vector<std::string>& uids) {
+              auto result = frames::members(group, std::move(uids), limit);
+              result["type"] = "members";
+              done(answer(std::move(result)));
+            },
+            failed);
+    return;
+  }
+  if (type == "presence") {
+    auto uids = uid_list(f, "uids");
+    if (!uids)
+      return done(std::move(uids.error()));
+    self->request(node.registry, caf::infinite, atom::presence_v, *uids)
+        .then(
+            [done, uids = *uids](std::vector<bool>& online) {
+              json result = json::object();
+              for (size_t i = 0; i < uids.size(); ++i)
+                result[uids[i]] = static_cast<bool>(online[i]);
+              done(answer({{"type", "presence"}, {"online", result}}));
+            },
+            failed);
+    return;
+  }
+  done(make_error(ec::unknown_type, "no built-in behaviour for " + type));
+}
+
+} // namespace
+
+void run_builtin(connection_actor::pointer self, const node_context& node,
+                 const frame_context& ctx, const json& frame,
+                 const builtin_done& done) {
+  run_builtin<>(self, node, ctx, frame, done);
+}
+
 behaviour_actor::behavior_type
 builtins(behaviour_actor::stateful_pointer<builtins_state> self,
          node_context_ptr node) {
@@ -96,140 +219,15 @@ builtins(behaviour_actor::stateful_pointer<builtins_state> self,
   return {
       [self](atom::frame, frame_context& ctx,
              json_ptr& frame) -> caf::result<json_ptr> {
-        auto& node = *self->state.node;
-        auto& f = *frame;
-        auto& type = f["type"].get_ref<const std::string&>();
-        auto timeout = node.opts.request_timeout;
-        if (type == "read") {
-          auto seq = f.find("seq");
-          if (seq == f.end() || !seq->is_number_unsigned())
-            return make_error(ec::bad_frame,
-                              "field 'seq' must be a non-negative integer");
-          auto rp = self->make_response_promise<json_ptr>();
-          self->request(node.registry, timeout, atom::read_v, ctx.sender,
-                        seq->get<uint64_t>())
-              .then([rp](atom::ok) mutable { rp.deliver(json_ptr{}); },
-                    [rp](caf::error& err) mutable {
-                      rp.deliver(std::move(err));
-                    });
-          return rp;
-        }
-        if (type == "ping")
-          return answer({{"type", "pong"}});
-        if (type == "send") {
-          auto to = uid_list(f, "to");
-          if (!to)
-            return std::move(to.error());
-          auto data = data_field(f);
-          if (!data)
-            return std::move(data.error());
-          auto rp = self->make_response_promise<json_ptr>();
-          auto d = frames::make_delivery(delivery_kind::message, ctx.sender.uid,
-                                         std::move(*data), node.durable(type));
-          d.uids = std::move(*to);
-          self->request(node.registry, timeout, atom::send_v, std::move(d))
-              .then([rp](delivery_report&) mutable { rp.deliver(json_ptr{}); },
-                    [rp](caf::error& err) mutable {
-                      rp.deliver(std::move(err));
-                    });
-          return rp;
-        }
-        if (type == "broadcast") {
-          if (!node.opts.client_broadcast)
-            return make_error(ec::forbidden,
-                              "clients may not broadcast on this node");
-          auto data = data_field(f);
-          if (!data)
-            return std::move(data.error());
-          auto d = frames::make_delivery(delivery_kind::broadcast,
-                                         ctx.sender.uid, std::move(*data));
-          auto rp = self->make_response_promise<json_ptr>();
-          self->request(node.registry, timeout, atom::broadcast_v, std::move(d))
-              .then([rp](atom::ok) mutable { rp.deliver(json_ptr{}); },
-                    [rp](caf::error& err) mutable {
-                      rp.deliver(std::move(err));
-                    });
-          return rp;
-        }
-        if (type == "join" || type == "leave") {
-          auto group = name_field(f, "group");
-          if (!group)
-            return std::move(group.error());
-          auto rp = self->make_response_promise<json_ptr>();
-          auto on_ok = [rp](atom::ok) mutable {
-            rp.deliver(json_ptr{});
-          };
-          auto on_err = [rp](caf::error& err) mutable {
-            rp.deliver(std::move(err));
-          };
-          if (type == "join")
-            self->request(node.registry, timeout, atom::join_v, ctx.sender,
-                          std::move(*group))
-                .then(on_ok, on_err);
-          else
-            self->request(node.registry, timeout, atom::leave_v, ctx.sender,
-                          std::move(*group))
-                .then(on_ok, on_err);
-          return rp;
-        }
-        if (type == "publish") {
-          auto group = name_field(f, "group");
-          if (!group)
-            return std::move(group.error());
-          auto data = data_field(f);
-          if (!data)
-            return std::move(data.error());
-          auto d = frames::make_delivery(delivery_kind::group, ctx.sender.uid,
-                                         std::move(*data), node.durable(type));
-          d.group = std::move(*group);
-          auto rp = self->make_response_promise<json_ptr>();
-          self->request(node.registry, timeout, atom::publish_v, std::move(d))
-              .then([rp](atom::ok) mutable { rp.deliver(json_ptr{}); },
-                    [rp](caf::error& err) mutable {
-                      rp.deliver(std::move(err));
-                    });
-          return rp;
-        }
-        if (type == "members") {
-          auto group = name_field(f, "group");
-          if (!group)
-            return std::move(group.error());
-          auto rp = self->make_response_promise<json_ptr>();
-          self->request(node.registry, timeout, atom::members_v, *group)
-              .then(
-                  [rp, group = *group, limit = node.opts.members_limit](
-                      std::vector<std::string>& uids) mutable {
-                    auto result =
-                        frames::members(group, std::move(uids), limit);
-                    result["type"] = "members";
-                    rp.deliver(answer(std::move(result)));
-                  },
-                  [rp](caf::error& err) mutable {
-                    rp.deliver(std::move(err));
-                  });
-          return rp;
-        }
-        if (type == "presence") {
-          auto uids = uid_list(f, "uids");
-          if (!uids)
-            return std::move(uids.error());
-          auto rp = self->make_response_promise<json_ptr>();
-          self->request(node.registry, timeout, atom::presence_v, *uids)
-              .then(
-                  [rp, uids = *uids](std::vector<bool>& online) mutable {
-                    json result = json::object();
-                    for (size_t i = 0; i < uids.size(); ++i)
-                      result[uids[i]] = static_cast<bool>(online[i]);
-                    rp.deliver(
-                        answer({{"type", "presence"}, {"online", result}}));
-                  },
-                  [rp](caf::error& err) mutable {
-                    rp.deliver(std::move(err));
-                  });
-          return rp;
-        }
-        return make_error(ec::unknown_type,
-                          "no built-in behaviour for " + type);
+        auto rp = self->make_response_promise<json_ptr>();
+        run_builtin<>(self, *self->state.node, ctx, *frame,
+                      [rp](caf::expected<json_ptr> answer) mutable {
+                        if (answer)
+                          rp.deliver(std::move(*answer));
+                        else
+                          rp.deliver(std::move(answer.error()));
+                      });
+        return rp;
       },
   };
 }

@@ -3,6 +3,11 @@
 #include "actors/actors.hpp"
 #include "actors/node_context.hpp"
 
+#include <caf/expected.hpp>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,6 +23,15 @@ struct builtins_state {
 
   node_context_ptr node;
 };
+
+/// Gets the answer of a built-in frame: null for `ack`, or an error.
+using builtin_done = std::function<void(caf::expected<json_ptr>)>;
+
+/// Carries out a built-in frame inside the CONNECTION actor that read it: the
+/// same code the BUILTINS actor runs, one thread hand-off less per frame.
+void run_builtin(connection_actor::pointer self, const node_context& node,
+                 const frame_context& ctx, const nlohmann::json& frame,
+                 const builtin_done& done);
 
 /// Spawn arguments: the node whose REGISTRY carries out the operations.
 behaviour_actor::behavior_type

@@ -1,5 +1,6 @@
 #include "actors/connection.hpp"
 
+#include "actors/builtins.hpp"
 #include "actors/frames.hpp"
 
 #include <caf/all.hpp>
@@ -88,6 +89,17 @@ void connection_state::handle(std::string text) {
     return fail(id, ec::unknown_type,
                 "no behaviour for type '" + frame->type + "'");
   frame_context ctx{opening.who, caf::actor_cast<connection_actor>(self)};
+  if (handler == node->builtins) {
+    run_builtin(
+        self, *node, ctx, *frame->body,
+        [this, id](caf::expected<json_ptr> answer) {
+          if (!answer)
+            fail(id, to_ec(answer.error()), error_message(answer.error()));
+          else
+            write(*answer ? frames::reply(**answer, id) : frames::ack(id));
+        });
+    return;
+  }
   self->request(handler, node->opts.request_timeout, atom::frame_v,
                 std::move(ctx), std::move(frame->body))
       .then(

@@ -104,6 +104,7 @@ node::start(caf::actor_system& sys, options opts,
     return sys.spawn(builtins, ctx);
   };
   auto builtin_handler = make_builtins(sys);
+  ctx->builtins = builtin_handler;
   for (auto& type : builtin_frame_types())
     result->add_behaviour(type, builtin_handler, make_builtins);
   result->api_ = sys.spawn(http_api, ctx, *store);

@@ -68,6 +68,9 @@ struct node_context {
   event_bus_actor events;
   discovery_actor discovery;
   behaviour_table behaviours;
+  /// The BUILTINS behaviour as first spawned: while the table still maps a
+  /// type to it, connections run the built-in code themselves.
+  behaviour_actor builtins;
   open_chain open;
 
   /// Events that have at least one subscriber (bits of event_mask), so

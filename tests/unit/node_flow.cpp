@@ -54,6 +54,7 @@ struct fixture : test::node_fixture {
     ctx->events = sys.spawn(event_bus, ctx);
     ctx->registry = sys.spawn(registry, ctx, store);
     handler = track(sys.spawn(builtins, ctx));
+    ctx->builtins = handler; // connections run built-ins inline, as on a node
     for (auto& type : builtin_frame_types())
       ctx->behaviours.add(type, handler);
     run();
@@ -107,6 +108,26 @@ CAF_TEST(send reaches every connection of the receiver and acks) {
     CAF_CHECK_EQUAL(got[0]["data"], (json{{"x", 1}}));
     CAF_CHECK(got[0]["ts"].is_number_integer());
   }
+}
+
+CAF_TEST(the builtins actor answers like the inline path) {
+  // A replaced built-in (or one restarted by its SUPERVISOR) is reached
+  // through the BUILTINS actor: same answers.
+  ctx->builtins = behaviour_actor{};
+  auto alice = open("alice");
+  auto bob = open("bob");
+  say(alice, json{{"type", "send"}, {"id", 1}, {"to", "bob"}, {"data", "x"}});
+  say(alice, json{{"type", "ping"}, {"id", 2}});
+  say(alice, json{{"type", "send"}, {"id", 3}, {"data", "x"}});
+  auto got = alice.received();
+  CAF_REQUIRE_EQUAL(got.size(), 3u);
+  CAF_CHECK_EQUAL(got[0]["type"], "ack");
+  CAF_CHECK_EQUAL(got[1]["type"], "pong");
+  CAF_CHECK_EQUAL(got[2]["type"], "error");
+  CAF_CHECK_EQUAL(got[2]["code"], "bad_frame");
+  auto delivered = bob.received();
+  CAF_REQUIRE_EQUAL(delivered.size(), 1u);
+  CAF_CHECK_EQUAL(delivered[0]["data"], "x");
 }
 
 CAF_TEST(a list of receivers and the order of messages) {
