@@ -75,6 +75,7 @@ node::start(caf::actor_system& sys, options opts,
             const middleware_registry& middlewares,
             const state_store_factory& custom_store) {
   auto ctx = std::make_shared<node_context>(std::move(opts));
+  ctx->custom_store = static_cast<bool>(custom_store.make);
   auto chain = middlewares.make_handshake_chain(ctx->opts);
   if (!chain)
     return std::move(chain.error());

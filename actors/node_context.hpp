@@ -71,6 +71,8 @@ struct node_context {
   /// The BUILTINS behaviour as first spawned: while the table still maps a
   /// type to it, connections run the built-in code themselves.
   behaviour_actor builtins;
+  /// The state store is the embedder's own (node_customization::store).
+  bool custom_store = false;
   open_chain open;
 
   /// Events that have at least one subscriber (bits of event_mask), so

@@ -58,7 +58,7 @@ void registry_state::catch_up(const std::string& conn_id) {
     c.catching_up = false;
     release_held(c);
   };
-  self->request(store, node->opts.request_timeout, atom::inbox_v, conn.who.uid,
+  self->request(store, store_timeout, atom::inbox_v, conn.who.uid,
                 conn.who.device, static_cast<int64_t>(conn.last_seq))
       .then([done](inbox_replay& replay) { done(&replay); },
             [done](caf::error&) { done(nullptr); });
@@ -247,7 +247,7 @@ caf::result<delivery_report> registry_state::send(delivery d) {
                                                std::to_string(local) +
                                                " local connection(s) only"));
   };
-  auto timeout = node->opts.request_timeout;
+  auto timeout = store_timeout;
   if (d.durable) {
     self->request(store, timeout, atom::append_v, d).then(on_routes, on_error);
   } else {
@@ -313,7 +313,7 @@ void registry_state::remove(const std::string& conn_id) {
     conns_by_uid.erase(who.uid);
   binding b{who.uid, who.node, who.conn, node->incarnation};
   auto events = node->events;
-  self->request(store, node->opts.request_timeout, atom::unbind_v, b)
+  self->request(store, store_timeout, atom::unbind_v, b)
       .then(
           [self = self, events, who](bool went_offline) {
             if (went_offline)
@@ -345,8 +345,12 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         return;
       }
   });
-  // Replies with a route table for `uids`, or with the store's error.
-  auto timeout = st.node->opts.request_timeout;
+  // The built-in stores answer every request (their I/O has deadlines of
+  // its own): no timeout to arm per message. A custom store gets one.
+  st.store_timeout = st.node->custom_store
+                         ? caf::duration{st.node->opts.request_timeout}
+                         : caf::duration{caf::infinite};
+  auto timeout = st.store_timeout;
   return {
       // -- connections --------------------------------------------------------
       [self, timeout](atom::register_conn, conn_ref& who,

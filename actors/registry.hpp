@@ -3,6 +3,8 @@
 #include "actors/actors.hpp"
 #include "actors/node_context.hpp"
 
+#include <caf/duration.hpp>
+
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -36,6 +38,8 @@ struct registry_state {
 
   node_context_ptr node;
   state_store_actor store;
+  /// For requests to the store (see the spawn function).
+  caf::duration store_timeout;
   std::unordered_map<std::string, local_connection> connections;
   std::unordered_map<std::string, std::vector<std::string>> conns_by_uid;
   std::unordered_map<std::string, peer_actor> peers;
