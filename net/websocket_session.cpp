@@ -12,6 +12,9 @@ namespace {
 /// connections stay small.
 constexpr size_t idle_buffer_bytes = 4096;
 
+/// Queue slots kept by an idle connection; more are released once it drains.
+constexpr size_t idle_queue_capacity = 16;
+
 /// How long a closing connection may take to flush its queue and finish the
 /// closing handshake before its socket is shut.
 constexpr auto close_grace = std::chrono::seconds(3);
@@ -110,7 +113,7 @@ void websocket_session::enqueue(frame_ptr frame, bool counted) {
 
 void websocket_session::do_write() {
   writing_ = true;
-  ws_.async_write(asio::buffer(*queue_.front().frame),
+  ws_.async_write(asio::buffer(*queue_[head_].frame),
                   beast::bind_front_handler(&websocket_session::on_write,
                                             shared_from_this()));
 }
@@ -118,19 +121,34 @@ void websocket_session::do_write() {
 void websocket_session::on_write(beast::error_code ec, std::size_t) {
   writing_ = false;
   // Only now may the written buffer go: Beast wrote from it until here.
-  counted_ -= queue_.front().counted;
-  queue_.pop_front();
+  counted_ -= queue_[head_].counted;
+  pop_written();
   if (ec) {
     queue_.clear();
+    head_ = 0;
     counted_ = 0;
     notify_closed();
     return;
   }
   ++node_->metrics.frames_out;
-  if (!queue_.empty())
+  if (head_ < queue_.size())
     do_write();
   else if (closing_)
     do_close();
+}
+
+void websocket_session::pop_written() {
+  queue_[head_++].frame.reset();
+  if (head_ == queue_.size()) {
+    queue_.clear();
+    head_ = 0;
+    if (queue_.capacity() > idle_queue_capacity)
+      queue_.shrink_to_fit();
+  } else if (head_ >= idle_queue_capacity && 2 * head_ >= queue_.size()) {
+    // Never drained under steady load: drop the written prefix now and then.
+    queue_.erase(queue_.begin(), queue_.begin() + head_);
+    head_ = 0;
+  }
 }
 
 void websocket_session::begin_close(uint16_t code, std::string reason,
@@ -142,10 +160,11 @@ void websocket_session::begin_close(uint16_t code, std::string reason,
       websocket::close_reason(static_cast<websocket::close_code>(code), reason);
   if (drop_queue && writing_) {
     // Keep the frame being written: Beast still reads from it.
-    queue_.erase(std::next(queue_.begin()), queue_.end());
-    counted_ = queue_.front().counted;
+    queue_.erase(queue_.begin() + head_ + 1, queue_.end());
+    counted_ = queue_[head_].counted;
   } else if (drop_queue) {
     queue_.clear();
+    head_ = 0;
     counted_ = 0;
   }
   // A reader that never reads would keep the last write and the closing
