@@ -62,7 +62,17 @@ void connection_state::fail(const std::string& id, ec code,
   write(frames::error(id, code, message));
 }
 
+void connection_state::answered() {
+  if (auto s = sink.lock())
+    s->frame_answered();
+}
+
 void connection_state::handle(std::string text) {
+  if (!dispatch(std::move(text)))
+    answered();
+}
+
+bool connection_state::dispatch(std::string text) {
   ++node->metrics.frames_in;
   if (limiter) {
     switch (limiter->take()) {
@@ -70,24 +80,27 @@ void connection_state::handle(std::string text) {
       break;
     case rate_limiter::verdict::refuse:
       fail({}, ec::rate_limited, "rate limit exceeded, frame dropped");
-      return;
+      return false;
     case rate_limiter::verdict::close:
       node->metrics.count_error(ec::rate_limited);
       close(1008, "rate limit exceeded");
-      return;
+      return false;
     }
   }
   if (node->subscribed_events.load(std::memory_order_relaxed) & on_recv_message)
     self->send(node->events, recv_message_event{opening.who, text});
   std::string id;
   auto frame = frames::parse_client(text, id);
-  if (!frame)
-    return fail(id, to_ec(frame.error()), error_message(frame.error()));
+  if (!frame) {
+    fail(id, to_ec(frame.error()), error_message(frame.error()));
+    return false;
+  }
   node->metrics.count_frame(frame->type);
   auto handler = node->behaviours.find(frame->type);
-  if (!handler)
-    return fail(id, ec::unknown_type,
-                "no behaviour for type '" + frame->type + "'");
+  if (!handler) {
+    fail(id, ec::unknown_type, "no behaviour for type '" + frame->type + "'");
+    return false;
+  }
   frame_context ctx{opening.who, caf::actor_cast<connection_actor>(self)};
   if (handler == node->builtins) {
     run_builtin(
@@ -97,14 +110,16 @@ void connection_state::handle(std::string text) {
             fail(id, to_ec(answer.error()), error_message(answer.error()));
           else
             write(*answer ? frames::reply(**answer, id) : frames::ack(id));
+          answered();
         });
-    return;
+    return true;
   }
   self->request(handler, node->opts.request_timeout, atom::frame_v,
                 std::move(ctx), std::move(frame->body))
       .then(
           [this, id](json_ptr& answer) {
             write(answer ? frames::reply(*answer, id) : frames::ack(id));
+            answered();
           },
           [this, id, type = frame->type, handler](caf::error& err) {
             // The behaviour itself failed (it threw, or it is dead) rather
@@ -129,7 +144,9 @@ void connection_state::handle(std::string text) {
               fail(id, ec::internal, "behaviour for '" + type + "' failed");
             else
               fail(id, to_ec(err), error_message(err));
+            answered();
           });
+  return true;
 }
 
 // -- behaviour ----------------------------------------------------------------

@@ -55,7 +55,15 @@ struct connection_state {
   void close(uint16_t code, std::string reason);
 
   /// Handles one client frame: limits, RECV_MESSAGE, parsing, dispatch.
+  /// Tells the sink once the frame is answered.
   void handle(std::string text);
+
+  /// Starts handling a frame; false if it was answered already, true if an
+  /// asynchronous answer will call `answered` later.
+  bool dispatch(std::string text);
+
+  /// One frame got its answer (see connection_sink::frame_answered).
+  void answered();
 
   /// Sends an error frame.
   void fail(const std::string& id, ec code, const std::string& message);

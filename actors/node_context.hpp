@@ -17,7 +17,7 @@
 namespace wsc {
 
 /// The socket side of a connection, implemented by the WebSocket session.
-/// Both calls may come from any thread: they only hand work to the socket's
+/// Every call may come from any thread: they only hand work to the socket's
 /// own executor.
 class connection_sink {
 public:
@@ -31,6 +31,14 @@ public:
 
   /// Closes the WebSocket with a close code, after the frames already queued.
   virtual void close(uint16_t code, std::string reason) = 0;
+
+  /// The CONNECTION actor answered one of the frames read from the socket
+  /// (ack, reply or error). The session reads ahead at most a few frames
+  /// that are not answered yet: an overloaded node slows its senders down
+  /// through TCP instead of queueing without bound.
+  virtual void frame_answered() {
+    // nop: sinks that do not read ahead (tests) need no signal
+  }
 };
 
 /// The most recent DISCOVER and SHUTDOWN events of the cluster as this node

@@ -15,6 +15,11 @@ constexpr size_t idle_buffer_bytes = 4096;
 /// Queue slots kept by an idle connection; more are released once it drains.
 constexpr size_t idle_queue_capacity = 16;
 
+/// Frames a connection reads ahead of their answers. Enough to keep a
+/// pipelining client busy; small enough that an overloaded node holds a
+/// bounded backlog and TCP slows the senders down.
+constexpr uint32_t max_unanswered = 16;
+
 /// How long a closing connection may take to flush its queue and finish the
 /// closing handshake before its socket is shut.
 constexpr auto close_grace = std::chrono::seconds(3);
@@ -76,12 +81,37 @@ void websocket_session::on_read(beast::error_code ec, std::size_t) {
     notify_closed();
     return;
   }
+  unanswered_.fetch_add(1);
   caf::anon_send(actor_, atom::frame_v,
                  beast::buffers_to_string(buffer_.data()));
   buffer_.consume(buffer_.size());
   if (buffer_.capacity() > idle_buffer_bytes)
     buffer_.shrink_to_fit();
-  do_read();
+  read_or_pause();
+}
+
+void websocket_session::read_or_pause() {
+  if (unanswered_.load() < max_unanswered)
+    return do_read();
+  // No operation is pending now to keep this session alive.
+  paused_self_ = shared_from_this();
+  read_paused_ = true;
+  // An answer that came between the check and the flag saw no pause.
+  if (unanswered_.load() < max_unanswered && read_paused_.exchange(false))
+    resume_read();
+}
+
+void websocket_session::resume_read() {
+  auto keep = std::move(paused_self_);
+  if (!closed_notified_)
+    do_read();
+}
+
+void websocket_session::frame_answered() {
+  if (unanswered_.fetch_sub(1) - 1 < max_unanswered && read_paused_.load() &&
+      read_paused_.exchange(false))
+    asio::post(ws_.get_executor(),
+               [self = shared_from_this()] { self->resume_read(); });
 }
 
 void websocket_session::write(frame_ptr frame, bool counted) {
@@ -187,6 +217,9 @@ void websocket_session::do_close() {
                   [self = shared_from_this()](beast::error_code) {
                     self->close_deadline_.cancel();
                     beast::get_lowest_layer(self->ws_).close();
+                    // A paused reader will not see the end of the socket.
+                    self->paused_self_.reset();
+                    self->notify_closed();
                   });
 }
 

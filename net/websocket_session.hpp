@@ -6,6 +6,7 @@
 
 #include <caf/fwd.hpp>
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +34,8 @@ public:
 
   void close(uint16_t code, std::string reason) override;
 
+  void frame_answered() override;
+
 private:
   void on_accept(beast::error_code ec, open_context opening);
   void do_read();
@@ -45,6 +48,12 @@ private:
   void begin_close(uint16_t code, std::string reason, bool drop_queue);
   void do_close();
   void notify_closed();
+
+  /// Reads the next frame unless `max_unanswered` frames wait for their
+  /// answer; then the read resumes from frame_answered.
+  void read_or_pause();
+  /// Reads again after a pause (on the strand).
+  void resume_read();
 
   websocket::stream<beast::tcp_stream> ws_;
   beast::flat_buffer buffer_;
@@ -62,6 +71,12 @@ private:
   std::vector<queued_frame> queue_;
   size_t head_ = 0;
   size_t counted_ = 0;
+  /// Frames handed to the actor and not answered yet (any thread).
+  std::atomic<uint32_t> unanswered_{0};
+  /// No read is pending because of `unanswered_` (any thread).
+  std::atomic<bool> read_paused_{false};
+  /// While paused no pending operation holds the session: this does.
+  std::shared_ptr<websocket_session> paused_self_;
   bool writing_ = false;
   bool closing_ = false;
   bool close_sent_ = false;

@@ -1,11 +1,13 @@
 """A client that never reads is closed once its send queue overflows
 (--send-queue-limit), while a normal reader on the same node keeps getting
-every message, in order.
+every message, in order. The other direction: a node reads at most a few
+frames of a client ahead of their answers.
 
 Run: /usr/bin/python3 -m unittest tests/integration/test_slow_reader.py
 """
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -122,6 +124,44 @@ class SlowReaderTest(HarnessMixin, unittest.TestCase):
             self.assertEqual(code, 1008, "slow reader must be closed with 1008 (policy)")
         status, _, body = self.node.http("GET", "/healthz")
         self.assertEqual(status, 200, body)
+
+
+
+class ReadAheadTest(HarnessMixin, unittest.TestCase):
+    """While its store hangs, a node answers nothing that needs the store;
+    it reads at most 16 frames of a client ahead of their answers, so a
+    `ping` sent after 40 such frames is only read (and answered) once the
+    first answers went out. A node without that bound reads everything at
+    once and answers the ping first."""
+
+    def test_frames_are_read_only_a_little_ahead_of_their_answers(self):
+        redis = self.start_redis()
+        node = self.start_node({"state": "redis", "redis": redis.url, "node-id": "n1",
+                                "request-timeout": "1s"})
+        client = node.ws("alice")
+        redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            for i in range(40):
+                client.send_json({"type": "send", "id": i, "to": "bob", "data": i})
+            client.send_json({"type": "ping", "id": "p"})
+            order = []
+            while "p" not in order:
+                frame = client.recv_json(timeout=30)
+                if "id" in frame:
+                    order.append(frame["id"])
+        finally:
+            redis.proc.send_signal(signal.SIGCONT)
+        answered_before_pong = [x for x in order if x != "p"]
+        self.assertGreaterEqual(len(answered_before_pong), 24,
+                                "the ping was read before the first sends were answered: %r"
+                                % order)
+        # Every frame is still answered, in the order of the answers the
+        # store gave; the node recovers.
+        while len(order) < 41:
+            order.append(client.recv_json(timeout=30).get("id"))
+        self.assertEqual(sorted(x for x in order if x != "p"), list(range(40)))
+        client.send_json({"type": "ping", "id": "after"})
+        self.assertEqual(self.reply_to(client, "after")["type"], "pong")
 
 
 if __name__ == "__main__":
