@@ -175,6 +175,26 @@ def main():
                  "p50 ms", "p99 ms", "max ms", "servers µs/msg", "redis µs/msg", "loadgen cores",
                  "other cores"], t))
         w("")
+        # What each generator can offer: the highest S2 rate it sent in full, and how busy
+        # it was; the Node harness is one event loop, so 1.0 core is its ceiling.
+        t = []
+        for gname in sorted({gn for (_, gn, _), _ in g}):
+            full = [(p, rs) for (_, gn, p), rs in g if gn == gname and p and
+                    (med(rs, "achieved_send_rate") or 0) >= 0.99 * p]
+            if not full:
+                continue
+            p, rs = max(full, key=lambda x: x[0])
+            util = med(rs, "cpu.loadgen.util")
+            ceiling = "" if not util else f(p / util, 0)
+            t.append([gname, f(p), f(med(rs, "achieved_send_rate"), 0), f(util), ceiling])
+        if t:
+            w("Load generators: the highest offered S2 rate each one sent in full in this run, "
+              "its own CPU there, and the rate one core of it would reach at that cost "
+              "(the Node harness runs on one event loop: that is its ceiling; wsc-loadgen "
+              "adds worker processes).\n")
+            w(table(["generator", "offered/s", "achieved/s", "loadgen cores",
+                     "msg/s per generator core"], t))
+            w("")
 
     # ---------------- search
     srch = [r for r in rows if r.get("scenario") == "search" and not r.get("error")]
