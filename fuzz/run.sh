@@ -70,8 +70,8 @@ compile() { # source -> object path on stdout
 
 declare -A sources=(
   [frames_fuzzer]="actors/frames.cpp actors/error.cpp"
-  [jwt_fuzzer]="middleware/jwt.cpp middleware/middleware.cpp"
-  [handshake_fuzzer]="middleware/jwt.cpp middleware/middleware.cpp"
+  [jwt_fuzzer]="middleware/jwt.cpp middleware/middleware.cpp util/hmac.cpp"
+  [handshake_fuzzer]="middleware/jwt.cpp middleware/middleware.cpp util/hmac.cpp"
   [options_fuzzer]="config/options.cpp actors/error.cpp"
 )
 all_targets=(frames_fuzzer jwt_fuzzer handshake_fuzzer options_fuzzer)
