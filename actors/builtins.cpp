@@ -96,7 +96,13 @@ namespace {
 /// these requests arm no timeout of their own.
 template<class Self>
 void run_builtin(Self* self, const node_context& node, const frame_context& ctx,
-                 const json& f, const builtin_done& done) {
+                 const json& f, builtin_done reply) {
+  // Every handler below keeps `done`: copying it copies a pointer, not the
+  // callback (no allocation per copy on the path of every frame).
+  auto shared = std::make_shared<const builtin_done>(std::move(reply));
+  auto done = [shared](caf::expected<json_ptr> answer) {
+    (*shared)(std::move(answer));
+  };
   auto ok = [done](auto&&...) {
     done(json_ptr{});
   };
@@ -208,8 +214,8 @@ void run_builtin(Self* self, const node_context& node, const frame_context& ctx,
 
 void run_builtin(connection_actor::pointer self, const node_context& node,
                  const frame_context& ctx, const json& frame,
-                 const builtin_done& done) {
-  run_builtin<>(self, node, ctx, frame, done);
+                 builtin_done reply) {
+  run_builtin<>(self, node, ctx, frame, std::move(reply));
 }
 
 behaviour_actor::behavior_type

@@ -31,7 +31,7 @@ using builtin_done = std::function<void(caf::expected<json_ptr>)>;
 /// same code the BUILTINS actor runs, one thread hand-off less per frame.
 void run_builtin(connection_actor::pointer self, const node_context& node,
                  const frame_context& ctx, const nlohmann::json& frame,
-                 const builtin_done& done);
+                 builtin_done reply);
 
 /// Spawn arguments: the node whose REGISTRY carries out the operations.
 behaviour_actor::behavior_type

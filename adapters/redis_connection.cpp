@@ -3,8 +3,11 @@
 #include "actors/error.hpp"
 
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -57,6 +60,19 @@ caf::error redis_reply_error(const redisReply& x) {
 
 bool is_noscript(const redisReply& x) {
   return x.type == REDIS_REPLY_ERROR && starts_with(reply_text(x), "NOSCRIPT");
+}
+
+std::chrono::milliseconds
+redis_io_timeout(std::chrono::milliseconds request_timeout) {
+  using std::chrono::milliseconds;
+  return std::clamp(request_timeout, milliseconds{100}, milliseconds{2000});
+}
+
+void block_sigpipe_in_this_thread() {
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
 }
 
 caf::expected<redis_connection> redis_connection::open(const redis_url& url,

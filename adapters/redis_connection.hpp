@@ -43,6 +43,16 @@ caf::error redis_reply_error(const redisReply& x);
 /// Whether `x` is the error reply `NOSCRIPT` (EVALSHA of an unknown script).
 bool is_noscript(const redisReply& x);
 
+/// The I/O deadline of a connection whose requests time out after
+/// `request_timeout`: that, within [100 ms, 2 s].
+std::chrono::milliseconds
+redis_io_timeout(std::chrono::milliseconds request_timeout);
+
+/// Blocks SIGPIPE in the calling thread: hiredis writes with write(2), and a
+/// write to a closed socket must give EPIPE, not kill the process (main
+/// ignores SIGPIPE too; this covers other hosts).
+void block_sigpipe_in_this_thread();
+
 /// One blocking connection to Redis with connect and I/O timeouts.
 class redis_connection {
 public:

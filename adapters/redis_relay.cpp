@@ -22,9 +22,6 @@
 #include <caf/binary_deserializer.hpp>
 #include <caf/binary_serializer.hpp>
 
-#include <pthread.h>
-#include <signal.h>
-
 #include <algorithm>
 #include <chrono>
 #include <optional>
@@ -53,18 +50,9 @@ std::string channel_of(const options& opts, const std::string& node) {
   return opts.redis_prefix + ":relay:" + node;
 }
 
-void block_sigpipe() {
-  sigset_t pipe;
-  sigemptyset(&pipe);
-  sigaddset(&pipe, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
-}
-
 caf::expected<redis_connection> connect(const options& opts) {
-  using std::chrono::milliseconds;
-  auto io_timeout =
-      std::clamp(opts.request_timeout, milliseconds{100}, milliseconds{2000});
-  return redis_connection::open(opts.redis, 1000ms, io_timeout);
+  return redis_connection::open(opts.redis, 1000ms,
+                                redis_io_timeout(opts.request_timeout));
 }
 
 /// Quits like an event-based actor once nobody can send to it any more.
@@ -138,7 +126,7 @@ bool subscribe(subscriber_actor* self) {
 }
 
 void relay_subscriber(subscriber_actor* self, node_context_ptr node) {
-  block_sigpipe();
+  block_sigpipe_in_this_thread();
   auto& st = self->state;
   st.node = std::move(node);
   while (!st.quit) {
@@ -247,7 +235,7 @@ void finish_round(publisher_actor* self) {
 
 void relay_publisher(publisher_actor* self, node_context_ptr node,
                      caf::actor subscriber) {
-  block_sigpipe();
+  block_sigpipe_in_this_thread();
   auto& st = self->state;
   st.node = std::move(node);
   st.subscriber = std::move(subscriber);

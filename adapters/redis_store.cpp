@@ -55,12 +55,9 @@
 
 #include <caf/all.hpp>
 
-#include <pthread.h>
-
 #include <algorithm>
 #include <array>
 #include <charconv>
-#include <csignal>
 #include <map>
 #include <optional>
 #include <string_view>
@@ -824,12 +821,7 @@ void receive_one(redis_store_actor* self, caf::duration timeout, F on_timeout) {
 /// The STORE's thread: waits for a request, takes what else is queued, sends
 /// it all in one round trip, answers.
 void redis_store(redis_store_actor* self, redis_store_config cfg) {
-  // hiredis writes with write(2): a write to a closed socket must give EPIPE,
-  // not kill the process (main ignores SIGPIPE too; this covers other hosts).
-  sigset_t pipe;
-  sigemptyset(&pipe);
-  sigaddset(&pipe, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+  block_sigpipe_in_this_thread();
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.retry_interval = st.cfg.retry_interval;
@@ -864,8 +856,7 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
   cfg.lease_ms = std::max<int64_t>(opts.node_timeout.count(), 1);
   cfg.inbox_max_messages = opts.inbox_max_messages;
   cfg.inbox_max_age_ms = opts.inbox_max_age.count();
-  cfg.io_timeout =
-      std::clamp(opts.request_timeout, milliseconds{100}, milliseconds{2000});
+  cfg.io_timeout = redis_io_timeout(opts.request_timeout);
   auto conn =
       redis_connection::open(cfg.url, cfg.connect_timeout, cfg.io_timeout);
   if (!conn)

@@ -18,6 +18,7 @@ import atexit
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -352,6 +353,23 @@ class Node:
     def http(self, method, path, body=None, headers=None, timeout=10.0):
         """``(status, headers, body)``; see :func:`http_request`."""
         return http_request(self.host, self.port, method, path, body, headers, timeout)
+
+    def metric(self, name, labels="", default=None):
+        """The value of one sample of GET /metrics, e.g.
+        ``metric("wscluster_relayed_deliveries_total", 'direction="out"')``;
+        ``default`` when it is missing, or AssertionError if that is None."""
+        status, _, text = self.http("GET", "/metrics")
+        if status != 200:
+            raise AssertionError("GET /metrics of %s: HTTP %s" % (self.name, status))
+        text = text if isinstance(text, str) else text.decode()
+        selector = r"\{%s\}" % re.escape(labels) if labels else ""
+        m = re.search(r"^%s%s (\S+)$" % (re.escape(name), selector), text, re.M)
+        if m:
+            value = float(m.group(1))
+            return int(value) if value.is_integer() else value
+        if default is None:
+            raise AssertionError("%s{%s} missing in /metrics of %s" % (name, labels, self.name))
+        return default
 
     def api_send(self, to, data, headers=None, **extra):
         body = dict(extra, to=to, data=data)

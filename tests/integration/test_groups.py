@@ -1,7 +1,6 @@
 """Groups and presence across the cluster (issue 4): a real redis-server,
 three node processes, real clients."""
 
-import re
 import time
 import unittest
 
@@ -26,12 +25,8 @@ class GroupsTest(ClusterBase):
         return reply
 
     def remote_batches(self, node, peer, direction):
-        status, _, text = node.http("GET", "/metrics")
-        self.assertEqual(status, 200)
-        text = text if isinstance(text, str) else text.decode()
-        m = re.search(r'^wscluster_remote_batches_total\{peer="%s",direction="%s"\} (\d+)$'
-                      % (peer, direction), text, re.M)
-        return int(m.group(1)) if m else 0
+        return node.metric("wscluster_remote_batches_total",
+                           'peer="%s",direction="%s"' % (peer, direction), default=0)
 
     def test_publish_reaches_members_on_every_node_only(self):
         n1, n2, n3 = self.nodes

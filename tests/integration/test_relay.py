@@ -7,7 +7,6 @@ bytes are read and dropped, new dials are accepted and never answered, as
 with a network that lost its route. `heal()` forwards again.
 """
 
-import re
 import selectors
 import socket
 import threading
@@ -112,18 +111,8 @@ class LinkProxy:
             self._close(other)
 
 
-def metric(node, name, labels):
-    status, _, text = node.http("GET", "/metrics")
-    text = text if isinstance(text, str) else text.decode()
-    selector = "\\{%s\\}" % re.escape(labels) if labels else ""
-    m = re.search(r"^%s%s (\d+)$" % (re.escape(name), selector), text, re.M)
-    if not m:
-        raise AssertionError("%s{%s} missing in /metrics of %s" % (name, labels, node.name))
-    return int(m.group(1))
-
-
 def relayed(node, direction):
-    return metric(node, "wscluster_relayed_deliveries_total", 'direction="%s"' % direction)
+    return node.metric("wscluster_relayed_deliveries_total", 'direction="%s"' % direction)
 
 
 class RelayTest(HarnessMixin, unittest.TestCase):
@@ -220,7 +209,7 @@ class SignedRelayTest(RelayTest):
 
     def test_partition_keeps_live_delivery_through_redis(self):
         super().test_partition_keeps_live_delivery_through_redis()
-        self.assertEqual(metric(self.n2, "wscluster_relay_rejected_total", ""), 0)
+        self.assertEqual(self.n2.metric("wscluster_relay_rejected_total"), 0)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,28 @@ struct fixture : test::node_fixture {
 
   void say(const client& c, const json& frame) { say(c, frame.dump()); }
 
+  /// A PEER actor for node n2 that records the batches it gets; it confirms
+  /// them (gives credit back) only if `confirm`.
+  peer_actor spawn_peer(std::vector<delivery_batch>& received, bool confirm) {
+    return track(sys.spawn([&received, confirm](peer_actor::pointer self)
+                               -> peer_actor::behavior_type {
+      return {
+          [&received, confirm,
+           self](atom::remote, delivery_batch& batch) -> caf::result<atom::ok> {
+            received.push_back(std::move(batch));
+            if (confirm)
+              return atom::ok_v;
+            return self->make_response_promise<atom::ok>();
+          },
+          [](atom::hello, std::string&, uint64_t, caf::actor&) {},
+          [](shutdown_event&) {},
+          [](atom::ping) -> caf::result<std::string, uint64_t> {
+            return {std::string{"n2"}, uint64_t{7}};
+          },
+      };
+    }));
+  }
+
   state_store_actor store;
   behaviour_actor handler;
 };
@@ -266,19 +288,7 @@ CAF_TEST(events follow connections) {
 
 CAF_TEST(deliveries for other nodes go out as one batch per node) {
   std::vector<delivery_batch> received;
-  auto peer = track(sys.spawn([&received]() -> peer_actor::behavior_type {
-    return {
-        [&received](atom::remote, delivery_batch& batch) {
-          received.push_back(std::move(batch));
-          return atom::ok_v;
-        },
-        [](atom::hello, std::string&, uint64_t, caf::actor&) {},
-        [](shutdown_event&) {},
-        [](atom::ping) -> caf::result<std::string, uint64_t> {
-          return {std::string{"n2"}, uint64_t{7}};
-        },
-    };
-  }));
+  auto peer = spawn_peer(received, true);
   caf::anon_send(ctx->registry, atom::peer_up_v, std::string{"n2"}, peer);
   for (auto uid : {"carol", "dan"})
     self->send(store, atom::bind_v,
@@ -317,21 +327,7 @@ CAF_TEST(deliveries for other nodes go out as one batch per node) {
 
 CAF_TEST(a peer that stops confirming batches gets no more than the credit) {
   std::vector<delivery_batch> received;
-  auto peer = track(sys.spawn(
-      [&received](peer_actor::pointer self) -> peer_actor::behavior_type {
-        return {
-            [&received, self](atom::remote,
-                              delivery_batch& batch) -> caf::result<atom::ok> {
-              received.push_back(std::move(batch));
-              return self->make_response_promise<atom::ok>(); // never confirmed
-            },
-            [](atom::hello, std::string&, uint64_t, caf::actor&) {},
-            [](shutdown_event&) {},
-            [](atom::ping) -> caf::result<std::string, uint64_t> {
-              return {std::string{"n2"}, uint64_t{7}};
-            },
-        };
-      }));
+  auto peer = spawn_peer(received, false); // never confirms
   caf::anon_send(ctx->registry, atom::peer_up_v, std::string{"n2"}, peer);
   self->send(store, atom::bind_v, binding{"carol", "n2", "c1", 7});
   sched.run();
@@ -379,19 +375,8 @@ CAF_TEST(deliveries for a node without a connection go to the relay) {
   CAF_CHECK_EQUAL(relayed[0].second.items[0].seqs, std::vector<uint64_t>{1});
   // A peer that stops confirming, then is declared lost: what waited for
   // its credit goes to the relay instead of being dropped.
-  auto peer = track(
-      sys.spawn([](peer_actor::pointer self) -> peer_actor::behavior_type {
-        return {
-            [self](atom::remote, delivery_batch&) -> caf::result<atom::ok> {
-              return self->make_response_promise<atom::ok>();
-            },
-            [](atom::hello, std::string&, uint64_t, caf::actor&) {},
-            [](shutdown_event&) {},
-            [](atom::ping) -> caf::result<std::string, uint64_t> {
-              return {std::string{"n2"}, uint64_t{7}};
-            },
-        };
-      }));
+  std::vector<delivery_batch> unconfirmed;
+  auto peer = spawn_peer(unconfirmed, false);
   caf::anon_send(ctx->registry, atom::peer_up_v, std::string{"n2"}, peer);
   sched.run();
   auto sends = registry_state::max_in_flight + 5;
