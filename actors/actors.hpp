@@ -142,10 +142,11 @@ using state_store_actor = caf::typed_actor<
     // The same for a group message: stored for, and routed to, every member;
     // `not_member` if the delivery's sender is not one.
     caf::replies_to<atom::group_append, delivery>::with<route_table>,
-    // What a device missed: the inbox after its cursor, or after `since`
-    // when that is >= 0.
-    caf::replies_to<atom::inbox, std::string, std::string,
-                    int64_t>::with<inbox_replay>,
+    // What a device missed: at most `limit` messages of the inbox after its
+    // cursor, or after `since` when that is >= 0 (`more` says whether the
+    // page was cut; the next page asks with `since` = its last seq).
+    caf::replies_to<atom::inbox, std::string, std::string, int64_t,
+                    uint32_t>::with<inbox_replay>,
     // Moves a device's read cursor forward to `seq`.
     caf::replies_to<atom::read, std::string, std::string,
                     uint64_t>::with<atom::ok>,

@@ -26,6 +26,10 @@ const char* to_string(ec x) {
     return "unavailable";
   case ec::internal:
     return "internal";
+  case ec::too_large:
+    return "too_large";
+  case ec::group_full:
+    return "group_full";
   }
   return "internal";
 }

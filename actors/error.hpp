@@ -32,6 +32,11 @@ enum class ec : uint8_t {
   unavailable,
   /// A bug or an unexpected failure inside the node.
   internal,
+  /// The frame or request would store or write more than a budget allows
+  /// (`max-fanout-bytes`): receivers times payload bytes.
+  too_large,
+  /// The group has `max-group-members` members already.
+  group_full,
 };
 
 /// The error category of `ec` in `caf::error` (at most 10 characters).

@@ -1,5 +1,7 @@
 #include "actors/frames.hpp"
 
+#include "middleware/middleware.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -136,6 +138,7 @@ std::string encode(const delivery& d, std::string_view uid, uint64_t seq) {
     out = group(d.group, d.from, d.data, d.ts);
     break;
   case delivery_kind::disconnect:
+  default: // out of range: check() refuses such deliveries
     return {};
   }
   if (seq != 0) {
@@ -262,6 +265,56 @@ delivery make_delivery(delivery_kind kind, std::string from, std::string data,
   d.ts = now_ms();
   d.durable = durable;
   return d;
+}
+
+namespace {
+
+/// The most receivers one delivery may name (an API request names at most
+/// 10,000; a group route one node's share of a group).
+constexpr size_t max_delivery_uids = 1'000'000;
+
+/// The most payload bytes one delivery may carry (above any
+/// max-message-bytes or API body).
+constexpr size_t max_delivery_data = 64u << 20;
+
+bool optional_name(std::string_view name) {
+  return name.empty() || valid_name(name);
+}
+
+caf::error check_common(delivery_kind kind, std::string_view from,
+                        std::string_view group, std::string_view data,
+                        std::string_view msg_id) {
+  if (kind > delivery_kind::disconnect)
+    return make_error(ec::bad_frame, "delivery kind out of range");
+  if (!optional_name(from) || !optional_name(msg_id))
+    return make_error(ec::bad_frame, "malformed sender or message id");
+  if (kind == delivery_kind::group ? !valid_name(group) : !group.empty())
+    return make_error(ec::bad_frame, "malformed group");
+  if (data.size() > max_delivery_data || !valid_utf8(data))
+    return make_error(ec::bad_frame, "payload too large or not UTF-8");
+  return caf::none;
+}
+
+} // namespace
+
+caf::error check(const delivery& d) {
+  if (auto err = check_common(d.kind, d.from, d.group, d.data, d.msg_id))
+    return err;
+  if (d.kind == delivery_kind::disconnect && (d.ts < 1000 || d.ts > 4999))
+    return make_error(ec::bad_frame, "close code out of range");
+  if (d.uids.size() > max_delivery_uids || d.seqs.size() > d.uids.size() ||
+      (d.kind == delivery_kind::broadcast && !d.uids.empty()))
+    return make_error(ec::bad_frame, "receiver list out of bounds");
+  for (auto& uid : d.uids)
+    if (!valid_name(uid))
+      return make_error(ec::bad_frame, "malformed receiver uid");
+  return caf::none;
+}
+
+caf::error check(const stored_message& msg) {
+  if (msg.kind != delivery_kind::message && msg.kind != delivery_kind::group)
+    return make_error(ec::bad_frame, "stored message of an unknown kind");
+  return check_common(msg.kind, msg.from, msg.group, msg.data, msg.msg_id);
 }
 
 int64_t now_ms() {

@@ -91,6 +91,13 @@ std::string reply(const nlohmann::json& answer, std::string_view id);
 nlohmann::json members(const std::string& group, std::vector<std::string> uids,
                        size_t limit);
 
+/// Checks a delivery decoded from outside this process (a peer, the relay):
+/// its kind, names, counts and payload text. Errors: `bad_frame`.
+caf::error check(const delivery& d);
+
+/// Checks a stored message read back from the state store, as `check`.
+caf::error check(const stored_message& msg);
+
 /// Milliseconds since the epoch.
 int64_t now_ms();
 

@@ -181,12 +181,15 @@ struct inbox_replay {
   /// Retention dropped messages after the cursor: the replay has a gap.
   bool too_old = false;
   std::vector<stored_message> messages;
+  /// The inbox holds more messages after the last one of `messages`: the
+  /// page was cut at its limit (ask again after that seq).
+  bool more = false;
 };
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, inbox_replay& x) {
   return f(caf::meta::type_name("inbox_replay"), x.cursor, x.last_seq,
-           x.too_old, x.messages);
+           x.too_old, x.messages, x.more);
 }
 
 /// Deliveries for one node, sent as a single BASP message.

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace wsc {
@@ -24,10 +25,15 @@ public:
   virtual ~connection_sink();
 
   /// Queues a text frame. Past `send-queue-limit` queued `counted` frames
-  /// the connection is closed with 1008 instead. A resume's replay is not
-  /// counted: it is bounded by the inbox retention, and counting it would
-  /// close a client whose backlog exceeds the limit on every resume.
+  /// or `send-queue-bytes` queued bytes the connection is closed with 1008
+  /// instead. Uncounted frames (welcome, the pages of a replay, which the
+  /// REGISTRY writes only while `queued_bytes()` leaves room) never close it.
   virtual void write(frame_ptr frame, bool counted) = 0;
+
+  /// Bytes of every frame queued and not yet written.
+  virtual uint64_t queued_bytes() const {
+    return 0;
+  }
 
   /// Closes the WebSocket with a close code, after the frames already queued.
   virtual void close(uint16_t code, std::string reason) = 0;
@@ -62,6 +68,26 @@ private:
   std::deque<entry> entries_;
 };
 
+/// Open WebSocket connections per uid and per client address on this node
+/// (`max-connections-per-uid`, `max-connections-per-address`). A slot is
+/// taken at the handshake and given back when the session ends; every call
+/// may come from any thread.
+class connection_quota {
+public:
+  /// Takes a slot for `uid` connecting from `address`; false, taking
+  /// nothing, when either is at its limit (a limit of 0: none).
+  bool acquire(const std::string& uid, const std::string& address,
+               uint64_t per_uid, uint64_t per_address);
+
+  /// Gives back a slot taken by `acquire`.
+  void release(const std::string& uid, const std::string& address);
+
+private:
+  std::mutex mtx_;
+  std::unordered_map<std::string, uint64_t> by_uid_;
+  std::unordered_map<std::string, uint64_t> by_address_;
+};
+
 /// What every part of one node shares: settings, the long-lived actors and
 /// a few counters read from several threads. Built once by the node.
 struct node_context {
@@ -92,6 +118,11 @@ struct node_context {
   std::atomic<bool> store_healthy{true};
   /// Open WebSocket connections of this node.
   std::atomic<uint64_t> open_connections{0};
+  /// Connections per uid and per client address.
+  connection_quota quota;
+  /// The name of a long-lived actor that died (null while all live): the
+  /// node cannot serve any more, /healthz answers 503 and the node stops.
+  std::atomic<const char*> failed_actor{nullptr};
 
   node_metrics metrics;
   cluster_event_log cluster_events;

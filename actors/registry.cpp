@@ -12,6 +12,13 @@ namespace wsc {
 
 // -- registry_state -----------------------------------------------------------
 
+namespace {
+
+/// Messages of an inbox read per request of a replay.
+constexpr uint32_t replay_page = 200;
+
+} // namespace
+
 void registry_state::write(local_connection& conn, uint64_t seq,
                            const frame_ptr& frame) {
   auto hold = [&] {
@@ -59,7 +66,8 @@ void registry_state::catch_up(const std::string& conn_id) {
     release_held(c);
   };
   self->request(store, store_timeout, atom::inbox_v, conn.who.uid,
-                conn.who.device, static_cast<int64_t>(conn.last_seq))
+                conn.who.device, static_cast<int64_t>(conn.last_seq),
+                replay_page)
       .then([done](inbox_replay& replay) { done(&replay); },
             [done](caf::error&) { done(nullptr); });
 }
@@ -387,7 +395,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
           // Bound first, then read: a message stored after the read is
           // routed here and held until the replay went out.
           self->request(st.store, timeout, atom::inbox_v, who.uid, who.device,
-                        since)
+                        since, replay_page)
               .then(
                   [self, who, came_online,
                    opened](inbox_replay& replay) mutable {

@@ -112,7 +112,7 @@ memory_store_state::publish_targets(const std::string& group,
 
 inbox_replay memory_store_state::replay(const std::string& uid,
                                         const std::string& device,
-                                        int64_t since) const {
+                                        int64_t since, uint32_t limit) const {
   inbox_replay result;
   if (since >= 0) {
     result.cursor = static_cast<uint64_t>(since);
@@ -127,9 +127,15 @@ inbox_replay memory_store_state::replay(const std::string& uid,
                                            : i->second.messages.front().seq;
   result.too_old =
       result.cursor + 1 < oldest && result.cursor < result.last_seq;
-  for (auto& msg : i->second.messages)
-    if (msg.seq > result.cursor)
-      result.messages.push_back(msg);
+  for (auto& msg : i->second.messages) {
+    if (msg.seq <= result.cursor)
+      continue;
+    if (result.messages.size() >= limit) {
+      result.more = true;
+      break;
+    }
+    result.messages.push_back(msg);
+  }
   return result;
 }
 
@@ -148,8 +154,10 @@ memory_store(state_store_actor::stateful_pointer<memory_store_state> self,
           return std::move(uids.error());
         return self->state.append(d, *uids);
       },
-      [self](atom::inbox, std::string& uid, std::string& device,
-             int64_t since) { return self->state.replay(uid, device, since); },
+      [self](atom::inbox, std::string& uid, std::string& device, int64_t since,
+             uint32_t limit) {
+        return self->state.replay(uid, device, since, limit);
+      },
       [self](atom::read, std::string& uid, std::string& device, uint64_t seq) {
         auto& st = self->state;
         auto i = st.inboxes.find(uid);

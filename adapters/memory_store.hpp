@@ -46,7 +46,7 @@ struct memory_store_state {
 
   /// The inbox of `uid` after the device's cursor (or after `since` >= 0).
   inbox_replay replay(const std::string& uid, const std::string& device,
-                      int64_t since) const;
+                      int64_t since, uint32_t limit) const;
 
   /// Route table of `uids` (each uid once, in first-seen order per node).
   route_table route(const std::vector<std::string>& uids) const;

@@ -449,7 +449,8 @@ struct redis_store_state {
   job shutdown(std::string node, uint64_t incarnation) const;
   job health() const;
   job append(const delivery& d, bool group) const;
-  job inbox(std::string uid, std::string device, int64_t since) const;
+  job inbox(std::string uid, std::string device, int64_t since,
+            uint32_t limit) const;
   job read(std::string uid, std::string device, uint64_t seq) const;
 };
 
@@ -735,9 +736,10 @@ job redis_store_state::append(const delivery& d, bool group) const {
 }
 
 job redis_store_state::inbox(std::string uid, std::string device,
-                             int64_t since) const {
+                             int64_t since, uint32_t limit) const {
   return call(script::inbox,
-              {std::move(uid), std::move(device), std::to_string(since)},
+              {std::move(uid), std::move(device), std::to_string(since),
+               std::to_string(limit)},
               answer_inbox);
 }
 
@@ -804,8 +806,9 @@ void receive_one(redis_store_actor* self, caf::duration timeout, F on_timeout) {
       [&](atom::health) { add(st.health()); },
       [&](atom::append, const delivery& d) { add(st.append(d, false)); },
       [&](atom::group_append, const delivery& d) { add(st.append(d, true)); },
-      [&](atom::inbox, std::string& uid, std::string& device, int64_t since) {
-        add(st.inbox(std::move(uid), std::move(device), since));
+      [&](atom::inbox, std::string& uid, std::string& device, int64_t since,
+          uint32_t limit) {
+        add(st.inbox(std::move(uid), std::move(device), since, limit));
       },
       [&](atom::read, std::string& uid, std::string& device, uint64_t seq) {
         add(st.read(std::move(uid), std::move(device), seq));

@@ -253,6 +253,38 @@ const std::vector<option_spec>& option_table() {
        uint_field(&options::inbox_max_messages, 1, 10'000'000)},
       {"inbox-max-age", "24h", "age after which inbox messages may be dropped",
        duration_field(&options::inbox_max_age)},
+      {"api-insecure", "false",
+       "serve the HTTP API without api-key on a non-loopback listen",
+       field(&options::api_insecure, parse_bool)},
+      {"max-fanout-bytes", "1048576",
+       "most receivers x payload bytes one send or publish (frame or API) "
+       "may produce; more: error too_large (HTTP 413)",
+       uint_field(&options::max_fanout_bytes, 1024, 1ull << 32)},
+      {"send-queue-bytes", "1048576",
+       "bytes queued for a slow reader before it is closed with 1008",
+       uint_field(&options::send_queue_bytes, 1024, 1ull << 32)},
+      {"max-connections-per-uid", "64",
+       "open connections of one uid on this node (HTTP 503); 0: no limit",
+       uint_field(&options::max_connections_per_uid, 0, 10'000'000)},
+      {"max-connections-per-address", "1000",
+       "open connections from one client address on this node (HTTP 503); "
+       "0: no limit",
+       uint_field(&options::max_connections_per_address, 0, 10'000'000)},
+      {"max-resumes-per-uid", "4",
+       "inbox replays of one uid in progress at once on this node; more "
+       "are closed with 1013 (try again later)",
+       uint_field(&options::max_resumes_per_uid, 1, 10'000)},
+      {"max-group-members", "10000",
+       "members of one group; a join beyond: error group_full",
+       uint_field(&options::max_group_members, 1, 10'000'000)},
+      {"group-join", "open",
+       "open (any client joins any group) or token (only the groups of its "
+       "JWT groups claim, or joined by the application)",
+       one_of(&options::group_join, {"open", "token"})},
+      {"jwt-audience", "-", "when set, JWTs must carry this aud",
+       text_field(&options::jwt_audience)},
+      {"jwt-issuer", "-", "when set, JWTs must carry this iss",
+       text_field(&options::jwt_issuer)},
       {"web-root", "the source tree's web/",
        "folder of the demo (/), the dashboard (/dashboard) and their assets",
        text_field(&options::web_root)},
@@ -455,6 +487,11 @@ caf::error validate(const options& opts) {
     return invalid("node-timeout must be at least twice the heartbeat");
   if (opts.listen.port == 0)
     return invalid("listen needs a port");
+  if (opts.api_key.empty() && !opts.api_insecure &&
+      !is_loopback(opts.listen.host))
+    return invalid("refusing to serve the HTTP API without api-key on " +
+                   opts.listen.to_string() +
+                   ": set api-key (or api-insecure=true)");
   return caf::none;
 }
 

@@ -82,6 +82,28 @@ struct options {
   std::vector<std::string> volatile_types;
   uint64_t inbox_max_messages = 1000;
   duration inbox_max_age{24 * 3600 * 1000};
+  // -- budgets against abuse (docs/security.md) ------------------------------
+  /// Serve the HTTP API without `api-key` on a non-loopback `listen`.
+  bool api_insecure = false;
+  /// Receivers times payload bytes that one send or publish (frame or API
+  /// request) may produce.
+  uint64_t max_fanout_bytes = 1u << 20;
+  /// Bytes queued for one connection before it is closed with 1008.
+  uint64_t send_queue_bytes = 1u << 20;
+  /// Open connections of one uid on this node; 0: no limit.
+  uint64_t max_connections_per_uid = 64;
+  /// Open connections from one client address on this node; 0: no limit.
+  uint64_t max_connections_per_address = 1000;
+  /// Resumes (inbox replays) of one uid in progress on this node at once.
+  uint64_t max_resumes_per_uid = 4;
+  /// Most members of one group (`group_full`).
+  uint64_t max_group_members = 10000;
+  /// `open`: any client may join any group; `token`: only groups of its
+  /// JWT `groups` claim (or joined for it by the application).
+  std::string group_join = "open";
+  /// Required `aud` / `iss` of JWTs (empty: not checked).
+  std::string jwt_audience;
+  std::string jwt_issuer;
 };
 
 /// The outcome of reading the command line and the config file.

@@ -154,8 +154,12 @@ private:
   std::map<std::string, open_factory> open_;
 };
 
-/// Checks a uid or group name: 1-128 bytes, no control characters, no
-/// whitespace, no comma.
+/// Checks a uid, device, group or id: well-formed UTF-8 of 1-128 bytes, no
+/// control characters, no whitespace, no comma.
 bool valid_name(std::string_view name);
+
+/// Whether `text` is well-formed UTF-8 (no overlong forms, no surrogates,
+/// nothing above U+10FFFF).
+bool valid_utf8(std::string_view text);
 
 } // namespace wsc
