@@ -122,7 +122,9 @@ using registry_actor = messaging_actor::extend_with<peer_actor>::extend<
     // Counts local connections.
     caf::replies_to<atom::status>::with<uint32_t>,
     // Sends the delivery batches collected for peer nodes.
-    caf::reacts_to<caf::flush_atom>>;
+    caf::reacts_to<caf::flush_atom>,
+    // Writes more of a connection's replay once its queue has room.
+    caf::reacts_to<atom::replay, std::string>>;
 
 /// Keeps the cluster's shared state: which uid is bound where, groups, nodes.
 /// The in-memory store serves one node; the Redis store serves a cluster.

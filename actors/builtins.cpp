@@ -6,6 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <string_view>
+#include <unordered_set>
+
 namespace wsc {
 
 namespace {
@@ -47,10 +50,14 @@ caf::expected<std::vector<std::string>> uid_list(const json& frame,
   if (!value)
     return std::move(value.error());
   std::vector<std::string> uids;
+  // Each uid once: a repeated receiver is neither stored nor counted twice.
+  std::unordered_set<std::string_view> seen;
   auto add = [&](const json& x) {
     if (!x.is_string() || !valid_name(x.get_ref<const std::string&>()))
       return false;
-    uids.push_back(x.get<std::string>());
+    auto& uid = x.get_ref<const std::string&>();
+    if (seen.insert(uid).second)
+      uids.push_back(uid);
     return true;
   };
   auto what = std::string{"field '"} + name +
@@ -129,6 +136,9 @@ void run_builtin(Self* self, const node_context& node, const frame_context& ctx,
     auto data = data_field(f);
     if (!data)
       return done(std::move(data.error()));
+    if (auto err = frames::check_fanout(to->size(), data->size(),
+                                        node.opts.max_fanout_bytes))
+      return done(std::move(err));
     auto d = frames::make_delivery(delivery_kind::message, ctx.sender.uid,
                                    std::move(*data), node.durable(type));
     d.uids = std::move(*to);

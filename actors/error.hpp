@@ -4,6 +4,7 @@
 #include <caf/error.hpp>
 #include <caf/make_message.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -38,6 +39,9 @@ enum class ec : uint8_t {
   /// The group has `max-group-members` members already.
   group_full,
 };
+
+/// Number of values of `ec`.
+constexpr size_t ec_count = static_cast<size_t>(ec::group_full) + 1;
 
 /// The error category of `ec` in `caf::error` (at most 10 characters).
 constexpr caf::atom_value ec_category = caf::atom("wsc");

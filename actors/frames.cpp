@@ -297,6 +297,19 @@ caf::error check_common(delivery_kind kind, std::string_view from,
 
 } // namespace
 
+caf::error check_fanout(size_t receivers, size_t payload_bytes,
+                        uint64_t budget) {
+  // Each copy costs its payload plus some bytes of envelope.
+  auto per_copy = static_cast<uint64_t>(payload_bytes) + 64;
+  if (receivers == 0 || per_copy <= budget / receivers)
+    return caf::none;
+  return make_error(ec::too_large,
+                    std::to_string(receivers) + " receivers x " +
+                        std::to_string(payload_bytes) +
+                        " payload bytes exceed max-fanout-bytes (" +
+                        std::to_string(budget) + ")");
+}
+
 caf::error check(const delivery& d) {
   if (auto err = check_common(d.kind, d.from, d.group, d.data, d.msg_id))
     return err;

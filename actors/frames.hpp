@@ -91,6 +91,11 @@ std::string reply(const nlohmann::json& answer, std::string_view id);
 nlohmann::json members(const std::string& group, std::vector<std::string> uids,
                        size_t limit);
 
+/// `too_large` when `receivers` copies of a payload of `payload_bytes`
+/// exceed `budget` (`max-fanout-bytes`): what one send may store and write.
+caf::error check_fanout(size_t receivers, size_t payload_bytes,
+                        uint64_t budget);
+
 /// Checks a delivery decoded from outside this process (a peer, the relay):
 /// its kind, names, counts and payload text. Errors: `bad_frame`.
 caf::error check(const delivery& d);

@@ -2,11 +2,14 @@
 
 #include "actors/frames.hpp"
 #include "middleware/middleware.hpp"
+#include "util/log.hpp"
 
 #include <caf/all.hpp>
 
 #include <nlohmann/json.hpp>
 #include <openssl/crypto.h>
+
+#include <unordered_set>
 
 namespace wsc {
 
@@ -14,8 +17,11 @@ namespace {
 
 using json = nlohmann::json;
 
+/// Serializes an answer; text that is not UTF-8 (from a hostile store
+/// entry, say) is replaced, never thrown about.
 http_response json_answer(unsigned status, const json& body) {
-  return {status, "application/json", body.dump()};
+  return {status, "application/json",
+          body.dump(-1, ' ', false, json::error_handler_t::replace)};
 }
 
 http_response error_answer(unsigned status, const std::string& message) {
@@ -29,6 +35,10 @@ unsigned status_of(const caf::error& err) {
   case ec::bad_json:
   case ec::too_many_groups:
     return 400;
+  case ec::too_large:
+    return 413;
+  case ec::group_full:
+    return 409;
   case ec::forbidden:
   case ec::not_member:
     return 403;
@@ -39,12 +49,14 @@ unsigned status_of(const caf::error& err) {
   }
 }
 
-/// Reads `"to"`: one uid or a list of uids.
+/// Reads `"to"`: one uid or a list of uids (each kept once).
 bool read_uids(const json& x, std::vector<std::string>& out) {
+  std::unordered_set<std::string> seen;
   auto add = [&](const json& v) {
     if (!v.is_string() || !valid_name(v.get_ref<const std::string&>()))
       return false;
-    out.push_back(v.get<std::string>());
+    if (seen.insert(v.get<std::string>()).second)
+      out.push_back(v.get<std::string>());
     return true;
   };
   if (x.is_array()) {
@@ -83,6 +95,194 @@ auto on_error(respond_fn respond) {
   };
 }
 
+/// Answers one request (see the contract's section 3).
+void serve(http_api_actor::stateful_pointer<http_api_state> self,
+           const http_exchange_ptr& ex) {
+  auto& node = *self->state.node;
+  auto& req = ex->request;
+  auto respond = ex->respond;
+  auto timeout = node.opts.request_timeout;
+  auto target = handshake_request::from_target(req.method, req.target);
+  auto& path = target.path;
+  bool get = req.method == "GET";
+  bool post = req.method == "POST";
+  if (path == "/healthz") {
+    if (node.draining)
+      return respond({503, "text/plain", "draining"});
+    if (auto failed = node.failed_actor.load())
+      return respond({503, "text/plain", std::string{failed} + " failed"});
+    if (!node.store_healthy)
+      return respond({503, "text/plain", "state store unreachable"});
+    return respond({200, "text/plain", "ok"});
+  }
+  if (path == "/metrics")
+    return respond({200, "text/plain; version=0.0.4",
+                    node.metrics.render(node.open_connections, node.draining,
+                                        node.store_healthy)});
+  if (path.compare(0, 5, "/api/") != 0)
+    return respond(error_answer(404, "not found"));
+  if (!node.opts.api_key.empty() &&
+      !secrets_equal(req.authorization, "Bearer " + node.opts.api_key))
+    return respond(error_answer(401, "missing or wrong API key"));
+  json body;
+  if (post) {
+    if (!frames::json_depth_ok(req.body))
+      return respond(error_answer(400, "body nests too deep"));
+    body = json::parse(req.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object())
+      return respond(error_answer(400, "body must be a JSON object"));
+  }
+  auto data_text = [&](std::string& out) {
+    auto d = body.find("data");
+    if (d == body.end())
+      return false;
+    out = d->dump(-1, ' ', false, json::error_handler_t::replace);
+    return true;
+  };
+  if (path == "/api/send" && post) {
+    auto d = frames::make_delivery(delivery_kind::message, {}, {},
+                                   node.durable("send"));
+    auto to = body.find("to");
+    if (to == body.end() || !read_uids(*to, d.uids))
+      return respond(error_answer(400, "'to' must be a uid or a list of uids"));
+    if (!data_text(d.data))
+      return respond(error_answer(400, "missing field 'data'"));
+    if (auto err = frames::check_fanout(d.uids.size(), d.data.size(),
+                                        node.opts.max_fanout_bytes))
+      return on_error(respond)(err);
+    bool receipts = body.contains("wait_ms");
+    self->request(node.registry, timeout, atom::send_v, std::move(d))
+        .then(
+            [respond, receipts](delivery_report& report) {
+              json answer{{"ok", true}};
+              if (receipts) {
+                json per_uid = json::object();
+                for (size_t i = 0; i < report.uids.size(); ++i)
+                  per_uid[report.uids[i]] = {
+                      {"connections", report.connections[i]},
+                      {"stored", static_cast<bool>(report.stored[i])}};
+                answer["receipts"] = per_uid;
+              }
+              respond(json_answer(200, answer));
+            },
+            on_error(respond));
+    return;
+  }
+  if (path == "/api/broadcast" && post) {
+    auto d = frames::make_delivery(delivery_kind::broadcast, {}, {});
+    if (!data_text(d.data))
+      return respond(error_answer(400, "missing field 'data'"));
+    self->request(node.registry, timeout, atom::broadcast_v, std::move(d))
+        .then(
+            [respond](atom::ok) {
+              respond(json_answer(200, {{"ok", true}}));
+            },
+            on_error(respond));
+    return;
+  }
+  if (path == "/api/publish" && post) {
+    auto d = frames::make_delivery(delivery_kind::group, {}, {},
+                                   node.durable("publish"));
+    auto group = body.find("group");
+    if (group == body.end() || !group->is_string() ||
+        !valid_name(group->get_ref<const std::string&>()))
+      return respond(error_answer(400, "'group' must be a group name"));
+    d.group = group->get<std::string>();
+    if (!data_text(d.data))
+      return respond(error_answer(400, "missing field 'data'"));
+    self->request(node.registry, timeout, atom::publish_v, std::move(d))
+        .then(
+            [respond](atom::ok) {
+              respond(json_answer(200, {{"ok", true}}));
+            },
+            on_error(respond));
+    return;
+  }
+  if (path == "/api/disconnect" && post) {
+    auto uid = body.find("uid");
+    if (uid == body.end() || !uid->is_string() ||
+        !valid_name(uid->get_ref<const std::string&>()))
+      return respond(error_answer(400, "'uid' must be a uid"));
+    self->request(node.registry, timeout, atom::disconnect_v,
+                  uid->get<std::string>(), uint16_t{4001})
+        .then(
+            [respond](atom::ok) {
+              respond(json_answer(200, {{"ok", true}}));
+            },
+            on_error(respond));
+    return;
+  }
+  if (path == "/api/presence" && get) {
+    auto uids = split_uids(target.param("uids"));
+    if (uids.empty() || uids.size() > 10000 ||
+        !std::all_of(uids.begin(), uids.end(),
+                     [](auto& u) { return valid_name(u); }))
+      return respond(error_answer(400, "'uids' must list uids: ?uids=a,b"));
+    self->request(node.registry, timeout, atom::presence_v, uids)
+        .then(
+            [respond, uids](std::vector<bool>& online) {
+              json result = json::object();
+              for (size_t i = 0; i < uids.size(); ++i)
+                result[uids[i]] = static_cast<bool>(online[i]);
+              respond(json_answer(200, {{"online", result}}));
+            },
+            on_error(respond));
+    return;
+  }
+  const std::string groups_prefix = "/api/groups/";
+  const std::string members_suffix = "/members";
+  if (get && path.size() > groups_prefix.size() + members_suffix.size() &&
+      path.compare(0, groups_prefix.size(), groups_prefix) == 0 &&
+      path.compare(path.size() - members_suffix.size(), members_suffix.size(),
+                   members_suffix) == 0) {
+    auto group =
+        path.substr(groups_prefix.size(),
+                    path.size() - groups_prefix.size() - members_suffix.size());
+    if (!valid_name(group) || group.find('/') != std::string::npos)
+      return respond(error_answer(400, "malformed group name"));
+    self->request(node.registry, timeout, atom::members_v, group)
+        .then(
+            [respond, group,
+             limit = node.opts.members_limit](std::vector<std::string>& uids) {
+              respond(json_answer(
+                  200, frames::members(group, std::move(uids), limit)));
+            },
+            on_error(respond));
+    return;
+  }
+  if (path == "/api/nodes" && get) {
+    self->request(self->state.store, timeout, atom::nodes_v)
+        .then(
+            [respond](std::vector<node_info>& nodes) {
+              json result = json::array();
+              for (auto& n : nodes)
+                result.push_back({{"id", n.id},
+                                  {"listen", n.listen},
+                                  {"cluster", n.cluster},
+                                  {"connections", n.connections},
+                                  {"last_heartbeat_ms", n.last_heartbeat_ms}});
+              respond(json_answer(200, result));
+            },
+            on_error(respond));
+    return;
+  }
+  if (path == "/api/events" && get) {
+    json result = json::array();
+    for (auto& e : node.cluster_events.snapshot()) {
+      json entry{{"ts", e.ts}, {"event", e.event}, {"node", e.node}};
+      if (!e.reason.empty())
+        entry["reason"] = e.reason;
+      result.push_back(std::move(entry));
+    }
+    return respond(json_answer(200, result));
+  }
+  if (path == "/api/send" || path == "/api/broadcast" ||
+      path == "/api/publish" || path == "/api/disconnect" ||
+      path == "/api/presence" || path == "/api/nodes")
+    return respond(error_answer(405, "method not allowed"));
+  respond(error_answer(404, "not found"));
+}
+
 } // namespace
 
 bool secrets_equal(const std::string& a, const std::string& b) {
@@ -97,193 +297,15 @@ http_api(http_api_actor::stateful_pointer<http_api_state> self,
   self->state.store = std::move(store);
   return {
       [self](http_exchange_ptr& ex) {
-        auto& node = *self->state.node;
-        auto& req = ex->request;
-        auto respond = ex->respond;
-        auto timeout = node.opts.request_timeout;
-        auto target = handshake_request::from_target(req.method, req.target);
-        auto& path = target.path;
-        bool get = req.method == "GET";
-        bool post = req.method == "POST";
-        if (path == "/healthz") {
-          if (node.draining)
-            return respond({503, "text/plain", "draining"});
-          if (!node.store_healthy)
-            return respond({503, "text/plain", "state store unreachable"});
-          return respond({200, "text/plain", "ok"});
+        // Whatever a request does, the actor lives on: a throw answers 500.
+        try {
+          serve(self, ex);
+        } catch (const std::exception& e) {
+          ++self->state.node->metrics.internal_failures;
+          log::error("HTTP API: {} {} failed: {}", ex->request.method,
+                     ex->request.target.substr(0, 200), e.what());
+          ex->respond(error_answer(500, "internal error"));
         }
-        if (path == "/metrics")
-          return respond(
-              {200, "text/plain; version=0.0.4",
-               node.metrics.render(node.open_connections, node.draining,
-                                   node.store_healthy),
-               true});
-        if (path.compare(0, 5, "/api/") != 0)
-          return respond(error_answer(404, "not found"));
-        if (!node.opts.api_key.empty() &&
-            !secrets_equal(req.authorization, "Bearer " + node.opts.api_key))
-          return respond(error_answer(401, "missing or wrong API key"));
-        json body;
-        if (post) {
-          if (!frames::json_depth_ok(req.body))
-            return respond(error_answer(400, "body nests too deep"));
-          body = json::parse(req.body, nullptr, false);
-          if (body.is_discarded() || !body.is_object())
-            return respond(error_answer(400, "body must be a JSON object"));
-        }
-        auto data_text = [&](std::string& out) {
-          auto d = body.find("data");
-          if (d == body.end())
-            return false;
-          out = d->dump(-1, ' ', false, json::error_handler_t::replace);
-          return true;
-        };
-        if (path == "/api/send" && post) {
-          auto d = frames::make_delivery(delivery_kind::message, {}, {},
-                                         node.durable("send"));
-          auto to = body.find("to");
-          if (to == body.end() || !read_uids(*to, d.uids))
-            return respond(
-                error_answer(400, "'to' must be a uid or a list of uids"));
-          if (!data_text(d.data))
-            return respond(error_answer(400, "missing field 'data'"));
-          bool receipts = body.contains("wait_ms");
-          self->request(node.registry, timeout, atom::send_v, std::move(d))
-              .then(
-                  [respond, receipts](delivery_report& report) {
-                    json answer{{"ok", true}};
-                    if (receipts) {
-                      json per_uid = json::object();
-                      for (size_t i = 0; i < report.uids.size(); ++i)
-                        per_uid[report.uids[i]] = {
-                            {"connections", report.connections[i]},
-                            {"stored", static_cast<bool>(report.stored[i])}};
-                      answer["receipts"] = per_uid;
-                    }
-                    respond(json_answer(200, answer));
-                  },
-                  on_error(respond));
-          return;
-        }
-        if (path == "/api/broadcast" && post) {
-          auto d = frames::make_delivery(delivery_kind::broadcast, {}, {});
-          if (!data_text(d.data))
-            return respond(error_answer(400, "missing field 'data'"));
-          self->request(node.registry, timeout, atom::broadcast_v, std::move(d))
-              .then(
-                  [respond](atom::ok) {
-                    respond(json_answer(200, {{"ok", true}}));
-                  },
-                  on_error(respond));
-          return;
-        }
-        if (path == "/api/publish" && post) {
-          auto d = frames::make_delivery(delivery_kind::group, {}, {},
-                                         node.durable("publish"));
-          auto group = body.find("group");
-          if (group == body.end() || !group->is_string() ||
-              !valid_name(group->get_ref<const std::string&>()))
-            return respond(error_answer(400, "'group' must be a group name"));
-          d.group = group->get<std::string>();
-          if (!data_text(d.data))
-            return respond(error_answer(400, "missing field 'data'"));
-          self->request(node.registry, timeout, atom::publish_v, std::move(d))
-              .then(
-                  [respond](atom::ok) {
-                    respond(json_answer(200, {{"ok", true}}));
-                  },
-                  on_error(respond));
-          return;
-        }
-        if (path == "/api/disconnect" && post) {
-          auto uid = body.find("uid");
-          if (uid == body.end() || !uid->is_string() ||
-              !valid_name(uid->get_ref<const std::string&>()))
-            return respond(error_answer(400, "'uid' must be a uid"));
-          self->request(node.registry, timeout, atom::disconnect_v,
-                        uid->get<std::string>(), uint16_t{4001})
-              .then(
-                  [respond](atom::ok) {
-                    respond(json_answer(200, {{"ok", true}}));
-                  },
-                  on_error(respond));
-          return;
-        }
-        if (path == "/api/presence" && get) {
-          auto uids = split_uids(target.param("uids"));
-          if (uids.empty() || uids.size() > 10000 ||
-              !std::all_of(uids.begin(), uids.end(),
-                           [](auto& u) { return valid_name(u); }))
-            return respond(
-                error_answer(400, "'uids' must list uids: ?uids=a,b"));
-          self->request(node.registry, timeout, atom::presence_v, uids)
-              .then(
-                  [respond, uids](std::vector<bool>& online) {
-                    json result = json::object();
-                    for (size_t i = 0; i < uids.size(); ++i)
-                      result[uids[i]] = static_cast<bool>(online[i]);
-                    respond(json_answer(200, {{"online", result}}));
-                  },
-                  on_error(respond));
-          return;
-        }
-        const std::string groups_prefix = "/api/groups/";
-        const std::string members_suffix = "/members";
-        if (get && path.size() > groups_prefix.size() + members_suffix.size() &&
-            path.compare(0, groups_prefix.size(), groups_prefix) == 0 &&
-            path.compare(path.size() - members_suffix.size(),
-                         members_suffix.size(), members_suffix) == 0) {
-          auto group = path.substr(groups_prefix.size(),
-                                   path.size() - groups_prefix.size() -
-                                       members_suffix.size());
-          if (!valid_name(group) || group.find('/') != std::string::npos)
-            return respond(error_answer(400, "malformed group name"));
-          self->request(node.registry, timeout, atom::members_v, group)
-              .then(
-                  [respond, group, limit = node.opts.members_limit](
-                      std::vector<std::string>& uids) {
-                    respond(json_answer(
-                        200, frames::members(group, std::move(uids), limit)));
-                  },
-                  on_error(respond));
-          return;
-        }
-        if (path == "/api/nodes" && get) {
-          self->request(self->state.store, timeout, atom::nodes_v)
-              .then(
-                  [respond](std::vector<node_info>& nodes) {
-                    json result = json::array();
-                    for (auto& n : nodes)
-                      result.push_back(
-                          {{"id", n.id},
-                           {"listen", n.listen},
-                           {"cluster", n.cluster},
-                           {"connections", n.connections},
-                           {"last_heartbeat_ms", n.last_heartbeat_ms}});
-                    auto answer = json_answer(200, result);
-                    answer.cors = true; // /api/nodes, for the dashboard
-                    respond(std::move(answer));
-                  },
-                  on_error(respond));
-          return;
-        }
-        if (path == "/api/events" && get) {
-          json result = json::array();
-          for (auto& e : node.cluster_events.snapshot()) {
-            json entry{{"ts", e.ts}, {"event", e.event}, {"node", e.node}};
-            if (!e.reason.empty())
-              entry["reason"] = e.reason;
-            result.push_back(std::move(entry));
-          }
-          auto answer = json_answer(200, result);
-          answer.cors = true; // /api/events, for the dashboard
-          return respond(std::move(answer));
-        }
-        if (path == "/api/send" || path == "/api/broadcast" ||
-            path == "/api/publish" || path == "/api/disconnect" ||
-            path == "/api/presence" || path == "/api/nodes")
-          return respond(error_answer(405, "method not allowed"));
-        respond(error_answer(404, "not found"));
       },
   };
 }

@@ -122,11 +122,24 @@ std::string node_metrics::render(uint64_t connections, bool draining,
       << "wscluster_relayed_deliveries_total{direction=\"dropped\"} "
       << relay_dropped << '\n';
   family(out, "wscluster_relay_rejected_total", "counter",
-         "Relayed messages refused as not authenticated (cluster-secret).");
+         "Relayed messages refused (unauthenticated, misaddressed, stale, "
+         "replayed or invalid).");
   out << "wscluster_relay_rejected_total " << relay_rejected << '\n';
+  family(out, "wscluster_relay_rejected_by_reason_total", "counter",
+         "Relayed messages refused, by reason.");
+  for (size_t i = 0; i < relay_rejected_by_reason.size(); ++i)
+    out << "wscluster_relay_rejected_by_reason_total{reason=\""
+        << relay_rejection_reasons[i] << "\"} " << relay_rejected_by_reason[i]
+        << '\n';
   family(out, "wscluster_queue_overflows_total", "counter",
          "Connections closed because their send queue overflowed.");
   out << "wscluster_queue_overflows_total " << queue_overflows << '\n';
+  family(out, "wscluster_rejected_deliveries_total", "counter",
+         "Deliveries from peers or the relay dropped as malformed.");
+  out << "wscluster_rejected_deliveries_total " << rejected_deliveries << '\n';
+  family(out, "wscluster_internal_failures_total", "counter",
+         "Exceptions caught in long-lived actors (the actor lives on).");
+  out << "wscluster_internal_failures_total " << internal_failures << '\n';
   family(out, "wscluster_errors_total", "counter",
          "Error frames sent to clients, by code.");
   for (size_t i = 1; i < errors.size(); ++i)

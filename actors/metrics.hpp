@@ -34,12 +34,26 @@ public:
   counter relayed_out{0};
   counter relayed_in{0};
   counter relay_dropped{0};
-  /// Relayed messages refused: not authenticated as the cluster's.
+  /// Relayed messages refused, in whole or in part (every reason below).
   counter relay_rejected{0};
+  /// The same by reason: an unknown format `version`, not authenticated by
+  /// cluster-secret (`auth`), undecodable (`malformed`), meant for another
+  /// node (`misaddressed`), sent outside the time window (`stale`), seen
+  /// before (`replay`), or with deliveries that fail `frames::check`
+  /// (`invalid`: those are dropped, the others delivered).
+  static constexpr std::array<const char*, 7> relay_rejection_reasons{
+      "version", "auth",   "malformed", "misaddressed",
+      "stale",   "replay", "invalid"};
+  std::array<counter, relay_rejection_reasons.size()> relay_rejected_by_reason{};
+  /// Deliveries from peers or the relay dropped as malformed.
+  counter rejected_deliveries{0};
   /// Connections closed because their send queue overflowed.
   counter queue_overflows{0};
   /// Error frames sent to clients, by error code.
-  std::array<counter, 10> errors{};
+  std::array<counter, ec_count> errors{};
+  /// Exceptions caught in a long-lived actor's handler (answered 500 or an
+  /// error; the actor lives on).
+  counter internal_failures{0};
 
   /// The frame types counted by name in `frames_in_by_type`; others count
   /// as "other" (user types are unbounded: no label per type).

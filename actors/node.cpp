@@ -17,6 +17,10 @@
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/publish.hpp>
 
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <csignal>
 #include <thread>
 
 namespace wsc {
@@ -57,6 +61,28 @@ caf::expected<std::string> publish_registry(caf::actor_system& sys,
   if (!opts.cluster_advertise.host.empty())
     return opts.cluster_advertise.to_string();
   return endpoint{opts.cluster_listen.host, *port}.to_string();
+}
+
+/// Watches a long-lived actor: when it ends while the node is not
+/// stopping, the node cannot serve any more. /healthz then answers 503 and
+/// the process is asked to stop (run_node exits with 1, so that a service
+/// manager restarts it) instead of running on as a zombie.
+template<class Handle>
+void watch(const Handle& hdl, const char* name, const node_context_ptr& ctx) {
+  if (!hdl)
+    return;
+  std::weak_ptr<node_context> weak = ctx;
+  hdl->attach_functor([weak, name](const caf::error& reason) {
+    auto ctx = weak.lock();
+    if (!ctx || ctx->draining)
+      return;
+    const char* expected = nullptr;
+    if (!ctx->failed_actor.compare_exchange_strong(expected, name))
+      return;
+    log::error("{} ended unexpectedly ({}): node {} stops", name,
+               to_string(reason), ctx->node_id);
+    ::kill(::getpid(), SIGTERM);
+  });
 }
 
 } // namespace
@@ -142,6 +168,13 @@ node::start(caf::actor_system& sys, options opts,
   ctx->discovery =
       sys.spawn(discovery, ctx, control_store, clustered, cluster_address);
   result->discovery_ = ctx->discovery;
+  watch(ctx->registry, "registry", ctx);
+  watch(ctx->events, "event bus", ctx);
+  watch(ctx->discovery, "discovery", ctx);
+  watch(result->api_, "HTTP API", ctx);
+  watch(result->store_, "state store", ctx);
+  watch(result->control_store_, "control store", ctx);
+  watch(result->relay_, "relay", ctx);
   result->server_->start(ctx->opts.io_threads);
   log::info("wscluster node {} started: listen={} state={}{} auth={}",
             ctx->node_id,
@@ -156,6 +189,10 @@ node::start(caf::actor_system& sys, options opts,
     log::warn("auth=none on a non-loopback address: any client can claim any "
               "uid; use auth=jwt in production");
   return result;
+}
+
+bool node::failed() const {
+  return ctx_->failed_actor.load() != nullptr;
 }
 
 uint16_t node::port() const {
@@ -197,6 +234,8 @@ void node::stop() {
   log::info("node {} draining: {} connections", ctx_->node_id,
             ctx_->open_connections.load());
   ctx_->draining = true;
+  if (auto failed = ctx_->failed_actor.load())
+    log::warn("node {} stops after its {} failed", ctx_->node_id, failed);
   caf::scoped_actor self{sys_};
   auto timeout = opts.request_timeout;
   self->request(ctx_->registry, timeout, atom::drain_v,

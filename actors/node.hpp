@@ -56,6 +56,10 @@ public:
   /// The bound HTTP and WebSocket port.
   uint16_t port() const;
 
+  /// Whether one of the node's long-lived actors (REGISTRY, STORE, ...)
+  /// ended while the node ran: it then stops itself.
+  bool failed() const;
+
   /// Subscribes an event actor to the events of `mask` (see event_mask).
   /// The node stops the actor when it stops.
   void subscribe(caf::actor subscriber, uint32_t mask);

@@ -31,9 +31,7 @@ public:
   virtual void write(frame_ptr frame, bool counted) = 0;
 
   /// Bytes of every frame queued and not yet written.
-  virtual uint64_t queued_bytes() const {
-    return 0;
-  }
+  virtual uint64_t queued_bytes() const { return 0; }
 
   /// Closes the WebSocket with a close code, after the frames already queued.
   virtual void close(uint16_t code, std::string reason) = 0;

@@ -14,8 +14,12 @@ namespace wsc {
 
 namespace {
 
-/// Messages of an inbox read per request of a replay.
-constexpr uint32_t replay_page = 200;
+/// Messages of an inbox read per request of a replay: a page is held in
+/// memory until the client drained enough of its queue to take it.
+constexpr uint32_t replay_page = 64;
+
+/// How often a replay waiting for a client to drain its queue looks again.
+constexpr auto replay_poll = std::chrono::milliseconds(20);
 
 } // namespace
 
@@ -62,6 +66,8 @@ void registry_state::catch_up(const std::string& conn_id) {
           write_replay(c, std::make_shared<const std::string>(
                               frames::encode(msg, c.who.uid)));
         }
+    if (replay && replay->more && !replay->messages.empty())
+      return catch_up(conn_id); // the next page
     c.catching_up = false;
     release_held(c);
   };
@@ -274,27 +280,95 @@ void registry_state::open(const std::string& conn_id,
   auto send_now = [&](std::string text) {
     write_replay(conn, std::make_shared<const std::string>(std::move(text)));
   };
-  uint64_t replayed_to = 0;
-  if (replay) {
-    auto from = replay->messages.empty() ? replay->cursor + 1
-                                         : replay->messages.front().seq;
-    send_now(frames::welcome(conn.who, !replay->too_old,
-                             replay->too_old ? "too_old" : "", from,
-                             replay->last_seq));
-    for (auto& msg : replay->messages) {
-      send_now(frames::encode(msg, conn.who.uid));
-      replayed_to = std::max(replayed_to, msg.seq);
-    }
-    replayed_to = std::max(replayed_to, replay->last_seq);
-  } else if (!conn.who.device.empty()) {
-    send_now(frames::welcome(conn.who, false,
-                             store_failed ? "unavailable" : "no_inbox", 0, 0));
-  } else {
-    send_now(frames::welcome(conn.who));
+  if (!replay) {
+    if (conn.who.device.empty())
+      send_now(frames::welcome(conn.who));
+    else
+      send_now(frames::welcome(
+          conn.who, false, store_failed ? "unavailable" : "no_inbox", 0, 0));
+    return finish_open(conn);
   }
-  conn.last_seq = replayed_to;
+  auto from = replay->messages.empty() ? replay->cursor + 1
+                                       : replay->messages.front().seq;
+  send_now(frames::welcome(conn.who, !replay->too_old,
+                           replay->too_old ? "too_old" : "", from,
+                           replay->last_seq));
+  conn.replay_last = replay->last_seq;
+  conn.replay_more = replay->more && !replay->messages.empty();
+  conn.replay_after =
+      replay->messages.empty() ? replay->cursor : replay->messages.back().seq;
+  conn.replay_pending.assign(replay->messages.begin(), replay->messages.end());
+  pump_replay(conn_id);
+}
+
+void registry_state::pump_replay(const std::string& conn_id) {
+  auto i = connections.find(conn_id);
+  if (i == connections.end())
+    return;
+  auto& conn = i->second;
+  auto sink = conn.sink.lock();
+  if (!sink)
+    return; // closed: its unregister follows
+  auto budget = node->opts.send_queue_bytes;
+  while (!conn.replay_pending.empty() && sink->queued_bytes() < budget) {
+    auto& msg = conn.replay_pending.front();
+    if (msg.seq > conn.last_seq) {
+      conn.last_seq = msg.seq;
+      write_replay(conn, std::make_shared<const std::string>(
+                             frames::encode(msg, conn.who.uid)));
+    }
+    conn.replay_pending.pop_front();
+  }
+  if (!conn.replay_pending.empty()) {
+    // The client has not read what it got yet: look again shortly.
+    self->delayed_send(self, replay_poll, atom::replay_v, conn_id);
+    return;
+  }
+  if (!conn.replay_more) {
+    conn.last_seq = std::max(conn.last_seq, conn.replay_last);
+    return finish_open(conn);
+  }
+  self->request(store, store_timeout, atom::inbox_v, conn.who.uid,
+                conn.who.device, static_cast<int64_t>(conn.replay_after),
+                replay_page)
+      .then(
+          [this, conn_id](inbox_replay& page) {
+            auto i = connections.find(conn_id);
+            if (i == connections.end())
+              return;
+            auto& conn = i->second;
+            conn.replay_more = page.more && !page.messages.empty();
+            if (!page.messages.empty())
+              conn.replay_after = page.messages.back().seq;
+            conn.replay_last = std::max(conn.replay_last, page.last_seq);
+            conn.replay_pending.assign(page.messages.begin(),
+                                       page.messages.end());
+            pump_replay(conn_id);
+          },
+          [this, conn_id](caf::error& err) {
+            // The rest comes with the next resume (or a gap's catch-up).
+            log::warn("replay of {} stopped: {}", conn_id, error_message(err));
+            auto i = connections.find(conn_id);
+            if (i != connections.end())
+              finish_open(i->second);
+          });
+}
+
+void registry_state::finish_open(local_connection& conn) {
+  conn.replay_pending.clear();
+  conn.replay_more = false;
+  end_resume(conn);
   release_held(conn);
   conn.open = true;
+}
+
+void registry_state::end_resume(local_connection& conn) {
+  if (!conn.resuming)
+    return;
+  conn.resuming = false;
+  if (auto i = resumes.find(conn.who.uid);
+      i != resumes.end() && --i->second == 0)
+    resumes.erase(i);
 }
 
 void registry_state::close_uid(const std::string& uid, uint16_t code) {
@@ -311,6 +385,7 @@ void registry_state::remove(const std::string& conn_id) {
   auto i = connections.find(conn_id);
   if (i == connections.end())
     return;
+  end_resume(i->second);
   auto who = std::move(i->second.who);
   bool was_open = i->second.open;
   self->demonitor(i->second.handle.address());
@@ -365,10 +440,27 @@ registry(registry_actor::stateful_pointer<registry_state> self,
                       connection_actor& handle, sink_ref& sink,
                       int64_t since) -> caf::result<atom::ok> {
         auto& st = self->state;
+        bool resuming = !who.device.empty();
+        if (resuming) {
+          // Each replay holds a page and a queue: bound them per uid.
+          auto& running = st.resumes[who.uid];
+          if (running >= st.node->opts.max_resumes_per_uid) {
+            if (running == 0)
+              st.resumes.erase(who.uid);
+            self->send(handle, atom::disconnect_v, uint16_t{1013},
+                       std::string{"too many resumes of this uid in "
+                                   "progress, try again later"});
+            return make_error(ec::unavailable, "too many resumes");
+          }
+          ++running;
+        }
         self->monitor(handle);
-        st.connections.emplace(
-            who.conn, local_connection{
-                          who, handle, std::move(sink), false, {}, 0, false});
+        local_connection conn;
+        conn.who = who;
+        conn.handle = handle;
+        conn.sink = std::move(sink);
+        conn.resuming = resuming;
+        st.connections.emplace(who.conn, std::move(conn));
         st.conns_by_uid[who.uid].push_back(who.conn);
         auto rp = self->make_response_promise<atom::ok>();
         // Opens the connection whether or not the store answers: during an
@@ -526,10 +618,22 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       [self](atom::remote, delivery_batch& batch) {
         auto& st = self->state;
         st.node->metrics.count_remote_in(batch.origin, batch.items.size());
-        for (auto& d : batch.items)
+        for (auto& d : batch.items) {
+          // A peer (or whoever reached the cluster port) is no excuse for
+          // undefined behaviour: malformed deliveries are dropped.
+          if (auto err = frames::check(d)) {
+            if (st.node->metrics.rejected_deliveries++ % 1000 == 0)
+              log::warn("dropped a delivery from {}: {}",
+                        batch.origin.substr(0, 64), error_message(err));
+            continue;
+          }
           st.deliver_local(d, d.kind == delivery_kind::broadcast ? nullptr
                                                                  : &d.uids);
+        }
         return atom::ok_v;
+      },
+      [self](atom::replay, std::string& conn_id) {
+        self->state.pump_replay(conn_id);
       },
       [self](shutdown_event& ev) {
         // DISCOVERY decides what a peer's SHUTDOWN means for this node.

@@ -5,6 +5,7 @@
 
 #include <caf/duration.hpp>
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -30,6 +31,15 @@ struct local_connection {
   uint64_t last_seq = 0;
   /// A gap is being filled from the inbox: new frames wait in `held`.
   bool catching_up = false;
+  /// The device's replay is in progress (counted in `resumes`).
+  bool resuming = false;
+  /// The page of the replay read from the store and not written yet.
+  std::deque<stored_message> replay_pending;
+  /// The store has more of the replay after `replay_after`.
+  bool replay_more = false;
+  uint64_t replay_after = 0;
+  /// The uid's last seq when the replay began: the welcome's `to`.
+  uint64_t replay_last = 0;
 };
 
 /// The state of the REGISTRY actor.
@@ -42,6 +52,8 @@ struct registry_state {
   caf::duration store_timeout;
   std::unordered_map<std::string, local_connection> connections;
   std::unordered_map<std::string, std::vector<std::string>> conns_by_uid;
+  /// Replays in progress per uid (`max-resumes-per-uid`).
+  std::unordered_map<std::string, uint32_t> resumes;
   std::unordered_map<std::string, peer_actor> peers;
   /// Carries the deliveries for nodes without a CAF connection (partitions,
   /// dials in progress); null in single-node mode.
@@ -109,9 +121,22 @@ struct registry_state {
   /// without those already written.
   void release_held(local_connection& conn);
 
-  /// Opens a bound connection: welcome, the device's replay, held frames.
+  /// Opens a bound connection: welcome, then for a device the first page of
+  /// its replay (see `pump_replay`).
   void open(const std::string& conn_id, const inbox_replay* replay,
             bool store_failed);
+
+  /// Writes the replay of a connection while its send queue has room
+  /// (`send-queue-bytes`), reads the next page when one is written, and
+  /// opens the connection after the last: a replay never holds more than a
+  /// queue and a page of memory, however large the inbox.
+  void pump_replay(const std::string& conn_id);
+
+  /// Ends a replay: held frames go out, live frames flow.
+  void finish_open(local_connection& conn);
+
+  /// Forgets that a connection's replay is in progress.
+  void end_resume(local_connection& conn);
 
   /// A message id unique in the cluster: node, incarnation, counter.
   std::string make_msg_id();

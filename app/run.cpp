@@ -59,8 +59,9 @@ int run_node(int argc, char** argv, const node_customization& custom) {
   sigwait(&stop_signals, &sig);
   log::info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
   (*started)->stop();
+  bool failed = (*started)->failed();
   started->reset();
-  return 0;
+  return failed ? 1 : 0;
 }
 
 } // namespace wsc
