@@ -122,7 +122,7 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
   if (path.compare(0, 5, "/api/") != 0)
     return respond(error_answer(404, "not found"));
   if (!node.opts.api_key.empty() &&
-      !secrets_equal(req.authorization, "Bearer " + node.opts.api_key))
+      !secrets_equal(bearer_token(req.authorization), node.opts.api_key))
     return respond(error_answer(401, "missing or wrong API key"));
   json body;
   if (post) {

@@ -185,6 +185,13 @@ node::start(caf::actor_system& sys, options opts,
   if (ctx->opts.auth == "jwt" && ctx->opts.jwt_secret.size() < 32)
     log::warn("jwt-secret is shorter than 32 bytes: HS256 secrets should be "
               "long and random");
+  if (ctx->opts.api_key.empty())
+    log::warn("the HTTP API has no api-key: anyone who reaches {} can send, "
+              "broadcast, disconnect users and read presence{}",
+              ctx->opts.listen.to_string(),
+              is_loopback(ctx->opts.listen.host)
+                  ? " (loopback only)"
+                  : " (api-insecure=true on a non-loopback address)");
   if (ctx->opts.auth == "none" && !is_loopback(ctx->opts.listen.host))
     log::warn("auth=none on a non-loopback address: any client can claim any "
               "uid; use auth=jwt in production");

@@ -158,6 +158,10 @@ private:
 /// control characters, no whitespace, no comma.
 bool valid_name(std::string_view name);
 
+/// The credentials of an `Authorization: Bearer <token>` header (any case
+/// of the scheme, RFC 7235), or an empty string.
+std::string bearer_token(const std::string& authorization);
+
 /// Whether `text` is well-formed UTF-8 (no overlong forms, no surrogates,
 /// nothing above U+10FFFF).
 bool valid_utf8(std::string_view text);

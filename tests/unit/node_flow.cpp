@@ -449,4 +449,51 @@ CAF_TEST(a flooding client gets rate_limited then 1008) {
   CAF_CHECK_EQUAL(alice.sink->close_code, 1008);
 }
 
+CAF_TEST(malformed deliveries from a peer are dropped and the registry lives) {
+  auto bob = open("bob");
+  auto valid = frames::make_delivery(delivery_kind::message, "zed", "1");
+  valid.uids = {"bob"};
+  auto bad_kind = valid;
+  bad_kind.kind = static_cast<delivery_kind>(99);
+  auto bad_uid = valid;
+  bad_uid.uids = {"\xff"};
+  caf::anon_send(ctx->registry, atom::remote_v,
+                 delivery_batch{"n2", {bad_kind, bad_uid, valid}});
+  run();
+  auto got = bob.received();
+  CAF_REQUIRE_EQUAL(got.size(), 1u);
+  CAF_CHECK_EQUAL(got[0]["from"], "zed");
+  CAF_CHECK_EQUAL(ctx->metrics.rejected_deliveries.load(), 2u);
+  // Still serving: a new connection opens and messages flow.
+  auto carol = open("carol");
+  say(carol, json{{"type", "send"}, {"id", 1}, {"to", "bob"}, {"data", 2}});
+  auto acks = carol.received();
+  CAF_REQUIRE_EQUAL(acks.size(), 1u);
+  CAF_CHECK_EQUAL(acks[0]["type"], "ack");
+  CAF_CHECK_EQUAL(bob.received().size(), 1u);
+}
+
+CAF_TEST(a send over the fan - out budget is too_large and stores nothing) {
+  auto alice = open("alice");
+  auto bob = open("bob");
+  std::string big(ctx->opts.max_fanout_bytes / 2, 'x');
+  say(alice, json{{"type", "send"},
+                  {"id", 1},
+                  {"to", {"bob", "carol", "dan"}},
+                  {"data", big}});
+  auto answer = alice.received();
+  CAF_REQUIRE_EQUAL(answer.size(), 1u);
+  CAF_CHECK_EQUAL(answer[0]["code"], "too_large");
+  CAF_CHECK(bob.received().empty());
+  // A uid named many times counts once.
+  say(alice, json{{"type", "send"},
+                  {"id", 2},
+                  {"to", std::vector<std::string>(1000, "bob")},
+                  {"data", big}});
+  auto acks = alice.received();
+  CAF_REQUIRE_EQUAL(acks.size(), 1u);
+  CAF_CHECK_EQUAL(acks[0]["type"], "ack");
+  CAF_CHECK_EQUAL(bob.received().size(), 1u);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

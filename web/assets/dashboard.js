@@ -1,9 +1,9 @@
 // wscluster live cluster dashboard.
 //
-// Polls the node that served this page: GET /api/nodes (the cluster's nodes), GET
-// /api/events (recent DISCOVER/SHUTDOWN, newest last), GET /metrics of every node (its
-// `listen` address; other nodes' need CORS) for messages per second, and GET /api/users
-// for users online when the node has it.
+// Polls only the node that served this page (the API key never goes anywhere else, and
+// no node sends CORS headers): GET /api/nodes (the cluster's nodes), GET /api/events
+// (recent DISCOVER/SHUTDOWN, newest last), its own GET /metrics for messages per second,
+// and GET /api/users for users online when the node has it.
 // Query parameters: interval=<ms> (default 1000), watch=a,b (uids whose presence counts
 // as users online when the node has no /api/users).
 
@@ -54,11 +54,7 @@ async function get(url, { json = true, timeoutMs = 2500, auth = true } = {}) {
   }
 }
 
-function metricsUrl(listen) {
-  if (listen === location.host) return '/metrics';
-  const host = listen.replace(/^(0\.0\.0\.0|\[::\])(?=:\d+$)/, location.hostname);
-  return `${location.protocol}//${host}/metrics`;
-}
+const OTHER_NODE = 'metrics are read only from the node that served this page';
 
 // -- polling ---------------------------------------------------------------------
 
@@ -106,8 +102,14 @@ async function pollMetrics(now) {
   await Promise.all(up.map(async (n) => {
     // A node whose /metrics this page cannot read is retried every 10 s, not every poll.
     if (n.metricsError && now < (n.metricsRetryAt || 0)) return;
+    if (n.info.listen !== location.host) {
+      n.metricsError = OTHER_NODE;
+      n.rateIn = n.rateOut = null;
+      return;
+    }
     try {
-      const text = await get(metricsUrl(n.info.listen), { json: false, timeoutMs: 2000 });
+      // /metrics is not behind the API key: do not send it.
+      const text = await get('/metrics', { json: false, timeoutMs: 2000, auth: false });
       const { samples } = parsePrometheus(text);
       const cur = {
         t: now,
@@ -124,8 +126,7 @@ async function pollMetrics(now) {
       n.prev = cur;
       n.metricsError = null;
     } catch (err) {
-      n.metricsError = n.info.listen === location.host ? err.message
-        : 'not readable from this page (another origin: the node sends no CORS header)';
+      n.metricsError = err.message;
       n.rateIn = n.rateOut = null;
       n.metricsRetryAt = now + 10000;
     }
