@@ -91,6 +91,8 @@ using messaging_actor = caf::typed_actor<
     caf::replies_to<atom::leave, conn_ref, std::string>::with<atom::ok>,
     // Lists the uids of a group.
     caf::replies_to<atom::members, std::string>::with<std::vector<std::string>>,
+    // Whether a uid is a member of a group.
+    caf::replies_to<atom::is_member, std::string, std::string>::with<bool>,
     // Tells for each uid whether it has a connection anywhere.
     caf::replies_to<atom::presence,
                     std::vector<std::string>>::with<std::vector<bool>>,
@@ -160,6 +162,8 @@ using state_store_actor = caf::typed_actor<
     // Lists at most `limit` uids of a group.
     caf::replies_to<atom::members, std::string,
                     uint32_t>::with<std::vector<std::string>>,
+    // Whether a uid (second) is a member of a group (first).
+    caf::replies_to<atom::is_member, std::string, std::string>::with<bool>,
     // Finds the nodes holding members of a group; empty if `from` is not one.
     caf::replies_to<atom::group_route, std::string,
                     std::string>::with<route_table>,

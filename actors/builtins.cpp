@@ -98,6 +98,20 @@ const std::vector<std::string>& builtin_frame_types() {
 
 namespace {
 
+/// Answers a `members` frame: at most `limit` uids of `group`.
+template<class Self, class Done>
+void list_members(Self* self, const registry_actor& registry, size_t limit,
+                  const std::string& group, Done done) {
+  self->request(registry, caf::infinite, atom::members_v, group)
+      .then(
+          [done, group, limit](std::vector<std::string>& uids) {
+            auto result = frames::members(group, std::move(uids), limit);
+            result["type"] = "members";
+            done(answer(std::move(result)));
+          },
+          [done](caf::error& err) { done(std::move(err)); });
+}
+
 /// Carries out one built-in frame: checks it and asks the REGISTRY. The
 /// REGISTRY always answers (its own requests to the store time out), so
 /// these requests arm no timeout of their own.
@@ -191,15 +205,23 @@ void run_builtin(Self* self, const node_context& node, const frame_context& ctx,
     auto group = name_field(f, "group");
     if (!group)
       return done(std::move(group.error()));
-    self->request(node.registry, caf::infinite, atom::members_v, *group)
-        .then(
-            [done, group = *group,
-             limit = node.opts.members_limit](std::vector<std::string>& uids) {
-              auto result = frames::members(group, std::move(uids), limit);
-              result["type"] = "members";
-              done(answer(std::move(result)));
-            },
-            failed);
+    if (node.opts.group_join == "token") {
+      // Closed groups: only members may list the others (the API may).
+      self->request(node.registry, caf::infinite, atom::is_member_v, *group,
+                    ctx.sender.uid)
+          .then(
+              [self, registry = node.registry, limit = node.opts.members_limit,
+               group = *group, done](bool member) {
+                if (!member)
+                  return done(make_error(ec::not_member,
+                                         "only members may list a group's "
+                                         "members (group-join=token)"));
+                list_members(self, registry, limit, group, done);
+              },
+              failed);
+      return;
+    }
+    list_members(self, node.registry, node.opts.members_limit, *group, done);
     return;
   }
   if (type == "presence") {

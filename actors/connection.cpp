@@ -2,12 +2,14 @@
 
 #include "actors/builtins.hpp"
 #include "actors/frames.hpp"
+#include "middleware/jwt.hpp"
 
 #include <caf/all.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 
 namespace wsc {
 
@@ -67,6 +69,17 @@ void connection_state::answered() {
     s->frame_answered();
 }
 
+bool connection_state::may_join(const nlohmann::json& frame) const {
+  if (node->opts.group_join != "token")
+    return true;
+  auto group = frame.find("group");
+  if (group == frame.end() || !group->is_string())
+    return true; // malformed: the behaviour answers bad_frame
+  auto& granted = opening.groups;
+  return std::find(granted.begin(), granted.end(),
+                   group->get_ref<const std::string&>()) != granted.end();
+}
+
 void connection_state::handle(std::string text) {
   if (!dispatch(std::move(text)))
     answered();
@@ -96,6 +109,12 @@ bool connection_state::dispatch(std::string text) {
     return false;
   }
   node->metrics.count_frame(frame->type);
+  if (frame->type == "join" && !may_join(*frame->body)) {
+    fail(id, ec::forbidden,
+         "group-join=token: this connection may join only the groups its "
+         "token grants");
+    return false;
+  }
   auto handler = node->behaviours.find(frame->type);
   if (!handler) {
     fail(id, ec::unknown_type, "no behaviour for type '" + frame->type + "'");
@@ -181,11 +200,19 @@ connection(connection_actor::stateful_pointer<connection_state> self,
               // client to come back with a fresh one.
               if (auto i = st.opening.attributes.find("jwt.exp");
                   i != st.opening.attributes.end()) {
-                auto left = std::stoll(i->second) * 1000 - frames::now_ms();
-                self->delayed_send(
-                    self, std::chrono::milliseconds(std::max<int64_t>(left, 0)),
-                    atom::disconnect_v, uint16_t{4003},
-                    std::string{"token expired"});
+                // Overflow-safe: the text is bounded to verify_jwt's range
+                // (text that is no number expires now), and the delay to
+                // ten years, which CAF's nanosecond clock can hold.
+                int64_t exp_s = 0;
+                auto& text = i->second;
+                std::from_chars(text.data(), text.data() + text.size(), exp_s);
+                exp_s = std::clamp<int64_t>(exp_s, 0, jwt_max_time_s);
+                constexpr int64_t max_delay_ms = 10 * 366 * 86'400'000LL;
+                auto left = std::clamp<int64_t>(exp_s * 1000 - frames::now_ms(),
+                                                0, max_delay_ms);
+                self->delayed_send(self, std::chrono::milliseconds(left),
+                                   atom::disconnect_v, uint16_t{4003},
+                                   std::string{"token expired"});
               }
               st.node->open.leave(st.opening, std::nullopt);
               for (auto& group : st.opening.groups)

@@ -4,6 +4,8 @@
 #include "actors/node_context.hpp"
 #include "middleware/middleware.hpp"
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -61,6 +63,10 @@ struct connection_state {
   /// Starts handling a frame; false if it was answered already, true if an
   /// asynchronous answer will call `answered` later.
   bool dispatch(std::string text);
+
+  /// With `group-join=token`, whether a `join` frame names a group of the
+  /// connection's token (its JWT `groups` claim).
+  bool may_join(const nlohmann::json& frame) const;
 
   /// One frame got its answer (see connection_sink::frame_answered).
   void answered();

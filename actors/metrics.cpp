@@ -53,16 +53,25 @@ void node_metrics::forget_peer(const std::string& peer) {
   heartbeat_age_ms_.erase(peer);
 }
 
+node_metrics::peer_traffic& node_metrics::traffic_of(const std::string& peer) {
+  // Peer names come from the wire: past a bound, unknown ones share a series
+  // so that forged origins cannot grow /metrics without end.
+  constexpr size_t max_peer_series = 256;
+  if (auto i = peers_.find(peer); i != peers_.end())
+    return i->second;
+  return peers_[peers_.size() < max_peer_series ? peer : "other"];
+}
+
 void node_metrics::count_remote(const std::string& peer, size_t items) {
   std::lock_guard guard{peers_mtx_};
-  auto& t = peers_[peer];
+  auto& t = traffic_of(peer);
   ++t.batches_out;
   t.items_out += items;
 }
 
 void node_metrics::count_remote_in(const std::string& peer, size_t items) {
   std::lock_guard guard{peers_mtx_};
-  auto& t = peers_[peer];
+  auto& t = traffic_of(peer);
   ++t.batches_in;
   t.items_in += items;
 }

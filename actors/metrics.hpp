@@ -44,7 +44,8 @@ public:
   static constexpr std::array<const char*, 7> relay_rejection_reasons{
       "version", "auth",   "malformed", "misaddressed",
       "stale",   "replay", "invalid"};
-  std::array<counter, relay_rejection_reasons.size()> relay_rejected_by_reason{};
+  std::array<counter, relay_rejection_reasons.size()>
+      relay_rejected_by_reason{};
   /// Deliveries from peers or the relay dropped as malformed.
   counter rejected_deliveries{0};
   /// Connections closed because their send queue overflowed.
@@ -100,6 +101,9 @@ private:
     uint64_t batches_in = 0;
     uint64_t items_in = 0;
   };
+  /// The series of `peer` (under peers_mtx_).
+  peer_traffic& traffic_of(const std::string& peer);
+
   mutable std::mutex peers_mtx_;
   std::map<std::string, peer_traffic> peers_;
   std::map<std::string, int64_t> heartbeat_age_ms_;

@@ -31,8 +31,7 @@ namespace {
 caf::expected<state_store_actor> spawn_store(caf::actor_system& sys,
                                              const node_context& ctx) {
   if (ctx.opts.state == "memory")
-    return sys.spawn(memory_store, ctx.opts.inbox_max_messages,
-                     static_cast<int64_t>(ctx.opts.inbox_max_age.count()));
+    return spawn_memory_store(sys, ctx.opts);
   return spawn_redis_store(sys, ctx.opts);
 }
 

@@ -18,6 +18,9 @@ namespace {
 /// memory until the client drained enough of its queue to take it.
 constexpr uint32_t replay_page = 64;
 
+/// Pages in a row that came back empty but `more` before a replay gives up.
+constexpr uint32_t max_empty_pages = 4;
+
 /// How often a replay waiting for a client to drain its queue looks again.
 constexpr auto replay_poll = std::chrono::milliseconds(20);
 
@@ -35,6 +38,11 @@ void registry_state::write(local_connection& conn, uint64_t seq,
     if (auto sink = conn.sink.lock())
       sink->write(frame, true);
   };
+  if (seq == 1 && conn.last_seq > 1) {
+    // The uid's inbox expired (inbox-max-age without messages) and started
+    // over: its numbering restarts under this long-lived connection.
+    conn.last_seq = 0;
+  }
   if (seq == 0 || conn.who.device.empty()) {
     deliver();
   } else if (seq == conn.last_seq + 1) {
@@ -138,12 +146,49 @@ uint32_t registry_state::deliver_local(const delivery& d,
   return written;
 }
 
+namespace {
+
+/// What a delivery costs in a batch, roughly: its payload, names and seqs.
+size_t wire_bytes(const delivery& d) {
+  auto bytes = 64 + d.data.size() + d.from.size() + d.group.size() +
+               d.msg_id.size() + 8 * d.seqs.size();
+  for (auto& uid : d.uids)
+    bytes += uid.size() + 8;
+  return bytes;
+}
+
+/// Moves the first deliveries of `from`, at most `max_bytes` of them (at
+/// least one), into a batch of their own.
+delivery_batch take_batch(delivery_batch& from, size_t max_bytes,
+                          size_t& taken_bytes) {
+  size_t n = 0;
+  taken_bytes = 0;
+  while (n < from.items.size() &&
+         (n == 0 || taken_bytes + wire_bytes(from.items[n]) <= max_bytes))
+    taken_bytes += wire_bytes(from.items[n++]);
+  if (n == from.items.size()) {
+    auto all = std::move(from);
+    from.items.clear();
+    return all;
+  }
+  delivery_batch result;
+  result.items.assign(std::make_move_iterator(from.items.begin()),
+                      std::make_move_iterator(from.items.begin() + n));
+  from.items.erase(from.items.begin(), from.items.begin() + n);
+  return result;
+}
+
+} // namespace
+
 void registry_state::enqueue_remote(const std::string& peer, delivery d) {
   auto& batch = outbox[peer];
-  if (batch.items.size() >= max_queued) {
+  auto& bytes = outbox_bytes[peer];
+  auto size = wire_bytes(d);
+  if (batch.items.size() >= max_queued || bytes + size > max_queued_bytes) {
     ++undeliverable; // a peer that stopped confirming: do not grow forever
     return;
   }
+  bytes += size;
   batch.items.push_back(std::move(d));
   if (!flush_scheduled) {
     // Everything routed in this turn of the mailbox goes in one batch.
@@ -159,36 +204,49 @@ void registry_state::flush() {
     auto p = peers.find(peer);
     if (p == peers.end()) {
       relay_batch(peer, std::move(batch));
+      outbox_bytes.erase(peer);
       i = outbox.erase(i);
       continue;
     }
-    if (batch.items.empty() || in_flight[peer] >= max_in_flight) {
+    while (!batch.items.empty() && in_flight[peer] < max_in_flight)
+      send_batch(peer, p->second, batch);
+    if (!batch.items.empty()) {
       ++i;
       continue;
     }
-    batch.origin = node->node_id;
-    node->metrics.count_remote(peer, batch.items.size());
-    ++in_flight[peer];
-    auto name = peer;
-    self->request(p->second, node->opts.request_timeout, atom::remote_v,
-                  std::move(batch))
-        .then(
-            [this, name](atom::ok) {
-              if (in_flight[name] > 0)
-                --in_flight[name];
-              if (auto j = outbox.find(name); j != outbox.end() &&
-                                              !j->second.items.empty() &&
-                                              !flush_scheduled)
-                flush();
-            },
-            [this, name](caf::error& err) {
-              if (in_flight[name] > 0)
-                --in_flight[name];
-              log::warn("delivery batch to node {} failed: {}", name,
-                        error_message(err));
-            });
+    outbox_bytes.erase(peer);
     i = outbox.erase(i);
   }
+}
+
+void registry_state::send_batch(const std::string& peer,
+                                const peer_actor& handle,
+                                delivery_batch& pending) {
+  size_t bytes = 0;
+  auto batch = take_batch(pending, max_batch_bytes, bytes);
+  auto& queued = outbox_bytes[peer];
+  queued -= std::min(queued, bytes);
+  batch.origin = node->node_id;
+  node->metrics.count_remote(peer, batch.items.size());
+  ++in_flight[peer];
+  auto name = peer;
+  self->request(handle, node->opts.request_timeout, atom::remote_v,
+                std::move(batch))
+      .then(
+          [this, name](atom::ok) {
+            if (in_flight[name] > 0)
+              --in_flight[name];
+            if (auto j = outbox.find(name); j != outbox.end() &&
+                                            !j->second.items.empty() &&
+                                            !flush_scheduled)
+              flush();
+          },
+          [this, name](caf::error& err) {
+            if (in_flight[name] > 0)
+              --in_flight[name];
+            log::warn("delivery batch to node {} failed: {}", name,
+                      error_message(err));
+          });
 }
 
 void registry_state::relay_batch(const std::string& peer,
@@ -337,9 +395,15 @@ void registry_state::pump_replay(const std::string& conn_id) {
             if (i == connections.end())
               return;
             auto& conn = i->second;
-            conn.replay_more = page.more && !page.messages.empty();
-            if (!page.messages.empty())
+            // A page whose entries the store dropped as malformed is empty
+            // but `more`: the store deleted them, so asking again moves on.
+            conn.replay_more =
+                page.more && (!page.messages.empty() ||
+                              ++conn.replay_empty_pages <= max_empty_pages);
+            if (!page.messages.empty()) {
               conn.replay_after = page.messages.back().seq;
+              conn.replay_empty_pages = 0;
+            }
             conn.replay_last = std::max(conn.replay_last, page.last_seq);
             conn.replay_pending.assign(page.messages.begin(),
                                        page.messages.end());
@@ -577,6 +641,11 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         return self->delegate(self->state.store, atom::members_v,
                               std::move(group), limit);
       },
+      [self](atom::is_member, std::string& group,
+             std::string& uid) -> caf::result<bool> {
+        return self->delegate(self->state.store, atom::is_member_v,
+                              std::move(group), std::move(uid));
+      },
       [self, timeout](atom::presence, std::vector<std::string>& uids)
           -> caf::result<std::vector<bool>> {
         auto rp = self->make_response_promise<std::vector<bool>>();
@@ -654,6 +723,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         auto& st = self->state;
         st.peers.erase(peer);
         st.in_flight.erase(peer);
+        st.outbox_bytes.erase(peer);
         if (auto i = st.outbox.find(peer); i != st.outbox.end()) {
           st.relay_batch(peer, std::move(i->second));
           st.outbox.erase(i);

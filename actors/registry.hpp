@@ -38,6 +38,8 @@ struct local_connection {
   /// The store has more of the replay after `replay_after`.
   bool replay_more = false;
   uint64_t replay_after = 0;
+  /// Pages in a row without a message (see pump_replay).
+  uint32_t replay_empty_pages = 0;
   /// The uid's last seq when the replay began: the welcome's `to`.
   uint64_t replay_last = 0;
 };
@@ -60,12 +62,18 @@ struct registry_state {
   relay_actor relay;
   /// Deliveries for peer nodes, sent as one batch per node on `flush`.
   std::unordered_map<std::string, delivery_batch> outbox;
+  /// Bytes of the deliveries in each peer's outbox.
+  std::unordered_map<std::string, size_t> outbox_bytes;
   /// Batches sent to each peer and not yet confirmed. At `max_in_flight`
-  /// the outbox of that peer waits; past `max_queued` deliveries it drops
-  /// (durable messages stay in the receivers' inboxes).
+  /// the outbox of that peer waits; past `max_queued` deliveries or
+  /// `max_queued_bytes` it drops (durable messages stay in the receivers'
+  /// inboxes). A batch carries at most `max_batch_bytes` (or one delivery):
+  /// the peer's cluster port refuses larger BASP messages.
   std::unordered_map<std::string, uint32_t> in_flight;
   static constexpr uint32_t max_in_flight = 16;
   static constexpr size_t max_queued = 50'000;
+  static constexpr size_t max_queued_bytes = 64u << 20;
+  static constexpr size_t max_batch_bytes = 4u << 20;
   bool flush_scheduled = false;
   /// Deliveries to nodes that were not reachable and could not be relayed
   /// (counted; durable ones stay in the receivers' inboxes for their next
@@ -91,6 +99,11 @@ struct registry_state {
   /// Sends the queued batch of every peer that has credit; batches for
   /// nodes that are not (or no longer) peers go to the RELAY.
   void flush();
+
+  /// Sends the first deliveries of `pending` (at most `max_batch_bytes`) to
+  /// a peer, using one of its credits.
+  void send_batch(const std::string& peer, const peer_actor& handle,
+                  delivery_batch& pending);
 
   /// Hands a batch for a node without a CAF connection to the RELAY.
   void relay_batch(const std::string& node, delivery_batch batch);

@@ -2,12 +2,106 @@
 
 #include "actors/error.hpp"
 #include "actors/frames.hpp"
+#include "util/log.hpp"
 
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <unordered_set>
 
 namespace wsc {
+
+memory_store_config memory_store_config::from(const options& opts) {
+  memory_store_config result;
+  result.inbox_max_messages = opts.inbox_max_messages;
+  result.inbox_max_age_ms = static_cast<int64_t>(opts.inbox_max_age.count());
+  result.max_fanout_bytes = opts.max_fanout_bytes;
+  result.max_group_members = opts.max_group_members;
+  return result;
+}
+
+memory_store_state::inbox* memory_store_state::touch(const std::string& uid,
+                                                     bool append, int64_t now) {
+  auto i = inboxes.find(uid);
+  if (i != inboxes.end() &&
+      i->second.expiry->first < now - cfg.inbox_max_age_ms) {
+    expiry.erase(i->second.expiry);
+    inboxes.erase(i);
+    i = inboxes.end();
+  }
+  if (i == inboxes.end()) {
+    if (!append)
+      return nullptr;
+    i = inboxes.emplace(uid, inbox{}).first;
+  } else {
+    expiry.erase(i->second.expiry);
+  }
+  auto& box = i->second;
+  if (append) {
+    if (stale(box, now)) { // a counter that starts over: nothing old stays
+      box.last_seq = 0;
+      box.messages.clear();
+      box.cursors.clear();
+    }
+    box.appended = now;
+  }
+  box.expiry = expiry.emplace_hint(expiry.end(), now, uid);
+  return &box;
+}
+
+const memory_store_state::inbox*
+memory_store_state::find(const std::string& uid, int64_t now) const {
+  auto i = inboxes.find(uid);
+  if (i == inboxes.end() ||
+      i->second.expiry->first < now - cfg.inbox_max_age_ms)
+    return nullptr;
+  return &i->second;
+}
+
+void memory_store_state::sweep(int64_t now, size_t budget) {
+  for (; budget > 0 && !expiry.empty() &&
+         expiry.begin()->first < now - cfg.inbox_max_age_ms;
+       --budget) {
+    inboxes.erase(expiry.begin()->second);
+    expiry.erase(expiry.begin());
+  }
+}
+
+void memory_store_state::read(const std::string& uid, const std::string& device,
+                              uint64_t seq) {
+  auto now = frames::now_ms();
+  auto box = touch(uid, false, now);
+  if (box == nullptr)
+    return; // nothing stored: a cursor could only be 0
+  seq = std::min(seq, stale(*box, now) ? 0 : box->last_seq);
+  if (auto i = box->cursors.find(device); i != box->cursors.end())
+    i->second = std::max(i->second, seq);
+  else if (seq > 0)
+    box->cursors.emplace(device, seq);
+}
+
+caf::expected<uint32_t> memory_store_state::join(const std::string& uid,
+                                                 const std::string& group,
+                                                 uint32_t max_groups) {
+  auto m = members.find(group);
+  if (m != members.end() && m->second.count(uid) == 0 &&
+      m->second.size() >= cfg.max_group_members)
+    return make_error(ec::group_full,
+                      "'" + group + "' has " +
+                          std::to_string(cfg.max_group_members) +
+                          " members already");
+  auto& mine = groups_of[uid];
+  if (mine.count(group) == 0 && mine.size() >= max_groups) {
+    if (mine.empty())
+      groups_of.erase(uid);
+    return make_error(ec::too_many_groups, "at most " +
+                                               std::to_string(max_groups) +
+                                               " groups per uid");
+  }
+  mine.insert(group);
+  members[group].insert(uid);
+  return static_cast<uint32_t>(mine.size());
+}
 
 route_table
 memory_store_state::route(const std::vector<std::string>& uids) const {
@@ -72,21 +166,28 @@ void memory_store_state::drop_node(const std::string& node,
     unbind(b);
 }
 
-route_table memory_store_state::append(const delivery& d,
-                                       const std::vector<std::string>& uids) {
-  std::map<std::string, uint64_t> seqs;
+caf::expected<route_table>
+memory_store_state::append(const delivery& d,
+                           const std::vector<std::string>& uids) {
+  std::unordered_set<std::string_view> distinct{uids.begin(), uids.end()};
+  if (auto err = frames::check_fanout(distinct.size(), d.data.size(),
+                                      cfg.max_fanout_bytes))
+    return err;
   auto now = frames::now_ms();
+  // Drop uids silent for longer than inbox-max-age faster than they come.
+  sweep(now, std::max<size_t>(64, 2 * distinct.size()));
+  std::map<std::string, uint64_t> seqs;
   for (auto& uid : uids) {
     if (seqs.count(uid) > 0)
       continue;
-    auto& box = inboxes[uid];
+    auto& box = *touch(uid, true, now);
     auto seq = ++box.last_seq;
     seqs.emplace(uid, seq);
     box.messages.push_back(
         stored_message{seq, d.msg_id, d.kind, d.from, d.group, d.data, d.ts});
-    while (box.messages.size() > inbox_max_messages ||
+    while (box.messages.size() > cfg.inbox_max_messages ||
            (!box.messages.empty() &&
-            box.messages.front().ts < now - inbox_max_age_ms))
+            box.messages.front().ts < now - cfg.inbox_max_age_ms))
       box.messages.pop_front();
   }
   auto result = route(uids);
@@ -114,25 +215,39 @@ inbox_replay memory_store_state::replay(const std::string& uid,
                                         const std::string& device,
                                         int64_t since, uint32_t limit) const {
   inbox_replay result;
+  auto now = frames::now_ms();
+  auto box = find(uid, now);
   if (since >= 0) {
     result.cursor = static_cast<uint64_t>(since);
-  } else if (auto i = cursors.find({uid, device}); i != cursors.end()) {
-    result.cursor = i->second;
+  } else if (box != nullptr) {
+    if (auto i = box->cursors.find(device); i != box->cursors.end())
+      result.cursor = i->second;
   }
-  auto i = inboxes.find(uid);
-  if (i == inboxes.end())
+  if (box == nullptr || stale(*box, now))
     return result;
-  result.last_seq = i->second.last_seq;
-  auto oldest = i->second.messages.empty() ? i->second.last_seq + 1
-                                           : i->second.messages.front().seq;
+  result.last_seq = box->last_seq;
+  auto oldest =
+      box->messages.empty() ? box->last_seq + 1 : box->messages.front().seq;
   result.too_old =
       result.cursor + 1 < oldest && result.cursor < result.last_seq;
-  for (auto& msg : i->second.messages) {
+  // Seqs are consecutive: seek instead of walking the skipped ones.
+  auto first = result.cursor < oldest
+                   ? box->messages.begin()
+                   : box->messages.begin() +
+                         static_cast<std::ptrdiff_t>(std::min<uint64_t>(
+                             result.cursor + 1 - oldest, box->messages.size()));
+  for (auto i = first; i != box->messages.end(); ++i) {
+    auto& msg = *i;
     if (msg.seq <= result.cursor)
       continue;
     if (result.messages.size() >= limit) {
       result.more = true;
       break;
+    }
+    if (auto err = frames::check(msg)) { // never written out, as Redis
+      log::warn("dropped invalid inbox entry {} of {}: {}", msg.seq, uid,
+                error_message(err));
+      continue;
     }
     result.messages.push_back(msg);
   }
@@ -142,28 +257,43 @@ inbox_replay memory_store_state::replay(const std::string& uid,
 state_store_actor::behavior_type
 memory_store(state_store_actor::stateful_pointer<memory_store_state> self,
              size_t inbox_max_messages, int64_t inbox_max_age_ms) {
-  self->state.inbox_max_messages = inbox_max_messages;
-  self->state.inbox_max_age_ms = inbox_max_age_ms;
+  memory_store_config cfg;
+  cfg.inbox_max_messages = inbox_max_messages;
+  cfg.inbox_max_age_ms = inbox_max_age_ms;
+  return configured_memory_store(self, cfg);
+}
+
+state_store_actor spawn_memory_store(caf::actor_system& sys,
+                                     const options& opts) {
+  return sys.spawn(configured_memory_store, memory_store_config::from(opts));
+}
+
+state_store_actor::behavior_type configured_memory_store(
+    state_store_actor::stateful_pointer<memory_store_state> self,
+    memory_store_config cfg) {
+  self->state.cfg = cfg;
   return {
-      [self](atom::append, delivery& d) {
-        return self->state.append(d, d.uids);
+      [self](atom::append, delivery& d) -> caf::result<route_table> {
+        auto result = self->state.append(d, d.uids);
+        if (!result)
+          return std::move(result.error());
+        return std::move(*result);
       },
       [self](atom::group_append, delivery& d) -> caf::result<route_table> {
         auto uids = self->state.publish_targets(d.group, d.from);
         if (!uids)
           return std::move(uids.error());
-        return self->state.append(d, *uids);
+        auto result = self->state.append(d, *uids);
+        if (!result)
+          return std::move(result.error());
+        return std::move(*result);
       },
       [self](atom::inbox, std::string& uid, std::string& device, int64_t since,
              uint32_t limit) {
         return self->state.replay(uid, device, since, limit);
       },
       [self](atom::read, std::string& uid, std::string& device, uint64_t seq) {
-        auto& st = self->state;
-        auto i = st.inboxes.find(uid);
-        auto last = i == st.inboxes.end() ? 0 : i->second.last_seq;
-        auto& cursor = st.cursors[{uid, device}];
-        cursor = std::max(cursor, std::min(seq, last));
+        self->state.read(uid, device, seq);
         return atom::ok_v;
       },
       [self](atom::bind, binding& b) {
@@ -183,14 +313,10 @@ memory_store(state_store_actor::stateful_pointer<memory_store_state> self,
       },
       [self](atom::join, std::string& uid, std::string& group,
              uint32_t max_groups) -> caf::result<uint32_t> {
-        auto& mine = self->state.groups_of[uid];
-        if (mine.count(group) == 0 && mine.size() >= max_groups)
-          return make_error(ec::too_many_groups,
-                            "at most " + std::to_string(max_groups) +
-                                " groups per uid");
-        mine.insert(group);
-        self->state.members[group].insert(uid);
-        return static_cast<uint32_t>(mine.size());
+        auto result = self->state.join(uid, group, max_groups);
+        if (!result)
+          return std::move(result.error());
+        return *result;
       },
       [self](atom::leave, std::string& uid, std::string& group) {
         auto& st = self->state;
@@ -217,6 +343,12 @@ memory_store(state_store_actor::stateful_pointer<memory_store_state> self,
           }
         return result;
       },
+      [self](atom::is_member, const std::string& group,
+             const std::string& uid) {
+        auto& members = self->state.members;
+        auto i = members.find(group);
+        return i != members.end() && i->second.count(uid) > 0;
+      },
       [self](atom::group_route, std::string& group,
              std::string& from) -> caf::result<route_table> {
         auto uids = self->state.publish_targets(group, from);
@@ -226,6 +358,8 @@ memory_store(state_store_actor::stateful_pointer<memory_store_state> self,
       },
       [self](atom::node, node_info& info) {
         info.last_heartbeat_ms = frames::now_ms(); // the store's clock decides
+        // Heartbeats come every second: they sweep idle inboxes too.
+        self->state.sweep(info.last_heartbeat_ms, 64);
         auto& entry = self->state.nodes[info.id];
         bool fresh = entry.incarnation != info.incarnation;
         entry = std::move(info);

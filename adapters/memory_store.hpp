@@ -1,8 +1,10 @@
 #pragma once
 
 #include "actors/actors.hpp"
+#include "config/options.hpp"
 
 #include <caf/expected.hpp>
+#include <caf/fwd.hpp>
 
 #include <deque>
 #include <map>
@@ -11,6 +13,22 @@
 #include <unordered_map>
 
 namespace wsc {
+
+/// Settings of the in-memory STATE_STORE.
+struct memory_store_config {
+  /// Inbox retention: messages per uid, and age. A uid's inbox, sequence
+  /// number and cursors go once it had no message and no read for
+  /// `inbox_max_age_ms`.
+  size_t inbox_max_messages = 1000;
+  int64_t inbox_max_age_ms = 24 * 3600 * 1000;
+  /// Receivers times payload bytes one durable send or publish may store.
+  uint64_t max_fanout_bytes = options{}.max_fanout_bytes;
+  /// Most members of one group (`group_full`).
+  uint64_t max_group_members = options{}.max_group_members;
+
+  /// The settings `opts` asks for.
+  static memory_store_config from(const options& opts);
+};
 
 /// The state of a single node, kept in memory: the reference implementation
 /// of the STATE_STORE interface (the Redis store keeps the same duties).
@@ -24,20 +42,56 @@ struct memory_store_state {
   std::unordered_map<std::string, std::set<std::string>> groups_of;
   std::map<std::string, node_info> nodes;
 
-  /// A uid's inbox of durable messages.
+  /// The durable state of a uid: its inbox and its devices' cursors.
   struct inbox {
     uint64_t last_seq = 0;
     std::deque<stored_message> messages;
+    /// device -> the last sequence number the device confirmed.
+    std::map<std::string, uint64_t> cursors;
+    /// Time of the last message. The messages and the counter live
+    /// inbox-max-age after it (like the Redis keys): the next message then
+    /// starts over at seq 1, with the cursors reset.
+    int64_t appended = 0;
+    /// Its entry in `expiry` (the time of its last message or read).
+    std::multimap<int64_t, std::string>::iterator expiry;
   };
   std::unordered_map<std::string, inbox> inboxes;
-  /// (uid, device) -> the last sequence number the device confirmed.
-  std::map<std::pair<std::string, std::string>, uint64_t> cursors;
-  size_t inbox_max_messages = 1000;
-  int64_t inbox_max_age_ms = 24 * 3600 * 1000;
+  /// Time of the last message or read -> uid, oldest first: uids silent for
+  /// longer than inbox-max-age are dropped (lazily when touched, and a few
+  /// at every operation that writes, so memory stays bounded even for uids
+  /// that never connect).
+  std::multimap<int64_t, std::string> expiry;
+  memory_store_config cfg;
 
   /// Stores `d` in the inbox of each of `uids` and routes them; the route
-  /// table carries each copy's sequence number.
-  route_table append(const delivery& d, const std::vector<std::string>& uids);
+  /// table carries each copy's sequence number. `too_large` when the
+  /// receivers times the payload exceed max-fanout-bytes.
+  caf::expected<route_table> append(const delivery& d,
+                                    const std::vector<std::string>& uids);
+
+  /// The inbox of `uid`, created if `append`; null if it has none (or it
+  /// expired: then it is dropped). Marks it used now; `append` also starts
+  /// its counter over if its last message is older than inbox-max-age.
+  inbox* touch(const std::string& uid, bool append, int64_t now);
+
+  /// Whether the messages and counter of `box` expired.
+  bool stale(const inbox& box, int64_t now) const {
+    return box.appended < now - cfg.inbox_max_age_ms;
+  }
+
+  /// The inbox of `uid` unless it has none or it expired (read-only).
+  const inbox* find(const std::string& uid, int64_t now) const;
+
+  /// Drops at most `budget` uids whose inbox expired.
+  void sweep(int64_t now, size_t budget);
+
+  /// Moves a device's cursor forward to `seq` (at most the last seq).
+  void read(const std::string& uid, const std::string& device, uint64_t seq);
+
+  /// Adds `uid` to `group`; answers its number of groups, or
+  /// `too_many_groups` / `group_full`.
+  caf::expected<uint32_t> join(const std::string& uid, const std::string& group,
+                               uint32_t max_groups);
 
   /// The members a publish from `from` reaches; `not_member` when `from` is
   /// set and not one of them.
@@ -59,10 +113,22 @@ struct memory_store_state {
   void drop_node(const std::string& node, uint64_t incarnation);
 };
 
-/// The behaviour of the in-memory STATE_STORE; inboxes keep at most
-/// `inbox_max_messages` messages younger than `inbox_max_age_ms`.
+/// The behaviour of the in-memory STATE_STORE.
+state_store_actor::behavior_type configured_memory_store(
+    state_store_actor::stateful_pointer<memory_store_state> self,
+    memory_store_config cfg);
+
+/// The in-memory STATE_STORE with the budgets of default options; inboxes
+/// keep at most `inbox_max_messages` messages younger than
+/// `inbox_max_age_ms` (kept for existing callers; prefer
+/// `spawn_memory_store`).
 state_store_actor::behavior_type
 memory_store(state_store_actor::stateful_pointer<memory_store_state> self,
              size_t inbox_max_messages, int64_t inbox_max_age_ms);
+
+/// Spawns the in-memory STATE_STORE with the settings of `opts`
+/// (inbox retention, max-fanout-bytes, max-group-members).
+state_store_actor spawn_memory_store(caf::actor_system& sys,
+                                     const options& opts);
 
 } // namespace wsc

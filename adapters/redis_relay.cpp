@@ -6,14 +6,34 @@
 // unreachable peer to the RELAY instead of dropping them. Two detached
 // actors, each with its own hiredis connection: the publisher pipelines
 // PUBLISH commands; the subscriber holds SUBSCRIBE on this node's channel and
-// forwards each batch to the REGISTRY. Payload: a version byte, with
-// `cluster-secret` the HMAC-SHA256 of the rest, then the delivery_batch in
-// CAF's binary format. Without the secret, whoever can publish on Redis can
-// inject deliveries; with TLS between nodes that would bypass the cluster
+// forwards each batch to the REGISTRY.
+//
+// Payload (one PUBLISH):
+//
+//   byte 0   format: 3 unsigned, 4 signed (1 and 2, the batch alone without
+//            the envelope, are refused as `version`)
+//   body     CAF binary format: destination node id (string), origin node id
+//            (string), origin incarnation (u64), counter (u64, per origin
+//            incarnation, +1 per payload), sender's wall time (i64, ms since
+//            the epoch), the delivery_batch
+//   MAC      format 4 only: 32 bytes, HMAC-SHA256 under `cluster-secret` of
+//            byte 0 and the body
+//
+// The receiver drops, and counts by reason (wscluster_relay_rejected_by_
+// reason_total): an unknown format, a payload not (correctly) signed when
+// this node has the secret or signed when it has none, one it cannot decode,
+// one addressed to another node, one whose wall time is more than
+// `time_window` from its own, one whose counter is not above the highest seen
+// from that origin incarnation (a replay, or a duplicate), and every delivery
+// that fails `frames::check` (the others of that payload go on). Nodes'
+// clocks must therefore agree within `time_window`. Without the secret the
+// same checks run but whoever can publish on Redis can still forge
+// deliveries; with TLS between nodes that would bypass the cluster
 // certificate, so there the relay needs the secret (see node.cpp).
 
 #include "adapters/redis_relay.hpp"
 
+#include "actors/frames.hpp"
 #include "adapters/redis_connection.hpp"
 #include "util/hmac.hpp"
 #include "util/log.hpp"
@@ -23,8 +43,11 @@
 #include <caf/binary_serializer.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <exception>
 #include <optional>
+#include <unordered_map>
 
 namespace wsc {
 
@@ -32,10 +55,22 @@ namespace {
 
 using namespace std::chrono_literals;
 
-/// Payload formats: plain, or authenticated with a MAC of `mac_size` bytes.
-constexpr char plain_payload = 1;
-constexpr char signed_payload = 2;
+/// Payload formats: plain, or authenticated with a MAC of `mac_size` bytes
+/// at the end. 1 and 2 carried the batch without the envelope.
+constexpr char plain_payload = 3;
+constexpr char signed_payload = 4;
 constexpr size_t mac_size = 32;
+/// Largest difference between the sender's wall time in a payload and the
+/// receiver's: relayed payloads arrive within milliseconds, so this only
+/// needs to cover clock skew between nodes.
+constexpr int64_t time_window_ms = 60'000;
+/// The receiver forgets the highest counter of an origin incarnation not
+/// heard from for this long. Safe as long as it exceeds twice the time
+/// window: a replay of anything older is stale by then.
+constexpr auto forget_after = std::chrono::minutes{5};
+/// Most origin incarnations remembered at once; beyond, the one heard from
+/// least recently is forgotten first.
+constexpr size_t max_origins = 1024;
 /// Deliveries per published message: keeps one message well below Redis'
 /// client buffer limits when a large outbox moves to the relay at once.
 constexpr size_t max_items_per_message = 512;
@@ -61,51 +96,165 @@ bool orphaned(Self* self) {
   return self->ctrl()->strong_refs.load() <= 1;
 }
 
+/// The MAC of a signed payload: over the format byte and the body.
+std::string mac_of(const std::string& secret, std::string_view signed_part) {
+  return hmac_sha256(secret, signed_part);
+}
+
+/// Node ids as the `node-id` option accepts them.
+bool valid_node_id(std::string_view id) {
+  return !id.empty() && id.size() <= 64 &&
+         std::all_of(id.begin(), id.end(), [](unsigned char c) {
+           return std::isalnum(c) || c == '-' || c == '_';
+         });
+}
+
+/// Why a payload was refused: indexes `relay_rejection_reasons`.
+enum rejection : size_t {
+  bad_version,
+  bad_auth,
+  malformed,
+  misaddressed,
+  stale,
+  replayed,
+  invalid,
+  rejection_count
+};
+
+static_assert(rejection_count == node_metrics::relay_rejection_reasons.size());
+
 // -- subscriber ---------------------------------------------------------------
+
+/// The highest counter seen from one origin incarnation.
+struct origin_seen {
+  uint64_t counter = 0;
+  std::chrono::steady_clock::time_point last;
+};
 
 struct subscriber_state {
   static inline const char* name = "relay-subscriber";
   node_context_ptr node;
   redis_connection conn;
+  /// Keyed by "<origin>/<incarnation>"; bounded (forget_after, max_origins).
+  std::unordered_map<std::string, origin_seen> seen;
+  std::chrono::steady_clock::time_point next_purge;
   bool quit = false;
 };
 
 using subscriber_actor =
     caf::stateful_actor<subscriber_state, caf::blocking_actor>;
 
-/// Decodes one published payload and hands it to the REGISTRY.
-void forward(subscriber_actor* self, const redisReply& payload) {
-  auto& node = *self->state.node;
-  auto& secret = node.opts.cluster_secret;
-  if (payload.type != REDIS_REPLY_STRING || payload.len < 1) {
-    log::warn("relay: ignored a message of an unknown format");
-    return;
+/// Counts a refused payload; logs the first of each reason and then every
+/// 1000th (a flood of garbage does not flood the log).
+void refuse(subscriber_state& st, rejection reason, const std::string& what) {
+  auto& metrics = st.node->metrics;
+  ++metrics.relay_rejected;
+  if (metrics.relay_rejected_by_reason[reason]++ % 1000 == 0)
+    log::warn("relay: dropped a message ({}): {}",
+              node_metrics::relay_rejection_reasons[reason], what);
+}
+
+/// Records `counter` for the origin incarnation; false when it is not above
+/// the highest one seen (a replay or a duplicate).
+bool fresh_counter(subscriber_state& st, const std::string& origin,
+                   uint64_t incarnation, uint64_t counter) {
+  auto now = std::chrono::steady_clock::now();
+  if (now >= st.next_purge || st.seen.size() >= max_origins) {
+    for (auto i = st.seen.begin(); i != st.seen.end();)
+      i = now - i->second.last > forget_after ? st.seen.erase(i) : std::next(i);
+    st.next_purge = now + std::chrono::seconds{10};
   }
+  auto key = origin + '/' + std::to_string(incarnation);
+  if (auto i = st.seen.find(key); i != st.seen.end()) {
+    if (counter <= i->second.counter)
+      return false;
+    i->second = origin_seen{counter, now};
+    return true;
+  }
+  if (st.seen.size() >= max_origins)
+    st.seen.erase(
+        std::min_element(st.seen.begin(), st.seen.end(), [](auto& x, auto& y) {
+          return x.second.last < y.second.last;
+        }));
+  st.seen.emplace(std::move(key), origin_seen{counter, now});
+  return true;
+}
+
+/// Checks one published payload and hands its valid deliveries to the
+/// REGISTRY; everything else is dropped and counted.
+void forward(subscriber_actor* self, const redisReply& payload) {
+  auto& st = self->state;
+  auto& node = *st.node;
+  auto& secret = node.opts.cluster_secret;
+  if (payload.type != REDIS_REPLY_STRING || payload.len < 1)
+    return refuse(st, bad_version, "not a payload");
   std::string_view text{payload.str, payload.len};
   auto format = text[0];
-  text.remove_prefix(1);
-  if (secret.empty() ? format != plain_payload
-                     : format != signed_payload || text.size() < mac_size ||
-                           !equal_constant_time(
-                               text.substr(0, mac_size),
-                               hmac_sha256(secret, text.substr(mac_size)))) {
-    ++node.metrics.relay_rejected;
-    log::warn("relay: dropped a message that is not {} (from a node outside "
-              "the cluster, or cluster-secret differs between nodes)",
-              secret.empty() ? "plain" : "signed with cluster-secret");
-    return;
-  }
-  if (!secret.empty())
-    text.remove_prefix(mac_size);
-  auto bytes = caf::make_span(reinterpret_cast<const caf::byte*>(text.data()),
-                              text.size());
-  caf::binary_deserializer source{self->system(), bytes};
+  if (format != plain_payload && format != signed_payload)
+    return refuse(st, bad_version,
+                  "unknown format " + std::to_string(int{format}) +
+                      " (a node of another version?)");
+  auto body = text.substr(1);
+  if (secret.empty()
+          ? format != plain_payload
+          : format != signed_payload || body.size() < mac_size ||
+                !equal_constant_time(
+                    text.substr(text.size() - mac_size),
+                    mac_of(secret, text.substr(0, text.size() - mac_size))))
+    return refuse(st, bad_auth,
+                  secret.empty()
+                      ? "signed, but this node has no cluster-secret"
+                      : "not signed with cluster-secret (from a node outside "
+                        "the cluster, or cluster-secret differs between "
+                        "nodes)");
+  if (format == signed_payload)
+    body.remove_suffix(mac_size);
+  std::string destination;
+  std::string origin;
+  uint64_t incarnation = 0;
+  uint64_t counter = 0;
+  int64_t sent_ms = 0;
   delivery_batch batch;
-  if (auto err = source(batch)) {
-    log::warn("relay: ignored a malformed message: {}",
-              self->system().render(err));
-    return;
+  auto bytes = caf::make_span(reinterpret_cast<const caf::byte*>(body.data()),
+                              body.size());
+  caf::binary_deserializer source{self->system(), bytes};
+  caf::error err;
+  try {
+    err = source(destination, origin, incarnation, counter, sent_ms, batch);
+  } catch (const std::exception& ex) { // bad_alloc on absurd sizes
+    err = make_error(ec::bad_frame, ex.what());
   }
+  if (err)
+    return refuse(st, malformed, self->system().render(err));
+  if (source.remaining() != 0 || !valid_node_id(origin) ||
+      batch.origin != origin || batch.items.size() > max_items_per_message)
+    return refuse(st, malformed, "inconsistent envelope");
+  if (destination != node.node_id)
+    return refuse(st, misaddressed,
+                  "for node '" +
+                      (valid_node_id(destination) ? destination : "?") +
+                      "' from '" + origin + "'");
+  // now +- window cannot overflow; sent_ms - now could (any int64 arrives).
+  if (auto now = frames::now_ms();
+      sent_ms > now + time_window_ms || sent_ms < now - time_window_ms)
+    return refuse(st, stale,
+                  "from '" + origin + "', sent " +
+                      (sent_ms > now ? "in the future" : "too long ago"));
+  if (!fresh_counter(st, origin, incarnation, counter))
+    return refuse(st, replayed,
+                  "counter " + std::to_string(counter) + " of '" + origin +
+                      "' seen before");
+  auto valid = std::stable_partition(
+      batch.items.begin(), batch.items.end(),
+      [](const delivery& d) { return !frames::check(d); });
+  if (auto bad = static_cast<size_t>(batch.items.end() - valid); bad > 0) {
+    node.metrics.rejected_deliveries += bad;
+    batch.items.erase(valid, batch.items.end());
+    refuse(st, invalid,
+           std::to_string(bad) + " malformed deliveries from '" + origin + "'");
+  }
+  if (batch.items.empty())
+    return;
   node.metrics.relayed_in += batch.items.size();
   caf::anon_send(node.registry, atom::remote_v, std::move(batch));
 }
@@ -166,6 +315,8 @@ struct publisher_state {
   redis_connection conn;
   /// Replies still to read for the commands appended in this round.
   size_t pending = 0;
+  /// The counter of the last payload published by this incarnation.
+  uint64_t counter = 0;
   std::chrono::steady_clock::time_point next_connect;
   bool quit = false;
 };
@@ -199,19 +350,23 @@ void publish(publisher_actor* self, const std::string& peer,
     chunk.items.assign(std::make_move_iterator(items.begin() + first),
                        std::make_move_iterator(items.begin() + last));
     auto& secret = st.node->opts.cluster_secret;
-    // Format byte and room for the MAC first; the batch after them.
-    auto header = 1 + (secret.empty() ? 0 : mac_size);
-    std::vector<char> buf(header, '\0');
-    buf[0] = secret.empty() ? plain_payload : signed_payload;
+    // Format byte, envelope and batch; the MAC of all that last.
+    std::vector<char> buf{secret.empty() ? plain_payload : signed_payload};
     caf::binary_serializer sink{self->system(), buf}; // appends
-    if (auto err = sink(chunk)) {
+    auto destination = peer;
+    auto origin = st.node->node_id;
+    auto incarnation = st.node->incarnation;
+    auto counter = st.counter + 1;
+    auto sent_ms = frames::now_ms();
+    if (auto err =
+            sink(destination, origin, incarnation, counter, sent_ms, chunk)) {
       log::warn("relay: cannot encode a batch: {}", self->system().render(err));
       continue;
     }
+    st.counter = counter;
     if (!secret.empty()) {
-      auto mac = hmac_sha256(
-          secret, std::string_view{buf.data() + header, buf.size() - header});
-      std::copy(mac.begin(), mac.end(), buf.begin() + 1);
+      auto mac = mac_of(secret, std::string_view{buf.data(), buf.size()});
+      buf.insert(buf.end(), mac.begin(), mac.end());
     }
     st.conn.append(
         {"PUBLISH", channel, std::string_view{buf.data(), buf.size()}});

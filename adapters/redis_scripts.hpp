@@ -6,8 +6,8 @@
 // nodes never see half of it. Scripts build their key names from the prefix
 // in ARGV[1] (the key layout is documented in redis_store.cpp) and take no
 // KEYS: they suit a single Redis (or a replicated one behind Sentinel), not
-// Redis Cluster. They need Redis >= 5 (effects replication, so TIME may be
-// called before writes; multi-field HSET).
+// Redis Cluster. They need Redis >= 6.2 (effects replication, so TIME may
+// be called before writes; multi-field HSET; XTRIM MINID).
 //
 // Incarnations are 64-bit numbers and stay strings in Lua: Lua numbers are
 // doubles and would round them.
@@ -96,27 +96,134 @@ local function now_ms()
 end
 )lua";
 
+/// Helpers for the scripts that read back what Redis holds: numbers and
+/// replies of keys that anyone with access to Redis may have overwritten
+/// (wrong type, not a number, a huge number) must not abort a script half
+/// way or turn into nonsense.
+inline constexpr const char* safe_helpers = R"lua(
+-- Whether a pcall reply is an error.
+local function is_err(r)
+  return type(r) == 'table' and r.err ~= nil
+end
+
+-- A non-negative integer below 2^53 (exact in Lua), else nil.
+local function count(x)
+  local n = tonumber(x)
+  if not n or n < 0 or n ~= math.floor(n) or n >= 9007199254740992 then
+    return nil
+  end
+  return n
+end
+
+-- An integer as decimal text (tostring would write 1e+15).
+local function int(n)
+  return string.format('%.0f', n)
+end
+
+-- The value of a string key as a count, 0 if missing or not one.
+local function get_count(key)
+  local r = redis.pcall('GET', key)
+  if is_err(r) then
+    return 0
+  end
+  return count(r) or 0
+end
+
+-- The sequence number of an inbox entry: the millisecond part of its id.
+local function id_seq(id)
+  return count(string.match(id, '^(%d+)%-')) or 0
+end
+)lua";
+
 /// Helpers for the scripts that store durable messages. Inboxes are streams
-/// `P:in:<uid>` of entries {s: seq, i: msg_id, k: kind, f: from, g: group,
-/// d: data, t: ts}; `P:seq:<uid>` is the uid's last sequence number.
-/// ARGV = P, max_messages, min_ms, msg_id, kind, from, group, data, ts, ...
+/// `P:in:<uid>` whose entry ids are `<seq>-0` (so a replay seeks to its
+/// cursor), with fields {s: seq, i: msg_id, k: kind, f: from, g: group,
+/// d: data, t: ts}; `P:seq:<uid>` is the uid's last sequence number and
+/// `P:cur:<uid>` the hash device -> cursor. All three expire `ttl_ms` after
+/// the uid's last message (the cursors also after the last `read`).
+/// ARGV = P, max_messages, min_ms, ttl_ms, max_fanout_bytes, msg_id, kind,
+/// from, group, data, ts, ...
 inline constexpr const char* inbox_helpers = R"lua(
--- Appends the message of ARGV[4..9] to the inbox of each uid (once per uid)
--- and returns a flat array: uid, its new seq, its binding values, uid, ...
+-- The `t` field of an inbox entry (0 if missing or not a number).
+local function entry_time(e)
+  local fields = e[2]
+  for k = 1, #fields - 1, 2 do
+    if fields[k] == 't' then
+      return tonumber(fields[k + 1]) or 0
+    end
+  end
+  return 0
+end
+
+-- Drops entries older than ARGV[3] (ms) from the front of an inbox: every
+-- 16th message of a uid looks at up to 17 of its oldest entries, so each
+-- append does bounded work and an active inbox still sheds old messages
+-- faster than it grows. Silent inboxes expire as a whole (PEXPIRE).
+local function trim_old(inbox, seq)
+  if seq % 16 ~= 0 then
+    return
+  end
+  local min = tonumber(ARGV[3])
+  local first = redis.call('XRANGE', inbox, '-', '+', 'COUNT', 1)
+  if #first == 0 or entry_time(first[1]) >= min then
+    return
+  end
+  local cut = int(seq) .. '-0' -- at worst, keep the newest only
+  local old = redis.call('XRANGE', inbox, '-', '+', 'COUNT', 17)
+  for i, e in ipairs(old) do
+    if entry_time(e) >= min or i == 17 then
+      cut = e[1]
+      break
+    end
+  end
+  redis.call('XTRIM', inbox, 'MINID', cut)
+end
+
+-- XADD of the message of ARGV[6..11] as entry `id` (`fn`: call or pcall).
+local function xadd(fn, inbox, id, seq)
+  return fn('XADD', inbox, 'MAXLEN', '~', ARGV[2], id, 's', seq,
+            'i', ARGV[6], 'k', ARGV[7], 'f', ARGV[8], 'g', ARGV[9],
+            'd', ARGV[10], 't', ARGV[11])
+end
+
+-- Appends the message of ARGV[6..11] to the inbox of each uid (once per
+-- uid) and returns a flat array: uid, its new seq, its binding values, ...
 local function store_and_route(uids)
   local out, seen = {}, {}
+  local ttl = ARGV[4]
   for _, uid in ipairs(uids) do
     if not seen[uid] then
       seen[uid] = true
-      local seq = redis.call('INCR', P .. ':seq:' .. uid)
+      local sk = P .. ':seq:' .. uid
       local inbox = P .. ':in:' .. uid
-      redis.call('XADD', inbox, 'MAXLEN', '~', ARGV[2], '*', 's', seq,
-                 'i', ARGV[4], 'k', ARGV[5], 'f', ARGV[6], 'g', ARGV[7],
-                 'd', ARGV[8], 't', ARGV[9])
-      redis.call('XTRIM', inbox, 'MINID', '~', ARGV[3])
+      local cur = P .. ':cur:' .. uid
+      local seq = redis.pcall('INCR', sk)
+      if is_err(seq) then -- not a counter (overwritten): start over
+        redis.call('DEL', sk)
+        seq = redis.call('INCR', sk)
+      end
+      if seq == 1 then
+        -- A new (or expired) counter: whatever inbox and cursors are left
+        -- belong to an earlier life and would hide the new messages.
+        redis.call('DEL', inbox, cur)
+      end
+      local id = int(seq) .. '-0'
+      if is_err(xadd(redis.pcall, inbox, id, seq)) then
+        -- Not a stream, or one with ids past the counter: not ours.
+        redis.call('DEL', inbox)
+        xadd(redis.call, inbox, id, seq)
+      end
+      trim_old(inbox, seq)
+      redis.call('PEXPIRE', inbox, ttl)
+      redis.call('PEXPIRE', sk, ttl)
+      redis.call('PEXPIRE', cur, ttl)
+      local where = redis.pcall('HVALS', P .. ':u:' .. uid)
+      if is_err(where) then
+        where = {}
+      end
       out[#out + 1] = uid
       out[#out + 1] = seq
-      out[#out + 1] = redis.call('HVALS', P .. ':u:' .. uid)
+      out[#out + 1] = where
     end
   end
   return out
@@ -175,18 +282,24 @@ end
 drop_groups(uid)
 return 1
 )lua",
-    // join: ARGV = P, uid, group, max_groups. Returns the uid's number of
-    // groups, or -1 if it would exceed max_groups.
+    // join: ARGV = P, uid, group, max_groups, max_members. Returns the
+    // uid's number of groups, -1 if it would exceed max_groups, -2 if the
+    // group has max_members members already (and the uid is not one).
     R"lua(
 local uid, group = ARGV[2], ARGV[3]
 local ug = P .. ':ug:' .. uid
+local g = P .. ':g:' .. group
+if redis.call('SISMEMBER', g, uid) == 0 and
+   redis.call('SCARD', g) >= tonumber(ARGV[5]) then
+  return -2
+end
 if redis.call('SISMEMBER', ug, group) == 0 then
   if redis.call('SCARD', ug) >= tonumber(ARGV[4]) then
     return -1
   end
   redis.call('SADD', ug, group)
 end
-redis.call('SADD', P .. ':g:' .. group, uid)
+redis.call('SADD', g, uid)
 return redis.call('SCARD', ug)
 )lua",
     // leave: ARGV = P, uid, group.
@@ -206,8 +319,12 @@ if from ~= '' and redis.call('SISMEMBER', g, from) == 0 then
 end
 local out = {}
 for _, uid in ipairs(redis.call('SMEMBERS', g)) do
+  local where = redis.pcall('HVALS', P .. ':u:' .. uid)
+  if is_err(where) then
+    where = {}
+  end
   out[#out + 1] = uid
-  out[#out + 1] = redis.call('HVALS', P .. ':u:' .. uid)
+  out[#out + 1] = where
 end
 return out
 )lua",
@@ -285,58 +402,91 @@ redis.call('DEL', P .. ':lease:' .. id .. ':' .. inc)
 drop_incarnation(id, inc)
 return 1
 )lua",
-    // append: ARGV = P, max_messages, min_ms, msg_id, kind, from, group, data,
-    // ts, uid... Stores and routes in one step (see inbox_helpers).
+    // append: ARGV = P, max_messages, min_ms, ttl_ms, max_fanout_bytes,
+    // msg_id, kind, from, group, data, ts, uid... Stores and routes in one
+    // step (see inbox_helpers). The STORE sends at most a few hundred uids
+    // per call (bigger sends are split), so no call blocks Redis for long.
     R"lua(
 local uids = {}
-for i = 10, #ARGV do
+for i = 12, #ARGV do
   uids[#uids + 1] = ARGV[i]
 end
 return store_and_route(uids)
 )lua",
     // group_append: ARGV as append, without uids: stores for and routes to
-    // every member of the group ARGV[7]; 0 if `from` is given and not one.
+    // every member of the group ARGV[9]; 0 if `from` is given and not one;
+    // -n if the n members times the payload exceed max_fanout_bytes (each
+    // copy counted with 64 bytes of envelope, as frames::check_fanout).
     R"lua(
-local g = P .. ':g:' .. ARGV[7]
-if ARGV[6] ~= '' and redis.call('SISMEMBER', g, ARGV[6]) == 0 then
+local g = P .. ':g:' .. ARGV[9]
+if ARGV[8] ~= '' and redis.call('SISMEMBER', g, ARGV[8]) == 0 then
   return 0
+end
+local n = redis.call('SCARD', g)
+if n > 0 and (#ARGV[10] + 64) * n > tonumber(ARGV[5]) then
+  return -n
 end
 return store_and_route(redis.call('SMEMBERS', g))
 )lua",
-    // inbox: ARGV = P, uid, device, since (-1: the device's cursor). Returns
-    // cursor, last seq, oldest retained seq (last + 1 if none), then the
-    // field arrays of the entries after the cursor, oldest first.
+    // inbox: ARGV = P, uid, device, since (-1: the device's cursor), limit.
+    // Returns cursor, last seq, oldest retained seq (last + 1 if none), 1 if
+    // more entries follow the page else 0, then at most `limit` entries
+    // ({id, fields}) after the cursor, oldest first: one XRANGE from the
+    // cursor, never the whole stream.
     R"lua(
 local uid = ARGV[2]
-local cursor = tonumber(ARGV[4])
+local inbox = P .. ':in:' .. uid
+local cursor = tonumber(ARGV[4]) or 0
 if cursor < 0 then
-  cursor = tonumber(redis.call('GET', P .. ':cur:' .. uid .. ':' .. ARGV[3])
-                    or '0')
+  local c = redis.pcall('HGET', P .. ':cur:' .. uid, ARGV[3])
+  cursor = (not is_err(c) and count(c)) or 0
 end
-local last = tonumber(redis.call('GET', P .. ':seq:' .. uid) or '0')
-local entries = redis.call('XRANGE', P .. ':in:' .. uid, '-', '+')
-local out = {cursor, last, last + 1}
-for i, e in ipairs(entries) do
-  local fields = e[2]
-  local seq = tonumber(fields[2])
-  if i == 1 then
-    out[3] = seq
+local last = get_count(P .. ':seq:' .. uid)
+local limit = count(ARGV[5]) or 0
+local page = {}
+if count(cursor + 1) then
+  page = redis.pcall('XRANGE', inbox, int(cursor + 1) .. '-0', '+',
+                     'COUNT', limit + 1)
+  if is_err(page) then -- not a stream: nothing to replay
+    page = {}
   end
-  if seq > cursor then
-    out[#out + 1] = fields
+end
+local more = 0
+if #page > limit then
+  more = 1
+  page[#page] = nil
+end
+local oldest = last + 1
+if #page > 0 and id_seq(page[1][1]) == cursor + 1 then
+  oldest = cursor + 1
+else
+  local first = redis.pcall('XRANGE', inbox, '-', '+', 'COUNT', 1)
+  if not is_err(first) and #first > 0 then
+    oldest = id_seq(first[1][1])
   end
+end
+local out = {math.min(cursor, 9007199254740991), last, oldest, more}
+for _, e in ipairs(page) do
+  out[#out + 1] = e
 end
 return out
 )lua",
-    // read: ARGV = P, uid, device, seq. Moves the device's cursor forward to
-    // seq (never past the uid's last seq, never back).
+    // read: ARGV = P, uid, device, seq, ttl_ms. Moves the device's cursor
+    // (field of the hash P:cur:<uid>) forward to seq, never past the uid's
+    // last seq, never back; the cursors expire ttl_ms after the last read.
     R"lua(
-local c = P .. ':cur:' .. ARGV[2] .. ':' .. ARGV[3]
-local last = tonumber(redis.call('GET', P .. ':seq:' .. ARGV[2]) or '0')
-local seq = math.min(tonumber(ARGV[4]), last)
-if seq > tonumber(redis.call('GET', c) or '0') then
-  redis.call('SET', c, seq)
+local c = P .. ':cur:' .. ARGV[2]
+local last = get_count(P .. ':seq:' .. ARGV[2])
+local seq = math.min(tonumber(ARGV[4]) or 0, last)
+local prev = redis.pcall('HGET', c, ARGV[3])
+if is_err(prev) then -- not a hash: not ours
+  redis.call('DEL', c)
+  prev = false
 end
+if seq > (count(prev) or 0) then
+  redis.call('HSET', c, ARGV[3], int(seq))
+end
+redis.call('PEXPIRE', c, ARGV[5])
 return 1
 )lua",
 };
@@ -355,7 +505,13 @@ inline std::string source(script x) {
     break;
   case script::append:
   case script::group_append:
+    result += safe_helpers;
     result += inbox_helpers;
+    break;
+  case script::group_route:
+  case script::inbox:
+  case script::read:
+    result += safe_helpers;
     break;
   default:
     break;

@@ -19,6 +19,20 @@
 //                            hb (last heartbeat, ms, Redis server TIME).
 //   P:lease:<id>:<inc> string, expires node-timeout after the incarnation's
 //                            last heartbeat (SET PX).
+//   P:seq:<uid>        string the uid's last inbox sequence number.
+//   P:in:<uid>         stream the uid's inbox; entry ids are `<seq>-0`, so a
+//                            replay reads `XRANGE <cursor+1>-0 + COUNT n`.
+//   P:cur:<uid>        hash  device -> the last seq it confirmed (`read`).
+//   P:layout           string the layout version of the keys above (2).
+//
+// Every per-uid key of durable delivery (seq, in, cur) expires
+// inbox-max-age after the uid's last message (cur also after its last read);
+// a counter that starts over (INCR gives 1) deletes what is left of the
+// inbox and cursors. Keys never join two client strings: a key holds at
+// most one uid, group or node id, always last (cursors are a hash per uid,
+// not `cur:<uid>:<device>`, which let uid "a" + device "b:c" and uid "a:b" +
+// device "c" collide). Node ids are [A-Za-z0-9_-], so `lease:<id>:<inc>` and
+// `relay:<node>` cannot collide either.
 //
 // Empty sets and hashes do not exist (Redis deletes them). Incarnations are
 // written in decimal. Node ids are [A-Za-z0-9_-]; uids, groups and conn ids
@@ -55,9 +69,13 @@
 
 #include <caf/all.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <charconv>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string_view>
@@ -94,10 +112,25 @@ struct redis_store_config {
   size_t max_batch = 256;
   /// Bindings per EVALSHA when writing back many (rebind).
   size_t bindings_per_call = 512;
-  /// Inbox retention: entries per uid, and age (trimmed by stream id time).
+  /// Inbox retention: entries per uid, and age (trimmed by the `t` field;
+  /// per-uid keys expire this long after their last write).
   uint64_t inbox_max_messages = 1000;
   int64_t inbox_max_age_ms = 24 * 3600 * 1000;
+  /// Receivers times payload bytes one durable send or publish may store.
+  uint64_t max_fanout_bytes = 1u << 20;
+  /// Most members of one group.
+  uint64_t max_group_members = 10000;
+  /// Receivers per EVALSHA of `append` (bigger sends are split into calls
+  /// pipelined in the same round trip, so Redis serves others in between).
+  size_t uids_per_call = 500;
+  /// Most inbox entries one `inbox` request reads.
+  uint32_t max_replay_page = 1000;
 };
+
+/// The version of the key layout this build writes (P:layout). Layout 1
+/// (no P:layout key) kept inbox streams with time-based ids and cursors as
+/// strings `P:cur:<uid>:<device>`.
+constexpr std::string_view layout_version = "2";
 
 // -- requests -----------------------------------------------------------------
 
@@ -121,8 +154,16 @@ struct job {
   std::vector<redis_reply_ptr> replies;
   answer_fn answer = nullptr;
   /// A number the answer needs besides the replies (members: the limit;
-  /// route: the length of the key prefix in front of each uid).
+  /// route: the length of the key prefix in front of each uid; append: the
+  /// payload size).
   uint64_t aux = 0;
+  /// append: max-fanout-bytes. inbox: `since` if >= 0.
+  int64_t aux2 = -1;
+  /// inbox: the stream's key (to delete entries that fail the checks).
+  std::string key;
+  /// Commands to run after the answer (their replies are ignored), e.g.
+  /// XDEL of invalid inbox entries.
+  std::vector<redis_command> followups;
   /// Set when the job failed on its own (e.g. its script would not reload).
   caf::error error;
   /// The answer while Redis is unreachable, instead of `ec::unavailable`
@@ -154,11 +195,42 @@ std::optional<long long> integer_of(const redisReply* x) {
   return x->integer;
 }
 
+/// Parses a decimal number; 0 if `text` is not one (or out of T's range).
 template<class T>
 T parse_number(std::string_view text) {
   T result = 0;
-  std::from_chars(text.data(), text.data() + text.size(), result);
+  auto [end, err] =
+      std::from_chars(text.data(), text.data() + text.size(), result);
+  if (err != std::errc{} || end != text.data() + text.size())
+    return 0;
   return result;
+}
+
+/// Parses a decimal number in [0, 2^53) (what Lua and JSON keep exactly).
+std::optional<uint64_t> parse_count(std::string_view text) {
+  uint64_t result = 0;
+  auto [end, err] =
+      std::from_chars(text.data(), text.data() + text.size(), result);
+  if (text.empty() || err != std::errc{} || end != text.data() + text.size() ||
+      result >= (uint64_t{1} << 53))
+    return std::nullopt;
+  return result;
+}
+
+/// Logs a line about something bad found in Redis at most once per 10 s,
+/// with the number of others since the last line.
+void log_bad_content(const std::string& what) {
+  static std::atomic<int64_t> last_ms{0};
+  static std::atomic<uint64_t> suppressed{0};
+  auto now = frames::now_ms();
+  auto last = last_ms.load();
+  if (now - last < 10000 || !last_ms.compare_exchange_strong(last, now)) {
+    ++suppressed;
+    return;
+  }
+  log::warn("dropped invalid data read from Redis: {} ({} more since the "
+            "last report)",
+            what, suppressed.exchange(0));
 }
 
 /// Builds a route table uid by uid, like the memory store: each uid once,
@@ -236,6 +308,10 @@ caf::expected<caf::message> answer_join(job& j) {
   auto x = integer_of(j.replies.front().get());
   if (!x)
     return unexpected_reply("join");
+  if (*x == -2)
+    return make_error(ec::group_full,
+                      "'" + j.commands.front().args[1] + "' has " +
+                          j.commands.front().args[3] + " members already");
   if (*x < 0)
     return make_error(ec::too_many_groups, "at most " +
                                                j.commands.front().args[2] +
@@ -279,62 +355,112 @@ caf::expected<caf::message> answer_group_route(job& j) {
 }
 
 caf::expected<caf::message> answer_append(job& j) {
-  auto& r = j.replies.front();
-  if (auto x = integer_of(r.get()); x && *x == 0)
-    return make_error(ec::not_member, "'" + j.commands.front().args[4] +
+  auto& first = j.replies.front();
+  if (auto x = integer_of(first.get()); x && *x == 0)
+    return make_error(ec::not_member, "'" + j.commands.front().args[6] +
                                           "' is not a member of '" +
-                                          j.commands.front().args[5] + "'");
-  if (!is_array(r.get()) || r->elements % 3 != 0)
-    return unexpected_reply("append");
+                                          j.commands.front().args[7] + "'");
+  if (auto x = integer_of(first.get()); x && *x < 0) {
+    auto receivers = static_cast<size_t>(
+        std::min<long long>(-*x, std::numeric_limits<uint32_t>::max()));
+    if (auto err = frames::check_fanout(receivers, j.aux,
+                                        static_cast<uint64_t>(j.aux2)))
+      return err;
+    return make_error(ec::too_large, "the group is too large for the payload");
+  }
+  // One reply per chunk of uids: uid, seq, binding values, uid, ...
   route_builder builder;
-  for (size_t i = 0; i < r->elements; i += 3) {
-    auto seq = integer_of(r->element[i + 1]);
-    if (!seq)
+  for (auto& r : j.replies) {
+    if (!is_array(r.get()) || r->elements % 3 != 0)
       return unexpected_reply("append");
-    builder.add(text_of(r->element[i]), r->element[i + 2],
-                static_cast<uint64_t>(*seq));
+    for (size_t i = 0; i < r->elements; i += 3) {
+      auto seq = integer_of(r->element[i + 1]);
+      if (!seq || *seq <= 0)
+        return unexpected_reply("append");
+      builder.add(text_of(r->element[i]), r->element[i + 2],
+                  static_cast<uint64_t>(*seq));
+    }
   }
   return caf::make_message(std::move(builder.result()));
 }
 
+/// Reads one inbox entry ({id, fields}); nullopt if it is malformed.
+std::optional<stored_message> read_entry(const redisReply* entry) {
+  if (!is_array(entry) || entry->elements != 2 || !is_array(entry->element[1]))
+    return std::nullopt;
+  auto id = text_of(entry->element[0]);
+  auto seq = parse_count(id.substr(0, id.find('-')));
+  if (!seq || *seq == 0)
+    return std::nullopt;
+  stored_message msg;
+  msg.seq = *seq;
+  auto fields = entry->element[1];
+  bool has_kind = false;
+  for (size_t k = 0; k + 1 < fields->elements; k += 2) {
+    auto key = text_of(fields->element[k]);
+    auto value = text_of(fields->element[k + 1]);
+    if (key == "i") {
+      msg.msg_id = value;
+    } else if (key == "k") {
+      auto kind = parse_count(value);
+      if (!kind || *kind > static_cast<uint64_t>(delivery_kind::disconnect))
+        return std::nullopt;
+      msg.kind = static_cast<delivery_kind>(*kind);
+      has_kind = true;
+    } else if (key == "f") {
+      msg.from = value;
+    } else if (key == "g") {
+      msg.group = value;
+    } else if (key == "d") {
+      msg.data = value;
+    } else if (key == "t") {
+      auto ts = parse_count(value);
+      if (!ts)
+        return std::nullopt;
+      msg.ts = static_cast<int64_t>(*ts);
+    }
+  }
+  // The payload is copied into frames as it is: it must be one JSON value.
+  if (!has_kind || frames::check(msg) || !frames::json_depth_ok(msg.data) ||
+      !nlohmann::json::accept(msg.data))
+    return std::nullopt;
+  return msg;
+}
+
 caf::expected<caf::message> answer_inbox(job& j) {
   auto& r = j.replies.front();
-  if (!is_array(r.get()) || r->elements < 3)
+  if (!is_array(r.get()) || r->elements < 4)
     return unexpected_reply("inbox");
   auto number = [&](size_t i) {
     auto x = integer_of(r->element[i]);
-    return x ? static_cast<uint64_t>(*x) : uint64_t{0};
+    return x && *x > 0 ? static_cast<uint64_t>(*x) : uint64_t{0};
   };
   inbox_replay result;
-  result.cursor = number(0);
+  result.cursor = j.aux2 >= 0 ? static_cast<uint64_t>(j.aux2) : number(0);
   result.last_seq = number(1);
   auto oldest = number(2);
   result.too_old =
       result.cursor + 1 < oldest && result.cursor < result.last_seq;
-  for (size_t i = 3; i < r->elements; ++i) {
-    auto fields = r->element[i];
-    if (!is_array(fields))
-      return unexpected_reply("inbox");
-    stored_message msg;
-    for (size_t k = 0; k + 1 < fields->elements; k += 2) {
-      auto key = text_of(fields->element[k]);
-      auto value = text_of(fields->element[k + 1]);
-      if (key == "s")
-        msg.seq = parse_number<uint64_t>(value);
-      else if (key == "i")
-        msg.msg_id = value;
-      else if (key == "k")
-        msg.kind = static_cast<delivery_kind>(parse_number<int>(value));
-      else if (key == "f")
-        msg.from = value;
-      else if (key == "g")
-        msg.group = value;
-      else if (key == "d")
-        msg.data = value;
-      else if (key == "t")
-        msg.ts = parse_number<int64_t>(value);
+  result.more = number(3) == 1;
+  result.messages.reserve(r->elements - 4);
+  auto seq = result.cursor;
+  for (size_t i = 4; i < r->elements; ++i) {
+    auto entry = r->element[i];
+    auto msg = read_entry(entry);
+    if (!msg || msg->seq <= seq) {
+      // Not what our scripts write: never pass it on, and delete it so that
+      // the next page (which starts after the last good one) skips it.
+      auto id = is_array(entry) && entry->elements > 0
+                    ? text_of(entry->element[0])
+                    : std::string_view{};
+      log_bad_content("inbox entry " + std::string{id} + " of " + j.key);
+      if (!id.empty())
+        j.followups.push_back(
+            redis_command{std::nullopt, {"XDEL", j.key, std::string{id}}});
+      continue;
     }
-    result.messages.push_back(std::move(msg));
+    seq = msg->seq;
+    result.messages.push_back(std::move(*msg));
   }
   return caf::make_message(std::move(result));
 }
@@ -345,7 +471,7 @@ caf::expected<caf::message> answer_nodes(job& j) {
     return unexpected_reply("nodes");
   // Heartbeats are Redis TIME; callers compare them with their own clock, so
   // they get them on this process' clock: now minus the age Redis measured.
-  auto redis_now = parse_number<int64_t>(text_of(r->element[0]));
+  auto redis_now = parse_count(text_of(r->element[0])).value_or(0);
   auto local_now = frames::now_ms();
   std::vector<node_info> result;
   for (size_t i = 1; i + 1 < r->elements; i += 2) {
@@ -366,8 +492,10 @@ caf::expected<caf::message> answer_nodes(job& j) {
       else if (key == "connections")
         info.connections = parse_number<uint32_t>(value);
       else if (key == "hb")
+        // Hostile values stay harmless: both times are in [0, 2^53).
         info.last_heartbeat_ms =
-            local_now - (redis_now - parse_number<int64_t>(value));
+            local_now - (static_cast<int64_t>(redis_now) -
+                         static_cast<int64_t>(parse_count(value).value_or(0)));
     }
     result.push_back(std::move(info));
   }
@@ -442,6 +570,7 @@ struct redis_store_state {
   job join(std::string uid, std::string group, uint32_t max_groups) const;
   job leave(std::string uid, std::string group) const;
   job members(const std::string& group, uint32_t limit) const;
+  job is_member(const std::string& group, const std::string& uid) const;
   job group_route(std::string group, std::string from) const;
   job node(const node_info& info) const;
   job nodes() const;
@@ -554,9 +683,24 @@ void redis_store_state::flush() {
     lost(io_error);
     io_error = unavailable();
   }
-  for (auto& j : batch)
+  std::vector<redis_command> followups;
+  for (auto& j : batch) {
     finish(j, io_error);
+    std::move(j.followups.begin(), j.followups.end(),
+              std::back_inserter(followups));
+  }
   batch.clear();
+  if (followups.empty() || !conn.ok())
+    return;
+  // Clean-ups (e.g. XDEL of invalid inbox entries) whose replies no one
+  // waits for; an error reply is fine, a broken connection is an outage.
+  for (auto& cmd : followups)
+    append(cmd);
+  for (size_t i = 0; i < followups.size(); ++i)
+    if (auto reply = conn.read(); !reply) {
+      lost(reply.error());
+      return;
+    }
 }
 
 caf::error redis_store_state::retry_noscript() {
@@ -672,7 +816,8 @@ job redis_store_state::route(std::vector<std::string> uids) const {
 job redis_store_state::join(std::string uid, std::string group,
                             uint32_t max_groups) const {
   return call(script::join,
-              {std::move(uid), std::move(group), std::to_string(max_groups)},
+              {std::move(uid), std::move(group), std::to_string(max_groups),
+               std::to_string(cfg.max_group_members)},
               answer_join);
 }
 
@@ -686,6 +831,15 @@ job redis_store_state::members(const std::string& group, uint32_t limit) const {
       redis_command{std::nullopt, {"SMEMBERS", cfg.prefix + ":g:" + group}});
   result.answer = answer_members;
   result.aux = limit;
+  return result;
+}
+
+job redis_store_state::is_member(const std::string& group,
+                                 const std::string& uid) const {
+  job result;
+  result.commands.push_back(redis_command{
+      std::nullopt, {"SISMEMBER", cfg.prefix + ":g:" + group, uid}});
+  result.answer = answer_flag;
   return result;
 }
 
@@ -720,33 +874,67 @@ job redis_store_state::shutdown(std::string node, uint64_t incarnation) const {
 }
 
 job redis_store_state::append(const delivery& d, bool group) const {
-  std::vector<std::string> args{
+  job result;
+  result.answer = answer_append;
+  result.aux = d.data.size();
+  result.aux2 = static_cast<int64_t>(std::min<uint64_t>(
+      cfg.max_fanout_bytes, std::numeric_limits<int64_t>::max()));
+  std::vector<std::string> head{
       std::to_string(cfg.inbox_max_messages),
       std::to_string(frames::now_ms() - cfg.inbox_max_age_ms),
+      std::to_string(std::max<int64_t>(cfg.inbox_max_age_ms, 1)),
+      std::to_string(cfg.max_fanout_bytes),
       d.msg_id,
       std::to_string(static_cast<int>(d.kind)),
       d.from,
       d.group,
       d.data,
       std::to_string(d.ts)};
-  if (!group)
-    args.insert(args.end(), d.uids.begin(), d.uids.end());
-  return call(group ? script::group_append : script::append, std::move(args),
-              answer_append);
+  if (group) {
+    result.commands.push_back(redis_command{script::group_append, head});
+    return result;
+  }
+  // Each uid once; the budget is checked before anything is stored.
+  std::vector<std::string_view> uids;
+  uids.reserve(d.uids.size());
+  std::unordered_set<std::string_view> seen;
+  for (auto& uid : d.uids)
+    if (seen.insert(uid).second)
+      uids.emplace_back(uid);
+  if (auto err = frames::check_fanout(uids.size(), d.data.size(),
+                                      cfg.max_fanout_bytes)) {
+    result.error = std::move(err);
+    return result;
+  }
+  for (size_t i = 0; i < uids.size(); i += cfg.uids_per_call) {
+    auto end = std::min(uids.size(), i + cfg.uids_per_call);
+    redis_command cmd{script::append, head};
+    cmd.args.insert(cmd.args.end(), uids.begin() + i, uids.begin() + end);
+    result.commands.push_back(std::move(cmd));
+  }
+  if (result.commands.empty()) // no receiver: one call that stores nothing
+    result.commands.push_back(redis_command{script::append, std::move(head)});
+  return result;
 }
 
-job redis_store_state::inbox(std::string uid, std::string device,
-                             int64_t since, uint32_t limit) const {
-  return call(script::inbox,
-              {std::move(uid), std::move(device), std::to_string(since),
-               std::to_string(limit)},
-              answer_inbox);
+job redis_store_state::inbox(std::string uid, std::string device, int64_t since,
+                             uint32_t limit) const {
+  job result;
+  result.key = cfg.prefix + ":in:" + uid;
+  result.aux2 = since;
+  result.commands.push_back(
+      redis_command{script::inbox,
+                    {std::move(uid), std::move(device), std::to_string(since),
+                     std::to_string(std::min(limit, cfg.max_replay_page))}});
+  result.answer = answer_inbox;
+  return result;
 }
 
 job redis_store_state::read(std::string uid, std::string device,
                             uint64_t seq) const {
   return call(script::read,
-              {std::move(uid), std::move(device), std::to_string(seq)},
+              {std::move(uid), std::move(device), std::to_string(seq),
+               std::to_string(std::max<int64_t>(cfg.inbox_max_age_ms, 1))},
               answer_ok);
 }
 
@@ -770,6 +958,10 @@ void receive_one(redis_store_actor* self, caf::duration timeout, F on_timeout) {
   auto& st = self->state;
   auto add = [self](job j) {
     j.promise = self->make_response_promise();
+    if (j.commands.empty() && j.error) { // refused before any round trip
+      j.promise.deliver(std::move(j.error));
+      return;
+    }
     self->state.batch.push_back(std::move(j));
   };
   self->receive(
@@ -790,6 +982,9 @@ void receive_one(redis_store_actor* self, caf::duration timeout, F on_timeout) {
       },
       [&](atom::members, const std::string& group, uint32_t limit) {
         add(st.members(group, limit));
+      },
+      [&](atom::is_member, const std::string& group, const std::string& uid) {
+        add(st.is_member(group, uid));
       },
       [&](atom::group_route, std::string& group, std::string& from) {
         add(st.group_route(std::move(group), std::move(from)));
@@ -849,6 +1044,123 @@ void redis_store(redis_store_actor* self, redis_store_config cfg) {
   }
 }
 
+// -- the layout guard ---------------------------------------------------------
+
+/// `text` with the glob characters of SCAN MATCH escaped.
+std::string glob_escape(std::string_view text) {
+  std::string result;
+  for (auto ch : text) {
+    if (ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\')
+      result += '\\';
+    result += ch;
+  }
+  return result;
+}
+
+/// Looks for durable keys of layout 1 (cursor strings `P:cur:<uid>:<dev>`,
+/// inbox streams with time-based ids): the name of one, or an empty string.
+/// Scans the key space once (SCAN, 1000 keys a step, never blocking Redis)
+/// and decides on the first 16 durable keys it finds.
+caf::expected<std::string> find_layout_1(redis_connection& conn,
+                                         const std::string& prefix) {
+  auto pattern = glob_escape(prefix) + ":*";
+  auto cur = prefix + ":cur:";
+  auto in = prefix + ":in:";
+  std::string cursor = "0";
+  size_t checked = 0;
+  do {
+    auto r = conn.command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+    if (!r)
+      return std::move(r.error());
+    auto x = r->get();
+    if (!is_array(x) || x->elements != 2 || !is_array(x->element[1]))
+      return x->type == REDIS_REPLY_ERROR ? redis_reply_error(*x)
+                                          : unexpected_reply("SCAN");
+    cursor = std::string{text_of(x->element[0])};
+    auto keys = x->element[1];
+    for (size_t i = 0; i < keys->elements && checked < 16; ++i) {
+      auto key = std::string{text_of(keys->element[i])};
+      if (key.compare(0, cur.size(), cur) == 0) {
+        ++checked;
+        auto type = conn.command({"TYPE", key});
+        if (!type)
+          return std::move(type.error());
+        if (text_of(type->get()) == "string")
+          return key;
+      } else if (key.compare(0, in.size(), in) == 0) {
+        ++checked;
+        auto first = conn.command({"XRANGE", key, "-", "+", "COUNT", "1"});
+        if (!first)
+          return std::move(first.error());
+        auto e = first->get();
+        if (!is_array(e) || e->elements != 1)
+          continue;
+        auto entry = e->element[0];
+        if (!is_array(entry) || entry->elements != 2 ||
+            !is_array(entry->element[1]))
+          continue;
+        auto id = text_of(entry->element[0]);
+        auto fields = entry->element[1];
+        for (size_t k = 0; k + 1 < fields->elements; k += 2)
+          if (text_of(fields->element[k]) == "s" &&
+              id.substr(0, id.find('-')) != text_of(fields->element[k + 1]))
+            return key;
+      }
+    }
+    if (checked >= 16)
+      break;
+  } while (cursor != "0" && !cursor.empty());
+  return std::string{};
+}
+
+/// Refuses a Redis whose durable keys have another layout than ours
+/// (P:layout); writes P:layout on a Redis that has none of them yet.
+caf::error check_layout(redis_connection& conn, const redis_store_config& cfg) {
+  auto key = cfg.prefix + ":layout";
+  auto where =
+      "Redis at " + cfg.url.redacted() + ", key prefix '" + cfg.prefix + "'";
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto r = conn.command({"GET", key});
+    if (!r)
+      return std::move(r.error());
+    auto x = r->get();
+    if (x->type == REDIS_REPLY_ERROR)
+      return make_error(ec::unavailable,
+                        where + ": " + error_message(redis_reply_error(*x)));
+    if (x->type == REDIS_REPLY_STRING) {
+      if (text_of(x) == layout_version)
+        return caf::none;
+      return make_error(
+          ec::unavailable,
+          where + " holds key layout '" + std::string{text_of(x)} +
+              "', this build uses layout " + std::string{layout_version} +
+              ": use another redis-prefix or a matching build");
+    }
+    if (x->type != REDIS_REPLY_NIL)
+      return make_error(ec::unavailable, where + ": " + key + " is no string");
+    auto old = find_layout_1(conn, cfg.prefix);
+    if (!old)
+      return std::move(old.error());
+    if (!old->empty())
+      return make_error(
+          ec::unavailable,
+          where + " holds inboxes of an older key layout (e.g. '" + *old +
+              "'): stop the older nodes and delete the keys " + cfg.prefix +
+              ":in:*, " + cfg.prefix + ":seq:* and " + cfg.prefix +
+              ":cur:* (README, \"Redis key layout\"), or use another "
+              "redis-prefix");
+    auto set =
+        conn.command({"SET", key, std::string_view{layout_version}, "NX"});
+    if (!set)
+      return std::move(set.error());
+    if ((*set)->type == REDIS_REPLY_ERROR)
+      return make_error(ec::unavailable,
+                        where + ": " + error_message(redis_reply_error(**set)));
+    // Written, or another node wrote it meanwhile: read it again.
+  }
+  return caf::none;
+}
+
 } // namespace
 
 caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
@@ -859,6 +1171,8 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
   cfg.lease_ms = std::max<int64_t>(opts.node_timeout.count(), 1);
   cfg.inbox_max_messages = opts.inbox_max_messages;
   cfg.inbox_max_age_ms = opts.inbox_max_age.count();
+  cfg.max_fanout_bytes = opts.max_fanout_bytes;
+  cfg.max_group_members = opts.max_group_members;
   cfg.io_timeout = redis_io_timeout(opts.request_timeout);
   auto conn =
       redis_connection::open(cfg.url, cfg.connect_timeout, cfg.io_timeout);
@@ -874,6 +1188,8 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
       return make_error(ec::unavailable, "cannot use Redis at " +
                                              cfg.url.redacted() + ": " +
                                              error_message(sha.error()));
+  if (auto err = check_layout(*conn, cfg))
+    return err;
   log::info("state store: Redis at {}, key prefix '{}'", cfg.url.redacted(),
             cfg.prefix);
   auto hdl = sys.spawn<caf::detached>(redis_store, std::move(cfg));

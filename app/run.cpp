@@ -25,6 +25,10 @@ int run_node(int argc, char** argv, const node_customization& custom) {
     std::cout << help_text();
     return 0;
   }
+  if (parsed->version) {
+    std::cout << "wscluster " << version() << '\n';
+    return 0;
+  }
   if (custom.configure) {
     custom.configure(parsed->opts);
     if (auto err = validate(parsed->opts)) {

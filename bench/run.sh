@@ -175,7 +175,7 @@ meta = {
     "machine": f"{os.cpu_count()} cores ({cpu}), {mem} RAM, {platform.system()} {platform.release()}",
     "fd limit per process": run("ulimit -Hn"),
     "toolchain": run("c++ --version") + "; " + run("node --version") + "; " + run("redis-server --version"),
-    "wscluster flags": "--state=redis --cluster-listen=127.0.0.1:0 --client-broadcast=true --rate-limit=0 --max-connections=200000 --log-level=warn (bench/peer/start.sh)",
+    "wscluster flags": "--state=redis --cluster-listen=127.0.0.1:0 --client-broadcast=true --rate-limit=0 --max-connections=200000 --max-connections-per-address=0 --log-level=warn (bench/peer/start.sh)",
     "raw results": os.path.relpath(os.path.dirname(out), os.getcwd()),
     "commands": cmds,
 }

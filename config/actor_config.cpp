@@ -2,6 +2,7 @@
 
 #include "actors/actors.hpp"
 #include "actors/error.hpp"
+#include "net/cluster_guard.hpp"
 
 #include <caf/atom.hpp>
 #include <caf/io/middleman.hpp>
@@ -30,7 +31,8 @@ actor_config::actor_config(bool with_network) {
                        return text;
                      });
   if (with_network) {
-    load<caf::io::middleman>();
+    // CAF's network backend with bounded reads on the cluster port.
+    load<caf::io::middleman, net::guarded_multiplexer>();
     set("middleman.app-identifiers", std::vector<std::string>{protocol_id});
   }
 }

@@ -6,17 +6,30 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
 #include <sstream>
 
+// Set by CMake for this file: the project version and where the web files
+// lie relative to the installed binary's folder.
+#ifndef WSC_VERSION
+#define WSC_VERSION "0.0.0"
+#endif
+#ifndef WSC_INSTALLED_WEB_ROOT
+#define WSC_INSTALLED_WEB_ROOT "../share/wscluster/web"
+#endif
+
 namespace wsc {
 
 namespace {
+
+constexpr const char* env_prefix = "WSCLUSTER_";
 
 using setter = std::function<caf::error(options&, const std::string&)>;
 
@@ -285,7 +298,9 @@ const std::vector<option_spec>& option_table() {
        text_field(&options::jwt_audience)},
       {"jwt-issuer", "-", "when set, JWTs must carry this iss",
        text_field(&options::jwt_issuer)},
-      {"web-root", "the source tree's web/",
+      {"web-root",
+       "<binary's folder>/" WSC_INSTALLED_WEB_ROOT
+       " if it exists, else the source tree's web/",
        "folder of the demo (/), the dashboard (/dashboard) and their assets",
        text_field(&options::web_root)},
   };
@@ -426,10 +441,31 @@ caf::expected<redis_url> parse_redis_url(const std::string& text) {
   return url;
 }
 
+environment process_environment() {
+  environment result;
+  for (auto entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    std::string text{*entry};
+    auto eq = text.find('=');
+    if (eq != std::string::npos && eq > 0)
+      result.emplace(text.substr(0, eq), text.substr(eq + 1));
+  }
+  return result;
+}
+
+std::string environment_name(const std::string& name) {
+  std::string result = env_prefix;
+  for (unsigned char c : name)
+    result += c == '-' ? '_' : static_cast<char>(std::toupper(c));
+  return result;
+}
+
 caf::expected<parsed_options>
-parse_options(const std::vector<std::string>& args) {
+parse_options(const std::vector<std::string>& args, const environment& env) {
   parsed_options result;
-  // The config file comes first so that the command line wins.
+  result.opts.web_root = default_web_root();
+  // Lowest layer first: the config file, then the environment, then the
+  // command line, each overwriting what the one before set.
+  std::vector<std::string> config_files;
   std::string name;
   std::string value;
   for (auto& arg : args) {
@@ -437,11 +473,38 @@ parse_options(const std::vector<std::string>& args) {
       result.help = true;
       return result;
     }
+    if (arg == "--version") {
+      result.version = true;
+      return result;
+    }
     if (auto err = split_argument(arg, name, value))
       return err;
     if (name == "config-file")
-      if (auto err = read_config_file(result.opts, value))
-        return err;
+      config_files.push_back(value);
+  }
+  const auto config_env = environment_name("config-file");
+  if (config_files.empty())
+    if (auto i = env.find(config_env); i != env.end())
+      config_files.push_back(i->second);
+  for (auto& path : config_files)
+    if (auto err = read_config_file(result.opts, path))
+      return err;
+  const std::string prefix = env_prefix;
+  for (auto& entry : env) {
+    // (A plain reference: clang 14 cannot capture structured bindings.)
+    const std::string& key = entry.first;
+    if (key.compare(0, prefix.size(), prefix) != 0 || key == config_env)
+      continue;
+    auto spec = std::find_if(option_table().begin(), option_table().end(),
+                             [&key](const option_spec& candidate) {
+                               return environment_name(candidate.name) == key;
+                             });
+    if (spec == option_table().end())
+      return invalid("unknown environment variable " + key +
+                     " (it names no option; see --help)");
+    if (auto err = apply(result.opts, spec->name, entry.second,
+                         " (environment " + key + ")"))
+      return err;
   }
   for (auto& arg : args) {
     split_argument(arg, name, value);
@@ -453,6 +516,23 @@ parse_options(const std::vector<std::string>& args) {
   if (auto err = validate(result.opts))
     return err;
   return result;
+}
+
+const char* version() {
+  return WSC_VERSION;
+}
+
+std::string default_web_root() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  auto exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    auto installed =
+        (exe.parent_path() / WSC_INSTALLED_WEB_ROOT).lexically_normal();
+    if (fs::is_directory(installed, ec))
+      return installed.string();
+  }
+  return WSC_DEFAULT_WEB_ROOT;
 }
 
 bool is_loopback(const std::string& host) {
@@ -497,9 +577,14 @@ caf::error validate(const options& opts) {
 
 std::string help_text() {
   std::ostringstream out;
-  out << "usage: wscluster [--config-file=PATH] [--name=value ...]\n\n"
-         "Every option works as --name=value and as 'name = value' in the\n"
-         "config file; the command line wins.\n\n";
+  out << "usage: wscluster [--config-file=PATH] [--name=value ...]\n"
+         "       wscluster --version | --help\n\n"
+         "Every option works as --name=value, as the environment variable\n"
+         "WSCLUSTER_<NAME> (upper case, '-' as '_', e.g.\n"
+         "WSCLUSTER_MAX_CONNECTIONS=5) and as 'name = value' in the config\n"
+         "file. Precedence:\n"
+         "  command line > environment > config file > default\n"
+         "A WSCLUSTER_ variable that names no option is an error.\n\n";
   for (auto& spec : option_table()) {
     out << "  --" << spec.name << "=...";
     auto width = std::string{spec.name}.size() + 7;
@@ -507,7 +592,10 @@ std::string help_text() {
         << " (default: " << spec.default_text << ")\n";
   }
   out << "  --config-file=PATH" << std::string(10, ' ')
-      << "read options from an INI file (name = value lines)\n"
+      << "read options from an INI file (name = value lines;\n"
+      << std::string(30, ' ') << "also WSCLUSTER_CONFIG_FILE)\n"
+      << "  --version" << std::string(19, ' ') << "print wscluster "
+      << version() << " and exit\n"
       << "  --help" << std::string(22, ' ') << "print this help\n";
   return out.str();
 }

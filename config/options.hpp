@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -106,17 +107,43 @@ struct options {
   std::string jwt_issuer;
 };
 
-/// The outcome of reading the command line and the config file.
+/// The outcome of reading the command line, the environment and the config
+/// file.
 struct parsed_options {
   options opts;
   /// `--help` was given: print help_text() and exit 0.
   bool help = false;
+  /// `--version` was given: print `wscluster <version()>` and exit 0.
+  bool version = false;
 };
 
-/// Reads `--name=value` arguments and the INI file named by `--config-file`;
-/// the command line wins. Errors name the offending option in one line.
+/// Environment variables by name (only the `WSCLUSTER_` ones matter).
+using environment = std::map<std::string, std::string>;
+
+/// The environment of this process (`environ`).
+environment process_environment();
+
+/// The environment variable that sets option `name`: `WSCLUSTER_` followed
+/// by the name in upper case with `-` as `_` (`max-connections` ->
+/// `WSCLUSTER_MAX_CONNECTIONS`).
+std::string environment_name(const std::string& name);
+
+/// Reads `--name=value` arguments, `WSCLUSTER_<NAME>` variables of `env` and
+/// the INI file named by `--config-file` (or `WSCLUSTER_CONFIG_FILE`).
+/// Precedence: command line > environment > config file > default. A
+/// `WSCLUSTER_` variable that names no option is an error, like an unknown
+/// option. Errors name the offending option in one line.
 caf::expected<parsed_options>
-parse_options(const std::vector<std::string>& args);
+parse_options(const std::vector<std::string>& args,
+              const environment& env = process_environment());
+
+/// This build's version, `major.minor.patch` (CMake's project version).
+const char* version();
+
+/// The default `web-root`: `<folder of the running binary>/../share/
+/// wscluster/web` when that folder exists (an installed binary), else the
+/// source tree's `web/` (WSC_DEFAULT_WEB_ROOT).
+std::string default_web_root();
 
 /// Checks the combination of settings (e.g. `state=redis` needs `redis`).
 caf::error validate(const options& opts);

@@ -1,12 +1,14 @@
 // libFuzzer target: wsc::verify_jwt.
 //
 // The first byte picks the mode:
-//  - even: the rest is a token as it arrives in `token=` / `Bearer`;
-//  - odd:  the rest is "header\0payload" JSON, signed here with the right
-//    secret, so that the claim checks behind the signature (exp, nbf, sub,
-//    groups) are reached too.
-// Invariants: an accepted token has a valid sub, exp > now and valid group
-// names; nothing crashes, leaks or hits undefined behaviour on the way (a raw
+//  - bit 0 clear: the rest is a token as it arrives in `token=` / `Bearer`;
+//  - bit 0 set:   the rest is "header\0payload" JSON, signed here with the
+//    right secret, so that the claim checks behind the signature (exp, nbf,
+//    sub, groups, aud, iss, repeated keys) are reached too;
+//  - bit 1: `jwt-audience` is "fuzz-aud"; bit 2: `jwt-issuer` is "fuzz-iss".
+// Invariants: an accepted token has a valid sub, now < exp <= year 9999 and
+// valid group names; with an audience or issuer required, the payload names
+// it; nothing crashes, leaks or hits undefined behaviour on the way (a raw
 // token cannot be forged by the fuzzer: HMAC).
 
 #include "middleware/jwt.hpp"
@@ -16,6 +18,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -28,7 +31,7 @@ constexpr int64_t now = 1'700'000'000;
 
 std::string b64url(std::string_view in) {
   static constexpr char alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   std::string out;
   uint32_t acc = 0;
   int bits = 0;
@@ -52,8 +55,8 @@ std::string sign(std::string_view header, std::string_view payload) {
   HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
        reinterpret_cast<const unsigned char*>(input.data()), input.size(),
        digest, &len);
-  return input + "."
-         + b64url(std::string_view(reinterpret_cast<char*>(digest), len));
+  return input + "." +
+         b64url(std::string_view(reinterpret_cast<char*>(digest), len));
 }
 
 } // namespace
@@ -73,13 +76,40 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } else {
     token = std::string{rest};
   }
-  auto claims = wsc::verify_jwt(token, secret, now);
+  wsc::jwt_requirements req;
+  if (data[0] & 2)
+    req.audience = "fuzz-aud";
+  if (data[0] & 4)
+    req.issuer = "fuzz-iss";
+  auto claims = wsc::verify_jwt(token, secret, now, req);
   if (!claims)
     return 0;
-  if (!wsc::valid_name(claims->sub) || claims->exp <= now)
+  if (!wsc::valid_name(claims->sub) || claims->exp <= now ||
+      claims->exp > wsc::jwt_max_time_s)
     std::abort();
   for (auto& g : claims->groups)
     if (!wsc::valid_name(g))
       std::abort();
+  if ((data[0] & 1) && (data[0] & 6)) {
+    // Accepted, so the payload is an object without repeated keys: the plain
+    // parser reads the same claims.
+    auto nul = rest.find('\0');
+    auto payload = nlohmann::json::parse(
+        nul == std::string_view::npos ? rest : rest.substr(nul + 1), nullptr,
+        false);
+    if (!payload.is_object())
+      std::abort();
+    if (!req.issuer.empty() &&
+        payload.value("iss", nlohmann::json{}) != req.issuer)
+      std::abort();
+    if (!req.audience.empty()) {
+      auto aud = payload.value("aud", nlohmann::json{});
+      bool named = aud == req.audience ||
+                   (aud.is_array() && std::find(aud.begin(), aud.end(),
+                                                req.audience) != aud.end());
+      if (!named)
+        std::abort();
+    }
+  }
   return 0;
 }

@@ -69,7 +69,7 @@ compile() { # source -> object path on stdout
 }
 
 declare -A sources=(
-  [frames_fuzzer]="actors/frames.cpp actors/error.cpp"
+  [frames_fuzzer]="actors/frames.cpp actors/error.cpp middleware/middleware.cpp middleware/jwt.cpp util/hmac.cpp"
   [jwt_fuzzer]="middleware/jwt.cpp middleware/middleware.cpp util/hmac.cpp"
   [handshake_fuzzer]="middleware/jwt.cpp middleware/middleware.cpp util/hmac.cpp"
   [options_fuzzer]="config/options.cpp actors/error.cpp"

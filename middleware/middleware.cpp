@@ -5,6 +5,7 @@
 #include <caf/sec.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <random>
 
@@ -142,6 +143,18 @@ void open_chain::leave(open_context& ctx,
 
 // -- built-in middlewares -----------------------------------------------------
 
+std::string bearer_token(const std::string& authorization) {
+  // RFC 7235: the scheme is case-insensitive.
+  constexpr std::string_view scheme = "bearer ";
+  if (authorization.size() < scheme.size() ||
+      !std::equal(scheme.begin(), scheme.end(), authorization.begin(),
+                  [](char a, char b) {
+                    return a == std::tolower(static_cast<unsigned char>(b));
+                  }))
+    return {};
+  return authorization.substr(scheme.size());
+}
+
 bool valid_utf8(std::string_view text) {
   size_t i = 0;
   auto byte = [&](size_t at) {
@@ -225,7 +238,9 @@ private:
 class identity : public handshake_middleware {
 public:
   explicit identity(const options& opts)
-      : jwt_(opts.auth == "jwt"), secret_(opts.jwt_secret) {
+      : jwt_(opts.auth == "jwt"),
+        secret_(opts.jwt_secret), required_{opts.jwt_audience,
+                                            opts.jwt_issuer} {
     // nop
   }
 
@@ -254,15 +269,11 @@ private:
 
   std::optional<http_rejection> from_token(handshake_context& ctx) {
     auto token = ctx.request.param("token");
-    if (token.empty()) {
-      auto authz = ctx.request.header("authorization");
-      const std::string bearer = "Bearer ";
-      if (authz.compare(0, bearer.size(), bearer) == 0)
-        token = authz.substr(bearer.size());
-    }
+    if (token.empty())
+      token = bearer_token(ctx.request.header("authorization"));
     using namespace std::chrono;
     auto now = duration_cast<seconds>(system_clock::now().time_since_epoch());
-    auto claims = verify_jwt(token, secret_, now.count());
+    auto claims = verify_jwt(token, secret_, now.count(), required_);
     if (!claims) {
       auto& ctx_msg = claims.error().context();
       return http_rejection{401, ctx_msg.match_elements<std::string>()
@@ -277,6 +288,8 @@ private:
 
   bool jwt_;
   std::string secret_;
+  /// `jwt-audience` and `jwt-issuer`, empty when not required.
+  jwt_requirements required_;
 };
 
 } // namespace

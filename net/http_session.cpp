@@ -34,7 +34,11 @@ bool is_api_path(std::string_view target) {
 http_session::http_session(tcp::socket&& socket,
                            std::shared_ptr<const http_shared> shared)
     : stream_(std::move(socket)), shared_(std::move(shared)) {
-  // nop
+  ++*shared_->http_sessions;
+}
+
+http_session::~http_session() {
+  --*shared_->http_sessions;
 }
 
 void http_session::run() {
@@ -120,10 +124,6 @@ void http_session::upgrade(http::request<http::string_body> req) {
     ctx.request.remote_address = remote.address().to_string();
   if (auto rejection = shared_->chain.run(ctx))
     return reject(rejection->status, rejection->reason);
-  if (++node.open_connections > node.opts.max_connections) {
-    --node.open_connections;
-    return reject(503, "too many connections");
-  }
   // Durable resume: the device whose cursor to use, or an explicit `since`.
   auto device = ctx.request.param("device");
   auto since = ctx.request.param("since");
@@ -131,11 +131,32 @@ void http_session::upgrade(http::request<http::string_body> req) {
                   std::all_of(since.begin(), since.end(),
                               [](char c) { return c >= '0' && c <= '9'; });
   if ((!device.empty() && !valid_name(device)) || !since_ok ||
-      (!since.empty() && device.empty())) {
-    --node.open_connections;
+      (!since.empty() && device.empty()))
     return reject(400, "malformed device or since (since needs a device)");
+  if (++node.open_connections > node.opts.max_connections) {
+    --node.open_connections;
+    return reject(503, "too many connections");
   }
-  // From here the WebSocket session owns the counted connection.
+  // Per node, not cluster-wide: max-connections-per-uid and
+  // max-connections-per-address bound what one uid or one client address
+  // holds on this node (a uid may hold as many on each other node).
+  auto& opts = node.opts;
+  auto& address = ctx.request.remote_address;
+  if (!node.quota.acquire(ctx.uid, address, opts.max_connections_per_uid,
+                          opts.max_connections_per_address)) {
+    --node.open_connections;
+    // Which limit was it? The uid's alone decides (taking nothing if full).
+    bool uid_full =
+        !node.quota.acquire(ctx.uid, address, opts.max_connections_per_uid, 0);
+    if (!uid_full)
+      node.quota.release(ctx.uid, address);
+    return reject(503, uid_full ? "too many connections of this uid"
+                                : "too many connections from this address");
+  }
+  // From here the WebSocket session owns the counted connection and the
+  // quota slot: nothing returns early, and its destructor gives both back.
+  auto session = std::make_shared<websocket_session>(
+      stream_.release_socket(), shared_->sys, shared_->node, ctx.uid, address);
   open_context opening;
   opening.who = conn_ref{node.node_id, node.next_conn_id(), std::move(ctx.uid),
                          std::move(device)};
@@ -143,9 +164,7 @@ void http_session::upgrade(http::request<http::string_body> req) {
   opening.attributes = std::move(ctx.attributes);
   if (!since.empty())
     opening.attributes["since"] = since;
-  std::make_shared<websocket_session>(stream_.release_socket(), shared_->sys,
-                                      shared_->node)
-      ->run(std::move(req), std::move(opening));
+  session->run(std::move(req), std::move(opening));
 }
 
 void http_session::respond(unsigned status, const std::string& content_type,

@@ -8,6 +8,7 @@
 
 #include <caf/fwd.hpp>
 
+#include <atomic>
 #include <memory>
 #include <optional>
 
@@ -20,6 +21,9 @@ struct http_shared {
   handshake_chain chain;
   http_api_actor api;
   std::shared_ptr<static_files> files;
+  /// HTTP sessions alive (sockets accepted and not upgraded yet, or serving
+  /// the API): bounded by the listener (see listener::on_accept).
+  std::shared_ptr<std::atomic<uint64_t>> http_sessions;
 };
 
 /// One HTTP connection: answers API requests (keep-alive) until a request
@@ -27,6 +31,8 @@ struct http_shared {
 class http_session : public std::enable_shared_from_this<http_session> {
 public:
   http_session(tcp::socket&& socket, std::shared_ptr<const http_shared> shared);
+
+  ~http_session();
 
   void run();
 

@@ -6,6 +6,17 @@
 
 namespace wsc::net {
 
+namespace {
+
+/// Sockets in the HTTP phase (handshakes under way, API clients) allowed on
+/// top of `max-connections`: past `max-connections + accept_margin` open
+/// sockets, WebSockets included, a new one is closed at once. Raw sockets
+/// that never finish a handshake are otherwise bounded only by
+/// `handshake-timeout` and the descriptor limit (docs/security.md F8).
+constexpr uint64_t accept_margin = 1024;
+
+} // namespace
+
 listener::listener(asio::io_context& ioc,
                    std::shared_ptr<const http_shared> shared)
     : ioc_(ioc), acceptor_(asio::make_strand(ioc)),
@@ -58,6 +69,22 @@ void listener::on_accept(beast::error_code ec, tcp::socket socket) {
   if (!ec) {
     backoff_ = std::chrono::milliseconds{0};
     beast::error_code ignored;
+    auto& node = *shared_->node;
+    if (shared_->http_sessions->load() + node.open_connections.load() >=
+        node.opts.max_connections + accept_margin) {
+      socket.close(ignored);
+      ++refused_;
+      auto now = std::chrono::steady_clock::now();
+      if (now - refusal_logged_ >= std::chrono::seconds(10)) {
+        log::warn("{} sockets closed at once: over max-connections + {} "
+                  "sockets open",
+                  refused_, accept_margin);
+        refused_ = 0;
+        refusal_logged_ = now;
+      }
+      do_accept();
+      return;
+    }
     socket.set_option(tcp::no_delay(true), ignored);
     std::make_shared<http_session>(std::move(socket), shared_)->run();
     do_accept();

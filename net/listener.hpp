@@ -3,6 +3,7 @@
 #include "net/beast.hpp"
 #include "net/http_session.hpp"
 
+#include <chrono>
 #include <memory>
 
 namespace wsc::net {
@@ -31,6 +32,9 @@ private:
   /// Paces accepts after errors (e.g. out of file descriptors).
   asio::steady_timer retry_;
   std::chrono::milliseconds backoff_{0};
+  /// Sockets closed at once because too many were open, since the last log.
+  uint64_t refused_ = 0;
+  std::chrono::steady_clock::time_point refusal_logged_;
   std::shared_ptr<const http_shared> shared_;
 };
 

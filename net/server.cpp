@@ -41,7 +41,8 @@ caf::expected<std::unique_ptr<server>> server::make(caf::actor_system& sys,
                                ": not an IP address");
   auto shared = std::make_shared<const net::http_shared>(
       net::http_shared{sys, node, std::move(chain), std::move(api),
-                       std::make_shared<static_files>(node->opts.web_root)});
+                       std::make_shared<static_files>(node->opts.web_root),
+                       std::make_shared<std::atomic<uint64_t>>(0)});
   ptr->listener = std::make_shared<net::listener>(ptr->ioc, shared);
   if (auto err = ptr->listener->bind({address, listen.port}))
     return caf::make_error(caf::sec::cannot_open_port,

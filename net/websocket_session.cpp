@@ -1,6 +1,7 @@
 #include "net/websocket_session.hpp"
 
 #include "actors/connection.hpp"
+#include "util/log.hpp"
 
 #include <caf/all.hpp>
 
@@ -28,8 +29,10 @@ constexpr auto close_grace = std::chrono::seconds(3);
 
 websocket_session::websocket_session(tcp::socket&& socket,
                                      caf::actor_system& sys,
-                                     node_context_ptr node)
+                                     node_context_ptr node, std::string uid,
+                                     std::string address)
     : ws_(std::move(socket)), sys_(sys), node_(std::move(node)),
+      uid_(std::move(uid)), address_(std::move(address)),
       close_deadline_(ws_.get_executor()) {
   // nop
 }
@@ -37,6 +40,7 @@ websocket_session::websocket_session(tcp::socket&& socket,
 websocket_session::~websocket_session() {
   notify_closed();
   --node_->open_connections;
+  node_->quota.release(uid_, address_);
 }
 
 void websocket_session::run(http::request<http::string_body> req,
@@ -68,6 +72,15 @@ void websocket_session::on_accept(beast::error_code ec, open_context opening) {
     return;
   ++node_->metrics.handshakes_accepted;
   actor_ = sys_.spawn(connection, node_, weak_from_this(), std::move(opening));
+  // The actor normally ends after `closed`; if it ends otherwise, the
+  // session must learn of it (runs at once if it is already gone).
+  actor_->attach_functor([weak = weak_from_this()](const caf::error& reason) {
+    if (auto self = weak.lock())
+      asio::post(self->ws_.get_executor(),
+                 [self, reason = caf::to_string(reason)]() mutable {
+                   self->on_actor_down(std::move(reason));
+                 });
+  });
   do_read();
 }
 
@@ -78,7 +91,12 @@ void websocket_session::do_read() {
 
 void websocket_session::on_read(beast::error_code ec, std::size_t) {
   if (ec) {
-    notify_closed();
+    finish();
+    return;
+  }
+  if (closed_notified_) {
+    // Read before the end was known; nobody will answer it.
+    buffer_.consume(buffer_.size());
     return;
   }
   unanswered_.fetch_add(1);
@@ -91,6 +109,8 @@ void websocket_session::on_read(beast::error_code ec, std::size_t) {
 }
 
 void websocket_session::read_or_pause() {
+  if (closed_notified_)
+    return;
   if (unanswered_.load() < max_unanswered)
     return do_read();
   // No operation is pending now to keep this session alive.
@@ -120,6 +140,10 @@ void websocket_session::write(frame_ptr frame, bool counted) {
               counted]() mutable { self->enqueue(std::move(frame), counted); });
 }
 
+uint64_t websocket_session::queued_bytes() const {
+  return queued_bytes_.load(std::memory_order_relaxed);
+}
+
 void websocket_session::close(uint16_t code, std::string reason) {
   asio::post(ws_.get_executor(), [self = shared_from_this(), code,
                                   reason = std::move(reason)]() mutable {
@@ -128,14 +152,25 @@ void websocket_session::close(uint16_t code, std::string reason) {
 }
 
 void websocket_session::enqueue(frame_ptr frame, bool counted) {
-  if (closing_)
+  if (closing_ || closed_notified_)
     return;
-  if (counted && counted_ >= node_->opts.send_queue_limit) {
-    ++node_->metrics.queue_overflows;
-    begin_close(1008, "send queue overflow: reading too slowly", true);
-    return;
+  uint64_t bytes = frame->size();
+  if (counted) {
+    // Past send-queue-limit frames or send-queue-bytes bytes the reader is
+    // too slow. A frame larger than the whole byte budget still goes when
+    // no other counted frame waits, so that a small budget cannot lock out
+    // a reader that keeps up.
+    auto& opts = node_->opts;
+    if (counted_ >= opts.send_queue_limit ||
+        (counted_ > 0 && counted_bytes_ + bytes > opts.send_queue_bytes)) {
+      ++node_->metrics.queue_overflows;
+      begin_close(1008, "send queue overflow: reading too slowly", true);
+      return;
+    }
+    ++counted_;
+    counted_bytes_ += bytes;
   }
-  counted_ += counted;
+  queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
   queue_.push_back(queued_frame{std::move(frame), counted});
   if (!writing_)
     do_write();
@@ -151,13 +186,10 @@ void websocket_session::do_write() {
 void websocket_session::on_write(beast::error_code ec, std::size_t) {
   writing_ = false;
   // Only now may the written buffer go: Beast wrote from it until here.
-  counted_ -= queue_[head_].counted;
   pop_written();
   if (ec) {
-    queue_.clear();
-    head_ = 0;
-    counted_ = 0;
-    notify_closed();
+    drop_queued(head_);
+    finish();
     return;
   }
   ++node_->metrics.frames_out;
@@ -168,7 +200,14 @@ void websocket_session::on_write(beast::error_code ec, std::size_t) {
 }
 
 void websocket_session::pop_written() {
-  queue_[head_++].frame.reset();
+  auto& front = queue_[head_++];
+  uint64_t bytes = front.frame->size();
+  queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  if (front.counted) {
+    --counted_;
+    counted_bytes_ -= bytes;
+  }
+  front.frame.reset();
   if (head_ == queue_.size()) {
     queue_.clear();
     head_ = 0;
@@ -188,22 +227,18 @@ void websocket_session::begin_close(uint16_t code, std::string reason,
   closing_ = true;
   close_reason_ =
       websocket::close_reason(static_cast<websocket::close_code>(code), reason);
-  if (drop_queue && writing_) {
-    // Keep the frame being written: Beast still reads from it.
-    queue_.erase(queue_.begin() + head_ + 1, queue_.end());
-    counted_ = queue_[head_].counted;
-  } else if (drop_queue) {
-    queue_.clear();
-    head_ = 0;
-    counted_ = 0;
-  }
+  // Keep the frame being written: Beast still reads from it.
+  if (drop_queue)
+    drop_queued(writing_ ? head_ + 1 : head_);
   // A reader that never reads would keep the last write and the closing
   // handshake pending forever: shut the socket after a grace period.
   close_deadline_.expires_after(drop_queue ? std::chrono::seconds(1)
                                            : close_grace);
   close_deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    // Also ends a session that waits for nothing (e.g. paused, its socket
+    // already shut by the idle timeout).
     if (!ec)
-      beast::get_lowest_layer(self->ws_).close();
+      self->finish();
   });
   if (!writing_)
     do_close();
@@ -213,14 +248,50 @@ void websocket_session::do_close() {
   if (close_sent_ || !ws_.is_open())
     return;
   close_sent_ = true;
-  ws_.async_close(close_reason_,
-                  [self = shared_from_this()](beast::error_code) {
-                    self->close_deadline_.cancel();
-                    beast::get_lowest_layer(self->ws_).close();
-                    // A paused reader will not see the end of the socket.
-                    self->paused_self_.reset();
-                    self->notify_closed();
-                  });
+  ws_.async_close(close_reason_, [self = shared_from_this()](
+                                     beast::error_code) { self->finish(); });
+}
+
+void websocket_session::drop_queued(size_t from) {
+  for (auto i = from; i < queue_.size(); ++i) {
+    uint64_t bytes = queue_[i].frame->size();
+    queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+    if (queue_[i].counted) {
+      --counted_;
+      counted_bytes_ -= bytes;
+    }
+  }
+  queue_.erase(queue_.begin() + static_cast<std::ptrdiff_t>(from),
+               queue_.end());
+  if (head_ >= queue_.size()) {
+    queue_.clear();
+    head_ = 0;
+    if (queue_.capacity() > idle_queue_capacity)
+      queue_.shrink_to_fit();
+  }
+}
+
+void websocket_session::finish() {
+  close_deadline_.cancel();
+  // Aborts whatever still waits on the socket; its handler ends here too.
+  beast::get_lowest_layer(ws_).close();
+  // A paused reader will not see the end of the socket.
+  paused_self_.reset();
+  notify_closed();
+}
+
+void websocket_session::on_actor_down(std::string reason) {
+  if (closed_notified_) {
+    // The usual end: the actor quit because the socket closed.
+    paused_self_.reset();
+    return;
+  }
+  // It threw or was killed: nobody answers the frames read, nobody is left
+  // to tell. Close with 1011; the close deadline bounds the rest.
+  log::warn("connection actor of uid {} ended while its socket was open: {}",
+            uid_, reason);
+  closed_notified_ = true;
+  begin_close(1011, "internal error", true);
 }
 
 void websocket_session::notify_closed() {

@@ -18,12 +18,17 @@ namespace wsc::net {
 /// connection's strand; `write` and `close` may be called from any thread and
 /// only post to it. At most one `async_write` is in flight; the frame it
 /// writes stays at the front of the queue until it completes.
+///
+/// A session owns, from its construction to its destruction, one slot of
+/// the node's `open_connections` and one of its `quota` (for `uid` from
+/// `address`): both are given back exactly once, by the destructor.
 class websocket_session
     : public connection_sink,
       public std::enable_shared_from_this<websocket_session> {
 public:
   websocket_session(tcp::socket&& socket, caf::actor_system& sys,
-                    node_context_ptr node);
+                    node_context_ptr node, std::string uid,
+                    std::string address);
 
   ~websocket_session() override;
 
@@ -31,6 +36,8 @@ public:
   void run(http::request<http::string_body> req, open_context opening);
 
   void write(frame_ptr frame, bool counted) override;
+
+  uint64_t queued_bytes() const override;
 
   void close(uint16_t code, std::string reason) override;
 
@@ -48,6 +55,17 @@ private:
   void begin_close(uint16_t code, std::string reason, bool drop_queue);
   void do_close();
   void notify_closed();
+  /// The socket is done (read or write failed, closing handshake over, or
+  /// the close deadline shut it): tells the actor and drops `paused_self_`,
+  /// so that the session ends once its pending handlers have run.
+  void finish();
+  /// The CONNECTION actor ended (on the strand). If it did not end because
+  /// the socket closed (it threw, or was killed), the socket is closed with
+  /// 1011: nobody would answer its frames, and a paused session would live
+  /// forever.
+  void on_actor_down(std::string reason);
+  /// Drops the queued frames from `queue_[from]` on, with their bytes.
+  void drop_queued(size_t from);
 
   /// Reads the next frame unless `max_unanswered` frames wait for their
   /// answer; then the read resumes from frame_answered.
@@ -59,9 +77,12 @@ private:
   beast::flat_buffer buffer_;
   caf::actor_system& sys_;
   node_context_ptr node_;
+  /// The quota slot this session holds (released by the destructor).
+  std::string uid_;
+  std::string address_;
   connection_actor actor_;
   /// Frames waiting for the socket; `counted` ones count against
-  /// send-queue-limit (see connection_sink::write).
+  /// send-queue-limit and send-queue-bytes (see connection_sink::write).
   struct queued_frame {
     frame_ptr frame;
     bool counted;
@@ -70,7 +91,13 @@ private:
   /// empty std::deque already holds ~600 bytes, on every idle connection.
   std::vector<queued_frame> queue_;
   size_t head_ = 0;
+  /// Counted frames queued and their bytes, the frame being written
+  /// included until its on_write.
   size_t counted_ = 0;
+  uint64_t counted_bytes_ = 0;
+  /// Bytes of all queued frames, counted or not (read by queued_bytes from
+  /// any thread; written on the strand only).
+  std::atomic<uint64_t> queued_bytes_{0};
   /// Frames handed to the actor and not answered yet (any thread).
   std::atomic<uint32_t> unanswered_{0};
   /// No read is pending because of `unanswered_` (any thread).

@@ -17,8 +17,12 @@ struct static_file {
 /// Serves the web demo, the dashboard and the JS client from disk: `/` is
 /// `<web-root>/index.html`, `/dashboard` is `<web-root>/dashboard.html`,
 /// `/client/<file>.js` is `<web-root>/../clients/js/<file>.js`, any other
-/// path a regular file below web-root. Paths with `..` or hidden parts are
-/// refused. Files found are read once and cached.
+/// path a regular file below web-root. Paths with `..` or hidden parts, and
+/// targets without a leading `/`, are refused; a symlink is followed only
+/// when it resolves to a file inside the same folder (canonical web-root, or
+/// canonical clients/js for `/client/`). Files found are read once and
+/// cached (only files that exist below those folders: the cache is bounded
+/// by them).
 class static_files {
 public:
   explicit static_files(std::string web_root);

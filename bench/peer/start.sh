@@ -30,7 +30,8 @@ fi
 raise_nofile
 
 common=(--state=redis "--redis=redis://127.0.0.1:$rp" --cluster-listen=127.0.0.1:0
-        --client-broadcast=true --rate-limit=0 --max-connections=200000 --log-level=warn)
+        --client-broadcast=true --rate-limit=0 --max-connections=200000
+        --max-connections-per-address=0 --log-level=warn)
 # shellcheck disable=SC2086
 "$bin" --listen="127.0.0.1:$p1" --node-id=n1 "${common[@]}" ${WSC_EXTRA_FLAGS:-} \
   >"$LOG_DIR/wscluster-$p1.log" 2>&1 &

@@ -54,8 +54,7 @@ int main(int argc, char** argv) {
   custom.store.make =
       [](caf::actor_system& sys,
          const wsc::options& opts) -> caf::expected<wsc::state_store_actor> {
-    auto inner = sys.spawn(wsc::memory_store, opts.inbox_max_messages,
-                           static_cast<int64_t>(opts.inbox_max_age.count()));
+    auto inner = wsc::spawn_memory_store(sys, opts);
     auto outer = sys.spawn(auditing_store, inner);
     // The inner store lives as long as the outer one.
     outer->attach_functor([inner](const caf::error&) {

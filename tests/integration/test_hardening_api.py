@@ -14,17 +14,28 @@ Each test is written so that it fails without its defence:
   resumes of a 60 MB inbox do not hold 60 MB each; more concurrent resumes of
   one uid than `max-resumes-per-uid` are closed with 1013; a large inbox is
   still replayed completely, in order, exactly once.
-* F13: /metrics and the dashboard's endpoints send no CORS header.
+* F11: with `group-join=token` a client joins only the groups of its token,
+  and only members list a group's members (the API is exempt).
+* F13: /metrics and the dashboard's endpoints send no CORS header; the
+  API key's `Bearer` scheme is case-insensitive (F10).
+* Sibling of F5: a BASP header on the cluster port cannot make the node
+  allocate what it announces (CAF 0.17 would allocate up to 4 GiB before any
+  handshake); the cluster keeps working.
 
 Only 127.0.0.1 is used (and 0.0.0.0 for the one start that must show a
 non-loopback listen is accepted with an api-key; a few seconds).
 """
 
+import os
+import random
+import re
 import socket
+import struct
 import time
 import unittest
 
 from harness import HarnessMixin, Node, free_port, run_binary, stderr_lines, wait_until
+from test_security import SECRET, claims, make_token
 
 
 def raw_http(node, request_bytes, timeout=5.0):
@@ -99,6 +110,41 @@ class InvalidUtf8Test(HarnessMixin, unittest.TestCase):
             self.assertNotIn("access-control-allow-origin", headers, path)
 
 
+class GroupJoinTokenTest(HarnessMixin, unittest.TestCase):
+    """F11: closed groups."""
+
+    def setUp(self):
+        self.node = self.start_node({"auth": "jwt", "jwt-secret": SECRET, "group-join": "token"})
+
+    def connect(self, uid, groups=None):
+        extra = {"groups": groups} if groups is not None else {}
+        return self.node.ws(query={"token": make_token(claims(sub=uid, **extra))})
+
+    def answer(self, client, frame):
+        client.send_json(frame)
+        return client.wait_for(lambda f: f.get("id") == frame["id"], 5)
+
+    def test_only_token_groups_may_be_joined_and_listed(self):
+        alice = self.connect("alice", ["team"])
+        mallory = self.connect("mallory")
+        wait_until(lambda: self.node.http("GET", "/api/groups/team/members")[2].get("uids")
+                   == ["alice"], 5, what="alice joined team from her token")
+        self.assertEqual(self.answer(alice, {"type": "join", "id": 1, "group": "team"})["type"],
+                         "ack")
+        refused = self.answer(alice, {"type": "join", "id": 2, "group": "other"})
+        self.assertEqual((refused["type"], refused["code"]), ("error", "forbidden"))
+        refused = self.answer(mallory, {"type": "join", "id": 3, "group": "team"})
+        self.assertEqual((refused["type"], refused["code"]), ("error", "forbidden"))
+        refused = self.answer(mallory, {"type": "members", "id": 4, "group": "team"})
+        self.assertEqual((refused["type"], refused["code"]), ("error", "not_member"))
+        refused = self.answer(mallory, {"type": "publish", "id": 5, "group": "team", "data": 1})
+        self.assertEqual((refused["type"], refused["code"]), ("error", "not_member"))
+        listed = self.answer(alice, {"type": "members", "id": 6, "group": "team"})
+        self.assertEqual(listed["uids"], ["alice"])
+        status, _, body = self.node.http("GET", "/api/groups/team/members")
+        self.assertEqual((status, body["uids"]), (200, ["alice"]))
+
+
 class FanoutBudgetTest(HarnessMixin, unittest.TestCase):
     """F1: receivers x payload bytes per send, frames and API."""
 
@@ -128,6 +174,60 @@ class FanoutBudgetTest(HarnessMixin, unittest.TestCase):
         # Nothing of the refused request was stored: u5000 has no inbox.
         dev = self.node.ws(uid="u5000", query={"device": "d"})
         self.assertEqual(dev.welcome.get("to"), 0)
+
+
+class ClusterPortGarbageTest(HarnessMixin, unittest.TestCase):
+    """Garbage and oversized BASP headers on `cluster-listen`."""
+
+    def test_announced_payloads_are_not_allocated_and_the_cluster_works(self):
+        redis = self.start_redis()
+        opts = {"state": "redis", "redis": redis.url, "heartbeat": "200ms",
+                "node-timeout": "1000ms"}
+        n1 = self.start_node(dict(opts, **{"node-id": "n1"}), name="n1")
+        port = int(re.search(r"cluster=127\.0\.0\.1:(\d+)", n1.log_text()).group(1))
+        before = rss_kb(n1.pid)
+        rng = random.Random(7)
+        held = []
+        # A direct message first, handshakes announcing 1 GiB / 200 MiB, then
+        # random headers (each announcing up to 4 GiB): held open meanwhile.
+        headers = [struct.pack(">BBBBIQQQ", op, 0, 0, 0, size, 0, 0, 0)
+                   for op, size in ((2, 64 << 20), (1, 1 << 30), (0, 200 << 20))]
+        headers += [bytes(rng.getrandbits(8) for _ in range(32)) for _ in range(40)]
+        for header in headers:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(header + b"x" * 4096)
+            held.append(sock)
+        time.sleep(1.0)
+        grown_mb = (rss_kb(n1.pid) - before) / 1024.0
+        self.assertLess(grown_mb, 50, "node RSS grew by %.0f MB" % grown_mb)
+        self.assertEqual(n1.http("GET", "/healthz")[0], 200)
+        for sock in held:
+            sock.close()
+        # Real peers still connect and deliver.
+        n2 = self.start_node(dict(opts, **{"node-id": "n2"}), name="n2")
+        bob = n2.ws(uid="bob")
+        alice = n1.ws(uid="alice")
+        deadline = time.time() + 10
+        got = None
+        while got is None and time.time() < deadline:
+            alice.send_json({"type": "send", "to": "bob", "data": "over basp"})
+            frames = [f for f in bob.collect(0.3) if f.get("type") == "message"]
+            got = frames[0] if frames else None
+        self.assertIsNotNone(got, "no cross-node delivery after the garbage")
+        self.assertEqual(got["from"], "alice")
+
+
+class ApiKeySchemeTest(HarnessMixin, unittest.TestCase):
+    """F10: RFC 7235 makes the auth scheme case-insensitive."""
+
+    def test_bearer_in_any_case(self):
+        node = self.start_node({"api-key": "k" * 32})
+        for scheme in ("Bearer", "bearer", "BEARER"):
+            status, _, _ = node.http("GET", "/api/nodes",
+                                     headers={"Authorization": scheme + " " + "k" * 32})
+            self.assertEqual(status, 200, scheme)
+        status, _, _ = node.http("GET", "/api/nodes", headers={"Authorization": "k" * 32})
+        self.assertEqual(status, 401)
 
 
 class ApiInsecureTest(unittest.TestCase):

@@ -3,9 +3,11 @@
 #include "middleware/middleware.hpp"
 
 #include "middleware/jwt.hpp"
+#include "util/hmac.hpp"
 
 #include <caf/test/unit_test.hpp>
 
+#include <ctime>
 #include <memory>
 
 using namespace wsc;
@@ -186,4 +188,176 @@ CAF_TEST(jwt verification) {
                   secret, now));
   CAF_CHECK(!verify_jwt("not-a-token", secret, now));
   CAF_CHECK(!verify_jwt("", secret, now));
+}
+
+namespace {
+
+std::string b64url(std::string_view in) {
+  static constexpr char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char c : in) {
+    acc = (acc << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out += alphabet[(acc >> bits) & 0x3F];
+    }
+  }
+  if (bits > 0)
+    out += alphabet[(acc << (6 - bits)) & 0x3F];
+  return out;
+}
+
+/// A token with any header text, correctly signed.
+std::string sign_with_header(std::string_view header, std::string_view payload,
+                             std::string_view secret) {
+  auto input = b64url(header) + "." + b64url(payload);
+  return input + "." + b64url(hmac_sha256(secret, input));
+}
+
+/// The reason text of a refusal.
+template<class T>
+std::string reason(const caf::expected<T>& x) {
+  if (x)
+    return "accepted";
+  auto& ctx = x.error().context();
+  return ctx.template match_elements<std::string>()
+             ? ctx.template get_as<std::string>(0)
+             : "?";
+}
+
+} // namespace
+
+CAF_TEST(jwt times beyond year 9999 are refused) {
+  const std::string secret = "k3y";
+  const int64_t now = 1'700'000'000;
+  auto with = [&](const std::string& claims) {
+    return verify_jwt(sign_jwt(R"({"sub":"alice",)" + claims + "}", secret),
+                      secret, now);
+  };
+  // The last second of year 9999 is fine (and exp * 1000 fits int64).
+  auto last = with(R"("exp":253402300799)");
+  CAF_REQUIRE(last);
+  CAF_CHECK_EQUAL(last->exp, jwt_max_time_s);
+  // Beyond: refused, so that no later computation overflows.
+  CAF_CHECK_EQUAL(reason(with(R"("exp":253402300800)")), "exp out of range");
+  CAF_CHECK_EQUAL(reason(with(R"("exp":9223372036854775807)")),
+                  "exp out of range");
+  CAF_CHECK_EQUAL(reason(with(R"("exp":18446744073709551615)")),
+                  "exp out of range");
+  CAF_CHECK(!with(R"("exp":-9223372036854775808)"));
+  CAF_CHECK(!with(R"("exp":1e300)"));
+  // An unsigned nbf beyond int64 used to wrap to a negative (valid) time.
+  CAF_CHECK_EQUAL(reason(with(R"("exp":1700000100,"nbf":9223372036854775808)")),
+                  "nbf out of range");
+  CAF_CHECK_EQUAL(reason(with(R"("exp":1700000100,"nbf":253402300800)")),
+                  "nbf out of range");
+  CAF_CHECK(with(R"("exp":1700000100,"nbf":1699999000)"));
+}
+
+CAF_TEST(jwt audience and issuer when required) {
+  const std::string secret = "k3y";
+  const int64_t now = 1'700'000'000;
+  jwt_requirements req{"chat", "https://id.example"};
+  auto with = [&](const std::string& claims, const jwt_requirements& r) {
+    return verify_jwt(
+        sign_jwt(R"({"sub":"alice","exp":1700000100)" + claims + "}", secret),
+        secret, now, r);
+  };
+  const std::string iss = R"(,"iss":"https://id.example")";
+  CAF_CHECK(with(R"(,"aud":"chat")" + iss, req));
+  CAF_CHECK(with(R"(,"aud":["other","chat"])" + iss, req));
+  CAF_CHECK_EQUAL(reason(with(iss, req)), "audience not accepted");
+  CAF_CHECK_EQUAL(reason(with(R"(,"aud":"other")" + iss, req)),
+                  "audience not accepted");
+  CAF_CHECK_EQUAL(reason(with(R"(,"aud":["other"])" + iss, req)),
+                  "audience not accepted");
+  CAF_CHECK_EQUAL(reason(with(R"(,"aud":[])" + iss, req)),
+                  "audience not accepted");
+  CAF_CHECK_EQUAL(reason(with(R"(,"aud":[1,"chat"])" + iss, req)),
+                  "audience not accepted");
+  CAF_CHECK_EQUAL(reason(with(R"(,"aud":{"chat":1})" + iss, req)),
+                  "audience not accepted");
+  CAF_CHECK_EQUAL(reason(with(R"(,"aud":"chat")", req)), "issuer not accepted");
+  CAF_CHECK_EQUAL(reason(with(R"(,"aud":"chat","iss":"https://evil")", req)),
+                  "issuer not accepted");
+  CAF_CHECK_EQUAL(
+      reason(with(R"(,"aud":"chat","iss":["https://id.example"])", req)),
+      "issuer not accepted");
+  // Not required: not checked.
+  CAF_CHECK(with(R"(,"aud":"other","iss":"anyone")", {}));
+  CAF_CHECK(with(R"(,"aud":"chat")", {"chat", ""}));
+  CAF_CHECK(with(iss, {"", "https://id.example"}));
+}
+
+CAF_TEST(jwt repeated keys are refused) {
+  const std::string secret = "k3y";
+  const int64_t now = 1'700'000'000;
+  auto payload = [&](const std::string& json) {
+    return verify_jwt(sign_jwt(json, secret), secret, now);
+  };
+  CAF_CHECK_EQUAL(
+      reason(payload(R"({"sub":"alice","exp":1700000100,"sub":"mallory"})")),
+      "repeated key in token");
+  CAF_CHECK_EQUAL(
+      reason(payload(R"({"exp":1,"sub":"alice","exp":1700000100})")),
+      "repeated key in token");
+  CAF_CHECK_EQUAL(
+      reason(payload(R"({"sub":"a","exp":1700000100,"x":{"k":1,"k":2}})")),
+      "repeated key in token");
+  CAF_CHECK_EQUAL(
+      reason(payload(R"({"sub":"a","exp":1700000100,"x":[{"k":1,"k":2}]})")),
+      "repeated key in token");
+  // The same key in different objects is no repetition.
+  CAF_CHECK(payload(R"({"sub":"a","exp":1700000100,"x":{"sub":1,"exp":2}})"));
+  CAF_CHECK(
+      payload(R"({"sub":"a","exp":1700000100,"x":[{"k":1},{"k":2}],"k":3})"));
+  CAF_CHECK(payload(R"({"sub":"a","exp":1700000100,"x":{"y":{"k":1}},)"
+                    R"("y":{"k":2}})"));
+  // In the header too.
+  auto body = R"({"sub":"alice","exp":1700000100})";
+  CAF_CHECK(verify_jwt(
+      sign_with_header(R"({"alg":"HS256","typ":"JWT"})", body, secret), secret,
+      now));
+  CAF_CHECK_EQUAL(
+      reason(verify_jwt(
+          sign_with_header(R"({"alg":"none","alg":"HS256"})", body, secret),
+          secret, now)),
+      "repeated key in token");
+  CAF_CHECK_EQUAL(reason(verify_jwt(
+                      sign_with_header(R"({"alg":"HS256","typ":"a","typ":"b"})",
+                                       body, secret),
+                      secret, now)),
+                  "repeated key in token");
+}
+
+CAF_TEST(identity passes jwt - audience and jwt - issuer on) {
+  middleware_registry registry;
+  options opts;
+  opts.auth = "jwt";
+  opts.jwt_secret = "a-secret-of-at-least-32-bytes-0123456789";
+  opts.jwt_audience = "chat";
+  opts.jwt_issuer = "https://id.example";
+  auto chain = registry.make_handshake_chain(opts);
+  CAF_REQUIRE(chain);
+  auto exp = std::to_string(std::time(nullptr) + 300);
+  auto token = [&](const std::string& extra) {
+    return sign_jwt(R"({"sub":"alice","exp":)" + exp + extra + "}",
+                    opts.jwt_secret);
+  };
+  auto ctx = ws_request("/ws?token=" +
+                        token(R"(,"aud":["chat"],"iss":"https://id.example")"));
+  CAF_CHECK(!chain->run(ctx));
+  CAF_CHECK_EQUAL(ctx.uid, "alice");
+  for (auto extra : {R"(,"iss":"https://id.example")",
+                     R"(,"aud":"other","iss":"https://id.example")",
+                     R"(,"aud":"chat")", R"(,"aud":"chat","iss":"x")"}) {
+    ctx = ws_request("/ws?token=" + token(extra));
+    auto rejection = chain->run(ctx);
+    CAF_REQUIRE(rejection);
+    CAF_CHECK_EQUAL(rejection->status, 401u);
+  }
 }

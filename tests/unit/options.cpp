@@ -6,6 +6,7 @@
 
 #include <caf/test/unit_test.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -13,12 +14,14 @@ using namespace wsc;
 
 namespace {
 
-caf::expected<parsed_options> parse(std::vector<std::string> args) {
-  return parse_options(args);
+// The environment is an explicit input: these tests never see the real one.
+caf::expected<parsed_options> parse(std::vector<std::string> args,
+                                    environment env = {}) {
+  return parse_options(args, env);
 }
 
-std::string failure(std::vector<std::string> args) {
-  auto result = parse(std::move(args));
+std::string failure(std::vector<std::string> args, environment env = {}) {
+  auto result = parse(std::move(args), std::move(env));
   if (result)
     return "<no error>";
   return error_message(result.error());
@@ -132,4 +135,121 @@ CAF_TEST(help lists every contract option) {
                     "idle-timeout"})
     CAF_CHECK_NOT_EQUAL(text.find(std::string{"--"} + name + "="),
                         std::string::npos);
+}
+
+CAF_TEST(environment names) {
+  CAF_CHECK_EQUAL(environment_name("max-connections"),
+                  "WSCLUSTER_MAX_CONNECTIONS");
+  CAF_CHECK_EQUAL(environment_name("listen"), "WSCLUSTER_LISTEN");
+  CAF_CHECK_EQUAL(environment_name("config-file"), "WSCLUSTER_CONFIG_FILE");
+}
+
+CAF_TEST(the environment sets options) {
+  auto result = parse({}, {{"WSCLUSTER_MAX_CONNECTIONS", "5"},
+                           {"WSCLUSTER_ALLOWED_ORIGINS", "https://a,https://b"},
+                           {"WSCLUSTER_CLIENT_BROADCAST", "true"},
+                           {"WSCLUSTER_HEARTBEAT", "500ms"},
+                           {"HOME", "/root"},
+                           {"WSC_BINARY", "x"}});
+  CAF_REQUIRE(result);
+  CAF_CHECK_EQUAL(result->opts.max_connections, 5u);
+  CAF_CHECK_EQUAL(result->opts.allowed_origins.size(), 2u);
+  CAF_CHECK_EQUAL(result->opts.client_broadcast, true);
+  CAF_CHECK_EQUAL(result->opts.heartbeat.count(), 500);
+}
+
+CAF_TEST(every option has an environment variable) {
+  // Each option's name, as the environment spells it, is accepted. Values
+  // that every option rejects would fail with "bad value", not "unknown".
+  std::string text = help_text();
+  size_t pos = 0;
+  size_t count = 0;
+  while ((pos = text.find("\n  --", pos)) != std::string::npos) {
+    pos += 5;
+    auto end = text.find_first_of("=. ", pos);
+    auto name = text.substr(pos, end - pos);
+    if (name == "config-file" || name == "help" || name == "version")
+      continue;
+    ++count;
+    auto msg = failure({}, {{environment_name(name), std::string{"\x01"}}});
+    CAF_CHECK_EQUAL(msg.find("unknown"), std::string::npos);
+  }
+  CAF_CHECK_GREATER(count, 40u);
+}
+
+CAF_TEST(precedence is command line then environment then file) {
+  auto path = std::string{"/tmp/wsc-options-env-test.ini"};
+  {
+    std::ofstream out{path};
+    out << "listen = 127.0.0.1:9001\nrate-limit = 7\nmax-groups = 3\n"
+           "members-limit = 4\n";
+  }
+  auto result = parse(
+      {"--config-file=" + path, "--listen=127.0.0.1:9002"},
+      {{"WSCLUSTER_LISTEN", "127.0.0.1:9003"}, {"WSCLUSTER_RATE_LIMIT", "8"}});
+  CAF_REQUIRE(result);
+  CAF_CHECK_EQUAL(result->opts.listen.port, 9002); // command line
+  CAF_CHECK_EQUAL(result->opts.rate_limit, 8u);    // environment over file
+  CAF_CHECK_EQUAL(result->opts.max_groups, 3u);    // file over default
+  CAF_CHECK_EQUAL(result->opts.members_limit, 4u);
+  CAF_CHECK_EQUAL(result->opts.max_connections, 100000u); // default
+  // The config file may itself come from the environment; the command
+  // line's --config-file replaces it.
+  auto from_env = parse({}, {{"WSCLUSTER_CONFIG_FILE", path}});
+  CAF_REQUIRE(from_env);
+  CAF_CHECK_EQUAL(from_env->opts.rate_limit, 7u);
+  auto replaced = parse({"--config-file=" + path},
+                        {{"WSCLUSTER_CONFIG_FILE", "/nonexistent.ini"}});
+  CAF_CHECK(replaced);
+  std::remove(path.c_str());
+  CAF_CHECK_NOT_EQUAL(
+      failure({}, {{"WSCLUSTER_CONFIG_FILE", "/nonexistent.ini"}})
+          .find("/nonexistent.ini"),
+      std::string::npos);
+}
+
+CAF_TEST(unknown or malformed environment variables are errors) {
+  auto unknown = failure({}, {{"WSCLUSTER_FOO", "1"}});
+  CAF_CHECK_NOT_EQUAL(unknown.find("WSCLUSTER_FOO"), std::string::npos);
+  // Only the exact upper-case spelling names an option.
+  CAF_CHECK_NOT_EQUAL(failure({}, {{"WSCLUSTER_max_connections", "1"}})
+                          .find("WSCLUSTER_max_connections"),
+                      std::string::npos);
+  CAF_CHECK_NOT_EQUAL(failure({}, {{"WSCLUSTER_MAX-CONNECTIONS", "1"}})
+                          .find("unknown environment variable"),
+                      std::string::npos);
+  auto bad = failure({}, {{"WSCLUSTER_MAX_CONNECTIONS", "many"}});
+  CAF_CHECK_NOT_EQUAL(bad.find("max-connections"), std::string::npos);
+  CAF_CHECK_NOT_EQUAL(bad.find("WSCLUSTER_MAX_CONNECTIONS"), std::string::npos);
+  // The combination is validated after all layers.
+  CAF_CHECK_NOT_EQUAL(failure({}, {{"WSCLUSTER_STATE", "redis"}}).find("redis"),
+                      std::string::npos);
+  CAF_CHECK(
+      parse({"--redis=redis://127.0.0.1:1"}, {{"WSCLUSTER_STATE", "redis"}}));
+  // A valid command line does not hide a bad variable...
+  CAF_CHECK(!parse({"--max-connections=3"}, {{"WSCLUSTER_FOO", "1"}}));
+  // ...but --help and --version do not read the environment.
+  auto help = parse({"--help"}, {{"WSCLUSTER_FOO", "1"}});
+  CAF_REQUIRE(help);
+  CAF_CHECK(help->help);
+  auto version = parse({"--version"}, {{"WSCLUSTER_FOO", "1"}});
+  CAF_REQUIRE(version);
+  CAF_CHECK(version->version);
+}
+
+CAF_TEST(version is major minor patch) {
+  std::string v = wsc::version();
+  CAF_CHECK_EQUAL(std::count(v.begin(), v.end(), '.'), 2);
+  CAF_CHECK_NOT_EQUAL(v, "0.0.0");
+}
+
+CAF_TEST(the default web root is the source tree in the build tree) {
+  // build/../share/wscluster/web does not exist: the compiled-in default.
+  CAF_CHECK_EQUAL(default_web_root(), WSC_DEFAULT_WEB_ROOT);
+  auto result = parse({});
+  CAF_REQUIRE(result);
+  CAF_CHECK_EQUAL(result->opts.web_root, WSC_DEFAULT_WEB_ROOT);
+  CAF_CHECK_EQUAL(parse({"--web-root=/srv/x"})->opts.web_root, "/srv/x");
+  CAF_CHECK_EQUAL(parse({}, {{"WSCLUSTER_WEB_ROOT", "/srv/y"}})->opts.web_root,
+                  "/srv/y");
 }

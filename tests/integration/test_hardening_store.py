@@ -1,0 +1,311 @@
+"""Hardening of the state stores (issue 13, findings 1, 3, 5 and 9, store
+side): cursor keys that cannot collide, expiry of every per-uid key, paged
+replay from the cursor, group_full and too_large on durable group publish,
+hostile inbox entries dropped, the key layout guard. Each test runs against
+the memory store and the Redis store where the feature exists in both.
+
+Run: WSC_BINARY=build/wscluster python3 -m unittest test_hardening_store -v
+"""
+
+import time
+import unittest
+
+from harness import HarnessMixin, free_port, run_binary, stderr_lines, wait_until
+
+PREFIX = "wscluster"
+
+
+def messages(client, count, timeout=10):
+    """The next `count` durable frames (message or group) of a client."""
+    return [client.wait_for(lambda f: f.get("type") in ("message", "group"), timeout)
+            for _ in range(count)]
+
+
+class StoreBase(HarnessMixin):
+    state = None  # "memory" or "redis"
+
+    def setUp(self):
+        self.redis = self.start_redis() if self.state == "redis" else None
+
+    def node(self, **extra):
+        opts = {"rate-limit": "100000"}
+        if self.redis:
+            opts.update({"state": "redis", "redis": self.redis.url})
+        opts.update(extra)
+        return self.start_node(opts)
+
+    def send_all(self, sender, to, values, data_prefix=None):
+        """Sends each value to `to` without waiting, then waits for every ack."""
+        for i, v in enumerate(values):
+            sender.send_json({"type": "send", "id": i, "to": to, "data": v})
+        for i in range(len(values)):
+            reply = self.reply_to(sender, i, 30)
+            self.assertEqual(reply["type"], "ack", reply)
+
+    def read(self, client, seq):
+        client.send_json({"type": "read", "id": "read", "seq": seq})
+        self.assertEqual(self.reply_to(client, "read")["type"], "ack")
+
+    def join(self, client, group, frame_id="join"):
+        client.send_json({"type": "join", "id": frame_id, "group": group})
+        return self.reply_to(client, frame_id)
+
+    # -- finding 9 ------------------------------------------------------------
+
+    def test_cursor_keys_do_not_collide(self):
+        node = self.node()
+        alice = node.ws("alice")
+        # The victim, uid "acme:bob" on device "phone", has 3 unread messages.
+        self.send_all(alice, "acme:bob", ["v1", "v2", "v3"])
+        # The attacker, uid "acme" on device "bob:phone", reads far in its own
+        # inbox: with `cur:<uid>:<device>` keys this was the victim's cursor.
+        self.send_all(alice, "acme", ["a%d" % i for i in range(6)])
+        attacker = node.ws("acme", query={"device": "bob:phone"})
+        self.assertEqual(len(messages(attacker, 6)), 6)
+        self.read(attacker, 6)
+        attacker.close()
+        victim = node.ws("acme:bob", query={"device": "phone"})
+        self.assertEqual((victim.welcome["resumed"], victim.welcome["from"],
+                          victim.welcome["to"]), (True, 1, 3))
+        self.assertEqual([m["data"] for m in messages(victim, 3)], ["v1", "v2", "v3"])
+        if self.redis:
+            self.assertEqual(self.redis.command("TYPE", PREFIX + ":cur:acme"), "hash")
+            self.assertEqual(self.redis.command("HGET", PREFIX + ":cur:acme", "bob:phone"), "6")
+            self.assertIsNone(self.redis.command("HGET", PREFIX + ":cur:acme:bob", "phone"))
+
+    # -- expiry ---------------------------------------------------------------
+
+    def test_silent_uid_expires_and_restarts_clean(self):
+        # inbox-max-age 2 s: after that long without a message or a read, a
+        # uid's inbox, counter and cursors are gone; its next message is seq 1
+        # and is not hidden by the old cursor.
+        node = self.node(**{"inbox-max-age": "2s"})
+        alice = node.ws("alice")
+        self.send_all(alice, "tina", ["t1", "t2", "t3"])
+        t0 = time.monotonic()
+        if self.redis:
+            for key in ("in", "seq"):
+                ttl = self.redis.command("PTTL", "%s:%s:tina" % (PREFIX, key))
+                self.assertTrue(0 < ttl <= 2000, (key, ttl))
+        # The device reads later than the last message: its cursor outlives
+        # the inbox and the counter.
+        time.sleep(1.0)
+        tina = node.ws("tina", query={"device": "d"})
+        self.assertEqual([m["seq"] for m in messages(tina, 3)], [1, 2, 3])
+        self.read(tina, 3)
+        tina.close()
+        if self.redis:
+            ttl = self.redis.command("PTTL", PREFIX + ":cur:tina")
+            self.assertTrue(1000 < ttl <= 2000, ttl)
+            wait_until(lambda: self.redis.command("EXISTS", PREFIX + ":seq:tina") == 0, 5,
+                       what="seq key expired")
+            self.assertEqual(self.redis.command("EXISTS", PREFIX + ":in:tina"), 0)
+            self.assertEqual(self.redis.command("EXISTS", PREFIX + ":cur:tina"), 1)
+        else:
+            time.sleep(max(0.0, t0 + 2.3 - time.monotonic()))
+        self.send_all(alice, "tina", ["fresh"])
+        tina = node.ws("tina", query={"device": "d"})
+        self.assertEqual((tina.welcome["resumed"], tina.welcome["from"], tina.welcome["to"]),
+                         (True, 1, 1))
+        (m,) = messages(tina, 1)
+        self.assertEqual((m["seq"], m["data"]), (1, "fresh"))
+
+    # -- finding 3 ------------------------------------------------------------
+
+    def test_paged_replay_of_a_large_inbox(self):
+        count = 1500
+        node = self.node(**{"inbox-max-messages": "5000"})
+        alice = node.ws("alice")
+        self.send_all(alice, "pat", list(range(count)))
+        start = time.monotonic()
+        pat = node.ws("pat", query={"device": "d"}, timeout=15)
+        self.assertEqual((pat.welcome["resumed"], pat.welcome["from"], pat.welcome["to"]),
+                         (True, 1, count))
+        got = messages(pat, count, timeout=15)
+        elapsed = time.monotonic() - start
+        self.assertEqual([m["seq"] for m in got], list(range(1, count + 1)))
+        self.assertEqual([m["data"] for m in got], list(range(count)))
+        self.assertNoFrame(pat, lambda f: f.get("type") == "message", 0.5, "duplicate")
+        print("\n  [%s] resume of %d messages: %.3f s" % (self.state, count, elapsed))
+        # Live after the replay: the next seq, once.
+        self.send_all(alice, "pat", ["live"])
+        (m,) = messages(pat, 1)
+        self.assertEqual((m["seq"], m["data"]), (count + 1, "live"))
+
+    # -- finding 1 (store side) -----------------------------------------------
+
+    def test_group_full(self):
+        node = self.node(**{"max-group-members": "3"})
+        members = [node.ws(u) for u in ("g1", "g2", "g3")]
+        for c in members:
+            self.assertEqual(self.join(c, "club")["type"], "ack")
+        late = node.ws("g4")
+        reply = self.join(late, "club")
+        self.assertEqual((reply["type"], reply.get("code")), ("error", "group_full"), reply)
+        # A member joining again is no new member; other groups still work.
+        self.assertEqual(self.join(members[0], "club", "again")["type"], "ack")
+        self.assertEqual(self.join(late, "other")["type"], "ack")
+        members[0].send_json({"type": "publish", "id": "p", "group": "club", "data": "hi"})
+        self.assertEqual(self.reply_to(members[0], "p")["type"], "ack")
+        self.assertNoFrame(late, lambda f: f.get("type") == "group", 0.3, "group frame")
+
+    def test_durable_publish_too_large(self):
+        # 3 members x (1000 + 64) bytes > 2000: refused before anything is
+        # stored; a small payload passes.
+        node = self.node(**{"max-fanout-bytes": "2000"})
+        clients = [node.ws(u, query={"device": "d"}) for u in ("m1", "m2", "m3")]
+        for c in clients:
+            self.assertEqual(self.join(c, "crowd")["type"], "ack")
+        big = "x" * 1000
+        clients[0].send_json({"type": "publish", "id": "big", "group": "crowd", "data": big})
+        reply = self.reply_to(clients[0], "big")
+        self.assertEqual((reply["type"], reply.get("code")), ("error", "too_large"), reply)
+        clients[0].send_json({"type": "publish", "id": "small", "group": "crowd", "data": "s"})
+        self.assertEqual(self.reply_to(clients[0], "small")["type"], "ack")
+        for c in clients:
+            f = c.wait_for(lambda f: f.get("type") == "group", 5)
+            self.assertEqual((f["data"], f["seq"]), ("s", 1))
+        if self.redis:
+            self.assertEqual(self.redis.command("XLEN", PREFIX + ":in:m2"), 1)
+
+
+class MemoryStoreTest(StoreBase, unittest.TestCase):
+    state = "memory"
+
+
+class RedisStoreTest(StoreBase, unittest.TestCase):
+    state = "redis"
+
+    def test_per_uid_keys_have_ttls(self):
+        node = self.node(**{"inbox-max-age": "1h"})
+        alice = node.ws("alice")
+        self.send_all(alice, "rita", ["r1"])
+        rita = node.ws("rita", query={"device": "laptop"})
+        messages(rita, 1)
+        self.read(rita, 1)
+        for key in ("in:rita", "seq:rita", "cur:rita"):
+            ttl = self.redis.command("PTTL", "%s:%s" % (PREFIX, key))
+            self.assertTrue(3500 * 1000 < ttl <= 3600 * 1000, (key, ttl))
+        self.assertEqual(self.redis.command("GET", PREFIX + ":layout"), "2")
+        # Stream ids follow the seq.
+        entries = self.redis.command("XRANGE", PREFIX + ":in:rita", "-", "+")
+        self.assertEqual(entries[0][0], "1-0")
+
+    def test_replay_reads_from_the_cursor_only(self):
+        # An entry before the cursor that no replay may touch: a resume that
+        # read the whole stream (XRANGE - +) would trip over it (the old
+        # script failed with a Lua error, the resume was "unavailable").
+        node = self.node(**{"inbox-max-messages": "5000"})
+        self.redis.command("XADD", PREFIX + ":in:quinn", "1-0", "s", "junk", "k", "x")
+        self.redis.command("SET", PREFIX + ":seq:quinn", "1")
+        alice = node.ws("alice")
+        self.send_all(alice, "quinn", ["q%d" % i for i in range(300)])
+        self.redis.command("HSET", PREFIX + ":cur:quinn", "d", "296")
+        self.redis.command("CONFIG", "SET", "slowlog-log-slower-than", "0")
+        self.redis.command("SLOWLOG", "RESET")
+        quinn = node.ws("quinn", query={"device": "d"})
+        self.assertEqual((quinn.welcome["resumed"], quinn.welcome["from"], quinn.welcome["to"]),
+                         (True, 297, 301))
+        self.assertEqual([m["data"] for m in messages(quinn, 5)],
+                         ["q295", "q296", "q297", "q298", "q299"])
+        slow = self.redis.command("SLOWLOG", "GET", "1000")
+        evals = [e[2] for e in slow if e[3][0].upper() == "EVALSHA"]
+        self.assertTrue(evals, slow)
+        print("\n  resume of 5 after 300: slowest EVALSHA %d us" % max(evals))
+
+    def test_append_is_split_into_bounded_calls(self):
+        node = self.node()
+        uids = ["u%04d" % i for i in range(1200)]
+        self.redis.command("CONFIG", "SET", "slowlog-log-slower-than", "0")
+        self.redis.command("CONFIG", "SET", "slowlog-max-len", "10000")
+        self.redis.command("SLOWLOG", "RESET")
+        status, _, body = node.api_send(uids, "x" * 100)
+        self.assertEqual(status, 200, body)
+        for uid in ("u0000", "u0599", "u1199"):
+            self.assertEqual(self.redis.command("GET", "%s:seq:%s" % (PREFIX, uid)), "1")
+        slow = self.redis.command("SLOWLOG", "GET", "10000")
+        appends = []
+        for entry in slow:
+            args = entry[3]
+            if args[0].upper() != "EVALSHA":
+                continue
+            total = len(args)
+            if args[-1].startswith("... ("):  # "... (N more arguments)"
+                total = len(args) - 1 + int(args[-1].split("(")[1].split()[0])
+            if total > 100:
+                appends.append((total, entry[2]))
+        self.assertEqual(len(appends), 3, appends)
+        self.assertTrue(all(total <= 3 + 11 + 500 for total, _ in appends), appends)
+        print("\n  append to 1200 uids: %d calls, slowest %d us"
+              % (len(appends), max(us for _, us in appends)))
+
+    def test_hostile_inbox_entries_are_dropped(self):
+        node = self.node()
+        alice = node.ws("alice")
+        self.send_all(alice, "hugo", ["ok1"])
+        key = PREFIX + ":in:hugo"
+        # Written straight into Redis: a kind out of range, a payload of
+        # invalid UTF-8, a payload that is no JSON, a huge seq in `s`.
+        self.redis.command("XADD", key, "2-0", "s", "2", "i", "m2", "k", "99", "f", "x",
+                           "g", "", "d", '"boom"', "t", "1")
+        self.redis.command("XADD", key, "3-0", "s", "3", "i", "m3", "k", "0", "f", "x",
+                           "g", "", "d", b'"\xff\xfe"', "t", "1")
+        self.redis.command("XADD", key, "4-0", "s", "4", "i", "m4", "k", "0", "f", "x",
+                           "g", "", "d", '1,"type":"bye"', "t", "1")
+        self.redis.command("XADD", key, "5-0", "s", "99999999999999999999999", "i", "m5",
+                           "k", "00000000000000000000000000", "f", "x", "g", "", "d", "1",
+                           "t", "99999999999999999999999999")
+        self.redis.command("SET", PREFIX + ":seq:hugo", "5")
+        self.send_all(alice, "hugo", ["ok2"])
+        hugo = node.ws("hugo", query={"device": "d"})
+        self.assertEqual((hugo.welcome["from"], hugo.welcome["to"]), (1, 6))
+        got = messages(hugo, 2)
+        self.assertEqual([(m["seq"], m["data"]) for m in got], [(1, "ok1"), (6, "ok2")])
+        self.assertNoFrame(hugo, lambda f: f.get("type") == "message", 0.5, "hostile entry")
+        # The bad entries are deleted; the node stays healthy and serves.
+        wait_until(lambda: self.redis.command("XLEN", key) == 2, 5, what="bad entries deleted")
+        self.assertEqual(node.http("GET", "/healthz")[0], 200)
+        other = node.ws("hugo", query={"device": "e"})
+        self.assertEqual([m["seq"] for m in messages(other, 2)], [1, 6])
+        self.send_all(alice, "hugo", ["ok3"])
+        self.assertEqual(messages(hugo, 1)[0]["seq"], 7)
+
+    def test_hostile_keys_are_repaired(self):
+        # Keys of the wrong type or with garbage: the scripts start the uid
+        # over instead of failing half way.
+        node = self.node()
+        self.redis.command("SET", PREFIX + ":seq:ivy", "not a number")
+        self.redis.command("SET", PREFIX + ":in:ivy", "not a stream")
+        self.redis.command("SET", PREFIX + ":cur:ivy", "not a hash")
+        self.redis.command("SADD", PREFIX + ":u:ivy", "not a hash")
+        alice = node.ws("alice")
+        self.send_all(alice, "ivy", ["i1"])
+        ivy = node.ws("ivy", query={"device": "d"})
+        self.assertEqual([m["data"] for m in messages(ivy, 1)], ["i1"])
+        self.read(ivy, 1)
+        self.assertEqual(self.redis.command("HGET", PREFIX + ":cur:ivy", "d"), "1")
+        self.assertEqual(node.http("GET", "/healthz")[0], 200)
+
+    def test_layout_guard(self):
+        # A Redis with cursors of the old layout (strings cur:<uid>:<device>)
+        # and no layout key: the node refuses to start, in one line.
+        self.redis.command("SET", PREFIX + ":cur:acme:bob:phone", "3")
+        args = ["--state=redis", "--redis=" + self.redis.url, "--listen=127.0.0.1:%d" % free_port()]
+        proc = run_binary(args, timeout=15)
+        lines = stderr_lines(proc.stderr)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertTrue(any("older key layout" in l for l in lines), lines)
+        # Another layout version: refused too.
+        self.redis.command("DEL", PREFIX + ":cur:acme:bob:phone")
+        self.redis.command("SET", PREFIX + ":layout", "7")
+        proc = run_binary(args, timeout=15)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertTrue(any("layout '7'" in l for l in stderr_lines(proc.stderr)), proc.stderr)
+        # Fresh: starts and writes the version.
+        self.redis.command("DEL", PREFIX + ":layout")
+        self.node()
+        self.assertEqual(self.redis.command("GET", PREFIX + ":layout"), "2")
+
+
+if __name__ == "__main__":
+    unittest.main()
