@@ -216,6 +216,8 @@ class NsCluster(Cluster):
         opts = super().options(i)
         opts["cluster-listen"] = "%s:0" % (self.netlab.CLUSTER_NET % i)
         opts["cluster-insecure"] = "true"
+        # The test's own network namespaces: no API key needed there.
+        opts["api-insecure"] = "true"
         return opts
 
     def start(self):
