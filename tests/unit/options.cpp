@@ -249,7 +249,9 @@ CAF_TEST(the default web root is the source tree in the build tree) {
   auto result = parse({});
   CAF_REQUIRE(result);
   CAF_CHECK_EQUAL(result->opts.web_root, WSC_DEFAULT_WEB_ROOT);
-  CAF_CHECK_EQUAL(parse({"--web-root=/srv/x"})->opts.web_root, "/srv/x");
-  CAF_CHECK_EQUAL(parse({}, {{"WSCLUSTER_WEB_ROOT", "/srv/y"}})->opts.web_root,
-                  "/srv/y");
+  // The checks compare copies: the parsed results are temporaries.
+  auto from_flag = parse({"--web-root=/srv/x"})->opts.web_root;
+  CAF_CHECK_EQUAL(from_flag, "/srv/x");
+  auto from_env = parse({}, {{"WSCLUSTER_WEB_ROOT", "/srv/y"}})->opts.web_root;
+  CAF_CHECK_EQUAL(from_env, "/srv/y");
 }
