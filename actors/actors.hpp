@@ -34,6 +34,12 @@ using connection_actor = caf::typed_actor<
     caf::reacts_to<atom::replay, frame_ptr>,
     // Closes the socket with a close code and a reason.
     caf::reacts_to<atom::disconnect, uint16_t, std::string>,
+    // A `refresh` frame verified a new token: the connection now expires at
+    // its `exp` (seconds since the epoch) instead (4003 then).
+    caf::reacts_to<atom::refresh, int64_t>,
+    // The token expiry timer armed as generation `n` fired; a refresh since
+    // armed a newer one, which alone closes the connection.
+    caf::reacts_to<atom::expire, uint64_t>,
     // The socket is gone (closed by either side).
     caf::reacts_to<atom::closed>>;
 
@@ -83,8 +89,9 @@ using messaging_actor = caf::typed_actor<
     caf::replies_to<atom::send, delivery>::with<delivery_report>,
     // Sends to every connection on every node.
     caf::replies_to<atom::broadcast, delivery>::with<atom::ok>,
-    // Publishes to every connection of every member of `delivery.group`.
-    caf::replies_to<atom::publish, delivery>::with<atom::ok>,
+    // Publishes to every connection of every member of `delivery.group`
+    // (the report's per-uid vectors stay empty; `msg_id` when durable).
+    caf::replies_to<atom::publish, delivery>::with<delivery_report>,
     // Adds the connection's uid to a group.
     caf::replies_to<atom::join, conn_ref, std::string>::with<atom::ok>,
     // Removes the connection's uid from a group.
@@ -175,10 +182,19 @@ using state_store_actor = caf::typed_actor<
     caf::replies_to<atom::nodes>::with<std::vector<node_info>>,
     // Atomically claims the cleanup of a node (id, incarnation) silent for
     // longer than a timeout (ms) by the store's clock; true for one caller
-    // only, who has then removed its entry, bindings and memberships.
-    caf::replies_to<atom::claim, std::string, uint64_t, int64_t>::with<bool>,
-    // Removes a node's entry, bindings and memberships (graceful stop).
-    caf::replies_to<atom::shutdown, std::string, uint64_t>::with<atom::ok>,
+    // only, who has then removed its entry, bindings and memberships, with
+    // the uids that had no connection left afterwards (they went offline).
+    caf::replies_to<atom::claim, std::string, uint64_t,
+                    int64_t>::with<bool, std::vector<std::string>>,
+    // Removes a node's entry, bindings and memberships (graceful stop);
+    // answers the uids that had no connection left afterwards.
+    caf::replies_to<atom::shutdown, std::string,
+                    uint64_t>::with<std::vector<std::string>>,
+    // The number of uids online in the cluster (each counted once).
+    caf::replies_to<atom::stats>::with<uint64_t>,
+    // For each (uid, seq) of the watch: true if the uid has at least one
+    // device cursor and none of them reached seq (the copy is unread).
+    caf::replies_to<atom::unread, unread_watch>::with<std::vector<bool>>,
     // Checks that the store is reachable.
     caf::replies_to<atom::health>::with<bool>>;
 
@@ -190,7 +206,34 @@ using event_bus_actor = caf::typed_actor<
     caf::reacts_to<atom::unsubscribe, caf::actor>,
     caf::reacts_to<register_event>, caf::reacts_to<logout_event>,
     caf::reacts_to<discover_event>, caf::reacts_to<shutdown_event>,
-    caf::reacts_to<recv_message_event>, caf::reacts_to<presence_event>>;
+    caf::reacts_to<recv_message_event>, caf::reacts_to<presence_event>,
+    caf::reacts_to<join_event>, caf::reacts_to<leave_event>,
+    caf::reacts_to<unread_event>>;
+
+/// Sends the node's events to the application's backend (`webhook-url`):
+/// subscribed to the EVENT_BUS like any event actor, it batches, signs and
+/// POSTs them from an HTTP client thread of its own, and retries.
+using webhook_actor = caf::typed_actor<
+    caf::reacts_to<register_event>, caf::reacts_to<logout_event>,
+    caf::reacts_to<presence_event>, caf::reacts_to<join_event>,
+    caf::reacts_to<leave_event>, caf::reacts_to<unread_event>,
+    // Time to POST the next batch (after the batch delay).
+    caf::reacts_to<caf::flush_atom>,
+    // The back-off after a failed POST is over.
+    caf::reacts_to<atom::tick>,
+    // The HTTP client finished a POST: attempt id, success, status or error.
+    caf::reacts_to<atom::posted, uint64_t, bool, std::string>,
+    // Graceful stop: answers once the queue is empty or after the deadline.
+    caf::replies_to<atom::drain, uint32_t>::with<atom::ok>>;
+
+/// Checks whether durable messages stored by this node were read in time and
+/// fires UNREAD for those that were not (`unread-after`). One timer sweeps
+/// a queue ordered by due time.
+using unread_actor = caf::typed_actor<
+    // Copies just stored (the REGISTRY tells after each durable append).
+    caf::reacts_to<unread_watch>,
+    // Sweeps the copies that are due.
+    caf::reacts_to<atom::tick>>;
 
 /// Registers this node in the state store, heartbeats, finds and watches the
 /// peer nodes, and declares silent ones down.

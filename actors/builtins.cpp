@@ -1,6 +1,8 @@
 #include "actors/builtins.hpp"
 
 #include "actors/frames.hpp"
+#include "middleware/jwt.hpp"
+#include "middleware/middleware.hpp"
 
 #include <caf/all.hpp>
 
@@ -87,12 +89,33 @@ json_ptr answer(json x) {
   return std::make_shared<const json>(std::move(x));
 }
 
+/// The answer to a `send` or `publish`: a plain ack, or with the message's
+/// `msg_id` when it was stored (the repeat of an `idem` gets the same one).
+json_ptr sent(std::string msg_id) {
+  if (msg_id.empty())
+    return nullptr;
+  return answer({{"type", "ack"}, {"msg_id", std::move(msg_id)}});
+}
+
 } // namespace
+
+caf::error read_idem(const json& object, std::string& idem) {
+  auto i = object.find("idem");
+  if (i == object.end())
+    return caf::none;
+  if (!i->is_string() || i->get_ref<const std::string&>().empty() ||
+      i->get_ref<const std::string&>().size() > max_idem_bytes ||
+      !valid_utf8(i->get_ref<const std::string&>()))
+    return bad_frame("field 'idem' must be a string of 1-" +
+                     std::to_string(max_idem_bytes) + " bytes of UTF-8");
+  idem = i->get<std::string>();
+  return caf::none;
+}
 
 const std::vector<std::string>& builtin_frame_types() {
   static const std::vector<std::string> types{
       "send",    "broadcast", "join", "leave", "publish",
-      "members", "presence",  "ping", "read"};
+      "members", "presence",  "ping", "read",  "refresh"};
   return types;
 }
 
@@ -143,6 +166,34 @@ void run_builtin(Self* self, const node_context& node, const frame_context& ctx,
   }
   if (type == "ping")
     return done(answer({{"type", "pong"}}));
+  if (type == "refresh") {
+    // A new token for the same uid moves the connection's expiry (4003);
+    // anything else leaves it where it was.
+    if (node.opts.auth != "jwt")
+      return done(
+          make_error(ec::forbidden, "refresh needs auth=jwt on this node"));
+    auto token = f.find("token");
+    if (token == f.end() || !token->is_string())
+      return done(bad_frame("field 'token' must be a string"));
+    auto now_s = frames::now_ms() / 1000;
+    auto claims =
+        verify_jwt(token->get_ref<const std::string&>(), node.opts.jwt_secret,
+                   now_s, {node.opts.jwt_audience, node.opts.jwt_issuer});
+    if (!claims) {
+      auto& ctx_msg = claims.error().context();
+      return done(
+          make_error(ec::forbidden,
+                     "token refused: " + (ctx_msg.match_elements<std::string>()
+                                              ? ctx_msg.get_as<std::string>(0)
+                                              : std::string{"bad token"})));
+    }
+    if (claims->sub != ctx.sender.uid)
+      return done(make_error(ec::forbidden,
+                             "the token is for another uid than this "
+                             "connection's"));
+    self->send(ctx.connection, atom::refresh_v, claims->exp);
+    return done(json_ptr{});
+  }
   if (type == "send") {
     auto to = uid_list(f, "to");
     if (!to)
@@ -153,11 +204,19 @@ void run_builtin(Self* self, const node_context& node, const frame_context& ctx,
     if (auto err = frames::check_fanout(to->size(), data->size(),
                                         node.opts.max_fanout_bytes))
       return done(std::move(err));
+    std::string idem;
+    if (auto err = read_idem(f, idem))
+      return done(std::move(err));
     auto d = frames::make_delivery(delivery_kind::message, ctx.sender.uid,
                                    std::move(*data), node.durable(type));
     d.uids = std::move(*to);
+    d.idem = std::move(idem);
     self->request(node.registry, caf::infinite, atom::send_v, std::move(d))
-        .then([ok](delivery_report&) { ok(); }, failed);
+        .then(
+            [done](delivery_report& report) {
+              done(sent(std::move(report.msg_id)));
+            },
+            failed);
     return;
   }
   if (type == "broadcast") {
@@ -194,11 +253,19 @@ void run_builtin(Self* self, const node_context& node, const frame_context& ctx,
     auto data = data_field(f);
     if (!data)
       return done(std::move(data.error()));
+    std::string idem;
+    if (auto err = read_idem(f, idem))
+      return done(std::move(err));
     auto d = frames::make_delivery(delivery_kind::group, ctx.sender.uid,
                                    std::move(*data), node.durable(type));
     d.group = std::move(*group);
+    d.idem = std::move(idem);
     self->request(node.registry, caf::infinite, atom::publish_v, std::move(d))
-        .then([ok](atom::ok) { ok(); }, failed);
+        .then(
+            [done](delivery_report& report) {
+              done(sent(std::move(report.msg_id)));
+            },
+            failed);
     return;
   }
   if (type == "members") {

@@ -17,6 +17,14 @@ namespace wsc {
 /// registered for each of them exactly as a user's behaviour would be.
 const std::vector<std::string>& builtin_frame_types();
 
+/// The longest idempotency key (`idem`) of a `send` or `publish`, in bytes.
+constexpr size_t max_idem_bytes = 64;
+
+/// Reads the optional field `idem` of a frame or API body into `idem`:
+/// absent leaves it empty; anything but a string of 1-64 bytes of UTF-8 is
+/// `bad_frame`.
+caf::error read_idem(const nlohmann::json& object, std::string& idem);
+
 /// The state of the BUILTINS behaviour actor.
 struct builtins_state {
   static inline const char* name = "builtins";

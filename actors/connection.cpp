@@ -64,6 +64,19 @@ void connection_state::fail(const std::string& id, ec code,
   write(frames::error(id, code, message));
 }
 
+void connection_state::arm_expiry(int64_t exp_s) {
+  // Overflow-safe: the time is bounded to verify_jwt's range, and the delay
+  // to ten years, which CAF's nanosecond clock can hold.
+  exp_s = std::clamp<int64_t>(exp_s, 0, jwt_max_time_s);
+  constexpr int64_t max_delay_ms = 10 * 366 * 86'400'000LL;
+  auto left =
+      std::clamp<int64_t>(exp_s * 1000 - frames::now_ms(), 0, max_delay_ms);
+  // CAF 0.17 cannot cancel a delayed message: the older timers still fire,
+  // but only the one of the current generation closes.
+  self->delayed_send(self, std::chrono::milliseconds(left), atom::expire_v,
+                     ++expiry_generation);
+}
+
 void connection_state::answered() {
   if (auto s = sink.lock())
     s->frame_answered();
@@ -200,19 +213,11 @@ connection(connection_actor::stateful_pointer<connection_state> self,
               // client to come back with a fresh one.
               if (auto i = st.opening.attributes.find("jwt.exp");
                   i != st.opening.attributes.end()) {
-                // Overflow-safe: the text is bounded to verify_jwt's range
-                // (text that is no number expires now), and the delay to
-                // ten years, which CAF's nanosecond clock can hold.
+                // Text that is no number expires now.
                 int64_t exp_s = 0;
                 auto& text = i->second;
                 std::from_chars(text.data(), text.data() + text.size(), exp_s);
-                exp_s = std::clamp<int64_t>(exp_s, 0, jwt_max_time_s);
-                constexpr int64_t max_delay_ms = 10 * 366 * 86'400'000LL;
-                auto left = std::clamp<int64_t>(exp_s * 1000 - frames::now_ms(),
-                                                0, max_delay_ms);
-                self->delayed_send(self, std::chrono::milliseconds(left),
-                                   atom::disconnect_v, uint16_t{4003},
-                                   std::string{"token expired"});
+                st.arm_expiry(exp_s);
               }
               st.node->open.leave(st.opening, std::nullopt);
               for (auto& group : st.opening.groups)
@@ -256,6 +261,11 @@ connection(connection_actor::stateful_pointer<connection_state> self,
       },
       [self](atom::disconnect, uint16_t code, std::string& reason) {
         self->state.close(code, std::move(reason));
+      },
+      [self](atom::refresh, int64_t exp_s) { self->state.arm_expiry(exp_s); },
+      [self](atom::expire, uint64_t generation) {
+        if (generation == self->state.expiry_generation)
+          self->state.close(4003, "token expired");
       },
       [self](atom::closed) {
         auto& st = self->state;

@@ -109,11 +109,18 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
       auto inc = info.incarnation;
       self->request(store, node->opts.request_timeout, atom::claim_v, id, inc,
                     timeout_ms)
-          .then([this, id, inc](bool claimed) {
+          .then([this, id, inc](bool claimed,
+                                std::vector<std::string>& offline) {
             if (!claimed)
               return;
-            log::warn("node {} silent for longer than {}ms: declared down", id,
-                      node->opts.node_timeout.count());
+            log::warn("node {} silent for longer than {}ms: declared down ({} "
+                      "uids offline)",
+                      id, node->opts.node_timeout.count(), offline.size());
+            // This node won the claim: it alone tells that these uids went
+            // offline with the dead node.
+            for (auto& uid : offline)
+              self->send(node->events,
+                         presence_event{std::move(uid), false, "node_lost"});
             shutdown_event ev{id, "timeout"};
             for (auto& [pid, p] : peers)
               if (pid != id && p.handle)
@@ -300,12 +307,19 @@ discovery(discovery_actor::stateful_pointer<discovery_state> self,
         auto rp = self->make_response_promise<atom::ok>();
         self->request(st.store, st.node->opts.request_timeout, atom::shutdown_v,
                       st.node->node_id, st.node->incarnation)
-            .then([rp](atom::ok) mutable { rp.deliver(atom::ok_v); },
-                  [rp](caf::error& err) mutable {
-                    log::warn("could not remove this node's state: {}",
-                              error_message(err));
-                    rp.deliver(atom::ok_v);
-                  });
+            .then(
+                [self, rp](std::vector<std::string>& offline) mutable {
+                  // Connections the drain did not close in time.
+                  for (auto& uid : offline)
+                    self->send(self->state.node->events,
+                               presence_event{std::move(uid), false, "closed"});
+                  rp.deliver(atom::ok_v);
+                },
+                [rp](caf::error& err) mutable {
+                  log::warn("could not remove this node's state: {}",
+                            error_message(err));
+                  rp.deliver(atom::ok_v);
+                });
         return rp;
       },
   };

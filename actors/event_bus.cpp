@@ -60,6 +60,9 @@ event_bus(event_bus_actor::stateful_pointer<event_bus_state> self,
         self->state.fan_out(on_recv_message, ev);
       },
       [self](presence_event& ev) { self->state.fan_out(on_presence, ev); },
+      [self](join_event& ev) { self->state.fan_out(on_join, ev); },
+      [self](leave_event& ev) { self->state.fan_out(on_leave, ev); },
+      [self](unread_event& ev) { self->state.fan_out(on_unread, ev); },
   };
 }
 

@@ -1,5 +1,6 @@
 #include "actors/http_api.hpp"
 
+#include "actors/builtins.hpp"
 #include "actors/frames.hpp"
 #include "middleware/middleware.hpp"
 #include "util/log.hpp"
@@ -86,6 +87,15 @@ std::vector<std::string> split_uids(const std::string& text) {
   return result;
 }
 
+/// Adds what a send or publish answers beyond `ok`: the `msg_id` of a
+/// durable message, and `"duplicate":true` for the repeat of an `idem`.
+void add_msg_id(json& answer, const delivery_report& report) {
+  if (!report.msg_id.empty())
+    answer["msg_id"] = report.msg_id;
+  if (report.duplicate)
+    answer["duplicate"] = true;
+}
+
 using respond_fn = std::function<void(http_response)>;
 
 /// Forwards an actor's error as an HTTP error answer.
@@ -147,6 +157,9 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
       return respond(error_answer(400, "'to' must be a uid or a list of uids"));
     if (!data_text(d.data))
       return respond(error_answer(400, "missing field 'data'"));
+    if (read_idem(body, d.idem))
+      return respond(error_answer(400, "'idem' must be a string of 1-64 "
+                                       "bytes of UTF-8"));
     if (auto err = frames::check_fanout(d.uids.size(), d.data.size(),
                                         node.opts.max_fanout_bytes))
       return on_error(respond)(err);
@@ -155,6 +168,7 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
         .then(
             [respond, receipts](delivery_report& report) {
               json answer{{"ok", true}};
+              add_msg_id(answer, report);
               if (receipts) {
                 json per_uid = json::object();
                 for (size_t i = 0; i < report.uids.size(); ++i)
@@ -190,10 +204,15 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
     d.group = group->get<std::string>();
     if (!data_text(d.data))
       return respond(error_answer(400, "missing field 'data'"));
+    if (read_idem(body, d.idem))
+      return respond(error_answer(400, "'idem' must be a string of 1-64 "
+                                       "bytes of UTF-8"));
     self->request(node.registry, timeout, atom::publish_v, std::move(d))
         .then(
-            [respond](atom::ok) {
-              respond(json_answer(200, {{"ok", true}}));
+            [respond](delivery_report& report) {
+              json answer{{"ok", true}};
+              add_msg_id(answer, report);
+              respond(json_answer(200, answer));
             },
             on_error(respond));
     return;
@@ -266,6 +285,34 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
             on_error(respond));
     return;
   }
+  if (path == "/api/stats" && get) {
+    // Nodes and connections from the node entries (this node's own count
+    // live, the others' as of their last heartbeat); users from the store's
+    // counter, which bind, unbind and the cleanup of a node keep atomically.
+    auto store = self->state.store;
+    auto self_id = node.node_id;
+    uint64_t own = node.open_connections.load();
+    self->request(store, timeout, atom::nodes_v)
+        .then(
+            [self, store, timeout, respond, self_id,
+             own](std::vector<node_info>& nodes) {
+              uint64_t connections = 0;
+              for (auto& n : nodes)
+                connections += n.id == self_id ? own : n.connections;
+              auto count = nodes.size();
+              self->request(store, timeout, atom::stats_v)
+                  .then(
+                      [respond, count, connections](uint64_t users) {
+                        respond(
+                            json_answer(200, json{{"nodes", count},
+                                                  {"connections", connections},
+                                                  {"users", users}}));
+                      },
+                      on_error(respond));
+            },
+            on_error(respond));
+    return;
+  }
   if (path == "/api/events" && get) {
     json result = json::array();
     for (auto& e : node.cluster_events.snapshot()) {
@@ -278,7 +325,7 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
   }
   if (path == "/api/send" || path == "/api/broadcast" ||
       path == "/api/publish" || path == "/api/disconnect" ||
-      path == "/api/presence" || path == "/api/nodes")
+      path == "/api/presence" || path == "/api/nodes" || path == "/api/stats")
     return respond(error_answer(405, "method not allowed"));
   respond(error_answer(404, "not found"));
 }

@@ -88,12 +88,16 @@ struct route_table {
   std::vector<std::string> offline;
   /// For durable messages: the sequence numbers of the offline uids' copies.
   std::vector<uint64_t> offline_seqs;
+  /// Set when the delivery repeats an earlier one of the same sender with
+  /// the same `idem` within the idempotency window: the earlier message's
+  /// `msg_id`. Nothing was stored and the table routes nowhere.
+  std::string duplicate_of;
 };
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, route_table& x) {
   return f(caf::meta::type_name("route_table"), x.nodes, x.offline,
-           x.offline_seqs);
+           x.offline_seqs, x.duplicate_of);
 }
 
 /// What a node knows about itself and tells the others through the state
@@ -147,12 +151,17 @@ struct delivery {
   std::string msg_id;
   /// Per receiver (parallel to `uids`): its inbox sequence number.
   std::vector<uint64_t> seqs;
+  /// The sender's idempotency key (frame or API field `idem`, 1-64 bytes of
+  /// UTF-8); empty: none. A durable delivery whose sender used the same key
+  /// within `idempotency-window` is neither stored nor routed again. Only
+  /// the STATE_STORE reads it: it is cleared before deliveries are routed.
+  std::string idem;
 };
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, delivery& x) {
   return f(caf::meta::type_name("delivery"), x.kind, x.from, x.group, x.data,
-           x.ts, x.uids, x.durable, x.msg_id, x.seqs);
+           x.ts, x.uids, x.durable, x.msg_id, x.seqs, x.idem);
 }
 
 /// One message of a uid's inbox.
@@ -209,12 +218,19 @@ struct delivery_report {
   std::vector<std::string> uids;
   std::vector<uint32_t> connections;
   std::vector<bool> stored;
+  /// The message's `msg_id` (durable messages only; empty otherwise).
+  std::string msg_id;
+  /// The delivery repeated an earlier one (same sender, same `idem`):
+  /// nothing was stored or routed and `msg_id` is the earlier message's; a
+  /// `send` lists its receivers with 0 connections, stored (by the earlier
+  /// one).
+  bool duplicate = false;
 };
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, delivery_report& x) {
   return f(caf::meta::type_name("delivery_report"), x.uids, x.connections,
-           x.stored);
+           x.stored, x.msg_id, x.duplicate);
 }
 
 // -- events for event actors --------------------------------------------------
@@ -246,11 +262,40 @@ struct recv_message_event {
   std::string frame;
 };
 
-/// A uid's first connection in the cluster opened (`online`) or its last one
-/// closed.
+/// A uid's first connection in the cluster opened (`online`, ONLINE) or its
+/// last one is gone (OFFLINE). Fired by one node of the cluster: the one
+/// whose state store operation flipped the uid's state.
 struct presence_event {
   std::string uid;
   bool online = false;
+  /// For OFFLINE: "closed" (its last connection closed) or "node_lost" (its
+  /// last connections were on a node that died; fired by the survivor that
+  /// won the claim). Empty for ONLINE.
+  std::string reason;
+};
+
+/// A uid joined a group (JOIN), fired by the node that handled the join.
+struct join_event {
+  std::string uid;
+  std::string group;
+};
+
+/// A uid left a group (LEAVE), fired by the node that handled the leave.
+struct leave_event {
+  std::string uid;
+  std::string group;
+};
+
+/// A durable message was not confirmed (`read`) by any device of its
+/// receiver within `unread-after` (UNREAD); fired by the node that stored it.
+struct unread_event {
+  std::string uid;
+  std::string msg_id;
+  uint64_t seq = 0;
+  /// Sender uid; empty for the HTTP API.
+  std::string from;
+  /// Set for group messages.
+  std::string group;
 };
 
 template<class Inspector>
@@ -280,7 +325,39 @@ typename Inspector::result_type inspect(Inspector& f, recv_message_event& x) {
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, presence_event& x) {
-  return f(caf::meta::type_name("presence_event"), x.uid, x.online);
+  return f(caf::meta::type_name("presence_event"), x.uid, x.online, x.reason);
+}
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, join_event& x) {
+  return f(caf::meta::type_name("join_event"), x.uid, x.group);
+}
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, leave_event& x) {
+  return f(caf::meta::type_name("leave_event"), x.uid, x.group);
+}
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, unread_event& x) {
+  return f(caf::meta::type_name("unread_event"), x.uid, x.msg_id, x.seq, x.from,
+           x.group);
+}
+
+/// Durable copies a node stored (local only): checked for `unread` after
+/// `unread-after` (see webhook.hpp).
+struct unread_watch {
+  std::string msg_id;
+  std::string from;
+  std::string group;
+  std::vector<std::string> uids;
+  std::vector<uint64_t> seqs;
+};
+
+template<class Inspector>
+typename Inspector::result_type inspect(Inspector& f, unread_watch& x) {
+  return f(caf::meta::type_name("unread_watch"), x.msg_id, x.from, x.group,
+           x.uids, x.seqs);
 }
 
 /// The events an event actor can subscribe to, as bits of a mask.
@@ -290,8 +367,14 @@ enum event_mask : uint32_t {
   on_discover = 1u << 2,
   on_shutdown = 1u << 3,
   on_recv_message = 1u << 4,
+  /// ONLINE and OFFLINE (presence_event).
   on_presence = 1u << 5,
-  on_all_events = (1u << 6) - 1,
+  on_online = on_presence,
+  on_offline = on_presence,
+  on_join = 1u << 6,
+  on_leave = 1u << 7,
+  on_unread = 1u << 8,
+  on_all_events = (1u << 9) - 1,
 };
 
 } // namespace wsc

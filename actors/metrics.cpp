@@ -130,6 +130,14 @@ std::string node_metrics::render(uint64_t connections, bool draining,
       << '\n'
       << "wscluster_relayed_deliveries_total{direction=\"dropped\"} "
       << relay_dropped << '\n';
+  family(out, "wscluster_webhook_events_total", "counter",
+         "Webhook events: POSTed, dropped, sent again after a failure.");
+  out << "wscluster_webhook_events_total{result=\"sent\"} " << webhook_sent
+      << '\n'
+      << "wscluster_webhook_events_total{result=\"dropped\"} "
+      << webhook_dropped << '\n'
+      << "wscluster_webhook_events_total{result=\"retried\"} "
+      << webhook_retried << '\n';
   family(out, "wscluster_relay_rejected_total", "counter",
          "Relayed messages refused (unauthenticated, misaddressed, stale, "
          "replayed or invalid).");

@@ -7,6 +7,7 @@
 #include "actors/http_api.hpp"
 #include "actors/registry.hpp"
 #include "actors/supervisor.hpp"
+#include "actors/webhook.hpp"
 #include "adapters/memory_store.hpp"
 #include "adapters/redis_relay.hpp"
 #include "adapters/redis_store.hpp"
@@ -115,6 +116,14 @@ node::start(caf::actor_system& sys, options opts,
   std::unique_ptr<node> result{new node(sys, ctx)};
   result->store_ = *store;
   ctx->events = sys.spawn(event_bus, ctx);
+  if (!ctx->opts.webhook_url.empty()) {
+    auto hook = spawn_webhook(sys, ctx);
+    if (!hook)
+      return std::move(hook.error());
+    result->webhook_ = *hook;
+  }
+  if (ctx->opts.unread_after.count() > 0)
+    ctx->unread = sys.spawn(unread_checker, ctx, *store);
   ctx->registry = sys.spawn(registry, ctx, *store);
   std::string cluster_address;
   bool clustered =
@@ -174,6 +183,8 @@ node::start(caf::actor_system& sys, options opts,
   watch(result->store_, "state store", ctx);
   watch(result->control_store_, "control store", ctx);
   watch(result->relay_, "relay", ctx);
+  watch(result->webhook_, "webhook", ctx);
+  watch(ctx->unread, "unread checker", ctx);
   result->server_->start(ctx->opts.io_threads);
   log::info("wscluster node {} started: listen={} state={}{} auth={}",
             ctx->node_id,
@@ -258,6 +269,11 @@ void node::stop() {
   server_->stop_accepting();
   self->request(discovery_, timeout, atom::shutdown_v)
       .receive([](atom::ok) {}, [](caf::error&) {});
+  if (webhook_) {
+    // The offline events of the drain go out before the node does (bounded).
+    self->request(webhook_, timeout, atom::drain_v, uint32_t{3000})
+        .receive([](atom::ok) {}, [](caf::error&) {});
+  }
   server_->stop();
   server_.reset();
   for (auto hdl :
@@ -266,7 +282,9 @@ void node::stop() {
         caf::actor_cast<caf::actor>(ctx_->discovery),
         caf::actor_cast<caf::actor>(api_), caf::actor_cast<caf::actor>(store_),
         caf::actor_cast<caf::actor>(control_store_),
-        caf::actor_cast<caf::actor>(relay_)})
+        caf::actor_cast<caf::actor>(relay_),
+        caf::actor_cast<caf::actor>(webhook_),
+        caf::actor_cast<caf::actor>(ctx_->unread)})
     if (hdl)
       self->send_exit(hdl, caf::exit_reason::user_shutdown);
   for (auto& hdl : adopted_)

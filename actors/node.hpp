@@ -116,6 +116,8 @@ private:
   relay_actor relay_;
   discovery_actor discovery_;
   http_api_actor api_;
+  /// Null without webhook-url.
+  webhook_actor webhook_;
   std::unique_ptr<server> server_;
   std::vector<caf::actor> adopted_;
   /// The SUPERVISOR of each behaviour registered so far.

@@ -99,6 +99,8 @@ struct node_context {
   registry_actor registry;
   event_bus_actor events;
   discovery_actor discovery;
+  /// Checks stored messages for `unread` (null while unread-after is 0).
+  unread_actor unread;
   behaviour_table behaviours;
   /// The BUILTINS behaviour as first spawned: while the table still maps a
   /// type to it, connections run the built-in code themselves.

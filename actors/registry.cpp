@@ -277,6 +277,30 @@ void registry_state::route(delivery d, const route_table& routes) {
   }
 }
 
+void registry_state::watch_unread(const delivery& d,
+                                  const route_table& routes) {
+  if (!d.durable || !node->unread)
+    return;
+  unread_watch w;
+  w.msg_id = d.msg_id;
+  w.from = d.from;
+  w.group = d.kind == delivery_kind::group ? d.group : std::string{};
+  auto add = [&](const std::vector<std::string>& uids,
+                 const std::vector<uint64_t>& seqs) {
+    for (size_t i = 0; i < uids.size() && i < seqs.size(); ++i) {
+      if (seqs[i] == 0)
+        continue; // not stored
+      w.uids.push_back(uids[i]);
+      w.seqs.push_back(seqs[i]);
+    }
+  };
+  for (auto& nr : routes.nodes)
+    add(nr.uids, nr.seqs);
+  add(routes.offline, routes.offline_seqs);
+  if (!w.uids.empty())
+    self->send(node->unread, std::move(w));
+}
+
 std::string registry_state::make_msg_id() {
   return node->node_id + "-" + std::to_string(node->incarnation) + "-" +
          std::to_string(++next_msg);
@@ -286,9 +310,24 @@ caf::result<delivery_report> registry_state::send(delivery d) {
   auto rp = self->make_response_promise<delivery_report>();
   if (d.durable)
     d.msg_id = make_msg_id();
+  if (!d.durable || node->opts.idempotency_window.count() <= 0)
+    d.idem.clear(); // volatile: at most once anyway, nothing to look up
   auto on_routes = [this, rp, d](route_table& routes) mutable {
     // One entry per uid, its connections on every node added up.
     delivery_report report;
+    report.msg_id = d.msg_id;
+    if (!routes.duplicate_of.empty()) {
+      // The sender said this before (same idem): the earlier message was
+      // stored for, and routed to, the same receivers.
+      report.msg_id = std::move(routes.duplicate_of);
+      report.duplicate = true;
+      report.uids = std::move(d.uids);
+      report.connections.assign(report.uids.size(), 0);
+      report.stored.assign(report.uids.size(), true);
+      rp.deliver(std::move(report));
+      return;
+    }
+    d.idem.clear(); // the receivers need no idem
     std::unordered_map<std::string, size_t> index;
     auto add = [&](const std::string& uid, uint32_t connections) {
       auto [i, added] = index.emplace(uid, report.uids.size());
@@ -305,6 +344,7 @@ caf::result<delivery_report> registry_state::send(delivery d) {
         add(nr.uids[i], i < nr.connections.size() ? nr.connections[i] : 0);
     for (auto& uid : routes.offline)
       add(uid, 0);
+    watch_unread(d, routes);
     route(std::move(d), routes);
     rp.deliver(std::move(report));
   };
@@ -464,7 +504,7 @@ void registry_state::remove(const std::string& conn_id) {
       .then(
           [self = self, events, who](bool went_offline) {
             if (went_offline)
-              self->send(events, presence_event{who.uid, false});
+              self->send(events, presence_event{who.uid, false, "closed"});
           },
           [self = self, who](caf::error& err) {
             // Written back (without this binding) when the store returns.
@@ -531,18 +571,30 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         // outage local clients are served and bindings written back later.
         auto opened = [self, rp, who](bool came_online) mutable {
           auto& st = self->state;
+          auto online = [&] {
+            if (came_online)
+              self->send(st.node->events, presence_event{who.uid, true, ""});
+          };
           if (st.connections.count(who.conn) == 0) {
+            // Closed meanwhile: its unbind answers after this, so OFFLINE
+            // still follows ONLINE.
+            online();
             rp.deliver(make_error(ec::internal, "connection closed"));
             return;
           }
           rp.deliver(atom::ok_v);
           self->send(st.node->events, register_event{who});
-          if (came_online)
-            self->send(st.node->events, presence_event{who.uid, true});
+          online();
         };
         auto bound = [self, timeout, who, since,
                       opened](bool came_online) mutable {
           auto& st = self->state;
+          if (st.connections.count(who.conn) == 0) {
+            // Closed before the bind answered: its unbind is queued at the
+            // store already, so no replay, and ONLINE goes out now.
+            opened(came_online);
+            return;
+          }
           if (who.device.empty()) {
             st.open(who.conn, nullptr, false);
             opened(came_online);
@@ -587,14 +639,29 @@ registry(registry_actor::stateful_pointer<registry_state> self,
           st.enqueue_remote(peer, d);
         return atom::ok_v;
       },
-      [self, timeout](atom::publish, delivery& d) -> caf::result<atom::ok> {
-        auto rp = self->make_response_promise<atom::ok>();
+      [self, timeout](atom::publish,
+                      delivery& d) -> caf::result<delivery_report> {
+        auto rp = self->make_response_promise<delivery_report>();
         d.kind = delivery_kind::group;
         if (d.durable)
           d.msg_id = self->state.make_msg_id();
+        if (!d.durable ||
+            self->state.node->opts.idempotency_window.count() <= 0)
+          d.idem.clear(); // volatile: at most once anyway
         auto on_routes = [self, rp, d](route_table& routes) mutable {
+          delivery_report report;
+          report.msg_id = d.msg_id;
+          if (!routes.duplicate_of.empty()) {
+            // A repeat (same sender, same idem): nothing stored or routed.
+            report.msg_id = std::move(routes.duplicate_of);
+            report.duplicate = true;
+            rp.deliver(std::move(report));
+            return;
+          }
+          d.idem.clear();
+          self->state.watch_unread(d, routes);
           self->state.route(std::move(d), routes);
-          rp.deliver(atom::ok_v);
+          rp.deliver(std::move(report));
         };
         auto on_error = [rp](caf::error& err) mutable {
           rp.deliver(std::move(err));
@@ -621,17 +688,27 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         auto rp = self->make_response_promise<atom::ok>();
         auto max_groups =
             static_cast<uint32_t>(self->state.node->opts.max_groups);
-        self->request(self->state.store, timeout, atom::join_v, who.uid,
-                      std::move(group), max_groups)
+        self->request(self->state.store, timeout, atom::join_v, who.uid, group,
+                      max_groups)
             .then(
-                [rp](uint32_t) mutable { rp.deliver(atom::ok_v); },
+                [self, rp, uid = who.uid, group](uint32_t) mutable {
+                  self->send(self->state.node->events, join_event{uid, group});
+                  rp.deliver(atom::ok_v);
+                },
                 [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
         return rp;
       },
       [self, timeout](atom::leave, conn_ref& who,
                       std::string& group) -> caf::result<atom::ok> {
-        return self->delegate(self->state.store, atom::leave_v, who.uid,
-                              std::move(group));
+        auto rp = self->make_response_promise<atom::ok>();
+        self->request(self->state.store, timeout, atom::leave_v, who.uid, group)
+            .then(
+                [self, rp, uid = who.uid, group](atom::ok) mutable {
+                  self->send(self->state.node->events, leave_event{uid, group});
+                  rp.deliver(atom::ok_v);
+                },
+                [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+        return rp;
       },
       [self](atom::members,
              std::string& group) -> caf::result<std::vector<std::string>> {

@@ -151,6 +151,10 @@ struct registry_state {
   /// Forgets that a connection's replay is in progress.
   void end_resume(local_connection& conn);
 
+  /// Tells the UNREAD checker which copies of a durable message were stored
+  /// (nothing while unread-after is 0).
+  void watch_unread(const delivery& d, const route_table& routes);
+
   /// A message id unique in the cluster: node, incarnation, counter.
   std::string make_msg_id();
 };

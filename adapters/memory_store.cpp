@@ -17,7 +17,32 @@ memory_store_config memory_store_config::from(const options& opts) {
   result.inbox_max_age_ms = static_cast<int64_t>(opts.inbox_max_age.count());
   result.max_fanout_bytes = opts.max_fanout_bytes;
   result.max_group_members = opts.max_group_members;
+  result.idempotency_window_ms = opts.idempotency_window.count();
   return result;
+}
+
+namespace {
+
+/// The key of an idempotency record: the length prefix keeps uid "a:b" +
+/// idem "c" apart from uid "a" + idem "b:c" (the API's uid is empty).
+std::string idem_key(const delivery& d) {
+  return std::to_string(d.from.size()) + ':' + d.from + ':' + d.idem;
+}
+
+} // namespace
+
+const std::string* memory_store_state::repeated(const delivery& d,
+                                                int64_t now) {
+  while (!idem_expiry.empty() && idem_expiry.front().first <= now) {
+    auto i = idems.find(idem_expiry.front().second);
+    if (i != idems.end() && i->second.expires <= now)
+      idems.erase(i);
+    idem_expiry.pop_front();
+  }
+  if (d.idem.empty() || cfg.idempotency_window_ms <= 0)
+    return nullptr;
+  auto i = idems.find(idem_key(d));
+  return i == idems.end() ? nullptr : &i->second.msg_id;
 }
 
 memory_store_state::inbox* memory_store_state::touch(const std::string& uid,
@@ -155,15 +180,33 @@ bool memory_store_state::unbind(const binding& b) {
   return true;
 }
 
-void memory_store_state::drop_node(const std::string& node,
-                                   uint64_t incarnation) {
+std::vector<std::string> memory_store_state::drop_node(const std::string& node,
+                                                       uint64_t incarnation) {
   std::vector<binding> doomed;
   for (auto& [uid, conns] : bindings)
     for (auto& [conn, b] : conns)
       if (b.node == node && (incarnation == 0 || b.incarnation == incarnation))
         doomed.push_back(b);
+  std::vector<std::string> offline;
   for (auto& b : doomed)
-    unbind(b);
+    if (unbind(b))
+      offline.push_back(b.uid);
+  return offline;
+}
+
+std::vector<bool> memory_store_state::unread(const unread_watch& w) const {
+  auto now = frames::now_ms();
+  std::vector<bool> result(w.uids.size(), false);
+  for (size_t i = 0; i < w.uids.size() && i < w.seqs.size(); ++i) {
+    auto box = find(w.uids[i], now);
+    if (!box || box->cursors.empty())
+      continue; // no device: nobody to remind
+    bool read = false;
+    for (auto& [device, cursor] : box->cursors)
+      read = read || cursor >= w.seqs[i];
+    result[i] = !read;
+  }
+  return result;
 }
 
 caf::expected<route_table>
@@ -174,6 +217,17 @@ memory_store_state::append(const delivery& d,
                                       cfg.max_fanout_bytes))
     return err;
   auto now = frames::now_ms();
+  if (auto earlier = repeated(d, now)) {
+    route_table result; // said before: neither stored nor routed again
+    result.duplicate_of = *earlier;
+    return result;
+  }
+  if (!d.idem.empty() && cfg.idempotency_window_ms > 0) {
+    auto expires = now + cfg.idempotency_window_ms;
+    auto key = idem_key(d);
+    idems[key] = idem_entry{d.msg_id, expires};
+    idem_expiry.emplace_back(expires, std::move(key));
+  }
   // Drop uids silent for longer than inbox-max-age faster than they come.
   sweep(now, std::max<size_t>(64, 2 * distinct.size()));
   std::map<std::string, uint64_t> seqs;
@@ -371,24 +425,30 @@ state_store_actor::behavior_type configured_memory_store(
           result.push_back(info);
         return result;
       },
-      [self](atom::claim, std::string& node, uint64_t incarnation,
-             int64_t timeout_ms) {
+      [self](
+          atom::claim, std::string& node, uint64_t incarnation,
+          int64_t timeout_ms) -> caf::result<bool, std::vector<std::string>> {
         auto& st = self->state;
         auto i = st.nodes.find(node);
         if (i == st.nodes.end() || i->second.incarnation != incarnation ||
             i->second.last_heartbeat_ms >= frames::now_ms() - timeout_ms)
-          return false;
+          return {false, std::vector<std::string>{}};
         st.nodes.erase(i);
-        st.drop_node(node, incarnation);
-        return true;
+        return {true, st.drop_node(node, incarnation)};
       },
       [self](atom::shutdown, std::string& node, uint64_t incarnation) {
         auto& st = self->state;
         if (auto i = st.nodes.find(node);
             i != st.nodes.end() && i->second.incarnation == incarnation)
           st.nodes.erase(i);
-        st.drop_node(node, incarnation);
-        return atom::ok_v;
+        return st.drop_node(node, incarnation);
+      },
+      [self](atom::stats) {
+        // Uids without a binding are erased (unbind): each entry is online.
+        return static_cast<uint64_t>(self->state.bindings.size());
+      },
+      [self](atom::unread, const unread_watch& w) {
+        return self->state.unread(w);
       },
       [](atom::health) { return true; },
   };

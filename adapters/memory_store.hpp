@@ -25,6 +25,8 @@ struct memory_store_config {
   uint64_t max_fanout_bytes = options{}.max_fanout_bytes;
   /// Most members of one group (`group_full`).
   uint64_t max_group_members = options{}.max_group_members;
+  /// How long a sender's `idem` is remembered (0: never).
+  int64_t idempotency_window_ms = options{}.idempotency_window.count();
 
   /// The settings `opts` asks for.
   static memory_store_config from(const options& opts);
@@ -62,6 +64,21 @@ struct memory_store_state {
   /// that never connect).
   std::multimap<int64_t, std::string> expiry;
   memory_store_config cfg;
+
+  /// Idempotency keys `<len(from)>:<from>:<idem>` -> the msg_id of the
+  /// message that used them and when they go (its time + the window).
+  struct idem_entry {
+    std::string msg_id;
+    int64_t expires = 0;
+  };
+  std::unordered_map<std::string, idem_entry> idems;
+  /// (expires, key) in the order they were added, which is their expiry
+  /// order (the window is fixed).
+  std::deque<std::pair<int64_t, std::string>> idem_expiry;
+
+  /// The msg_id of an earlier durable delivery of `d.from` with `d.idem`
+  /// still in the window; null if none (or `d` has no idem).
+  const std::string* repeated(const delivery& d, int64_t now);
 
   /// Stores `d` in the inbox of each of `uids` and routes them; the route
   /// table carries each copy's sequence number. `too_large` when the
@@ -109,8 +126,14 @@ struct memory_store_state {
   /// memberships are dropped too).
   bool unbind(const binding& b);
 
-  /// Removes every binding of `node` (of `incarnation`, or any if 0).
-  void drop_node(const std::string& node, uint64_t incarnation);
+  /// Removes every binding of `node` (of `incarnation`, or any if 0);
+  /// answers the uids left without a binding (they went offline).
+  std::vector<std::string> drop_node(const std::string& node,
+                                     uint64_t incarnation);
+
+  /// Per (uid, seq) of `w`: whether the uid has a device cursor and none
+  /// reached seq.
+  std::vector<bool> unread(const unread_watch& w) const;
 };
 
 /// The behaviour of the in-memory STATE_STORE.

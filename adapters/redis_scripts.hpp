@@ -56,10 +56,20 @@ local function drop_groups(uid)
   redis.call('DEL', ug)
 end
 
+-- One uid fewer online (P:users, never below 0).
+local function went_offline(uid)
+  if redis.call('DECR', P .. ':users') < 0 then
+    redis.call('SET', P .. ':users', 0)
+  end
+  drop_groups(uid)
+end
+
 -- Removes every binding of `node` made by incarnation `inc` (by any
 -- incarnation if `inc` is '0'); uids left without a connection lose their
--- groups. A binding that was rebound elsewhere since stays.
+-- groups. A binding that was rebound elsewhere since stays. Returns the uids
+-- left without a connection (they went offline).
 local function drop_incarnation(node, inc)
+  local offline = {}
   local nb = P .. ':nb:' .. node
   for _, e in ipairs(redis.call('SMEMBERS', nb)) do
     local i = string.find(e, ',', 1, true)
@@ -73,7 +83,8 @@ local function drop_incarnation(node, inc)
         if redis.call('HGET', u, conn) == node .. '|' .. einc then
           redis.call('HDEL', u, conn)
           if redis.call('EXISTS', u) == 0 then
-            drop_groups(uid)
+            went_offline(uid)
+            offline[#offline + 1] = uid
           end
         end
         redis.call('SREM', nb, e)
@@ -87,6 +98,7 @@ local function drop_incarnation(node, inc)
   else
     redis.call('SREM', P .. ':ni:' .. node, inc)
   end
+  return offline
 end
 
 -- Redis server time in milliseconds.
@@ -142,8 +154,39 @@ end
 /// `P:cur:<uid>` the hash device -> cursor. All three expire `ttl_ms` after
 /// the uid's last message (the cursors also after the last `read`).
 /// ARGV = P, max_messages, min_ms, ttl_ms, max_fanout_bytes, msg_id, kind,
-/// from, group, data, ts, ...
+/// from, group, data, ts, idem, window_ms, first, ...
+///
+/// Idempotency: `idem` is '' or `<len(from)>:<from>:<idem>` (the length
+/// keeps uid "a:b" + idem "c" apart from uid "a" + idem "b:c"), the tail of
+/// the key `P:idem:<...>` that holds the msg_id of the message that used it
+/// for `window_ms`. The first call of a message (`first` = '1') claims the
+/// key with SET NX; the further calls of a send split into several (each
+/// at most a few hundred uids) go on only while the key holds their own
+/// msg_id, so a repeat stores nothing in any of them.
 inline constexpr const char* inbox_helpers = R"lua(
+-- The msg_id of an earlier message of the same sender with the same idem
+-- (ARGV[12..14]) within the window, or false (then this one holds the key).
+local function repeated()
+  if ARGV[12] == '' then
+    return false
+  end
+  local key = P .. ':idem:' .. ARGV[12]
+  local first = ARGV[14] == '1'
+  if first and redis.call('SET', key, ARGV[6], 'NX', 'PX', ARGV[13]) then
+    return false
+  end
+  local earlier = redis.pcall('GET', key)
+  if is_err(earlier) or not earlier or earlier == ARGV[6] or #earlier == 0
+     or #earlier > 256 then
+    -- Not a msg_id (overwritten: not ours), gone, or this message's own.
+    if first then -- SET replaces a key of any type
+      redis.call('SET', key, ARGV[6], 'PX', ARGV[13])
+    end
+    return false
+  end
+  return earlier
+end
+
 -- The `t` field of an inbox entry (0 if missing or not a number).
 local function entry_time(e)
   local fields = e[2]
@@ -233,7 +276,8 @@ end
 /// The body of each script, in the order of `script`.
 inline constexpr const char* bodies[script_count] = {
     // bind: ARGV = P, then (uid, conn, node, incarnation) per binding.
-    // Returns per binding 1 if its uid had no connection before, else 0.
+    // Returns per binding 1 if its uid had no connection before (counted in
+    // P:users), else 0.
     R"lua(
 local out = {}
 for i = 2, #ARGV, 4 do
@@ -249,6 +293,9 @@ for i = 2, #ARGV, 4 do
     out[#out + 1] = 0
   else
     out[#out + 1] = 1 - redis.call('EXISTS', u)
+    if out[#out] == 1 then
+      redis.call('INCR', P .. ':users')
+    end
   end
   redis.call('HSET', u, conn, node .. '|' .. inc)
   redis.call('SADD', P .. ':nb:' .. node, inc .. ',' .. uid .. ',' .. conn)
@@ -257,7 +304,8 @@ end
 return out
 )lua",
     // unbind: ARGV = P, uid, conn, node, incarnation.
-    // Returns 1 if the uid has no connection left (and left its groups).
+    // Returns 1 if the uid has no connection left (and left its groups; one
+    // fewer in P:users).
     R"lua(
 local uid, conn, node, inc = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local u = P .. ':u:' .. uid
@@ -279,7 +327,7 @@ redis.call('HDEL', u, conn)
 if redis.call('EXISTS', u) == 1 then
   return 0
 end
-drop_groups(uid)
+went_offline(uid)
 return 1
 )lua",
     // join: ARGV = P, uid, group, max_groups, max_members. Returns the
@@ -368,29 +416,34 @@ for _, id in ipairs(redis.call('SMEMBERS', P .. ':nodes')) do
 end
 return out
 )lua",
-    // claim: ARGV = P, id, incarnation, timeout_ms. Returns 1 for the one
-    // caller that found the node's entry of that incarnation silent (lease
-    // gone or heartbeat older than timeout_ms) and removed it with its
-    // bindings; 0 otherwise.
+    // claim: ARGV = P, id, incarnation, timeout_ms. Returns {1, uid...} for
+    // the one caller that found the node's entry of that incarnation silent
+    // (lease gone or heartbeat older than timeout_ms) and removed it with its
+    // bindings: the uids are those left without a connection (offline, with
+    // reason node_lost, told by this caller only); {0} otherwise.
     R"lua(
 local id, inc = ARGV[2], ARGV[3]
 local n = P .. ':node:' .. id
 local fields = redis.call('HMGET', n, 'incarnation', 'hb')
 if fields[1] ~= inc then
-  return 0
+  return {0}
 end
 local lease = P .. ':lease:' .. id .. ':' .. inc
 if redis.call('EXISTS', lease) == 1
    and tonumber(fields[2] or '0') >= now_ms() - tonumber(ARGV[4]) then
-  return 0
+  return {0}
 end
 redis.call('DEL', n, lease)
 redis.call('SREM', P .. ':nodes', id)
-drop_incarnation(id, inc)
-return 1
+local out = {1}
+for _, uid in ipairs(drop_incarnation(id, inc)) do
+  out[#out + 1] = uid
+end
+return out
 )lua",
     // shutdown: ARGV = P, id, incarnation. Removes the node's entry (if it
-    // is of that incarnation) and the incarnation's bindings.
+    // is of that incarnation) and the incarnation's bindings; returns the
+    // uids left without a connection.
     R"lua(
 local id, inc = ARGV[2], ARGV[3]
 local n = P .. ':node:' .. id
@@ -399,16 +452,21 @@ if redis.call('HGET', n, 'incarnation') == inc then
   redis.call('SREM', P .. ':nodes', id)
 end
 redis.call('DEL', P .. ':lease:' .. id .. ':' .. inc)
-drop_incarnation(id, inc)
-return 1
+return drop_incarnation(id, inc)
 )lua",
     // append: ARGV = P, max_messages, min_ms, ttl_ms, max_fanout_bytes,
-    // msg_id, kind, from, group, data, ts, uid... Stores and routes in one
-    // step (see inbox_helpers). The STORE sends at most a few hundred uids
-    // per call (bigger sends are split), so no call blocks Redis for long.
+    // msg_id, kind, from, group, data, ts, idem, window_ms, first, uid...
+    // Stores and routes in one step (see inbox_helpers). The STORE sends at
+    // most a few hundred uids per call (bigger sends are split), so no call
+    // blocks Redis for long. A repeat of an idem answers the earlier
+    // msg_id as a status reply, having stored nothing.
     R"lua(
+local earlier = repeated()
+if earlier then
+  return {ok = earlier}
+end
 local uids = {}
-for i = 12, #ARGV do
+for i = 15, #ARGV do
   uids[#uids + 1] = ARGV[i]
 end
 return store_and_route(uids)
@@ -416,7 +474,8 @@ return store_and_route(uids)
     // group_append: ARGV as append, without uids: stores for and routes to
     // every member of the group ARGV[9]; 0 if `from` is given and not one;
     // -n if the n members times the payload exceed max_fanout_bytes (each
-    // copy counted with 64 bytes of envelope, as frames::check_fanout).
+    // copy counted with 64 bytes of envelope, as frames::check_fanout); the
+    // earlier msg_id (status reply) for a repeat of an idem.
     R"lua(
 local g = P .. ':g:' .. ARGV[9]
 if ARGV[8] ~= '' and redis.call('SISMEMBER', g, ARGV[8]) == 0 then
@@ -425,6 +484,10 @@ end
 local n = redis.call('SCARD', g)
 if n > 0 and (#ARGV[10] + 64) * n > tonumber(ARGV[5]) then
   return -n
+end
+local earlier = repeated()
+if earlier then
+  return {ok = earlier}
 end
 return store_and_route(redis.call('SMEMBERS', g))
 )lua",

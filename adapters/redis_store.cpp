@@ -23,6 +23,11 @@
 //   P:in:<uid>         stream the uid's inbox; entry ids are `<seq>-0`, so a
 //                            replay reads `XRANGE <cursor+1>-0 + COUNT n`.
 //   P:cur:<uid>        hash  device -> the last seq it confirmed (`read`).
+//   P:idem:<n>:<uid>:<idem> string, the msg_id of the durable send or
+//                            publish of `uid` (n = its length in bytes; the
+//                            API's uid is empty) that carried `idem`;
+//                            expires idempotency-window after it (SET NX PX
+//                            inside the append script).
 //   P:layout           string the layout version of the keys above (2).
 //
 // Every per-uid key of durable delivery (seq, in, cur) expires
@@ -125,6 +130,8 @@ struct redis_store_config {
   size_t uids_per_call = 500;
   /// Most inbox entries one `inbox` request reads.
   uint32_t max_replay_page = 1000;
+  /// How long `P:idem:<...>` keys live (idempotency-window; 0: no idem).
+  int64_t idempotency_window_ms = 10 * 60 * 1000;
 };
 
 /// The version of the key layout this build writes (P:layout). Layout 1
@@ -161,6 +168,8 @@ struct job {
   int64_t aux2 = -1;
   /// inbox: the stream's key (to delete entries that fail the checks).
   std::string key;
+  /// unread: the seq of each copy, parallel to the commands.
+  std::vector<uint64_t> seqs;
   /// Commands to run after the answer (their replies are ignored), e.g.
   /// XDEL of invalid inbox entries.
   std::vector<redis_command> followups;
@@ -293,6 +302,57 @@ caf::expected<caf::message> answer_flag(job& j) {
   return caf::make_message(*x == 1);
 }
 
+/// The uids of an array reply, from element `first` on.
+std::vector<std::string> strings_of(const redisReply* r, size_t first) {
+  std::vector<std::string> result;
+  if (!is_array(r))
+    return result;
+  for (size_t i = first; i < r->elements; ++i)
+    if (auto text = text_of(r->element[i]); !text.empty())
+      result.emplace_back(text);
+  return result;
+}
+
+caf::expected<caf::message> answer_claim(job& j) {
+  auto r = j.replies.front().get();
+  if (!is_array(r) || r->elements < 1 || !integer_of(r->element[0]))
+    return unexpected_reply("claim");
+  return caf::make_message(r->element[0]->integer == 1, strings_of(r, 1));
+}
+
+caf::expected<caf::message> answer_offline(job& j) {
+  auto r = j.replies.front().get();
+  if (!is_array(r))
+    return unexpected_reply("shutdown");
+  return caf::make_message(strings_of(r, 0));
+}
+
+caf::expected<caf::message> answer_stats(job& j) {
+  // GET P:users: nil before the first uid came online.
+  auto text = text_of(j.replies.front().get());
+  auto n = parse_number<int64_t>(text);
+  return caf::make_message(static_cast<uint64_t>(std::max<int64_t>(n, 0)));
+}
+
+caf::expected<caf::message> answer_unread(job& j) {
+  // One HVALS of P:cur:<uid> per copy (its seq in `j.seqs`).
+  std::vector<bool> result;
+  result.reserve(j.replies.size());
+  for (size_t i = 0; i < j.replies.size(); ++i) {
+    auto r = j.replies[i].get();
+    auto seq = i < j.seqs.size() ? j.seqs[i] : 0;
+    if (!is_array(r) || r->elements == 0) {
+      result.push_back(false); // no device: nobody to remind
+      continue;
+    }
+    bool read = false;
+    for (size_t k = 0; k < r->elements; ++k)
+      read = read || parse_number<uint64_t>(text_of(r->element[k])) >= seq;
+    result.push_back(!read);
+  }
+  return caf::make_message(std::move(result));
+}
+
 caf::expected<caf::message> answer_route(job& j) {
   // One HVALS per uid; the uid is the key's tail.
   route_builder builder;
@@ -356,6 +416,16 @@ caf::expected<caf::message> answer_group_route(job& j) {
 
 caf::expected<caf::message> answer_append(job& j) {
   auto& first = j.replies.front();
+  for (auto& r : j.replies)
+    if (r->type == REDIS_REPLY_STATUS) {
+      // A repeat of an idem: the msg_id of the earlier message.
+      auto earlier = text_of(r.get());
+      if (earlier.empty() || earlier.size() > 256)
+        return unexpected_reply("append");
+      route_table result;
+      result.duplicate_of = earlier;
+      return caf::make_message(std::move(result));
+    }
   if (auto x = integer_of(first.get()); x && *x == 0)
     return make_error(ec::not_member, "'" + j.commands.front().args[6] +
                                           "' is not a member of '" +
@@ -581,6 +651,8 @@ struct redis_store_state {
   job inbox(std::string uid, std::string device, int64_t since,
             uint32_t limit) const;
   job read(std::string uid, std::string device, uint64_t seq) const;
+  job stats() const;
+  job unread(const unread_watch& w) const;
 };
 
 bool redis_store_state::reconnect() {
@@ -865,12 +937,31 @@ job redis_store_state::claim(std::string node, uint64_t incarnation,
   return call(script::claim,
               {std::move(node), std::to_string(incarnation),
                std::to_string(timeout_ms)},
-              answer_flag);
+              answer_claim);
 }
 
 job redis_store_state::shutdown(std::string node, uint64_t incarnation) const {
   return call(script::shutdown, {std::move(node), std::to_string(incarnation)},
-              answer_ok);
+              answer_offline);
+}
+
+job redis_store_state::stats() const {
+  job result;
+  result.commands.push_back(
+      redis_command{std::nullopt, {"GET", cfg.prefix + ":users"}});
+  result.answer = answer_stats;
+  return result;
+}
+
+job redis_store_state::unread(const unread_watch& w) const {
+  job result;
+  result.answer = answer_unread;
+  for (size_t i = 0; i < w.uids.size() && i < w.seqs.size(); ++i) {
+    result.commands.push_back(redis_command{
+        std::nullopt, {"HVALS", cfg.prefix + ":cur:" + w.uids[i]}});
+    result.seqs.push_back(w.seqs[i]);
+  }
+  return result;
 }
 
 job redis_store_state::append(const delivery& d, bool group) const {
@@ -889,7 +980,12 @@ job redis_store_state::append(const delivery& d, bool group) const {
       d.from,
       d.group,
       d.data,
-      std::to_string(d.ts)};
+      std::to_string(d.ts),
+      std::string{},
+      std::to_string(cfg.idempotency_window_ms),
+      "1"};
+  if (!d.idem.empty() && cfg.idempotency_window_ms > 0)
+    head[10] = std::to_string(d.from.size()) + ':' + d.from + ':' + d.idem;
   if (group) {
     result.commands.push_back(redis_command{script::group_append, head});
     return result;
@@ -909,6 +1005,8 @@ job redis_store_state::append(const delivery& d, bool group) const {
   for (size_t i = 0; i < uids.size(); i += cfg.uids_per_call) {
     auto end = std::min(uids.size(), i + cfg.uids_per_call);
     redis_command cmd{script::append, head};
+    if (i > 0)
+      cmd.args[12] = "0"; // not the first call: the idem is claimed
     cmd.args.insert(cmd.args.end(), uids.begin() + i, uids.begin() + end);
     result.commands.push_back(std::move(cmd));
   }
@@ -999,6 +1097,8 @@ void receive_one(redis_store_actor* self, caf::duration timeout, F on_timeout) {
         add(st.shutdown(std::move(node), incarnation));
       },
       [&](atom::health) { add(st.health()); },
+      [&](atom::stats) { add(st.stats()); },
+      [&](atom::unread, const unread_watch& w) { add(st.unread(w)); },
       [&](atom::append, const delivery& d) { add(st.append(d, false)); },
       [&](atom::group_append, const delivery& d) { add(st.append(d, true)); },
       [&](atom::inbox, std::string& uid, std::string& device, int64_t since,
@@ -1173,6 +1273,7 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
   cfg.inbox_max_age_ms = opts.inbox_max_age.count();
   cfg.max_fanout_bytes = opts.max_fanout_bytes;
   cfg.max_group_members = opts.max_group_members;
+  cfg.idempotency_window_ms = opts.idempotency_window.count();
   cfg.io_timeout = redis_io_timeout(opts.request_timeout);
   auto conn =
       redis_connection::open(cfg.url, cfg.connect_timeout, cfg.io_timeout);

@@ -266,6 +266,10 @@ const std::vector<option_spec>& option_table() {
        uint_field(&options::inbox_max_messages, 1, 10'000'000)},
       {"inbox-max-age", "24h", "age after which inbox messages may be dropped",
        duration_field(&options::inbox_max_age)},
+      {"idempotency-window", "10m",
+       "a durable send or publish repeating its sender's idem within this "
+       "time is acked again with the same msg_id, not stored twice; 0: off",
+       duration_field(&options::idempotency_window)},
       {"api-insecure", "false",
        "serve the HTTP API without api-key on a non-loopback listen",
        field(&options::api_insecure, parse_bool)},
@@ -298,6 +302,50 @@ const std::vector<option_spec>& option_table() {
        text_field(&options::jwt_audience)},
       {"jwt-issuer", "-", "when set, JWTs must carry this iss",
        text_field(&options::jwt_issuer)},
+      {"webhook-url", "-",
+       "http:// or https:// URL that node events are POSTed to (webhooks)",
+       text_field(&options::webhook_url)},
+      {"webhook-secret", "-",
+       "key of the X-Wscluster-Signature HMAC-SHA256 of each webhook body",
+       text_field(&options::webhook_secret)},
+      {"webhook-events", "online,offline",
+       "events sent to webhook-url: online, offline, register, logout, "
+       "join, leave, unread",
+       [](options& opts, const std::string& text) -> caf::error {
+         static const std::vector<std::string> known{
+             "online", "offline", "register", "logout",
+             "join",   "leave",   "unread"};
+         auto names = split_list(text);
+         for (auto& name : names)
+           if (std::find(known.begin(), known.end(), name) == known.end())
+             return invalid("no webhook event is called '" + name + "'");
+         opts.webhook_events = std::move(names);
+         return caf::none;
+       }},
+      {"webhook-ca", "-",
+       "PEM file of a CA trusted for https webhooks besides the system store",
+       text_field(&options::webhook_ca)},
+      {"webhook-retry-base", "500ms",
+       "first back-off after a failed webhook POST (doubled, jittered, at "
+       "most 10s)",
+       duration_field(&options::webhook_retry_base, std::chrono::seconds(10))},
+      {"webhook-retry-window", "60s",
+       "how long webhook events are retried before they are dropped",
+       duration_field(&options::webhook_retry_window)},
+      {"unread-after", "30s",
+       "a durable message no device of its uid read within this time gives "
+       "an unread webhook/event; 0: off",
+       [](options& opts, const std::string& text) -> caf::error {
+         if (text == "0") {
+           opts.unread_after = options::duration{0};
+           return caf::none;
+         }
+         auto value = parse_duration(text);
+         if (!value)
+           return std::move(value.error());
+         opts.unread_after = *value;
+         return caf::none;
+       }},
       {"web-root",
        "<binary's folder>/" WSC_INSTALLED_WEB_ROOT
        " if it exists, else the source tree's web/",
@@ -389,7 +437,7 @@ caf::expected<options::duration> parse_duration(const std::string& text) {
     return options::duration{count};
   if (unit == "s")
     return options::duration{count * 1000};
-  if (unit == "min")
+  if (unit == "min" || unit == "m") // `m` as the contract's `10m`
     return options::duration{count * 60'000};
   if (unit == "h")
     return options::duration{count * 3'600'000};
@@ -567,6 +615,11 @@ caf::error validate(const options& opts) {
     return invalid("node-timeout must be at least twice the heartbeat");
   if (opts.listen.port == 0)
     return invalid("listen needs a port");
+  if (!opts.webhook_url.empty() && opts.webhook_url.rfind("http://", 0) != 0 &&
+      opts.webhook_url.rfind("https://", 0) != 0)
+    return invalid("webhook-url must start with http:// or https://");
+  if (opts.webhook_retry_base.count() < 1)
+    return invalid("webhook-retry-base must be at least 1ms");
   if (opts.api_key.empty() && !opts.api_insecure &&
       !is_loopback(opts.listen.host))
     return invalid("refusing to serve the HTTP API without api-key on " +

@@ -83,6 +83,9 @@ struct options {
   std::vector<std::string> volatile_types;
   uint64_t inbox_max_messages = 1000;
   duration inbox_max_age{24 * 3600 * 1000};
+  /// How long a sender's `idem` is remembered: a durable send or publish
+  /// repeating it within this time is acked again, not stored twice. 0: off.
+  duration idempotency_window{10 * 60 * 1000};
   // -- budgets against abuse (docs/security.md) ------------------------------
   /// Serve the HTTP API without `api-key` on a non-loopback `listen`.
   bool api_insecure = false;
@@ -105,6 +108,23 @@ struct options {
   /// Required `aud` / `iss` of JWTs (empty: not checked).
   std::string jwt_audience;
   std::string jwt_issuer;
+  // -- webhooks (README "Webhooks") ------------------------------------------
+  /// Where events are POSTed (http:// or https://); empty: no webhooks.
+  std::string webhook_url;
+  /// Key of the HMAC-SHA256 in X-Wscluster-Signature.
+  std::string webhook_secret;
+  /// Events sent: online, offline, register, logout, join, leave, unread.
+  std::vector<std::string> webhook_events{"online", "offline"};
+  /// Extra CA file (PEM) trusted besides the system store (https).
+  std::string webhook_ca;
+  /// First back-off after a failed POST (doubled per attempt, jittered,
+  /// at most 10 s).
+  duration webhook_retry_base{500};
+  /// How long an event is retried before it is dropped (at least this long).
+  duration webhook_retry_window{60'000};
+  /// A durable message not read by any device of its uid within this time
+  /// gives an `unread` event; 0: off.
+  duration unread_after{30'000};
 };
 
 /// The outcome of reading the command line, the environment and the config

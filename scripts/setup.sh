@@ -10,6 +10,8 @@ packages=(
   libspdlog-dev libssl-dev
   # run and test
   redis-server python3 procps openssl iproute2
+  # the PHP example backend (examples/php/) and its integration test
+  php-cli
   # browser tests of the demo and dashboard
   chromium
   # fuzzing (libFuzzer) and the RFC 6455 reference server (Beast's examples)

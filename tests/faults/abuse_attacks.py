@@ -100,15 +100,16 @@ def _str(b):
 
 
 def caf_delivery(kind, uids, data=b'{"forged":true}', sender=b"", group=b"", ts=0,
-                 durable=False, msg_id=b"", seqs=()):
+                 durable=False, msg_id=b"", seqs=(), idem=b""):
     """One ``wsc::delivery`` (actors/messages.hpp) as CAF serializes it:
     kind (uint8), from, group, data, ts (int64, network order), uids,
-    durable (uint8), msg_id, seqs (uint64, network order)."""
+    durable (uint8), msg_id, seqs (uint64, network order), idem."""
     out = bytes([kind & 0xFF]) + _str(sender) + _str(group) + _str(data)
     out += struct.pack("!q", ts)
     out += _varbyte(len(uids)) + b"".join(_str(u) for u in uids)
     out += bytes([1 if durable else 0]) + _str(msg_id)
     out += _varbyte(len(seqs)) + b"".join(struct.pack("!Q", s) for s in seqs)
+    out += _str(idem)
     return out
 
 

@@ -100,6 +100,7 @@ class ClusterDeliveryTest(ClusterBase):
         n1, n2, _ = self.nodes
         dave = n1.ws("dave")
         status, _, body = n2.api_send(["dave"], {"via": "n2"})
+        self.assertTrue(body.pop("msg_id"))  # durable: its msg_id (issue 16)
         self.assertEqual((status, body), (200, {"ok": True}))
         f = dave.wait_for(lambda f: f.get("type") == "message", 5)
         self.assertEqual((f["from"], f["data"]), (None, {"via": "n2"}))

@@ -75,10 +75,13 @@ class DurableClusterTest(ClusterBase):
         status, _, body = n2.http("POST", "/api/send",
                                   {"to": ["carol", "dora"], "data": 1, "wait_ms": 1000})
         self.assertEqual(status, 200)
+        # A durable send answers its msg_id too (issue 16).
+        self.assertTrue(body.pop("msg_id"))
         self.assertEqual(body, {"ok": True, "receipts": {
             "carol": {"connections": 2, "stored": True},
             "dora": {"connections": 0, "stored": True}}})
         status, _, body = n1.http("POST", "/api/send", {"to": "carol", "data": 2})
+        self.assertTrue(body.pop("msg_id"))
         self.assertEqual((status, body), (200, {"ok": True}))
 
     def test_group_messages_are_stored_per_member(self):

@@ -57,12 +57,13 @@ def _str(s):
 
 
 def delivery(kind=KIND_MESSAGE, frm="mallory", group="", data='"hi"', ts=None, uids=(),
-             durable=False, msg_id="", seqs=()):
+             durable=False, msg_id="", seqs=(), idem=""):
     ts = int(time.time() * 1000) if ts is None else ts
     return (struct.pack(">B", kind) + _str(frm) + _str(group) + _str(data) +
             struct.pack(">q", ts) + _varbyte(len(uids)) + b"".join(_str(u) for u in uids) +
             struct.pack(">B", 1 if durable else 0) + _str(msg_id) +
-            _varbyte(len(seqs)) + b"".join(struct.pack(">Q", s) for s in seqs))
+            _varbyte(len(seqs)) + b"".join(struct.pack(">Q", s) for s in seqs) +
+            _str(idem))
 
 
 def envelope(destination, origin, incarnation, counter, items, sent_ms=None, secret=None,
@@ -133,6 +134,7 @@ def decode_envelope(payload, secret=None):
         d["durable"] = bool(r.fmt(">B")[0])
         d["msg_id"] = r.str()
         d["seqs"] = [r.fmt(">Q")[0] for _ in range(r.varbyte())]
+        d["idem"] = r.str()  # issue 16; empty on the way to receivers
         items.append(d)
     env["items"] = items
     if r.pos != len(body):

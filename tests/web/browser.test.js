@@ -122,7 +122,7 @@ test('two pages on two nodes chat 1:1 and in a group; the dashboard follows a ki
   t.after(() => { if (pageErrors.length) console.error(failures(n1) + failures(n2)); });
 
   const dash = await newPage('dashboard');
-  // watch=: users online come from presence of these uids while the node has no /api/users.
+  // watch=: users online come from presence of these uids while the node has no /api/stats.
   await dash.goto(`${n1.http}/dashboard?watch=alice,bob`);
 
   const alice = await newPage('alice');

@@ -3,9 +3,9 @@
 // Polls only the node that served this page (the API key never goes anywhere else, and
 // no node sends CORS headers): GET /api/nodes (the cluster's nodes), GET /api/events
 // (recent DISCOVER/SHUTDOWN, newest last), its own GET /metrics for messages per second,
-// and GET /api/users for users online when the node has it.
+// and GET /api/stats for users online (uids with a connection anywhere, each counted once).
 // Query parameters: interval=<ms> (default 1000), watch=a,b (uids whose presence counts
-// as users online when the node has no /api/users).
+// as users online when the node has no /api/stats, e.g. an older node).
 
 import { parsePrometheus, sum } from '/assets/prom.js';
 
@@ -166,9 +166,10 @@ async function pollUsers(now) {
   if (state.users.mode !== 'presence' || now - state.usersCheckedAt > 30000) {
     state.usersCheckedAt = now;
     try {
-      const body = await get('/api/users');
-      const count = typeof body.count === 'number' ? body.count : Array.isArray(body.uids) ? body.uids.length : null;
-      state.users = { mode: 'api', value: count, hint: 'distinct uids, all nodes' };
+      const body = await get('/api/stats');
+      const count = typeof body.users === 'number' ? body.users : null;
+      const conns = typeof body.connections === 'number' ? `, ${body.connections} connection${body.connections === 1 ? '' : 's'}` : '';
+      state.users = { mode: 'api', value: count, hint: `distinct uids, all nodes${conns}` };
       return;
     } catch (err) {
       if (err.status !== 404) {
@@ -180,13 +181,13 @@ async function pollUsers(now) {
   }
   const uids = watchList();
   if (!uids.length) {
-    state.users = { mode: 'presence', value: null, hint: 'node has no GET /api/users; no uids to watch' };
+    state.users = { mode: 'presence', value: null, hint: 'node has no GET /api/stats; no uids to watch' };
     return;
   }
   try {
     const { online } = await get(`/api/presence?uids=${uids.map(encodeURIComponent).join(',')}`);
     const on = uids.filter((u) => online && online[u]).length;
-    state.users = { mode: 'presence', value: on, hint: `of ${uids.length} watched uid${uids.length === 1 ? '' : 's'} (no GET /api/users)` };
+    state.users = { mode: 'presence', value: on, hint: `of ${uids.length} watched uid${uids.length === 1 ? '' : 's'} (no GET /api/stats)` };
   } catch (err) {
     state.users = { mode: 'presence', value: null, hint: err.message };
   }

@@ -1,0 +1,435 @@
+#include "actors/webhook.hpp"
+
+#include "actors/error.hpp"
+#include "actors/event_bus.hpp"
+#include "actors/frames.hpp"
+#include "util/hmac.hpp"
+#include "util/log.hpp"
+
+#include <caf/all.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+namespace wsc {
+
+// -- pure parts ---------------------------------------------------------------
+
+bool webhook_queue::push(webhook_item item) {
+  if (items_.size() >= max_events_ || bytes_ + item.json.size() > max_bytes_)
+    return false;
+  bytes_ += item.json.size();
+  items_.push_back(std::move(item));
+  return true;
+}
+
+std::vector<webhook_item> webhook_queue::take(size_t n) {
+  std::vector<webhook_item> result;
+  while (!items_.empty() && result.size() < n) {
+    bytes_ -= items_.front().json.size();
+    result.push_back(std::move(items_.front()));
+    items_.pop_front();
+  }
+  return result;
+}
+
+size_t webhook_queue::give_back(std::vector<webhook_item> batch, int64_t now_ms,
+                                int64_t window_ms) {
+  size_t dropped = 0;
+  // Back to the front in the original order: walk the batch backwards.
+  for (auto i = batch.rbegin(); i != batch.rend(); ++i) {
+    if (now_ms - i->since_ms >= window_ms) {
+      ++dropped;
+      continue;
+    }
+    bytes_ += i->json.size();
+    items_.push_front(std::move(*i));
+  }
+  return dropped;
+}
+
+std::string webhook_body(const std::vector<webhook_item>& batch,
+                         int64_t time_ms) {
+  std::string body =
+      "{\"time_ms\":" + std::to_string(time_ms) + ",\"events\":[";
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (i > 0)
+      body += ',';
+    body += batch[i].json;
+  }
+  body += "]}";
+  return body;
+}
+
+std::string webhook_signature(std::string_view secret, std::string_view body) {
+  static constexpr char digits[] = "0123456789abcdef";
+  auto mac = hmac_sha256(secret, body);
+  std::string result = "sha256=";
+  for (unsigned char c : mac) {
+    result += digits[c >> 4];
+    result += digits[c & 0xf];
+  }
+  return result;
+}
+
+std::chrono::milliseconds webhook_backoff(std::chrono::milliseconds base,
+                                          uint32_t failures, double jitter,
+                                          std::chrono::milliseconds cap) {
+  auto ms = static_cast<double>(base.count());
+  for (uint32_t i = 1; i < failures && ms < cap.count(); ++i)
+    ms *= 2;
+  ms = std::min(ms, static_cast<double>(cap.count()));
+  jitter = std::clamp(jitter, 0.0, 1.0);
+  return std::chrono::milliseconds{
+      std::max<int64_t>(1, std::llround(ms * (0.5 + jitter / 2)))};
+}
+
+uint32_t webhook_mask(const std::vector<std::string>& names) {
+  uint32_t mask = 0;
+  for (auto& name : names) {
+    if (name == "online" || name == "offline")
+      mask |= on_presence;
+    else if (name == "register")
+      mask |= on_register;
+    else if (name == "logout")
+      mask |= on_logout;
+    else if (name == "join")
+      mask |= on_join;
+    else if (name == "leave")
+      mask |= on_leave;
+    else if (name == "unread")
+      mask |= on_unread;
+  }
+  return mask;
+}
+
+// -- WEBHOOK ------------------------------------------------------------------
+
+namespace {
+
+/// The fields of a connection's event.
+std::string conn_fields(const conn_ref& who) {
+  return nlohmann::json{
+      {"uid", who.uid}, {"conn", who.conn}, {"node", who.node}}
+      .dump();
+}
+
+} // namespace
+
+void webhook_state::add(const char* name, std::string fields) {
+  if (std::find(events.begin(), events.end(), name) == events.end())
+    return;
+  // `fields` is a JSON object: splice `id` and `name` in front.
+  std::string json =
+      "{\"id\":" +
+      nlohmann::json(node->node_id + "-" + std::to_string(node->incarnation) +
+                     "-" + std::to_string(++next_id))
+          .dump() +
+      ",\"name\":\"" + name + "\"";
+  if (fields.size() > 2)
+    json += "," + fields.substr(1);
+  else
+    json += "}";
+  if (!queue.push(webhook_item{std::move(json), frames::now_ms()}))
+    dropped(1, "the queue is full");
+  pump();
+}
+
+void webhook_state::dropped(size_t n, const std::string& why) {
+  node->metrics.webhook_dropped += n;
+  // One line per burst, not one per event.
+  if (unlogged_drops == 0 || unlogged_drops + n >= 1000) {
+    log::warn("webhook: dropped {} event(s): {} ({} queued)",
+              unlogged_drops + n, why, queue.size());
+    unlogged_drops = 0;
+    return;
+  }
+  unlogged_drops += n;
+}
+
+void webhook_state::pump() {
+  if (posting || backing_off || queue.empty())
+    return;
+  if (queue.size() >= max_batch) {
+    post(); // a full batch goes at once (a pending flush finds it sent)
+    return;
+  }
+  if (!waiting) {
+    waiting = true;
+    self->delayed_send(self, batch_delay, caf::flush_atom_v);
+  }
+}
+
+void webhook_state::post() {
+  in_flight = queue.take(max_batch);
+  if (in_flight.empty())
+    return;
+  posting = true;
+  auto body = webhook_body(in_flight, frames::now_ms());
+  http_client::headers hdrs{
+      {"X-Wscluster-Signature", webhook_signature(secret, body)}};
+  auto id = ++attempt;
+  auto addr = self->address();
+  client->post(url, std::move(hdrs), std::move(body), post_timeout,
+               [addr, id](http_result r) {
+                 // The client's thread: hand the result to the actor.
+                 if (auto hdl = caf::actor_cast<caf::actor>(addr))
+                   caf::anon_send(hdl, atom::posted_v, id, r.ok,
+                                  std::move(r.error));
+               });
+}
+
+void webhook_state::posted(uint64_t id, bool ok, const std::string& error) {
+  if (id != attempt || !posting)
+    return;
+  posting = false;
+  if (ok) {
+    node->metrics.webhook_sent += in_flight.size();
+    if (failures > 0)
+      log::info("webhook: {} answers again after {} failed POST(s)", url.host,
+                failures);
+    failures = 0;
+    in_flight.clear();
+    if (!queue.empty())
+      post(); // they waited already
+    check_drain();
+    return;
+  }
+  ++failures;
+  auto n = in_flight.size();
+  auto lost =
+      queue.give_back(std::move(in_flight), frames::now_ms(), retry_window_ms);
+  in_flight.clear();
+  node->metrics.webhook_retried += n - lost;
+  if (failures == 1)
+    log::warn("webhook: POST to {} failed: {}; retrying", url.host, error);
+  if (lost > 0)
+    dropped(lost, "retried for " + std::to_string(retry_window_ms) +
+                      "ms, last error: " + error);
+  std::uniform_real_distribution<double> dist{0.0, 1.0};
+  auto delay = webhook_backoff(retry_base, failures, dist(rng));
+  backing_off = true;
+  self->delayed_send(self, delay, atom::tick_v);
+  check_drain();
+}
+
+void webhook_state::check_drain() {
+  if (drains.empty())
+    return;
+  auto now = frames::now_ms();
+  bool settled = now >= drain_started_ms + batch_delay.count() / 2;
+  if ((settled && queue.empty() && !posting) || now >= drain_deadline_ms) {
+    if (!queue.empty() || posting)
+      log::warn("webhook: stopping with {} event(s) not sent",
+                queue.size() + in_flight.size());
+    for (auto& rp : drains)
+      rp.deliver(atom::ok_v);
+    drains.clear();
+  }
+}
+
+webhook_actor::behavior_type
+webhook(webhook_actor::stateful_pointer<webhook_state> self,
+        node_context_ptr node, std::shared_ptr<http_client> client) {
+  auto& st = self->state;
+  st.self = self;
+  st.node = std::move(node);
+  st.client = std::move(client);
+  auto& opts = st.node->opts;
+  if (auto url = parse_http_url(opts.webhook_url))
+    st.url = std::move(*url);
+  st.secret = opts.webhook_secret;
+  st.events = opts.webhook_events;
+  st.retry_base = opts.webhook_retry_base;
+  st.retry_window_ms = opts.webhook_retry_window.count();
+  self->attach_functor([client = st.client](const caf::error&) {
+    client->stop(); // no callback runs once the actor is gone
+  });
+  return {
+      [self](register_event& ev) {
+        self->state.add("register", conn_fields(ev.who));
+      },
+      [self](logout_event& ev) {
+        self->state.add("logout", conn_fields(ev.who));
+      },
+      [self](presence_event& ev) {
+        if (ev.online)
+          self->state.add("online", nlohmann::json{{"uid", ev.uid}}.dump());
+        else
+          self->state.add("offline",
+                          nlohmann::json{{"uid", ev.uid},
+                                         {"reason", ev.reason.empty()
+                                                        ? std::string{"closed"}
+                                                        : ev.reason}}
+                              .dump());
+      },
+      [self](join_event& ev) {
+        self->state.add(
+            "join",
+            nlohmann::json{{"uid", ev.uid}, {"group", ev.group}}.dump());
+      },
+      [self](leave_event& ev) {
+        self->state.add(
+            "leave",
+            nlohmann::json{{"uid", ev.uid}, {"group", ev.group}}.dump());
+      },
+      [self](unread_event& ev) {
+        nlohmann::json fields{{"uid", ev.uid},
+                              {"msg_id", ev.msg_id},
+                              {"seq", ev.seq},
+                              {"from", nullptr}};
+        if (!ev.from.empty())
+          fields["from"] = ev.from;
+        if (!ev.group.empty())
+          fields["group"] = ev.group;
+        self->state.add("unread", fields.dump());
+      },
+      [self](caf::flush_atom) {
+        auto& st = self->state;
+        st.waiting = false;
+        if (!st.posting && !st.backing_off && !st.queue.empty())
+          st.post();
+        st.check_drain();
+      },
+      [self](atom::tick) {
+        auto& st = self->state;
+        st.backing_off = false;
+        if (!st.posting && !st.queue.empty())
+          st.post();
+        st.check_drain();
+      },
+      [self](atom::posted, uint64_t id, bool ok, std::string& error) {
+        self->state.posted(id, ok, error);
+      },
+      [self](atom::drain, uint32_t deadline_ms) -> caf::result<atom::ok> {
+        auto& st = self->state;
+        // Events the EVENT_BUS forwards may still be on their way (the stop
+        // sends them just before): look once the batch delay has passed.
+        deadline_ms = std::max<uint32_t>(
+            deadline_ms,
+            static_cast<uint32_t>(2 * webhook_state::batch_delay.count()));
+        st.drain_deadline_ms = frames::now_ms() + deadline_ms;
+        auto rp = self->make_response_promise<atom::ok>();
+        st.drains.push_back(rp);
+        st.drain_started_ms = frames::now_ms();
+        self->delayed_send(self, webhook_state::batch_delay, caf::flush_atom_v);
+        self->delayed_send(self, std::chrono::milliseconds{deadline_ms},
+                           caf::flush_atom_v);
+        return rp;
+      },
+  };
+}
+
+caf::expected<webhook_actor> spawn_webhook(caf::actor_system& sys,
+                                           const node_context_ptr& node) {
+  auto& opts = node->opts;
+  auto url = parse_http_url(opts.webhook_url);
+  if (!url)
+    return std::move(url.error());
+  if (!opts.webhook_ca.empty() && !url->tls)
+    log::warn("webhook-ca is set but webhook-url is not https");
+  if (opts.webhook_secret.empty())
+    log::warn("webhook-secret is empty: webhook signatures prove nothing");
+  auto client = http_client::make(opts.webhook_ca);
+  if (!client)
+    return std::move(client.error());
+  auto hdl = sys.spawn(webhook, node, std::move(*client));
+  caf::anon_send(node->events, atom::subscribe_v,
+                 webhook_mask(opts.webhook_events),
+                 caf::actor_cast<caf::actor>(hdl));
+  log::info("webhooks: {} events to {}://{}:{}{}", opts.webhook_events.size(),
+            url->tls ? "https" : "http", url->host, url->port, url->target);
+  return hdl;
+}
+
+// -- UNREAD -------------------------------------------------------------------
+
+void unread_state::arm() {
+  if (ticking || checking || queue.empty())
+    return;
+  ticking = true;
+  auto wait = std::max<int64_t>(queue.front().due_ms - frames::now_ms(), 10);
+  self->delayed_send(self, std::chrono::milliseconds{wait}, atom::tick_v);
+}
+
+void unread_state::sweep() {
+  auto now = frames::now_ms();
+  // One store request for every due copy (up to a cap): the merged watch,
+  // and for each of its copies the entry it came from.
+  unread_watch all;
+  std::vector<pending> due;
+  while (!queue.empty() && queue.front().due_ms <= now &&
+         all.uids.size() < max_per_check) {
+    auto& w = queue.front().watch;
+    all.uids.insert(all.uids.end(), w.uids.begin(), w.uids.end());
+    all.seqs.insert(all.seqs.end(), w.seqs.begin(), w.seqs.end());
+    copies -= w.uids.size();
+    due.push_back(std::move(queue.front()));
+    queue.pop_front();
+  }
+  if (due.empty())
+    return arm();
+  checking = true;
+  self->request(store, node->opts.request_timeout, atom::unread_v,
+                std::move(all))
+      .then(
+          [this, due](std::vector<bool>& unread) {
+            checking = false;
+            size_t k = 0;
+            for (auto& p : due)
+              for (size_t i = 0; i < p.watch.uids.size(); ++i, ++k)
+                if (k < unread.size() && unread[k])
+                  self->send(node->events,
+                             unread_event{p.watch.uids[i], p.watch.msg_id,
+                                          p.watch.seqs[i], p.watch.from,
+                                          p.watch.group});
+            if (!queue.empty() && queue.front().due_ms <= frames::now_ms())
+              sweep();
+            else
+              arm();
+          },
+          [this, n = due.size()](caf::error& err) {
+            checking = false;
+            log::warn("unread check of {} message(s) failed: {}", n,
+                      error_message(err));
+            arm();
+          });
+}
+
+unread_actor::behavior_type
+unread_checker(unread_actor::stateful_pointer<unread_state> self,
+               node_context_ptr node, state_store_actor store) {
+  auto& st = self->state;
+  st.self = self;
+  st.node = std::move(node);
+  st.store = std::move(store);
+  st.after_ms = st.node->opts.unread_after.count();
+  return {
+      [self](unread_watch& w) {
+        auto& st = self->state;
+        // Nobody listens (no UNREAD subscriber): no check.
+        if ((st.node->subscribed_events.load() & on_unread) == 0)
+          return;
+        if (st.copies + w.uids.size() > unread_state::max_pending) {
+          if (st.skipped++ % 10000 == 0)
+            log::warn("unread: {} copies waiting, not checking more",
+                      st.copies);
+          return;
+        }
+        st.copies += w.uids.size();
+        st.queue.push_back(unread_state::pending{frames::now_ms() + st.after_ms,
+                                                 std::move(w)});
+        st.arm();
+      },
+      [self](atom::tick) {
+        auto& st = self->state;
+        st.ticking = false;
+        if (!st.checking)
+          st.sweep();
+      },
+  };
+}
+
+} // namespace wsc

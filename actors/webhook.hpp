@@ -1,0 +1,210 @@
+#pragma once
+
+// -- WEBHOOK and UNREAD: node events for the application's backend ------------
+//
+// The WEBHOOK is an event actor like any other: subscribed to the EVENT_BUS
+// for the events of `webhook-events`, it queues them (bounded by count and
+// bytes), POSTs them in batches (at most `max_batch` events, or after
+// `batch_delay`) with an HMAC-SHA256 signature, and retries a failed batch
+// with jittered exponential back-off until its events are older than
+// `webhook-retry-window`. HTTP runs on the http_client's own thread: the
+// WEBHOOK never blocks a scheduler thread, and a slow backend only grows its
+// queue. Each event is fired by exactly one node (README "Webhooks"), so the
+// backend gets each once, plus repeats after failed POSTs (same `id`).
+//
+// The UNREAD checker keeps the durable copies this node stored, in due
+// order, and sweeps the due ones with one timer and one store request.
+
+#include "actors/actors.hpp"
+#include "actors/node_context.hpp"
+#include "net/http_client.hpp"
+
+#include <caf/expected.hpp>
+#include <caf/fwd.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wsc {
+
+// -- pure parts (unit-tested) -------------------------------------------------
+
+/// One event on its way to the backend: its JSON object (with `id` and
+/// `name`) and when it was queued.
+struct webhook_item {
+  std::string json;
+  int64_t since_ms = 0;
+};
+
+/// Events waiting for a POST, bounded by count and bytes.
+class webhook_queue {
+public:
+  webhook_queue(size_t max_events, size_t max_bytes)
+      : max_events_(max_events), max_bytes_(max_bytes) {
+    // nop
+  }
+
+  /// Queues an event; false (and nothing queued) when the queue is full.
+  bool push(webhook_item item);
+
+  /// Takes the oldest `n` events (fewer if fewer are queued).
+  std::vector<webhook_item> take(size_t n);
+
+  /// Puts back a batch whose POST failed at `now_ms`, in front of what came
+  /// since; events queued more than `window_ms` before `now_ms` are dropped
+  /// instead. Returns how many were dropped.
+  size_t give_back(std::vector<webhook_item> batch, int64_t now_ms,
+                   int64_t window_ms);
+
+  size_t size() const { return items_.size(); }
+
+  size_t bytes() const { return bytes_; }
+
+  bool empty() const { return items_.empty(); }
+
+private:
+  size_t max_events_;
+  size_t max_bytes_;
+  size_t bytes_ = 0;
+  std::deque<webhook_item> items_;
+};
+
+/// The body of a POST: `{"time_ms":T,"events":[...]}`.
+std::string webhook_body(const std::vector<webhook_item>& batch,
+                         int64_t time_ms);
+
+/// The `X-Wscluster-Signature` value: `sha256=<hex HMAC-SHA256 of body>`.
+std::string webhook_signature(std::string_view secret, std::string_view body);
+
+/// The wait before attempt `failures` + 1 after `failures` (>= 1) failed
+/// POSTs: base * 2^(failures - 1), at most `cap`, scaled into [1/2, 1] by
+/// `jitter` (in [0, 1]).
+std::chrono::milliseconds
+webhook_backoff(std::chrono::milliseconds base, uint32_t failures,
+                double jitter,
+                std::chrono::milliseconds cap = std::chrono::seconds(10));
+
+/// The event_mask bits to subscribe to for `webhook-events` names.
+uint32_t webhook_mask(const std::vector<std::string>& names);
+
+// -- WEBHOOK ------------------------------------------------------------------
+
+/// The state of the WEBHOOK actor.
+struct webhook_state {
+  static inline const char* name = "webhook";
+
+  /// Most events per POST, and how long the first event of a batch waits
+  /// for more.
+  static constexpr size_t max_batch = 100;
+  static constexpr std::chrono::milliseconds batch_delay{100};
+  /// Deadline of one POST (connect, TLS, write and read).
+  static constexpr std::chrono::milliseconds post_timeout{10'000};
+
+  node_context_ptr node;
+  std::shared_ptr<http_client> client;
+  http_url url;
+  std::string secret;
+  std::vector<std::string> events;
+  std::chrono::milliseconds retry_base{500};
+  int64_t retry_window_ms = 60'000;
+  webhook_queue queue{100'000, 64u << 20};
+  /// The batch being POSTed (or waiting for its retry).
+  std::vector<webhook_item> in_flight;
+  /// Tells the answer of the current POST from stale ones.
+  uint64_t attempt = 0;
+  /// Failed POSTs in a row.
+  uint32_t failures = 0;
+  bool posting = false;
+  /// The batch delay's flush is scheduled.
+  bool waiting = false;
+  /// Waiting for the end of a back-off (a `tick`).
+  bool backing_off = false;
+  uint64_t next_id = 0;
+  /// Drops since the last log line about them.
+  uint64_t unlogged_drops = 0;
+  std::mt19937_64 rng{std::random_device{}()};
+  /// Graceful stop: answered once the queue is empty or at the deadline.
+  std::vector<caf::typed_response_promise<atom::ok>> drains;
+  int64_t drain_deadline_ms = 0;
+  int64_t drain_started_ms = 0;
+
+  webhook_actor::stateful_pointer<webhook_state> self = nullptr;
+
+  /// Queues an event named `name` with the fields of `fields` (a JSON
+  /// object's members, written after `id` and `name`).
+  void add(const char* name, std::string fields);
+
+  /// POSTs the next batch, or schedules it.
+  void pump();
+
+  /// Sends one batch.
+  void post();
+
+  /// The answer of a POST.
+  void posted(uint64_t id, bool ok, const std::string& error);
+
+  /// Answers pending drains if the queue is empty or the deadline passed.
+  void check_drain();
+
+  /// Counts and logs dropped events.
+  void dropped(size_t n, const std::string& why);
+};
+
+/// Spawn arguments: the node and its HTTP client.
+webhook_actor::behavior_type
+webhook(webhook_actor::stateful_pointer<webhook_state> self,
+        node_context_ptr node, std::shared_ptr<http_client> client);
+
+/// Checks the webhook options, starts the HTTP client, spawns the WEBHOOK
+/// and subscribes it to the node's EVENT_BUS.
+caf::expected<webhook_actor> spawn_webhook(caf::actor_system& sys,
+                                           const node_context_ptr& node);
+
+// -- UNREAD -------------------------------------------------------------------
+
+/// The state of the UNREAD checker.
+struct unread_state {
+  static inline const char* name = "unread";
+
+  /// Most copies waiting for their check; more are not checked (logged).
+  static constexpr size_t max_pending = 1'000'000;
+  /// Most copies per store request.
+  static constexpr size_t max_per_check = 1000;
+
+  struct pending {
+    int64_t due_ms = 0;
+    unread_watch watch;
+  };
+
+  node_context_ptr node;
+  state_store_actor store;
+  int64_t after_ms = 30'000;
+  /// Ordered by due time (every copy waits the same `unread-after`).
+  std::deque<pending> queue;
+  size_t copies = 0;
+  bool ticking = false;
+  bool checking = false;
+  uint64_t skipped = 0;
+
+  unread_actor::stateful_pointer<unread_state> self = nullptr;
+
+  /// Arms the one timer for the first due entry.
+  void arm();
+
+  /// Checks the due copies in one store request.
+  void sweep();
+};
+
+/// Spawn arguments: the node and the state store holding the cursors.
+unread_actor::behavior_type
+unread_checker(unread_actor::stateful_pointer<unread_state> self,
+               node_context_ptr node, state_store_actor store);
+
+} // namespace wsc

@@ -1,0 +1,322 @@
+"""Webhooks and the unread hook (issue 16): a small HTTP(S) receiver in the
+test gets the events of real nodes.
+
+Every node of a cluster fires each event once (the node whose store
+operation flipped the state); the receiver drops repeats of an event `id`
+(retries after a failed POST), as a backend should, and counts transitions.
+"""
+
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import ssl
+import subprocess
+import threading
+import time
+import unittest
+
+from harness import HarnessMixin, wait_until
+
+SECRET = "webhook-test-secret"
+HEARTBEAT_MS = 500
+NODE_TIMEOUT_MS = 2000
+
+
+class Receiver:
+    """An HTTP(S) server on 127.0.0.1 that records webhook POSTs.
+
+    ``status`` (a callable) picks each answer's HTTP status; every POST is
+    kept with its body, signature check and the time it came."""
+
+    def __init__(self, certfile=None, keyfile=None):
+        self.lock = threading.Lock()
+        self.posts = []  # (time, status answered, body dict, signature ok)
+        self.status = lambda: 200
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", "0"))
+                raw = self.rfile.read(length)
+                expected = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+                signed = hmac.compare_digest(self.headers.get("X-Wscluster-Signature", ""), expected)
+                status = receiver.status()
+                with receiver.lock:
+                    receiver.posts.append((time.time(), status, json.loads(raw), signed))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if certfile:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(certfile, keyfile)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, scheme="http", host="127.0.0.1"):
+        return "%s://%s:%d/hooks/wscluster" % (scheme, host, self.port)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def accepted(self):
+        """Events of 2xx POSTs, each id once, in arrival order."""
+        seen, result = set(), []
+        with self.lock:
+            for _, status, body, _ in self.posts:
+                if status // 100 != 2:
+                    continue
+                for ev in body["events"]:
+                    if ev["id"] not in seen:
+                        seen.add(ev["id"])
+                        result.append(ev)
+        return result
+
+    def named(self, name, **fields):
+        return [e for e in self.accepted()
+                if e["name"] == name and all(e.get(k) == v for k, v in fields.items())]
+
+    def wait(self, name, timeout=10, count=1, **fields):
+        wait_until(lambda: len(self.named(name, **fields)) >= count, timeout,
+                   what="%d %s event(s) %r" % (count, name, fields))
+        return self.named(name, **fields)
+
+    def all_signed(self):
+        with self.lock:
+            return all(signed for _, _, _, signed in self.posts) and len(self.posts) > 0
+
+
+class WebhookBase(HarnessMixin, unittest.TestCase):
+    def receiver(self, **kwargs):
+        r = Receiver(**kwargs)
+        self.addCleanup(r.stop)
+        return r
+
+    def hook_options(self, receiver, events, **extra):
+        opts = {
+            "webhook-url": receiver.url(),
+            "webhook-secret": SECRET,
+            "webhook-events": events,
+        }
+        opts.update(extra)
+        return opts
+
+
+class ClusterWebhookTest(WebhookBase):
+    def test_presence_connections_groups_and_node_lost_on_three_nodes(self):
+        rec = self.receiver()
+        redis = self.start_redis()
+        nodes = []
+        for i in range(3):
+            opts = self.hook_options(rec, "online,offline,register,logout,join,leave",
+                                     **{"node-id": "n%d" % (i + 1), "state": "redis",
+                                        "redis": redis.url, "heartbeat": "%dms" % HEARTBEAT_MS,
+                                        "node-timeout": "%dms" % NODE_TIMEOUT_MS})
+            nodes.append(self.start_node(opts, name="n%d" % (i + 1)))
+        n1, n2, n3 = nodes
+        wait_until(lambda: len(n1.http("GET", "/api/nodes")[2]) == 3, 10, what="3 nodes")
+
+        # Two connections of alice on two nodes: one online, two registers.
+        a1 = n1.ws("alice")
+        rec.wait("online", uid="alice")
+        a2 = n2.ws("alice")
+        regs = rec.wait("register", count=2, uid="alice")
+        self.assertEqual({(e["conn"], e["node"]) for e in regs},
+                         {(a1.welcome["conn"], "n1"), (a2.welcome["conn"], "n2")})
+        status, _, stats = n3.http("GET", "/api/stats")
+        self.assertEqual(status, 200)
+        self.assertEqual(stats, {"nodes": 3, "connections": stats["connections"], "users": 1})
+
+        # Join and leave, sent by the node that handled them.
+        a2.send_json({"type": "join", "id": 1, "group": "team"})
+        self.assertEqual(a2.recv_json()["type"], "ack")
+        a2.send_json({"type": "leave", "id": 2, "group": "team"})
+        self.assertEqual(a2.recv_json()["type"], "ack")
+        rec.wait("join", uid="alice", group="team")
+        rec.wait("leave", uid="alice", group="team")
+
+        # Last connection gone: one offline (closed), after two logouts.
+        a1.close()
+        rec.wait("logout", uid="alice", conn=a1.welcome["conn"])
+        time.sleep(0.3)
+        self.assertEqual(rec.named("offline", uid="alice"), [])
+        a2.close()
+        off = rec.wait("offline", uid="alice")
+        self.assertEqual(off[0]["reason"], "closed")
+
+        # A node dies with the only connections of carol and dave.
+        carol = n3.ws("carol")
+        dave = n3.ws("dave")
+        rec.wait("online", uid="dave")
+        wait_until(lambda: n1.http("GET", "/api/stats")[2]["users"] == 2, 5, what="2 users")
+        killed = time.time()
+        n3.kill()
+        for uid in ("carol", "dave"):
+            ev = rec.wait("offline", timeout=NODE_TIMEOUT_MS / 1000 + 4, uid=uid)
+            self.assertEqual(ev[0]["reason"], "node_lost")
+        arrived = max(t for t, _, body, _ in rec.posts
+                      for e in body["events"] if e["name"] == "offline" and e["uid"] == "dave")
+        self.assertLess(arrived - killed, NODE_TIMEOUT_MS / 1000 + 2 + 0.5)
+        del carol, dave
+        wait_until(lambda: n1.http("GET", "/api/stats")[2] == {"nodes": 2, "connections": 0,
+                                                               "users": 0},
+                   5, what="stats after the kill")
+
+        # Exactly once per transition, every POST signed.
+        time.sleep(0.5)
+        for uid, n in (("alice", 1), ("carol", 1), ("dave", 1)):
+            self.assertEqual(len(rec.named("online", uid=uid)), n, uid)
+            self.assertEqual(len(rec.named("offline", uid=uid)), n, uid)
+        self.assertTrue(rec.all_signed())
+        for ev in rec.accepted():
+            self.assertIsInstance(ev["id"], str)
+        self.assertEqual(n1.metric("wscluster_webhook_events_total", 'result="dropped"'), 0)
+
+
+class RetryTest(WebhookBase):
+    def test_backend_failing_for_20s_loses_nothing(self):
+        rec = self.receiver()
+        until = time.time() + 20
+        rec.status = lambda: 500 if time.time() < until else 200
+        node = self.start_node(self.hook_options(rec, "online,offline,register,logout",
+                                                 **{"webhook-retry-base": "100ms"}))
+        clients = [node.ws("u%d" % i) for i in range(5)]
+        for c in clients:
+            c.close()
+        wait_until(lambda: len(rec.named("offline")) == 5, 40, what="every event after the outage")
+        self.assertEqual(len(rec.named("online")), 5)
+        self.assertEqual(len(rec.named("register")), 5)
+        self.assertEqual(len(rec.named("logout")), 5)
+        self.assertGreater(len([p for p in rec.posts if p[1] == 500]), 3)
+        self.assertGreater(node.metric("wscluster_webhook_events_total", 'result="retried"'), 0)
+        self.assertEqual(node.metric("wscluster_webhook_events_total", 'result="dropped"'), 0)
+        self.assertEqual(node.metric("wscluster_webhook_events_total", 'result="sent"'), 20)
+        self.assertTrue(rec.all_signed())
+
+    def test_backend_down_longer_than_the_retry_window_drops_with_metric_and_log(self):
+        rec = self.receiver()
+        rec.status = lambda: 503
+        node = self.start_node(self.hook_options(
+            rec, "online,offline",
+            **{"webhook-retry-base": "100ms", "webhook-retry-window": "1500ms"}))
+        c = node.ws("zed")
+        c.close()
+        wait_until(lambda: node.metric("wscluster_webhook_events_total", 'result="dropped"') == 2,
+                   10, what="both events dropped")
+        self.assertIn("webhook: dropped", node.log_text())
+        rec.status = lambda: 200
+        node.ws("zoe")
+        rec.wait("online", uid="zoe")
+        self.assertEqual(rec.named("online", uid="zed"), [])
+
+
+class GracefulStopTest(WebhookBase):
+    def test_a_stopping_node_sends_the_offline_events_of_its_clients(self):
+        rec = self.receiver()
+        node = self.start_node(self.hook_options(rec, "online,offline",
+                                                 **{"drain-period": "200ms"}))
+        node.ws("sam")
+        node.ws("sue")
+        rec.wait("online", count=2)
+        node.stop()
+        self.assertEqual(node.returncode, 0)
+        self.assertEqual(sorted((e["uid"], e["reason"]) for e in rec.named("offline")),
+                         [("sam", "closed"), ("sue", "closed")])
+
+
+class UnreadTest(WebhookBase):
+    def test_unread_once_none_when_read_none_when_one_device_reads(self):
+        rec = self.receiver()
+        redis = self.start_redis()
+        node = self.start_node(self.hook_options(
+            rec, "unread", **{"unread-after": "1s", "state": "redis", "redis": redis.url}))
+
+        def send(to, text):
+            status, _, body = node.api_send([to], {"text": text}, wait_ms=2000)
+            self.assertEqual(status, 200, body)
+
+        def devices(uid, names):
+            """Connects each device and confirms seq 1 (a device counts once
+            it has a cursor)."""
+            send(uid, "hello")
+            result = []
+            for name in names:
+                c = node.ws(uid, query={"device": name})
+                msg = c.wait_for(lambda f: f.get("type") == "message", 5)
+                c.send_json({"type": "read", "id": "r", "seq": msg["seq"]})
+                self.assertEqual(c.recv_json()["type"], "ack")
+                result.append(c)
+            return result
+
+        # Only device offline: one unread, with the message's msg_id and seq.
+        (phone,) = devices("olly", ["phone"])
+        phone.close()
+        send("olly", "are you there?")
+        ev = rec.wait("unread", timeout=5, uid="olly")
+        self.assertEqual(ev[0]["seq"], 2)
+        self.assertIsNone(ev[0]["from"])
+        self.assertTrue(ev[0]["msg_id"])
+        self.assertNotIn("group", ev[0])
+
+        # Read in time: none.
+        (laptop,) = devices("rita", ["laptop"])
+        send("rita", "read me")
+        msg = laptop.wait_for(lambda f: f.get("type") == "message" and f.get("seq") == 2, 5)
+        laptop.send_json({"type": "read", "id": "r2", "seq": msg["seq"]})
+
+        # Two devices, one reads: none.
+        d1, d2 = devices("tess", ["d1", "d2"])
+        send("tess", "one of you")
+        msg = d2.wait_for(lambda f: f.get("type") == "message" and f.get("seq") == 2, 5)
+        d2.send_json({"type": "read", "id": "r3", "seq": msg["seq"]})
+
+        # No device at all (never read): none.
+        send("nina", "nobody reads")
+        time.sleep(2.5)
+        self.assertEqual(len(rec.named("unread", uid="olly")), 1)
+        for uid in ("rita", "tess", "nina"):
+            self.assertEqual(rec.named("unread", uid=uid), [], uid)
+
+
+class HttpsTest(WebhookBase):
+    def make_cert(self):
+        folder = self.make_tempdir()
+        cert, key = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                       check=True, capture_output=True)
+        return cert, key
+
+    def test_https_with_a_self_signed_ca_and_refused_without_it(self):
+        cert, key = self.make_cert()
+        rec = self.receiver(certfile=cert, keyfile=key)
+        opts = self.hook_options(rec, "online", **{"webhook-ca": cert})
+        opts["webhook-url"] = rec.url("https", "localhost")
+        node = self.start_node(opts)
+        node.ws("tls-user")
+        rec.wait("online", uid="tls-user")
+        self.assertTrue(rec.all_signed())
+
+        # Without the CA the certificate is not trusted: nothing arrives.
+        rec2 = self.receiver(certfile=cert, keyfile=key)
+        opts2 = self.hook_options(rec2, "online", **{"webhook-retry-window": "2s"})
+        opts2["webhook-url"] = rec2.url("https", "127.0.0.1")
+        other = self.start_node(opts2)
+        other.ws("untrusted")
+        wait_until(lambda: "webhook: POST" in other.log_text(), 5, what="a failed POST logged")
+        self.assertIn("handshake", other.log_text())
+        self.assertEqual(rec2.accepted(), [])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,215 @@
+#define CAF_SUITE idempotency
+
+// Idempotent sends (`idem`) in the memory store and through the built-ins,
+// and the token refresh moving a connection's expiry timer (issue 16).
+
+#include "actors/builtins.hpp"
+#include "actors/connection.hpp"
+#include "actors/event_bus.hpp"
+#include "actors/frames.hpp"
+#include "actors/registry.hpp"
+#include "adapters/memory_store.hpp"
+#include "fixture.hpp"
+#include "middleware/jwt.hpp"
+
+#include <caf/test/dsl.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <thread>
+
+using namespace wsc;
+using json = nlohmann::json;
+
+namespace {
+
+delivery make(std::string from, std::string idem, std::string msg_id) {
+  auto d = frames::make_delivery(delivery_kind::message, std::move(from),
+                                 "\"x\"", true);
+  d.uids = {"bob"};
+  d.idem = std::move(idem);
+  d.msg_id = std::move(msg_id);
+  return d;
+}
+
+} // namespace
+
+CAF_TEST(read_idem accepts 1 to 64 bytes of UTF - 8 only) {
+  std::string idem;
+  CAF_CHECK(!read_idem(json{{"type", "send"}}, idem));
+  CAF_CHECK(idem.empty());
+  CAF_CHECK(!read_idem(json{{"idem", "k-1"}}, idem));
+  CAF_CHECK_EQUAL(idem, "k-1");
+  CAF_CHECK(!read_idem(json{{"idem", std::string(64, 'a')}}, idem));
+  for (auto bad : {json(""), json(std::string(65, 'a')), json(7), json(nullptr),
+                   json::array({"a"}), json(std::string{"\xc3\x28"}),
+                   json(std::string{"\xff"})}) {
+    std::string out;
+    auto err = read_idem(json{{"idem", bad}}, out);
+    CAF_CHECK_EQUAL(to_ec(err), ec::bad_frame);
+    CAF_CHECK(out.empty());
+  }
+}
+
+CAF_TEST(the memory store dedupes per sender within the window) {
+  memory_store_state st;
+  st.cfg.idempotency_window_ms = 60'000;
+  auto first = st.append(make("alice", "k", "m1"), {"bob"});
+  CAF_REQUIRE(first);
+  CAF_CHECK(first->duplicate_of.empty());
+  CAF_CHECK_EQUAL(first->offline_seqs, std::vector<uint64_t>{1});
+  // The same sender and idem: the first msg_id, nothing stored or routed.
+  auto again = st.append(make("alice", "k", "m2"), {"bob"});
+  CAF_REQUIRE(again);
+  CAF_CHECK_EQUAL(again->duplicate_of, "m1");
+  CAF_CHECK(again->offline.empty() && again->nodes.empty());
+  CAF_CHECK_EQUAL(st.inboxes.at("bob").messages.size(), 1u);
+  // Another sender (the API's is empty), another idem, and keys that would
+  // collide without the length prefix are new messages.
+  for (auto [from, idem] :
+       {std::pair{"carol", "k"}, std::pair{"", "k"}, std::pair{"alice", "k2"},
+        std::pair{"a:b", "c"}, std::pair{"a", "b:c"}}) {
+    auto other =
+        st.append(make(from, idem, std::string{"n-"} + from + idem), {"bob"});
+    CAF_REQUIRE(other);
+    CAF_CHECK(other->duplicate_of.empty());
+  }
+  CAF_CHECK_EQUAL(st.inboxes.at("bob").messages.size(), 6u);
+  // Without idem nothing is remembered.
+  CAF_CHECK(st.append(make("alice", "", "m3"), {"bob"})->duplicate_of.empty());
+  CAF_CHECK(st.append(make("alice", "", "m4"), {"bob"})->duplicate_of.empty());
+}
+
+CAF_TEST(the memory store forgets an idem after the window) {
+  memory_store_state st;
+  st.cfg.idempotency_window_ms = 1;
+  CAF_CHECK(st.append(make("alice", "k", "m1"), {"bob"})->duplicate_of.empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  CAF_CHECK(st.append(make("alice", "k", "m2"), {"bob"})->duplicate_of.empty());
+  CAF_CHECK_EQUAL(st.idems.size(), 1u);
+  st.cfg.idempotency_window_ms = 0; // off
+  CAF_CHECK(st.append(make("alice", "k", "m3"), {"bob"})->duplicate_of.empty());
+}
+
+namespace {
+
+struct fixture : test::node_fixture {
+  fixture() {
+    store = track(sys.spawn(memory_store, size_t{1000}, int64_t{3600000}));
+    ctx->events = sys.spawn(event_bus, ctx);
+    ctx->registry = sys.spawn(registry, ctx, store);
+    handler = track(sys.spawn(builtins, ctx));
+    ctx->builtins = handler;
+    for (auto& type : builtin_frame_types())
+      ctx->behaviours.add(type, handler);
+    run();
+  }
+
+  struct client {
+    connection_actor handle;
+    std::shared_ptr<test::recording_sink> sink;
+
+    std::vector<json> received() {
+      std::vector<json> result;
+      for (auto& text : sink->take())
+        result.push_back(json::parse(text));
+      return result;
+    }
+  };
+
+  client open(const std::string& uid, int64_t exp_s = 0) {
+    auto sink = std::make_shared<test::recording_sink>();
+    open_context opening{
+        conn_ref{ctx->node_id, ctx->next_conn_id(), uid, {}}, {}, {}};
+    if (exp_s > 0)
+      opening.attributes["jwt.exp"] = std::to_string(exp_s);
+    auto hdl = track(sys.spawn(connection, ctx, sink, opening));
+    // run() would fire the expiry timer at once: messages only.
+    jobs_only();
+    client result{hdl, sink};
+    CAF_CHECK_EQUAL(result.received().size(), 1u); // welcome
+    return result;
+  }
+
+  void say(const client& c, const json& frame) {
+    caf::anon_send(c.handle, atom::frame_v, frame.dump());
+    run();
+  }
+
+  /// Runs the queued jobs without firing any timer (run() and sched.run()
+  /// trigger every pending timeout).
+  void jobs_only() {
+    while (sched.try_run_once())
+      ; // nop
+  }
+
+  static int64_t now_s() { return frames::now_ms() / 1000; }
+
+  state_store_actor store;
+  behaviour_actor handler;
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(idempotency_tests, fixture)
+
+CAF_TEST(a repeated idem is acked with the same msg_id and delivered once) {
+  auto alice = open("alice");
+  auto bob = open("bob");
+  json send{
+      {"type", "send"}, {"id", 1}, {"to", "bob"}, {"data", 1}, {"idem", "k"}};
+  say(alice, send);
+  auto first = alice.received();
+  CAF_REQUIRE_EQUAL(first.size(), 1u);
+  CAF_CHECK_EQUAL(first[0]["type"], "ack");
+  auto msg_id = first[0]["msg_id"];
+  CAF_CHECK(msg_id.is_string());
+  send["id"] = 2;
+  say(alice, send);
+  auto again = alice.received();
+  CAF_REQUIRE_EQUAL(again.size(), 1u);
+  CAF_CHECK_EQUAL(again[0],
+                  (json{{"type", "ack"}, {"id", 2}, {"msg_id", msg_id}}));
+  auto got = bob.received();
+  CAF_REQUIRE_EQUAL(got.size(), 1u);
+  CAF_CHECK_EQUAL(got[0]["msg_id"], msg_id);
+}
+
+CAF_TEST(a refresh moves the expiry and only the latest timer closes) {
+  // The expiry is armed from the wall clock; the test clock fires it.
+  // jobs_only() handles messages only; advance_time() fires what is due.
+  auto alice = open("alice", now_s() + 2);
+  caf::anon_send(alice.handle, atom::refresh_v, now_s() + 60);
+  jobs_only();
+  sched.advance_time(std::chrono::seconds(5));
+  jobs_only();
+  CAF_CHECK_EQUAL(alice.sink->close_code, 0u);
+  // An earlier exp closes at that time, even though older timers exist.
+  caf::anon_send(alice.handle, atom::refresh_v, now_s() + 10);
+  jobs_only();
+  sched.advance_time(std::chrono::seconds(8));
+  jobs_only();
+  CAF_CHECK_EQUAL(alice.sink->close_code, 0u);
+  sched.advance_time(std::chrono::seconds(5));
+  jobs_only();
+  CAF_CHECK_EQUAL(alice.sink->close_code, 4003u);
+  // Without a refresh the first timer closes (the control case).
+  auto bob = open("bob", now_s() + 2);
+  sched.advance_time(std::chrono::seconds(3));
+  jobs_only();
+  CAF_CHECK_EQUAL(bob.sink->close_code, 4003u);
+}
+
+CAF_TEST(a refresh without auth jwt is forbidden) {
+  auto alice = open("alice");
+  say(alice, json{{"type", "refresh"},
+                  {"id", 1},
+                  {"token",
+                   sign_jwt(R"({"sub":"alice","exp":9999999999})", "secret")}});
+  auto got = alice.received();
+  CAF_REQUIRE_EQUAL(got.size(), 1u);
+  CAF_CHECK_EQUAL(got[0]["code"], "forbidden");
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()

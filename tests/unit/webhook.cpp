@@ -1,0 +1,232 @@
+#define CAF_SUITE webhook
+
+// The WEBHOOK's pure parts (queue, body, signature, back-off) and the actor
+// with a fake HTTP client: batching, retry, drop after the retry window.
+// The UNREAD check of the memory store.
+
+#include "actors/webhook.hpp"
+
+#include "adapters/memory_store.hpp"
+#include "fixture.hpp"
+
+#include <caf/test/dsl.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <mutex>
+
+using namespace wsc;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+namespace {
+
+/// Records POSTs; the test answers them.
+class fake_client : public http_client {
+public:
+  struct call {
+    std::string body;
+    headers hdrs;
+    callback done;
+  };
+
+  void post(const http_url&, headers hdrs, std::string body,
+            std::chrono::milliseconds, callback done) override {
+    std::lock_guard<std::mutex> guard{mtx};
+    calls.push_back(call{std::move(body), std::move(hdrs), std::move(done)});
+  }
+
+  void stop() override {
+    // nop
+  }
+
+  std::vector<call> take() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return std::move(calls);
+  }
+
+  std::mutex mtx;
+  std::vector<call> calls;
+};
+
+webhook_item item(int n, int64_t since = 0) {
+  return webhook_item{"{\"id\":\"" + std::to_string(n) + "\"}", since};
+}
+
+struct fixture : test::node_fixture {
+  fixture() {
+    ctx->opts.webhook_url = "http://127.0.0.1:9/hook";
+    ctx->opts.webhook_secret = "Jefe";
+    ctx->opts.webhook_events = {"online", "offline", "register"};
+    ctx->opts.webhook_retry_base = options::duration{100};
+    ctx->opts.webhook_retry_window = options::duration{60'000};
+    client = std::make_shared<fake_client>();
+    hook = track(sys.spawn(webhook, ctx, client));
+    run();
+  }
+
+  /// Answers every recorded POST with `ok`; returns their bodies.
+  std::vector<json> answer(bool ok) {
+    std::vector<json> bodies;
+    for (auto& c : client->take()) {
+      bodies.push_back(json::parse(c.body));
+      CAF_CHECK_EQUAL(c.hdrs.at(0).first, "X-Wscluster-Signature");
+      CAF_CHECK_EQUAL(c.hdrs.at(0).second, webhook_signature("Jefe", c.body));
+      c.done(http_result{ok, ok ? 200u : 500u, ok ? "" : "HTTP 500"});
+    }
+    run_pending();
+    return bodies;
+  }
+
+  void run_pending() {
+    while (sched.try_run_once())
+      ; // no timers
+  }
+
+  void online(const std::string& uid) {
+    caf::anon_send(hook, presence_event{uid, true, ""});
+    run_pending();
+  }
+
+  std::shared_ptr<fake_client> client;
+  webhook_actor hook;
+};
+
+} // namespace
+
+CAF_TEST(the signature is the hex HMAC_SHA256 of the body) {
+  // RFC 4231, test case 2.
+  CAF_CHECK_EQUAL(webhook_signature("Jefe", "what do ya want for nothing?"),
+                  "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839d"
+                  "ec58b964ec3843");
+}
+
+CAF_TEST(the body lists the events after time_ms) {
+  CAF_CHECK_EQUAL(webhook_body({item(1), item(2)}, 42),
+                  R"({"time_ms":42,"events":[{"id":"1"},{"id":"2"}]})");
+  CAF_CHECK_EQUAL(webhook_body({}, 7), R"({"time_ms":7,"events":[]})");
+}
+
+CAF_TEST(backoff doubles up to the cap and is jittered into half to full) {
+  CAF_CHECK_EQUAL(webhook_backoff(500ms, 1, 1.0), 500ms);
+  CAF_CHECK_EQUAL(webhook_backoff(500ms, 2, 1.0), 1000ms);
+  CAF_CHECK_EQUAL(webhook_backoff(500ms, 3, 0.0), 1000ms);
+  CAF_CHECK_EQUAL(webhook_backoff(500ms, 30, 1.0), 10000ms);
+  CAF_CHECK_EQUAL(webhook_backoff(500ms, 1000, 0.5), 7500ms);
+  // The default retries a failing backend for longer than 60 s: the sum of
+  // the shortest waits before the 12th attempt.
+  std::chrono::milliseconds total{0};
+  for (uint32_t i = 1; i <= 12; ++i)
+    total += webhook_backoff(500ms, i, 0.0);
+  CAF_CHECK_GREATER(total, 40s);
+}
+
+CAF_TEST(the queue is bounded by count and bytes and keeps order on retry) {
+  webhook_queue q{3, 1000};
+  CAF_CHECK(q.push(item(1, 0)));
+  CAF_CHECK(q.push(item(2, 50)));
+  CAF_CHECK(q.push(item(3, 100)));
+  CAF_CHECK(!q.push(item(4)));
+  auto batch = q.take(2);
+  CAF_REQUIRE_EQUAL(batch.size(), 2u);
+  CAF_CHECK(q.push(item(5, 100)));
+  // Failed at 100 with a window of 60: item 1 (age 100) is dropped.
+  CAF_CHECK_EQUAL(q.give_back(std::move(batch), 100, 60), 1u);
+  auto rest = q.take(10);
+  CAF_REQUIRE_EQUAL(rest.size(), 3u);
+  CAF_CHECK_EQUAL(rest[0].json, item(2).json);
+  CAF_CHECK_EQUAL(rest[1].json, item(3).json);
+  CAF_CHECK_EQUAL(rest[2].json, item(5).json);
+  CAF_CHECK_EQUAL(q.bytes(), 0u);
+  webhook_queue small{100, 15}; // one event of 10 bytes fits, two do not
+  CAF_CHECK(small.push(item(1)));
+  CAF_CHECK(!small.push(item(2)));
+}
+
+CAF_TEST(event names map to event bits) {
+  CAF_CHECK_EQUAL(webhook_mask({"online"}), uint32_t{on_presence});
+  CAF_CHECK_EQUAL(webhook_mask({"offline", "unread", "join"}),
+                  uint32_t{on_presence | on_unread | on_join});
+}
+
+CAF_TEST_FIXTURE_SCOPE(webhook_actor_tests, fixture)
+
+CAF_TEST(a full batch goes out at once and the next waits for the answer) {
+  for (int i = 0; i < 150; ++i)
+    online("u" + std::to_string(i));
+  auto calls = client->take();
+  CAF_REQUIRE_EQUAL(calls.size(), 1u);
+  auto body = json::parse(calls[0].body);
+  CAF_CHECK_EQUAL(body["events"].size(), 100u);
+  CAF_CHECK_EQUAL(body["events"][0]["name"], "online");
+  CAF_CHECK_EQUAL(body["events"][0]["uid"], "u0");
+  CAF_CHECK(body["events"][0]["id"].is_string());
+  calls[0].done(http_result{true, 200, ""});
+  run_pending();
+  // The other 50 waited already: sent right after the answer.
+  auto next = answer(true);
+  CAF_REQUIRE_EQUAL(next.size(), 1u);
+  CAF_CHECK_EQUAL(next[0]["events"].size(), 50u);
+  CAF_CHECK_EQUAL(next[0]["events"][49]["uid"], "u149");
+  CAF_CHECK_EQUAL(ctx->metrics.webhook_sent.load(), 150u);
+}
+
+CAF_TEST(a small batch waits for the batch delay) {
+  online("a");
+  caf::anon_send(hook, presence_event{"a", false, "node_lost"});
+  caf::anon_send(hook, join_event{"a", "g"}); // not in webhook-events
+  run_pending();
+  CAF_CHECK(client->take().empty());
+  sched.trigger_timeouts();
+  run_pending();
+  auto bodies = answer(true);
+  CAF_REQUIRE_EQUAL(bodies.size(), 1u);
+  auto& events = bodies[0]["events"];
+  CAF_REQUIRE_EQUAL(events.size(), 2u);
+  CAF_CHECK_EQUAL(events[1]["name"], "offline");
+  CAF_CHECK_EQUAL(events[1]["reason"], "node_lost");
+  CAF_CHECK_NOT_EQUAL(events[0]["id"], events[1]["id"]);
+}
+
+CAF_TEST(a failed batch is retried with the same ids after a backoff) {
+  online("a");
+  sched.trigger_timeouts();
+  run_pending();
+  auto first = answer(false);
+  CAF_REQUIRE_EQUAL(first.size(), 1u);
+  CAF_CHECK(client->take().empty()); // waits for the back-off
+  CAF_CHECK_EQUAL(ctx->metrics.webhook_retried.load(), 1u);
+  sched.trigger_timeouts();
+  run_pending();
+  auto second = answer(true);
+  CAF_REQUIRE_EQUAL(second.size(), 1u);
+  CAF_CHECK_EQUAL(second[0]["events"], first[0]["events"]);
+  CAF_CHECK_EQUAL(ctx->metrics.webhook_sent.load(), 1u);
+  CAF_CHECK_EQUAL(ctx->metrics.webhook_dropped.load(), 0u);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
+CAF_TEST(the memory store tells unread copies of uids with a device) {
+  memory_store_state st;
+  delivery d;
+  d.durable = true;
+  d.msg_id = "m1";
+  d.data = "{}";
+  CAF_REQUIRE(st.append(d, {"a", "b", "c"}));
+  CAF_REQUIRE(st.append(d, {"a", "b", "c"}));
+  st.read("a", "phone", 1); // a: read 1 of 2
+  st.read("b", "phone", 2); // b: read both
+  st.read("b", "laptop", 1);
+  unread_watch w;
+  w.uids = {"a", "b", "c", "a"};
+  w.seqs = {2, 2, 2, 1};
+  // c has no device (never read): nobody to remind.
+  CAF_CHECK_EQUAL(st.unread(w), (std::vector<bool>{true, false, false, false}));
+  binding x{"a", "n2", "c1", 7};
+  binding y{"b", "n2", "c2", 7};
+  binding z{"b", "n1", "c3", 1};
+  for (auto& b : {x, y, z})
+    st.bindings[b.uid][b.conn] = b;
+  CAF_CHECK_EQUAL(st.drop_node("n2", 7), (std::vector<std::string>{"a"}));
+}
