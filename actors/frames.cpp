@@ -297,6 +297,13 @@ caf::error check_common(delivery_kind kind, std::string_view from,
 
 } // namespace
 
+caf::error too_many_devices() {
+  return make_error(ec::forbidden,
+                    "this uid has read cursors of " +
+                        std::to_string(max_devices_per_uid) +
+                        " devices already; a new device cannot confirm reads");
+}
+
 caf::error check_fanout(size_t receivers, size_t payload_bytes,
                         uint64_t budget) {
   // Each copy costs its payload plus some bytes of envelope.

@@ -91,6 +91,13 @@ std::string reply(const nlohmann::json& answer, std::string_view id);
 nlohmann::json members(const std::string& group, std::vector<std::string> uids,
                        size_t limit);
 
+/// Read cursors one uid may keep (one per device): each costs store memory
+/// for `inbox-max-age`, and device names come from clients.
+constexpr size_t max_devices_per_uid = 64;
+
+/// The error a `read` of one device too many gets.
+caf::error too_many_devices();
+
 /// `too_large` when `receivers` copies of a payload of `payload_bytes`
 /// exceed `budget` (`max-fanout-bytes`): what one send may store and write.
 caf::error check_fanout(size_t receivers, size_t payload_bytes,

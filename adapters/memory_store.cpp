@@ -92,17 +92,20 @@ void memory_store_state::sweep(int64_t now, size_t budget) {
   }
 }
 
-void memory_store_state::read(const std::string& uid, const std::string& device,
-                              uint64_t seq) {
+caf::error memory_store_state::read(const std::string& uid,
+                                    const std::string& device, uint64_t seq) {
   auto now = frames::now_ms();
   auto box = touch(uid, false, now);
   if (box == nullptr)
-    return; // nothing stored: a cursor could only be 0
+    return caf::none; // nothing stored: a cursor could only be 0
   seq = std::min(seq, stale(*box, now) ? 0 : box->last_seq);
   if (auto i = box->cursors.find(device); i != box->cursors.end())
     i->second = std::max(i->second, seq);
+  else if (seq > 0 && box->cursors.size() >= frames::max_devices_per_uid)
+    return frames::too_many_devices();
   else if (seq > 0)
     box->cursors.emplace(device, seq);
+  return caf::none;
 }
 
 caf::expected<uint32_t> memory_store_state::join(const std::string& uid,
@@ -346,8 +349,10 @@ state_store_actor::behavior_type configured_memory_store(
              uint32_t limit) {
         return self->state.replay(uid, device, since, limit);
       },
-      [self](atom::read, std::string& uid, std::string& device, uint64_t seq) {
-        self->state.read(uid, device, seq);
+      [self](atom::read, std::string& uid, std::string& device,
+             uint64_t seq) -> caf::result<atom::ok> {
+        if (auto err = self->state.read(uid, device, seq))
+          return err;
         return atom::ok_v;
       },
       [self](atom::bind, binding& b) {

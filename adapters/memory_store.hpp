@@ -103,7 +103,10 @@ struct memory_store_state {
   void sweep(int64_t now, size_t budget);
 
   /// Moves a device's cursor forward to `seq` (at most the last seq).
-  void read(const std::string& uid, const std::string& device, uint64_t seq);
+  /// Moves a device's cursor; `forbidden` for a new device of a uid that
+  /// has `max_devices_per_uid` cursors already.
+  caf::error read(const std::string& uid, const std::string& device,
+                  uint64_t seq);
 
   /// Adds `uid` to `group`; answers its number of groups, or
   /// `too_many_groups` / `group_full`.

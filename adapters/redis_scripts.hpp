@@ -534,9 +534,11 @@ for _, e in ipairs(page) do
 end
 return out
 )lua",
-    // read: ARGV = P, uid, device, seq, ttl_ms. Moves the device's cursor
-    // (field of the hash P:cur:<uid>) forward to seq, never past the uid's
-    // last seq, never back; the cursors expire ttl_ms after the last read.
+    // read: ARGV = P, uid, device, seq, ttl_ms, max_devices. Moves the
+    // device's cursor (field of the hash P:cur:<uid>) forward to seq, never
+    // past the uid's last seq, never back; the cursors expire ttl_ms after
+    // the last read. Returns -1 (nothing written) for a new device of a uid
+    // that has max_devices cursors already.
     R"lua(
 local c = P .. ':cur:' .. ARGV[2]
 local last = get_count(P .. ':seq:' .. ARGV[2])
@@ -547,6 +549,9 @@ if is_err(prev) then -- not a hash: not ours
   prev = false
 end
 if seq > (count(prev) or 0) then
+  if not prev and redis.call('HLEN', c) >= tonumber(ARGV[6]) then
+    return -1
+  end
   redis.call('HSET', c, ARGV[3], int(seq))
 end
 redis.call('PEXPIRE', c, ARGV[5])

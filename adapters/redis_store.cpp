@@ -288,6 +288,12 @@ caf::expected<caf::message> answer_ok(job&) {
   return caf::make_message(atom::ok_v);
 }
 
+caf::expected<caf::message> answer_read(job& j) {
+  if (auto x = integer_of(j.replies.front().get()); x && *x < 0)
+    return frames::too_many_devices();
+  return caf::make_message(atom::ok_v);
+}
+
 caf::expected<caf::message> answer_bind(job& j) {
   auto& r = j.replies.front();
   if (!is_array(r.get()) || r->elements != 1 || !integer_of(r->element[0]))
@@ -1032,8 +1038,9 @@ job redis_store_state::read(std::string uid, std::string device,
                             uint64_t seq) const {
   return call(script::read,
               {std::move(uid), std::move(device), std::to_string(seq),
-               std::to_string(std::max<int64_t>(cfg.inbox_max_age_ms, 1))},
-              answer_ok);
+               std::to_string(std::max<int64_t>(cfg.inbox_max_age_ms, 1)),
+               std::to_string(frames::max_devices_per_uid)},
+              answer_read);
 }
 
 job redis_store_state::health() const {

@@ -50,6 +50,24 @@ class StoreBase(HarnessMixin):
         client.send_json({"type": "join", "id": frame_id, "group": group})
         return self.reply_to(client, frame_id)
 
+    # -- devices per uid (a sibling of findings 1 and 9) ----------------------
+
+    def test_read_cursors_per_uid_are_bounded(self):
+        node = self.node()
+        node.api_send(["bob"], "m1")
+        for i in range(64):
+            dev = node.ws("bob", query={"device": "d%d" % i})
+            self.read(dev, 1)
+            dev.close()
+        extra = node.ws("bob", query={"device": "d64"})
+        extra.send_json({"type": "read", "id": "read", "seq": 1})
+        refused = self.reply_to(extra, "read")
+        self.assertEqual((refused["type"], refused["code"]), ("error", "forbidden"))
+        # Devices that have a cursor keep moving it.
+        node.api_send(["bob"], "m2")
+        known = node.ws("bob", query={"device": "d3"})
+        self.read(known, 2)
+
     # -- finding 9 ------------------------------------------------------------
 
     def test_cursor_keys_do_not_collide(self):
