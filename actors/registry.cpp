@@ -306,7 +306,66 @@ std::string registry_state::make_msg_id() {
          std::to_string(++next_msg);
 }
 
+bool registry_state::may_store(const std::string& uid) {
+  if (uid.empty())
+    return true;
+  auto rate = static_cast<double>(node->opts.stored_bytes_rate);
+  auto burst =
+      2.0 * std::max(rate, static_cast<double>(node->opts.max_fanout_bytes));
+  auto now = std::chrono::steady_clock::now();
+  auto [i, fresh] = store_budgets.try_emplace(uid, store_budget{burst, now});
+  auto& b = i->second;
+  if (!fresh) {
+    std::chrono::duration<double> elapsed = now - b.refilled;
+    b.tokens = std::min(burst, b.tokens + elapsed.count() * rate);
+    b.refilled = now;
+  }
+  return b.tokens > 0;
+}
+
+void registry_state::prune_store_budgets() {
+  // A bucket that refilled is as good as none; one in debt stays, so that
+  // reconnecting does not reset it. Swept when the map outgrows the uids
+  // connected here, so its size stays bounded by them.
+  if (store_budgets.size() <= 2 * conns_by_uid.size() + 1024)
+    return;
+  for (auto i = store_budgets.begin(); i != store_budgets.end();) {
+    auto uid = i->first;
+    ++i;
+    if (conns_by_uid.count(uid) == 0 && may_store(uid) &&
+        store_budgets[uid].tokens >= 0)
+      store_budgets.erase(uid);
+  }
+}
+
+void registry_state::charge_store(const std::string& uid, size_t receivers,
+                                  size_t payload_bytes) {
+  if (auto i = store_budgets.find(uid); i != store_budgets.end())
+    i->second.tokens -= static_cast<double>(receivers) *
+                        static_cast<double>(payload_bytes + 64);
+}
+
+namespace {
+
+caf::error store_rate_exceeded(const std::string& uid) {
+  return make_error(ec::rate_limited,
+                    "'" + uid +
+                        "' stores more bytes per second than "
+                        "stored-bytes-rate allows; try again shortly");
+}
+
+size_t receivers_of(const route_table& routes) {
+  auto n = routes.offline.size();
+  for (auto& nr : routes.nodes)
+    n += nr.uids.size();
+  return n;
+}
+
+} // namespace
+
 caf::result<delivery_report> registry_state::send(delivery d) {
+  if (d.durable && !may_store(d.from))
+    return store_rate_exceeded(d.from);
   auto rp = self->make_response_promise<delivery_report>();
   if (d.durable)
     d.msg_id = make_msg_id();
@@ -344,6 +403,8 @@ caf::result<delivery_report> registry_state::send(delivery d) {
         add(nr.uids[i], i < nr.connections.size() ? nr.connections[i] : 0);
     for (auto& uid : routes.offline)
       add(uid, 0);
+    if (d.durable)
+      charge_store(d.from, report.uids.size(), d.data.size());
     watch_unread(d, routes);
     route(std::move(d), routes);
     rp.deliver(std::move(report));
@@ -496,8 +557,10 @@ void registry_state::remove(const std::string& conn_id) {
   connections.erase(i);
   auto& ids = conns_by_uid[who.uid];
   ids.erase(std::remove(ids.begin(), ids.end(), conn_id), ids.end());
-  if (ids.empty())
+  if (ids.empty()) {
     conns_by_uid.erase(who.uid);
+    prune_store_budgets();
+  }
   binding b{who.uid, who.node, who.conn, node->incarnation};
   auto events = node->events;
   self->request(store, store_timeout, atom::unbind_v, b)
@@ -641,6 +704,8 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       },
       [self, timeout](atom::publish,
                       delivery& d) -> caf::result<delivery_report> {
+        if (d.durable && !self->state.may_store(d.from))
+          return store_rate_exceeded(d.from);
         auto rp = self->make_response_promise<delivery_report>();
         d.kind = delivery_kind::group;
         if (d.durable)
@@ -659,6 +724,9 @@ registry(registry_actor::stateful_pointer<registry_state> self,
             return;
           }
           d.idem.clear();
+          if (d.durable)
+            self->state.charge_store(d.from, receivers_of(routes),
+                                     d.data.size());
           self->state.watch_unread(d, routes);
           self->state.route(std::move(d), routes);
           rp.deliver(std::move(report));

@@ -5,6 +5,7 @@
 
 #include <caf/duration.hpp>
 
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <string>
@@ -56,6 +57,13 @@ struct registry_state {
   std::unordered_map<std::string, std::vector<std::string>> conns_by_uid;
   /// Replays in progress per uid (`max-resumes-per-uid`).
   std::unordered_map<std::string, uint32_t> resumes;
+  /// Per sending uid with local connections: bytes its durable messages
+  /// may still store (a token bucket refilled at `stored-bytes-rate`).
+  struct store_budget {
+    double tokens = 0;
+    std::chrono::steady_clock::time_point refilled;
+  };
+  std::unordered_map<std::string, store_budget> store_budgets;
   std::unordered_map<std::string, peer_actor> peers;
   /// Carries the deliveries for nodes without a CAF connection (partitions,
   /// dials in progress); null in single-node mode.
@@ -154,6 +162,19 @@ struct registry_state {
   /// Tells the UNREAD checker which copies of a durable message were stored
   /// (nothing while unread-after is 0).
   void watch_unread(const delivery& d, const route_table& routes);
+
+  /// Whether `uid` may store more now (its bucket is not in deficit); the
+  /// HTTP API (no uid) always may.
+  bool may_store(const std::string& uid);
+
+  /// Drops the buckets of uids without a connection here that are not in
+  /// debt, once there are many.
+  void prune_store_budgets();
+
+  /// Takes what a stored message cost from `uid`'s bucket (after the store
+  /// answered: a group's size is known only then).
+  void charge_store(const std::string& uid, size_t receivers,
+                    size_t payload_bytes);
 
   /// A message id unique in the cluster: node, incarnation, counter.
   std::string make_msg_id();

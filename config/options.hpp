@@ -100,6 +100,9 @@ struct options {
   uint64_t max_connections_per_address = 1000;
   /// Resumes (inbox replays) of one uid in progress on this node at once.
   uint64_t max_resumes_per_uid = 4;
+  /// Bytes one uid's durable sends and publishes may store per second on
+  /// this node (receivers times payload); beyond: `rate_limited`.
+  uint64_t stored_bytes_rate = 1u << 20;
   /// Most members of one group (`group_full`).
   uint64_t max_group_members = 10000;
   /// `open`: any client may join any group; `token`: only groups of its

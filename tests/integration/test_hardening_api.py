@@ -176,6 +176,30 @@ class FanoutBudgetTest(HarnessMixin, unittest.TestCase):
         self.assertEqual(dev.welcome.get("to"), 0)
 
 
+class StoredBytesRateTest(HarnessMixin, unittest.TestCase):
+    """R1's rate: bytes one uid may store per second, not only per frame."""
+
+    def test_a_uid_storing_too_fast_is_rate_limited_then_recovers(self):
+        node = self.start_node({"rate-limit": 0, "stored-bytes-rate": 1 << 20})
+        alice = node.ws(uid="alice")
+        uids = ["u%d" % i for i in range(1000)]
+        answers = []
+        for i in range(6):  # ~0.96 MB each; the bucket holds 2 MiB
+            alice.send_json({"type": "send", "id": i, "to": uids, "data": "x" * 900})
+            answers.append(alice.wait_for(lambda f, i=i: f.get("id") == i, 10))
+        kinds = [a.get("code", a["type"]) for a in answers]
+        self.assertEqual(kinds[0], "ack")
+        self.assertIn("rate_limited", kinds)
+        # Other uids and the HTTP API are not affected.
+        bob = node.ws(uid="bob")
+        bob.send_json({"type": "send", "id": 1, "to": "alice", "data": "hi"})
+        self.assertEqual(bob.wait_for(lambda f: f.get("id") == 1, 5)["type"], "ack")
+        self.assertEqual(node.api_send(uids, "y" * 900)[0], 200)
+        time.sleep(1.5)  # the bucket refills at 1 MiB/s
+        alice.send_json({"type": "send", "id": 99, "to": uids[:10], "data": "z"})
+        self.assertEqual(alice.wait_for(lambda f: f.get("id") == 99, 5)["type"], "ack")
+
+
 class ClusterPortGarbageTest(HarnessMixin, unittest.TestCase):
     """Garbage and oversized BASP headers on `cluster-listen`."""
 
