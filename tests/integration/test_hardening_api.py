@@ -323,7 +323,9 @@ class ResumeBoundsTest(HarnessMixin, unittest.TestCase):
 
     def test_more_concurrent_resumes_than_allowed_are_closed_with_1013(self):
         node = self.start_node({"max-resumes-per-uid": 2})
-        self.fill_inbox(node, "bob", 200, 20000)  # 4 MB: a stalled reader stays resuming
+        # 12 MB: more than a stalled reader's queue plus the kernel's socket
+        # buffers (up to ~4 MB on loopback), so its resume stays in progress.
+        self.fill_inbox(node, "bob", 600, 20000)
         first = [node.ws(uid="bob", query={"device": "d%d" % i}, rcvbuf=4096) for i in range(2)]
         time.sleep(0.5)
         third = node.ws(uid="bob", query={"device": "d2"}, welcome=False)
