@@ -30,22 +30,7 @@ constexpr std::string_view secret = "fuzz-secret";
 constexpr int64_t now = 1'700'000'000;
 
 std::string b64url(std::string_view in) {
-  static constexpr char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += alphabet[(acc >> bits) & 0x3F];
-    }
-  }
-  if (bits > 0)
-    out += alphabet[(acc << (6 - bits)) & 0x3F];
-  return out;
+  return wsc::b64url_encode(in);
 }
 
 std::string sign(std::string_view header, std::string_view payload) {

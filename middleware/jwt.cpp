@@ -49,23 +49,6 @@ bool b64url_decode(std::string_view in, std::string& out) {
   return bits < 6; // a single trailing sextet is not valid base64
 }
 
-std::string b64url_encode(std::string_view in) {
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += b64url_alphabet[(acc >> bits) & 0x3F];
-    }
-  }
-  if (bits > 0)
-    out += b64url_alphabet[(acc << (6 - bits)) & 0x3F];
-  return out;
-}
-
 /// Parses a JSON part of a token (discarded when it is not JSON) and tells
 /// whether any object in it, at any depth, repeats a key: RFC 7515 4 and
 /// RFC 7519 4 allow "last one wins", but two readers of the same token may
@@ -214,6 +197,23 @@ caf::expected<jwt_claims> verify_jwt(std::string_view token,
     }
   }
   return claims;
+}
+
+std::string b64url_encode(std::string_view in) {
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char c : in) {
+    acc = (acc << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out += b64url_alphabet[(acc >> bits) & 0x3F];
+    }
+  }
+  if (bits > 0)
+    out += b64url_alphabet[(acc << (6 - bits)) & 0x3F];
+  return out;
 }
 
 std::string sign_jwt(std::string_view payload_json, std::string_view secret) {

@@ -43,6 +43,9 @@ caf::expected<jwt_claims> verify_jwt(std::string_view token,
                                      std::string_view secret, int64_t now_s,
                                      const jwt_requirements& req = {});
 
+/// Base64url without padding (RFC 7515's encoding of JWT parts).
+std::string b64url_encode(std::string_view in);
+
 /// Signs `payload_json` as an HS256 token (for tests and tools).
 std::string sign_jwt(std::string_view payload_json, std::string_view secret);
 

@@ -193,22 +193,7 @@ CAF_TEST(jwt verification) {
 namespace {
 
 std::string b64url(std::string_view in) {
-  static constexpr char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out += alphabet[(acc >> bits) & 0x3F];
-    }
-  }
-  if (bits > 0)
-    out += alphabet[(acc << (6 - bits)) & 0x3F];
-  return out;
+  return wsc::b64url_encode(in);
 }
 
 /// A token with any header text, correctly signed.
