@@ -39,6 +39,35 @@ rate_limiter::verdict rate_limiter::take(clock::time_point now) {
                                                      : verdict::refuse;
 }
 
+// -- decode_client ------------------------------------------------------------
+
+caf::expected<frames::client_frame> decode_client(const frame_codec& codec,
+                                                  std::string_view payload,
+                                                  bool binary,
+                                                  request_info& req) {
+  if (binary && !codec.reads_binary())
+    return make_error(ec::bad_frame,
+                      "this node's frame codec reads text frames only");
+  auto decoded = codec.decode(payload, binary, req.context);
+  if (!decoded)
+    return std::move(decoded.error());
+  auto& frame = *decoded;
+  if (!frame.is_object())
+    return make_error(ec::bad_frame, "frame must be a JSON object");
+  if (auto i = frame.find("id"); i != frame.end()) {
+    if (!i->is_string() && !i->is_number())
+      return make_error(ec::bad_frame, "id must be a string or a number");
+    req.id = i->dump();
+  }
+  auto type = frame.find("type");
+  if (type == frame.end() || !type->is_string())
+    return make_error(ec::bad_frame, "missing string field 'type'");
+  auto type_name = type->get<std::string>();
+  return frames::client_frame{
+      std::make_shared<const nlohmann::json>(std::move(frame)),
+      std::move(type_name)};
+}
+
 // -- connection_state ---------------------------------------------------------
 
 namespace {
@@ -53,15 +82,29 @@ void connection_state::write(std::string frame) {
     s->write(std::make_shared<const std::string>(std::move(frame)), true);
 }
 
+void connection_state::write_answer(std::string frame,
+                                    const request_info& req) {
+  auto s = sink.lock();
+  if (!s)
+    return;
+  if (!codec || !coded) {
+    s->write(std::make_shared<const std::string>(std::move(frame)), true);
+    return;
+  }
+  coded->write_encoded(std::make_shared<const std::string>(
+                           codec->encode_answer(std::move(frame), req.context)),
+                       true);
+}
+
 void connection_state::close(uint16_t code, std::string reason) {
   if (auto s = sink.lock())
     s->close(code, std::move(reason));
 }
 
-void connection_state::fail(const std::string& id, ec code,
+void connection_state::fail(const request_info& req, ec code,
                             const std::string& message) {
   node->metrics.count_error(code);
-  write(frames::error(id, code, message));
+  write_answer(frames::error(req.id, code, message), req);
 }
 
 void connection_state::arm_expiry(int64_t exp_s) {
@@ -113,47 +156,57 @@ bool connection_state::dispatch(std::string text) {
       return false;
     }
   }
+  bool binary = false;
+  if (codec && !text.empty() && text.front() == binary_frame_mark) {
+    binary = true;
+    text.erase(0, 1);
+  }
   if (node->subscribed_events.load(std::memory_order_relaxed) & on_recv_message)
     self->send(node->events, recv_message_event{opening.who, text});
-  std::string id;
-  auto frame = frames::parse_client(text, id);
+  request_info req;
+  auto frame = codec ? decode_client(*codec, text, binary, req)
+                     : frames::parse_client(text, req.id);
   if (!frame) {
-    fail(id, to_ec(frame.error()), error_message(frame.error()));
+    fail(req, to_ec(frame.error()), error_message(frame.error()));
     return false;
   }
   node->metrics.count_frame(frame->type);
   if (frame->type == "join" && !may_join(*frame->body)) {
-    fail(id, ec::forbidden,
+    fail(req, ec::forbidden,
          "group-join=token: this connection may join only the groups its "
          "token grants");
     return false;
   }
   auto handler = node->behaviours.find(frame->type);
   if (!handler) {
-    fail(id, ec::unknown_type, "no behaviour for type '" + frame->type + "'");
+    fail(req, ec::unknown_type, "no behaviour for type '" + frame->type + "'");
     return false;
   }
   frame_context ctx{opening.who, caf::actor_cast<connection_actor>(self)};
   if (handler == node->builtins) {
-    run_builtin(
-        self, *node, ctx, *frame->body,
-        [this, id](caf::expected<json_ptr> answer) {
-          if (!answer)
-            fail(id, to_ec(answer.error()), error_message(answer.error()));
-          else
-            write(*answer ? frames::reply(**answer, id) : frames::ack(id));
-          answered();
-        });
+    run_builtin(self, *node, ctx, *frame->body,
+                [this, req](caf::expected<json_ptr> answer) {
+                  if (!answer)
+                    fail(req, to_ec(answer.error()),
+                         error_message(answer.error()));
+                  else
+                    write_answer(*answer ? frames::reply(**answer, req.id)
+                                         : frames::ack(req.id),
+                                 req);
+                  answered();
+                });
     return true;
   }
   self->request(handler, node->opts.request_timeout, atom::frame_v,
                 std::move(ctx), std::move(frame->body))
       .then(
-          [this, id](json_ptr& answer) {
-            write(answer ? frames::reply(*answer, id) : frames::ack(id));
+          [this, req](json_ptr& answer) {
+            write_answer(answer ? frames::reply(*answer, req.id)
+                                : frames::ack(req.id),
+                         req);
             answered();
           },
-          [this, id, type = frame->type, handler](caf::error& err) {
+          [this, req, type = frame->type, handler](caf::error& err) {
             // The behaviour itself failed (it threw, or it is dead) rather
             // than answered an error: say so without internals. One that
             // died holding the request leaves it to time out; its
@@ -173,9 +226,9 @@ bool connection_state::dispatch(std::string text) {
               }
             }
             if (failed)
-              fail(id, ec::internal, "behaviour for '" + type + "' failed");
+              fail(req, ec::internal, "behaviour for '" + type + "' failed");
             else
-              fail(id, to_ec(err), error_message(err));
+              fail(req, to_ec(err), error_message(err));
             answered();
           });
   return true;
@@ -191,6 +244,12 @@ connection(connection_actor::stateful_pointer<connection_state> self,
   st.self = self;
   st.node = std::move(node);
   st.sink = std::move(sink);
+  if (auto s = st.sink.lock())
+    if (auto coded = dynamic_cast<codec_sink*>(s.get());
+        coded && coded->codec() && !coded->codec()->identity()) {
+      st.coded = coded;
+      st.codec = coded->codec();
+    }
   st.opening = std::move(opening);
   if (st.node->opts.rate_limit > 0)
     st.limiter.emplace(st.node->opts.rate_limit);

@@ -1,8 +1,10 @@
 #pragma once
 
 #include "actors/actors.hpp"
+#include "actors/frames.hpp"
 #include "actors/node_context.hpp"
 #include "middleware/middleware.hpp"
+#include "protocol/codec.hpp"
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -35,12 +37,54 @@ private:
   uint64_t refused_in_window_ = 0;
 };
 
+/// A socket side that applies a frame codec (the WebSocket session). Frames
+/// given to `write` are pushes it encodes itself (`encode_push`); the
+/// CONNECTION encodes its answers (`encode_answer`, it alone knows the
+/// frame they answer) and hands them over with `write_encoded`.
+class codec_sink : public connection_sink {
+public:
+  /// The codec of the connection; null for the json codec (the identity:
+  /// nothing is decoded or encoded).
+  virtual const frame_codec_ptr& codec() const = 0;
+
+  /// Queues a frame encoded already, like `write` otherwise.
+  virtual void write_encoded(frame_ptr frame, bool counted) = 0;
+};
+
+/// Marks a binary frame's payload on its way from the session to a
+/// CONNECTION whose codec is not the identity (the actor's `frame` message
+/// carries text only). Text frames are valid UTF-8 and never start with
+/// this byte.
+constexpr char binary_frame_mark = '\xFF';
+
+/// What answering a frame needs: its `id` as JSON text (empty without one)
+/// and what the codec kept of it (frame_codec::decode).
+struct request_info {
+  std::string id;
+  std::string context;
+};
+
+/// Decodes a client frame with a codec and checks the result as
+/// frames::parse_client checks a JSON frame: an object with a string `type`
+/// and, if any, a string or number `id`. Writes `id` (JSON text) and the
+/// codec's context to `req` as soon as they are known. Binary frames are
+/// refused unless the codec reads them. Errors: `bad_json`, `bad_frame`.
+caf::expected<frames::client_frame> decode_client(const frame_codec& codec,
+                                                  std::string_view payload,
+                                                  bool binary,
+                                                  request_info& req);
+
 /// The state of a CONNECTION actor.
 struct connection_state {
   static inline const char* name = "connection";
 
   node_context_ptr node;
   std::weak_ptr<connection_sink> sink;
+  /// The sink's codec interface (the same object as `sink`, so valid while
+  /// `sink.lock()` is), or null when the sink applies no codec.
+  codec_sink* coded = nullptr;
+  /// Null for the json codec.
+  frame_codec_ptr codec;
   open_context opening;
   /// The uid is bound and `welcome` was written.
   bool open = false;
@@ -53,8 +97,11 @@ struct connection_state {
 
   connection_actor::stateful_pointer<connection_state> self = nullptr;
 
-  /// Writes an encoded frame to the socket.
+  /// Writes a frame the client did not ask for (json codec form).
   void write(std::string frame);
+
+  /// Writes the answer to the frame `req` (json codec form).
+  void write_answer(std::string frame, const request_info& req);
 
   /// Asks the socket to close.
   void close(uint16_t code, std::string reason);
@@ -78,8 +125,8 @@ struct connection_state {
   /// One frame got its answer (see connection_sink::frame_answered).
   void answered();
 
-  /// Sends an error frame.
-  void fail(const std::string& id, ec code, const std::string& message);
+  /// Sends an error frame answering `req` (`{}`: no frame).
+  void fail(const request_info& req, ec code, const std::string& message);
 };
 
 /// Spawn arguments: the session's sink and the identity from the handshake.

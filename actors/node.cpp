@@ -22,7 +22,9 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <mutex>
 #include <thread>
+#include <unordered_map>
 
 namespace wsc {
 
@@ -85,7 +87,26 @@ void watch(const Handle& hdl, const char* name, const node_context_ptr& ctx) {
   });
 }
 
+/// The frame codec of each running node, by its context. The context has no
+/// field for it (yet); sessions find their node's codec here.
+struct codec_table {
+  std::mutex mtx;
+  std::unordered_map<const node_context*, frame_codec_ptr> by_node;
+
+  static codec_table& instance() {
+    static codec_table table;
+    return table;
+  }
+};
+
 } // namespace
+
+frame_codec_ptr frame_codec_of(const node_context& ctx) {
+  auto& table = codec_table::instance();
+  std::lock_guard guard{table.mtx};
+  auto i = table.by_node.find(&ctx);
+  return i != table.by_node.end() ? i->second : nullptr;
+}
 
 node::node(caf::actor_system& sys, node_context_ptr ctx)
     : sys_(sys), ctx_(std::move(ctx)) {
@@ -94,12 +115,19 @@ node::node(caf::actor_system& sys, node_context_ptr ctx)
 
 node::~node() {
   stop();
+  auto& table = codec_table::instance();
+  std::lock_guard guard{table.mtx};
+  table.by_node.erase(ctx_.get());
 }
 
 caf::expected<std::unique_ptr<node>>
 node::start(caf::actor_system& sys, options opts,
             const middleware_registry& middlewares,
-            const state_store_factory& custom_store) {
+            const state_store_factory& custom_store,
+            const codec_registry& codecs) {
+  auto codec = codecs.make(opts);
+  if (!codec)
+    return std::move(codec.error());
   auto ctx = std::make_shared<node_context>(std::move(opts));
   ctx->custom_store = static_cast<bool>(custom_store.make);
   auto chain = middlewares.make_handshake_chain(ctx->opts);
@@ -114,6 +142,12 @@ node::start(caf::actor_system& sys, options opts,
   if (!store)
     return std::move(store.error());
   std::unique_ptr<node> result{new node(sys, ctx)};
+  {
+    // Until the node's destructor (its sessions hold the context alive).
+    auto& table = codec_table::instance();
+    std::lock_guard guard{table.mtx};
+    table.by_node[ctx.get()] = std::move(*codec);
+  }
   result->store_ = *store;
   ctx->events = sys.spawn(event_bus, ctx);
   if (!ctx->opts.webhook_url.empty()) {
@@ -186,12 +220,12 @@ node::start(caf::actor_system& sys, options opts,
   watch(result->webhook_, "webhook", ctx);
   watch(ctx->unread, "unread checker", ctx);
   result->server_->start(ctx->opts.io_threads);
-  log::info("wscluster node {} started: listen={} state={}{} auth={}",
-            ctx->node_id,
-            endpoint{ctx->opts.listen.host, result->port()}.to_string(),
-            ctx->opts.state,
-            clustered ? " cluster=" + cluster_address : std::string{},
-            ctx->opts.auth);
+  log::info(
+      "wscluster node {} started: listen={} state={}{} auth={} frame-codec={}",
+      ctx->node_id, endpoint{ctx->opts.listen.host, result->port()}.to_string(),
+      ctx->opts.state,
+      clustered ? " cluster=" + cluster_address : std::string{}, ctx->opts.auth,
+      ctx->opts.frame_codec);
   if (ctx->opts.auth == "jwt" && ctx->opts.jwt_secret.size() < 32)
     log::warn("jwt-secret is shorter than 32 bytes: HS256 secrets should be "
               "long and random");

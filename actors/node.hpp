@@ -5,6 +5,7 @@
 #include "actors/supervisor.hpp"
 #include "config/options.hpp"
 #include "middleware/middleware.hpp"
+#include "protocol/codec.hpp"
 
 #include <caf/actor_addr.hpp>
 #include <caf/actor_system.hpp>
@@ -45,11 +46,13 @@ public:
   /// Starts a node on `sys` (whose config is an actor_config). Fails with a
   /// one-line reason: a port in use, an unreachable Redis, a bad chain.
   /// A `store` with a `make` function replaces the built-in state stores
-  /// (memory, Redis) with the application's own.
+  /// (memory, Redis) with the application's own. `frame-codec` names a
+  /// codec of `codecs` (json and swoft are built in; an unknown name fails).
   static caf::expected<std::unique_ptr<node>>
   start(caf::actor_system& sys, options opts,
         const middleware_registry& middlewares = middleware_registry{},
-        const state_store_factory& store = state_store_factory{});
+        const state_store_factory& store = state_store_factory{},
+        const codec_registry& codecs = codec_registry{});
 
   const node_context_ptr& context() const { return ctx_; }
 
@@ -124,5 +127,10 @@ private:
   std::map<caf::actor_addr, supervisor_actor> supervisors_;
   bool stopped_ = false;
 };
+
+/// The frame codec of the running node whose context is `ctx` (null when
+/// no node started with it, e.g. in tests: the json codec). The WebSocket
+/// sessions of the node read it once each.
+frame_codec_ptr frame_codec_of(const node_context& ctx);
 
 } // namespace wsc

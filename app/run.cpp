@@ -48,11 +48,14 @@ int run_node(int argc, char** argv, const node_customization& custom) {
   middleware_registry middlewares;
   if (custom.middlewares)
     custom.middlewares(middlewares);
+  codec_registry codecs;
+  if (custom.codecs)
+    custom.codecs(codecs);
   actor_config cfg;
   cfg.apply(parsed->opts);
   caf::actor_system sys{cfg};
-  auto started =
-      node::start(sys, std::move(parsed->opts), middlewares, custom.store);
+  auto started = node::start(sys, std::move(parsed->opts), middlewares,
+                             custom.store, codecs);
   if (!started) {
     std::cerr << "wscluster: " << error_message(started.error()) << '\n';
     std::_Exit(1); // do not wait for half-started actors

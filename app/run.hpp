@@ -3,13 +3,14 @@
 #include "actors/node.hpp"
 #include "config/options.hpp"
 #include "middleware/middleware.hpp"
+#include "protocol/codec.hpp"
 
 #include <functional>
 
 namespace wsc {
 
 /// What an application adds to a node before it serves: behaviours, event
-/// actors, middlewares.
+/// actors, middlewares, frame codecs.
 struct node_customization {
   /// Replaces the built-in state stores when `store.make` is set.
   state_store_factory store;
@@ -18,6 +19,9 @@ struct node_customization {
   /// the node starts: settings made in code, e.g. a middleware put into
   /// `handshake_chain`. The result is validated like the command line.
   std::function<void(options&)> configure;
+  /// Called before the node starts: add frame codecs by name here and pick
+  /// one with `frame-codec` (by config or `configure`).
+  std::function<void(codec_registry&)> codecs;
   /// Called before the node starts: add middlewares by name here and list
   /// them in `handshake-chain` / `open-chain` (by config or `configure`).
   std::function<void(middleware_registry&)> middlewares;

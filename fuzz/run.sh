@@ -53,7 +53,7 @@ link_flags=(-fsanitize=fuzzer,address,undefined)
 libs=(-lcaf_core -lcrypto -pthread)
 
 # Newest mtime of the project headers: an object older than that is rebuilt.
-headers_mtime=$(find actors config middleware -name '*.hpp' -printf '%T@\n' | sort -n | tail -1)
+headers_mtime=$(find actors config middleware protocol -name '*.hpp' -printf '%T@\n' | sort -n | tail -1)
 
 compile() { # source -> object path on stdout
   local src=$1
@@ -73,8 +73,9 @@ declare -A sources=(
   [jwt_fuzzer]="middleware/jwt.cpp middleware/middleware.cpp util/hmac.cpp"
   [handshake_fuzzer]="middleware/jwt.cpp middleware/middleware.cpp util/hmac.cpp"
   [options_fuzzer]="config/options.cpp actors/error.cpp"
+  [codec_fuzzer]="protocol/codec.cpp actors/frames.cpp actors/error.cpp middleware/middleware.cpp middleware/jwt.cpp util/hmac.cpp"
 )
-all_targets=(frames_fuzzer jwt_fuzzer handshake_fuzzer options_fuzzer)
+all_targets=(frames_fuzzer jwt_fuzzer handshake_fuzzer options_fuzzer codec_fuzzer)
 
 build_target() {
   local t=$1 objs=() s

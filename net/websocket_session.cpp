@@ -1,6 +1,7 @@
 #include "net/websocket_session.hpp"
 
 #include "actors/connection.hpp"
+#include "actors/node.hpp"
 #include "util/log.hpp"
 
 #include <caf/all.hpp>
@@ -33,8 +34,9 @@ websocket_session::websocket_session(tcp::socket&& socket,
                                      std::string address)
     : ws_(std::move(socket)), sys_(sys), node_(std::move(node)),
       uid_(std::move(uid)), address_(std::move(address)),
-      close_deadline_(ws_.get_executor()) {
-  // nop
+      codec_(frame_codec_of(*node_)), close_deadline_(ws_.get_executor()) {
+  if (codec_ && codec_->identity())
+    codec_ = nullptr;
 }
 
 websocket_session::~websocket_session() {
@@ -59,7 +61,7 @@ void websocket_session::run(http::request<http::string_body> req,
       }));
   ws_.read_message_max(opts.max_message_bytes);
   ws_.auto_fragment(false);
-  ws_.text(true);
+  ws_.text(!codec_ || !codec_->writes_binary());
   ws_.async_accept(req,
                    [self = shared_from_this(), opening = std::move(opening)](
                        beast::error_code ec) mutable {
@@ -100,8 +102,18 @@ void websocket_session::on_read(beast::error_code ec, std::size_t) {
     return;
   }
   unanswered_.fetch_add(1);
-  caf::anon_send(actor_, atom::frame_v,
-                 beast::buffers_to_string(buffer_.data()));
+  if (codec_ && ws_.got_binary()) {
+    // The CONNECTION decodes; it learns the frame was binary from the mark.
+    auto data = buffer_.data();
+    std::string text;
+    text.reserve(data.size() + 1);
+    text += binary_frame_mark;
+    text.append(static_cast<const char*>(data.data()), data.size());
+    caf::anon_send(actor_, atom::frame_v, std::move(text));
+  } else {
+    caf::anon_send(actor_, atom::frame_v,
+                   beast::buffers_to_string(buffer_.data()));
+  }
   buffer_.consume(buffer_.size());
   if (buffer_.capacity() > idle_buffer_bytes)
     buffer_.shrink_to_fit();
@@ -135,9 +147,35 @@ void websocket_session::frame_answered() {
 }
 
 void websocket_session::write(frame_ptr frame, bool counted) {
+  if (!codec_)
+    return write_encoded(std::move(frame), counted);
+  asio::post(ws_.get_executor(), [self = shared_from_this(),
+                                  frame = std::move(frame), counted]() mutable {
+    if (self->closing_ || self->closed_notified_)
+      return;
+    // On the strand, so that the REGISTRY does not pay for the encoding. A
+    // codec that throws must not take the I/O thread down with it.
+    try {
+      frame = std::make_shared<const std::string>(
+          self->codec_->encode_push(*frame));
+    } catch (const std::exception& e) {
+      log::error("frame codec failed to encode a frame for uid {}: {}",
+                 self->uid_, e.what());
+      self->begin_close(1011, "internal error", true);
+      return;
+    }
+    self->enqueue(std::move(frame), counted);
+  });
+}
+
+void websocket_session::write_encoded(frame_ptr frame, bool counted) {
   asio::post(ws_.get_executor(),
              [self = shared_from_this(), frame = std::move(frame),
               counted]() mutable { self->enqueue(std::move(frame), counted); });
+}
+
+const frame_codec_ptr& websocket_session::codec() const {
+  return codec_;
 }
 
 uint64_t websocket_session::queued_bytes() const {

@@ -1,8 +1,10 @@
 #pragma once
 
 #include "actors/actors.hpp"
+#include "actors/connection.hpp"
 #include "actors/node_context.hpp"
 #include "net/beast.hpp"
+#include "protocol/codec.hpp"
 
 #include <caf/fwd.hpp>
 
@@ -19,11 +21,15 @@ namespace wsc::net {
 /// only post to it. At most one `async_write` is in flight; the frame it
 /// writes stays at the front of the queue until it completes.
 ///
+/// With a frame codec other than json, the session encodes the frames the
+/// REGISTRY and the CONNECTION push (`write`) on its strand, and marks binary
+/// frames for the CONNECTION, which decodes and answers (`codec_sink`).
+///
 /// A session owns, from its construction to its destruction, one slot of
 /// the node's `open_connections` and one of its `quota` (for `uid` from
 /// `address`): both are given back exactly once, by the destructor.
 class websocket_session
-    : public connection_sink,
+    : public codec_sink,
       public std::enable_shared_from_this<websocket_session> {
 public:
   websocket_session(tcp::socket&& socket, caf::actor_system& sys,
@@ -42,6 +48,10 @@ public:
   void close(uint16_t code, std::string reason) override;
 
   void frame_answered() override;
+
+  const frame_codec_ptr& codec() const override;
+
+  void write_encoded(frame_ptr frame, bool counted) override;
 
 private:
   void on_accept(beast::error_code ec, open_context opening);
@@ -81,6 +91,8 @@ private:
   std::string uid_;
   std::string address_;
   connection_actor actor_;
+  /// The node's frame codec; null for json (the identity).
+  frame_codec_ptr codec_;
   /// Frames waiting for the socket; `counted` ones count against
   /// send-queue-limit and send-queue-bytes (see connection_sink::write).
   struct queued_frame {

@@ -7,11 +7,16 @@ The .deb is built by cpack in the build folder of $WSC_BINARY (under
 `flock /tmp/wsc-build.lock`, or $WSC_BUILD_LOCK, when flock exists: cpack
 runs the build's `preinstall` target), or taken from $WSC_DEB.
 
+The library package (issue 17): the custom frame codec example
+(examples/custom_codec) builds against a `cmake --install` of the same build
+and its node runs (CustomCodecPackageTest).
+
 Run: WSC_BINARY=build/wscluster python3 -m unittest tests/integration/test_package.py
 """
 
 import glob
 import http.client
+import json
 import os
 import re
 import shutil
@@ -50,20 +55,15 @@ def get_bytes(port, path):
         conn.close()
 
 
-class PackageTest(HarnessMixin, unittest.TestCase):
+class TempDirClassMixin:
+    """A temporary folder for the whole class (`cls.tmp`), removed after it
+    (unless WSC_KEEP_LOGS) or when `prepare` fails."""
 
     @classmethod
-    def setUpClass(cls):
-        if shutil.which("dpkg-deb") is None:
-            raise unittest.SkipTest("dpkg-deb is missing (apt-get install dpkg): "
-                                    "cannot unpack the .deb")
-        cls.tmp = tempfile.mkdtemp(prefix="wsc-package-")
+    def prepare_in_tmp(cls, prefix, prepare):
+        cls.tmp = tempfile.mkdtemp(prefix=prefix)
         try:
-            cls.deb = os.environ.get("WSC_DEB") or cls.build_deb(cls.tmp)
-            cls.root = os.path.join(cls.tmp, "root")
-            subprocess.run(["dpkg-deb", "-x", cls.deb, cls.root], check=True, timeout=60)
-            cls.control = os.path.join(cls.tmp, "control")
-            subprocess.run(["dpkg-deb", "-e", cls.deb, cls.control], check=True, timeout=60)
+            prepare()
         except BaseException:
             shutil.rmtree(cls.tmp, True)
             raise
@@ -72,6 +72,24 @@ class PackageTest(HarnessMixin, unittest.TestCase):
     def tearDownClass(cls):
         if not KEEP_LOGS:
             shutil.rmtree(cls.tmp, True)
+
+
+class PackageTest(TempDirClassMixin, HarnessMixin, unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        if shutil.which("dpkg-deb") is None:
+            raise unittest.SkipTest("dpkg-deb is missing (apt-get install dpkg): "
+                                    "cannot unpack the .deb")
+        cls.prepare_in_tmp("wsc-package-", cls.unpack)
+
+    @classmethod
+    def unpack(cls):
+        cls.deb = os.environ.get("WSC_DEB") or cls.build_deb(cls.tmp)
+        cls.root = os.path.join(cls.tmp, "root")
+        subprocess.run(["dpkg-deb", "-x", cls.deb, cls.root], check=True, timeout=60)
+        cls.control = os.path.join(cls.tmp, "control")
+        subprocess.run(["dpkg-deb", "-e", cls.deb, cls.control], check=True, timeout=60)
 
     @staticmethod
     def build_deb(tmp):
@@ -191,6 +209,69 @@ class PackageTest(HarnessMixin, unittest.TestCase):
         node = self.start_node({"web-root": other}, binary=self.path("usr/bin/wscluster"),
                                env=clean_env())
         self.assertEqual(get_bytes(node.port, "/"), (200, b"<p>elsewhere</p>"))
+
+
+class CustomCodecPackageTest(TempDirClassMixin, HarnessMixin, unittest.TestCase):
+    """The custom codec example (examples/custom_codec) builds against the
+    installed package (`cmake --install` of the build of $WSC_BINARY into a
+    temporary prefix, examples copied outside the source tree) and its node
+    speaks the `line` codec."""
+
+    @classmethod
+    def setUpClass(cls):
+        build_dir = os.path.dirname(os.path.abspath(binary_path()))
+        if not os.path.isfile(os.path.join(build_dir, "cmake_install.cmake")):
+            raise unittest.SkipTest("no CMake build directory at %s" % build_dir)
+        if not shutil.which("cmake") or not shutil.which("ninja"):
+            raise unittest.SkipTest("cmake and ninja are needed")
+        cls.prepare_in_tmp("wsc-codec-package-", lambda: cls.build_example(build_dir))
+
+    @classmethod
+    def build_example(cls, build_dir):
+        prefix = os.path.join(cls.tmp, "prefix")
+        cls.run_step(["cmake", "--install", build_dir, "--prefix", prefix], 120)
+        examples = os.path.join(cls.tmp, "examples")
+        shutil.copytree(os.path.join(REPO_ROOT, "examples"), examples,
+                        ignore=shutil.ignore_patterns("*.ini"))
+        out = os.path.join(cls.tmp, "build")
+        configure = ["cmake", "-S", examples, "-B", out, "-G", "Ninja",
+                     "-DCMAKE_PREFIX_PATH=" + prefix, "-DCMAKE_BUILD_TYPE=",
+                     "-DCMAKE_CXX_FLAGS=-O0"]
+        if shutil.which("ld.lld"):
+            configure.append("-DCMAKE_EXE_LINKER_FLAGS=-fuse-ld=lld")
+        cls.run_step(configure, 120)
+        cls.run_step(["cmake", "--build", out, "--target", "wsc-codec-node"], 600)
+        cls.commands = cls.run_step(["ninja", "-C", out, "-t", "commands",
+                                     "wsc-codec-node"], 30).stdout
+        cls.prefix = prefix
+        cls.binary = os.path.join(out, "wsc-codec-node")
+
+    @classmethod
+    def run_step(cls, cmd, timeout):
+        proc = subprocess.run(cmd, cwd=cls.tmp, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, errors="replace",
+                              timeout=timeout)
+        if proc.returncode != 0:
+            raise AssertionError("%s failed (%d):\n%s\n%s"
+                                 % (" ".join(cmd), proc.returncode, proc.stdout[-4000:],
+                                    proc.stderr[-4000:]))
+        return proc
+
+    def test_built_from_the_installed_headers(self):
+        self.assertTrue(os.path.isfile(os.path.join(
+            self.prefix, "include/wscluster/protocol/codec.hpp")))
+        self.assertIn(os.path.join(self.prefix, "include", "wscluster"), self.commands)
+        self.assertNotIn("-I" + REPO_ROOT + " ", self.commands)
+
+    def test_line_codec_node_answers(self):
+        node = self.start_node({"frame-codec": "line"}, binary=self.binary)
+        ws = node.ws("ann", welcome=False)
+        kind, _, frame = ws.recv(timeout=5)[1].decode().partition(" ")
+        self.assertEqual(kind, "welcome")
+        self.assertEqual(json.loads(frame)["uid"], "ann")
+        ws.send_text('ping {"id":3}')
+        opcode, payload = ws.recv(timeout=5)
+        self.assertEqual(payload.decode(), 'pong {"id":3,"type":"pong"}')
 
 
 if __name__ == "__main__":
