@@ -73,7 +73,10 @@ using peer_actor = caf::typed_actor<
     caf::replies_to<atom::ping>::with<std::string, uint64_t>,
     // A peer that dialed this node introduces itself (id, incarnation, its
     // PEER actor): only one side of each pair dials.
-    caf::reacts_to<atom::hello, std::string, uint64_t, caf::actor>>;
+    caf::reacts_to<atom::hello, std::string, uint64_t, caf::actor>,
+    // A `send` to one connection of this node (`to_conn`); answers how many
+    // connections got it (0: no such connection).
+    caf::replies_to<atom::deliver, delivery>::with<uint32_t>>;
 
 /// Carries deliveries to a peer node whose CAF connection is down through
 /// the state store's server (Redis pub/sub). Slower than BASP, but nodes cut
@@ -124,6 +127,8 @@ using registry_actor = messaging_actor::extend_with<peer_actor>::extend<
     caf::reacts_to<atom::peer_down, std::string>,
     // The RELAY for peers without a CAF connection (cluster mode only).
     caf::reacts_to<atom::relay, relay_actor>,
+    // DISCOVERY's list of the nodes alive in the cluster (each heartbeat).
+    caf::reacts_to<atom::nodes, std::vector<std::string>>,
     // Starts the drain: every connection gets `bye` and close 1001.
     caf::replies_to<atom::drain, uint32_t>::with<atom::ok>,
     // The bindings of every local connection (to write back after an outage).

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <string_view>
 #include <unordered_set>
 
@@ -90,11 +91,18 @@ json_ptr answer(json x) {
 }
 
 /// The answer to a `send` or `publish`: a plain ack, or with the message's
-/// `msg_id` when it was stored (the repeat of an `idem` gets the same one).
-json_ptr sent(std::string msg_id) {
-  if (msg_id.empty())
+/// `msg_id` when it was stored (the repeat of an `idem` gets the same one);
+/// for a `to_conn` send whether it reached the connection.
+json_ptr sent(delivery_report& report, bool to_conn = false) {
+  if (to_conn) {
+    json ack{{"type", "ack"}, {"delivered", report.not_delivered.empty()}};
+    if (!report.not_delivered.empty())
+      ack["reason"] = std::move(report.not_delivered);
+    return answer(std::move(ack));
+  }
+  if (report.msg_id.empty())
     return nullptr;
-  return answer({{"type", "ack"}, {"msg_id", std::move(msg_id)}});
+  return answer({{"type", "ack"}, {"msg_id", std::move(report.msg_id)}});
 }
 
 } // namespace
@@ -109,6 +117,41 @@ caf::error read_idem(const json& object, std::string& idem) {
     return bad_frame("field 'idem' must be a string of 1-" +
                      std::to_string(max_idem_bytes) + " bytes of UTF-8");
   idem = i->get<std::string>();
+  return caf::none;
+}
+
+caf::error read_addressing(const json& object, const std::string& own_conn,
+                           bool to_conn_allowed, delivery& d) {
+  auto conn_id = [](const json& x) {
+    return x.is_string() && valid_name(x.get_ref<const std::string&>()) &&
+           !frames::node_of_conn(x.get_ref<const std::string&>()).empty();
+  };
+  if (auto i = object.find("except"); i != object.end()) {
+    if (!i->is_array() || i->size() > frames::max_except ||
+        !std::all_of(i->begin(), i->end(), conn_id))
+      return bad_frame("field 'except' must be a list of at most " +
+                       std::to_string(frames::max_except) + " connection ids");
+    for (auto& x : *i)
+      d.except.push_back(x.get<std::string>());
+  }
+  if (auto i = object.find("except_self"); i != object.end()) {
+    if (!i->is_boolean())
+      return bad_frame("field 'except_self' must be true or false");
+    if (i->get<bool>()) {
+      if (own_conn.empty())
+        return bad_frame("'except_self' needs a connection: use 'except'");
+      if (d.except.size() >= frames::max_except)
+        return bad_frame("field 'except' names too many connections");
+      d.except.push_back(own_conn);
+    }
+  }
+  if (auto i = object.find("to_conn"); i != object.end()) {
+    if (!to_conn_allowed)
+      return bad_frame("field 'to_conn' is for send only");
+    if (!conn_id(*i))
+      return bad_frame("field 'to_conn' must be a connection id");
+    d.to_conn = i->get<std::string>();
+  }
   return caf::none;
 }
 
@@ -195,28 +238,32 @@ void run_builtin(Self* self, const node_context& node, const frame_context& ctx,
     return done(json_ptr{});
   }
   if (type == "send") {
-    auto to = uid_list(f, "to");
-    if (!to)
-      return done(std::move(to.error()));
     auto data = data_field(f);
     if (!data)
       return done(std::move(data.error()));
-    if (auto err = frames::check_fanout(to->size(), data->size(),
-                                        node.opts.max_fanout_bytes))
-      return done(std::move(err));
-    std::string idem;
-    if (auto err = read_idem(f, idem))
-      return done(std::move(err));
     auto d = frames::make_delivery(delivery_kind::message, ctx.sender.uid,
                                    std::move(*data), node.durable(type));
-    d.uids = std::move(*to);
-    d.idem = std::move(idem);
+    if (auto err = read_addressing(f, ctx.sender.conn, true, d))
+      return done(std::move(err));
+    bool to_conn = !d.to_conn.empty();
+    if (to_conn == f.contains("to"))
+      return done(bad_frame("a send needs either 'to' or 'to_conn'"));
+    if (!to_conn) {
+      auto to = uid_list(f, "to");
+      if (!to)
+        return done(std::move(to.error()));
+      d.uids = std::move(*to);
+    }
+    if (auto err =
+            frames::check_fanout(to_conn ? 1 : d.uids.size(), d.data.size(),
+                                 node.opts.max_fanout_bytes))
+      return done(std::move(err));
+    if (auto err = read_idem(f, d.idem))
+      return done(std::move(err));
     self->request(node.registry, caf::infinite, atom::send_v, std::move(d))
-        .then(
-            [done](delivery_report& report) {
-              done(sent(std::move(report.msg_id)));
-            },
-            failed);
+        .then([done, to_conn](
+                  delivery_report& report) { done(sent(report, to_conn)); },
+              failed);
     return;
   }
   if (type == "broadcast") {
@@ -228,6 +275,8 @@ void run_builtin(Self* self, const node_context& node, const frame_context& ctx,
       return done(std::move(data.error()));
     auto d = frames::make_delivery(delivery_kind::broadcast, ctx.sender.uid,
                                    std::move(*data));
+    if (auto err = read_addressing(f, ctx.sender.conn, false, d))
+      return done(std::move(err));
     self->request(node.registry, caf::infinite, atom::broadcast_v, std::move(d))
         .then([ok](atom::ok) { ok(); }, failed);
     return;
@@ -253,19 +302,15 @@ void run_builtin(Self* self, const node_context& node, const frame_context& ctx,
     auto data = data_field(f);
     if (!data)
       return done(std::move(data.error()));
-    std::string idem;
-    if (auto err = read_idem(f, idem))
-      return done(std::move(err));
     auto d = frames::make_delivery(delivery_kind::group, ctx.sender.uid,
                                    std::move(*data), node.durable(type));
     d.group = std::move(*group);
-    d.idem = std::move(idem);
+    if (auto err = read_idem(f, d.idem))
+      return done(std::move(err));
+    if (auto err = read_addressing(f, ctx.sender.conn, false, d))
+      return done(std::move(err));
     self->request(node.registry, caf::infinite, atom::publish_v, std::move(d))
-        .then(
-            [done](delivery_report& report) {
-              done(sent(std::move(report.msg_id)));
-            },
-            failed);
+        .then([done](delivery_report& report) { done(sent(report)); }, failed);
     return;
   }
   if (type == "members") {

@@ -89,6 +89,7 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
   auto now = frames::now_ms();
   auto timeout_ms = static_cast<int64_t>(node->opts.node_timeout.count());
   std::set<std::string> listed;
+  std::vector<std::string> alive;
   for (auto& info : nodes) {
     if (info.id == node->node_id)
       continue;
@@ -129,10 +130,13 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
           });
       continue;
     }
+    alive.push_back(info.id);
     // One side of each pair dials: the node with the smaller id.
     if (!peer.handle && !peer.connecting && node->node_id < info.id)
       connect(info);
   }
+  // Broadcasts go to these, through the RELAY where the link is down.
+  self->send(node->registry, atom::nodes_v, std::move(alive));
   // Entries that left the store: removed by a survivor's claim or a graceful
   // stop (both also send SHUTDOWN), or lost by the store itself. A peer whose
   // CAF connection is alive re-registers at its next heartbeat; it is only

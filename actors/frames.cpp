@@ -328,7 +328,24 @@ caf::error check(const delivery& d) {
   for (auto& uid : d.uids)
     if (!valid_name(uid))
       return make_error(ec::bad_frame, "malformed receiver uid");
+  if (d.except.size() > max_except)
+    return make_error(ec::bad_frame, "except list out of bounds");
+  for (auto& conn : d.except)
+    if (!valid_name(conn))
+      return make_error(ec::bad_frame, "malformed except entry");
+  if (!d.to_conn.empty() &&
+      (d.kind != delivery_kind::message || !d.uids.empty() || d.durable ||
+       node_of_conn(d.to_conn).empty() || !valid_name(d.to_conn)))
+    return make_error(ec::bad_frame, "malformed to_conn delivery");
   return caf::none;
+}
+
+std::string_view node_of_conn(std::string_view conn) {
+  auto dot = conn.find('.');
+  if (dot == 0 || dot == std::string_view::npos ||
+      conn.find('.', dot + 1) == std::string_view::npos)
+    return {};
+  return conn.substr(0, dot);
 }
 
 caf::error check(const stored_message& msg) {

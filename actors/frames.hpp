@@ -95,6 +95,13 @@ nlohmann::json members(const std::string& group, std::vector<std::string> uids,
 /// for `inbox-max-age`, and device names come from clients.
 constexpr size_t max_devices_per_uid = 64;
 
+/// The most connection ids one `except` list may name.
+constexpr size_t max_except = 256;
+
+/// The node id part of a connection id (`<node>.<incarnation>.<seq>`, see
+/// node_context::next_conn_id); empty if `conn` is not of that form.
+std::string_view node_of_conn(std::string_view conn);
+
 /// The error a `read` of one device too many gets.
 caf::error too_many_devices();
 

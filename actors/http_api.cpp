@@ -105,6 +105,73 @@ auto on_error(respond_fn respond) {
   };
 }
 
+/// The most uids one membership change may add and remove together.
+constexpr size_t max_membership_changes = 1000;
+
+/// POST /api/groups/<g>/members {"add":[uids],"remove":[uids]}: joins and
+/// leaves through the REGISTRY (the state store is the cluster's, so the
+/// change is cluster-wide; JOIN/LEAVE events fire). Idempotent; every change
+/// is tried, failed ones are listed with their error code.
+void edit_members(http_api_actor::stateful_pointer<http_api_state> self,
+                  const std::string& group, const json& body,
+                  const respond_fn& respond) {
+  std::vector<std::string> add, remove;
+  auto list = [&](const char* name, std::vector<std::string>& out) {
+    auto i = body.find(name);
+    return i == body.end() ||
+           (i->is_array() && (i->empty() || read_uids(*i, out)));
+  };
+  if (!list("add", add) || !list("remove", remove))
+    return respond(error_answer(400, "'add' and 'remove' must be lists of "
+                                     "uids"));
+  if (add.empty() && remove.empty())
+    return respond(error_answer(400, "nothing to change: give 'add' and/or "
+                                     "'remove'"));
+  if (add.size() + remove.size() > max_membership_changes)
+    return respond(
+        error_answer(400, "at most " + std::to_string(max_membership_changes) +
+                              " uids per request"));
+  for (auto& uid : add)
+    if (std::find(remove.begin(), remove.end(), uid) != remove.end())
+      return respond(error_answer(400, "'" + uid + "' is in both lists"));
+  struct progress {
+    size_t pending = 0;
+    json failed = json::object();
+    caf::error first_error;
+    respond_fn respond;
+  };
+  auto state = std::make_shared<progress>();
+  state->pending = add.size() + remove.size();
+  state->respond = respond;
+  auto finish = [state](const std::string& uid, caf::error err) {
+    if (err) {
+      state->failed[uid] = to_string(to_ec(err));
+      if (!state->first_error)
+        state->first_error = std::move(err);
+    }
+    if (--state->pending > 0)
+      return;
+    if (!state->first_error)
+      return state->respond(json_answer(200, {{"ok", true}}));
+    state->respond(json_answer(status_of(state->first_error),
+                               {{"error", error_message(state->first_error)},
+                                {"failed", std::move(state->failed)}}));
+  };
+  auto& node = *self->state.node;
+  auto timeout = node.opts.request_timeout;
+  auto who = [&](const std::string& uid) {
+    return conn_ref{node.node_id, {}, uid, {}};
+  };
+  for (auto& uid : add)
+    self->request(node.registry, timeout, atom::join_v, who(uid), group)
+        .then([finish, uid](atom::ok) { finish(uid, caf::none); },
+              [finish, uid](caf::error& err) { finish(uid, std::move(err)); });
+  for (auto& uid : remove)
+    self->request(node.registry, timeout, atom::leave_v, who(uid), group)
+        .then([finish, uid](atom::ok) { finish(uid, caf::none); },
+              [finish, uid](caf::error& err) { finish(uid, std::move(err)); });
+}
+
 /// Answers one request (see the contract's section 3).
 void serve(http_api_actor::stateful_pointer<http_api_state> self,
            const http_exchange_ptr& ex) {
@@ -149,27 +216,45 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
     out = d->dump(-1, ' ', false, json::error_handler_t::replace);
     return true;
   };
+  // `except` (and `to_conn` for send) as the frames have them.
+  auto addressing = [&](delivery& d, bool to_conn_allowed) {
+    if (auto err = read_addressing(body, {}, to_conn_allowed, d)) {
+      on_error(respond)(err);
+      return false;
+    }
+    return true;
+  };
   if (path == "/api/send" && post) {
     auto d = frames::make_delivery(delivery_kind::message, {}, {},
                                    node.durable("send"));
+    if (!addressing(d, true))
+      return;
+    bool to_conn = !d.to_conn.empty();
     auto to = body.find("to");
-    if (to == body.end() || !read_uids(*to, d.uids))
-      return respond(error_answer(400, "'to' must be a uid or a list of uids"));
+    if (to_conn ? to != body.end()
+                : to == body.end() || !read_uids(*to, d.uids))
+      return respond(error_answer(
+          400, "'to' must be a uid or a list of uids (or use 'to_conn')"));
     if (!data_text(d.data))
       return respond(error_answer(400, "missing field 'data'"));
     if (read_idem(body, d.idem))
       return respond(error_answer(400, "'idem' must be a string of 1-64 "
                                        "bytes of UTF-8"));
-    if (auto err = frames::check_fanout(d.uids.size(), d.data.size(),
-                                        node.opts.max_fanout_bytes))
+    if (auto err =
+            frames::check_fanout(to_conn ? 1 : d.uids.size(), d.data.size(),
+                                 node.opts.max_fanout_bytes))
       return on_error(respond)(err);
     bool receipts = body.contains("wait_ms");
     self->request(node.registry, timeout, atom::send_v, std::move(d))
         .then(
-            [respond, receipts](delivery_report& report) {
+            [respond, receipts, to_conn](delivery_report& report) {
               json answer{{"ok", true}};
               add_msg_id(answer, report);
-              if (receipts) {
+              if (to_conn) {
+                answer["delivered"] = report.not_delivered.empty();
+                if (!report.not_delivered.empty())
+                  answer["reason"] = report.not_delivered;
+              } else if (receipts) {
                 json per_uid = json::object();
                 for (size_t i = 0; i < report.uids.size(); ++i)
                   per_uid[report.uids[i]] = {
@@ -184,6 +269,8 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
   }
   if (path == "/api/broadcast" && post) {
     auto d = frames::make_delivery(delivery_kind::broadcast, {}, {});
+    if (!addressing(d, false))
+      return;
     if (!data_text(d.data))
       return respond(error_answer(400, "missing field 'data'"));
     self->request(node.registry, timeout, atom::broadcast_v, std::move(d))
@@ -207,6 +294,8 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
     if (read_idem(body, d.idem))
       return respond(error_answer(400, "'idem' must be a string of 1-64 "
                                        "bytes of UTF-8"));
+    if (!addressing(d, false))
+      return;
     self->request(node.registry, timeout, atom::publish_v, std::move(d))
         .then(
             [respond](delivery_report& report) {
@@ -250,15 +339,21 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
   }
   const std::string groups_prefix = "/api/groups/";
   const std::string members_suffix = "/members";
-  if (get && path.size() > groups_prefix.size() + members_suffix.size() &&
+  bool members_path =
+      path.size() > groups_prefix.size() + members_suffix.size() &&
       path.compare(0, groups_prefix.size(), groups_prefix) == 0 &&
       path.compare(path.size() - members_suffix.size(), members_suffix.size(),
-                   members_suffix) == 0) {
-    auto group =
-        path.substr(groups_prefix.size(),
-                    path.size() - groups_prefix.size() - members_suffix.size());
-    if (!valid_name(group) || group.find('/') != std::string::npos)
-      return respond(error_answer(400, "malformed group name"));
+                   members_suffix) == 0;
+  auto group = members_path ? path.substr(groups_prefix.size(),
+                                          path.size() - groups_prefix.size() -
+                                              members_suffix.size())
+                            : std::string{};
+  if (members_path &&
+      (!valid_name(group) || group.find('/') != std::string::npos))
+    return respond(error_answer(400, "malformed group name"));
+  if (members_path && post)
+    return edit_members(self, group, body, respond);
+  if (members_path && get) {
     self->request(node.registry, timeout, atom::members_v, group)
         .then(
             [respond, group,

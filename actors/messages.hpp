@@ -156,12 +156,20 @@ struct delivery {
   /// within `idempotency-window` is neither stored nor routed again. Only
   /// the STATE_STORE reads it: it is cleared before deliveries are routed.
   std::string idem;
+  /// Connections (ids) that get nothing: the frame's or API's `except`,
+  /// plus the sending connection for `except_self`.
+  std::vector<std::string> except;
+  /// A `message` for one connection (`to_conn`), on any node: volatile (an
+  /// inbox belongs to a uid, not to one of its connections); `uids` stays
+  /// empty, the receiving node writes the connection's uid as `to`.
+  std::string to_conn;
 };
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, delivery& x) {
   return f(caf::meta::type_name("delivery"), x.kind, x.from, x.group, x.data,
-           x.ts, x.uids, x.durable, x.msg_id, x.seqs, x.idem);
+           x.ts, x.uids, x.durable, x.msg_id, x.seqs, x.idem, x.except,
+           x.to_conn);
 }
 
 /// One message of a uid's inbox.
@@ -225,12 +233,16 @@ struct delivery_report {
   /// `send` lists its receivers with 0 connections, stored (by the earlier
   /// one).
   bool duplicate = false;
+  /// For a `to_conn` send that reached no connection: "gone" (no such
+  /// connection, or its node is not in the cluster) or "unconfirmed" (its
+  /// node is only reachable through the relay, or did not answer).
+  std::string not_delivered;
 };
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, delivery_report& x) {
   return f(caf::meta::type_name("delivery_report"), x.uids, x.connections,
-           x.stored, x.msg_id, x.duplicate);
+           x.stored, x.msg_id, x.duplicate, x.not_delivered);
 }
 
 // -- events for event actors --------------------------------------------------

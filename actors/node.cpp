@@ -22,9 +22,7 @@
 #include <unistd.h>
 
 #include <csignal>
-#include <mutex>
 #include <thread>
-#include <unordered_map>
 
 namespace wsc {
 
@@ -87,26 +85,7 @@ void watch(const Handle& hdl, const char* name, const node_context_ptr& ctx) {
   });
 }
 
-/// The frame codec of each running node, by its context. The context has no
-/// field for it (yet); sessions find their node's codec here.
-struct codec_table {
-  std::mutex mtx;
-  std::unordered_map<const node_context*, frame_codec_ptr> by_node;
-
-  static codec_table& instance() {
-    static codec_table table;
-    return table;
-  }
-};
-
 } // namespace
-
-frame_codec_ptr frame_codec_of(const node_context& ctx) {
-  auto& table = codec_table::instance();
-  std::lock_guard guard{table.mtx};
-  auto i = table.by_node.find(&ctx);
-  return i != table.by_node.end() ? i->second : nullptr;
-}
 
 node::node(caf::actor_system& sys, node_context_ptr ctx)
     : sys_(sys), ctx_(std::move(ctx)) {
@@ -115,9 +94,6 @@ node::node(caf::actor_system& sys, node_context_ptr ctx)
 
 node::~node() {
   stop();
-  auto& table = codec_table::instance();
-  std::lock_guard guard{table.mtx};
-  table.by_node.erase(ctx_.get());
 }
 
 caf::expected<std::unique_ptr<node>>
@@ -130,6 +106,7 @@ node::start(caf::actor_system& sys, options opts,
     return std::move(codec.error());
   auto ctx = std::make_shared<node_context>(std::move(opts));
   ctx->custom_store = static_cast<bool>(custom_store.make);
+  ctx->codec = std::move(*codec);
   auto chain = middlewares.make_handshake_chain(ctx->opts);
   if (!chain)
     return std::move(chain.error());
@@ -142,12 +119,6 @@ node::start(caf::actor_system& sys, options opts,
   if (!store)
     return std::move(store.error());
   std::unique_ptr<node> result{new node(sys, ctx)};
-  {
-    // Until the node's destructor (its sessions hold the context alive).
-    auto& table = codec_table::instance();
-    std::lock_guard guard{table.mtx};
-    table.by_node[ctx.get()] = std::move(*codec);
-  }
   result->store_ = *store;
   ctx->events = sys.spawn(event_bus, ctx);
   if (!ctx->opts.webhook_url.empty()) {

@@ -128,9 +128,4 @@ private:
   bool stopped_ = false;
 };
 
-/// The frame codec of the running node whose context is `ctx` (null when
-/// no node started with it, e.g. in tests: the json codec). The WebSocket
-/// sessions of the node read it once each.
-frame_codec_ptr frame_codec_of(const node_context& ctx);
-
 } // namespace wsc

@@ -5,6 +5,7 @@
 #include "actors/metrics.hpp"
 #include "config/options.hpp"
 #include "middleware/middleware.hpp"
+#include "protocol/codec.hpp"
 
 #include <atomic>
 #include <cstdint>
@@ -107,6 +108,9 @@ struct node_context {
   behaviour_actor builtins;
   /// The state store is the embedder's own (node_customization::store).
   bool custom_store = false;
+  /// The `frame-codec` of this node's WebSocket sessions (null: json, as in
+  /// tests that start no node).
+  frame_codec_ptr codec;
   open_chain open;
 
   /// Events that have at least one subscriber (bits of event_mask), so

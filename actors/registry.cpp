@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <random>
+#include <string_view>
+#include <unordered_set>
 
 namespace wsc {
 
@@ -35,6 +37,8 @@ void registry_state::write(local_connection& conn, uint64_t seq,
   if (!conn.open || conn.catching_up)
     return hold();
   auto deliver = [&] {
+    if (!frame)
+      return; // excluded (`except`): only its seq counts as written
     if (auto sink = conn.sink.lock())
       sink->write(frame, true);
   };
@@ -97,9 +101,37 @@ void registry_state::release_held(local_connection& conn) {
         continue;
       conn.last_seq = seq;
     }
-    write_replay(conn, frame);
+    if (frame)
+      write_replay(conn, frame);
   }
 }
+
+namespace {
+
+/// The connections a delivery must skip (`except`): a short list is
+/// searched, a long one hashed once per delivery.
+class except_filter {
+public:
+  explicit except_filter(const std::vector<std::string>& except)
+      : list_(except) {
+    if (list_.size() > 8)
+      set_.insert(list_.begin(), list_.end());
+  }
+
+  bool operator()(const std::string& conn_id) const {
+    if (list_.empty())
+      return false;
+    if (!set_.empty())
+      return set_.count(conn_id) > 0;
+    return std::find(list_.begin(), list_.end(), conn_id) != list_.end();
+  }
+
+private:
+  const std::vector<std::string>& list_;
+  std::unordered_set<std::string_view> set_;
+};
+
+} // namespace
 
 uint32_t registry_state::deliver_local(const delivery& d,
                                        const std::vector<std::string>* uids) {
@@ -110,9 +142,20 @@ uint32_t registry_state::deliver_local(const delivery& d,
         close_uid(uid, static_cast<uint16_t>(d.ts));
     return 0;
   }
-  if (!uids) { // broadcast: one frame for every connection
+  except_filter excluded{d.except};
+  if (!d.to_conn.empty()) {
+    auto i = connections.find(d.to_conn);
+    if (i == connections.end() || excluded(d.to_conn))
+      return 0;
+    write(i->second, 0,
+          std::make_shared<const std::string>(
+              frames::encode(d, i->second.who.uid)));
+    written = 1;
+  } else if (!uids) { // broadcast: one frame for every connection
     auto frame = std::make_shared<const std::string>(frames::encode(d, {}));
     for (auto& [id, conn] : connections) {
+      if (excluded(id))
+        continue;
       write(conn, 0, frame);
       ++written;
     }
@@ -134,6 +177,13 @@ uint32_t registry_state::deliver_local(const delivery& d,
           shared = frame;
       }
       for (auto& conn_id : i->second) {
+        if (excluded(conn_id)) {
+          // A durable copy still advances the connection's seq, or the
+          // next one would look like a gap and fetch this one back.
+          if (seq != 0)
+            write(connections.at(conn_id), seq, nullptr);
+          continue;
+        }
         write(connections.at(conn_id), seq, frame);
         ++written;
       }
@@ -363,7 +413,44 @@ size_t receivers_of(const route_table& routes) {
 
 } // namespace
 
+caf::result<delivery_report> registry_state::send_to_conn(delivery d) {
+  // One connection: volatile, no store round trip (its node is in its id).
+  d.durable = false;
+  d.idem.clear();
+  d.uids.clear();
+  auto answer = [](uint32_t connections, const char* not_delivered) {
+    delivery_report report;
+    report.connections.push_back(connections);
+    report.not_delivered = connections > 0 ? "" : not_delivered;
+    return report;
+  };
+  auto target = std::string{frames::node_of_conn(d.to_conn)};
+  if (target == node->node_id)
+    return answer(deliver_local(d, nullptr), "gone");
+  auto p = peers.find(target);
+  if (p == peers.end()) {
+    if (!relay || cluster_nodes.count(target) == 0)
+      return answer(0, "gone");
+    // Alive but cut off: the RELAY carries it, at most once, unconfirmed.
+    enqueue_remote(target, std::move(d));
+    return answer(0, "unconfirmed");
+  }
+  auto rp = self->make_response_promise<delivery_report>();
+  self->request(p->second, node->opts.request_timeout, atom::deliver_v,
+                std::move(d))
+      .then(
+          [rp, answer](uint32_t connections) mutable {
+            rp.deliver(answer(connections, "gone"));
+          },
+          [rp, answer](caf::error&) mutable {
+            rp.deliver(answer(0, "unconfirmed"));
+          });
+  return rp;
+}
+
 caf::result<delivery_report> registry_state::send(delivery d) {
+  if (!d.to_conn.empty())
+    return send_to_conn(std::move(d));
   if (d.durable && !may_store(d.from))
     return store_rate_exceeded(d.from);
   auto rp = self->make_response_promise<delivery_report>();
@@ -697,9 +784,14 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         auto& st = self->state;
         d.kind = delivery_kind::broadcast;
         d.uids.clear();
+        d.to_conn.clear();
         st.deliver_local(d, nullptr);
+        // Peers without a CAF connection get it through the RELAY on flush.
         for (auto& [peer, handle] : st.peers)
           st.enqueue_remote(peer, d);
+        for (auto& peer : st.cluster_nodes)
+          if (st.peers.count(peer) == 0)
+            st.enqueue_remote(peer, d);
         return atom::ok_v;
       },
       [self, timeout](atom::publish,
@@ -846,6 +938,13 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         }
         return atom::ok_v;
       },
+      [self](atom::deliver, delivery& d) -> uint32_t {
+        // A `send` with `to_conn` for a connection of this node.
+        auto& st = self->state;
+        if (d.to_conn.empty() || frames::check(d))
+          return 0;
+        return st.deliver_local(d, nullptr);
+      },
       [self](atom::replay, std::string& conn_id) {
         self->state.pump_replay(conn_id);
       },
@@ -876,6 +975,13 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       },
       [self](atom::relay, relay_actor& relay) {
         self->state.relay = std::move(relay);
+      },
+      [self](atom::nodes, std::vector<std::string>& alive) {
+        auto& st = self->state;
+        st.cluster_nodes.clear();
+        for (auto& id : alive)
+          if (id != st.node->node_id)
+            st.cluster_nodes.insert(std::move(id));
       },
       [self](caf::flush_atom) { self->state.flush(); },
       // -- lifecycle ----------------------------------------------------------

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace wsc {
@@ -65,6 +66,9 @@ struct registry_state {
   };
   std::unordered_map<std::string, store_budget> store_budgets;
   std::unordered_map<std::string, peer_actor> peers;
+  /// The other nodes alive in the cluster as DISCOVERY last saw them (with
+  /// or without a CAF connection): broadcasts reach them all.
+  std::unordered_set<std::string> cluster_nodes;
   /// Carries the deliveries for nodes without a CAF connection (partitions,
   /// dials in progress); null in single-node mode.
   relay_actor relay;
@@ -132,6 +136,10 @@ struct registry_state {
 
   /// Stores (if durable) and routes a message to uids; answers per uid.
   caf::result<delivery_report> send(delivery d);
+
+  /// Writes a message to one connection (`to_conn`) on whichever node holds
+  /// it; the report has one entry: 1 connection, or 0 and why.
+  caf::result<delivery_report> send_to_conn(delivery d);
 
   /// Reads the inbox after the connection's `last_seq` and writes what is
   /// missing, then the held frames (a frame arrived after a gap: its

@@ -17,6 +17,7 @@ memory_store_config memory_store_config::from(const options& opts) {
   result.inbox_max_age_ms = static_cast<int64_t>(opts.inbox_max_age.count());
   result.max_fanout_bytes = opts.max_fanout_bytes;
   result.max_group_members = opts.max_group_members;
+  result.session_groups = opts.group_membership == "session";
   result.idempotency_window_ms = opts.idempotency_window.count();
   return result;
 }
@@ -171,6 +172,8 @@ bool memory_store_state::unbind(const binding& b) {
   if (!i->second.empty())
     return false;
   bindings.erase(i);
+  if (!cfg.session_groups)
+    return true; // persistent groups outlive the uid's connections
   if (auto g = groups_of.find(b.uid); g != groups_of.end()) {
     for (auto& group : g->second) {
       auto& m = members[group];

@@ -25,6 +25,9 @@ struct memory_store_config {
   uint64_t max_fanout_bytes = options{}.max_fanout_bytes;
   /// Most members of one group (`group_full`).
   uint64_t max_group_members = options{}.max_group_members;
+  /// group-membership=session: membership ends with the uid's last
+  /// connection.
+  bool session_groups = false;
   /// How long a sender's `idem` is remembered (0: never).
   int64_t idempotency_window_ms = options{}.idempotency_window.count();
 

@@ -10,13 +10,14 @@
 //
 // Payload (one PUBLISH):
 //
-//   byte 0   format: 3 unsigned, 4 signed (1 and 2, the batch alone without
-//            the envelope, are refused as `version`)
+//   byte 0   format: 5 unsigned, 6 signed (1 and 2, the batch alone without
+//            the envelope, and 3 and 4, deliveries without `except` and
+//            `to_conn`, are refused as `version`)
 //   body     CAF binary format: destination node id (string), origin node id
 //            (string), origin incarnation (u64), counter (u64, per origin
 //            incarnation, +1 per payload), sender's wall time (i64, ms since
 //            the epoch), the delivery_batch
-//   MAC      format 4 only: 32 bytes, HMAC-SHA256 under `cluster-secret` of
+//   MAC      format 6 only: 32 bytes, HMAC-SHA256 under `cluster-secret` of
 //            byte 0 and the body
 //
 // The receiver drops, and counts by reason (wscluster_relay_rejected_by_
@@ -56,9 +57,10 @@ namespace {
 using namespace std::chrono_literals;
 
 /// Payload formats: plain, or authenticated with a MAC of `mac_size` bytes
-/// at the end. 1 and 2 carried the batch without the envelope.
-constexpr char plain_payload = 3;
-constexpr char signed_payload = 4;
+/// at the end. 1 and 2 carried the batch without the envelope, 3 and 4
+/// deliveries without `except` and `to_conn`.
+constexpr char plain_payload = 5;
+constexpr char signed_payload = 6;
 constexpr size_t mac_size = 32;
 /// Largest difference between the sender's wall time in a payload and the
 /// receiver's: relayed payloads arrive within milliseconds, so this only

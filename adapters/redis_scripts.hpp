@@ -56,17 +56,20 @@ local function drop_groups(uid)
   redis.call('DEL', ug)
 end
 
--- One uid fewer online (P:users, never below 0).
+-- One uid fewer online (P:users, never below 0). Session groups end with
+-- the uid's last connection; persistent ones stay.
 local function went_offline(uid)
   if redis.call('DECR', P .. ':users') < 0 then
     redis.call('SET', P .. ':users', 0)
   end
-  drop_groups(uid)
+  if SESSION_GROUPS then
+    drop_groups(uid)
+  end
 end
 
 -- Removes every binding of `node` made by incarnation `inc` (by any
--- incarnation if `inc` is '0'); uids left without a connection lose their
--- groups. A binding that was rebound elsewhere since stays. Returns the uids
+-- incarnation if `inc` is '0'); uids left without a connection go offline
+-- (and lose session groups). A binding that was rebound elsewhere since stays. Returns the uids
 -- left without a connection (they went offline).
 local function drop_incarnation(node, inc)
   local offline = {}
@@ -304,8 +307,8 @@ end
 return out
 )lua",
     // unbind: ARGV = P, uid, conn, node, incarnation.
-    // Returns 1 if the uid has no connection left (and left its groups; one
-    // fewer in P:users).
+    // Returns 1 if the uid has no connection left (one fewer in P:users; it
+    // left its session groups).
     R"lua(
 local uid, conn, node, inc = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local u = P .. ':u:' .. uid
@@ -560,9 +563,13 @@ return 1
 };
 
 /// The full source of a script: the prelude, the helpers it needs and its
-/// body.
-inline std::string source(script x) {
+/// body. `session_groups` (group-membership=session) bakes the membership
+/// mode into the scripts that take uids offline: a node of the other mode
+/// loads scripts of another SHA, so the mode never travels per call.
+inline std::string source(script x, bool session_groups) {
   std::string result = prelude;
+  result += session_groups ? "local SESSION_GROUPS = true\n"
+                           : "local SESSION_GROUPS = false\n";
   switch (x) {
   case script::unbind:
   case script::node:

@@ -125,6 +125,9 @@ struct redis_store_config {
   uint64_t max_fanout_bytes = 1u << 20;
   /// Most members of one group.
   uint64_t max_group_members = 10000;
+  /// group-membership=session: a uid leaves its groups with its last
+  /// connection (persistent: never by going offline).
+  bool session_groups = false;
   /// Receivers per EVALSHA of `append` (bigger sends are split into calls
   /// pipelined in the same round trip, so Redis serves others in between).
   size_t uids_per_call = 500;
@@ -693,7 +696,8 @@ bool redis_store_state::reconnect() {
 
 caf::error redis_store_state::load_scripts() {
   for (size_t i = 0; i < redis_scripts::script_count; ++i) {
-    auto sha = conn.load_script(redis_scripts::source(static_cast<script>(i)));
+    auto sha = conn.load_script(
+        redis_scripts::source(static_cast<script>(i), cfg.session_groups));
     if (!sha)
       return std::move(sha.error());
     shas[i] = std::move(*sha);
@@ -1280,6 +1284,7 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
   cfg.inbox_max_age_ms = opts.inbox_max_age.count();
   cfg.max_fanout_bytes = opts.max_fanout_bytes;
   cfg.max_group_members = opts.max_group_members;
+  cfg.session_groups = opts.group_membership == "session";
   cfg.idempotency_window_ms = opts.idempotency_window.count();
   cfg.io_timeout = redis_io_timeout(opts.request_timeout);
   auto conn =
@@ -1290,8 +1295,8 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
                                            error_message(conn.error()));
   // Fails early where scripting is disabled or the server is too old.
   for (size_t i = 0; i < redis_scripts::script_count; ++i)
-    if (auto sha =
-            conn->load_script(redis_scripts::source(static_cast<script>(i)));
+    if (auto sha = conn->load_script(
+            redis_scripts::source(static_cast<script>(i), cfg.session_groups));
         !sha)
       return make_error(ec::unavailable, "cannot use Redis at " +
                                              cfg.url.redacted() + ": " +

@@ -14,7 +14,7 @@ namespace wsc {
 namespace {
 
 /// Nodes of different protocol versions refuse to peer.
-constexpr const char* protocol_id = "wscluster/2";
+constexpr const char* protocol_id = "wscluster/3";
 
 } // namespace
 

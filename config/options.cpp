@@ -303,6 +303,15 @@ const std::vector<option_spec>& option_table() {
        "open (any client joins any group) or token (only the groups of its "
        "JWT groups claim, or joined by the application)",
        one_of(&options::group_join, {"open", "token"})},
+      {"group-membership", "persistent",
+       "persistent (a uid stays in its groups while offline; its inbox gets "
+       "their messages) or session (membership ends with its last "
+       "connection); the same on every node",
+       one_of(&options::group_membership, {"persistent", "session"})},
+      {"frame-codec", "json",
+       "wire form of client frames: json, swoft ({\"cmd\":..,\"data\":..,"
+       "\"ext\":..}) or a codec registered by an embedding application",
+       text_field(&options::frame_codec)},
       {"jwt-audience", "-", "when set, JWTs must carry this aud",
        text_field(&options::jwt_audience)},
       {"jwt-issuer", "-", "when set, JWTs must carry this iss",

@@ -108,6 +108,13 @@ struct options {
   /// `open`: any client may join any group; `token`: only groups of its
   /// JWT `groups` claim (or joined for it by the application).
   std::string group_join = "open";
+  /// `persistent`: a uid stays in its groups while offline (its inbox gets
+  /// the group's messages); `session`: membership ends with its last
+  /// connection.
+  std::string group_membership = "persistent";
+  /// The wire form of client frames: `json` (the contract's) or `swoft`
+  /// (`{"cmd":..,"data":..,"ext":..}`), or a codec an embedder registered.
+  std::string frame_codec = "json";
   /// Required `aud` / `iss` of JWTs (empty: not checked).
   std::string jwt_audience;
   std::string jwt_issuer;

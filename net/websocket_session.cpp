@@ -33,8 +33,8 @@ websocket_session::websocket_session(tcp::socket&& socket,
                                      node_context_ptr node, std::string uid,
                                      std::string address)
     : ws_(std::move(socket)), sys_(sys), node_(std::move(node)),
-      uid_(std::move(uid)), address_(std::move(address)),
-      codec_(frame_codec_of(*node_)), close_deadline_(ws_.get_executor()) {
+      uid_(std::move(uid)), address_(std::move(address)), codec_(node_->codec),
+      close_deadline_(ws_.get_executor()) {
   if (codec_ && codec_->identity())
     codec_ = nullptr;
 }

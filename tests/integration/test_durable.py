@@ -84,6 +84,14 @@ class DurableClusterTest(ClusterBase):
         self.assertTrue(body.pop("msg_id"))
         self.assertEqual((status, body), (200, {"ok": True}))
 
+
+class SessionGroupDurableTest(ClusterBase):
+    """group-membership=session (persistent groups: test_groups_persistent)."""
+    nodes_count = 2
+
+    def node_options(self, i, **extra):
+        return super().node_options(i, **dict({"group-membership": "session"}, **extra))
+
     def test_group_messages_are_stored_per_member(self):
         n1, n2 = self.nodes
         ann = n1.ws("ann", query={"device": "d"})

@@ -92,23 +92,6 @@ class GroupsTest(ClusterBase):
         self.assertEqual(self.remote_batches(n1, "n3", "out"), before_n3)
         self.assertEqual(self.remote_batches(n3, "n1", "in"), before_in)
 
-    def test_kill_9_removes_members_and_presence(self):
-        n1, n2, n3 = self.nodes
-        alice = n1.ws("alice")
-        carol = n3.ws("carol")
-        for c in (alice, carol):
-            self.join(c, "g2")
-        self.assertEqual(sorted(self.members(alice, "g2")["uids"]), ["alice", "carol"])
-        n3.kill()
-        wait_until(lambda: not n1.presence(["carol"])["carol"],
-                   (NODE_TIMEOUT_MS + HEARTBEAT_MS) / 1000.0 + 6,
-                   what="carol offline after kill -9 of her node")
-        self.assertEqual(self.members(alice, "g2", 7)["uids"], ["alice"])
-        self.assertEqual(n2.presence(["carol", "alice"]), {"carol": False, "alice": True})
-        self.assertEqual(self.redis.command("SMEMBERS", "wscluster:ug:carol"), [])
-        self.assertEqual(self.redis.command("SMEMBERS", "wscluster:g:g2"), ["alice"])
-        self.assertEqual(self.redis.command("KEYS", "wscluster:*n3*"), [])
-
     def test_api_disconnect_closes_every_node(self):
         n1, n2, _ = self.nodes
         b1 = n1.ws("bob")

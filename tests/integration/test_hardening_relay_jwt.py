@@ -4,10 +4,10 @@ Relay: every payload a node reads from its channel ``P:relay:<node>`` is
 checked before anything reaches the REGISTRY. The payload (see
 adapters/redis_relay.cpp) is
 
-    byte 0   format: 3 unsigned, 4 signed (1 and 2, the old formats, refused)
+    byte 0   format: 5 unsigned, 6 signed (1-4, the old formats, refused)
     body     CAF binary: destination (str), origin (str), incarnation (u64),
              counter (u64), sent wall time ms (i64), delivery_batch
-    MAC      format 4: HMAC-SHA256(cluster-secret, byte 0 + body), 32 bytes
+    MAC      format 6: HMAC-SHA256(cluster-secret, byte 0 + body), 32 bytes
 
 and the tests here build such payloads by hand (``envelope``), capture real
 ones from Redis (``ChannelTap``) and publish raw bytes with PUBLISH. Refusals
@@ -57,13 +57,14 @@ def _str(s):
 
 
 def delivery(kind=KIND_MESSAGE, frm="mallory", group="", data='"hi"', ts=None, uids=(),
-             durable=False, msg_id="", seqs=(), idem=""):
+             durable=False, msg_id="", seqs=(), idem="", except_=(), to_conn=""):
     ts = int(time.time() * 1000) if ts is None else ts
     return (struct.pack(">B", kind) + _str(frm) + _str(group) + _str(data) +
             struct.pack(">q", ts) + _varbyte(len(uids)) + b"".join(_str(u) for u in uids) +
             struct.pack(">B", 1 if durable else 0) + _str(msg_id) +
             _varbyte(len(seqs)) + b"".join(struct.pack(">Q", s) for s in seqs) +
-            _str(idem))
+            _str(idem) + _varbyte(len(except_)) + b"".join(_str(c) for c in except_) +
+            _str(to_conn))
 
 
 def envelope(destination, origin, incarnation, counter, items, sent_ms=None, secret=None,
@@ -73,8 +74,8 @@ def envelope(destination, origin, incarnation, counter, items, sent_ms=None, sec
             + _str(origin if batch_origin is None else batch_origin)
             + _varbyte(len(items)) + b"".join(items))
     if secret is None:
-        return b"\x03" + body
-    signed = b"\x04" + body
+        return b"\x05" + body
+    signed = b"\x06" + body
     return signed + hmac.new(secret.encode(), signed, hashlib.sha256).digest()
 
 
@@ -113,10 +114,10 @@ class _Reader:
 def decode_envelope(payload, secret=None):
     """Reads a payload as the node writes it; raises ValueError otherwise."""
     fmt = payload[0]
-    if fmt not in (3, 4):
+    if fmt not in (5, 6):
         raise ValueError("format byte %d" % fmt)
     body = payload[1:]
-    if fmt == 4:
+    if fmt == 6:
         body, mac = body[:-32], body[-32:]
         if secret is not None:
             want = hmac.new(secret.encode(), payload[:-32], hashlib.sha256).digest()
@@ -135,6 +136,8 @@ def decode_envelope(payload, secret=None):
         d["msg_id"] = r.str()
         d["seqs"] = [r.fmt(">Q")[0] for _ in range(r.varbyte())]
         d["idem"] = r.str()  # issue 16; empty on the way to receivers
+        d["except"] = [r.str() for _ in range(r.varbyte())]  # issue 17
+        d["to_conn"] = r.str()
         items.append(d)
     env["items"] = items
     if r.pos != len(body):
@@ -309,7 +312,7 @@ class UnsignedRelayInputTest(HarnessMixin, unittest.TestCase):
         inconsistent = envelope("n1", "n2", 9, 5, [delivery(uids=["bob"], data='"x"')],
                                 batch_origin="n3")
         self.assertEqual(publish(self.redis, channel("n1"), inconsistent), 1)
-        self.assertEqual(publish(self.redis, channel("n1"), b"\x03garbage"), 1)
+        self.assertEqual(publish(self.redis, channel("n1"), b"\x05garbage"), 1)
         signed = envelope("n1", "n2", 9, 6, [delivery(uids=["bob"], data='"signed"')],
                           secret="whatever")
         self.assertEqual(publish(self.redis, channel("n1"), signed), 1)
@@ -387,7 +390,7 @@ class SignedRelayReplayTest(HarnessMixin, unittest.TestCase):
         bob = self.n2.ws("bob")
         payload, env, data = self.capture(alice, bob)
         # The envelope as documented, signed under cluster-secret.
-        self.assertEqual(env["format"], 4)
+        self.assertEqual(env["format"], 6)
         self.assertEqual((env["destination"], env["origin"], env["batch_origin"]),
                          ("n2", "n1", "n1"))
         self.assertGreaterEqual(env["counter"], 1)

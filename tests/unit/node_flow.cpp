@@ -100,6 +100,13 @@ struct fixture : test::node_fixture {
           [](atom::ping) -> caf::result<std::string, uint64_t> {
             return {std::string{"n2"}, uint64_t{7}};
           },
+          [&received](atom::deliver, delivery& d) -> uint32_t {
+            // A `to_conn` send: recorded as a batch of its own.
+            delivery_batch batch;
+            batch.items.push_back(std::move(d));
+            received.push_back(std::move(batch));
+            return 1;
+          },
       };
     }));
   }
@@ -252,6 +259,37 @@ CAF_TEST(presence groups and members) {
                   R"({"group":"g","id":8,"type":"members","uids":["alice"]})");
 }
 
+CAF_TEST(persistent groups keep offline members) {
+  auto alice = open("alice");
+  auto bob = open("bob");
+  say(alice, json{{"type", "join"}, {"group", "g"}});
+  say(bob, json{{"type", "join"}, {"group", "g"}});
+  caf::anon_send(bob.handle, atom::closed_v);
+  run();
+  say(alice, json{{"type", "members"}, {"id", 2}, {"group", "g"}});
+  auto got = alice.received();
+  CAF_REQUIRE_EQUAL(got.size(), 2u); // ack, members
+  CAF_CHECK_EQUAL(got[1]["uids"], (json{"alice", "bob"}));
+}
+
+CAF_TEST(the memory store ends session groups with the last connection) {
+  for (bool session : {false, true}) {
+    memory_store_state st;
+    st.cfg.session_groups = session;
+    binding b1{"ann", "n1", "c1", 1};
+    binding b2{"ann", "n1", "c2", 1};
+    st.bindings["ann"].emplace(b1.conn, b1);
+    st.bindings["ann"].emplace(b2.conn, b2);
+    CAF_REQUIRE(st.join("ann", "g", 10));
+    CAF_CHECK(!st.unbind(b1));
+    CAF_CHECK_EQUAL(st.members["g"].count("ann"), 1u); // still connected
+    CAF_CHECK(st.unbind(b2));                          // went offline
+    auto member = st.members.count("g") > 0 && st.members["g"].count("ann");
+    CAF_CHECK_EQUAL(member, !session);
+    CAF_CHECK_EQUAL(st.groups_of.count("ann") > 0, !session);
+  }
+}
+
 CAF_TEST(group limit and bad names) {
   ctx->opts.max_groups = 2;
   auto alice = open("alice");
@@ -395,6 +433,112 @@ CAF_TEST(deliveries for a node without a connection go to the relay) {
   CAF_CHECK_EQUAL(relayed[1].second.items.size(), 5u);
   CAF_CHECK_EQUAL(relayed[1].second.items.back().seqs,
                   std::vector<uint64_t>{sends + 1});
+}
+
+CAF_TEST(broadcasts reach cluster nodes without a link through the relay) {
+  std::vector<std::pair<std::string, delivery_batch>> relayed;
+  auto relay = track(sys.spawn([&relayed]() -> relay_actor::behavior_type {
+    return {
+        [&relayed](atom::relay, std::string& node, delivery_batch& batch) {
+          relayed.emplace_back(std::move(node), std::move(batch));
+        },
+    };
+  }));
+  caf::anon_send(ctx->registry, atom::relay_v, relay);
+  std::vector<delivery_batch> linked;
+  caf::anon_send(ctx->registry, atom::peer_up_v, std::string{"n2"},
+                 spawn_peer(linked, true));
+  // DISCOVERY lists n2 (linked), n3 (cut off) and this node itself.
+  caf::anon_send(ctx->registry, atom::nodes_v,
+                 std::vector<std::string>{"n1", "n2", "n3"});
+  run();
+  auto d = frames::make_delivery(delivery_kind::broadcast, {}, "\"all\"");
+  self->send(ctx->registry, atom::broadcast_v, d);
+  run();
+  CAF_REQUIRE_EQUAL(linked.size(), 1u);
+  CAF_CHECK_EQUAL(linked[0].items.size(), 1u);
+  CAF_REQUIRE_EQUAL(relayed.size(), 1u);
+  CAF_CHECK_EQUAL(relayed[0].first, "n3");
+  CAF_REQUIRE_EQUAL(relayed[0].second.items.size(), 1u);
+  CAF_CHECK(relayed[0].second.items[0].kind == delivery_kind::broadcast);
+  // n3 dropped out of the cluster: no more relaying to it.
+  caf::anon_send(ctx->registry, atom::nodes_v, std::vector<std::string>{"n2"});
+  run();
+  self->send(ctx->registry, atom::broadcast_v, d);
+  run();
+  CAF_CHECK_EQUAL(relayed.size(), 1u);
+  CAF_CHECK_EQUAL(linked.size(), 2u);
+}
+
+CAF_TEST(except skips connections and keeps durable numbering) {
+  auto alice = open("alice");
+  auto bob = open("bob");
+  auto bob2 = open("bob");
+  say(alice, json{{"type", "send"},
+                  {"to", "bob"},
+                  {"data", 1},
+                  {"except", {bob2.conn}}});
+  CAF_CHECK_EQUAL(bob.received().size(), 1u);
+  CAF_CHECK_EQUAL(bob2.received().size(), 0u);
+  say(alice, json{{"type", "send"},
+                  {"to", "bob"},
+                  {"data", 3},
+                  {"except", json::array({"x.y.1", bob.conn, bob2.conn})}});
+  CAF_CHECK_EQUAL(bob.received().size(), 0u);
+  CAF_CHECK_EQUAL(bob2.received().size(), 0u);
+  auto acks = alice.received();
+  CAF_REQUIRE_EQUAL(acks.size(), 2u);
+  CAF_CHECK_EQUAL(acks[0]["type"], "ack");
+  CAF_CHECK_EQUAL(acks[1]["type"], "ack");
+  // Durable copies the excluded connections skipped do not come back as a
+  // gap: the next message is just the next one.
+  say(alice, json{{"type", "send"}, {"to", "bob"}, {"data", 8}});
+  CAF_CHECK_EQUAL(bob.received().size(), 1u);
+  CAF_CHECK_EQUAL(bob2.received().size(), 1u);
+  alice.received();
+  for (auto bad : {json("x.y.1"), json::array({"nodots"}), json::array({7})}) {
+    say(alice,
+        json{{"type", "send"}, {"to", "bob"}, {"data", 4}, {"except", bad}});
+    auto answer = alice.received();
+    CAF_REQUIRE_EQUAL(answer.size(), 1u);
+    CAF_CHECK_EQUAL(answer[0]["code"], "bad_frame");
+  }
+}
+
+CAF_TEST(to_conn reaches one local connection or says why not ) {
+  auto alice = open("alice");
+  auto bob = open("bob");
+  auto bob2 = open("bob");
+  say(alice,
+      json{{"type", "send"}, {"id", 1}, {"to_conn", bob2.conn}, {"data", 5}});
+  auto got = bob2.received();
+  CAF_REQUIRE_EQUAL(got.size(), 1u);
+  CAF_CHECK_EQUAL(got[0]["to"], "bob");
+  CAF_CHECK_EQUAL(got[0]["data"], 5);
+  CAF_CHECK_EQUAL(bob.received().size(), 0u);
+  auto ack = alice.received();
+  CAF_REQUIRE_EQUAL(ack.size(), 1u);
+  CAF_CHECK_EQUAL(ack[0]["delivered"], true);
+  // Unknown here, and a node that is not in the cluster: gone.
+  for (auto target : {ctx->node_id + ".0.999", std::string{"n9.0.1"}}) {
+    say(alice, json{{"type", "send"}, {"to_conn", target}, {"data", 6}});
+    auto answer = alice.received();
+    CAF_REQUIRE_EQUAL(answer.size(), 1u);
+    CAF_CHECK_EQUAL(answer[0]["delivered"], false);
+    CAF_CHECK_EQUAL(answer[0]["reason"], "gone");
+  }
+  // A peer's connection: asked of that peer, which answers.
+  std::vector<delivery_batch> received;
+  caf::anon_send(ctx->registry, atom::peer_up_v, std::string{"n2"},
+                 spawn_peer(received, true));
+  run();
+  say(alice, json{{"type", "send"}, {"to_conn", "n2.0.1"}, {"data", 7}});
+  CAF_REQUIRE_EQUAL(received.size(), 1u);
+  CAF_CHECK_EQUAL(received[0].items[0].to_conn, "n2.0.1");
+  CAF_CHECK(received[0].items[0].uids.empty());
+  auto answer = alice.received();
+  CAF_REQUIRE_EQUAL(answer.size(), 1u);
+  CAF_CHECK_EQUAL(answer[0]["delivered"], true);
 }
 
 CAF_TEST(disconnect and drain close connections) {
