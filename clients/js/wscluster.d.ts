@@ -78,6 +78,15 @@ export interface WelcomeEvent extends WelcomeFrame {
   /** True from the second session on. */
   reconnected: boolean;
 }
+/** Addressing and idempotency of send/publish/broadcast (contract section 5). */
+export interface SendOptions {
+  /** Connection ids (from their welcome) that get nothing. */
+  except?: string[];
+  /** This connection gets nothing (its other devices do). */
+  exceptSelf?: boolean;
+  /** 1-64 bytes: a repeat within idempotency-window is acked again and not resent. */
+  idem?: string;
+}
 export interface AckFrame { type: 'ack'; id: FrameId; [key: string]: unknown; }
 export interface PongFrame { type: 'pong'; id: FrameId; }
 export interface PresenceFrame { type: 'presence'; id: FrameId; online: Record<string, boolean>; }
@@ -182,9 +191,11 @@ export class WsClusterClient {
   /** New token (after `token_expired`); reconnects if the client waits for one. */
   setToken(token: string): void;
 
-  send(to: string | string[], data: Json): Promise<AckFrame>;
-  publish(group: string, data: Json): Promise<AckFrame>;
-  broadcast(data: Json): Promise<AckFrame>;
+  send(to: string | string[], data: Json, options?: SendOptions): Promise<AckFrame>;
+  /** One connection (conn id from its welcome), on any node; `delivered` in the ack. */
+  sendToConn(conn: string, data: Json): Promise<AckFrame & { delivered: boolean; reason?: string }>;
+  publish(group: string, data: Json, options?: SendOptions): Promise<AckFrame>;
+  broadcast(data: Json, options?: Omit<SendOptions, 'idem'>): Promise<AckFrame>;
   join(group: string): Promise<AckFrame>;
   leave(group: string): Promise<AckFrame>;
   presence(uids: string[]): Promise<PresenceFrame>;

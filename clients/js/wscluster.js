@@ -62,6 +62,15 @@ function wsToHttp(url) {
   return url.replace(/^ws(s?):/i, 'http$1:');
 }
 
+/** Adds the optional addressing fields of send/publish/broadcast to a frame. */
+function addressing(frame, options) {
+  if (!options) return frame;
+  if (options.except !== undefined) frame.except = options.except;
+  if (options.exceptSelf) frame.except_self = true;
+  if (options.idem !== undefined) frame.idem = options.idem;
+  return frame;
+}
+
 export class WsClusterClient {
   /**
    * @param {object} options see wscluster.d.ts (WsClusterOptions)
@@ -603,19 +612,28 @@ export class WsClusterClient {
     return this._request(rest, options);
   }
 
-  /** 1:1 message to a uid or a list of uids; resolves with the ack. */
-  send(to, data) {
-    return this._request({ type: 'send', to, data });
+  /**
+   * 1:1 message to a uid or a list of uids; resolves with the ack.
+   * options: `except` (connection ids that get nothing), `exceptSelf` (not
+   * this connection), `idem` (idempotency key: a repeat is acked, not resent).
+   */
+  send(to, data, options) {
+    return this._request(addressing({ type: 'send', to, data }, options));
   }
 
-  /** Message to every member of a group (the sender must be a member). */
-  publish(group, data) {
-    return this._request({ type: 'publish', group, data });
+  /** Message to exactly one connection (its conn id, any node); the ack's `delivered` tells. */
+  sendToConn(conn, data) {
+    return this._request({ type: 'send', to_conn: conn, data });
   }
 
-  /** Message to every connection of the cluster (needs client-broadcast=true on the node). */
-  broadcast(data) {
-    return this._request({ type: 'broadcast', data });
+  /** Message to every member of a group (the sender must be a member); options as send(). */
+  publish(group, data, options) {
+    return this._request(addressing({ type: 'publish', group, data }, options));
+  }
+
+  /** Message to every connection of the cluster (needs client-broadcast=true on the node); options: except, exceptSelf. */
+  broadcast(data, options) {
+    return this._request(addressing({ type: 'broadcast', data }, options));
   }
 
   /** Joins a group; it is re-joined after every reconnect until leave(). */

@@ -162,6 +162,35 @@ describe('requests and events on one node', () => {
     assert.equal(carolMsgs[1].from, null);
   });
 
+  test('addressing: exceptSelf, except, sendToConn, idem', async () => {
+    const a1 = await connected({ urls: [node.ws], uid: 'ad-a' });
+    const a2 = await connected({ urls: [node.ws], uid: 'ad-a' });
+    const b = await connected({ urls: [node.ws], uid: 'ad-b' });
+    const a1Group = collect(a1, 'group');
+    const a2Group = collect(a2, 'group');
+    const bGroup = collect(b, 'group');
+    await a1.join('ad-room');
+    await b.join('ad-room');
+    await a1.publish('ad-room', 'not me', { exceptSelf: true });
+    await b.publish('ad-room', 'not a2', { except: [a2.conn] });
+    await waitFor(() => a2Group.length === 1 && bGroup.length === 2 && a1Group.length === 1, 5000, 'group frames');
+    assert.deepEqual(a2Group.map((f) => f.data), ['not me']);
+    assert.deepEqual(a1Group.map((f) => f.data), ['not a2']);
+    const bMsgs = collect(b, 'message');
+    const a2Msgs = collect(a2, 'message');
+    const ack = await b.sendToConn(a2.conn, 'only a2');
+    assert.equal(ack.delivered, true);
+    const gone = await b.sendToConn(`${a2.node}.0.999999`, 'nobody');
+    assert.deepEqual([gone.delivered, gone.reason], [false, 'gone']);
+    const first = await a1.send('ad-b', 'once', { idem: 'k1' });
+    const again = await a1.send('ad-b', 'once', { idem: 'k1' });
+    assert.equal(again.msg_id, first.msg_id);
+    await waitFor(() => a2Msgs.length === 1 && bMsgs.length === 1, 5000, 'messages');
+    await sleep(200);
+    assert.equal(bMsgs.length, 1, 'the repeat of an idem is not delivered again');
+    assert.equal(a2Msgs[0].data, 'only a2');
+  });
+
   test('4001 (disconnected by the API) closes without reconnecting', async () => {
     const c = await connected({ urls: [node.ws], uid: 'kicked', initialDelayMs: 50 });
     const reconnecting = collect(c, 'reconnecting');
