@@ -198,12 +198,16 @@ uint32_t registry_state::deliver_local(const delivery& d,
 
 namespace {
 
-/// What a delivery costs in a batch, roughly: its payload, names and seqs.
+/// What a delivery costs in a batch, roughly: its payload, names, seqs and
+/// excluded connections (up to 256 ids of 128 bytes: counted, or a batch of
+/// small messages with long `except` lists would outgrow the batch limit).
 size_t wire_bytes(const delivery& d) {
   auto bytes = 64 + d.data.size() + d.from.size() + d.group.size() +
-               d.msg_id.size() + 8 * d.seqs.size();
+               d.msg_id.size() + d.to_conn.size() + 8 * d.seqs.size();
   for (auto& uid : d.uids)
     bytes += uid.size() + 8;
+  for (auto& conn : d.except)
+    bytes += conn.size() + 8;
   return bytes;
 }
 

@@ -505,6 +505,36 @@ CAF_TEST(except skips connections and keeps durable numbering) {
   }
 }
 
+CAF_TEST(except lists count against the batch size) {
+  std::vector<delivery_batch> received;
+  caf::anon_send(ctx->registry, atom::peer_up_v, std::string{"n2"},
+                 spawn_peer(received, true));
+  self->send(store, atom::bind_v, binding{"carol", "n2", "c1", 7});
+  run();
+  auto alice = open("alice");
+  // 256 ids of 120 bytes: ~33 KB per delivery, so a 4 MiB batch holds ~125.
+  auto except = json::array();
+  for (int i = 0; i < 256; ++i)
+    except.push_back("n3.0." + std::to_string(i) + std::string(110, 'x'));
+  for (int i = 0; i < 150; ++i) // within the rate limit's burst
+    caf::anon_send(
+        alice.handle, atom::frame_v,
+        json{{"type", "send"}, {"to", "carol"}, {"data", i}, {"except", except}}
+            .dump());
+  run();
+  size_t items = 0;
+  for (auto& batch : received) {
+    size_t bytes = 0;
+    for (auto& d : batch.items)
+      for (auto& conn : d.except)
+        bytes += conn.size();
+    CAF_CHECK_LESS_OR_EQUAL(bytes, registry_state::max_batch_bytes);
+    items += batch.items.size();
+  }
+  CAF_CHECK_EQUAL(items, 150u);
+  CAF_CHECK_GREATER_OR_EQUAL(received.size(), 2u); // ~5 MB: two batches
+}
+
 CAF_TEST(to_conn reaches one local connection or says why not ) {
   auto alice = open("alice");
   auto bob = open("bob");
