@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Redis CPU of each state-store operation, script by script (docs/scaling.md).
+
+Starts a scratch redis-server on a free 127.0.0.1 port, loads the store's Lua
+scripts from adapters/redis_scripts.hpp exactly as a node builds them, runs
+each operation N times in pipelined batches of 128 (so the per-round-trip
+cost of a real node is left out: it is measured apart, in the cluster
+benchmarks) and prints, per operation, Redis' own time per call
+(INFO commandstats: EVALSHA or the plain command) and the commands inside it.
+
+    bench/redis_cost.py [-n 20000] [--group-size 20] [--json]
+
+Bounded: N calls per operation, one redis-server started and stopped by pid.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = os.path.join(REPO, "adapters", "redis_scripts.hpp")
+ORDER = ["bind", "unbind", "join", "leave", "group_route", "node", "nodes", "claim",
+         "shutdown", "append", "group_append", "inbox", "read"]
+# Which helper blocks each script gets (redis_scripts::source).
+HELPERS = {"unbind": ["helpers"], "node": ["helpers"], "nodes": ["helpers"],
+           "claim": ["helpers"], "shutdown": ["helpers"],
+           "append": ["safe_helpers", "inbox_helpers"],
+           "group_append": ["safe_helpers", "inbox_helpers"],
+           "group_route": ["safe_helpers"], "inbox": ["safe_helpers"], "read": ["safe_helpers"]}
+
+
+def script_sources(session_groups=False):
+    text = open(SCRIPTS).read()
+
+    def block(name):
+        m = re.search(r'inline constexpr const char\* %s = R"lua\((.*?)\)lua";' % name, text, re.S)
+        return m.group(1)
+
+    bodies = re.findall(r'R"lua\((.*?)\)lua"', text.split("bodies[script_count] = {")[1], re.S)
+    assert len(bodies) == len(ORDER), "redis_scripts.hpp changed: update ORDER"
+    result = {}
+    for name, body in zip(ORDER, bodies):
+        src = block("prelude") + ("local SESSION_GROUPS = %s\n" % ("true" if session_groups else "false"))
+        for h in HELPERS.get(name, []):
+            src += block(h)
+        result[name] = src + body
+    return result
+
+
+class Redis:
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.file = self.sock.makefile("rb")
+
+    @staticmethod
+    def encode(args):
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        return b"".join(out)
+
+    def reply(self):
+        line = self.file.readline()
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            return RuntimeError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self.file.read(n + 2)[:-2].decode("utf-8", "replace")
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.reply() for _ in range(n)]
+        raise OSError("bad reply %r" % line)
+
+    def pipeline(self, commands):
+        self.sock.sendall(b"".join(self.encode(c) for c in commands))
+        return [self.reply() for _ in commands]
+
+    def call(self, *args):
+        result = self.pipeline([args])[0]
+        if isinstance(result, RuntimeError):
+            raise result
+        return result
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def commandstats(r):
+    stats = {}
+    for line in r.call("INFO", "commandstats").split("\r\n"):
+        m = re.match(r"cmdstat_(\w+):calls=(\d+),usec=(\d+)", line)
+        if m:
+            stats[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    return stats
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=20000, help="calls per operation (default 20000)")
+    ap.add_argument("--group-size", type=int, default=20)
+    ap.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    args = ap.parse_args()
+    n, size = max(100, min(args.n, 200000)), max(1, min(args.group_size, 1000))
+    if not shutil.which("redis-server"):
+        sys.exit("redis-server not found (apt-get install redis-server)")
+    workdir = tempfile.mkdtemp(prefix="wsc-redis-cost-")
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", workdir],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                r = Redis(port)
+                r.call("PING")
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            sys.exit("redis-server did not start")
+        shas = {name: r.call("SCRIPT", "LOAD", src) for name, src in script_sources().items()}
+        now = int(time.time() * 1000)
+        day = 86400000
+        payload = '"' + "x" * 62 + '"'  # 64 bytes of JSON
+
+        def append_args(msg_id, uids, first="1"):
+            return [1000, now - day, day, 1 << 20, msg_id, 0, "alice", "", payload, now,
+                    "", 600000, first] + list(uids)
+
+        def evalsha(name, *argv):
+            return ("EVALSHA", shas[name], 0, "P") + tuple(argv)
+
+        groups = max(1, 1000 // size)
+        ops = [
+            ("connect (bind)", lambda i: evalsha("bind", "u%d" % i, "c%d" % i, "n1", "7")),
+            ("send, 1 receiver (append)", lambda i: evalsha("append", *append_args("m%d" % i, ["u%d" % (i % 1000)]))),
+            ("send, volatile (HVALS)", lambda i: ("HVALS", "P:u:u%d" % (i % 1000))),
+            ("join", lambda i: evalsha("join", "u%d" % (i % 1000), "g%d" % ((i % 1000) // size), 100, 10000)),
+            ("publish, %d members (group_append)" % size,
+             lambda i: evalsha("group_append", *(append_args("gm%d" % i, [])[:4] +
+                                                 ["gm%d" % i, 2, "u%d" % ((i % groups) * size),
+                                                  "g%d" % (i % groups), payload, now, "", 600000, "1"]))),
+            ("publish, volatile (group_route)", lambda i: evalsha("group_route", "g%d" % (i % groups),
+                                                                   "u%d" % ((i % groups) * size))),
+            ("resume, page of 64 (inbox)", lambda i: evalsha("inbox", "u%d" % (i % 1000), "d", 0, 64)),
+            ("read cursor (read)", lambda i: evalsha("read", "u%d" % (i % 1000), "d%d" % (i % 4), i, day, 64)),
+            ("disconnect (unbind)", lambda i: evalsha("unbind", "u%d" % i, "c%d" % i, "n1", "7")),
+        ]
+        results = []
+        for label, make in ops:
+            r.call("CONFIG", "RESETSTAT")
+            batch = []
+            errors = 0
+            for i in range(n):
+                batch.append(make(i))
+                if len(batch) == 128 or i == n - 1:
+                    errors += sum(isinstance(x, RuntimeError) for x in r.pipeline(batch))
+                    batch = []
+            stats = commandstats(r)
+            outer = "evalsha" if "evalsha" in stats else next(iter(stats))
+            calls, usec = stats[outer]
+            inner = {k: round(v[1] / n, 2) for k, v in stats.items() if k not in (outer, "config")}
+            results.append({"operation": label, "calls": calls, "errors": errors,
+                            "usec_per_call": round(usec / calls, 2), "inside_usec_per_call": inner})
+        info = {"redis": r.call("INFO", "server").split("redis_version:")[1].split("\r\n")[0],
+                "calls_per_operation": n, "group_size": size, "results": results}
+        if args.json:
+            print(json.dumps(info, indent=1))
+            return
+        print("Redis %s, %d calls per operation, pipelined by 128; Redis time per call (INFO "
+              "commandstats), and the commands inside it per call:" % (info["redis"], n))
+        print("| operation | µs per call | inside (µs per call) |")
+        print("|---|---|---|")
+        for x in results:
+            inside = ", ".join("%s %.2f" % kv for kv in sorted(x["inside_usec_per_call"].items()))
+            flag = " (%d errors)" % x["errors"] if x["errors"] else ""
+            print("| %s | %.2f%s | %s |" % (x["operation"], x["usec_per_call"], flag, inside or "-"))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
