@@ -8,7 +8,11 @@
 #     -r REPS       runs per binary (default 3)
 #     -s SCENARIO   s2 (default), s3 or s4 (loadgen --scenario)
 #   Env: WSC_LOADGEN (default build/bench/wsc-loadgen), A_FLAGS / B_FLAGS (extra
-#   node flags per binary, e.g. options the old one does not know).
+#   node flags per binary, e.g. options the old one does not know; the same
+#   binary twice with different flags A/Bs an option, e.g.
+#   B_FLAGS="--max-connections-per-address=0 --scheduler-policy=loop").
+# Also prints the servers' voluntary context switches per delivered message
+# (both nodes, all threads, over the load-generator run).
 # Every run is bounded (loadgen --max-seconds, timeout); only the processes this
 # script started are stopped, by pid.
 set -euo pipefail
@@ -40,6 +44,16 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/wsc-ab.XXXXXX")
 pidfile=$work/pids
 trap 'stop_pidfile "$pidfile"' EXIT
 
+ctx_switches() { # pids: sum of voluntary_ctxt_switches over all their threads
+  local pid sum=0 n
+  for pid in "$@"; do
+    for n in $(awk '/^voluntary_ctxt_switches/ {print $2}' /proc/"$pid"/task/*/status 2>/dev/null); do
+      sum=$((sum + n))
+    done
+  done
+  echo "$sum"
+}
+
 run_one() { # label binary flags
   local label=$1 bin=$2 flags=$3 rp p1 p2 common
   : > "$pidfile"
@@ -59,10 +73,14 @@ run_one() { # label binary flags
        curl -fsS "http://127.0.0.1:$p2/api/nodes" 2>/dev/null | grep -q '"n1"'; then break; fi
     sleep 0.1
   done
+  local cs0 cs1
+  cs0=$(ctx_switches "${pids[1]}" "${pids[2]}")
   timeout 300 "$loadgen" --scenario "$scenario" --ports "$p1,$p2" \
     --server-pids "${pids[1]},${pids[2]}" --redis-pid "${pids[0]}" --label "$label" \
     --out "$work/$label.jsonl" --max-seconds 240 "${extra[@]}" >/dev/null 2>>"$work/loadgen.log" ||
     echo "!! $label: loadgen failed ($?), see $work/loadgen.log" >&2
+  cs1=$(ctx_switches "${pids[1]}" "${pids[2]}")
+  echo $((cs1 - cs0)) > "$work/$label.ctxsw"
   stop_pidfile "$pidfile"
   sleep 1
 }
@@ -95,5 +113,19 @@ for key in ("servers_cpu_us_per_msg", "servers_plus_redis_cpu_us_per_msg"):
               % (key, a, ma, b, mb, mb / ma))
     else:
         print("%-36s missing (A %s, B %s)" % (key, a, b))
+def switches(prefix):
+    out = []
+    for r in range(1, reps + 1):
+        path = os.path.join(work, "%s%d" % (prefix, r))
+        if not (os.path.exists(path + ".ctxsw") and os.path.exists(path + ".jsonl")):
+            continue
+        delivered = sum(json.loads(l).get("delivered", 0) for l in open(path + ".jsonl"))
+        if delivered:
+            out.append(round(int(open(path + ".ctxsw").read()) / delivered, 2))
+    return out
+a, b = switches("A"), switches("B")
+if a and b:
+    print("%-36s A %s -> median %.2f | B %s -> median %.2f"
+          % ("ctx_switches_per_msg", a, statistics.median(a), b, statistics.median(b)))
 print("runs and logs: " + work)
 EOF

@@ -2,6 +2,7 @@
 
 #include "actors/actors.hpp"
 #include "actors/error.hpp"
+#include "loop/loop_coordinator.hpp"
 #include "net/cluster_guard.hpp"
 
 #include <caf/atom.hpp>
@@ -38,8 +39,13 @@ actor_config::actor_config(bool with_network) {
 }
 
 void actor_config::apply(const options& opts) {
-  set("scheduler.max-threads", static_cast<size_t>(opts.actor_threads));
-  set("scheduler.policy", caf::atom_from_string(opts.scheduler_policy));
+  if (opts.scheduler_policy == "loop") {
+    // CAF builds no coordinator of its own when a module is the scheduler.
+    loop_coordinator::install(*this, opts.io_threads);
+  } else {
+    set("scheduler.max-threads", static_cast<size_t>(opts.actor_threads));
+    set("scheduler.policy", caf::atom_from_string(opts.scheduler_policy));
+  }
   // BASP's own liveness: a hung or partitioned peer is noticed even when it
   // holds the TCP connection open.
   auto heartbeat = std::min(opts.heartbeat, options::duration{500});

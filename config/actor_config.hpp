@@ -15,7 +15,8 @@ public:
   /// tests of one node).
   explicit actor_config(bool with_network = true);
 
-  /// Applies the node's settings: scheduler threads and policy, and CAF's
+  /// Applies the node's settings: scheduler threads and policy (with
+  /// `scheduler-policy=loop` the loop_coordinator, loop/), and CAF's
   /// own transport liveness between nodes (heartbeat, connection timeout).
   void apply(const options& opts);
 };

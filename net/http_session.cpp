@@ -1,6 +1,7 @@
 #include "net/http_session.hpp"
 
 #include "actors/http_api.hpp"
+#include "net/session_list.hpp"
 #include "net/websocket_session.hpp"
 
 #include <caf/all.hpp>
@@ -164,6 +165,8 @@ void http_session::upgrade(http::request<http::string_body> req) {
   opening.attributes = std::move(ctx.attributes);
   if (!since.empty())
     opening.attributes["since"] = since;
+  if (shared_->websockets)
+    shared_->websockets->add(session);
   session->run(std::move(req), std::move(opening));
 }
 

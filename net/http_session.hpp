@@ -14,6 +14,8 @@
 
 namespace wsc::net {
 
+class session_list;
+
 /// What every HTTP session of a listener shares.
 struct http_shared {
   caf::actor_system& sys;
@@ -24,6 +26,9 @@ struct http_shared {
   /// HTTP sessions alive (sockets accepted and not upgraded yet, or serving
   /// the API): bounded by the listener (see listener::on_accept).
   std::shared_ptr<std::atomic<uint64_t>> http_sessions;
+  /// Null unless the server must close the WebSockets itself when it stops
+  /// (its event loops outlive it: net/session_list.hpp).
+  std::shared_ptr<session_list> websockets = nullptr;
 };
 
 /// One HTTP connection: answers API requests (keep-alive) until a request

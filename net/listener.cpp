@@ -17,9 +17,10 @@ constexpr uint64_t accept_margin = 1024;
 
 } // namespace
 
-listener::listener(asio::io_context& ioc,
+listener::listener(std::vector<asio::io_context*> contexts,
                    std::shared_ptr<const http_shared> shared)
-    : ioc_(ioc), acceptor_(asio::make_strand(ioc)),
+    : contexts_(std::move(contexts)),
+      acceptor_(asio::make_strand(*contexts_.front())),
       retry_(acceptor_.get_executor()), shared_(std::move(shared)) {
   // nop
 }
@@ -58,8 +59,10 @@ void listener::stop() {
 void listener::do_accept() {
   if (!acceptor_.is_open())
     return;
+  auto& ioc = *contexts_[next_context_];
+  next_context_ = (next_context_ + 1) % contexts_.size();
   acceptor_.async_accept(
-      asio::make_strand(ioc_),
+      asio::make_strand(ioc),
       beast::bind_front_handler(&listener::on_accept, shared_from_this()));
 }
 

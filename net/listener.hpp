@@ -5,13 +5,16 @@
 
 #include <chrono>
 #include <memory>
+#include <vector>
 
 namespace wsc::net {
 
-/// Accepts TCP connections and gives each an HTTP session on its own strand.
+/// Accepts TCP connections and gives each an HTTP session on its own strand,
+/// on the given io_contexts in turn (the acceptor runs on the first).
 class listener : public std::enable_shared_from_this<listener> {
 public:
-  listener(asio::io_context& ioc, std::shared_ptr<const http_shared> shared);
+  listener(std::vector<asio::io_context*> contexts,
+           std::shared_ptr<const http_shared> shared);
 
   /// Opens, binds and listens; an error (address in use) is returned.
   beast::error_code bind(const tcp::endpoint& endpoint);
@@ -27,7 +30,9 @@ private:
   void do_accept();
   void on_accept(beast::error_code ec, tcp::socket socket);
 
-  asio::io_context& ioc_;
+  std::vector<asio::io_context*> contexts_;
+  /// The io_context of the next accepted socket (on the acceptor's strand).
+  size_t next_context_ = 0;
   tcp::acceptor acceptor_;
   /// Paces accepts after errors (e.g. out of file descriptors).
   asio::steady_timer retry_;

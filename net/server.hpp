@@ -15,7 +15,8 @@
 namespace wsc {
 
 /// Accepts HTTP requests and WebSocket upgrades on `listen`, runs socket I/O
-/// on its own threads and hands everything else to actors.
+/// on its own threads (or, with `scheduler-policy=loop`, on the actor
+/// scheduler's event loops) and hands everything else to actors.
 class server {
 public:
   ~server();
@@ -29,16 +30,21 @@ public:
   /// The bound port (useful with port 0).
   uint16_t port() const;
 
-  /// Starts accepting on `threads` I/O threads.
+  /// Starts accepting on `threads` I/O threads (ignored on the scheduler's
+  /// loops: `io-threads` made them).
   void start(size_t threads);
 
   /// Stops accepting new connections; open ones stay.
   void stop_accepting();
 
-  /// Closes every socket that is still open and joins the I/O threads.
+  /// Closes every socket that is still open and joins the I/O threads (on
+  /// the scheduler's loops: closes the WebSockets and waits, bounded, until
+  /// they are gone; must not run on a loop).
   void stop();
 
 private:
+  void stop_on_loops();
+
   struct impl;
   explicit server(std::unique_ptr<impl> ptr);
   std::unique_ptr<impl> impl_;

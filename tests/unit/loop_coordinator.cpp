@@ -1,0 +1,206 @@
+#define CAF_SUITE loop_coordinator
+
+// The loop scheduler with real threads: each test builds its own actor
+// system (the other suites use CAF's test coordinator). Every wait is
+// bounded; a hang in the actor system's destructor fails by CTest's timeout.
+
+#include "loop/loop_coordinator.hpp"
+
+#include <caf/all.hpp>
+#include <caf/test/unit_test.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+using namespace wsc;
+
+namespace {
+
+constexpr auto wait_limit = std::chrono::seconds(10);
+
+struct loop_config : caf::actor_system_config {
+  explicit loop_config(size_t loops) {
+    loop_coordinator::install(*this, loops);
+  }
+};
+
+/// Where the handlers of the actors under test ran.
+struct trace {
+  std::mutex mtx;
+  std::vector<std::thread::id> threads;
+  size_t off_loop = 0;
+
+  void record() {
+    std::lock_guard<std::mutex> guard{mtx};
+    threads.push_back(std::this_thread::get_id());
+    if (loop_coordinator::current() == nullptr)
+      ++off_loop;
+  }
+};
+
+using trace_ptr = std::shared_ptr<trace>;
+
+using start_atom = caf::atom_constant<caf::atom("lcstart")>;
+
+/// Answers every number with the same number.
+caf::behavior pong(caf::event_based_actor* self, trace_ptr log) {
+  return {
+      [=](int n) {
+        log->record();
+        self->send(caf::actor_cast<caf::actor>(self->current_sender()), n);
+      },
+  };
+}
+
+/// Plays `rounds` rounds with `buddy`, then tells `done` how many it saw.
+caf::behavior ping(caf::event_based_actor* self, caf::actor buddy,
+                   trace_ptr log) {
+  auto rounds = std::make_shared<int>(0);
+  auto done = std::make_shared<caf::actor>();
+  return {
+      [=](start_atom, int n, caf::actor& reply_to) {
+        *rounds = n;
+        *done = std::move(reply_to);
+        self->send(buddy, 1);
+      },
+      [=](int n) {
+        log->record();
+        if (n < *rounds)
+          self->send(buddy, n + 1);
+        else
+          self->send(*done, n);
+      },
+  };
+}
+
+} // namespace
+
+CAF_TEST(the installed module is the scheduler) {
+  loop_config cfg{2};
+  caf::actor_system sys{cfg};
+  auto loops = loop_coordinator::of(sys);
+  CAF_REQUIRE(loops != nullptr);
+  CAF_CHECK_EQUAL(loops->num_loops(), 2u);
+  CAF_CHECK_EQUAL(loops->max_throughput(),
+                  loop_coordinator::loop_max_throughput);
+  CAF_CHECK(loop_coordinator::current() == nullptr);
+}
+
+CAF_TEST(without it CAF builds its own coordinator) {
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", 1);
+  caf::actor_system sys{cfg};
+  CAF_CHECK(loop_coordinator::of(sys) == nullptr);
+}
+
+CAF_TEST(actors woken by an actor run on the loop of the sender) {
+  loop_config cfg{2};
+  caf::actor_system sys{cfg};
+  auto log = std::make_shared<trace>();
+  auto b = sys.spawn(pong, log);
+  auto a = sys.spawn(ping, b, log);
+  caf::scoped_actor self{sys};
+  self->send(a, start_atom::value, 1000, caf::actor{self});
+  int seen = 0;
+  self->receive([&](int n) { seen = n; },
+                caf::after(wait_limit) >> [] { CAF_FAIL("no answer"); });
+  CAF_CHECK_EQUAL(seen, 1000);
+  std::lock_guard<std::mutex> guard{log->mtx};
+  CAF_CHECK_EQUAL(log->threads.size(), 2000u);
+  CAF_CHECK_EQUAL(log->off_loop, 0u);
+  // The start message picked a loop; every wake-up after it was a send
+  // between the two actors, so both stayed on that loop's thread.
+  for (auto& id : log->threads)
+    CAF_CHECK(id == log->threads.front());
+}
+
+CAF_TEST(a send from a loop thread wakes the actor on that loop) {
+  loop_config cfg{2};
+  caf::actor_system sys{cfg};
+  auto loops = loop_coordinator::of(sys);
+  CAF_REQUIRE(loops != nullptr);
+  auto log = std::make_shared<trace>();
+  caf::scoped_actor self{sys};
+  auto echo = sys.spawn(pong, log);
+  for (size_t i = 0; i < loops->num_loops(); ++i) {
+    // A socket handler's anon_send, as in net/websocket_session.cpp.
+    auto poster = std::make_shared<std::thread::id>();
+    boost::asio::post(loops->context(i), [poster, echo, &self] {
+      *poster = std::this_thread::get_id();
+      caf::send_as(caf::actor{self}, echo, static_cast<int>(7));
+    });
+    self->receive([](int n) { CAF_CHECK_EQUAL(n, 7); },
+                  caf::after(wait_limit) >> [] { CAF_FAIL("no answer"); });
+    std::lock_guard<std::mutex> guard{log->mtx};
+    CAF_REQUIRE_EQUAL(log->threads.size(), i + 1);
+    CAF_CHECK(log->threads.back() == *poster);
+  }
+  CAF_CHECK_EQUAL(log->off_loop, 0u);
+}
+
+CAF_TEST(messages from a detached actor reach a loop actor) {
+  loop_config cfg{1};
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto counter = sys.spawn([](caf::event_based_actor* ctr) -> caf::behavior {
+    auto count = std::make_shared<int>(0);
+    return {
+        [=](int) {
+          if (loop_coordinator::current() != nullptr)
+            ++*count;
+        },
+        [=](start_atom, caf::actor& reply_to) { ctr->send(reply_to, *count); },
+    };
+  });
+  // A detached (blocking) actor has its own thread, like the Redis STORE.
+  auto sender = sys.spawn<caf::detached>(
+      [counter](caf::blocking_actor* blk, caf::actor reply_to) {
+        for (int i = 0; i < 500; ++i)
+          blk->send(counter, i);
+        blk->send(counter, start_atom::value, reply_to);
+      },
+      caf::actor{self});
+  int seen = 0;
+  self->receive([&](int n) { seen = n; },
+                caf::after(wait_limit) >> [] { CAF_FAIL("no answer"); });
+  CAF_CHECK_EQUAL(seen, 500);
+}
+
+CAF_TEST(timeouts and delayed messages fire) {
+  loop_config cfg{1};
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto silent = sys.spawn([]() -> caf::behavior {
+    return {[](int) -> caf::result<int> {
+      return caf::delegated<int>{};
+    }};
+  });
+  auto timer =
+      sys.spawn([silent](caf::event_based_actor* tmr) -> caf::behavior {
+        return {
+            [=](start_atom, caf::actor& reply_to) {
+              tmr->delayed_send(tmr, std::chrono::milliseconds(20), reply_to,
+                                1);
+            },
+            [=](caf::actor& reply_to, int) {
+              // A request nobody answers ends with its timeout (CAF's clock).
+              tmr->request(silent, std::chrono::milliseconds(20), 1)
+                  .then([=](int) { tmr->send(reply_to, -1); },
+                        [=](caf::error& err) {
+                          tmr->send(reply_to,
+                                    err == caf::sec::request_timeout ? 2 : -2);
+                        });
+            },
+        };
+      });
+  self->send(timer, start_atom::value, caf::actor{self});
+  int seen = 0;
+  self->receive([&](int n) { seen = n; },
+                caf::after(wait_limit) >> [] { CAF_FAIL("no answer"); });
+  CAF_CHECK_EQUAL(seen, 2);
+}
