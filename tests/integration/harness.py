@@ -415,10 +415,12 @@ class Node:
 class RedisServer:
     """A ``redis-server`` on a free 127.0.0.1 port, no persistence, in a temp dir."""
 
-    def __init__(self, port=None, password=None):
+    def __init__(self, port=None, password=None, extra_args=()):
         self.port = port if port is not None else free_port()
         self.host = HOST
         self.password = password
+        # More redis-server options, e.g. ("--cluster-enabled", "yes").
+        self.extra_args = list(extra_args)
         self.workdir = tempfile.mkdtemp(prefix="wsc-redis-")
         self.log_path = os.path.join(self.workdir, "redis.log")
         self.proc = None
@@ -435,6 +437,7 @@ class RedisServer:
                 "--protected-mode", "no"]
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.extra_args
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(args, cwd=self.workdir, stdin=subprocess.DEVNULL,
