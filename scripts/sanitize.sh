@@ -58,7 +58,7 @@ fi
 cmake -S . -B "$build" -G Ninja -DWSC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
   "${launcher_args[@]}" >/dev/null
 ninja -C "$build" -j "$jobs" wscluster wsc-unit-tests wsc-audit-node \
-  wsc-custom-store-node
+  wsc-custom-store-node wsc-redis-cluster-check
 [[ -n "${WSC_SANITIZE_BUILD_ONLY:-}" ]] && exit 0
 
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1${ASAN_OPTIONS_EXTRA:+:$ASAN_OPTIONS_EXTRA}"
