@@ -115,6 +115,9 @@ struct redis_store_config {
   milliseconds max_retry_interval{2000};
   /// At most this many requests share one round trip.
   size_t max_batch = 256;
+  /// How long to wait after the first request of a round trip for more
+  /// (store-batch-delay; 0: send what is queued at once).
+  milliseconds batch_delay{1};
   /// Bindings per EVALSHA when writing back many (rebind).
   size_t bindings_per_call = 512;
   /// Inbox retention: entries per uid, and age (trimmed by the `t` field;
@@ -1147,10 +1150,18 @@ void redis_store(redis_store_actor* self, redis_store_config cfg) {
       if (self->ctrl()->strong_refs.load() <= 1)
         st.quit = true;
     });
+    // Whatever is queued joins this round trip; with a batch delay, also
+    // what arrives within it (each round trip costs Redis and this thread
+    // a wake-up and two system calls, however few requests it carries).
     bool more = true;
-    while (more && !st.quit && st.batch.size() < st.cfg.max_batch)
-      receive_one(self, caf::duration{std::chrono::seconds(0)},
+    auto deadline = steady_clock::now() + st.cfg.batch_delay;
+    while (more && !st.quit && st.batch.size() < st.cfg.max_batch) {
+      auto left = std::chrono::duration_cast<std::chrono::microseconds>(
+          deadline - steady_clock::now());
+      receive_one(self,
+                  caf::duration{std::max(left, std::chrono::microseconds(0))},
                   [&more] { more = false; });
+    }
     st.flush();
   }
 }
@@ -1287,6 +1298,7 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
   cfg.session_groups = opts.group_membership == "session";
   cfg.idempotency_window_ms = opts.idempotency_window.count();
   cfg.io_timeout = redis_io_timeout(opts.request_timeout);
+  cfg.batch_delay = opts.store_batch_delay;
   auto conn =
       redis_connection::open(cfg.url, cfg.connect_timeout, cfg.io_timeout);
   if (!conn)

@@ -261,6 +261,12 @@ const std::vector<option_spec>& option_table() {
        one_of(&options::scheduler_policy, {"sharing", "stealing", "loop"})},
       {"request-timeout", "5s", "timeout of every request between actors",
        duration_field(&options::request_timeout)},
+      {"store-batch-delay", "1ms",
+       "how long the Redis state store waits after a request for more to "
+       "send in the same round trip (0: at once); adds up to this much "
+       "latency, saves Redis and node CPU at moderate rates",
+       duration_field(&options::store_batch_delay,
+                      std::chrono::milliseconds(50))},
       {"volatile-types", "-",
        "frame types not stored in inboxes (at most once), e.g. publish,typing",
        list_field(&options::volatile_types)},
