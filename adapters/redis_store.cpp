@@ -1486,10 +1486,13 @@ job redis_store_state::append(const delivery& d, bool group) const {
   auto prefix = cfg.prefix;
   auto from = d.from;
   auto group_name = d.group;
+  // The uids of each append call (stage 3), to report those of a call that
+  // failed.
+  auto parts = std::make_shared<std::vector<std::vector<size_t>>>();
   result.step = [=, stage = 0](job& j) mutable
       -> std::optional<caf::expected<caf::message>> {
     using answer = caf::expected<caf::message>;
-    if (j.stage_error)
+    if (j.stage_error && stage < 2)
       return answer{j.stage_error};
     switch (stage++) {
       case 0:
@@ -1533,8 +1536,8 @@ job redis_store_state::append(const delivery& d, bool group) const {
         for (auto& uid : *uids)
           key_store.push_back(redis_keys::uid_key(prefix, uid, "b"));
         std::vector<std::string_view> keys(key_store.begin(), key_store.end());
-        for (auto& part : redis_keys::split_by_slot(keys, cluster_mode,
-                                                    per_call)) {
+        *parts = redis_keys::split_by_slot(keys, cluster_mode, per_call);
+        for (auto& part : *parts) {
           redis_command cmd{script::append, key_store[part.front()], head};
           for (auto k : part)
             cmd.args.push_back((*uids)[k]);
@@ -1545,9 +1548,28 @@ job redis_store_state::append(const delivery& d, bool group) const {
         return std::nullopt;
       }
       default: {
+        // A call without reply (its shard unreachable within the retry
+        // deadline) stored nothing: its uids are reported unavailable, the
+        // others go on. An error reply, or no reply at all, fails the send.
+        std::vector<redis_reply_ptr> ok;
+        std::vector<std::string> unavailable;
+        for (size_t p = 0; p < j.replies.size(); ++p) {
+          auto& r = j.replies[p];
+          if (r && r->type == REDIS_REPLY_ERROR)
+            return answer{redis_reply_error(*r)};
+          if (r) {
+            ok.push_back(std::move(r));
+          } else if (p < parts->size()) {
+            for (auto k : (*parts)[p])
+              unavailable.push_back((*uids)[k]);
+          }
+        }
+        if (ok.empty() && j.stage_error)
+          return answer{j.stage_error};
         route_builder builder;
-        if (auto err = add_appended(builder, j.replies))
+        if (auto err = add_appended(builder, ok))
           return answer{err};
+        builder.result().unavailable = std::move(unavailable);
         return answer{caf::make_message(std::move(builder.result()))};
       }
     }
@@ -1852,6 +1874,12 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
     cfg.cluster = std::move(*ccfg);
     cfg.cluster.connect_timeout = cfg.connect_timeout;
     cfg.cluster.io_timeout = cfg.io_timeout;
+    // A command retries through a failover for at most 60 % of the request
+    // timeout, so that a shard that stays down is reported (unavailable)
+    // before the caller's request times out.
+    cfg.cluster.retry_deadline = std::max(
+        milliseconds{500},
+        std::chrono::duration_cast<milliseconds>(opts.request_timeout * 6 / 10));
     auto cl = redis_cluster::open(cfg.cluster);
     if (!cl)
       return make_error(ec::unavailable, "cannot reach Redis at " +

@@ -531,7 +531,8 @@ class RedisClusterServer:
     that the suites use: ``url`` (``cluster://...``), ``command`` (routed by
     the key, ``KEYS``/``FLUSHALL`` on every master), ``stop``, ``cleanup``."""
 
-    def __init__(self, masters=3, replicas=None, password=None, node_timeout_ms=1000):
+    def __init__(self, masters=3, replicas=None, password=None, node_timeout_ms=1000,
+                 extra_args=()):
         if replicas is None:
             replicas = int(os.environ.get("WSC_TEST_REDIS_REPLICAS", "0"))
         self.password = password
@@ -540,7 +541,7 @@ class RedisClusterServer:
             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
             "--cluster-node-timeout", str(node_timeout_ms),
             "--cluster-port", str(free_port()),
-            "--repl-diskless-sync-delay", "0"])
+            "--repl-diskless-sync-delay", "0"] + list(extra_args))
             for _ in range(masters * (1 + replicas))]
         self.masters = masters
         self.host = HOST
