@@ -479,8 +479,7 @@ caf::result<delivery_report> registry_state::send(delivery d) {
     }
     d.idem.clear(); // the receivers need no idem
     std::unordered_map<std::string, size_t> index;
-    auto add = [&](const std::string& uid, uint32_t connections,
-                   bool stored) {
+    auto add = [&](const std::string& uid, uint32_t connections, bool stored) {
       auto [i, added] = index.emplace(uid, report.uids.size());
       if (!added) {
         report.connections[i->second] += connections;

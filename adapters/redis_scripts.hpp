@@ -6,8 +6,9 @@
 // nodes never see half of it. Scripts take KEYS[1] (it routes the call on a
 // Redis Cluster) and build the names of the other keys of the same slot
 // from the prefix in ARGV[1] (layout 3, redis_keys.hpp); the same scripts
-// serve a single Redis and a Redis Cluster. They need Redis >= 6.2 (effects replication, so TIME may
-// be called before writes; multi-field HSET; XTRIM MINID).
+// serve a single Redis and a Redis Cluster. They need Redis >= 6.2 (effects
+// replication, so TIME may be called before writes; multi-field HSET; XTRIM
+// MINID).
 //
 // Incarnations are 64-bit numbers and stay strings in Lua: Lua numbers are
 // doubles and would round them.
@@ -423,7 +424,8 @@ if n > 0 and (#ARGV[10] + 64) * n > tonumber(ARGV[5]) then
 end
 return redis.call('SMEMBERS', g)
 )lua",
-    // inbox: KEYS[1] routes; ARGV = P, uid, device, since (-1: the device's cursor), limit.
+    // inbox: KEYS[1] routes; ARGV = P, uid, device, since (-1: the device's
+    // cursor), limit.
     // Returns cursor, last seq, oldest retained seq (last + 1 if none), 1 if
     // more entries follow the page else 0, then at most `limit` entries
     // ({id, fields}) after the cursor, oldest first: one XRANGE from the
@@ -466,11 +468,11 @@ for _, e in ipairs(page) do
 end
 return out
 )lua",
-    // read: KEYS[1] routes; ARGV = P, uid, device, seq, ttl_ms, max_devices. Moves the
-    // device's cursor (field of the hash P:cur:<uid>) forward to seq, never
-    // past the uid's last seq, never back; the cursors expire ttl_ms after
-    // the last read. Returns -1 (nothing written) for a new device of a uid
-    // that has max_devices cursors already.
+    // read: KEYS[1] routes; ARGV = P, uid, device, seq, ttl_ms, max_devices.
+    // Moves the device's cursor (field of the hash P:{u:<uid>}:cur) forward
+    // to seq, never past the uid's last seq, never back; the cursors expire
+    // ttl_ms after the last read. Returns -1 (nothing written) for a new
+    // device of a uid that has max_devices cursors already.
     R"lua(
 local c = ukey(ARGV[2], 'cur')
 local last = get_count(ukey(ARGV[2], 'seq'))

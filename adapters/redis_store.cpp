@@ -173,8 +173,7 @@ struct job;
 /// problem in `stage_error`): the answer, or none after putting the
 /// commands of the next stage (possibly none: the job then waits a stage,
 /// which keeps the durable appends of one batch in order) into `commands`.
-using step_fn =
-    std::function<std::optional<caf::expected<caf::message>>(job&)>;
+using step_fn = std::function<std::optional<caf::expected<caf::message>>(job&)>;
 
 /// A request in the batch: the commands of its current stage and how to go
 /// on. Most requests take one stage; those that span slots take several
@@ -292,8 +291,7 @@ public:
       ++per_node_[bar == std::string_view::npos ? value : value.substr(0, bar)];
     }
     for (auto& [node, count] : per_node_) {
-      auto [i, added] =
-          index_.emplace(std::string{node}, result_.nodes.size());
+      auto [i, added] = index_.emplace(std::string{node}, result_.nodes.size());
       if (added)
         result_.nodes.push_back(node_route{std::string{node}, {}, {}, {}});
       auto& nr = result_.nodes[i->second];
@@ -311,7 +309,6 @@ private:
   std::map<std::string_view, uint32_t> per_node_;
   std::unordered_map<std::string, size_t> index_;
 };
-
 
 // -- answers ------------------------------------------------------------------
 
@@ -385,7 +382,8 @@ caf::expected<caf::message> answer_members(job& j, size_t limit) {
 
 /// Adds the replies of `append` calls (uid, seq, binding values, ...) to a
 /// route table.
-caf::error add_appended(route_builder& builder, const std::vector<redis_reply_ptr>& replies) {
+caf::error add_appended(route_builder& builder,
+                        const std::vector<redis_reply_ptr>& replies) {
   for (auto& r : replies) {
     if (!is_array(r.get()) || r->elements % 3 != 0)
       return unexpected_reply("append");
@@ -691,8 +689,8 @@ redis_store_state::run(const std::vector<const redis_command*>& cmds) {
           result[which[k]] = std::move(*replies[k]);
         else
           result[which[k]] = make_error(
-              ec::unavailable, "Redis Cluster at " + cfg.url.redacted() +
-                                   ": " + error_message(replies[k].error()));
+              ec::unavailable, "Redis Cluster at " + cfg.url.redacted() + ": " +
+                                   error_message(replies[k].error()));
       }
       return;
     }
@@ -887,99 +885,96 @@ struct drop_state {
 bool drop_step(const redis_store_state& st, drop_state& d, job& j) {
   auto& cfg = st.cfg;
   switch (d.stage++) {
-    case 0:
+  case 0:
+    j.commands.push_back(redis_command{std::nullopt,
+                                       st.nkey(d.node, "nb"),
+                                       {"SMEMBERS", st.nkey(d.node, "nb")}});
+    return false;
+  case 1: {
+    if (j.stage_error)
+      return true; // nothing changed; the next sweep or claim retries
+    auto r = j.replies.front().get();
+    bool all = d.incs.size() == 1 && d.incs.front() == "0";
+    std::vector<std::string> triples; // inc, uid, conn
+    std::vector<std::string_view> keys;
+    std::vector<std::string> key_store;
+    for (size_t i = 0; is_array(r) && i < r->elements; ++i) {
+      auto e = text_of(r->element[i]);
+      auto x = parse_index_entry(e);
+      if (!x) {
+        d.entries.emplace_back(e); // not ours: drop it
+        continue;
+      }
+      if (!all &&
+          std::find(d.incs.begin(), d.incs.end(), x->inc) == d.incs.end())
+        continue;
+      d.entries.emplace_back(e);
+      triples.emplace_back(x->inc);
+      triples.emplace_back(x->uid);
+      triples.emplace_back(x->conn);
+      key_store.push_back(st.ukey(x->uid, "b"));
+    }
+    keys.assign(key_store.begin(), key_store.end());
+    for (auto& part : redis_keys::split_by_slot(keys, st.is_cluster(),
+                                                cfg.bindings_per_call)) {
+      redis_command cmd{script::drop_uid, key_store[part.front()], {d.node}};
+      for (auto k : part)
+        for (size_t m = 0; m < 3; ++m)
+          cmd.args.push_back(triples[k * 3 + m]);
+      j.commands.push_back(std::move(cmd));
+    }
+    return false;
+  }
+  case 2: {
+    // Offline uids with their groups (session groups), per call. A call
+    // that failed leaves its bindings and index entries: a later cleanup
+    // repeats it.
+    std::vector<std::pair<std::string, std::string>> memberships;
+    bool complete = !j.stage_error;
+    for (auto& r : j.replies) {
+      if (!is_array(r.get()))
+        continue;
+      for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        auto uid = std::string{text_of(r->element[i])};
+        for (auto& g : strings_of(r->element[i + 1], 0))
+          memberships.emplace_back(g, uid);
+        d.offline.push_back(std::move(uid));
+      }
+    }
+    if (!d.offline.empty())
+      j.commands.push_back(
+          redis_command{script::users_add,
+                        st.users_key(),
+                        {"-" + std::to_string(d.offline.size())}});
+    for (auto& [g, uid] : memberships)
+      j.commands.push_back(
+          redis_command{std::nullopt, st.gkey(g), {"SREM", st.gkey(g), uid}});
+    if (!complete)
+      return false; // keep the index: the next cleanup repeats the rest
+    for (size_t i = 0; i < d.entries.size(); i += cfg.bindings_per_call) {
+      redis_command cmd{
+          std::nullopt, st.nkey(d.node, "nb"), {"SREM", st.nkey(d.node, "nb")}};
+      auto end = std::min(d.entries.size(), i + cfg.bindings_per_call);
+      for (auto k = i; k < end; ++k)
+        cmd.args.push_back(d.entries[k]);
+      j.commands.push_back(std::move(cmd));
+    }
+    bool all = d.incs.size() == 1 && d.incs.front() == "0";
+    if (all) {
       j.commands.push_back(redis_command{
-          std::nullopt, st.nkey(d.node, "nb"),
-          {"SMEMBERS", st.nkey(d.node, "nb")}});
-      return false;
-    case 1: {
-      if (j.stage_error)
-        return true; // nothing changed; the next sweep or claim retries
-      auto r = j.replies.front().get();
-      bool all = d.incs.size() == 1 && d.incs.front() == "0";
-      std::vector<std::string> triples; // inc, uid, conn
-      std::vector<std::string_view> keys;
-      std::vector<std::string> key_store;
-      for (size_t i = 0; is_array(r) && i < r->elements; ++i) {
-        auto e = text_of(r->element[i]);
-        auto x = parse_index_entry(e);
-        if (!x) {
-          d.entries.emplace_back(e); // not ours: drop it
-          continue;
-        }
-        if (!all && std::find(d.incs.begin(), d.incs.end(), x->inc) ==
-                        d.incs.end())
-          continue;
-        d.entries.emplace_back(e);
-        triples.emplace_back(x->inc);
-        triples.emplace_back(x->uid);
-        triples.emplace_back(x->conn);
-        key_store.push_back(st.ukey(x->uid, "b"));
-      }
-      keys.assign(key_store.begin(), key_store.end());
-      for (auto& part :
-           redis_keys::split_by_slot(keys, st.is_cluster(),
-                                     cfg.bindings_per_call)) {
-        redis_command cmd{script::drop_uid, key_store[part.front()],
-                          {d.node}};
-        for (auto k : part)
-          for (size_t m = 0; m < 3; ++m)
-            cmd.args.push_back(triples[k * 3 + m]);
-        j.commands.push_back(std::move(cmd));
-      }
-      return false;
+          std::nullopt, st.nkey(d.node, "ni"), {"DEL", st.nkey(d.node, "ni")}});
+    } else {
+      for (auto& inc : d.incs)
+        j.commands.push_back(redis_command{
+            script::forget_node, st.nkey(d.node, "h"), {d.node, inc}});
     }
-    case 2: {
-      // Offline uids with their groups (session groups), per call. A call
-      // that failed leaves its bindings and index entries: a later cleanup
-      // repeats it.
-      std::vector<std::pair<std::string, std::string>> memberships;
-      bool complete = !j.stage_error;
-      for (auto& r : j.replies) {
-        if (!is_array(r.get()))
-          continue;
-        for (size_t i = 0; i + 1 < r->elements; i += 2) {
-          auto uid = std::string{text_of(r->element[i])};
-          for (auto& g : strings_of(r->element[i + 1], 0))
-            memberships.emplace_back(g, uid);
-          d.offline.push_back(std::move(uid));
-        }
-      }
-      if (!d.offline.empty())
-        j.commands.push_back(redis_command{
-            script::users_add, st.users_key(),
-            {"-" + std::to_string(d.offline.size())}});
-      for (auto& [g, uid] : memberships)
-        j.commands.push_back(
-            redis_command{std::nullopt, st.gkey(g), {"SREM", st.gkey(g), uid}});
-      if (!complete)
-        return false; // keep the index: the next cleanup repeats the rest
-      for (size_t i = 0; i < d.entries.size(); i += cfg.bindings_per_call) {
-        redis_command cmd{std::nullopt, st.nkey(d.node, "nb"),
-                          {"SREM", st.nkey(d.node, "nb")}};
-        auto end = std::min(d.entries.size(), i + cfg.bindings_per_call);
-        for (auto k = i; k < end; ++k)
-          cmd.args.push_back(d.entries[k]);
-        j.commands.push_back(std::move(cmd));
-      }
-      bool all = d.incs.size() == 1 && d.incs.front() == "0";
-      if (all) {
-        j.commands.push_back(redis_command{
-            std::nullopt, st.nkey(d.node, "ni"),
-            {"DEL", st.nkey(d.node, "ni")}});
-      } else {
-        for (auto& inc : d.incs)
-          j.commands.push_back(redis_command{script::forget_node,
-                                             st.nkey(d.node, "h"),
-                                             {d.node, inc}});
-      }
-      if (d.unregister)
-        j.commands.push_back(redis_command{
-            std::nullopt, st.nodes_key(), {"SREM", st.nodes_key(), d.node}});
-      return false;
-    }
-    default:
-      return true;
+    if (d.unregister)
+      j.commands.push_back(redis_command{
+          std::nullopt, st.nodes_key(), {"SREM", st.nodes_key(), d.node}});
+    return false;
+  }
+  default:
+    return true;
   }
 }
 
@@ -1029,12 +1024,12 @@ job redis_store_state::bind(std::vector<binding> bs, bool single) const {
     }
     result.commands.push_back(std::move(cmd));
   }
-  auto ctx = std::make_shared<std::pair<std::vector<binding>,
-                                        std::vector<std::vector<size_t>>>>(
+  auto ctx = std::make_shared<
+      std::pair<std::vector<binding>, std::vector<std::vector<size_t>>>>(
       std::move(bs), std::move(parts));
   auto prefix = cfg.prefix;
-  result.step = [ctx, index_commands, single, prefix](job& j)
-      -> std::optional<caf::expected<caf::message>> {
+  result.step = [ctx, index_commands, single,
+                 prefix](job& j) -> std::optional<caf::expected<caf::message>> {
     if (j.stage_error)
       return caf::expected<caf::message>{j.stage_error};
     auto& [bs, parts] = *ctx;
@@ -1060,14 +1055,15 @@ job redis_store_state::bind(std::vector<binding> bs, bool single) const {
         auto pnode = prev.substr(0, bar);
         auto nb = redis_keys::node_key(prefix, pnode, "nb");
         j.followups.push_back(redis_command{
-            std::nullopt, nb,
+            std::nullopt,
+            nb,
             {"SREM", nb,
              std::string{prev.substr(bar + 1)} + ',' + b.uid + ',' + b.conn}});
       }
     }
     if (added > 0)
-      j.followups.push_back(redis_command{script::users_add, prefix + ":users",
-                                          {std::to_string(added)}});
+      j.followups.push_back(redis_command{
+          script::users_add, prefix + ":users", {std::to_string(added)}});
     if (single)
       return caf::expected<caf::message>{caf::make_message(first_new)};
     return caf::expected<caf::message>{caf::make_message(atom::ok_v)};
@@ -1085,8 +1081,8 @@ job redis_store_state::unbind(const binding& b) const {
   result.commands.push_back(
       redis_command{std::nullopt, nb, {"SREM", nb, inc + entry}});
   auto prefix = cfg.prefix;
-  result.step = [prefix, b, inc, entry](job& j)
-      -> std::optional<caf::expected<caf::message>> {
+  result.step = [prefix, b, inc,
+                 entry](job& j) -> std::optional<caf::expected<caf::message>> {
     auto r = j.replies.empty() ? nullptr : j.replies.front().get();
     if (!is_array(r) || r->elements < 2) {
       if (j.stage_error)
@@ -1096,11 +1092,11 @@ job redis_store_state::unbind(const binding& b) const {
     auto offline = integer_of(r->element[0]).value_or(0) == 1;
     auto prev = text_of(r->element[1]);
     auto bar = prev.rfind('|');
-    if (bar != std::string_view::npos &&
-        prev != b.node + '|' + inc) {
+    if (bar != std::string_view::npos && prev != b.node + '|' + inc) {
       auto pnb = redis_keys::node_key(prefix, prev.substr(0, bar), "nb");
       j.followups.push_back(redis_command{
-          std::nullopt, pnb,
+          std::nullopt,
+          pnb,
           {"SREM", pnb, std::string{prev.substr(bar + 1)} + entry}});
     }
     if (offline) {
@@ -1147,7 +1143,8 @@ job redis_store_state::join(std::string uid, std::string group,
   result.commands.push_back(redis_command{
       script::join_uid, ug, {uid, group, std::to_string(max_groups)}});
   result.commands.push_back(
-      redis_command{script::join_group, g,
+      redis_command{script::join_group,
+                    g,
                     {group, uid, std::to_string(cfg.max_group_members)}});
   auto members = cfg.max_group_members;
   result.step = [=](job& j) -> std::optional<caf::expected<caf::message>> {
@@ -1161,8 +1158,7 @@ job redis_store_state::join(std::string uid, std::string group,
         j.followups.push_back(
             redis_command{std::nullopt, ug, {"SREM", ug, group}});
       if (group_added)
-        j.followups.push_back(
-            redis_command{std::nullopt, g, {"SREM", g, uid}});
+        j.followups.push_back(redis_command{std::nullopt, g, {"SREM", g, uid}});
     };
     if (j.stage_error) {
       undo();
@@ -1170,10 +1166,9 @@ job redis_store_state::join(std::string uid, std::string group,
     }
     if (integer_of(rg).value_or(0) == -2) {
       undo();
-      return caf::expected<caf::message>{
-          make_error(ec::group_full, "'" + group + "' has " +
-                                         std::to_string(members) +
-                                         " members already")};
+      return caf::expected<caf::message>{make_error(
+          ec::group_full, "'" + group + "' has " + std::to_string(members) +
+                              " members already")};
     }
     if (integer_of(ru).value_or(0) == -1) {
       undo();
@@ -1183,8 +1178,8 @@ job redis_store_state::join(std::string uid, std::string group,
     }
     if (!is_array(ru) || ru->elements != 2 || !integer_of(ru->element[1]))
       return caf::expected<caf::message>{unexpected_reply("join")};
-    return caf::expected<caf::message>{caf::make_message(
-        static_cast<uint32_t>(*integer_of(ru->element[1])))};
+    return caf::expected<caf::message>{
+        caf::make_message(static_cast<uint32_t>(*integer_of(ru->element[1])))};
   };
   return result;
 }
@@ -1204,8 +1199,9 @@ job redis_store_state::members(const std::string& group, uint32_t limit) const {
   job result;
   auto g = gkey(group);
   result.commands.push_back(redis_command{std::nullopt, g, {"SMEMBERS", g}});
-  result.step = one_stage(
-      [limit](job& j) { return answer_members(j, static_cast<size_t>(limit)); });
+  result.step = one_stage([limit](job& j) {
+    return answer_members(j, static_cast<size_t>(limit));
+  });
   return result;
 }
 
@@ -1230,16 +1226,16 @@ job redis_store_state::group_route(std::string group, std::string from) const {
   result.commands.push_back(redis_command{std::nullopt, g, {"SMEMBERS", g}});
   auto uids = std::make_shared<std::vector<std::string>>();
   auto prefix = cfg.prefix;
-  result.step = [uids, group, from, prefix,
-                 stage = 0](job& j) mutable
-      -> std::optional<caf::expected<caf::message>> {
+  result.step =
+      [uids, group, from, prefix, stage = 0](
+          job& j) mutable -> std::optional<caf::expected<caf::message>> {
     if (j.stage_error)
       return caf::expected<caf::message>{j.stage_error};
     if (stage++ == 0) {
       if (!from.empty() && integer_of(j.replies.front().get()).value_or(0) == 0)
-        return caf::expected<caf::message>{make_error(
-            ec::not_member,
-            "'" + from + "' is not a member of '" + group + "'")};
+        return caf::expected<caf::message>{
+            make_error(ec::not_member,
+                       "'" + from + "' is not a member of '" + group + "'")};
       *uids = strings_of(j.replies.back().get(), 0);
       // Members in byte order, like the memory store's std::set.
       std::sort(uids->begin(), uids->end());
@@ -1265,7 +1261,8 @@ job redis_store_state::node(const node_info& info) const {
   job result;
   auto id = info.id;
   result.commands.push_back(redis_command{
-      script::node, nkey(id, "h"),
+      script::node,
+      nkey(id, "h"),
       {info.id, info.listen, info.cluster, std::to_string(info.incarnation),
        std::to_string(info.connections), std::to_string(cfg.lease_ms)}});
   result.commands.push_back(
@@ -1274,8 +1271,9 @@ job redis_store_state::node(const node_info& info) const {
   d->node = id;
   auto fresh = std::make_shared<bool>(false);
   auto self = this;
-  result.step = [self, d, fresh, first = true](job& j) mutable
-      -> std::optional<caf::expected<caf::message>> {
+  result.step =
+      [self, d, fresh, first = true](
+          job& j) mutable -> std::optional<caf::expected<caf::message>> {
     if (first) {
       first = false;
       if (j.stage_error)
@@ -1304,8 +1302,9 @@ job redis_store_state::nodes() const {
   auto ids = std::make_shared<std::vector<std::string>>();
   auto redis_now = std::make_shared<int64_t>(0);
   auto prefix = cfg.prefix;
-  result.step = [ids, redis_now, prefix, stage = 0](job& j) mutable
-      -> std::optional<caf::expected<caf::message>> {
+  result.step =
+      [ids, redis_now, prefix, stage = 0](
+          job& j) mutable -> std::optional<caf::expected<caf::message>> {
     if (j.stage_error)
       return caf::expected<caf::message>{j.stage_error};
     if (stage++ == 0) {
@@ -1353,9 +1352,8 @@ job redis_store_state::nodes() const {
         else if (key == "hb")
           // Hostile values stay harmless: both times are in [0, 2^53).
           info.last_heartbeat_ms =
-              local_now -
-              (*redis_now -
-               static_cast<int64_t>(parse_count(value).value_or(0)));
+              local_now - (*redis_now - static_cast<int64_t>(
+                                            parse_count(value).value_or(0)));
       }
       if (!claimed) // being cleaned up: gone for everyone
         result.push_back(std::move(info));
@@ -1374,15 +1372,15 @@ job redis_store_state::claim(std::string node, uint64_t incarnation,
   job result;
   auto inc = std::to_string(incarnation);
   result.commands.push_back(redis_command{
-      script::claim, nkey(node, "h"),
-      {node, inc, std::to_string(timeout_ms)}});
+      script::claim, nkey(node, "h"), {node, inc, std::to_string(timeout_ms)}});
   auto d = std::make_shared<drop_state>();
   d->node = node;
   d->incs = {inc};
   d->unregister = true;
   auto self = this;
-  result.step = [self, d, first = true](job& j) mutable
-      -> std::optional<caf::expected<caf::message>> {
+  result.step =
+      [self, d, first = true](
+          job& j) mutable -> std::optional<caf::expected<caf::message>> {
     if (first) {
       first = false;
       if (j.stage_error)
@@ -1409,8 +1407,8 @@ job redis_store_state::shutdown(std::string node, uint64_t incarnation) const {
   d->unregister = true;
   auto self = this;
   drop_step(*this, *d, result);
-  result.step = [self, d](job& j)
-      -> std::optional<caf::expected<caf::message>> {
+  result.step = [self,
+                 d](job& j) -> std::optional<caf::expected<caf::message>> {
     if (!drop_step(*self, *d, j))
       return std::nullopt;
     return caf::expected<caf::message>{caf::make_message(d->offline)};
@@ -1434,8 +1432,7 @@ job redis_store_state::unread(const unread_watch& w) const {
     result.commands.push_back(redis_command{std::nullopt, k, {"HVALS", k}});
     seqs.push_back(w.seqs[i]);
   }
-  result.step = one_stage(
-      [seqs](job& j) { return answer_unread(j, seqs); });
+  result.step = one_stage([seqs](job& j) { return answer_unread(j, seqs); });
   return result;
 }
 
@@ -1489,89 +1486,89 @@ job redis_store_state::append(const delivery& d, bool group) const {
   // The uids of each append call (stage 3), to report those of a call that
   // failed.
   auto parts = std::make_shared<std::vector<std::vector<size_t>>>();
-  result.step = [=, stage = 0](job& j) mutable
-      -> std::optional<caf::expected<caf::message>> {
+  result.step =
+      [=, stage =
+              0](job& j) mutable -> std::optional<caf::expected<caf::message>> {
     using answer = caf::expected<caf::message>;
     if (j.stage_error && stage < 2)
       return answer{j.stage_error};
     switch (stage++) {
-      case 0:
-        if (group) {
-          auto r = j.replies.front().get();
-          if (auto x = integer_of(r); x && *x == 0)
-            return answer{make_error(ec::not_member,
-                                     "'" + from + "' is not a member of '" +
-                                         group_name + "'")};
-          if (auto x = integer_of(r); x && *x < 0) {
-            auto receivers = static_cast<size_t>(std::min<long long>(
-                -*x, std::numeric_limits<uint32_t>::max()));
-            if (auto err = frames::check_fanout(receivers, payload, fanout))
-              return answer{err};
-            return answer{
-                make_error(ec::too_large, "the group is too large for the payload")};
-          }
-          if (!is_array(r))
-            return answer{unexpected_reply("group_check")};
-          *uids = strings_of(r, 0);
+    case 0:
+      if (group) {
+        auto r = j.replies.front().get();
+        if (auto x = integer_of(r); x && *x == 0)
+          return answer{
+              make_error(ec::not_member, "'" + from + "' is not a member of '" +
+                                             group_name + "'")};
+        if (auto x = integer_of(r); x && *x < 0) {
+          auto receivers = static_cast<size_t>(
+              std::min<long long>(-*x, std::numeric_limits<uint32_t>::max()));
+          if (auto err = frames::check_fanout(receivers, payload, fanout))
+            return answer{err};
+          return answer{make_error(ec::too_large,
+                                   "the group is too large for the payload")};
         }
-        if (!idem_key.empty())
-          j.commands.push_back(
-              redis_command{script::idem, idem_key, head});
-        return std::nullopt;
-      case 1: {
-        if (!idem_key.empty()) {
-          auto r = j.replies.front().get();
-          if (r && r->type == REDIS_REPLY_STATUS) {
-            // A repeat of an idem: the msg_id of the earlier message.
-            auto earlier = text_of(r);
-            if (earlier.empty() || earlier.size() > 256)
-              return answer{unexpected_reply("idem")};
-            route_table table;
-            table.duplicate_of = earlier;
-            return answer{caf::make_message(std::move(table))};
-          }
-        }
-        std::vector<std::string> key_store;
-        key_store.reserve(uids->size());
-        for (auto& uid : *uids)
-          key_store.push_back(redis_keys::uid_key(prefix, uid, "b"));
-        std::vector<std::string_view> keys(key_store.begin(), key_store.end());
-        *parts = redis_keys::split_by_slot(keys, cluster_mode, per_call);
-        for (auto& part : *parts) {
-          redis_command cmd{script::append, key_store[part.front()], head};
-          for (auto k : part)
-            cmd.args.push_back((*uids)[k]);
-          j.commands.push_back(std::move(cmd));
-        }
-        if (j.commands.empty()) // no receiver
-          return answer{caf::make_message(route_table{})};
-        return std::nullopt;
+        if (!is_array(r))
+          return answer{unexpected_reply("group_check")};
+        *uids = strings_of(r, 0);
       }
-      default: {
-        // A call without reply (its shard unreachable within the retry
-        // deadline) stored nothing: its uids are reported unavailable, the
-        // others go on. An error reply, or no reply at all, fails the send.
-        std::vector<redis_reply_ptr> ok;
-        std::vector<std::string> unavailable;
-        for (size_t p = 0; p < j.replies.size(); ++p) {
-          auto& r = j.replies[p];
-          if (r && r->type == REDIS_REPLY_ERROR)
-            return answer{redis_reply_error(*r)};
-          if (r) {
-            ok.push_back(std::move(r));
-          } else if (p < parts->size()) {
-            for (auto k : (*parts)[p])
-              unavailable.push_back((*uids)[k]);
-          }
+      if (!idem_key.empty())
+        j.commands.push_back(redis_command{script::idem, idem_key, head});
+      return std::nullopt;
+    case 1: {
+      if (!idem_key.empty()) {
+        auto r = j.replies.front().get();
+        if (r && r->type == REDIS_REPLY_STATUS) {
+          // A repeat of an idem: the msg_id of the earlier message.
+          auto earlier = text_of(r);
+          if (earlier.empty() || earlier.size() > 256)
+            return answer{unexpected_reply("idem")};
+          route_table table;
+          table.duplicate_of = earlier;
+          return answer{caf::make_message(std::move(table))};
         }
-        if (ok.empty() && j.stage_error)
-          return answer{j.stage_error};
-        route_builder builder;
-        if (auto err = add_appended(builder, ok))
-          return answer{err};
-        builder.result().unavailable = std::move(unavailable);
-        return answer{caf::make_message(std::move(builder.result()))};
       }
+      std::vector<std::string> key_store;
+      key_store.reserve(uids->size());
+      for (auto& uid : *uids)
+        key_store.push_back(redis_keys::uid_key(prefix, uid, "b"));
+      std::vector<std::string_view> keys(key_store.begin(), key_store.end());
+      *parts = redis_keys::split_by_slot(keys, cluster_mode, per_call);
+      for (auto& part : *parts) {
+        redis_command cmd{script::append, key_store[part.front()], head};
+        for (auto k : part)
+          cmd.args.push_back((*uids)[k]);
+        j.commands.push_back(std::move(cmd));
+      }
+      if (j.commands.empty()) // no receiver
+        return answer{caf::make_message(route_table{})};
+      return std::nullopt;
+    }
+    default: {
+      // A call without reply (its shard unreachable within the retry
+      // deadline) stored nothing: its uids are reported unavailable, the
+      // others go on. An error reply, or no reply at all, fails the send.
+      std::vector<redis_reply_ptr> ok;
+      std::vector<std::string> unavailable;
+      for (size_t p = 0; p < j.replies.size(); ++p) {
+        auto& r = j.replies[p];
+        if (r && r->type == REDIS_REPLY_ERROR)
+          return answer{redis_reply_error(*r)};
+        if (r) {
+          ok.push_back(std::move(r));
+        } else if (p < parts->size()) {
+          for (auto k : (*parts)[p])
+            unavailable.push_back((*uids)[k]);
+        }
+      }
+      if (ok.empty() && j.stage_error)
+        return answer{j.stage_error};
+      route_builder builder;
+      if (auto err = add_appended(builder, ok))
+        return answer{err};
+      builder.result().unavailable = std::move(unavailable);
+      return answer{caf::make_message(std::move(builder.result()))};
+    }
     }
   };
   return result;
@@ -1581,10 +1578,11 @@ job redis_store_state::inbox(std::string uid, std::string device, int64_t since,
                              uint32_t limit) const {
   job result;
   auto key = ukey(uid, "in");
-  result.commands.push_back(redis_command{
-      script::inbox, key,
-      {std::move(uid), std::move(device), std::to_string(since),
-       std::to_string(std::min(limit, cfg.max_replay_page))}});
+  result.commands.push_back(
+      redis_command{script::inbox,
+                    key,
+                    {std::move(uid), std::move(device), std::to_string(since),
+                     std::to_string(std::min(limit, cfg.max_replay_page))}});
   result.step =
       one_stage([key, since](job& j) { return answer_inbox(j, key, since); });
   return result;
@@ -1594,11 +1592,12 @@ job redis_store_state::read(std::string uid, std::string device,
                             uint64_t seq) const {
   job result;
   auto key = ukey(uid, "cur");
-  result.commands.push_back(redis_command{
-      script::read, key,
-      {std::move(uid), std::move(device), std::to_string(seq),
-       std::to_string(std::max<int64_t>(cfg.inbox_max_age_ms, 1)),
-       std::to_string(frames::max_devices_per_uid)}});
+  result.commands.push_back(
+      redis_command{script::read,
+                    key,
+                    {std::move(uid), std::move(device), std::to_string(seq),
+                     std::to_string(std::max<int64_t>(cfg.inbox_max_age_ms, 1)),
+                     std::to_string(frames::max_devices_per_uid)}});
   result.step = one_stage(answer_read);
   return result;
 }
@@ -1694,7 +1693,7 @@ void redis_store(redis_store_actor* self, redis_store_config cfg) {
   st.reconnect();
   while (!st.quit) {
     auto idle = st.connected() ? caf::duration{std::chrono::seconds(1)}
-                             : caf::duration{st.retry_interval};
+                               : caf::duration{st.retry_interval};
     receive_one(self, idle, [self] {
       auto& st = self->state;
       st.reconnect();
@@ -1877,9 +1876,9 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
     // A command retries through a failover for at most 60 % of the request
     // timeout, so that a shard that stays down is reported (unavailable)
     // before the caller's request times out.
-    cfg.cluster.retry_deadline = std::max(
-        milliseconds{500},
-        std::chrono::duration_cast<milliseconds>(opts.request_timeout * 6 / 10));
+    cfg.cluster.retry_deadline =
+        std::max(milliseconds{500}, std::chrono::duration_cast<milliseconds>(
+                                        opts.request_timeout * 6 / 10));
     auto cl = redis_cluster::open(cfg.cluster);
     if (!cl)
       return make_error(ec::unavailable, "cannot reach Redis at " +
@@ -1909,8 +1908,7 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
               static_cast<script>(i), cfg.session_groups));
           !sha)
         return cant_use(sha.error());
-    auto command = [&](std::string_view,
-                       std::vector<std::string_view> argv) {
+    auto command = [&](std::string_view, std::vector<std::string_view> argv) {
       return conn->command(argv);
     };
     if (auto err = check_layout(command, &*conn, cfg))

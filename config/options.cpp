@@ -498,12 +498,12 @@ caf::expected<redis_url> parse_redis_url(const std::string& text) {
     bool first = true;
     for (size_t pos = 0;;) {
       auto comma = rest.find(',', pos);
-      auto part = rest.substr(pos, comma == std::string::npos
-                                       ? std::string::npos
-                                       : comma - pos);
+      auto part = rest.substr(
+          pos, comma == std::string::npos ? std::string::npos : comma - pos);
       auto ep = parse_endpoint(part);
       if (!ep || ep->host.empty() || ep->port == 0)
-        return invalid("expected cluster://[:password@]host:port[,host:port...]");
+        return invalid(
+            "expected cluster://[:password@]host:port[,host:port...]");
       if (first) {
         url.host = ep->host;
         url.port = ep->port;

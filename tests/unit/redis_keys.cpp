@@ -47,8 +47,9 @@ CAF_TEST(every key of a uid shares its slot) {
 
 CAF_TEST(names of different uids never collide) {
   // Uids built from the separators of the names themselves.
-  std::vector<std::string> uids{"a", "a}", "a}:b", "a}:seq", "a}:in",
-                                "b}:seq}", "}:b", "a:b", "5", "a}:idem:x"};
+  std::vector<std::string> uids{"a",     "a}",       "a}:b", "a}:seq",
+                                "a}:in", "b}:seq}",  "}:b",  "a:b",
+                                "5",     "a}:idem:x"};
   std::set<std::string> names;
   size_t n = 0;
   for (auto& uid : uids) {
@@ -107,7 +108,8 @@ CAF_TEST(the redis option takes cluster urls) {
   CAF_CHECK_EQUAL(url->host, "10.0.0.1");
   CAF_CHECK_EQUAL(url->port, 7000u);
   CAF_CHECK_EQUAL(url->password, "pw");
-  CAF_CHECK_EQUAL(url->redacted(), "cluster://:***@10.0.0.1:7000,10.0.0.2:7001");
+  CAF_CHECK_EQUAL(url->redacted(),
+                  "cluster://:***@10.0.0.1:7000,10.0.0.2:7001");
   CAF_CHECK(!parse_redis_url("cluster://10.0.0.1:7000,"));
   CAF_CHECK(!parse_redis_url("cluster://"));
   auto single = parse_redis_url("redis://127.0.0.1:6379");
