@@ -102,7 +102,11 @@ json_ptr sent(delivery_report& report, bool to_conn = false) {
   }
   if (report.msg_id.empty())
     return nullptr;
-  return answer({{"type", "ack"}, {"msg_id", std::move(report.msg_id)}});
+  json ack{{"type", "ack"}, {"msg_id", std::move(report.msg_id)}};
+  // Receivers whose Redis Cluster shard was down: not stored (additive).
+  if (!report.unavailable.empty())
+    ack["unavailable"] = std::move(report.unavailable);
+  return answer(std::move(ack));
 }
 
 } // namespace

@@ -260,8 +260,13 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
                   per_uid[report.uids[i]] = {
                       {"connections", report.connections[i]},
                       {"stored", static_cast<bool>(report.stored[i])}};
+                // A receiver whose Redis Cluster shard was down.
+                for (auto& uid : report.unavailable)
+                  per_uid[uid]["error"] = "unavailable";
                 answer["receipts"] = per_uid;
               }
+              if (!report.unavailable.empty())
+                answer["unavailable"] = report.unavailable;
               respond(json_answer(200, answer));
             },
             on_error(respond));
@@ -301,6 +306,8 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
             [respond](delivery_report& report) {
               json answer{{"ok", true}};
               add_msg_id(answer, report);
+              if (!report.unavailable.empty())
+                answer["unavailable"] = report.unavailable;
               respond(json_answer(200, answer));
             },
             on_error(respond));

@@ -92,12 +92,16 @@ struct route_table {
   /// the same `idem` within the idempotency window: the earlier message's
   /// `msg_id`. Nothing was stored and the table routes nowhere.
   std::string duplicate_of;
+  /// Uids whose part of the state store could not be reached (a Redis
+  /// Cluster shard down): nothing was stored for them nor routed to them;
+  /// the others got the message.
+  std::vector<std::string> unavailable;
 };
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, route_table& x) {
   return f(caf::meta::type_name("route_table"), x.nodes, x.offline,
-           x.offline_seqs, x.duplicate_of);
+           x.offline_seqs, x.duplicate_of, x.unavailable);
 }
 
 /// What a node knows about itself and tells the others through the state
@@ -237,12 +241,15 @@ struct delivery_report {
   /// connection, or its node is not in the cluster) or "unconfirmed" (its
   /// node is only reachable through the relay, or did not answer).
   std::string not_delivered;
+  /// Receivers whose part of the state store could not be reached (see
+  /// route_table::unavailable): not stored, not delivered.
+  std::vector<std::string> unavailable;
 };
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, delivery_report& x) {
   return f(caf::meta::type_name("delivery_report"), x.uids, x.connections,
-           x.stored, x.msg_id, x.duplicate, x.not_delivered);
+           x.stored, x.msg_id, x.duplicate, x.not_delivered, x.unavailable);
 }
 
 // -- events for event actors --------------------------------------------------

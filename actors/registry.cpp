@@ -479,7 +479,7 @@ caf::result<delivery_report> registry_state::send(delivery d) {
     }
     d.idem.clear(); // the receivers need no idem
     std::unordered_map<std::string, size_t> index;
-    auto add = [&](const std::string& uid, uint32_t connections) {
+    auto add = [&](const std::string& uid, uint32_t connections, bool stored) {
       auto [i, added] = index.emplace(uid, report.uids.size());
       if (!added) {
         report.connections[i->second] += connections;
@@ -487,13 +487,17 @@ caf::result<delivery_report> registry_state::send(delivery d) {
       }
       report.uids.push_back(uid);
       report.connections.push_back(connections);
-      report.stored.push_back(d.durable);
+      report.stored.push_back(stored);
     };
     for (auto& nr : routes.nodes)
       for (size_t i = 0; i < nr.uids.size(); ++i)
-        add(nr.uids[i], i < nr.connections.size() ? nr.connections[i] : 0);
+        add(nr.uids[i], i < nr.connections.size() ? nr.connections[i] : 0,
+            d.durable);
     for (auto& uid : routes.offline)
-      add(uid, 0);
+      add(uid, 0, d.durable);
+    for (auto& uid : routes.unavailable)
+      add(uid, 0, false);
+    report.unavailable = routes.unavailable;
     if (d.durable)
       charge_store(d.from, report.uids.size(), d.data.size());
     watch_unread(d, routes);
@@ -820,6 +824,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
             return;
           }
           d.idem.clear();
+          report.unavailable = routes.unavailable;
           if (d.durable)
             self->state.charge_store(d.from, receivers_of(routes),
                                      d.data.size());

@@ -2,12 +2,13 @@
 
 // -- The Lua scripts of the Redis STATE_STORE ---------------------------------
 //
-// Every change that touches more than one key runs as one script, so other
-// nodes never see half of it. Scripts build their key names from the prefix
-// in ARGV[1] (the key layout is documented in redis_store.cpp) and take no
-// KEYS: they suit a single Redis (or a replicated one behind Sentinel), not
-// Redis Cluster. They need Redis >= 6.2 (effects replication, so TIME may
-// be called before writes; multi-field HSET; XTRIM MINID).
+// Every change of more than one key of one slot runs as one script, so other
+// nodes never see half of it. Scripts take KEYS[1] (it routes the call on a
+// Redis Cluster) and build the names of the other keys of the same slot
+// from the prefix in ARGV[1] (layout 3, redis_keys.hpp); the same scripts
+// serve a single Redis and a Redis Cluster. They need Redis >= 6.2 (effects
+// replication, so TIME may be called before writes; multi-field HSET; XTRIM
+// MINID).
 //
 // Incarnations are 64-bit numbers and stay strings in Lua: Lua numbers are
 // doubles and would round them.
@@ -20,94 +21,61 @@ namespace wsc::redis_scripts {
 
 /// Identifies one script; its SHA is looked up by this index.
 enum class script : uint8_t {
-  bind,
-  unbind,
-  join,
-  leave,
-  group_route,
+  bind_uid,
+  unbind_uid,
+  join_uid,
+  join_group,
   node,
-  nodes,
   claim,
-  shutdown,
+  drop_uid,
+  users_add,
+  idem,
   append,
-  group_append,
+  group_check,
   inbox,
   read,
+  forget_node,
 };
 
 /// Number of scripts.
-constexpr size_t script_count = 13;
+constexpr size_t script_count = 14;
 
-/// What every script starts with: the key prefix.
+/// What every script starts with: the key prefix and the key builders of
+/// layout 3 (redis_keys.hpp builds the same names in C++). KEYS[1] is a key
+/// of the slot the script touches (it routes the call on a Redis Cluster);
+/// every key a script touches shares its hash tag.
 inline constexpr const char* prelude = R"lua(
 local P = ARGV[1]
+local function ukey(uid, what)
+  return P .. ':{u:' .. uid .. '}:' .. what
+end
+local function gkey(group)
+  return P .. ':{g:' .. group .. '}:m'
+end
+local function nkey(node, what)
+  return P .. ':{n:' .. node .. '}:' .. what
+end
 )lua";
 
-/// Helpers for the scripts that remove bindings or read the time (defining
-/// them costs each call a little, so the others go without).
+/// Helpers for the scripts that read the time.
 inline constexpr const char* helpers = R"lua(
--- Drops `uid` from every group it joined (it has no connection left). Redis
--- deletes a set when its last member goes.
-local function drop_groups(uid)
-  local ug = P .. ':ug:' .. uid
-  for _, g in ipairs(redis.call('SMEMBERS', ug)) do
-    redis.call('SREM', P .. ':g:' .. g, uid)
-  end
-  redis.call('DEL', ug)
-end
-
--- One uid fewer online (P:users, never below 0). Session groups end with
--- the uid's last connection; persistent ones stay.
-local function went_offline(uid)
-  if redis.call('DECR', P .. ':users') < 0 then
-    redis.call('SET', P .. ':users', 0)
-  end
-  if SESSION_GROUPS then
-    drop_groups(uid)
-  end
-end
-
--- Removes every binding of `node` made by incarnation `inc` (by any
--- incarnation if `inc` is '0'); uids left without a connection go offline
--- (and lose session groups). A binding that was rebound elsewhere since stays. Returns the uids
--- left without a connection (they went offline).
-local function drop_incarnation(node, inc)
-  local offline = {}
-  local nb = P .. ':nb:' .. node
-  for _, e in ipairs(redis.call('SMEMBERS', nb)) do
-    local i = string.find(e, ',', 1, true)
-    local j = i and string.find(e, ',', i + 1, true)
-    if j then
-      local einc = string.sub(e, 1, i - 1)
-      if inc == '0' or einc == inc then
-        local uid = string.sub(e, i + 1, j - 1)
-        local conn = string.sub(e, j + 1)
-        local u = P .. ':u:' .. uid
-        if redis.call('HGET', u, conn) == node .. '|' .. einc then
-          redis.call('HDEL', u, conn)
-          if redis.call('EXISTS', u) == 0 then
-            went_offline(uid)
-            offline[#offline + 1] = uid
-          end
-        end
-        redis.call('SREM', nb, e)
-      end
-    else
-      redis.call('SREM', nb, e)
-    end
-  end
-  if inc == '0' then
-    redis.call('DEL', P .. ':ni:' .. node)
-  else
-    redis.call('SREM', P .. ':ni:' .. node, inc)
-  end
-  return offline
-end
-
 -- Redis server time in milliseconds.
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Takes `uid` (just gone offline) out of its groups set and returns the
+-- groups it was in when membership ends with the session (else {}): the
+-- STORE then removes it from each group's set (another slot).
+local function offline_groups(uid)
+  if not SESSION_GROUPS then
+    return {}
+  end
+  local ug = ukey(uid, 'g')
+  local groups = redis.call('SMEMBERS', ug)
+  redis.call('DEL', ug)
+  return groups
 end
 )lua";
 
@@ -151,45 +119,16 @@ end
 )lua";
 
 /// Helpers for the scripts that store durable messages. Inboxes are streams
-/// `P:in:<uid>` whose entry ids are `<seq>-0` (so a replay seeks to its
+/// `P:{u:<uid>}:in` whose entry ids are `<seq>-0` (so a replay seeks to its
 /// cursor), with fields {s: seq, i: msg_id, k: kind, f: from, g: group,
-/// d: data, t: ts}; `P:seq:<uid>` is the uid's last sequence number and
-/// `P:cur:<uid>` the hash device -> cursor. All three expire `ttl_ms` after
+/// d: data, t: ts}; `P:{u:<uid>}:seq` is the uid's last sequence number and
+/// `P:{u:<uid>}:cur` the hash device -> cursor. All three expire `ttl_ms` after
 /// the uid's last message (the cursors also after the last `read`).
 /// ARGV = P, max_messages, min_ms, ttl_ms, max_fanout_bytes, msg_id, kind,
-/// from, group, data, ts, idem, window_ms, first, ...
-///
-/// Idempotency: `idem` is '' or `<len(from)>:<from>:<idem>` (the length
-/// keeps uid "a:b" + idem "c" apart from uid "a" + idem "b:c"), the tail of
-/// the key `P:idem:<...>` that holds the msg_id of the message that used it
-/// for `window_ms`. The first call of a message (`first` = '1') claims the
-/// key with SET NX; the further calls of a send split into several (each
-/// at most a few hundred uids) go on only while the key holds their own
-/// msg_id, so a repeat stores nothing in any of them.
+/// from, group, data, ts, idem, window_ms, first, ... (idem, window_ms and
+/// first are used by the `idem` script only, which runs first, in the
+/// sender's slot; see there).
 inline constexpr const char* inbox_helpers = R"lua(
--- The msg_id of an earlier message of the same sender with the same idem
--- (ARGV[12..14]) within the window, or false (then this one holds the key).
-local function repeated()
-  if ARGV[12] == '' then
-    return false
-  end
-  local key = P .. ':idem:' .. ARGV[12]
-  local first = ARGV[14] == '1'
-  if first and redis.call('SET', key, ARGV[6], 'NX', 'PX', ARGV[13]) then
-    return false
-  end
-  local earlier = redis.pcall('GET', key)
-  if is_err(earlier) or not earlier or earlier == ARGV[6] or #earlier == 0
-     or #earlier > 256 then
-    -- Not a msg_id (overwritten: not ours), gone, or this message's own.
-    if first then -- SET replaces a key of any type
-      redis.call('SET', key, ARGV[6], 'PX', ARGV[13])
-    end
-    return false
-  end
-  return earlier
-end
-
 -- The `t` field of an inbox entry (0 if missing or not a number).
 local function entry_time(e)
   local fields = e[2]
@@ -240,9 +179,9 @@ local function store_and_route(uids)
   for _, uid in ipairs(uids) do
     if not seen[uid] then
       seen[uid] = true
-      local sk = P .. ':seq:' .. uid
-      local inbox = P .. ':in:' .. uid
-      local cur = P .. ':cur:' .. uid
+      local sk = ukey(uid, 'seq')
+      local inbox = ukey(uid, 'in')
+      local cur = ukey(uid, 'cur')
       local seq = redis.pcall('INCR', sk)
       if is_err(seq) then -- not a counter (overwritten): start over
         redis.call('DEL', sk)
@@ -263,7 +202,7 @@ local function store_and_route(uids)
       redis.call('PEXPIRE', inbox, ttl)
       redis.call('PEXPIRE', sk, ttl)
       redis.call('PEXPIRE', cur, ttl)
-      local where = redis.pcall('HVALS', P .. ':u:' .. uid)
+      local where = redis.pcall('HVALS', ukey(uid, 'b'))
       if is_err(where) then
         where = {}
       end
@@ -276,211 +215,206 @@ local function store_and_route(uids)
 end
 )lua";
 
-/// The body of each script, in the order of `script`.
+/// The body of each script, in the order of `script`. Operations that span
+/// slots (a binding: its uid and its node; a membership: its uid and its
+/// group; a send: its sender and each receiver) are split by the STORE into
+/// one call per slot (redis_store.cpp says in which order and why a crash
+/// between two calls leaves nothing that the cleanup does not repair).
 inline constexpr const char* bodies[script_count] = {
-    // bind: ARGV = P, then (uid, conn, node, incarnation) per binding.
-    // Returns per binding 1 if its uid had no connection before (counted in
-    // P:users), else 0.
+    // bind_uid: KEYS[1] routes; ARGV = P, then (uid, conn, node,
+    // incarnation) per binding, all uids in one slot. Writes the bindings
+    // into the uids' hashes. Returns per binding: 1 if its uid had no
+    // connection before (the STORE adds those to P:users), else 0, and the
+    // previous value of the binding ('' if none) whose node-index entry the
+    // STORE removes when it names another node or incarnation.
     R"lua(
 local out = {}
 for i = 2, #ARGV, 4 do
   local uid, conn, node, inc = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local u = P .. ':u:' .. uid
+  local u = ukey(uid, 'b')
   local prev = redis.call('HGET', u, conn)
   if prev then
-    local pnode, pinc = string.match(prev, '^(.*)|(.*)$')
-    if pnode and (pnode ~= node or pinc ~= inc) then
-      redis.call('SREM', P .. ':nb:' .. pnode,
-                 pinc .. ',' .. uid .. ',' .. conn)
-    end
     out[#out + 1] = 0
+    out[#out + 1] = prev
   else
     out[#out + 1] = 1 - redis.call('EXISTS', u)
-    if out[#out] == 1 then
-      redis.call('INCR', P .. ':users')
-    end
+    out[#out + 1] = ''
   end
   redis.call('HSET', u, conn, node .. '|' .. inc)
-  redis.call('SADD', P .. ':nb:' .. node, inc .. ',' .. uid .. ',' .. conn)
-  redis.call('SADD', P .. ':ni:' .. node, inc)
 end
 return out
 )lua",
-    // unbind: ARGV = P, uid, conn, node, incarnation.
-    // Returns 1 if the uid has no connection left (one fewer in P:users; it
-    // left its session groups).
+    // unbind_uid: KEYS[1] routes; ARGV = P, uid, conn. Removes the binding.
+    // Returns {offline, previous value or '', groups...}: offline is 1 if
+    // the uid has no connection left (the STORE takes one off P:users and,
+    // with session groups, the uid out of the listed groups' sets).
     R"lua(
-local uid, conn, node, inc = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local u = P .. ':u:' .. uid
-local entry = ',' .. uid .. ',' .. conn
-redis.call('SREM', P .. ':nb:' .. node, inc .. entry)
+local uid, conn = ARGV[2], ARGV[3]
+local u = ukey(uid, 'b')
 local prev = redis.call('HGET', u, conn)
 if not prev then
-  return 0
-end
-local pnode, pinc = string.match(prev, '^(.*)|(.*)$')
-if pnode then
-  local nb = P .. ':nb:' .. pnode
-  redis.call('SREM', nb, pinc .. entry)
-  if redis.call('EXISTS', nb) == 0 then
-    redis.call('DEL', P .. ':ni:' .. pnode)
-  end
+  return {0, ''}
 end
 redis.call('HDEL', u, conn)
 if redis.call('EXISTS', u) == 1 then
+  return {0, prev}
+end
+local out = {1, prev}
+for _, g in ipairs(offline_groups(uid)) do
+  out[#out + 1] = g
+end
+return out
+)lua",
+    // join_uid: KEYS[1] routes; ARGV = P, uid, group, max_groups. Returns
+    // {added (1, or 0 if it was there), number of groups of the uid}, or -1
+    // if it would exceed max_groups.
+    R"lua(
+local ug = ukey(ARGV[2], 'g')
+if redis.call('SISMEMBER', ug, ARGV[3]) == 1 then
+  return {0, redis.call('SCARD', ug)}
+end
+if redis.call('SCARD', ug) >= tonumber(ARGV[4]) then
+  return -1
+end
+redis.call('SADD', ug, ARGV[3])
+return {1, redis.call('SCARD', ug)}
+)lua",
+    // join_group: KEYS[1] routes; ARGV = P, group, uid, max_members.
+    // Returns 1 if added, 0 if it was a member, -2 if the group is full.
+    R"lua(
+local g = gkey(ARGV[2])
+if redis.call('SISMEMBER', g, ARGV[3]) == 1 then
   return 0
 end
-went_offline(uid)
-return 1
-)lua",
-    // join: ARGV = P, uid, group, max_groups, max_members. Returns the
-    // uid's number of groups, -1 if it would exceed max_groups, -2 if the
-    // group has max_members members already (and the uid is not one).
-    R"lua(
-local uid, group = ARGV[2], ARGV[3]
-local ug = P .. ':ug:' .. uid
-local g = P .. ':g:' .. group
-if redis.call('SISMEMBER', g, uid) == 0 and
-   redis.call('SCARD', g) >= tonumber(ARGV[5]) then
+if redis.call('SCARD', g) >= tonumber(ARGV[4]) then
   return -2
 end
-if redis.call('SISMEMBER', ug, group) == 0 then
-  if redis.call('SCARD', ug) >= tonumber(ARGV[4]) then
-    return -1
-  end
-  redis.call('SADD', ug, group)
-end
-redis.call('SADD', g, uid)
-return redis.call('SCARD', ug)
-)lua",
-    // leave: ARGV = P, uid, group.
-    R"lua(
-local uid, group = ARGV[2], ARGV[3]
-redis.call('SREM', P .. ':ug:' .. uid, group)
-redis.call('SREM', P .. ':g:' .. group, uid)
+redis.call('SADD', g, ARGV[3])
 return 1
 )lua",
-    // group_route: ARGV = P, group, from. Returns 0 if `from` is given and
-    // not a member, else a flat array: uid, its binding values, uid, ...
-    R"lua(
-local group, from = ARGV[2], ARGV[3]
-local g = P .. ':g:' .. group
-if from ~= '' and redis.call('SISMEMBER', g, from) == 0 then
-  return 0
-end
-local out = {}
-for _, uid in ipairs(redis.call('SMEMBERS', g)) do
-  local where = redis.pcall('HVALS', P .. ':u:' .. uid)
-  if is_err(where) then
-    where = {}
-  end
-  out[#out + 1] = uid
-  out[#out + 1] = where
-end
-return out
-)lua",
-    // node: ARGV = P, id, listen, cluster, incarnation, connections, lease_ms.
-    // Returns 1 if the entry of this incarnation was missing. Renews the
-    // node's entry and lease (heartbeat time: Redis TIME), then
-    // sweeps the bindings of earlier incarnations of this id whose lease has
-    // expired. `ni:<id>` lists the incarnations that have bindings, so the
-    // sweep costs one tiny SMEMBERS unless a predecessor left something.
+    // node: KEYS[1] routes; ARGV = P, id, listen, cluster, incarnation,
+    // connections, lease_ms. Renews the node's entry and lease (heartbeat
+    // time: Redis TIME). Returns {fresh, stale incarnation...}: fresh is 1
+    // if the entry of this incarnation was missing (first heartbeat, or
+    // Redis lost it: the node then writes back all its bindings); the
+    // stale ones are earlier incarnations of this id that left bindings
+    // (ni) and whose lease expired: the STORE drops their bindings.
     R"lua(
 local id, inc = ARGV[2], ARGV[5]
--- 1 when this incarnation had no entry (first heartbeat, or Redis lost it):
--- the node then writes back all its bindings.
-local fresh = redis.call('HGET', P .. ':node:' .. id, 'incarnation') ~= inc
-redis.call('HSET', P .. ':node:' .. id, 'listen', ARGV[3], 'cluster', ARGV[4],
+local h = nkey(id, 'h')
+local fresh = redis.call('HGET', h, 'incarnation') ~= inc
+if fresh then
+  redis.call('HDEL', h, 'claimed')
+end
+redis.call('HSET', h, 'listen', ARGV[3], 'cluster', ARGV[4],
            'incarnation', inc, 'connections', ARGV[6],
            'hb', string.format('%.0f', now_ms()))
-redis.call('SADD', P .. ':nodes', id)
-redis.call('SET', P .. ':lease:' .. id .. ':' .. inc, '1', 'PX', ARGV[7])
-for _, old in ipairs(redis.call('SMEMBERS', P .. ':ni:' .. id)) do
-  if old ~= inc and redis.call('EXISTS', P .. ':lease:' .. id .. ':' .. old)
-                     == 0 then
-    drop_incarnation(id, old)
-  end
-end
-if fresh then
-  return 1
-end
-return 0
-)lua",
-    // nodes: ARGV = P. Returns the Redis time (ms, as a string), then per
-    // registered node its id and its fields (HGETALL).
-    R"lua(
-local out = {string.format('%.0f', now_ms())}
-for _, id in ipairs(redis.call('SMEMBERS', P .. ':nodes')) do
-  local fields = redis.call('HGETALL', P .. ':node:' .. id)
-  if #fields > 0 then
-    out[#out + 1] = id
-    out[#out + 1] = fields
+redis.call('SET', nkey(id, 'lease:' .. inc), '1', 'PX', ARGV[7])
+local out = {fresh and 1 or 0}
+for _, old in ipairs(redis.call('SMEMBERS', nkey(id, 'ni'))) do
+  if old ~= inc and redis.call('EXISTS', nkey(id, 'lease:' .. old)) == 0 then
+    out[#out + 1] = old
   end
 end
 return out
 )lua",
-    // claim: ARGV = P, id, incarnation, timeout_ms. Returns {1, uid...} for
-    // the one caller that found the node's entry of that incarnation silent
-    // (lease gone or heartbeat older than timeout_ms) and removed it with its
-    // bindings: the uids are those left without a connection (offline, with
-    // reason node_lost, told by this caller only); {0} otherwise.
+    // claim: KEYS[1] routes; ARGV = P, id, incarnation, timeout_ms. Returns 1
+    // for the one caller that found the node's entry of that incarnation
+    // silent (lease gone or heartbeat older than timeout_ms): it marks the
+    // entry claimed and then drops the bindings (several calls) and last
+    // the entry (forget_node). 0 otherwise. A claim older than timeout_ms
+    // (the claimer died half way) may be taken again: the cleanup steps
+    // repeat safely.
     R"lua(
 local id, inc = ARGV[2], ARGV[3]
-local n = P .. ':node:' .. id
-local fields = redis.call('HMGET', n, 'incarnation', 'hb')
+local h = nkey(id, 'h')
+local fields = redis.call('HMGET', h, 'incarnation', 'hb', 'claimed')
 if fields[1] ~= inc then
-  return {0}
+  return 0
 end
-local lease = P .. ':lease:' .. id .. ':' .. inc
+local now = now_ms()
+local lease = nkey(id, 'lease:' .. inc)
 if redis.call('EXISTS', lease) == 1
-   and tonumber(fields[2] or '0') >= now_ms() - tonumber(ARGV[4]) then
-  return {0}
+   and tonumber(fields[2] or '0') >= now - tonumber(ARGV[4]) then
+  return 0
 end
-redis.call('DEL', n, lease)
-redis.call('SREM', P .. ':nodes', id)
-local out = {1}
-for _, uid in ipairs(drop_incarnation(id, inc)) do
-  out[#out + 1] = uid
+local claimed = tonumber(fields[3] or '')
+if claimed and claimed >= now - tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('HSET', h, 'claimed', string.format('%.0f', now))
+redis.call('DEL', lease)
+return 1
+)lua",
+    // drop_uid: KEYS[1] routes; ARGV = P, node, then (incarnation, uid,
+    // conn) per binding of the node, all uids in one slot. Removes each
+    // binding that still points at node|incarnation (one rebound elsewhere
+    // since stays). Returns per uid left without a connection: the uid and
+    // the list of groups the STORE takes it out of (session groups only).
+    R"lua(
+local node = ARGV[2]
+local out = {}
+for i = 3, #ARGV, 3 do
+  local inc, uid, conn = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local u = ukey(uid, 'b')
+  if redis.call('HGET', u, conn) == node .. '|' .. inc then
+    redis.call('HDEL', u, conn)
+    if redis.call('EXISTS', u) == 0 then
+      out[#out + 1] = uid
+      out[#out + 1] = offline_groups(uid)
+    end
+  end
 end
 return out
 )lua",
-    // shutdown: ARGV = P, id, incarnation. Removes the node's entry (if it
-    // is of that incarnation) and the incarnation's bindings; returns the
-    // uids left without a connection.
+    // users_add: KEYS[1] = P:users; ARGV = P, delta. Never below 0.
     R"lua(
-local id, inc = ARGV[2], ARGV[3]
-local n = P .. ':node:' .. id
-if redis.call('HGET', n, 'incarnation') == inc then
-  redis.call('DEL', n)
-  redis.call('SREM', P .. ':nodes', id)
+local n = redis.call('INCRBY', KEYS[1], ARGV[2])
+if n < 0 then
+  redis.call('SET', KEYS[1], 0)
+  return 0
 end
-redis.call('DEL', P .. ':lease:' .. id .. ':' .. inc)
-return drop_incarnation(id, inc)
+return n
 )lua",
-    // append: ARGV = P, max_messages, min_ms, ttl_ms, max_fanout_bytes,
-    // msg_id, kind, from, group, data, ts, idem, window_ms, first, uid...
-    // Stores and routes in one step (see inbox_helpers). The STORE sends at
-    // most a few hundred uids per call (bigger sends are split), so no call
-    // blocks Redis for long. A repeat of an idem answers the earlier
-    // msg_id as a status reply, having stored nothing.
+    // idem: KEYS[1] = the sender's idem key; ARGV as append (ARGV[6] the
+    // msg_id, ARGV[13] the window). Runs before the appends, in the sender's
+    // slot. Returns the msg_id of an earlier message of the same sender
+    // with the same idem within the window (status reply), or 0: then this
+    // message holds the key. `P:<n>:{u:<from>}:idem:<idem>` holds the
+    // msg_id for window_ms (n: the byte length of from, which keeps uid
+    // "a:b" + idem "c" apart from uid "a" + idem "b:c").
     R"lua(
-local earlier = repeated()
-if earlier then
-  return {ok = earlier}
+local key = KEYS[1]
+if redis.call('SET', key, ARGV[6], 'NX', 'PX', ARGV[13]) then
+  return 0
 end
+local earlier = redis.pcall('GET', key)
+if is_err(earlier) or not earlier or earlier == ARGV[6] or #earlier == 0
+   or #earlier > 256 then
+  -- Not a msg_id (overwritten: not ours), gone, or this message's own.
+  redis.call('SET', key, ARGV[6], 'PX', ARGV[13]) -- replaces any type
+  return 0
+end
+return {ok = earlier}
+)lua",
+    // append: KEYS[1] routes; ARGV = P, max_messages, min_ms, ttl_ms,
+    // max_fanout_bytes, msg_id, kind, from, group, data, ts, idem,
+    // window_ms, first, uid... (all uids in one slot). Stores and routes in
+    // one step (see inbox_helpers): uid, seq, binding values, uid, ...
+    R"lua(
 local uids = {}
 for i = 15, #ARGV do
   uids[#uids + 1] = ARGV[i]
 end
 return store_and_route(uids)
 )lua",
-    // group_append: ARGV as append, without uids: stores for and routes to
-    // every member of the group ARGV[9]; 0 if `from` is given and not one;
-    // -n if the n members times the payload exceed max_fanout_bytes (each
-    // copy counted with 64 bytes of envelope, as frames::check_fanout); the
-    // earlier msg_id (status reply) for a repeat of an idem.
+    // group_check: KEYS[1] routes; ARGV as append. Returns 0 if `from`
+    // (ARGV[8]) is given and not a member of the group ARGV[9]; -n if its n
+    // members times the payload exceed max_fanout_bytes (each copy counted
+    // with 64 bytes of envelope, as frames::check_fanout); else the members
+    // (the STORE then stores per receiver slot).
     R"lua(
-local g = P .. ':g:' .. ARGV[9]
+local g = gkey(ARGV[9])
 if ARGV[8] ~= '' and redis.call('SISMEMBER', g, ARGV[8]) == 0 then
   return 0
 end
@@ -488,26 +422,23 @@ local n = redis.call('SCARD', g)
 if n > 0 and (#ARGV[10] + 64) * n > tonumber(ARGV[5]) then
   return -n
 end
-local earlier = repeated()
-if earlier then
-  return {ok = earlier}
-end
-return store_and_route(redis.call('SMEMBERS', g))
+return redis.call('SMEMBERS', g)
 )lua",
-    // inbox: ARGV = P, uid, device, since (-1: the device's cursor), limit.
+    // inbox: KEYS[1] routes; ARGV = P, uid, device, since (-1: the device's
+    // cursor), limit.
     // Returns cursor, last seq, oldest retained seq (last + 1 if none), 1 if
     // more entries follow the page else 0, then at most `limit` entries
     // ({id, fields}) after the cursor, oldest first: one XRANGE from the
     // cursor, never the whole stream.
     R"lua(
 local uid = ARGV[2]
-local inbox = P .. ':in:' .. uid
+local inbox = ukey(uid, 'in')
 local cursor = tonumber(ARGV[4]) or 0
 if cursor < 0 then
-  local c = redis.pcall('HGET', P .. ':cur:' .. uid, ARGV[3])
+  local c = redis.pcall('HGET', ukey(uid, 'cur'), ARGV[3])
   cursor = (not is_err(c) and count(c)) or 0
 end
-local last = get_count(P .. ':seq:' .. uid)
+local last = get_count(ukey(uid, 'seq'))
 local limit = count(ARGV[5]) or 0
 local page = {}
 if count(cursor + 1) then
@@ -537,14 +468,14 @@ for _, e in ipairs(page) do
 end
 return out
 )lua",
-    // read: ARGV = P, uid, device, seq, ttl_ms, max_devices. Moves the
-    // device's cursor (field of the hash P:cur:<uid>) forward to seq, never
-    // past the uid's last seq, never back; the cursors expire ttl_ms after
-    // the last read. Returns -1 (nothing written) for a new device of a uid
-    // that has max_devices cursors already.
+    // read: KEYS[1] routes; ARGV = P, uid, device, seq, ttl_ms, max_devices.
+    // Moves the device's cursor (field of the hash P:{u:<uid>}:cur) forward
+    // to seq, never past the uid's last seq, never back; the cursors expire
+    // ttl_ms after the last read. Returns -1 (nothing written) for a new
+    // device of a uid that has max_devices cursors already.
     R"lua(
-local c = P .. ':cur:' .. ARGV[2]
-local last = get_count(P .. ':seq:' .. ARGV[2])
+local c = ukey(ARGV[2], 'cur')
+local last = get_count(ukey(ARGV[2], 'seq'))
 local seq = math.min(tonumber(ARGV[4]) or 0, last)
 local prev = redis.pcall('HGET', c, ARGV[3])
 if is_err(prev) then -- not a hash: not ours
@@ -560,6 +491,21 @@ end
 redis.call('PEXPIRE', c, ARGV[5])
 return 1
 )lua",
+    // forget_node: KEYS[1] routes; ARGV = P, id, incarnation. The last step
+    // of a claim or shutdown: deletes the node's entry if it is still of
+    // that incarnation (a restart under the same id keeps its own) and the
+    // incarnation from the node's list. Returns 1 if the entry went.
+    R"lua(
+local id, inc = ARGV[2], ARGV[3]
+local h = nkey(id, 'h')
+redis.call('SREM', nkey(id, 'ni'), inc)
+redis.call('DEL', nkey(id, 'lease:' .. inc))
+if redis.call('HGET', h, 'incarnation') == inc then
+  redis.call('DEL', h)
+  return 1
+end
+return 0
+)lua",
 };
 
 /// The full source of a script: the prelude, the helpers it needs and its
@@ -571,19 +517,17 @@ inline std::string source(script x, bool session_groups) {
   result += session_groups ? "local SESSION_GROUPS = true\n"
                            : "local SESSION_GROUPS = false\n";
   switch (x) {
-  case script::unbind:
+  case script::unbind_uid:
   case script::node:
-  case script::nodes:
   case script::claim:
-  case script::shutdown:
+  case script::drop_uid:
     result += helpers;
     break;
   case script::append:
-  case script::group_append:
     result += safe_helpers;
     result += inbox_helpers;
     break;
-  case script::group_route:
+  case script::idem:
   case script::inbox:
   case script::read:
     result += safe_helpers;

@@ -1,74 +1,82 @@
 // -- The Redis STATE_STORE ----------------------------------------------------
 //
-// Key layout. P is `redis-prefix` (default "wscluster"); every key is `P:...`.
+// Key layout 3. P is `redis-prefix` (default "wscluster"). Every key that one
+// script touches shares a hash tag ({u:<uid>}, {g:<group>}, {n:<node>}), so
+// the same scripts run on a single Redis and on a Redis Cluster
+// (redis_keys.hpp builds the names and says why they cannot collide).
 //
-//   P:u:<uid>          hash  conn id -> "<node>|<incarnation>": the uid's
+//   P:{u:<uid>}:b      hash  conn id -> "<node>|<incarnation>": the uid's
 //                            bindings. A uid is online iff this hash exists.
-//   P:nb:<node>        set   "<incarnation>,<uid>,<conn>": every binding of a
+//   P:{u:<uid>}:g      set   groups of a uid.
+//   P:{u:<uid>}:seq    string the uid's last inbox sequence number.
+//   P:{u:<uid>}:in     stream the uid's inbox; entry ids are `<seq>-0`, so a
+//                            replay reads `XRANGE <cursor+1>-0 + COUNT n`.
+//   P:{u:<uid>}:cur    hash  device -> the last seq it confirmed (`read`).
+//   P:<n>:{u:<uid>}:idem:<idem> string, the msg_id of the durable send or
+//                            publish of `uid` (n = its length in bytes; the
+//                            API's uid is empty) that carried `idem`;
+//                            expires idempotency-window after it (SET NX PX,
+//                            script `idem`, in the sender's slot).
+//   P:{g:<group>}:m    set   member uids of a group.
+//   P:{n:<node>}:h     hash  listen, cluster, incarnation, connections,
+//                            hb (last heartbeat, ms, Redis server TIME),
+//                            claimed (set while a claim cleans the node up).
+//   P:{n:<node>}:nb    set   "<incarnation>,<uid>,<conn>": every binding of a
 //                            node, to remove them when the node goes. The
 //                            separator is ',' because uids and conn ids never
 //                            contain one (they may contain '|').
-//   P:ni:<node>        set   incarnations of the node that (may) have
-//                            entries in nb:<node>, so a heartbeat finds a
-//                            predecessor's leftovers without scanning
-//                            nb:<node>; deleted with the last nb entry.
-//   P:g:<group>        set   member uids of a group.
-//   P:ug:<uid>         set   groups of a uid.
+//   P:{n:<node>}:ni    set   incarnations of the node that (may) have
+//                            entries in nb, so a heartbeat finds a
+//                            predecessor's leftovers without scanning nb.
+//   P:{n:<node>}:lease:<inc> string, expires node-timeout after the
+//                            incarnation's last heartbeat (SET PX).
 //   P:nodes            set   registered node ids.
-//   P:node:<id>        hash  listen, cluster, incarnation, connections,
-//                            hb (last heartbeat, ms, Redis server TIME).
-//   P:lease:<id>:<inc> string, expires node-timeout after the incarnation's
-//                            last heartbeat (SET PX).
-//   P:seq:<uid>        string the uid's last inbox sequence number.
-//   P:in:<uid>         stream the uid's inbox; entry ids are `<seq>-0`, so a
-//                            replay reads `XRANGE <cursor+1>-0 + COUNT n`.
-//   P:cur:<uid>        hash  device -> the last seq it confirmed (`read`).
-//   P:idem:<n>:<uid>:<idem> string, the msg_id of the durable send or
-//                            publish of `uid` (n = its length in bytes; the
-//                            API's uid is empty) that carried `idem`;
-//                            expires idempotency-window after it (SET NX PX
-//                            inside the append script).
-//   P:layout           string the layout version of the keys above (2).
+//   P:users            string uids online (approximate after crashes).
+//   P:layout           string the layout version of the keys above (3).
 //
 // Every per-uid key of durable delivery (seq, in, cur) expires
 // inbox-max-age after the uid's last message (cur also after its last read);
 // a counter that starts over (INCR gives 1) deletes what is left of the
-// inbox and cursors. Keys never join two client strings: a key holds at
-// most one uid, group or node id, always last (cursors are a hash per uid,
-// not `cur:<uid>:<device>`, which let uid "a" + device "b:c" and uid "a:b" +
-// device "c" collide). Node ids are [A-Za-z0-9_-], so `lease:<id>:<inc>` and
-// `relay:<node>` cannot collide either.
+// inbox and cursors. Cursors are a hash per uid, not `cur:<uid>:<device>`,
+// which let uid "a" + device "b:c" and uid "a:b" + device "c" collide.
 //
 // Empty sets and hashes do not exist (Redis deletes them). Incarnations are
 // written in decimal. Node ids are [A-Za-z0-9_-]; uids, groups and conn ids
 // may hold any byte but ',', whitespace and control characters; everything
 // travels as binary-safe argv (nothing is interpolated into commands).
 //
-// Every change of more than one key is one Lua script (redis_scripts.hpp),
-// run with EVALSHA (`route` and `members` are plain pipelined reads). The
-// SHAs come from SCRIPT LOAD at each (re)connect; a NOSCRIPT reply reloads
-// the scripts and retries once.
+// Every change of more than one key of one slot is one Lua script
+// (redis_scripts.hpp), run with EVALSHA and KEYS[1] in that slot; reads are
+// plain pipelined commands. Operations that span slots run as several
+// stages (request builders below: the order of the steps and what a crash
+// between two of them leaves). The SHAs come from SCRIPT LOAD at each
+// (re)connect (on every master); a NOSCRIPT reply reloads the scripts and
+// retries once.
 //
-// Heartbeats and cleanup: `node` renews P:node:<id> and the lease, and sweeps
-// the bindings of earlier incarnations of the same id whose lease expired (a
-// restart under the same id must not keep its predecessor's bindings). It
-// never touches the current incarnation, nor one whose lease still runs. The
-// sweep runs on every heartbeat because it is cheap: it reads P:ni:<id>
-// (usually one element, the current incarnation) and scans P:nb:<id> only
-// when a stale incarnation is listed there. `claim` removes a silent node
-// (lease gone or heartbeat older than the timeout by Redis TIME) for exactly
-// one caller; `shutdown` does the same unconditionally.
+// Heartbeats and cleanup: `node` renews P:{n:<id>}:h and the lease, and
+// sweeps the bindings of earlier incarnations of the same id whose lease
+// expired (a restart under the same id must not keep its predecessor's
+// bindings). It never touches the current incarnation, nor one whose lease
+// still runs. The sweep is cheap: the node script reads ni (usually one
+// element, the current incarnation) and only a stale incarnation makes the
+// STORE read nb. `claim` cleans up a silent node (lease gone or heartbeat
+// older than the timeout by Redis TIME) for exactly one caller at a time;
+// `shutdown` does the same unconditionally.
 //
-// Pipelining: the STORE is a detached blocking actor owning one hiredis
-// connection. It waits for a request, takes whatever else is queued (up to
-// 256 requests), appends all their commands, reads all replies, and answers
-// each request through its response promise: one round trip per batch.
+// Execution: the STORE is a detached blocking actor owning one hiredis
+// connection (single Redis) or one redis_cluster client (one connection per
+// master, `redis=cluster://...`). It waits for a request, takes whatever
+// else is queued (up to 256 requests), and runs their stages in lockstep:
+// stage k of every job shares one round trip (per master), then each job is
+// answered through its response promise.
 
 #include "adapters/redis_store.hpp"
 
 #include "actors/error.hpp"
 #include "actors/frames.hpp"
+#include "adapters/redis_cluster.hpp"
 #include "adapters/redis_connection.hpp"
+#include "adapters/redis_keys.hpp"
 #include "adapters/redis_scripts.hpp"
 #include "util/log.hpp"
 
@@ -80,9 +88,12 @@
 #include <array>
 #include <atomic>
 #include <charconv>
+#include <functional>
 #include <limits>
 #include <map>
+#include <memory>
 #include <optional>
+#include <set>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -100,6 +111,8 @@ using std::chrono::steady_clock;
 /// Settings of the STORE, fixed at spawn.
 struct redis_store_config {
   redis_url url;
+  /// Seeds and timeouts when `url` names a Redis Cluster.
+  redis_cluster_config cluster;
   std::string prefix;
   /// Lifetime of a node's lease (node-timeout), in ms.
   int64_t lease_ms = 3000;
@@ -142,49 +155,61 @@ struct redis_store_config {
 
 /// The version of the key layout this build writes (P:layout). Layout 1
 /// (no P:layout key) kept inbox streams with time-based ids and cursors as
-/// strings `P:cur:<uid>:<device>`.
-constexpr std::string_view layout_version = "2";
+/// strings `P:cur:<uid>:<device>`; layout 2 had the same names without hash
+/// tags (`P:u:<uid>`, `P:in:<uid>`...), so its scripts spanned slots.
+constexpr std::string_view layout_version = "3";
 
 // -- requests -----------------------------------------------------------------
 
-/// One Redis command of a request: a call of one of our scripts (the prefix
-/// goes first in ARGV) or a plain command.
+/// One Redis command of a request: a call of one of our scripts (EVALSHA
+/// sha 1 key prefix args...) or a plain command (args is the whole argv).
+/// `key` decides the slot on a Redis Cluster (for scripts it is KEYS[1]).
 struct redis_command {
   std::optional<script> lua;
+  std::string key;
   std::vector<std::string> args;
 };
 
 struct job;
 
-/// Turns the replies of a job (one per command, none an error) into its
-/// answer.
-using answer_fn = caf::expected<caf::message> (*)(job&);
+/// Called after each stage of a job (its replies in `replies`, the first
+/// problem in `stage_error`): the answer, or none after putting the
+/// commands of the next stage (possibly none: the job then waits a stage,
+/// which keeps the durable appends of one batch in order) into `commands`.
+using step_fn = std::function<std::optional<caf::expected<caf::message>>(job&)>;
 
-/// A request in the batch: the commands it needs and how to answer.
+/// A request in the batch: the commands of its current stage and how to go
+/// on. Most requests take one stage; those that span slots take several
+/// (redis_store_state's request builders say which and why).
 struct job {
   caf::response_promise promise;
   std::vector<redis_command> commands;
+  /// One per command; null when the command failed (see `stage_error`).
   std::vector<redis_reply_ptr> replies;
-  answer_fn answer = nullptr;
-  /// A number the answer needs besides the replies (members: the limit;
-  /// route: the length of the key prefix in front of each uid; append: the
-  /// payload size).
-  uint64_t aux = 0;
-  /// append: max-fanout-bytes. inbox: `since` if >= 0.
-  int64_t aux2 = -1;
-  /// inbox: the stream's key (to delete entries that fail the checks).
-  std::string key;
-  /// unread: the seq of each copy, parallel to the commands.
-  std::vector<uint64_t> seqs;
-  /// Commands to run after the answer (their replies are ignored), e.g.
+  /// The first failure of the stage: no reply (Redis unreachable) or an
+  /// error reply.
+  caf::error stage_error;
+  step_fn step;
+  /// Commands to run after the answer (their replies are ignored): the
+  /// tail of an operation whose outcome is known, e.g. index clean-ups, or
   /// XDEL of invalid inbox entries.
   std::vector<redis_command> followups;
-  /// Set when the job failed on its own (e.g. its script would not reload).
+  /// Set when the job failed on its own before any round trip.
   caf::error error;
   /// The answer while Redis is unreachable, instead of `ec::unavailable`
   /// (health: false).
   caf::message when_down;
 };
+
+/// A step for one-stage jobs: fails with the stage's error, else answers.
+template<class F>
+step_fn one_stage(F answer) {
+  return [answer](job& j) -> std::optional<caf::expected<caf::message>> {
+    if (j.stage_error)
+      return caf::expected<caf::message>{j.stage_error};
+    return answer(j);
+  };
+}
 
 // -- reading replies ----------------------------------------------------------
 
@@ -269,7 +294,7 @@ public:
       ++per_node_[bar == std::string_view::npos ? value : value.substr(0, bar)];
     }
     for (auto& [node, count] : per_node_) {
-      auto [i, added] = index_.emplace(node, result_.nodes.size());
+      auto [i, added] = index_.emplace(std::string{node}, result_.nodes.size());
       if (added)
         result_.nodes.push_back(node_route{std::string{node}, {}, {}, {}});
       auto& nr = result_.nodes[i->second];
@@ -285,7 +310,7 @@ public:
 private:
   route_table result_;
   std::map<std::string_view, uint32_t> per_node_;
-  std::unordered_map<std::string_view, size_t> index_;
+  std::unordered_map<std::string, size_t> index_;
 };
 
 // -- answers ------------------------------------------------------------------
@@ -300,13 +325,6 @@ caf::expected<caf::message> answer_read(job& j) {
   return caf::make_message(atom::ok_v);
 }
 
-caf::expected<caf::message> answer_bind(job& j) {
-  auto& r = j.replies.front();
-  if (!is_array(r.get()) || r->elements != 1 || !integer_of(r->element[0]))
-    return unexpected_reply("bind");
-  return caf::make_message(r->element[0]->integer == 1);
-}
-
 caf::expected<caf::message> answer_flag(job& j) {
   auto x = integer_of(j.replies.front().get());
   if (!x)
@@ -314,7 +332,7 @@ caf::expected<caf::message> answer_flag(job& j) {
   return caf::make_message(*x == 1);
 }
 
-/// The uids of an array reply, from element `first` on.
+/// The strings of an array reply, from element `first` on.
 std::vector<std::string> strings_of(const redisReply* r, size_t first) {
   std::vector<std::string> result;
   if (!is_array(r))
@@ -325,20 +343,6 @@ std::vector<std::string> strings_of(const redisReply* r, size_t first) {
   return result;
 }
 
-caf::expected<caf::message> answer_claim(job& j) {
-  auto r = j.replies.front().get();
-  if (!is_array(r) || r->elements < 1 || !integer_of(r->element[0]))
-    return unexpected_reply("claim");
-  return caf::make_message(r->element[0]->integer == 1, strings_of(r, 1));
-}
-
-caf::expected<caf::message> answer_offline(job& j) {
-  auto r = j.replies.front().get();
-  if (!is_array(r))
-    return unexpected_reply("shutdown");
-  return caf::make_message(strings_of(r, 0));
-}
-
 caf::expected<caf::message> answer_stats(job& j) {
   // GET P:users: nil before the first uid came online.
   auto text = text_of(j.replies.front().get());
@@ -346,13 +350,13 @@ caf::expected<caf::message> answer_stats(job& j) {
   return caf::make_message(static_cast<uint64_t>(std::max<int64_t>(n, 0)));
 }
 
-caf::expected<caf::message> answer_unread(job& j) {
-  // One HVALS of P:cur:<uid> per copy (its seq in `j.seqs`).
+caf::expected<caf::message> answer_unread(job& j, std::vector<uint64_t> seqs) {
+  // One HVALS of the uid's cursors per copy.
   std::vector<bool> result;
   result.reserve(j.replies.size());
   for (size_t i = 0; i < j.replies.size(); ++i) {
     auto r = j.replies[i].get();
-    auto seq = i < j.seqs.size() ? j.seqs[i] : 0;
+    auto seq = i < seqs.size() ? seqs[i] : 0;
     if (!is_array(r) || r->elements == 0) {
       result.push_back(false); // no device: nobody to remind
       continue;
@@ -365,33 +369,7 @@ caf::expected<caf::message> answer_unread(job& j) {
   return caf::make_message(std::move(result));
 }
 
-caf::expected<caf::message> answer_route(job& j) {
-  // One HVALS per uid; the uid is the key's tail.
-  route_builder builder;
-  auto skip = j.aux;
-  for (size_t i = 0; i < j.commands.size(); ++i) {
-    auto& key = j.commands[i].args[1];
-    builder.add(std::string_view{key}.substr(skip), j.replies[i].get());
-  }
-  return caf::make_message(std::move(builder.result()));
-}
-
-caf::expected<caf::message> answer_join(job& j) {
-  auto x = integer_of(j.replies.front().get());
-  if (!x)
-    return unexpected_reply("join");
-  if (*x == -2)
-    return make_error(ec::group_full,
-                      "'" + j.commands.front().args[1] + "' has " +
-                          j.commands.front().args[3] + " members already");
-  if (*x < 0)
-    return make_error(ec::too_many_groups, "at most " +
-                                               j.commands.front().args[2] +
-                                               " groups per uid");
-  return caf::make_message(static_cast<uint32_t>(*x));
-}
-
-caf::expected<caf::message> answer_members(job& j) {
+caf::expected<caf::message> answer_members(job& j, size_t limit) {
   auto& r = j.replies.front();
   if (!is_array(r.get()))
     return unexpected_reply("SMEMBERS");
@@ -399,60 +377,17 @@ caf::expected<caf::message> answer_members(job& j) {
   uids.reserve(r->elements);
   for (size_t i = 0; i < r->elements; ++i)
     uids.emplace_back(text_of(r->element[i]));
-  auto n = std::min(uids.size(), static_cast<size_t>(j.aux));
+  auto n = std::min(uids.size(), limit);
   std::partial_sort(uids.begin(), uids.begin() + n, uids.end());
   uids.resize(n);
   return caf::make_message(std::move(uids));
 }
 
-caf::expected<caf::message> answer_group_route(job& j) {
-  auto& r = j.replies.front();
-  auto& args = j.commands.front().args;
-  if (auto x = integer_of(r.get()); x && *x == 0)
-    return make_error(ec::not_member,
-                      "'" + args[1] + "' is not a member of '" + args[0] + "'");
-  if (!is_array(r.get()) || r->elements % 2 != 0)
-    return unexpected_reply("group_route");
-  // Members in byte order, like the memory store's std::set.
-  std::vector<std::pair<std::string_view, const redisReply*>> members;
-  members.reserve(r->elements / 2);
-  for (size_t i = 0; i < r->elements; i += 2)
-    members.emplace_back(text_of(r->element[i]), r->element[i + 1]);
-  std::sort(members.begin(), members.end(),
-            [](auto& x, auto& y) { return x.first < y.first; });
-  route_builder builder;
-  for (auto& [uid, values] : members)
-    builder.add(uid, values);
-  return caf::make_message(std::move(builder.result()));
-}
-
-caf::expected<caf::message> answer_append(job& j) {
-  auto& first = j.replies.front();
-  for (auto& r : j.replies)
-    if (r->type == REDIS_REPLY_STATUS) {
-      // A repeat of an idem: the msg_id of the earlier message.
-      auto earlier = text_of(r.get());
-      if (earlier.empty() || earlier.size() > 256)
-        return unexpected_reply("append");
-      route_table result;
-      result.duplicate_of = earlier;
-      return caf::make_message(std::move(result));
-    }
-  if (auto x = integer_of(first.get()); x && *x == 0)
-    return make_error(ec::not_member, "'" + j.commands.front().args[6] +
-                                          "' is not a member of '" +
-                                          j.commands.front().args[7] + "'");
-  if (auto x = integer_of(first.get()); x && *x < 0) {
-    auto receivers = static_cast<size_t>(
-        std::min<long long>(-*x, std::numeric_limits<uint32_t>::max()));
-    if (auto err = frames::check_fanout(receivers, j.aux,
-                                        static_cast<uint64_t>(j.aux2)))
-      return err;
-    return make_error(ec::too_large, "the group is too large for the payload");
-  }
-  // One reply per chunk of uids: uid, seq, binding values, uid, ...
-  route_builder builder;
-  for (auto& r : j.replies) {
+/// Adds the replies of `append` calls (uid, seq, binding values, ...) to a
+/// route table.
+caf::error add_appended(route_builder& builder,
+                        const std::vector<redis_reply_ptr>& replies) {
+  for (auto& r : replies) {
     if (!is_array(r.get()) || r->elements % 3 != 0)
       return unexpected_reply("append");
     for (size_t i = 0; i < r->elements; i += 3) {
@@ -463,7 +398,7 @@ caf::expected<caf::message> answer_append(job& j) {
                   static_cast<uint64_t>(*seq));
     }
   }
-  return caf::make_message(std::move(builder.result()));
+  return caf::none;
 }
 
 /// Reads one inbox entry ({id, fields}); nullopt if it is malformed.
@@ -509,7 +444,8 @@ std::optional<stored_message> read_entry(const redisReply* entry) {
   return msg;
 }
 
-caf::expected<caf::message> answer_inbox(job& j) {
+caf::expected<caf::message> answer_inbox(job& j, const std::string& key,
+                                         int64_t since) {
   auto& r = j.replies.front();
   if (!is_array(r.get()) || r->elements < 4)
     return unexpected_reply("inbox");
@@ -518,7 +454,7 @@ caf::expected<caf::message> answer_inbox(job& j) {
     return x && *x > 0 ? static_cast<uint64_t>(*x) : uint64_t{0};
   };
   inbox_replay result;
-  result.cursor = j.aux2 >= 0 ? static_cast<uint64_t>(j.aux2) : number(0);
+  result.cursor = since >= 0 ? static_cast<uint64_t>(since) : number(0);
   result.last_seq = number(1);
   auto oldest = number(2);
   result.too_old =
@@ -535,54 +471,15 @@ caf::expected<caf::message> answer_inbox(job& j) {
       auto id = is_array(entry) && entry->elements > 0
                     ? text_of(entry->element[0])
                     : std::string_view{};
-      log_bad_content("inbox entry " + std::string{id} + " of " + j.key);
+      log_bad_content("inbox entry " + std::string{id} + " of " + key);
       if (!id.empty())
         j.followups.push_back(
-            redis_command{std::nullopt, {"XDEL", j.key, std::string{id}}});
+            redis_command{std::nullopt, key, {"XDEL", key, std::string{id}}});
       continue;
     }
     seq = msg->seq;
     result.messages.push_back(std::move(*msg));
   }
-  return caf::make_message(std::move(result));
-}
-
-caf::expected<caf::message> answer_nodes(job& j) {
-  auto& r = j.replies.front();
-  if (!is_array(r.get()) || r->elements % 2 != 1)
-    return unexpected_reply("nodes");
-  // Heartbeats are Redis TIME; callers compare them with their own clock, so
-  // they get them on this process' clock: now minus the age Redis measured.
-  auto redis_now = parse_count(text_of(r->element[0])).value_or(0);
-  auto local_now = frames::now_ms();
-  std::vector<node_info> result;
-  for (size_t i = 1; i + 1 < r->elements; i += 2) {
-    auto fields = r->element[i + 1];
-    if (!is_array(fields))
-      return unexpected_reply("nodes");
-    node_info info;
-    info.id = text_of(r->element[i]);
-    for (size_t k = 0; k + 1 < fields->elements; k += 2) {
-      auto key = text_of(fields->element[k]);
-      auto value = text_of(fields->element[k + 1]);
-      if (key == "listen")
-        info.listen = value;
-      else if (key == "cluster")
-        info.cluster = value;
-      else if (key == "incarnation")
-        info.incarnation = parse_number<uint64_t>(value);
-      else if (key == "connections")
-        info.connections = parse_number<uint32_t>(value);
-      else if (key == "hb")
-        // Hostile values stay harmless: both times are in [0, 2^53).
-        info.last_heartbeat_ms =
-            local_now - (static_cast<int64_t>(redis_now) -
-                         static_cast<int64_t>(parse_count(value).value_or(0)));
-    }
-    result.push_back(std::move(info));
-  }
-  std::sort(result.begin(), result.end(),
-            [](auto& x, auto& y) { return x.id < y.id; });
   return caf::make_message(std::move(result));
 }
 
@@ -597,9 +494,12 @@ struct redis_store_state {
   static inline const char* name = "redis-store";
 
   redis_store_config cfg;
-  /// Not `ok()` while Redis is unreachable.
+  /// Single Redis: not `ok()` while Redis is unreachable.
   redis_connection conn;
-  /// SHA1 of each script, from SCRIPT LOAD on the current connection.
+  /// Redis Cluster: the client (it reconnects and follows failovers by
+  /// itself); none until the first slot map loaded.
+  std::optional<redis_cluster> cluster;
+  /// SHA1 of each script, from SCRIPT LOAD at each (re)connect.
   std::array<std::string, redis_scripts::script_count> shas;
   /// Requests taken from the mailbox, answered by the next `flush`.
   std::vector<job> batch;
@@ -611,15 +511,20 @@ struct redis_store_state {
   caf::error down_reason;
   /// Set by an exit message or when nobody holds a handle any more.
   bool quit = false;
-  /// Reused by `append`.
-  std::vector<std::string_view> argv_buffer;
 
   // -- connection -------------------------------------------------------------
+
+  bool is_cluster() const noexcept { return cfg.url.is_cluster(); }
+
+  /// Whether a connection (or the cluster client) is up.
+  bool connected() const noexcept {
+    return is_cluster() ? cluster.has_value() : conn.ok();
+  }
 
   /// Connects unless tried less than a retry interval ago; true if connected.
   bool reconnect();
 
-  /// Loads every script on the current connection.
+  /// Loads every script on the current connection (every master).
   caf::error load_scripts();
 
   /// Drops a broken connection and remembers why (logged once per outage).
@@ -628,24 +533,38 @@ struct redis_store_state {
   /// The error of requests while Redis is unreachable.
   caf::error unavailable() const;
 
-  // -- batches ----------------------------------------------------------------
+  // -- execution --------------------------------------------------------------
 
-  /// Appends a command of a job to the output buffer.
-  void append(const redis_command& cmd);
+  /// The argv of a command.
+  void argv_of(const redis_command& cmd, std::vector<std::string_view>& out);
 
-  /// Sends every queued job in one round trip and answers each.
+  /// Runs commands in one round trip (per master): a reply or an error per
+  /// command; NOSCRIPT reloads the scripts and retries once.
+  std::vector<caf::expected<redis_reply_ptr>>
+  run(const std::vector<const redis_command*>& cmds);
+
+  /// Runs the stages of every queued job and answers each.
   void flush();
-
-  /// Reloads the scripts and reissues the commands that got NOSCRIPT; an
-  /// error if the connection broke meanwhile.
-  caf::error retry_noscript();
-
-  /// Answers one job from its replies (or with `io_error`).
-  void finish(job& j, const caf::error& io_error);
 
   // -- request builders -------------------------------------------------------
 
-  job call(script s, std::vector<std::string> args, answer_fn f) const;
+  redis_command lua(script s, std::string key,
+                    std::vector<std::string> args) const {
+    return redis_command{s, std::move(key), std::move(args)};
+  }
+
+  std::string ukey(std::string_view uid, std::string_view what) const {
+    return redis_keys::uid_key(cfg.prefix, uid, what);
+  }
+  std::string gkey(std::string_view group) const {
+    return redis_keys::group_key(cfg.prefix, group);
+  }
+  std::string nkey(std::string_view node, std::string_view what) const {
+    return redis_keys::node_key(cfg.prefix, node, what);
+  }
+  std::string users_key() const { return cfg.prefix + ":users"; }
+  std::string nodes_key() const { return cfg.prefix + ":nodes"; }
+
   job bind(std::vector<binding> bs, bool single) const;
   job unbind(const binding& b) const;
   job route(std::vector<std::string> uids) const;
@@ -668,7 +587,7 @@ struct redis_store_state {
 };
 
 bool redis_store_state::reconnect() {
-  if (conn.ok())
+  if (connected())
     return true;
   auto now = steady_clock::now();
   if (last_attempt && now - *last_attempt < retry_interval)
@@ -683,11 +602,18 @@ bool redis_store_state::reconnect() {
              : cfg.retry_interval;
     return false;
   };
-  auto fresh =
-      redis_connection::open(cfg.url, cfg.connect_timeout, cfg.io_timeout);
-  if (!fresh)
-    return failed(fresh.error());
-  conn = std::move(*fresh);
+  if (is_cluster()) {
+    auto fresh = redis_cluster::open(cfg.cluster);
+    if (!fresh)
+      return failed(fresh.error());
+    cluster.emplace(std::move(*fresh));
+  } else {
+    auto fresh =
+        redis_connection::open(cfg.url, cfg.connect_timeout, cfg.io_timeout);
+    if (!fresh)
+      return failed(fresh.error());
+    conn = std::move(*fresh);
+  }
   if (auto err = load_scripts())
     return failed(err);
   if (down_reason)
@@ -699,8 +625,9 @@ bool redis_store_state::reconnect() {
 
 caf::error redis_store_state::load_scripts() {
   for (size_t i = 0; i < redis_scripts::script_count; ++i) {
-    auto sha = conn.load_script(
-        redis_scripts::source(static_cast<script>(i), cfg.session_groups));
+    auto src =
+        redis_scripts::source(static_cast<script>(i), cfg.session_groups);
+    auto sha = is_cluster() ? cluster->load_script(src) : conn.load_script(src);
     if (!sha)
       return std::move(sha.error());
     shas[i] = std::move(*sha);
@@ -710,6 +637,7 @@ caf::error redis_store_state::load_scripts() {
 
 void redis_store_state::lost(const caf::error& reason) {
   conn = redis_connection{};
+  cluster.reset();
   if (!down_reason)
     log::error("Redis at {} unreachable: {}", cfg.url.redacted(),
                error_message(reason));
@@ -722,18 +650,92 @@ caf::error redis_store_state::unavailable() const {
                         " unreachable: " + error_message(down_reason));
 }
 
-void redis_store_state::append(const redis_command& cmd) {
-  auto& argv = argv_buffer;
+void redis_store_state::argv_of(const redis_command& cmd,
+                                std::vector<std::string_view>& argv) {
   argv.clear();
   if (cmd.lua) {
     argv.emplace_back("EVALSHA");
     argv.emplace_back(shas[static_cast<size_t>(*cmd.lua)]);
-    argv.emplace_back("0");
+    argv.emplace_back("1");
+    argv.emplace_back(cmd.key);
     argv.emplace_back(cfg.prefix);
   }
   for (auto& x : cmd.args)
     argv.emplace_back(x);
-  conn.append(argv);
+}
+
+std::vector<caf::expected<redis_reply_ptr>>
+redis_store_state::run(const std::vector<const redis_command*>& cmds) {
+  std::vector<caf::expected<redis_reply_ptr>> result;
+  result.reserve(cmds.size());
+  if (cmds.empty())
+    return result;
+  if (!reconnect()) {
+    for (size_t i = 0; i < cmds.size(); ++i)
+      result.emplace_back(unavailable());
+    return result;
+  }
+  // Sends `which` (indices into cmds) and stores their replies in `result`.
+  std::vector<std::vector<std::string_view>> argvs;
+  auto send = [&](const std::vector<size_t>& which) {
+    argvs.resize(which.size());
+    for (size_t k = 0; k < which.size(); ++k)
+      argv_of(*cmds[which[k]], argvs[k]);
+    if (is_cluster()) {
+      std::vector<redis_cluster_command> ccs;
+      ccs.reserve(which.size());
+      for (size_t k = 0; k < which.size(); ++k)
+        ccs.push_back(redis_cluster_command{cmds[which[k]]->key, argvs[k]});
+      auto replies = cluster->execute(ccs);
+      for (size_t k = 0; k < which.size(); ++k) {
+        if (replies[k])
+          result[which[k]] = std::move(*replies[k]);
+        else
+          result[which[k]] = make_error(
+              ec::unavailable, "Redis Cluster at " + cfg.url.redacted() + ": " +
+                                   error_message(replies[k].error()));
+      }
+      return;
+    }
+    for (auto& argv : argvs)
+      conn.append(argv);
+    caf::error io_error;
+    for (size_t k = 0; k < which.size(); ++k) {
+      if (!io_error) {
+        if (auto reply = conn.read()) {
+          result[which[k]] = std::move(*reply);
+          continue;
+        } else {
+          io_error = std::move(reply.error());
+          lost(io_error);
+        }
+      }
+      result[which[k]] = unavailable();
+    }
+  };
+  std::vector<size_t> all(cmds.size());
+  for (size_t i = 0; i < cmds.size(); ++i) {
+    all[i] = i;
+    result.emplace_back(redis_reply_ptr{});
+  }
+  send(all);
+  std::vector<size_t> noscript;
+  for (size_t i = 0; i < cmds.size(); ++i)
+    if (result[i] && *result[i] && is_noscript(**result[i]))
+      noscript.push_back(i);
+  if (noscript.empty() || !connected())
+    return result;
+  log::warn("Redis lost our Lua scripts (NOSCRIPT): reloading them");
+  if (auto err = load_scripts()) {
+    if (!is_cluster() && !conn.ok())
+      lost(err);
+    // Redis answers but refuses the scripts: those commands fail.
+    for (auto i : noscript)
+      result[i] = err;
+    return result;
+  }
+  send(noscript);
+  return result;
 }
 
 void redis_store_state::flush() {
@@ -750,239 +752,698 @@ void redis_store_state::flush() {
     batch.clear();
     return;
   }
+  // Stages in lockstep: stage k of every job shares one round trip (per
+  // master), in batch order.
+  std::vector<job*> active;
   for (auto& j : batch)
-    for (auto& cmd : j.commands)
-      append(cmd);
-  caf::error io_error;
-  for (auto& j : batch) {
-    for (size_t i = 0; i < j.commands.size() && !io_error; ++i) {
-      if (auto reply = conn.read())
-        j.replies.push_back(std::move(*reply));
-      else
-        io_error = std::move(reply.error());
-    }
-  }
-  if (!io_error)
-    io_error = retry_noscript();
-  if (io_error) {
-    lost(io_error);
-    io_error = unavailable();
-  }
+    active.push_back(&j);
+  std::vector<const redis_command*> cmds;
   std::vector<redis_command> followups;
-  for (auto& j : batch) {
-    finish(j, io_error);
-    std::move(j.followups.begin(), j.followups.end(),
-              std::back_inserter(followups));
+  for (int stage = 0; !active.empty(); ++stage) {
+    cmds.clear();
+    for (auto j : active)
+      for (auto& cmd : j->commands)
+        cmds.push_back(&cmd);
+    auto replies = run(cmds);
+    size_t next = 0;
+    std::vector<job*> still;
+    for (auto j : active) {
+      j->replies.clear();
+      j->stage_error = caf::none;
+      for (size_t i = 0; i < j->commands.size(); ++i, ++next) {
+        auto& r = replies[next];
+        if (!r) {
+          if (!j->stage_error)
+            j->stage_error = r.error();
+          j->replies.emplace_back();
+        } else {
+          if (!j->stage_error && *r && (*r)->type == REDIS_REPLY_ERROR)
+            j->stage_error = redis_reply_error(**r);
+          j->replies.push_back(std::move(*r));
+        }
+      }
+      j->commands.clear();
+      std::optional<caf::expected<caf::message>> answer;
+      if (stage >= 16)
+        answer = caf::expected<caf::message>{
+            make_error(ec::internal, "state store: too many stages")};
+      else
+        answer = j->step(*j);
+      if (answer) {
+        if (!*answer && !j->when_down.empty() &&
+            answer->error() == ec::unavailable)
+          j->promise.deliver(std::move(j->when_down));
+        else if (*answer)
+          j->promise.deliver(std::move(**answer));
+        else
+          j->promise.deliver(std::move(answer->error()));
+        std::move(j->followups.begin(), j->followups.end(),
+                  std::back_inserter(followups));
+      } else {
+        still.push_back(j);
+      }
+    }
+    active.swap(still);
   }
   batch.clear();
-  if (followups.empty() || !conn.ok())
+  if (followups.empty() || !connected())
     return;
-  // Clean-ups (e.g. XDEL of invalid inbox entries) whose replies no one
-  // waits for; an error reply is fine, a broken connection is an outage.
+  // Clean-ups whose replies no one waits for; an error is fine: what they
+  // leave behind is harmless or repaired later (see the builders).
+  cmds.clear();
   for (auto& cmd : followups)
-    append(cmd);
-  for (size_t i = 0; i < followups.size(); ++i)
-    if (auto reply = conn.read(); !reply) {
-      lost(reply.error());
-      return;
-    }
-}
-
-caf::error redis_store_state::retry_noscript() {
-  std::vector<redis_reply_ptr*> slots;
-  std::vector<const redis_command*> cmds;
-  for (auto& j : batch)
-    for (size_t i = 0; i < j.replies.size(); ++i)
-      if (is_noscript(*j.replies[i])) {
-        slots.push_back(&j.replies[i]);
-        cmds.push_back(&j.commands[i]);
-      }
-  if (slots.empty())
-    return caf::none;
-  log::warn("Redis lost our Lua scripts (NOSCRIPT): reloading them");
-  if (auto err = load_scripts()) {
-    if (!conn.ok())
-      return err;
-    // Redis answers but refuses the scripts: those requests fail.
-    for (auto& j : batch)
-      for (auto& r : j.replies)
-        if (is_noscript(*r))
-          j.error = err;
-    return caf::none;
-  }
-  for (auto cmd : cmds)
-    append(*cmd);
-  // A slot left empty (the connection broke) fails its job as unavailable.
-  for (auto slot : slots)
-    slot->reset();
-  for (auto slot : slots) {
-    auto reply = conn.read();
-    if (!reply)
-      return std::move(reply.error());
-    *slot = std::move(*reply);
-  }
-  return caf::none;
-}
-
-void redis_store_state::finish(job& j, const caf::error& io_error) {
-  auto missing = [](const redis_reply_ptr& x) {
-    return x == nullptr;
-  };
-  if (j.replies.size() < j.commands.size() ||
-      std::any_of(j.replies.begin(), j.replies.end(), missing)) {
-    if (!j.when_down.empty())
-      j.promise.deliver(std::move(j.when_down));
-    else
-      j.promise.deliver(io_error ? io_error : unavailable());
-    return;
-  }
-  if (j.error) {
-    j.promise.deliver(std::move(j.error));
-    return;
-  }
-  for (auto& r : j.replies)
-    if (r->type == REDIS_REPLY_ERROR) {
-      j.promise.deliver(redis_reply_error(*r));
-      return;
-    }
-  j.promise.deliver(j.answer(j));
+    cmds.push_back(&cmd);
+  run(cmds);
 }
 
 // -- request builders ---------------------------------------------------------
+//
+// Operations that span slots are split into one call per slot; the order of
+// the calls makes every crash between two of them (this node dies, or a
+// shard is down) leave only what a later step repairs or ignores:
+//
+// - bind: the node index entry (P:{n:<node>}:nb, ni) goes first in the
+//   pipeline, the uid's hash second. A single Redis runs them in that order,
+//   so a binding is never in a uid's hash without being indexed (the crash
+//   cleanup finds every binding through the index); an index entry without
+//   a binding is harmless (the cleanup checks the hash's value). On a Redis
+//   Cluster the two go to different masters: a node that dies at that very
+//   moment may leave a binding unindexed (TODO(issue 15): a per-uid sweep
+//   of bindings of unknown nodes would repair it). P:users and the previous
+//   binding's index entry follow after the answer (followups): a lost
+//   followup leaves a stale count or index entry, both harmless.
+// - unbind: the uid's hash and the index entry in one stage; P:users and
+//   (session groups) the group sets follow. A lost group removal leaves an
+//   offline member in a group (it is routed as offline, as a member that
+//   went offline with persistent groups).
+// - join: the uid's groups set and the group's members set in one stage,
+//   each with its own limit; when one refuses, the other's addition is
+//   undone afterwards.
+// - node cleanup (heartbeat sweep, claim, shutdown): (1) read the node's
+//   index, (2) per uid slot remove the bindings that still point at the
+//   node (drop_uid; repeating it is harmless), (3) remove the index
+//   entries, the incarnation and, last, the node's entry (forget_node).
+//   Until (3) the index still lists everything, so a cleanup cut short is
+//   done again: by the next heartbeat sweep (same id), or, for a claim, by
+//   the next claim once the first one's mark is older than the timeout.
+// - durable append: (1) group_check in the group's slot (group publish),
+//   (2) the idempotency key in the sender's slot, (3) one append per
+//   receiver slot, pipelined. Every append job of a batch waits the same
+//   stages, so the appends of one batch keep their order. A crash between
+//   (2) and (3) leaves the idem claimed with nothing stored: a retry of the
+//   same idem is then answered as a duplicate (TODO(issue 15): mark the
+//   key pending until (3) is done).
 
-job redis_store_state::call(script s, std::vector<std::string> args,
-                            answer_fn f) const {
-  job result;
-  result.commands.push_back(redis_command{s, std::move(args)});
-  result.answer = f;
-  return result;
+/// Parses an index entry "<incarnation>,<uid>,<conn>".
+struct index_entry {
+  std::string_view inc, uid, conn;
+};
+
+std::optional<index_entry> parse_index_entry(std::string_view e) {
+  auto i = e.find(',');
+  if (i == std::string_view::npos)
+    return std::nullopt;
+  auto j = e.find(',', i + 1);
+  if (j == std::string_view::npos)
+    return std::nullopt;
+  return index_entry{e.substr(0, i), e.substr(i + 1, j - i - 1),
+                     e.substr(j + 1)};
+}
+
+/// The state of a node cleanup (drop of the bindings of some incarnations
+/// of one node) spread over the stages of a job.
+struct drop_state {
+  std::string node;
+  /// The incarnations to drop; {"0"}: all.
+  std::vector<std::string> incs;
+  /// Also remove the node from P:nodes (claim, shutdown).
+  bool unregister = false;
+  int stage = 0;
+  std::vector<std::string> entries;
+  std::vector<std::string> offline;
+};
+
+/// Runs one stage of a drop: puts its commands into `j` and returns false,
+/// or true once done (`d.offline` then holds the uids left offline).
+bool drop_step(const redis_store_state& st, drop_state& d, job& j) {
+  auto& cfg = st.cfg;
+  switch (d.stage++) {
+  case 0:
+    j.commands.push_back(redis_command{std::nullopt,
+                                       st.nkey(d.node, "nb"),
+                                       {"SMEMBERS", st.nkey(d.node, "nb")}});
+    return false;
+  case 1: {
+    if (j.stage_error)
+      return true; // nothing changed; the next sweep or claim retries
+    auto r = j.replies.front().get();
+    bool all = d.incs.size() == 1 && d.incs.front() == "0";
+    std::vector<std::string> triples; // inc, uid, conn
+    std::vector<std::string_view> keys;
+    std::vector<std::string> key_store;
+    for (size_t i = 0; is_array(r) && i < r->elements; ++i) {
+      auto e = text_of(r->element[i]);
+      auto x = parse_index_entry(e);
+      if (!x) {
+        d.entries.emplace_back(e); // not ours: drop it
+        continue;
+      }
+      if (!all &&
+          std::find(d.incs.begin(), d.incs.end(), x->inc) == d.incs.end())
+        continue;
+      d.entries.emplace_back(e);
+      triples.emplace_back(x->inc);
+      triples.emplace_back(x->uid);
+      triples.emplace_back(x->conn);
+      key_store.push_back(st.ukey(x->uid, "b"));
+    }
+    keys.assign(key_store.begin(), key_store.end());
+    for (auto& part : redis_keys::split_by_slot(keys, st.is_cluster(),
+                                                cfg.bindings_per_call)) {
+      redis_command cmd{script::drop_uid, key_store[part.front()], {d.node}};
+      for (auto k : part)
+        for (size_t m = 0; m < 3; ++m)
+          cmd.args.push_back(triples[k * 3 + m]);
+      j.commands.push_back(std::move(cmd));
+    }
+    return false;
+  }
+  case 2: {
+    // Offline uids with their groups (session groups), per call. A call
+    // that failed leaves its bindings and index entries: a later cleanup
+    // repeats it.
+    std::vector<std::pair<std::string, std::string>> memberships;
+    bool complete = !j.stage_error;
+    for (auto& r : j.replies) {
+      if (!is_array(r.get()))
+        continue;
+      for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        auto uid = std::string{text_of(r->element[i])};
+        for (auto& g : strings_of(r->element[i + 1], 0))
+          memberships.emplace_back(g, uid);
+        d.offline.push_back(std::move(uid));
+      }
+    }
+    if (!d.offline.empty())
+      j.commands.push_back(
+          redis_command{script::users_add,
+                        st.users_key(),
+                        {"-" + std::to_string(d.offline.size())}});
+    for (auto& [g, uid] : memberships)
+      j.commands.push_back(
+          redis_command{std::nullopt, st.gkey(g), {"SREM", st.gkey(g), uid}});
+    if (!complete)
+      return false; // keep the index: the next cleanup repeats the rest
+    for (size_t i = 0; i < d.entries.size(); i += cfg.bindings_per_call) {
+      redis_command cmd{
+          std::nullopt, st.nkey(d.node, "nb"), {"SREM", st.nkey(d.node, "nb")}};
+      auto end = std::min(d.entries.size(), i + cfg.bindings_per_call);
+      for (auto k = i; k < end; ++k)
+        cmd.args.push_back(d.entries[k]);
+      j.commands.push_back(std::move(cmd));
+    }
+    bool all = d.incs.size() == 1 && d.incs.front() == "0";
+    if (all) {
+      j.commands.push_back(redis_command{
+          std::nullopt, st.nkey(d.node, "ni"), {"DEL", st.nkey(d.node, "ni")}});
+    } else {
+      for (auto& inc : d.incs)
+        j.commands.push_back(redis_command{
+            script::forget_node, st.nkey(d.node, "h"), {d.node, inc}});
+    }
+    if (d.unregister)
+      j.commands.push_back(redis_command{
+          std::nullopt, st.nodes_key(), {"SREM", st.nodes_key(), d.node}});
+    return false;
+  }
+  default:
+    return true;
+  }
 }
 
 job redis_store_state::bind(std::vector<binding> bs, bool single) const {
   job result;
-  result.answer = single ? answer_bind : answer_ok;
-  for (size_t i = 0; i < bs.size(); i += cfg.bindings_per_call) {
-    redis_command cmd{script::bind, {}};
-    auto end = std::min(bs.size(), i + cfg.bindings_per_call);
-    cmd.args.reserve((end - i) * 4);
-    for (auto k = i; k < end; ++k) {
-      cmd.args.push_back(std::move(bs[k].uid));
-      cmd.args.push_back(std::move(bs[k].conn));
-      cmd.args.push_back(std::move(bs[k].node));
+  // Stage 1, in this order: the node index (per node), then the uids'
+  // hashes (per slot). Then P:users and stale index entries (followups).
+  std::map<std::string, std::vector<size_t>> by_node;
+  for (size_t i = 0; i < bs.size(); ++i)
+    by_node[bs[i].node].push_back(i);
+  for (auto& [node, idx] : by_node) {
+    auto nb = nkey(node, "nb");
+    auto ni = nkey(node, "ni");
+    std::set<uint64_t> incs;
+    for (size_t i = 0; i < idx.size(); i += cfg.bindings_per_call) {
+      redis_command cmd{std::nullopt, nb, {"SADD", nb}};
+      auto end = std::min(idx.size(), i + cfg.bindings_per_call);
+      for (auto k = i; k < end; ++k) {
+        auto& b = bs[idx[k]];
+        cmd.args.push_back(std::to_string(b.incarnation) + ',' + b.uid + ',' +
+                           b.conn);
+        incs.insert(b.incarnation);
+      }
+      result.commands.push_back(std::move(cmd));
+    }
+    redis_command cmd{std::nullopt, ni, {"SADD", ni}};
+    for (auto inc : incs)
+      cmd.args.push_back(std::to_string(inc));
+    result.commands.push_back(std::move(cmd));
+  }
+  auto index_commands = result.commands.size();
+  std::vector<std::string> key_store;
+  key_store.reserve(bs.size());
+  for (auto& b : bs)
+    key_store.push_back(ukey(b.uid, "b"));
+  std::vector<std::string_view> keys(key_store.begin(), key_store.end());
+  auto parts =
+      redis_keys::split_by_slot(keys, is_cluster(), cfg.bindings_per_call);
+  for (auto& part : parts) {
+    redis_command cmd{script::bind_uid, key_store[part.front()], {}};
+    cmd.args.reserve(part.size() * 4);
+    for (auto k : part) {
+      cmd.args.push_back(bs[k].uid);
+      cmd.args.push_back(bs[k].conn);
+      cmd.args.push_back(bs[k].node);
       cmd.args.push_back(std::to_string(bs[k].incarnation));
     }
     result.commands.push_back(std::move(cmd));
   }
+  auto ctx = std::make_shared<
+      std::pair<std::vector<binding>, std::vector<std::vector<size_t>>>>(
+      std::move(bs), std::move(parts));
+  auto prefix = cfg.prefix;
+  result.step = [ctx, index_commands, single,
+                 prefix](job& j) -> std::optional<caf::expected<caf::message>> {
+    if (j.stage_error)
+      return caf::expected<caf::message>{j.stage_error};
+    auto& [bs, parts] = *ctx;
+    int64_t added = 0;
+    bool first_new = false;
+    for (size_t p = 0; p < parts.size(); ++p) {
+      auto r = j.replies[index_commands + p].get();
+      if (!is_array(r) || r->elements != parts[p].size() * 2)
+        return caf::expected<caf::message>{unexpected_reply("bind_uid")};
+      for (size_t m = 0; m < parts[p].size(); ++m) {
+        auto& b = bs[parts[p][m]];
+        auto flag = integer_of(r->element[2 * m]);
+        if (flag && *flag == 1) {
+          ++added;
+          if (parts[p][m] == 0)
+            first_new = true;
+        }
+        auto prev = text_of(r->element[2 * m + 1]);
+        auto bar = prev.rfind('|');
+        auto value = b.node + '|' + std::to_string(b.incarnation);
+        if (bar == std::string_view::npos || prev == value)
+          continue;
+        auto pnode = prev.substr(0, bar);
+        auto nb = redis_keys::node_key(prefix, pnode, "nb");
+        j.followups.push_back(redis_command{
+            std::nullopt,
+            nb,
+            {"SREM", nb,
+             std::string{prev.substr(bar + 1)} + ',' + b.uid + ',' + b.conn}});
+      }
+    }
+    if (added > 0)
+      j.followups.push_back(redis_command{
+          script::users_add, prefix + ":users", {std::to_string(added)}});
+    if (single)
+      return caf::expected<caf::message>{caf::make_message(first_new)};
+    return caf::expected<caf::message>{caf::make_message(atom::ok_v)};
+  };
   return result;
 }
 
 job redis_store_state::unbind(const binding& b) const {
-  return call(script::unbind,
-              {b.uid, b.conn, b.node, std::to_string(b.incarnation)},
-              answer_flag);
+  job result;
+  auto inc = std::to_string(b.incarnation);
+  auto entry = ',' + b.uid + ',' + b.conn;
+  result.commands.push_back(
+      redis_command{script::unbind_uid, ukey(b.uid, "b"), {b.uid, b.conn}});
+  auto nb = nkey(b.node, "nb");
+  result.commands.push_back(
+      redis_command{std::nullopt, nb, {"SREM", nb, inc + entry}});
+  auto prefix = cfg.prefix;
+  result.step = [prefix, b, inc,
+                 entry](job& j) -> std::optional<caf::expected<caf::message>> {
+    auto r = j.replies.empty() ? nullptr : j.replies.front().get();
+    if (!is_array(r) || r->elements < 2) {
+      if (j.stage_error)
+        return caf::expected<caf::message>{j.stage_error};
+      return caf::expected<caf::message>{unexpected_reply("unbind_uid")};
+    }
+    auto offline = integer_of(r->element[0]).value_or(0) == 1;
+    auto prev = text_of(r->element[1]);
+    auto bar = prev.rfind('|');
+    if (bar != std::string_view::npos && prev != b.node + '|' + inc) {
+      auto pnb = redis_keys::node_key(prefix, prev.substr(0, bar), "nb");
+      j.followups.push_back(redis_command{
+          std::nullopt,
+          pnb,
+          {"SREM", pnb, std::string{prev.substr(bar + 1)} + entry}});
+    }
+    if (offline) {
+      j.followups.push_back(
+          redis_command{script::users_add, prefix + ":users", {"-1"}});
+      for (size_t i = 2; i < r->elements; ++i) {
+        auto g = redis_keys::group_key(prefix, text_of(r->element[i]));
+        j.followups.push_back(
+            redis_command{std::nullopt, g, {"SREM", g, b.uid}});
+      }
+    }
+    return caf::expected<caf::message>{caf::make_message(offline)};
+  };
+  return result;
 }
 
 job redis_store_state::route(std::vector<std::string> uids) const {
   // Each uid once, in first-seen order; one HVALS per uid, all pipelined
   // (plain HVALS costs Redis far less than a script doing the same).
   job result;
-  result.answer = answer_route;
-  auto key_prefix = cfg.prefix + ":u:";
-  result.aux = key_prefix.size();
-  result.commands.reserve(uids.size());
+  auto seen_uids = std::make_shared<std::vector<std::string>>();
   std::unordered_set<std::string_view> seen;
   for (auto& uid : uids)
     if (seen.insert(uid).second)
-      result.commands.push_back(
-          redis_command{std::nullopt, {"HVALS", key_prefix + uid}});
+      seen_uids->push_back(uid);
+  for (auto& uid : *seen_uids) {
+    auto k = ukey(uid, "b");
+    result.commands.push_back(redis_command{std::nullopt, k, {"HVALS", k}});
+  }
+  result.step = one_stage([seen_uids](job& j) -> caf::expected<caf::message> {
+    route_builder builder;
+    for (size_t i = 0; i < seen_uids->size(); ++i)
+      builder.add((*seen_uids)[i], j.replies[i].get());
+    return caf::make_message(std::move(builder.result()));
+  });
   return result;
 }
 
 job redis_store_state::join(std::string uid, std::string group,
                             uint32_t max_groups) const {
-  return call(script::join,
-              {std::move(uid), std::move(group), std::to_string(max_groups),
-               std::to_string(cfg.max_group_members)},
-              answer_join);
+  job result;
+  auto ug = ukey(uid, "g");
+  auto g = gkey(group);
+  result.commands.push_back(redis_command{
+      script::join_uid, ug, {uid, group, std::to_string(max_groups)}});
+  result.commands.push_back(
+      redis_command{script::join_group,
+                    g,
+                    {group, uid, std::to_string(cfg.max_group_members)}});
+  auto members = cfg.max_group_members;
+  result.step = [=](job& j) -> std::optional<caf::expected<caf::message>> {
+    auto ru = j.replies.size() > 0 ? j.replies[0].get() : nullptr;
+    auto rg = j.replies.size() > 1 ? j.replies[1].get() : nullptr;
+    bool uid_added = is_array(ru) && ru->elements == 2 &&
+                     integer_of(ru->element[0]).value_or(0) == 1;
+    bool group_added = integer_of(rg).value_or(0) == 1;
+    auto undo = [&] {
+      if (uid_added)
+        j.followups.push_back(
+            redis_command{std::nullopt, ug, {"SREM", ug, group}});
+      if (group_added)
+        j.followups.push_back(redis_command{std::nullopt, g, {"SREM", g, uid}});
+    };
+    if (j.stage_error) {
+      undo();
+      return caf::expected<caf::message>{j.stage_error};
+    }
+    if (integer_of(rg).value_or(0) == -2) {
+      undo();
+      return caf::expected<caf::message>{make_error(
+          ec::group_full, "'" + group + "' has " + std::to_string(members) +
+                              " members already")};
+    }
+    if (integer_of(ru).value_or(0) == -1) {
+      undo();
+      return caf::expected<caf::message>{make_error(
+          ec::too_many_groups,
+          "at most " + std::to_string(max_groups) + " groups per uid")};
+    }
+    if (!is_array(ru) || ru->elements != 2 || !integer_of(ru->element[1]))
+      return caf::expected<caf::message>{unexpected_reply("join")};
+    return caf::expected<caf::message>{
+        caf::make_message(static_cast<uint32_t>(*integer_of(ru->element[1])))};
+  };
+  return result;
 }
 
 job redis_store_state::leave(std::string uid, std::string group) const {
-  return call(script::leave, {std::move(uid), std::move(group)}, answer_ok);
+  job result;
+  auto ug = ukey(uid, "g");
+  auto g = gkey(group);
+  result.commands.push_back(
+      redis_command{std::nullopt, ug, {"SREM", ug, group}});
+  result.commands.push_back(redis_command{std::nullopt, g, {"SREM", g, uid}});
+  result.step = one_stage(answer_ok);
+  return result;
 }
 
 job redis_store_state::members(const std::string& group, uint32_t limit) const {
   job result;
-  result.commands.push_back(
-      redis_command{std::nullopt, {"SMEMBERS", cfg.prefix + ":g:" + group}});
-  result.answer = answer_members;
-  result.aux = limit;
+  auto g = gkey(group);
+  result.commands.push_back(redis_command{std::nullopt, g, {"SMEMBERS", g}});
+  result.step = one_stage([limit](job& j) {
+    return answer_members(j, static_cast<size_t>(limit));
+  });
   return result;
 }
 
 job redis_store_state::is_member(const std::string& group,
                                  const std::string& uid) const {
   job result;
-  result.commands.push_back(redis_command{
-      std::nullopt, {"SISMEMBER", cfg.prefix + ":g:" + group, uid}});
-  result.answer = answer_flag;
+  auto g = gkey(group);
+  result.commands.push_back(
+      redis_command{std::nullopt, g, {"SISMEMBER", g, uid}});
+  result.step = one_stage(answer_flag);
   return result;
 }
 
 job redis_store_state::group_route(std::string group, std::string from) const {
-  return call(script::group_route, {std::move(group), std::move(from)},
-              answer_group_route);
+  // (1) membership of `from` and the members, in the group's slot; (2) one
+  // HVALS per member, each in its uid's slot.
+  job result;
+  auto g = gkey(group);
+  if (!from.empty())
+    result.commands.push_back(
+        redis_command{std::nullopt, g, {"SISMEMBER", g, from}});
+  result.commands.push_back(redis_command{std::nullopt, g, {"SMEMBERS", g}});
+  auto uids = std::make_shared<std::vector<std::string>>();
+  auto prefix = cfg.prefix;
+  result.step =
+      [uids, group, from, prefix, stage = 0](
+          job& j) mutable -> std::optional<caf::expected<caf::message>> {
+    if (j.stage_error)
+      return caf::expected<caf::message>{j.stage_error};
+    if (stage++ == 0) {
+      if (!from.empty() && integer_of(j.replies.front().get()).value_or(0) == 0)
+        return caf::expected<caf::message>{
+            make_error(ec::not_member,
+                       "'" + from + "' is not a member of '" + group + "'")};
+      *uids = strings_of(j.replies.back().get(), 0);
+      // Members in byte order, like the memory store's std::set.
+      std::sort(uids->begin(), uids->end());
+      for (auto& uid : *uids) {
+        auto k = redis_keys::uid_key(prefix, uid, "b");
+        j.commands.push_back(redis_command{std::nullopt, k, {"HVALS", k}});
+      }
+      if (!uids->empty())
+        return std::nullopt;
+    }
+    route_builder builder;
+    for (size_t i = 0; i < uids->size() && i < j.replies.size(); ++i)
+      builder.add((*uids)[i], j.replies[i].get());
+    return caf::expected<caf::message>{
+        caf::make_message(std::move(builder.result()))};
+  };
+  return result;
 }
 
 job redis_store_state::node(const node_info& info) const {
-  return call(script::node,
-              {info.id, info.listen, info.cluster,
-               std::to_string(info.incarnation),
-               std::to_string(info.connections), std::to_string(cfg.lease_ms)},
-              answer_flag);
+  // (1) the node's entry and lease (its slot) and P:nodes; (2..) the sweep
+  // of earlier incarnations whose lease expired (a drop), if any.
+  job result;
+  auto id = info.id;
+  result.commands.push_back(redis_command{
+      script::node,
+      nkey(id, "h"),
+      {info.id, info.listen, info.cluster, std::to_string(info.incarnation),
+       std::to_string(info.connections), std::to_string(cfg.lease_ms)}});
+  result.commands.push_back(
+      redis_command{std::nullopt, nodes_key(), {"SADD", nodes_key(), id}});
+  auto d = std::make_shared<drop_state>();
+  d->node = id;
+  auto fresh = std::make_shared<bool>(false);
+  auto self = this;
+  result.step =
+      [self, d, fresh, first = true](
+          job& j) mutable -> std::optional<caf::expected<caf::message>> {
+    if (first) {
+      first = false;
+      if (j.stage_error)
+        return caf::expected<caf::message>{j.stage_error};
+      auto r = j.replies.front().get();
+      if (!is_array(r) || r->elements < 1)
+        return caf::expected<caf::message>{unexpected_reply("node")};
+      *fresh = integer_of(r->element[0]).value_or(0) == 1;
+      d->incs = strings_of(r, 1);
+      if (d->incs.empty())
+        return caf::expected<caf::message>{caf::make_message(*fresh)};
+    }
+    if (!drop_step(*self, *d, j))
+      return std::nullopt;
+    return caf::expected<caf::message>{caf::make_message(*fresh)};
+  };
+  return result;
 }
 
 job redis_store_state::nodes() const {
-  return call(script::nodes, {}, answer_nodes);
+  // (1) the node ids and Redis' time; (2) each node's entry.
+  job result;
+  result.commands.push_back(
+      redis_command{std::nullopt, nodes_key(), {"SMEMBERS", nodes_key()}});
+  result.commands.push_back(redis_command{std::nullopt, nodes_key(), {"TIME"}});
+  auto ids = std::make_shared<std::vector<std::string>>();
+  auto redis_now = std::make_shared<int64_t>(0);
+  auto prefix = cfg.prefix;
+  result.step =
+      [ids, redis_now, prefix, stage = 0](
+          job& j) mutable -> std::optional<caf::expected<caf::message>> {
+    if (j.stage_error)
+      return caf::expected<caf::message>{j.stage_error};
+    if (stage++ == 0) {
+      *ids = strings_of(j.replies[0].get(), 0);
+      auto t = j.replies[1].get();
+      if (!is_array(t) || t->elements != 2)
+        return caf::expected<caf::message>{unexpected_reply("TIME")};
+      *redis_now = static_cast<int64_t>(
+          parse_count(text_of(t->element[0])).value_or(0) * 1000 +
+          parse_count(text_of(t->element[1])).value_or(0) / 1000);
+      for (auto& id : *ids) {
+        auto h = redis_keys::node_key(prefix, id, "h");
+        j.commands.push_back(redis_command{std::nullopt, h, {"HGETALL", h}});
+      }
+      if (!ids->empty())
+        return std::nullopt;
+    }
+    // Heartbeats are Redis TIME; callers compare them with their own
+    // clock, so they get them on this process' clock: now minus the age
+    // Redis measured.
+    auto local_now = frames::now_ms();
+    std::vector<node_info> result;
+    for (size_t i = 0; i < ids->size() && i < j.replies.size(); ++i) {
+      auto fields = j.replies[i].get();
+      if (!is_array(fields))
+        return caf::expected<caf::message>{unexpected_reply("nodes")};
+      if (fields->elements == 0)
+        continue; // gone (its id leaves P:nodes with the cleanup)
+      node_info info;
+      info.id = (*ids)[i];
+      bool claimed = false;
+      for (size_t k = 0; k + 1 < fields->elements; k += 2) {
+        auto key = text_of(fields->element[k]);
+        auto value = text_of(fields->element[k + 1]);
+        if (key == "listen")
+          info.listen = value;
+        else if (key == "cluster")
+          info.cluster = value;
+        else if (key == "incarnation")
+          info.incarnation = parse_number<uint64_t>(value);
+        else if (key == "connections")
+          info.connections = parse_number<uint32_t>(value);
+        else if (key == "claimed")
+          claimed = true;
+        else if (key == "hb")
+          // Hostile values stay harmless: both times are in [0, 2^53).
+          info.last_heartbeat_ms =
+              local_now - (*redis_now - static_cast<int64_t>(
+                                            parse_count(value).value_or(0)));
+      }
+      if (!claimed) // being cleaned up: gone for everyone
+        result.push_back(std::move(info));
+    }
+    std::sort(result.begin(), result.end(),
+              [](auto& x, auto& y) { return x.id < y.id; });
+    return caf::expected<caf::message>{caf::make_message(std::move(result))};
+  };
+  return result;
 }
 
 job redis_store_state::claim(std::string node, uint64_t incarnation,
                              int64_t timeout_ms) const {
-  return call(script::claim,
-              {std::move(node), std::to_string(incarnation),
-               std::to_string(timeout_ms)},
-              answer_claim);
+  // (1) the claim (the node's slot; one caller wins); (2..) a drop of the
+  // incarnation's bindings, the node's entry last.
+  job result;
+  auto inc = std::to_string(incarnation);
+  result.commands.push_back(redis_command{
+      script::claim, nkey(node, "h"), {node, inc, std::to_string(timeout_ms)}});
+  auto d = std::make_shared<drop_state>();
+  d->node = node;
+  d->incs = {inc};
+  d->unregister = true;
+  auto self = this;
+  result.step =
+      [self, d, first = true](
+          job& j) mutable -> std::optional<caf::expected<caf::message>> {
+    if (first) {
+      first = false;
+      if (j.stage_error)
+        return caf::expected<caf::message>{j.stage_error};
+      if (integer_of(j.replies.front().get()).value_or(0) != 1)
+        return caf::expected<caf::message>{
+            caf::make_message(false, std::vector<std::string>{})};
+    }
+    if (!drop_step(*self, *d, j))
+      return std::nullopt;
+    return caf::expected<caf::message>{caf::make_message(true, d->offline)};
+  };
+  return result;
 }
 
 job redis_store_state::shutdown(std::string node, uint64_t incarnation) const {
-  return call(script::shutdown, {std::move(node), std::to_string(incarnation)},
-              answer_offline);
+  // A drop of the incarnation's bindings, then the node's entry. Should this
+  // node die half way, its entry stays with an old heartbeat and the others
+  // claim it.
+  job result;
+  auto d = std::make_shared<drop_state>();
+  d->node = node;
+  d->incs = {std::to_string(incarnation)};
+  d->unregister = true;
+  auto self = this;
+  drop_step(*this, *d, result);
+  result.step = [self,
+                 d](job& j) -> std::optional<caf::expected<caf::message>> {
+    if (!drop_step(*self, *d, j))
+      return std::nullopt;
+    return caf::expected<caf::message>{caf::make_message(d->offline)};
+  };
+  return result;
 }
 
 job redis_store_state::stats() const {
   job result;
   result.commands.push_back(
-      redis_command{std::nullopt, {"GET", cfg.prefix + ":users"}});
-  result.answer = answer_stats;
+      redis_command{std::nullopt, users_key(), {"GET", users_key()}});
+  result.step = one_stage(answer_stats);
   return result;
 }
 
 job redis_store_state::unread(const unread_watch& w) const {
   job result;
-  result.answer = answer_unread;
+  std::vector<uint64_t> seqs;
   for (size_t i = 0; i < w.uids.size() && i < w.seqs.size(); ++i) {
-    result.commands.push_back(redis_command{
-        std::nullopt, {"HVALS", cfg.prefix + ":cur:" + w.uids[i]}});
-    result.seqs.push_back(w.seqs[i]);
+    auto k = ukey(w.uids[i], "cur");
+    result.commands.push_back(redis_command{std::nullopt, k, {"HVALS", k}});
+    seqs.push_back(w.seqs[i]);
   }
+  result.step = one_stage([seqs](job& j) { return answer_unread(j, seqs); });
   return result;
 }
 
 job redis_store_state::append(const delivery& d, bool group) const {
+  // Three stages for every append job (some may be empty, so the appends of
+  // one batch stay in order): (1) group_check, (2) the sender's idem key,
+  // (3) one append per receiver slot (at most uids_per_call uids each).
   job result;
-  result.answer = answer_append;
-  result.aux = d.data.size();
-  result.aux2 = static_cast<int64_t>(std::min<uint64_t>(
-      cfg.max_fanout_bytes, std::numeric_limits<int64_t>::max()));
   std::vector<std::string> head{
       std::to_string(cfg.inbox_max_messages),
       std::to_string(frames::now_ms() - cfg.inbox_max_age_ms),
@@ -997,63 +1458,157 @@ job redis_store_state::append(const delivery& d, bool group) const {
       std::string{},
       std::to_string(cfg.idempotency_window_ms),
       "1"};
-  if (!d.idem.empty() && cfg.idempotency_window_ms > 0)
+  std::string idem_key;
+  if (!d.idem.empty() && cfg.idempotency_window_ms > 0) {
     head[10] = std::to_string(d.from.size()) + ':' + d.from + ':' + d.idem;
+    idem_key = redis_keys::idem_key(cfg.prefix, d.from, d.idem);
+  }
+  auto uids = std::make_shared<std::vector<std::string>>();
   if (group) {
-    result.commands.push_back(redis_command{script::group_append, head});
-    return result;
+    result.commands.push_back(
+        redis_command{script::group_check, gkey(d.group), head});
+  } else {
+    // Each uid once; the budget is checked before anything is stored.
+    std::unordered_set<std::string_view> seen;
+    for (auto& uid : d.uids)
+      if (seen.insert(uid).second)
+        uids->push_back(uid);
+    if (auto err = frames::check_fanout(uids->size(), d.data.size(),
+                                        cfg.max_fanout_bytes)) {
+      result.error = std::move(err);
+      return result;
+    }
   }
-  // Each uid once; the budget is checked before anything is stored.
-  std::vector<std::string_view> uids;
-  uids.reserve(d.uids.size());
-  std::unordered_set<std::string_view> seen;
-  for (auto& uid : d.uids)
-    if (seen.insert(uid).second)
-      uids.emplace_back(uid);
-  if (auto err = frames::check_fanout(uids.size(), d.data.size(),
-                                      cfg.max_fanout_bytes)) {
-    result.error = std::move(err);
-    return result;
-  }
-  for (size_t i = 0; i < uids.size(); i += cfg.uids_per_call) {
-    auto end = std::min(uids.size(), i + cfg.uids_per_call);
-    redis_command cmd{script::append, head};
-    if (i > 0)
-      cmd.args[12] = "0"; // not the first call: the idem is claimed
-    cmd.args.insert(cmd.args.end(), uids.begin() + i, uids.begin() + end);
-    result.commands.push_back(std::move(cmd));
-  }
-  if (result.commands.empty()) // no receiver: one call that stores nothing
-    result.commands.push_back(redis_command{script::append, std::move(head)});
+  auto payload = d.data.size();
+  auto fanout = cfg.max_fanout_bytes;
+  auto per_call = cfg.uids_per_call;
+  auto cluster_mode = is_cluster();
+  auto prefix = cfg.prefix;
+  auto from = d.from;
+  auto group_name = d.group;
+  // The uids of each append call (stage 3), to report those of a call that
+  // failed.
+  auto parts = std::make_shared<std::vector<std::vector<size_t>>>();
+  result.step =
+      [=, stage =
+              0](job& j) mutable -> std::optional<caf::expected<caf::message>> {
+    using answer = caf::expected<caf::message>;
+    if (j.stage_error && stage < 2)
+      return answer{j.stage_error};
+    switch (stage++) {
+    case 0:
+      if (group) {
+        auto r = j.replies.front().get();
+        if (auto x = integer_of(r); x && *x == 0)
+          return answer{
+              make_error(ec::not_member, "'" + from + "' is not a member of '" +
+                                             group_name + "'")};
+        if (auto x = integer_of(r); x && *x < 0) {
+          auto receivers = static_cast<size_t>(
+              std::min<long long>(-*x, std::numeric_limits<uint32_t>::max()));
+          if (auto err = frames::check_fanout(receivers, payload, fanout))
+            return answer{err};
+          return answer{make_error(ec::too_large,
+                                   "the group is too large for the payload")};
+        }
+        if (!is_array(r))
+          return answer{unexpected_reply("group_check")};
+        *uids = strings_of(r, 0);
+      }
+      if (!idem_key.empty())
+        j.commands.push_back(redis_command{script::idem, idem_key, head});
+      return std::nullopt;
+    case 1: {
+      if (!idem_key.empty()) {
+        auto r = j.replies.front().get();
+        if (r && r->type == REDIS_REPLY_STATUS) {
+          // A repeat of an idem: the msg_id of the earlier message.
+          auto earlier = text_of(r);
+          if (earlier.empty() || earlier.size() > 256)
+            return answer{unexpected_reply("idem")};
+          route_table table;
+          table.duplicate_of = earlier;
+          return answer{caf::make_message(std::move(table))};
+        }
+      }
+      std::vector<std::string> key_store;
+      key_store.reserve(uids->size());
+      for (auto& uid : *uids)
+        key_store.push_back(redis_keys::uid_key(prefix, uid, "b"));
+      std::vector<std::string_view> keys(key_store.begin(), key_store.end());
+      *parts = redis_keys::split_by_slot(keys, cluster_mode, per_call);
+      for (auto& part : *parts) {
+        redis_command cmd{script::append, key_store[part.front()], head};
+        for (auto k : part)
+          cmd.args.push_back((*uids)[k]);
+        j.commands.push_back(std::move(cmd));
+      }
+      if (j.commands.empty()) // no receiver
+        return answer{caf::make_message(route_table{})};
+      return std::nullopt;
+    }
+    default: {
+      // A call without reply (its shard unreachable within the retry
+      // deadline) stored nothing: its uids are reported unavailable, the
+      // others go on. An error reply, or no reply at all, fails the send.
+      std::vector<redis_reply_ptr> ok;
+      std::vector<std::string> unavailable;
+      for (size_t p = 0; p < j.replies.size(); ++p) {
+        auto& r = j.replies[p];
+        if (r && r->type == REDIS_REPLY_ERROR)
+          return answer{redis_reply_error(*r)};
+        if (r) {
+          ok.push_back(std::move(r));
+        } else if (p < parts->size()) {
+          for (auto k : (*parts)[p])
+            unavailable.push_back((*uids)[k]);
+        }
+      }
+      if (ok.empty() && j.stage_error)
+        return answer{j.stage_error};
+      route_builder builder;
+      if (auto err = add_appended(builder, ok))
+        return answer{err};
+      builder.result().unavailable = std::move(unavailable);
+      return answer{caf::make_message(std::move(builder.result()))};
+    }
+    }
+  };
   return result;
 }
 
 job redis_store_state::inbox(std::string uid, std::string device, int64_t since,
                              uint32_t limit) const {
   job result;
-  result.key = cfg.prefix + ":in:" + uid;
-  result.aux2 = since;
+  auto key = ukey(uid, "in");
   result.commands.push_back(
       redis_command{script::inbox,
+                    key,
                     {std::move(uid), std::move(device), std::to_string(since),
                      std::to_string(std::min(limit, cfg.max_replay_page))}});
-  result.answer = answer_inbox;
+  result.step =
+      one_stage([key, since](job& j) { return answer_inbox(j, key, since); });
   return result;
 }
 
 job redis_store_state::read(std::string uid, std::string device,
                             uint64_t seq) const {
-  return call(script::read,
-              {std::move(uid), std::move(device), std::to_string(seq),
-               std::to_string(std::max<int64_t>(cfg.inbox_max_age_ms, 1)),
-               std::to_string(frames::max_devices_per_uid)},
-              answer_read);
+  job result;
+  auto key = ukey(uid, "cur");
+  result.commands.push_back(
+      redis_command{script::read,
+                    key,
+                    {std::move(uid), std::move(device), std::to_string(seq),
+                     std::to_string(std::max<int64_t>(cfg.inbox_max_age_ms, 1)),
+                     std::to_string(frames::max_devices_per_uid)}});
+  result.step = one_stage(answer_read);
+  return result;
 }
 
 job redis_store_state::health() const {
   job result;
-  result.commands.push_back(redis_command{std::nullopt, {"PING"}});
-  result.answer = answer_health;
+  result.commands.push_back(redis_command{std::nullopt, users_key(), {"PING"}});
+  result.step = one_stage(answer_health);
   result.when_down = caf::make_message(false);
   return result;
 }
@@ -1140,8 +1695,8 @@ void redis_store(redis_store_actor* self, redis_store_config cfg) {
   st.batch.reserve(st.cfg.max_batch);
   st.reconnect();
   while (!st.quit) {
-    auto idle = st.conn.ok() ? caf::duration{std::chrono::seconds(1)}
-                             : caf::duration{st.retry_interval};
+    auto idle = st.connected() ? caf::duration{std::chrono::seconds(1)}
+                               : caf::duration{st.retry_interval};
     receive_one(self, idle, [self] {
       auto& st = self->state;
       st.reconnect();
@@ -1235,14 +1790,21 @@ caf::expected<std::string> find_layout_1(redis_connection& conn,
   return std::string{};
 }
 
+/// Runs one command (single Redis or Redis Cluster, by its key).
+using one_command_fn = std::function<caf::expected<redis_reply_ptr>(
+    std::string_view key, std::vector<std::string_view> argv)>;
+
 /// Refuses a Redis whose durable keys have another layout than ours
-/// (P:layout); writes P:layout on a Redis that has none of them yet.
-caf::error check_layout(redis_connection& conn, const redis_store_config& cfg) {
+/// (P:layout); writes P:layout on a Redis that has none of them yet. Layout
+/// 1 is looked for by a SCAN on a single Redis (`conn`); a Redis Cluster
+/// (`conn` null) never held an older layout.
+caf::error check_layout(const one_command_fn& command, redis_connection* conn,
+                        const redis_store_config& cfg) {
   auto key = cfg.prefix + ":layout";
   auto where =
       "Redis at " + cfg.url.redacted() + ", key prefix '" + cfg.prefix + "'";
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto r = conn.command({"GET", key});
+    auto r = command(key, {"GET", key});
     if (!r)
       return std::move(r.error());
     auto x = r->get();
@@ -1252,6 +1814,13 @@ caf::error check_layout(redis_connection& conn, const redis_store_config& cfg) {
     if (x->type == REDIS_REPLY_STRING) {
       if (text_of(x) == layout_version)
         return caf::none;
+      if (text_of(x) == "2")
+        return make_error(
+            ec::unavailable,
+            where + " holds key layout 2, this build uses layout 3 (keys "
+                    "with hash tags, for Redis Cluster): stop the older "
+                    "nodes and migrate or delete the keys (README, \"Redis "
+                    "key layout\"), or use another redis-prefix");
       return make_error(
           ec::unavailable,
           where + " holds key layout '" + std::string{text_of(x)} +
@@ -1260,19 +1829,20 @@ caf::error check_layout(redis_connection& conn, const redis_store_config& cfg) {
     }
     if (x->type != REDIS_REPLY_NIL)
       return make_error(ec::unavailable, where + ": " + key + " is no string");
-    auto old = find_layout_1(conn, cfg.prefix);
-    if (!old)
-      return std::move(old.error());
-    if (!old->empty())
-      return make_error(
-          ec::unavailable,
-          where + " holds inboxes of an older key layout (e.g. '" + *old +
-              "'): stop the older nodes and delete the keys " + cfg.prefix +
-              ":in:*, " + cfg.prefix + ":seq:* and " + cfg.prefix +
-              ":cur:* (README, \"Redis key layout\"), or use another "
-              "redis-prefix");
-    auto set =
-        conn.command({"SET", key, std::string_view{layout_version}, "NX"});
+    if (conn != nullptr) {
+      auto old = find_layout_1(*conn, cfg.prefix);
+      if (!old)
+        return std::move(old.error());
+      if (!old->empty())
+        return make_error(
+            ec::unavailable,
+            where + " holds inboxes of an older key layout (e.g. '" + *old +
+                "'): stop the older nodes and delete the keys " + cfg.prefix +
+                ":in:*, " + cfg.prefix + ":seq:* and " + cfg.prefix +
+                ":cur:* (README, \"Redis key layout\"), or use another "
+                "redis-prefix");
+    }
+    auto set = command(key, {"SET", key, layout_version, "NX"});
     if (!set)
       return std::move(set.error());
     if ((*set)->type == REDIS_REPLY_ERROR)
@@ -1299,22 +1869,63 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
   cfg.idempotency_window_ms = opts.idempotency_window.count();
   cfg.io_timeout = redis_io_timeout(opts.request_timeout);
   cfg.batch_delay = opts.store_batch_delay;
-  auto conn =
-      redis_connection::open(cfg.url, cfg.connect_timeout, cfg.io_timeout);
-  if (!conn)
-    return make_error(ec::unavailable, "cannot reach Redis at " +
+  auto cant_use = [&](const caf::error& why) {
+    return make_error(ec::unavailable, "cannot use Redis at " +
                                            cfg.url.redacted() + ": " +
-                                           error_message(conn.error()));
-  // Fails early where scripting is disabled or the server is too old.
-  for (size_t i = 0; i < redis_scripts::script_count; ++i)
-    if (auto sha = conn->load_script(
-            redis_scripts::source(static_cast<script>(i), cfg.session_groups));
-        !sha)
-      return make_error(ec::unavailable, "cannot use Redis at " +
+                                           error_message(why));
+  };
+  if (cfg.url.is_cluster()) {
+    if (cfg.prefix.find_first_of("{}") != std::string::npos)
+      return make_error(ec::unavailable,
+                        "redis-prefix must not contain '{' or '}' with a "
+                        "Redis Cluster (it would change the keys' hash tags)");
+    auto ccfg = parse_redis_cluster_url(cfg.url.cluster);
+    if (!ccfg)
+      return cant_use(ccfg.error());
+    cfg.cluster = std::move(*ccfg);
+    cfg.cluster.connect_timeout = cfg.connect_timeout;
+    cfg.cluster.io_timeout = cfg.io_timeout;
+    // A command retries through a failover for at most 60 % of the request
+    // timeout, so that a shard that stays down is reported (unavailable)
+    // before the caller's request times out.
+    cfg.cluster.retry_deadline =
+        std::max(milliseconds{500}, std::chrono::duration_cast<milliseconds>(
+                                        opts.request_timeout * 6 / 10));
+    auto cl = redis_cluster::open(cfg.cluster);
+    if (!cl)
+      return make_error(ec::unavailable, "cannot reach Redis at " +
                                              cfg.url.redacted() + ": " +
-                                             error_message(sha.error()));
-  if (auto err = check_layout(*conn, cfg))
-    return err;
+                                             error_message(cl.error()));
+    // Fails early where scripting is disabled or the server is too old.
+    for (size_t i = 0; i < redis_scripts::script_count; ++i)
+      if (auto sha = cl->load_script(redis_scripts::source(
+              static_cast<script>(i), cfg.session_groups));
+          !sha)
+        return cant_use(sha.error());
+    auto command = [&](std::string_view key,
+                       std::vector<std::string_view> argv) {
+      return cl->command(key, std::move(argv));
+    };
+    if (auto err = check_layout(command, nullptr, cfg))
+      return err;
+  } else {
+    auto conn =
+        redis_connection::open(cfg.url, cfg.connect_timeout, cfg.io_timeout);
+    if (!conn)
+      return make_error(ec::unavailable, "cannot reach Redis at " +
+                                             cfg.url.redacted() + ": " +
+                                             error_message(conn.error()));
+    for (size_t i = 0; i < redis_scripts::script_count; ++i)
+      if (auto sha = conn->load_script(redis_scripts::source(
+              static_cast<script>(i), cfg.session_groups));
+          !sha)
+        return cant_use(sha.error());
+    auto command = [&](std::string_view, std::vector<std::string_view> argv) {
+      return conn->command(argv);
+    };
+    if (auto err = check_layout(command, &*conn, cfg))
+      return err;
+  }
   log::info("state store: Redis at {}, key prefix '{}'", cfg.url.redacted(),
             cfg.prefix);
   auto hdl = sys.spawn<caf::detached>(redis_store, std::move(cfg));

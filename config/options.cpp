@@ -172,7 +172,9 @@ const std::vector<option_spec>& option_table() {
       {"state", "memory", "memory (single node) or redis (cluster)",
        one_of(&options::state, {"memory", "redis"})},
       {"redis", "-",
-       "redis://[:password@]host:port[/db], required with state=redis",
+       "redis://[:password@]host:port[/db] or, for a Redis Cluster, "
+       "cluster://[:password@]host:port[,host:port...]; required with "
+       "state=redis",
        [](options& opts, const std::string& text) -> caf::error {
          auto url = parse_redis_url(text);
          if (!url)
@@ -441,6 +443,12 @@ std::string endpoint::to_string() const {
 }
 
 std::string redis_url::redacted() const {
+  if (is_cluster()) {
+    auto seeds = cluster.substr(cluster.rfind('@') == std::string::npos
+                                    ? std::string{"cluster://"}.size()
+                                    : cluster.rfind('@') + 1);
+    return "cluster://" + std::string{password.empty() ? "" : ":***@"} + seeds;
+  }
   return "redis://" + std::string{password.empty() ? "" : ":***@"} + host +
          ":" + std::to_string(port) + "/" + std::to_string(db);
 }
@@ -482,6 +490,38 @@ caf::expected<endpoint> parse_endpoint(const std::string& text) {
 }
 
 caf::expected<redis_url> parse_redis_url(const std::string& text) {
+  if (text.compare(0, 10, "cluster://") == 0) {
+    // Seeds are checked here with the same rules as the cluster client's.
+    auto rest = text.substr(10);
+    redis_url url;
+    if (auto at = rest.rfind('@'); at != std::string::npos) {
+      auto userinfo = rest.substr(0, at);
+      auto colon = userinfo.find(':');
+      url.password =
+          colon == std::string::npos ? userinfo : userinfo.substr(colon + 1);
+      rest = rest.substr(at + 1);
+    }
+    bool first = true;
+    for (size_t pos = 0;;) {
+      auto comma = rest.find(',', pos);
+      auto part = rest.substr(
+          pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      auto ep = parse_endpoint(part);
+      if (!ep || ep->host.empty() || ep->port == 0)
+        return invalid(
+            "expected cluster://[:password@]host:port[,host:port...]");
+      if (first) {
+        url.host = ep->host;
+        url.port = ep->port;
+        first = false;
+      }
+      if (comma == std::string::npos)
+        break;
+      pos = comma + 1;
+    }
+    url.cluster = text;
+    return url;
+  }
   const std::string scheme = "redis://";
   if (text.compare(0, scheme.size(), scheme) != 0)
     return invalid("expected redis://[:password@]host:port[/db]");

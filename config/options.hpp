@@ -28,6 +28,13 @@ struct redis_url {
   uint16_t port = 6379;
   std::string password;
   int db = 0;
+  /// For `cluster://[:password@]host:port[,host:port...]`: the whole text
+  /// (Redis Cluster mode; host and port are then the first seed's, e.g. for
+  /// the relay's classic pub/sub). Empty for a single Redis.
+  std::string cluster;
+
+  /// Whether this names a Redis Cluster.
+  bool is_cluster() const noexcept { return !cluster.empty(); }
 
   /// The URL with the password masked, for logs.
   std::string redacted() const;
@@ -194,7 +201,8 @@ caf::expected<options::duration> parse_duration(const std::string& text);
 /// Parses `host:port`.
 caf::expected<endpoint> parse_endpoint(const std::string& text);
 
-/// Parses `redis://[:password@]host:port[/db]`.
+/// Parses `redis://[:password@]host:port[/db]` or
+/// `cluster://[:password@]host:port[,host:port...]` (Redis Cluster).
 caf::expected<redis_url> parse_redis_url(const std::string& text);
 
 } // namespace wsc

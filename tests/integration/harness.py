@@ -491,6 +491,149 @@ class RedisServer:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+# -- Redis Cluster for the suites -----------------------------------------------
+
+#: ``WSC_TEST_REDIS=cluster`` makes :meth:`HarnessMixin.start_redis` start a
+#: Redis Cluster (3 masters, ``WSC_TEST_REDIS_REPLICAS`` replicas each,
+#: default 0) instead of one ``redis-server``: the same suites then run
+#: against ``redis=cluster://...``.
+REDIS_MODE = os.environ.get("WSC_TEST_REDIS", "single")
+
+
+def redis_is_cluster():
+    return REDIS_MODE == "cluster"
+
+
+def crc16_xmodem(data):
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+            crc &= 0xFFFF
+    return crc
+
+
+def key_slot(key):
+    """The hash slot of ``key`` (str or bytes), hash tags included."""
+    b = key if isinstance(key, bytes) else str(key).encode("utf-8")
+    start = b.find(b"{")
+    if start >= 0:
+        end = b.find(b"}", start + 1)
+        if end > start + 1:
+            b = b[start + 1:end]
+    return crc16_xmodem(b) % 16384
+
+
+class RedisClusterServer:
+    """``masters`` cluster-enabled redis-servers (+ replicas) joined by
+    ``redis-cli --cluster create``, with the interface of :class:`RedisServer`
+    that the suites use: ``url`` (``cluster://...``), ``command`` (routed by
+    the key, ``KEYS``/``FLUSHALL`` on every master), ``stop``, ``cleanup``."""
+
+    def __init__(self, masters=3, replicas=None, password=None, node_timeout_ms=1000,
+                 extra_args=()):
+        if replicas is None:
+            replicas = int(os.environ.get("WSC_TEST_REDIS_REPLICAS", "0"))
+        self.password = password
+        self.replicas = replicas
+        self.servers = [RedisServer(password=password, extra_args=[
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(node_timeout_ms),
+            "--cluster-port", str(free_port()),
+            "--repl-diskless-sync-delay", "0"] + list(extra_args))
+            for _ in range(masters * (1 + replicas))]
+        self.masters = masters
+        self.host = HOST
+        self.port = self.servers[0].port
+
+    @property
+    def url(self):
+        auth = ":%s@" % self.password if self.password else ""
+        return "cluster://%s%s" % (auth, ",".join("%s:%d" % (HOST, s.port)
+                                                  for s in self.servers[:3]))
+
+    def start(self, timeout=60.0):
+        for s in self.servers:
+            s.start()
+        cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+        args = [cli]
+        if self.password:
+            args += ["-a", self.password, "--no-auth-warning"]
+        out = subprocess.run(
+            args + ["--cluster", "create"] + ["%s:%d" % (HOST, s.port) for s in self.servers]
+            + ["--cluster-replicas", str(self.replicas), "--cluster-yes"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+        if out.returncode != 0:
+            raise RuntimeError("redis-cli --cluster create failed:\n%s%s" % (out.stdout, out.stderr))
+        wait_until(self._healthy, timeout, interval=0.1, what="cluster_state:ok on every node")
+        return self
+
+    def live(self):
+        return [s for s in self.servers if s.proc is not None and s.proc.poll() is None]
+
+    def _healthy(self):
+        try:
+            for s in self.live():
+                if "cluster_state:ok" not in s.command("CLUSTER", "INFO"):
+                    return False
+                slots = s.command("CLUSTER", "SLOTS")
+                if sum(last - first + 1 for first, last, *_ in slots) != 16384:
+                    return False
+            return True
+        except (OSError, RuntimeError):
+            return False
+
+    def master_servers(self):
+        seen = []
+        for first, last, master, *_ in self.live()[0].command("CLUSTER", "SLOTS"):
+            port = int(master[1])
+            s = next(x for x in self.servers if x.port == port)
+            if s not in seen:
+                seen.append(s)
+        return seen
+
+    def owner(self, slot):
+        for first, last, master, *_ in self.live()[0].command("CLUSTER", "SLOTS"):
+            if first <= slot <= last:
+                port = int(master[1])
+                return next(x for x in self.servers if x.port == port)
+        raise RuntimeError("slot %d has no owner" % slot)
+
+    def command(self, *args, timeout=5.0):
+        name = str(args[0]).upper()
+        if name == "KEYS":
+            result = []
+            for s in self.master_servers():
+                result += s.command(*args, timeout=timeout) or []
+            return result
+        if name in ("FLUSHALL", "FLUSHDB"):
+            replies = [s.command(*args, timeout=timeout) for s in self.master_servers()]
+            return "OK" if all(r == "OK" for r in replies) else replies
+        if len(args) < 2:
+            return self.live()[0].command(*args, timeout=timeout)
+        server = self.owner(key_slot(args[1]))
+        for _ in range(5):
+            try:
+                return server.command(*args, timeout=timeout)
+            except RuntimeError as e:
+                text = str(e)
+                if "MOVED" in text or "ASK" in text:
+                    port = int(text.rsplit(":", 1)[1])
+                    server = next(x for x in self.servers if x.port == port)
+                    continue
+                raise
+        raise RuntimeError("too many redirects for %r" % (args,))
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        for s in self.servers:
+            s.stop(timeout)
+
+    def cleanup(self):
+        for s in self.servers:
+            s.cleanup()
+
+
 def _resp_encode(args):
     out = [b"*%d\r\n" % len(args)]
     for a in args:
@@ -537,7 +680,16 @@ class HarnessMixin:
         self.addCleanup(self._cleanup_node, node)
         return node.start()
 
-    def start_redis(self, **kwargs):
+    def start_redis(self, cluster=None, **kwargs):
+        """One ``redis-server``, or a Redis Cluster (:class:`RedisClusterServer`)
+        when ``cluster`` is true or, by default, with ``WSC_TEST_REDIS=cluster``
+        (then only ``password`` of the keyword arguments applies)."""
+        if cluster is None:
+            cluster = redis_is_cluster() and "port" not in kwargs
+        if cluster:
+            redis = RedisClusterServer(password=kwargs.get("password"))
+            self.addCleanup(redis.cleanup)
+            return redis.start()
         redis = RedisServer(**kwargs)
         self.addCleanup(redis.cleanup)
         return redis.start()

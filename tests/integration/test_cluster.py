@@ -11,7 +11,7 @@ import signal
 import time
 import unittest
 
-from harness import HarnessMixin, Node, wait_until
+from harness import HarnessMixin, Node, redis_is_cluster, wait_until
 
 HEARTBEAT_MS = 500
 NODE_TIMEOUT_MS = 2000
@@ -65,7 +65,7 @@ class ClusterBase(HarnessMixin, unittest.TestCase):
     def bindings_in_redis(self):
         """Every binding value ("node|incarnation") stored in Redis."""
         values = []
-        for key in self.redis.command("KEYS", "wscluster:u:*") or []:
+        for key in self.redis.command("KEYS", "wscluster:{u:*}:b") or []:
             values += self.redis.command("HVALS", key) or []
         return values
 
@@ -160,7 +160,7 @@ class ClusterFailureTest(ClusterBase):
         self.assertFalse(any(v.startswith("n3|") for v in self.bindings_in_redis()))
         # Persistent groups (the default) outlive the node; session groups
         # end with it (test_groups_persistent.SessionGroupsTest).
-        self.assertEqual(self.redis.command("SMEMBERS", "wscluster:g:g"), ["erin"])
+        self.assertEqual(self.redis.command("SMEMBERS", "wscluster:{g:g}:m"), ["erin"])
         self.assertEqual(self.redis.command("KEYS", "wscluster:*n3*"), [])
         # Exactly one survivor did the cleanup.
         cleaners = [n.name for n in (n1, n2) if "declared down" in n.log_text()]
@@ -185,6 +185,8 @@ class ClusterFailureTest(ClusterBase):
         self.assertFalse(any(v.startswith("n2|") for v in self.bindings_in_redis()))
         self.assertFalse(n1.presence(["gina"])["gina"])
 
+    @unittest.skipIf(redis_is_cluster(), "one redis-server stopped and restarted on its "
+                     "port; failover of a Redis Cluster is tested elsewhere")
     def test_redis_outage_and_recovery(self):
         n1, n2, _ = self.nodes
         a = n1.ws("ann")

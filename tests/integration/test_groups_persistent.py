@@ -138,7 +138,7 @@ class PersistentGroupsTest(GroupTestBase):
         self.assertEqual(n2.presence(["carol", "alice"]), {"carol": False, "alice": True})
         for n in (n1, n2):
             self.assertEqual(self.members(n, "g2"), ["alice", "carol"])
-        self.assertEqual(self.redis.command("SMEMBERS", "wscluster:ug:carol"), ["g2"])
+        self.assertEqual(self.redis.command("SMEMBERS", "wscluster:{u:carol}:g"), ["g2"])
         self.assertEqual(self.redis.command("KEYS", "wscluster:*n3*"), [])
         self.publish(alice, "g2", "while her node was dead", 5)
         carol = n2.ws("carol", query={"device": "c"})
@@ -170,7 +170,7 @@ class SessionGroupsTest(GroupTestBase):
         wait_until(lambda: self.members(n1, "crew") == ["ann"],
                    (NODE_TIMEOUT_MS + HEARTBEAT_MS) / 1000.0 + 6,
                    what="carol out of the group after kill -9 of her node")
-        self.assertEqual(self.redis.command("SMEMBERS", "wscluster:ug:carol"), [])
+        self.assertEqual(self.redis.command("SMEMBERS", "wscluster:{u:carol}:g"), [])
 
 
 class AddressingTest(GroupTestBase):

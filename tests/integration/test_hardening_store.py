@@ -15,6 +15,11 @@ from harness import HarnessMixin, free_port, run_binary, stderr_lines, wait_unti
 PREFIX = "wscluster"
 
 
+def ukey(uid, what):
+    """A per-uid key of layout 3 (adapters/redis_keys.hpp)."""
+    return "%s:{u:%s}:%s" % (PREFIX, uid, what)
+
+
 def messages(client, count, timeout=10):
     """The next `count` durable frames (message or group) of a client."""
     return [client.wait_for(lambda f: f.get("type") in ("message", "group"), timeout)
@@ -87,9 +92,9 @@ class StoreBase(HarnessMixin):
                           victim.welcome["to"]), (True, 1, 3))
         self.assertEqual([m["data"] for m in messages(victim, 3)], ["v1", "v2", "v3"])
         if self.redis:
-            self.assertEqual(self.redis.command("TYPE", PREFIX + ":cur:acme"), "hash")
-            self.assertEqual(self.redis.command("HGET", PREFIX + ":cur:acme", "bob:phone"), "6")
-            self.assertIsNone(self.redis.command("HGET", PREFIX + ":cur:acme:bob", "phone"))
+            self.assertEqual(self.redis.command("TYPE", ukey("acme", "cur")), "hash")
+            self.assertEqual(self.redis.command("HGET", ukey("acme", "cur"), "bob:phone"), "6")
+            self.assertIsNone(self.redis.command("HGET", ukey("acme:bob", "cur"), "phone"))
 
     # -- expiry ---------------------------------------------------------------
 
@@ -103,7 +108,7 @@ class StoreBase(HarnessMixin):
         t0 = time.monotonic()
         if self.redis:
             for key in ("in", "seq"):
-                ttl = self.redis.command("PTTL", "%s:%s:tina" % (PREFIX, key))
+                ttl = self.redis.command("PTTL", ukey("tina", key))
                 self.assertTrue(0 < ttl <= 2000, (key, ttl))
         # The device reads later than the last message: its cursor outlives
         # the inbox and the counter.
@@ -113,12 +118,12 @@ class StoreBase(HarnessMixin):
         self.read(tina, 3)
         tina.close()
         if self.redis:
-            ttl = self.redis.command("PTTL", PREFIX + ":cur:tina")
+            ttl = self.redis.command("PTTL", ukey("tina", "cur"))
             self.assertTrue(1000 < ttl <= 2000, ttl)
-            wait_until(lambda: self.redis.command("EXISTS", PREFIX + ":seq:tina") == 0, 5,
+            wait_until(lambda: self.redis.command("EXISTS", ukey("tina", "seq")) == 0, 5,
                        what="seq key expired")
-            self.assertEqual(self.redis.command("EXISTS", PREFIX + ":in:tina"), 0)
-            self.assertEqual(self.redis.command("EXISTS", PREFIX + ":cur:tina"), 1)
+            self.assertEqual(self.redis.command("EXISTS", ukey("tina", "in")), 0)
+            self.assertEqual(self.redis.command("EXISTS", ukey("tina", "cur")), 1)
         else:
             time.sleep(max(0.0, t0 + 2.3 - time.monotonic()))
         self.send_all(alice, "tina", ["fresh"])
@@ -184,7 +189,7 @@ class StoreBase(HarnessMixin):
             f = c.wait_for(lambda f: f.get("type") == "group", 5)
             self.assertEqual((f["data"], f["seq"]), ("s", 1))
         if self.redis:
-            self.assertEqual(self.redis.command("XLEN", PREFIX + ":in:m2"), 1)
+            self.assertEqual(self.redis.command("XLEN", ukey("m2", "in")), 1)
 
 
 class MemoryStoreTest(StoreBase, unittest.TestCase):
@@ -201,12 +206,12 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         rita = node.ws("rita", query={"device": "laptop"})
         messages(rita, 1)
         self.read(rita, 1)
-        for key in ("in:rita", "seq:rita", "cur:rita"):
-            ttl = self.redis.command("PTTL", "%s:%s" % (PREFIX, key))
+        for key in ("in", "seq", "cur"):
+            ttl = self.redis.command("PTTL", ukey("rita", key))
             self.assertTrue(3500 * 1000 < ttl <= 3600 * 1000, (key, ttl))
-        self.assertEqual(self.redis.command("GET", PREFIX + ":layout"), "2")
+        self.assertEqual(self.redis.command("GET", PREFIX + ":layout"), "3")
         # Stream ids follow the seq.
-        entries = self.redis.command("XRANGE", PREFIX + ":in:rita", "-", "+")
+        entries = self.redis.command("XRANGE", ukey("rita", "in"), "-", "+")
         self.assertEqual(entries[0][0], "1-0")
 
     def test_replay_reads_from_the_cursor_only(self):
@@ -214,11 +219,11 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         # read the whole stream (XRANGE - +) would trip over it (the old
         # script failed with a Lua error, the resume was "unavailable").
         node = self.node(**{"inbox-max-messages": "5000"})
-        self.redis.command("XADD", PREFIX + ":in:quinn", "1-0", "s", "junk", "k", "x")
-        self.redis.command("SET", PREFIX + ":seq:quinn", "1")
+        self.redis.command("XADD", ukey("quinn", "in"), "1-0", "s", "junk", "k", "x")
+        self.redis.command("SET", ukey("quinn", "seq"), "1")
         alice = node.ws("alice")
         self.send_all(alice, "quinn", ["q%d" % i for i in range(300)])
-        self.redis.command("HSET", PREFIX + ":cur:quinn", "d", "296")
+        self.redis.command("HSET", ukey("quinn", "cur"), "d", "296")
         self.redis.command("CONFIG", "SET", "slowlog-log-slower-than", "0")
         self.redis.command("SLOWLOG", "RESET")
         quinn = node.ws("quinn", query={"device": "d"})
@@ -240,7 +245,7 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         status, _, body = node.api_send(uids, "x" * 100)
         self.assertEqual(status, 200, body)
         for uid in ("u0000", "u0599", "u1199"):
-            self.assertEqual(self.redis.command("GET", "%s:seq:%s" % (PREFIX, uid)), "1")
+            self.assertEqual(self.redis.command("GET", ukey(uid, "seq")), "1")
         slow = self.redis.command("SLOWLOG", "GET", "10000")
         appends = []
         for entry in slow:
@@ -253,8 +258,8 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
             if total > 100:
                 appends.append((total, entry[2]))
         self.assertEqual(len(appends), 3, appends)
-        # EVALSHA sha 0, ARGV before the uids (prefix .. first: 14), 500 uids.
-        self.assertTrue(all(total <= 3 + 14 + 500 for total, _ in appends), appends)
+        # EVALSHA sha 1 key, ARGV before the uids (prefix .. first: 14), 500 uids.
+        self.assertTrue(all(total <= 4 + 14 + 500 for total, _ in appends), appends)
         print("\n  append to 1200 uids: %d calls, slowest %d us"
               % (len(appends), max(us for _, us in appends)))
 
@@ -262,7 +267,7 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         node = self.node()
         alice = node.ws("alice")
         self.send_all(alice, "hugo", ["ok1"])
-        key = PREFIX + ":in:hugo"
+        key = ukey("hugo", "in")
         # Written straight into Redis: a kind out of range, a payload of
         # invalid UTF-8, a payload that is no JSON, a huge seq in `s`.
         self.redis.command("XADD", key, "2-0", "s", "2", "i", "m2", "k", "99", "f", "x",
@@ -274,7 +279,7 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         self.redis.command("XADD", key, "5-0", "s", "99999999999999999999999", "i", "m5",
                            "k", "00000000000000000000000000", "f", "x", "g", "", "d", "1",
                            "t", "99999999999999999999999999")
-        self.redis.command("SET", PREFIX + ":seq:hugo", "5")
+        self.redis.command("SET", ukey("hugo", "seq"), "5")
         self.send_all(alice, "hugo", ["ok2"])
         hugo = node.ws("hugo", query={"device": "d"})
         self.assertEqual((hugo.welcome["from"], hugo.welcome["to"]), (1, 6))
@@ -293,16 +298,16 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         # Keys of the wrong type or with garbage: the scripts start the uid
         # over instead of failing half way.
         node = self.node()
-        self.redis.command("SET", PREFIX + ":seq:ivy", "not a number")
-        self.redis.command("SET", PREFIX + ":in:ivy", "not a stream")
-        self.redis.command("SET", PREFIX + ":cur:ivy", "not a hash")
-        self.redis.command("SADD", PREFIX + ":u:ivy", "not a hash")
+        self.redis.command("SET", ukey("ivy", "seq"), "not a number")
+        self.redis.command("SET", ukey("ivy", "in"), "not a stream")
+        self.redis.command("SET", ukey("ivy", "cur"), "not a hash")
+        self.redis.command("SADD", ukey("ivy", "b"), "not a hash")
         alice = node.ws("alice")
         self.send_all(alice, "ivy", ["i1"])
         ivy = node.ws("ivy", query={"device": "d"})
         self.assertEqual([m["data"] for m in messages(ivy, 1)], ["i1"])
         self.read(ivy, 1)
-        self.assertEqual(self.redis.command("HGET", PREFIX + ":cur:ivy", "d"), "1")
+        self.assertEqual(self.redis.command("HGET", ukey("ivy", "cur"), "d"), "1")
         self.assertEqual(node.http("GET", "/healthz")[0], 200)
 
     def test_layout_guard(self):
@@ -320,10 +325,17 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         proc = run_binary(args, timeout=15)
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assertTrue(any("layout '7'" in l for l in stderr_lines(proc.stderr)), proc.stderr)
+        # Layout 2 (the same names without hash tags): refused, pointing to
+        # the README's migration note.
+        self.redis.command("SET", PREFIX + ":layout", "2")
+        proc = run_binary(args, timeout=15)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertTrue(any("layout 2" in l and "Redis key layout" in l
+                            for l in stderr_lines(proc.stderr)), proc.stderr)
         # Fresh: starts and writes the version.
         self.redis.command("DEL", PREFIX + ":layout")
         self.node()
-        self.assertEqual(self.redis.command("GET", PREFIX + ":layout"), "2")
+        self.assertEqual(self.redis.command("GET", PREFIX + ":layout"), "3")
 
 
 if __name__ == "__main__":

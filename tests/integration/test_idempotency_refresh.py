@@ -67,14 +67,14 @@ class IdempotencyClusterTest(IdemMixin, ClusterBase):
         self.assertEqual((m["data"], m["msg_id"], m["seq"]), ({"text": "hi"}, msg_id, 1))
         no_more(self, phone)
         # Stored once: a device resuming from the start sees exactly one copy.
-        self.assertEqual(self.redis.command("XLEN", "wscluster:in:bob"), 1)
+        self.assertEqual(self.redis.command("XLEN", "wscluster:{u:bob}:in"), 1)
         laptop = n1.ws("bob", query={"device": "laptop"})
         self.assertEqual((laptop.welcome["from"], laptop.welcome["to"]), (1, 1))
         (r,) = messages(laptop, 1)
         self.assertEqual((r["msg_id"], r["seq"]), (msg_id, 1))
         no_more(self, laptop)
         # The record is a length-prefixed key with the window as its TTL.
-        key = "wscluster:idem:5:alice:order-17"
+        key = "wscluster:5:{u:alice}:idem:order-17"
         self.assertEqual(self.redis.command("GET", key), msg_id)
         ttl = self.redis.command("PTTL", key)
         self.assertTrue(0 < ttl <= WINDOW_S * 1000, ttl)
@@ -120,7 +120,7 @@ class IdempotencyClusterTest(IdemMixin, ClusterBase):
         msg_id = self.acked(n1.ws("alice"), send)["msg_id"]
         self.assertEqual(self.acked(n2.ws("alice"), send)["msg_id"], msg_id)
         for uid in (uids[0], uids[499], uids[500], uids[-1]):
-            self.assertEqual(self.redis.command("XLEN", "wscluster:in:" + uid), 1, uid)
+            self.assertEqual(self.redis.command("XLEN", "wscluster:{u:%s}:in" % uid), 1, uid)
         (m,) = messages(last, 1)
         self.assertEqual(m["msg_id"], msg_id)
         no_more(self, last)
@@ -131,8 +131,8 @@ class IdempotencyClusterTest(IdemMixin, ClusterBase):
         n1, _ = self.nodes
         bob = n1.ws("bob")
         alice = n1.ws("alice")
-        self.redis.command("HSET", "wscluster:idem:5:alice:h", "x", "1")
-        self.redis.command("SET", "wscluster:idem:5:alice:e", "")
+        self.redis.command("HSET", "wscluster:5:{u:alice}:idem:h", "x", "1")
+        self.redis.command("SET", "wscluster:5:{u:alice}:idem:e", "")
         for idem in ("h", "e"):
             send = {"type": "send", "to": "bob", "data": idem, "idem": idem}
             msg_id = self.acked(alice, send)["msg_id"]
@@ -153,7 +153,7 @@ class IdempotencyClusterTest(IdemMixin, ClusterBase):
         (g,) = messages(ben, 1, kind="group")
         self.assertEqual((g["data"], g["msg_id"]), ("go", first))
         no_more(self, ben, "group")
-        self.assertEqual(self.redis.command("XLEN", "wscluster:in:ben"), 1)
+        self.assertEqual(self.redis.command("XLEN", "wscluster:{u:ben}:in"), 1)
 
     def test_api_repeat_on_another_node_is_delivered_once(self):
         n1, n2 = self.nodes
