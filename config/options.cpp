@@ -489,18 +489,28 @@ caf::expected<endpoint> parse_endpoint(const std::string& text) {
   return endpoint{host, static_cast<uint16_t>(*port)};
 }
 
+namespace {
+
+/// Moves the `[user][:password]@` part in front of the host of a Redis URL
+/// (`rest`: the URL without its scheme) into `url.password`.
+void take_password(std::string& rest, redis_url& url) {
+  if (auto at = rest.rfind('@'); at != std::string::npos) {
+    auto userinfo = rest.substr(0, at);
+    auto colon = userinfo.find(':');
+    url.password =
+        colon == std::string::npos ? userinfo : userinfo.substr(colon + 1);
+    rest = rest.substr(at + 1);
+  }
+}
+
+} // namespace
+
 caf::expected<redis_url> parse_redis_url(const std::string& text) {
   if (text.compare(0, 10, "cluster://") == 0) {
     // Seeds are checked here with the same rules as the cluster client's.
     auto rest = text.substr(10);
     redis_url url;
-    if (auto at = rest.rfind('@'); at != std::string::npos) {
-      auto userinfo = rest.substr(0, at);
-      auto colon = userinfo.find(':');
-      url.password =
-          colon == std::string::npos ? userinfo : userinfo.substr(colon + 1);
-      rest = rest.substr(at + 1);
-    }
+    take_password(rest, url);
     bool first = true;
     for (size_t pos = 0;;) {
       auto comma = rest.find(',', pos);
@@ -527,13 +537,7 @@ caf::expected<redis_url> parse_redis_url(const std::string& text) {
     return invalid("expected redis://[:password@]host:port[/db]");
   auto rest = text.substr(scheme.size());
   redis_url url;
-  if (auto at = rest.rfind('@'); at != std::string::npos) {
-    auto userinfo = rest.substr(0, at);
-    auto colon = userinfo.find(':');
-    url.password =
-        colon == std::string::npos ? userinfo : userinfo.substr(colon + 1);
-    rest = rest.substr(at + 1);
-  }
+  take_password(rest, url);
   if (auto slash = rest.find('/'); slash != std::string::npos) {
     auto db = parse_uint(rest.substr(slash + 1), 0, 15);
     if (!db)
