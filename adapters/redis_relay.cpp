@@ -8,6 +8,14 @@
 // PUBLISH commands; the subscriber holds SUBSCRIBE on this node's channel and
 // forwards each batch to the REGISTRY.
 //
+// With a Redis Cluster the relay uses sharded pub/sub (SPUBLISH/SSUBSCRIBE):
+// a node's channel lives on the master of the channel's hash slot, so relay
+// traffic spreads over the shards (classic PUBLISH is copied to every node
+// of the cluster). The publisher routes through a redis_cluster client; the
+// subscriber holds SSUBSCRIBE on that master and subscribes again when its
+// connection breaks (failover) or Redis revokes the subscription (the slot
+// moved: a `sunsubscribe` push).
+//
 // Payload (one PUBLISH):
 //
 //   byte 0   format: 5 unsigned, 6 signed (1 and 2, the batch alone without
@@ -35,6 +43,7 @@
 #include "adapters/redis_relay.hpp"
 
 #include "actors/frames.hpp"
+#include "adapters/redis_cluster.hpp"
 #include "adapters/redis_connection.hpp"
 #include "util/hmac.hpp"
 #include "util/log.hpp"
@@ -80,6 +89,9 @@ constexpr size_t max_items_per_message = 512;
 /// mailbox (exit) and, when disconnected, retries.
 constexpr auto poll_interval = 200ms;
 constexpr auto retry_interval = 1s;
+/// The subscriber retries sooner: until it is back, relayed deliveries to
+/// this node are lost (a failover promotes a replica in ~2 s).
+constexpr auto resubscribe_interval = 250ms;
 /// Commands pipelined into one round trip by the publisher.
 constexpr size_t max_pipeline = 256;
 
@@ -87,9 +99,60 @@ std::string channel_of(const options& opts, const std::string& node) {
   return opts.redis_prefix + ":relay:" + node;
 }
 
+constexpr auto connect_timeout = 1000ms;
+
+/// Whether the relay runs on a Redis Cluster (sharded pub/sub).
+bool sharded(const options& opts) {
+  return opts.redis.is_cluster();
+}
+
 caf::expected<redis_connection> connect(const options& opts) {
-  return redis_connection::open(opts.redis, 1000ms,
+  return redis_connection::open(opts.redis, connect_timeout,
                                 redis_io_timeout(opts.request_timeout));
+}
+
+caf::expected<redis_cluster_config> cluster_config(const options& opts) {
+  auto cfg = parse_redis_cluster_url(opts.redis.cluster);
+  if (!cfg)
+    return cfg.error();
+  cfg->connect_timeout = connect_timeout;
+  cfg->io_timeout = redis_io_timeout(opts.request_timeout);
+  // Relayed deliveries are the fallback path: give up on a shard that stays
+  // down rather than hold up the publisher's mailbox for long.
+  cfg->retry_deadline = 2000ms;
+  return cfg;
+}
+
+caf::expected<redis_cluster> connect_cluster(const options& opts) {
+  auto cfg = cluster_config(opts);
+  if (!cfg)
+    return cfg.error();
+  return redis_cluster::open(std::move(*cfg));
+}
+
+/// A connection to the master serving `channel`'s hash slot (where
+/// SSUBSCRIBE must go), per a freshly loaded slot map.
+caf::expected<redis_connection> connect_to_shard(const options& opts,
+                                                 std::string_view channel) {
+  auto cfg = cluster_config(opts);
+  if (!cfg)
+    return cfg.error();
+  auto cluster = redis_cluster::open(*cfg);
+  if (!cluster)
+    return cluster.error();
+  auto slot = key_slot(channel);
+  for (auto& range : cluster->slots())
+    if (range.first <= slot && slot <= range.last) {
+      redis_url url;
+      url.host = range.master.host;
+      url.port = range.master.port;
+      url.password = cfg->password;
+      return redis_connection::open(url, connect_timeout,
+                                    redis_io_timeout(opts.request_timeout));
+    }
+  return make_error(ec::unavailable, "no master serves slot " +
+                                         std::to_string(slot) + " (" +
+                                         std::string{channel} + ")");
 }
 
 /// Quits like an event-based actor once nobody can send to it any more.
@@ -264,16 +327,29 @@ void forward(subscriber_actor* self, const redisReply& payload) {
 /// (Re)connects and subscribes to this node's channel.
 bool subscribe(subscriber_actor* self) {
   auto& st = self->state;
-  auto conn = connect(st.node->opts);
+  auto& opts = st.node->opts;
+  auto channel = channel_of(opts, st.node->node_id);
+  auto conn = sharded(opts) ? connect_to_shard(opts, channel) : connect(opts);
   if (!conn)
     return false;
-  auto channel = channel_of(st.node->opts, st.node->node_id);
-  auto reply = conn->command({"SUBSCRIBE", channel});
+  // A MOVED error (the map changed since it was loaded) is retried after
+  // resubscribe_interval with a new map.
+  auto reply =
+      conn->command({sharded(opts) ? "SSUBSCRIBE" : "SUBSCRIBE", channel});
   if (!reply || (*reply)->type != REDIS_REPLY_ARRAY)
     return false;
   st.conn = std::move(*conn);
-  log::info("relay: subscribed to {}", channel);
+  log::info("relay: subscribed to {}{}", channel,
+            sharded(opts) ? " (sharded)" : "");
   return true;
+}
+
+/// The first element of a pushed array ("message", "smessage", ...).
+std::string_view push_kind(const redisReply& x) {
+  if (x.type != REDIS_REPLY_ARRAY || x.elements == 0 ||
+      x.element[0]->type != REDIS_REPLY_STRING)
+    return {};
+  return {x.element[0]->str, x.element[0]->len};
 }
 
 void relay_subscriber(subscriber_actor* self, node_context_ptr node) {
@@ -284,16 +360,23 @@ void relay_subscriber(subscriber_actor* self, node_context_ptr node) {
     // The wait for a message is in wait_reply; the mailbox is only looked at.
     auto wait = std::chrono::milliseconds{0};
     if (!st.conn.ok() && !subscribe(self)) {
-      wait = retry_interval;
+      wait = resubscribe_interval;
     } else if (auto reply = st.conn.wait_reply(poll_interval); !reply) {
       log::warn("relay: subscription lost: {}", error_message(reply.error()));
       st.conn = redis_connection{};
     } else if (*reply) {
       auto& x = **reply;
-      // ["message", channel, payload]; subscribe confirmations are skipped.
-      if (x.type == REDIS_REPLY_ARRAY && x.elements == 3 &&
-          std::string_view{x.element[0]->str, x.element[0]->len} == "message")
+      // ["message" or "smessage", channel, payload]; subscribe
+      // confirmations are skipped. Redis Cluster revokes a shard channel
+      // whose slot moved to another master: subscribe there.
+      auto kind = push_kind(x);
+      if ((kind == "message" || kind == "smessage") && x.elements == 3) {
         forward(self, *x.element[2]);
+      } else if (kind == "sunsubscribe") {
+        log::warn("relay: Redis ended the subscription (slot moved); "
+                  "subscribing again");
+        st.conn = redis_connection{};
+      }
     }
     self->receive([&](caf::exit_msg& x) { st.quit = x.reason != caf::none; },
                   caf::others >>
@@ -310,36 +393,65 @@ void relay_subscriber(subscriber_actor* self, node_context_ptr node) {
 
 // -- publisher ----------------------------------------------------------------
 
+/// One payload of this round, published when the round ends.
+struct outgoing {
+  std::string channel;
+  std::vector<char> payload;
+  size_t items = 0;
+};
+
 struct publisher_state {
   static inline const char* name = "relay";
   node_context_ptr node;
   caf::actor subscriber;
+  /// One Redis: PUBLISH, pipelined on this connection.
   redis_connection conn;
-  /// Replies still to read for the commands appended in this round.
-  size_t pending = 0;
+  /// Redis Cluster: SPUBLISH, routed to the master of the channel's slot.
+  std::optional<redis_cluster> cluster;
+  /// Payloads of this round.
+  std::vector<outgoing> round;
   /// The counter of the last payload published by this incarnation.
   uint64_t counter = 0;
   std::chrono::steady_clock::time_point next_connect;
   bool quit = false;
+
+  bool connected() const {
+    return sharded(node->opts) ? cluster.has_value() : conn.ok();
+  }
+
+  /// Connects unless connected or a failed attempt was less than
+  /// retry_interval ago.
+  bool connect_if_due() {
+    auto now = std::chrono::steady_clock::now();
+    if (connected() || now < next_connect)
+      return connected();
+    caf::error err;
+    if (sharded(node->opts)) {
+      if (auto fresh = connect_cluster(node->opts))
+        cluster.emplace(std::move(*fresh));
+      else
+        err = fresh.error();
+    } else if (auto fresh = connect(node->opts)) {
+      conn = std::move(*fresh);
+    } else {
+      err = fresh.error();
+    }
+    if (err) {
+      next_connect = now + retry_interval;
+      log::warn("relay: cannot reach Redis: {}", error_message(err));
+    }
+    return connected();
+  }
 };
 
 using publisher_actor =
     caf::stateful_actor<publisher_state, caf::blocking_actor>;
 
-/// Appends PUBLISH commands for a batch, in chunks.
+/// Encodes a batch for this round, in chunks.
 void publish(publisher_actor* self, const std::string& peer,
              delivery_batch& batch) {
   auto& st = self->state;
-  auto now = std::chrono::steady_clock::now();
-  if (!st.conn.ok() && now >= st.next_connect) {
-    if (auto conn = connect(st.node->opts)) {
-      st.conn = std::move(*conn);
-    } else {
-      st.next_connect = now + retry_interval;
-      log::warn("relay: cannot reach Redis: {}", error_message(conn.error()));
-    }
-  }
-  if (!st.conn.ok()) {
+  if (!st.connect_if_due()) {
     st.node->metrics.relay_dropped += batch.items.size();
     return;
   }
@@ -370,23 +482,59 @@ void publish(publisher_actor* self, const std::string& peer,
       auto mac = mac_of(secret, std::string_view{buf.data(), buf.size()});
       buf.insert(buf.end(), mac.begin(), mac.end());
     }
-    st.conn.append(
-        {"PUBLISH", channel, std::string_view{buf.data(), buf.size()}});
-    ++st.pending;
-    st.node->metrics.relayed_out += chunk.items.size();
+    st.round.push_back(outgoing{channel, std::move(buf), chunk.items.size()});
   }
 }
 
-/// Reads the replies of this round's PUBLISH commands.
+std::string_view view_of(const std::vector<char>& bytes) {
+  return {bytes.data(), bytes.size()};
+}
+
+/// Publishes this round's payloads in one round trip (per shard); what
+/// Redis did not take counts as dropped.
 void finish_round(publisher_actor* self) {
   auto& st = self->state;
-  for (; st.pending > 0; --st.pending) {
-    if (auto reply = st.conn.read(); !reply) {
-      log::warn("relay: publish failed: {}", error_message(reply.error()));
-      st.conn = redis_connection{};
-      st.pending = 0;
-      return;
+  auto round = std::move(st.round);
+  st.round.clear();
+  if (round.empty())
+    return;
+  // Why each payload failed; empty: published.
+  std::vector<std::string> errors(round.size());
+  if (st.cluster) {
+    std::vector<redis_cluster_command> cmds;
+    cmds.reserve(round.size());
+    for (auto& out : round)
+      cmds.push_back(
+          {out.channel, {"SPUBLISH", out.channel, view_of(out.payload)}});
+    auto replies = st.cluster->execute(cmds);
+    for (size_t i = 0; i < round.size(); ++i)
+      if (!replies[i])
+        errors[i] = error_message(replies[i].error());
+      else if (auto& r = **replies[i]; r.type == REDIS_REPLY_ERROR)
+        errors[i] = std::string{r.str, r.len};
+  } else {
+    for (auto& out : round)
+      st.conn.append({"PUBLISH", out.channel, view_of(out.payload)});
+    for (size_t i = 0; i < round.size(); ++i)
+      if (auto reply = st.conn.read(); !reply) {
+        // The connection is gone: so are the rest of the round.
+        auto why = error_message(reply.error());
+        std::fill(errors.begin() + i, errors.end(), why);
+        st.conn = redis_connection{};
+        break;
+      }
+  }
+  auto& metrics = st.node->metrics;
+  for (size_t i = 0; i < round.size(); ++i) {
+    if (errors[i].empty()) {
+      metrics.relayed_out += round[i].items;
+      continue;
     }
+    // One line per failed round, however many payloads it had.
+    if (std::find_if(errors.begin(), errors.begin() + i,
+                     [](auto& e) { return !e.empty(); }) == errors.begin() + i)
+      log::warn("relay: publish failed: {}", errors[i]);
+    metrics.relay_dropped += round[i].items;
   }
 }
 
@@ -426,10 +574,15 @@ void relay_publisher(publisher_actor* self, node_context_ptr node,
 caf::expected<relay_actor> spawn_redis_relay(caf::actor_system& sys,
                                              const node_context_ptr& node) {
   // Checked once at start, like the state store; later outages are retried.
-  if (auto conn = connect(node->opts); !conn)
+  auto& opts = node->opts;
+  auto why = [](auto&& conn) {
+    return conn ? caf::error{} : conn.error();
+  };
+  if (auto err =
+          sharded(opts) ? why(connect_cluster(opts)) : why(connect(opts)))
     return make_error(ec::unavailable, "relay cannot reach Redis at " +
-                                           node->opts.redis.redacted() + ": " +
-                                           error_message(conn.error()));
+                                           opts.redis.redacted() + ": " +
+                                           error_message(err));
   auto subscriber = sys.spawn<caf::detached>(relay_subscriber, node);
   auto publisher = sys.spawn<caf::detached>(relay_publisher, node, subscriber);
   return caf::actor_cast<relay_actor>(publisher);
