@@ -221,8 +221,7 @@ bool json_depth_ok(std::string_view text) {
   return true;
 }
 
-caf::expected<client_frame> parse_client(std::string_view text,
-                                         std::string& id) {
+caf::expected<nlohmann::json> parse_object(std::string_view text) {
   if (!json_depth_ok(text))
     return make_error(ec::bad_json, "frame nests deeper than " +
                                         std::to_string(max_json_depth) +
@@ -232,6 +231,15 @@ caf::expected<client_frame> parse_client(std::string_view text,
     return make_error(ec::bad_json, "frame is not valid JSON");
   if (!parsed.is_object())
     return make_error(ec::bad_frame, "frame must be a JSON object");
+  return parsed;
+}
+
+caf::expected<client_frame> parse_client(std::string_view text,
+                                         std::string& id) {
+  auto object = parse_object(text);
+  if (!object)
+    return std::move(object.error());
+  auto& parsed = *object;
   if (auto i = parsed.find("id"); i != parsed.end()) {
     if (!i->is_string() && !i->is_number())
       return make_error(ec::bad_frame, "id must be a string or a number");

@@ -35,6 +35,11 @@ constexpr size_t max_json_depth = 64;
 /// (a scan that skips string contents; validity is the parser's job).
 bool json_depth_ok(std::string_view text);
 
+/// Parses `text` as a JSON object, refusing what the node refuses of any
+/// JSON frame: nesting beyond `max_json_depth`, invalid JSON (`bad_json`),
+/// anything but an object (`bad_frame`).
+caf::expected<nlohmann::json> parse_object(std::string_view text);
+
 /// Parses a client frame and checks what every frame needs: a JSON object
 /// with a string `type` and, if any, a string or number `id`. Writes the
 /// `id` (as JSON text) to `id` as soon as it is known, so that errors can

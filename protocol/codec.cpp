@@ -10,21 +10,6 @@ namespace wsc {
 
 namespace {
 
-/// Parses a client frame as JSON, refusing what the node refuses of any
-/// JSON frame (too deep, not JSON, not an object).
-caf::expected<nlohmann::json> parse_object(std::string_view payload) {
-  if (!frames::json_depth_ok(payload))
-    return make_error(ec::bad_json, "frame nests deeper than " +
-                                        std::to_string(frames::max_json_depth) +
-                                        " levels");
-  auto parsed = nlohmann::json::parse(payload, nullptr, false);
-  if (parsed.is_discarded())
-    return make_error(ec::bad_json, "frame is not valid JSON");
-  if (!parsed.is_object())
-    return make_error(ec::bad_frame, "frame must be a JSON object");
-  return parsed;
-}
-
 std::string dump(const nlohmann::json& x) {
   return x.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
@@ -37,7 +22,7 @@ frame_codec::~frame_codec() = default;
 
 caf::expected<nlohmann::json> json_codec::decode(std::string_view payload, bool,
                                                  std::string&) const {
-  return parse_object(payload);
+  return frames::parse_object(payload);
 }
 
 std::string json_codec::encode_answer(std::string frame,
@@ -57,7 +42,7 @@ std::string json_codec::encode_push(std::string_view frame) const {
 caf::expected<nlohmann::json> swoft_codec::decode(std::string_view payload,
                                                   bool,
                                                   std::string& context) const {
-  auto parsed = parse_object(payload);
+  auto parsed = frames::parse_object(payload);
   if (!parsed)
     return std::move(parsed.error());
   auto cmd = parsed->find("cmd");
@@ -145,13 +130,11 @@ std::string frame_type_of(std::string_view frame) {
     if (end != std::string_view::npos && frame[end] == '"')
       return std::string{frame.substr(prefix.size(), end - prefix.size())};
   }
-  if (!frames::json_depth_ok(frame))
+  auto parsed = frames::parse_object(frame);
+  if (!parsed)
     return {};
-  auto parsed = nlohmann::json::parse(frame, nullptr, false);
-  if (!parsed.is_object())
-    return {};
-  auto type = parsed.find("type");
-  if (type == parsed.end() || !type->is_string())
+  auto type = parsed->find("type");
+  if (type == parsed->end() || !type->is_string())
     return {};
   return type->get<std::string>();
 }

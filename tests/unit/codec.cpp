@@ -85,18 +85,7 @@ public:
   bool reads_binary() const override { return false; }
 };
 
-struct fixture : test::node_fixture {
-  fixture() {
-    store = track(sys.spawn(memory_store, size_t{1000}, int64_t{3600000}));
-    ctx->events = sys.spawn(event_bus, ctx);
-    ctx->registry = sys.spawn(registry, ctx, store);
-    handler = track(sys.spawn(builtins, ctx));
-    ctx->builtins = handler;
-    for (auto& type : builtin_frame_types())
-      ctx->behaviours.add(type, handler);
-    run();
-  }
-
+struct fixture : test::builtins_fixture {
   struct client {
     connection_actor handle;
     std::shared_ptr<codec_recording_sink> sink;
@@ -104,9 +93,7 @@ struct fixture : test::node_fixture {
 
   client open(const std::string& uid, frame_codec_ptr codec) {
     auto sink = std::make_shared<codec_recording_sink>(std::move(codec));
-    open_context opening{
-        conn_ref{ctx->node_id, ctx->next_conn_id(), uid, {}}, {}, {}};
-    auto hdl = track(sys.spawn(connection, ctx, sink, opening));
+    auto hdl = spawn_connection(uid, sink);
     run();
     return {hdl, sink};
   }
@@ -115,9 +102,6 @@ struct fixture : test::node_fixture {
     caf::anon_send(c.handle, atom::frame_v, std::move(text));
     run();
   }
-
-  state_store_actor store;
-  behaviour_actor handler;
 };
 
 } // namespace

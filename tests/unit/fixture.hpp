@@ -3,7 +3,12 @@
 // Shared fixtures of the deterministic actor tests.
 
 #include "actors/actors.hpp"
+#include "actors/builtins.hpp"
+#include "actors/connection.hpp"
+#include "actors/event_bus.hpp"
 #include "actors/node_context.hpp"
+#include "actors/registry.hpp"
+#include "adapters/memory_store.hpp"
 #include "config/actor_config.hpp"
 
 #include <caf/test/dsl.hpp>
@@ -84,6 +89,41 @@ struct node_fixture : ::test_coordinator_fixture<test_config> {
   }
 
   node_context_ptr ctx;
+};
+
+/// A node's actors as `node::start` wires them, on the memory store: event
+/// bus, REGISTRY and the built-in behaviours (run inline by the
+/// connections, as on a node). Connections come from `spawn_connection`.
+struct builtins_fixture : node_fixture {
+  builtins_fixture() {
+    store = track(sys.spawn(memory_store, size_t{1000}, int64_t{3600000}));
+    ctx->events = sys.spawn(event_bus, ctx);
+    ctx->registry = sys.spawn(registry, ctx, store);
+    handler = track(sys.spawn(builtins, ctx));
+    ctx->builtins = handler;
+    for (auto& type : builtin_frame_types())
+      ctx->behaviours.add(type, handler);
+    run();
+  }
+
+  /// A CONNECTION of `uid` writing to `sink`; nothing run yet.
+  connection_actor
+  spawn_connection(const std::string& uid,
+                   std::shared_ptr<connection_sink> sink,
+                   const std::string& conn_id = {},
+                   std::map<std::string, std::string> attributes = {}) {
+    open_context opening{
+        conn_ref{ctx->node_id,
+                 conn_id.empty() ? ctx->next_conn_id() : conn_id,
+                 uid,
+                 {}},
+        {},
+        std::move(attributes)};
+    return track(sys.spawn(connection, ctx, std::move(sink), opening));
+  }
+
+  state_store_actor store;
+  behaviour_actor handler;
 };
 
 } // namespace wsc::test

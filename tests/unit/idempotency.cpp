@@ -94,18 +94,7 @@ CAF_TEST(the memory store forgets an idem after the window) {
 
 namespace {
 
-struct fixture : test::node_fixture {
-  fixture() {
-    store = track(sys.spawn(memory_store, size_t{1000}, int64_t{3600000}));
-    ctx->events = sys.spawn(event_bus, ctx);
-    ctx->registry = sys.spawn(registry, ctx, store);
-    handler = track(sys.spawn(builtins, ctx));
-    ctx->builtins = handler;
-    for (auto& type : builtin_frame_types())
-      ctx->behaviours.add(type, handler);
-    run();
-  }
-
+struct fixture : test::builtins_fixture {
   struct client {
     connection_actor handle;
     std::shared_ptr<test::recording_sink> sink;
@@ -120,11 +109,10 @@ struct fixture : test::node_fixture {
 
   client open(const std::string& uid, int64_t exp_s = 0) {
     auto sink = std::make_shared<test::recording_sink>();
-    open_context opening{
-        conn_ref{ctx->node_id, ctx->next_conn_id(), uid, {}}, {}, {}};
+    std::map<std::string, std::string> attributes;
     if (exp_s > 0)
-      opening.attributes["jwt.exp"] = std::to_string(exp_s);
-    auto hdl = track(sys.spawn(connection, ctx, sink, opening));
+      attributes["jwt.exp"] = std::to_string(exp_s);
+    auto hdl = spawn_connection(uid, sink, {}, std::move(attributes));
     // run() would fire the expiry timer at once: messages only.
     jobs_only();
     client result{hdl, sink};
@@ -145,9 +133,6 @@ struct fixture : test::node_fixture {
   }
 
   static int64_t now_s() { return frames::now_ms() / 1000; }
-
-  state_store_actor store;
-  behaviour_actor handler;
 };
 
 } // namespace

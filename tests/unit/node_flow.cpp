@@ -48,23 +48,11 @@ caf::behavior recorder(caf::event_based_actor*,
   };
 }
 
-struct fixture : test::node_fixture {
-  fixture() {
-    store = track(sys.spawn(memory_store, size_t{1000}, int64_t{3600000}));
-    ctx->events = sys.spawn(event_bus, ctx);
-    ctx->registry = sys.spawn(registry, ctx, store);
-    handler = track(sys.spawn(builtins, ctx));
-    ctx->builtins = handler; // connections run built-ins inline, as on a node
-    for (auto& type : builtin_frame_types())
-      ctx->behaviours.add(type, handler);
-    run();
-  }
-
+struct fixture : test::builtins_fixture {
   client open(const std::string& uid) {
     auto sink = std::make_shared<test::recording_sink>();
     auto conn = ctx->next_conn_id();
-    open_context opening{conn_ref{ctx->node_id, conn, uid, {}}, {}, {}};
-    auto hdl = track(sys.spawn(connection, ctx, sink, opening));
+    auto hdl = spawn_connection(uid, sink, conn);
     run();
     client result{hdl, sink, conn};
     auto frames = result.received();
@@ -110,9 +98,6 @@ struct fixture : test::node_fixture {
       };
     }));
   }
-
-  state_store_actor store;
-  behaviour_actor handler;
 };
 
 } // namespace
