@@ -20,8 +20,9 @@ void discovery_state::heartbeat() {
                 std::chrono::duration<double, std::milli>(
                     std::chrono::steady_clock::now() - sent)
                     .count());
-            // The store lost this node's entry (or was unreachable): it may
-            // have lost bindings too.
+            // The store lost this node's entry, was unreachable, or (Redis
+            // Cluster) failed over to a replica since the last heartbeat:
+            // it may have lost bindings too. Rebinding is idempotent.
             if (!node->store_healthy) {
               // Every lease ran out while the store was away: give the
               // peers a full timeout to renew theirs before judging them.
@@ -49,9 +50,10 @@ void discovery_state::heartbeat() {
 
 void discovery_state::reintroduce() {
   // The store lost this node's entry (a peer claimed it while it was alive,
-  // or the store lost its data): peers that dropped it take it back.
-  log::warn("this node's entry was gone from the state store; "
-            "re-announcing it to {} peers",
+  // or the store lost its data, e.g. in a failover): peers that dropped it
+  // take it back. Peers that kept it ignore the repeated hello.
+  log::warn("this node's entry may be gone from the state store (lost, or "
+            "a failover); re-announcing it to {} peers",
             peers.size());
   for (auto& [id, peer] : peers)
     if (peer.handle)

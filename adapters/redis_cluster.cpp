@@ -185,6 +185,16 @@ parse_cluster_slots(const redisReply& reply, std::string_view answered_by) {
   return result;
 }
 
+bool promoted_replica(const redis_slot_map& prev, const redis_slot_map& next) {
+  for (auto& x : next)
+    for (auto& y : prev)
+      if (x.first <= y.last && y.first <= x.last && !(x.master == y.master) &&
+          std::find(y.replicas.begin(), y.replicas.end(), x.master) !=
+              y.replicas.end())
+        return true;
+  return false;
+}
+
 // -- redirects
 // ------------------------------------------------------------------
 
@@ -293,6 +303,8 @@ void redis_cluster::install(redis_slot_map map) {
     std::fill(owners_.begin() + range.first, owners_.begin() + range.last + 1,
               index);
   }
+  if (promoted_replica(map_, map))
+    ++stats_.promotions;
   map_ = std::move(map);
   // Connections to former masters (now replicas, or gone) are of no use.
   for (auto i = conns_.begin(); i != conns_.end();)
@@ -366,7 +378,8 @@ caf::error redis_cluster::refresh(bool force) {
 }
 
 std::vector<redis_cluster::result>
-redis_cluster::execute(const std::vector<redis_cluster_command>& cmds) {
+redis_cluster::execute(const std::vector<redis_cluster_command>& cmds,
+                       std::vector<int64_t>* replicas) {
   // A command waiting to be sent; `ask_to` set for the one try after ASK.
   struct pending {
     size_t index;
@@ -376,9 +389,16 @@ redis_cluster::execute(const std::vector<redis_cluster_command>& cmds) {
   struct shard {
     redis_connection* conn = nullptr;
     std::vector<pending> cmds;
+    /// Whether a WAIT follows the commands.
+    bool wait = false;
   };
   std::vector<result> results;
   results.reserve(cmds.size());
+  if (replicas != nullptr)
+    replicas->assign(cmds.size(), -1);
+  std::optional<redis_wait> wait_cmd;
+  if (cfg_.wait_replicas > 0)
+    wait_cmd.emplace(cfg_.wait_replicas, cfg_.wait_timeout);
   std::vector<pending> todo;
   for (size_t i = 0; i < cmds.size(); ++i) {
     results.emplace_back(redis_reply_ptr{});
@@ -416,9 +436,15 @@ redis_cluster::execute(const std::vector<redis_cluster_command>& cmds) {
         if (p.ask_to)
           s.conn->append({"ASKING"});
         s.conn->append(cmds[p.index].argv);
+        s.wait = s.wait || (wait_cmd && cmds[p.index].wait);
       }
+      if (s.wait)
+        s.conn->append(wait_cmd->argv());
     }
     for (auto& [ep, s] : shards) {
+      // Commands of this round trip the WAIT confirms (they had a reply).
+      std::vector<size_t> waiting;
+      bool broken = false;
       for (size_t i = 0; i < s.cmds.size(); ++i) {
         auto p = s.cmds[i];
         auto asked = p.ask_to.has_value();
@@ -435,6 +461,7 @@ redis_cluster::execute(const std::vector<redis_cluster_command>& cmds) {
           conns_.erase(ep);
           later.push_back(p);
           later.insert(later.end(), s.cmds.begin() + i + 1, s.cmds.end());
+          broken = true;
           break;
         }
         auto& x = **reply;
@@ -476,8 +503,27 @@ redis_cluster::execute(const std::vector<redis_cluster_command>& cmds) {
             continue;
           }
         }
+        if (s.wait && cmds[p.index].wait)
+          waiting.push_back(p.index);
         results[p.index] = std::move(*reply);
       }
+      if (!s.wait || s.cmds.empty())
+        continue;
+      // The commands ran; without a WAIT answer they count as on no replica.
+      int64_t acked = 0;
+      if (!broken) {
+        if (auto reply = s.conn->read()) {
+          acked = parse_wait_reply(**reply).value_or(0);
+        } else {
+          last_error =
+              make_error(ec::unavailable, "Redis at " + ep.to_string() + ": " +
+                                              error_message(reply.error()));
+          conns_.erase(ep);
+        }
+      }
+      if (replicas != nullptr)
+        for (auto i : waiting)
+          (*replicas)[i] = acked;
     }
     if (moved)
       refresh();

@@ -79,6 +79,11 @@ struct redis_slot_range {
 /// owner (the cluster is incomplete or a node's address is unknown).
 using redis_slot_map = std::vector<redis_slot_range>;
 
+/// Whether `next` gives slots to a master that was their replica in `prev`:
+/// a failover, which may have lost what the old master had not replicated
+/// yet. A resharding (slots moving between masters) is none.
+bool promoted_replica(const redis_slot_map& prev, const redis_slot_map& next);
+
 /// Parses a CLUSTER SLOTS reply. An empty host means "the node that
 /// answered" (`answered_by`); a node with the unknown host "?" is left out
 /// (its range stays without owner). Any other odd shape is an error.
@@ -121,6 +126,10 @@ struct redis_cluster_config {
   duration refresh_interval{100};
   /// MOVED/ASK redirects followed per command before it fails.
   int max_redirects = 5;
+  /// Replicas that must acknowledge a command marked `wait` (0: no WAIT),
+  /// and how long a master may wait for them.
+  int64_t wait_replicas = 0;
+  duration wait_timeout{500};
 };
 
 /// Parses "cluster://[:password@]host:port[,host:port...]" (the `redis`
@@ -132,6 +141,10 @@ struct redis_cluster_command {
   /// The key that decides the slot (for scripts: one of its KEYS).
   std::string_view key;
   std::vector<std::string_view> argv;
+  /// A write that must reach `wait_replicas` replicas: a WAIT follows it on
+  /// the same connection (one per master and round trip, after its last
+  /// such command: WAIT confirms every earlier write of the connection).
+  bool wait = false;
 };
 
 /// Counters for tests and metrics.
@@ -142,6 +155,8 @@ struct redis_cluster_stats {
   uint64_t connects = 0;
   /// Commands sent again after a broken connection or CLUSTERDOWN/TRYAGAIN.
   uint64_t retries = 0;
+  /// Slot maps that promoted a replica (see `promoted_replica`).
+  uint64_t promotions = 0;
 };
 
 /// A blocking client of one Redis Cluster: one connection per master.
@@ -156,8 +171,11 @@ public:
   /// Runs `cmds`, pipelined per master; result i belongs to `cmds[i]`. An
   /// error reply is a reply (NOSCRIPT included: see `load_script`); errors
   /// are `ec::unavailable` (no owner reachable within the retry deadline)
-  /// or `ec::internal` (too many redirects).
-  std::vector<result> execute(const std::vector<redis_cluster_command>& cmds);
+  /// or `ec::internal` (too many redirects). With `replicas`, element i is
+  /// set to the replicas that acknowledged `cmds[i]` if it is marked `wait`
+  /// and got a reply (0 if the WAIT got none), else to -1.
+  std::vector<result> execute(const std::vector<redis_cluster_command>& cmds,
+                              std::vector<int64_t>* replicas = nullptr);
 
   /// Runs one command.
   result command(std::string_view key, std::vector<std::string_view> argv);

@@ -62,6 +62,12 @@ bool is_noscript(const redisReply& x) {
   return x.type == REDIS_REPLY_ERROR && starts_with(reply_text(x), "NOSCRIPT");
 }
 
+std::optional<int64_t> parse_wait_reply(const redisReply& x) {
+  if (x.type != REDIS_REPLY_INTEGER || x.integer < 0)
+    return std::nullopt;
+  return static_cast<int64_t>(x.integer);
+}
+
 std::chrono::milliseconds
 redis_io_timeout(std::chrono::milliseconds request_timeout) {
   using std::chrono::milliseconds;

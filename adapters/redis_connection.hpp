@@ -15,7 +15,9 @@
 #include <hiredis/hiredis.h>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +44,29 @@ caf::error redis_reply_error(const redisReply& x);
 
 /// Whether `x` is the error reply `NOSCRIPT` (EVALSHA of an unknown script).
 bool is_noscript(const redisReply& x);
+
+/// `WAIT <replicas> <timeout>`: Redis answers once that many replicas
+/// acknowledged every write sent before on the same connection, or at the
+/// timeout with how many did. It has no key: it must follow the writes it
+/// confirms on their connection (on a Redis Cluster, their master's).
+struct redis_wait {
+  redis_wait(int64_t replicas, std::chrono::milliseconds timeout)
+      : replicas(std::to_string(replicas)),
+        timeout(std::to_string(timeout.count())) {
+    // nop
+  }
+
+  std::vector<std::string_view> argv() const {
+    return {"WAIT", replicas, timeout};
+  }
+
+  std::string replicas;
+  std::string timeout;
+};
+
+/// The replicas a WAIT reply counts; none for anything but an integer >= 0
+/// (e.g. the error WAIT gets from a replica): nothing confirmed.
+std::optional<int64_t> parse_wait_reply(const redisReply& x);
 
 /// The I/O deadline of a connection whose requests time out after
 /// `request_timeout`: that, within [100 ms, 2 s].

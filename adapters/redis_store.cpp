@@ -97,6 +97,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 namespace wsc {
 
@@ -151,6 +152,11 @@ struct redis_store_config {
   uint32_t max_replay_page = 1000;
   /// How long `P:idem:<...>` keys live (idempotency-window; 0: no idem).
   int64_t idempotency_window_ms = 10 * 60 * 1000;
+  /// Replicas that must acknowledge a durable append before its receivers
+  /// count as stored (durable-replicas; 0: no WAIT), and how long Redis
+  /// may wait for them (durable-replicas-timeout).
+  int64_t durable_replicas = 0;
+  milliseconds durable_replicas_timeout{500};
 };
 
 /// The version of the key layout this build writes (P:layout). Layout 1
@@ -168,6 +174,9 @@ struct redis_command {
   std::optional<script> lua;
   std::string key;
   std::vector<std::string> args;
+  /// A durable write: with durable-replicas, a WAIT on its connection says
+  /// how many replicas have it (`job::replicas`).
+  bool wait = false;
 };
 
 struct job;
@@ -186,6 +195,9 @@ struct job {
   std::vector<redis_command> commands;
   /// One per command; null when the command failed (see `stage_error`).
   std::vector<redis_reply_ptr> replies;
+  /// One per command: the replicas that acknowledged it (commands marked
+  /// `wait`, with durable-replicas), else -1.
+  std::vector<int64_t> replicas;
   /// The first failure of the stage: no reply (Redis unreachable) or an
   /// error reply.
   caf::error stage_error;
@@ -511,6 +523,16 @@ struct redis_store_state {
   caf::error down_reason;
   /// Set by an exit message or when nobody holds a handle any more.
   bool quit = false;
+  /// Redis Cluster: the client's promotions already reported by `node`.
+  uint64_t promotions_seen = 0;
+  /// Set when `node` reported a promotion (the node's own entry intact):
+  /// the write-back that follows re-creates bindings the failover lost,
+  /// which P:users (most likely on another shard) still counts.
+  bool rebind_uncounted = false;
+  /// Durable writes that reached fewer than durable-replicas replicas, and
+  /// whether the last one did (its change is logged, not every write).
+  uint64_t wait_shortfalls = 0;
+  bool short_of_replicas = false;
 
   // -- connection -------------------------------------------------------------
 
@@ -539,9 +561,18 @@ struct redis_store_state {
   void argv_of(const redis_command& cmd, std::vector<std::string_view>& out);
 
   /// Runs commands in one round trip (per master): a reply or an error per
-  /// command; NOSCRIPT reloads the scripts and retries once.
+  /// command; NOSCRIPT reloads the scripts and retries once. With
+  /// `replicas`, element i is what a WAIT confirmed of `cmds[i]` (marked
+  /// `wait`, durable-replicas > 0, with a reply), else -1.
   std::vector<caf::expected<redis_reply_ptr>>
-  run(const std::vector<const redis_command*>& cmds);
+  run(const std::vector<const redis_command*>& cmds,
+      std::vector<int64_t>* replicas = nullptr);
+
+  /// Counts and logs the durable writes of a round trip that reached fewer
+  /// replicas than durable-replicas.
+  void check_replicas(const std::vector<const redis_command*>& cmds,
+                      const std::vector<caf::expected<redis_reply_ptr>>& out,
+                      const std::vector<int64_t>& replicas);
 
   /// Runs the stages of every queued job and answers each.
   void flush();
@@ -565,7 +596,7 @@ struct redis_store_state {
   std::string users_key() const { return cfg.prefix + ":users"; }
   std::string nodes_key() const { return cfg.prefix + ":nodes"; }
 
-  job bind(std::vector<binding> bs, bool single) const;
+  job bind(std::vector<binding> bs, bool single);
   job unbind(const binding& b) const;
   job route(std::vector<std::string> uids) const;
   job join(std::string uid, std::string group, uint32_t max_groups) const;
@@ -573,7 +604,7 @@ struct redis_store_state {
   job members(const std::string& group, uint32_t limit) const;
   job is_member(const std::string& group, const std::string& uid) const;
   job group_route(std::string group, std::string from) const;
-  job node(const node_info& info) const;
+  job node(const node_info& info);
   job nodes() const;
   job claim(std::string node, uint64_t incarnation, int64_t timeout_ms) const;
   job shutdown(std::string node, uint64_t incarnation) const;
@@ -607,6 +638,7 @@ bool redis_store_state::reconnect() {
     if (!fresh)
       return failed(fresh.error());
     cluster.emplace(std::move(*fresh));
+    promotions_seen = 0;
   } else {
     auto fresh =
         redis_connection::open(cfg.url, cfg.connect_timeout, cfg.io_timeout);
@@ -665,9 +697,13 @@ void redis_store_state::argv_of(const redis_command& cmd,
 }
 
 std::vector<caf::expected<redis_reply_ptr>>
-redis_store_state::run(const std::vector<const redis_command*>& cmds) {
+redis_store_state::run(const std::vector<const redis_command*>& cmds,
+                       std::vector<int64_t>* replicas) {
   std::vector<caf::expected<redis_reply_ptr>> result;
   result.reserve(cmds.size());
+  std::vector<int64_t> acked(cmds.size(), -1);
+  if (replicas != nullptr)
+    *replicas = acked;
   if (cmds.empty())
     return result;
   if (!reconnect()) {
@@ -685,9 +721,12 @@ redis_store_state::run(const std::vector<const redis_command*>& cmds) {
       std::vector<redis_cluster_command> ccs;
       ccs.reserve(which.size());
       for (size_t k = 0; k < which.size(); ++k)
-        ccs.push_back(redis_cluster_command{cmds[which[k]]->key, argvs[k]});
-      auto replies = cluster->execute(ccs);
+        ccs.push_back(redis_cluster_command{cmds[which[k]]->key, argvs[k],
+                                            cmds[which[k]]->wait});
+      std::vector<int64_t> confirmed;
+      auto replies = cluster->execute(ccs, &confirmed);
       for (size_t k = 0; k < which.size(); ++k) {
+        acked[which[k]] = confirmed[k];
         if (replies[k])
           result[which[k]] = std::move(*replies[k]);
         else
@@ -697,8 +736,15 @@ redis_store_state::run(const std::vector<const redis_command*>& cmds) {
       }
       return;
     }
+    // One WAIT after the last command confirms every write before it.
+    auto wait = cfg.durable_replicas > 0 &&
+                std::any_of(which.begin(), which.end(),
+                            [&](size_t i) { return cmds[i]->wait; });
     for (auto& argv : argvs)
       conn.append(argv);
+    if (wait)
+      conn.append(redis_wait{cfg.durable_replicas, cfg.durable_replicas_timeout}
+                      .argv());
     caf::error io_error;
     for (size_t k = 0; k < which.size(); ++k) {
       if (!io_error) {
@@ -712,19 +758,38 @@ redis_store_state::run(const std::vector<const redis_command*>& cmds) {
       }
       result[which[k]] = unavailable();
     }
+    if (!wait || io_error)
+      return;
+    // The commands ran; without a WAIT answer they count as on no replica.
+    int64_t n = 0;
+    if (auto reply = conn.read())
+      n = parse_wait_reply(**reply).value_or(0);
+    else
+      lost(reply.error());
+    for (auto i : which)
+      if (cmds[i]->wait)
+        acked[i] = n;
   };
   std::vector<size_t> all(cmds.size());
   for (size_t i = 0; i < cmds.size(); ++i) {
     all[i] = i;
     result.emplace_back(redis_reply_ptr{});
   }
+  // Hands the replica counts out (and checks them) however `run` returns.
+  auto done = [&] {
+    if (cfg.durable_replicas > 0)
+      check_replicas(cmds, result, acked);
+    if (replicas != nullptr)
+      *replicas = std::move(acked);
+    return std::move(result);
+  };
   send(all);
   std::vector<size_t> noscript;
   for (size_t i = 0; i < cmds.size(); ++i)
     if (result[i] && *result[i] && is_noscript(**result[i]))
       noscript.push_back(i);
   if (noscript.empty() || !connected())
-    return result;
+    return done();
   log::warn("Redis lost our Lua scripts (NOSCRIPT): reloading them");
   if (auto err = load_scripts()) {
     if (!is_cluster() && !conn.ok())
@@ -732,10 +797,46 @@ redis_store_state::run(const std::vector<const redis_command*>& cmds) {
     // Redis answers but refuses the scripts: those commands fail.
     for (auto i : noscript)
       result[i] = err;
-    return result;
+    return done();
   }
   send(noscript);
-  return result;
+  return done();
+}
+
+void redis_store_state::check_replicas(
+    const std::vector<const redis_command*>& cmds,
+    const std::vector<caf::expected<redis_reply_ptr>>& out,
+    const std::vector<int64_t>& replicas) {
+  uint64_t short_now = 0;
+  uint64_t confirmed = 0;
+  int64_t least = cfg.durable_replicas;
+  for (size_t i = 0; i < cmds.size(); ++i) {
+    // Only writes that ran: an error reply (NOSCRIPT...) stored nothing.
+    if (!cmds[i]->wait || !out[i] || !*out[i] ||
+        (*out[i])->type == REDIS_REPLY_ERROR)
+      continue;
+    if (replicas[i] >= cfg.durable_replicas) {
+      ++confirmed;
+      continue;
+    }
+    ++short_now;
+    least = std::min(least, std::max<int64_t>(replicas[i], 0));
+  }
+  wait_shortfalls += short_now;
+  if (short_now > 0 && !short_of_replicas)
+    log::warn("durable writes reach {} of durable-replicas={} replicas "
+              "within {}ms: their receivers are answered unavailable "
+              "({} such writes so far)",
+              least, cfg.durable_replicas, cfg.durable_replicas_timeout.count(),
+              wait_shortfalls);
+  else if (short_now == 0 && confirmed > 0 && short_of_replicas)
+    log::info("durable writes reach durable-replicas={} replicas again ({} "
+              "writes fell short)",
+              cfg.durable_replicas, wait_shortfalls);
+  if (short_now > 0)
+    short_of_replicas = true;
+  else if (confirmed > 0)
+    short_of_replicas = false;
 }
 
 void redis_store_state::flush() {
@@ -764,13 +865,16 @@ void redis_store_state::flush() {
     for (auto j : active)
       for (auto& cmd : j->commands)
         cmds.push_back(&cmd);
-    auto replies = run(cmds);
+    std::vector<int64_t> replicas;
+    auto replies = run(cmds, &replicas);
     size_t next = 0;
     std::vector<job*> still;
     for (auto j : active) {
       j->replies.clear();
+      j->replicas.clear();
       j->stage_error = caf::none;
       for (size_t i = 0; i < j->commands.size(); ++i, ++next) {
+        j->replicas.push_back(replicas[next]);
         auto& r = replies[next];
         if (!r) {
           if (!j->stage_error)
@@ -853,6 +957,9 @@ void redis_store_state::flush() {
 //   (2) and (3) leaves the idem claimed with nothing stored: a retry of the
 //   same idem is then answered as a duplicate (TODO(issue 15): mark the
 //   key pending until (3) is done).
+//   With durable-replicas=N, (2) and (3) are followed by WAIT N on their
+//   connections (`run`); an append short of N replicas reports its uids
+//   unavailable: a failover may lose it.
 
 /// Parses an index entry "<incarnation>,<uid>,<conn>".
 struct index_entry {
@@ -981,8 +1088,9 @@ bool drop_step(const redis_store_state& st, drop_state& d, job& j) {
   }
 }
 
-job redis_store_state::bind(std::vector<binding> bs, bool single) const {
+job redis_store_state::bind(std::vector<binding> bs, bool single) {
   job result;
+  auto count_users = single || !std::exchange(rebind_uncounted, false);
   // Stage 1, in this order: the node index (per node), then the uids'
   // hashes (per slot). Then P:users and stale index entries (followups).
   std::map<std::string, std::vector<size_t>> by_node;
@@ -1031,8 +1139,8 @@ job redis_store_state::bind(std::vector<binding> bs, bool single) const {
       std::pair<std::vector<binding>, std::vector<std::vector<size_t>>>>(
       std::move(bs), std::move(parts));
   auto prefix = cfg.prefix;
-  result.step = [ctx, index_commands, single,
-                 prefix](job& j) -> std::optional<caf::expected<caf::message>> {
+  result.step = [ctx, index_commands, single, prefix, count_users](
+                    job& j) -> std::optional<caf::expected<caf::message>> {
     if (j.stage_error)
       return caf::expected<caf::message>{j.stage_error};
     auto& [bs, parts] = *ctx;
@@ -1064,7 +1172,7 @@ job redis_store_state::bind(std::vector<binding> bs, bool single) const {
              std::string{prev.substr(bar + 1)} + ',' + b.uid + ',' + b.conn}});
       }
     }
-    if (added > 0)
+    if (added > 0 && count_users)
       j.followups.push_back(redis_command{
           script::users_add, prefix + ":users", {std::to_string(added)}});
     if (single)
@@ -1258,7 +1366,7 @@ job redis_store_state::group_route(std::string group, std::string from) const {
   return result;
 }
 
-job redis_store_state::node(const node_info& info) const {
+job redis_store_state::node(const node_info& info) {
   // (1) the node's entry and lease (its slot) and P:nodes; (2..) the sweep
   // of earlier incarnations whose lease expired (a drop), if any.
   job result;
@@ -1285,6 +1393,21 @@ job redis_store_state::node(const node_info& info) const {
       if (!is_array(r) || r->elements < 1)
         return caf::expected<caf::message>{unexpected_reply("node")};
       *fresh = integer_of(r->element[0]).value_or(0) == 1;
+      // A failover may have lost writes of any shard, bindings among them:
+      // the node writes its own back (as for a fresh entry). The map is
+      // checked once per heartbeat, so a failover that no request ran into
+      // is noticed too.
+      if (self->cluster) {
+        self->cluster->refresh();
+        auto n = self->cluster->stats().promotions;
+        if (n != self->promotions_seen) {
+          log::warn("Redis Cluster: a replica was promoted; this node "
+                    "writes its bindings back");
+          self->promotions_seen = n;
+          self->rebind_uncounted = !*fresh;
+          *fresh = true;
+        }
+      }
       d->incs = strings_of(r, 1);
       if (d->incs.empty())
         return caf::expected<caf::message>{caf::make_message(*fresh)};
@@ -1463,6 +1586,11 @@ job redis_store_state::append(const delivery& d, bool group) const {
     head[10] = std::to_string(d.from.size()) + ':' + d.from + ':' + d.idem;
     idem_key = redis_keys::idem_key(cfg.prefix, d.from, d.idem);
   }
+  // durable-replicas: the idem claim and the appends wait for replicas. A
+  // claim short of them goes on (counted and logged): the message is
+  // confirmed by its own appends' WAIT, and failing now would leave a claim
+  // of nothing stored on the master.
+  auto replicas = cfg.durable_replicas;
   auto uids = std::make_shared<std::vector<std::string>>();
   if (group) {
     result.commands.push_back(
@@ -1516,7 +1644,8 @@ job redis_store_state::append(const delivery& d, bool group) const {
         *uids = strings_of(r, 0);
       }
       if (!idem_key.empty())
-        j.commands.push_back(redis_command{script::idem, idem_key, head});
+        j.commands.push_back(
+            redis_command{script::idem, idem_key, head, replicas > 0});
       return std::nullopt;
     case 1: {
       if (!idem_key.empty()) {
@@ -1538,7 +1667,8 @@ job redis_store_state::append(const delivery& d, bool group) const {
       std::vector<std::string_view> keys(key_store.begin(), key_store.end());
       *parts = redis_keys::split_by_slot(keys, cluster_mode, per_call);
       for (auto& part : *parts) {
-        redis_command cmd{script::append, key_store[part.front()], head};
+        redis_command cmd{script::append, key_store[part.front()], head,
+                          replicas > 0};
         for (auto k : part)
           cmd.args.push_back((*uids)[k]);
         j.commands.push_back(std::move(cmd));
@@ -1550,13 +1680,19 @@ job redis_store_state::append(const delivery& d, bool group) const {
     default: {
       // A call without reply (its shard unreachable within the retry
       // deadline) stored nothing: its uids are reported unavailable, the
-      // others go on. An error reply, or no reply at all, fails the send.
+      // others go on. So are those of a call that reached fewer than
+      // durable-replicas replicas: stored on the master only, a failover
+      // may lose it, so no ack may say stored (nor is it routed; the copy
+      // may still come with a resume). An error reply, or no reply at all,
+      // fails the send.
       std::vector<redis_reply_ptr> ok;
       std::vector<std::string> unavailable;
       for (size_t p = 0; p < j.replies.size(); ++p) {
         auto& r = j.replies[p];
         if (r && r->type == REDIS_REPLY_ERROR)
           return answer{redis_reply_error(*r)};
+        if (r && replicas > 0 && j.replicas[p] < replicas)
+          r.reset();
         if (r) {
           ok.push_back(std::move(r));
         } else if (p < parts->size()) {
@@ -1869,6 +2005,12 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
   cfg.idempotency_window_ms = opts.idempotency_window.count();
   cfg.io_timeout = redis_io_timeout(opts.request_timeout);
   cfg.batch_delay = opts.store_batch_delay;
+  cfg.durable_replicas = static_cast<int64_t>(opts.durable_replicas);
+  cfg.durable_replicas_timeout = opts.durable_replicas_timeout;
+  // A WAIT holds its connection up to its timeout: reads must outlast it.
+  if (cfg.durable_replicas > 0)
+    cfg.io_timeout = std::max(cfg.io_timeout,
+                              cfg.durable_replicas_timeout + milliseconds{250});
   auto cant_use = [&](const caf::error& why) {
     return make_error(ec::unavailable, "cannot use Redis at " +
                                            cfg.url.redacted() + ": " +
@@ -1885,6 +2027,8 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
     cfg.cluster = std::move(*ccfg);
     cfg.cluster.connect_timeout = cfg.connect_timeout;
     cfg.cluster.io_timeout = cfg.io_timeout;
+    cfg.cluster.wait_replicas = cfg.durable_replicas;
+    cfg.cluster.wait_timeout = cfg.durable_replicas_timeout;
     // A command retries through a failover for at most 60 % of the request
     // timeout, so that a shard that stays down is reported (unavailable)
     // before the caller's request times out.

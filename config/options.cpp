@@ -269,6 +269,17 @@ const std::vector<option_spec>& option_table() {
        "latency, saves Redis and node CPU at moderate rates",
        duration_field(&options::store_batch_delay,
                       std::chrono::milliseconds(50))},
+      {"durable-replicas", "0",
+       "Redis replicas (WAIT) that must have a durable message before its "
+       "receivers are acked as stored; fewer within durable-replicas-timeout: "
+       "they are answered unavailable (0: no WAIT, a failover may lose "
+       "acked messages)",
+       uint_field(&options::durable_replicas, 0, 5)},
+      {"durable-replicas-timeout", "500ms",
+       "how long a durable send waits for durable-replicas (at most a "
+       "quarter of request-timeout)",
+       duration_field(&options::durable_replicas_timeout,
+                      std::chrono::milliseconds(5000))},
       {"volatile-types", "-",
        "frame types not stored in inboxes (at most once), e.g. publish,typing",
        list_field(&options::volatile_types)},
@@ -681,6 +692,13 @@ caf::error validate(const options& opts) {
     return invalid("node-timeout must be at least twice the heartbeat");
   if (opts.listen.port == 0)
     return invalid("listen needs a port");
+  // A durable send waits through the failover retries (60 % of the request
+  // timeout) and then for its replicas: both within one request.
+  if (opts.durable_replicas > 0 &&
+      (opts.durable_replicas_timeout.count() < 1 ||
+       opts.durable_replicas_timeout > opts.request_timeout / 4))
+    return invalid("durable-replicas-timeout must be 1ms to a quarter of "
+                   "request-timeout");
   if (!opts.webhook_url.empty() && opts.webhook_url.rfind("http://", 0) != 0 &&
       opts.webhook_url.rfind("https://", 0) != 0)
     return invalid("webhook-url must start with http:// or https://");

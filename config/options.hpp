@@ -89,6 +89,13 @@ struct options {
   /// same round trip (0: at once). Trades latency for fewer round trips:
   /// A/B in bench/PROFILE.md (S2: -22 to -42 % CPU, +0.7 ms p50 at 1 ms).
   duration store_batch_delay{1};
+  /// Replicas (Redis WAIT) that must have a durable message's copy before
+  /// its receivers are acked as stored; 0: no WAIT (async replication, a
+  /// failover may lose acked messages). Trades latency for durability.
+  uint64_t durable_replicas = 0;
+  /// How long one WAIT may take; receivers of a write short of replicas by
+  /// then are answered `unavailable`.
+  duration durable_replicas_timeout{500};
   std::string web_root = WSC_DEFAULT_WEB_ROOT;
   /// Frame types whose messages are not stored (at most once), e.g. typing.
   std::vector<std::string> volatile_types;

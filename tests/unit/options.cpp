@@ -91,6 +91,31 @@ CAF_TEST(bad input names the option) {
                       std::string::npos);
 }
 
+CAF_TEST(durable replicas are bounded and fit in a request) {
+  auto result = parse({});
+  CAF_REQUIRE(result);
+  CAF_CHECK_EQUAL(result->opts.durable_replicas, 0u);
+  CAF_CHECK_EQUAL(result->opts.durable_replicas_timeout.count(), 500);
+  auto set = parse({"--durable-replicas=2", "--durable-replicas-timeout=1s"});
+  CAF_REQUIRE(set);
+  CAF_CHECK_EQUAL(set->opts.durable_replicas, 2u);
+  CAF_CHECK_EQUAL(set->opts.durable_replicas_timeout.count(), 1000);
+  CAF_CHECK_NOT_EQUAL(
+      failure({"--durable-replicas=6"}).find("durable-replicas"),
+      std::string::npos);
+  // The WAIT must leave room for the failover retries of the request.
+  CAF_CHECK_NOT_EQUAL(
+      failure({"--durable-replicas=1", "--durable-replicas-timeout=2s"})
+          .find("durable-replicas-timeout"),
+      std::string::npos);
+  CAF_CHECK_NOT_EQUAL(
+      failure({"--durable-replicas=1", "--durable-replicas-timeout=0ms"})
+          .find("durable-replicas-timeout"),
+      std::string::npos);
+  // Without durable-replicas the timeout is not used, so not checked.
+  CAF_CHECK(parse({"--durable-replicas-timeout=2s"}));
+}
+
 CAF_TEST(the command line wins over the config file) {
   auto path = std::string{"/tmp/wsc-options-test.ini"};
   {

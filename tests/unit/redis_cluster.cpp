@@ -308,3 +308,63 @@ CAF_TEST(opening a cluster without a reachable seed fails as unavailable) {
   CAF_REQUIRE(!cluster);
   CAF_CHECK_EQUAL(to_ec(cluster.error()), ec::unavailable);
 }
+
+// -- failover and durable-replicas
+// ---------------------------------------------
+
+namespace {
+
+redis_slot_range range(uint16_t first, uint16_t last, uint16_t master,
+                       std::vector<uint16_t> replicas) {
+  redis_slot_range result{first, last, redis_endpoint{"h", master}, {}};
+  for (auto port : replicas)
+    result.replicas.push_back(redis_endpoint{"h", port});
+  return result;
+}
+
+} // namespace
+
+CAF_TEST(a replica taking over the slots of its master is a promotion) {
+  redis_slot_map before{range(0, 8191, 7000, {7003}),
+                        range(8192, 16383, 7001, {7004})};
+  CAF_CHECK(!promoted_replica(before, before));
+  CAF_CHECK(!promoted_replica({}, before)); // the first map
+  // 7003 took over 7000's slots; the dead master is no replica yet.
+  redis_slot_map after{range(0, 8191, 7003, {}),
+                       range(8192, 16383, 7001, {7004})};
+  CAF_CHECK(promoted_replica(before, after));
+  // Also when only part of the old range is in a new range of the map.
+  redis_slot_map split{range(0, 100, 7000, {7003}),
+                       range(101, 8191, 7003, {7000}),
+                       range(8192, 16383, 7001, {7004})};
+  CAF_CHECK(promoted_replica(before, split));
+}
+
+CAF_TEST(slots moving between masters are no promotion) {
+  redis_slot_map before{range(0, 8191, 7000, {7003}),
+                        range(8192, 16383, 7001, {7004})};
+  // A resharding: 7001 takes slots 8000-8191 from 7000 (not its replica).
+  redis_slot_map after{range(0, 7999, 7000, {7003}),
+                       range(8000, 16383, 7001, {7004})};
+  CAF_CHECK(!promoted_replica(before, after));
+  // Replicas changing (the old master back as a replica) are none either.
+  redis_slot_map more{range(0, 8191, 7000, {7003, 7005}),
+                      range(8192, 16383, 7001, {})};
+  CAF_CHECK(!promoted_replica(before, more));
+}
+
+CAF_TEST(WAIT replies count replicas or confirm nothing) {
+  CAF_CHECK_EQUAL(parse_wait_reply(*parse_resp(num(0))), 0);
+  CAF_CHECK_EQUAL(parse_wait_reply(*parse_resp(num(2))), 2);
+  // A replica refuses WAIT; anything odd confirms no replica.
+  CAF_CHECK(!parse_wait_reply(
+      *parse_resp("-ERR WAIT cannot be used with replica instances.\r\n")));
+  CAF_CHECK(!parse_wait_reply(*parse_resp(num(-1))));
+  CAF_CHECK(!parse_wait_reply(*parse_resp(str("1"))));
+  CAF_CHECK(!parse_wait_reply(*parse_resp("$-1\r\n")));
+  auto argv = redis_wait{1, std::chrono::milliseconds{250}}.argv();
+  CAF_REQUIRE_EQUAL(argv.size(), 3u);
+  CAF_CHECK_EQUAL(argv[0], "WAIT");
+  CAF_CHECK_EQUAL(argv[1], "1");
+  CAF_CHECK_EQUAL(argv[2], "250");
+}
