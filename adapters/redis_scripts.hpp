@@ -382,9 +382,17 @@ return n
     // with the same idem within the window (status reply), or 0: then this
     // message holds the key. `P:<n>:{u:<from>}:idem:<idem>` holds the
     // msg_id for window_ms (n: the byte length of from, which keeps uid
-    // "a:b" + idem "c" apart from uid "a" + idem "b:c").
+    // "a:b" + idem "c" apart from uid "a" + idem "b:c"). With a 15th
+    // ARGV `release` it instead deletes the key if it holds this msg_id.
     R"lua(
 local key = KEYS[1]
+if ARGV[15] == 'release' then
+  -- The message stored nothing: its claim goes, if it still holds it.
+  if redis.pcall('GET', key) == ARGV[6] then
+    redis.call('DEL', key)
+  end
+  return 0
+end
 if redis.call('SET', key, ARGV[6], 'NX', 'PX', ARGV[13]) then
   return 0
 end

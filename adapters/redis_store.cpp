@@ -953,10 +953,12 @@ void redis_store_state::flush() {
 // - durable append: (1) group_check in the group's slot (group publish),
 //   (2) the idempotency key in the sender's slot, (3) one append per
 //   receiver slot, pipelined. Every append job of a batch waits the same
-//   stages, so the appends of one batch keep their order. A crash between
-//   (2) and (3) leaves the idem claimed with nothing stored: a retry of the
-//   same idem is then answered as a duplicate (TODO(issue 15): mark the
-//   key pending until (3) is done).
+//   stages, so the appends of one batch keep their order. When every call
+//   of (3) fails, the claim is given back (a followup), so the sender's
+//   retry stores the message. A crash of this node between (2) and (3)
+//   (or a lost followup) leaves the idem claimed with nothing stored: a
+//   retry of the same idem within the window is then answered as a
+//   duplicate; the first attempt was never acked, but its retry is.
 //   With durable-replicas=N, (2) and (3) are followed by WAIT N on their
 //   connections (`run`); an append short of N replicas reports its uids
 //   unavailable: a failover may lose it.
@@ -1685,6 +1687,18 @@ job redis_store_state::append(const delivery& d, bool group) const {
       // may lose it, so no ack may say stored (nor is it routed; the copy
       // may still come with a resume). An error reply, or no reply at all,
       // fails the send.
+      // Nothing stored anywhere (every call failed): the idem claim is
+      // given back, so that the sender's retry stores the message instead
+      // of being acked as a repeat of nothing.
+      if (!idem_key.empty() &&
+          std::none_of(j.replies.begin(), j.replies.end(), [](auto& r) {
+            return r && r->type != REDIS_REPLY_ERROR;
+          })) {
+        auto args = head;
+        args.emplace_back("release");
+        j.followups.push_back(
+            redis_command{script::idem, idem_key, std::move(args)});
+      }
       std::vector<redis_reply_ptr> ok;
       std::vector<std::string> unavailable;
       for (size_t p = 0; p < j.replies.size(); ++p) {
