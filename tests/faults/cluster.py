@@ -95,12 +95,16 @@ class Cluster:
 
     def start(self):
         self.redis.start()
+        return self.start_nodes()
+
+    def start_nodes(self, health_timeout=None):
+        """Starts nodes n1..n<count> (all at once) and waits for each."""
         self.nodes = [Node(self.options(i + 1), name="n%d" % (i + 1), workdir=self.logdir)
                       for i in range(self.count)]
         for n in self.nodes:
             n.start(wait=False)
         for n in self.nodes:
-            n.wait_healthy()
+            n.wait_healthy(health_timeout)
         return self
 
     @property
@@ -115,6 +119,11 @@ class Cluster:
         node.start(wait=True)
 
     def stop(self):
+        self.stop_nodes()
+        self.redis.cleanup()
+
+    def stop_nodes(self):
+        """SIGCONT (a stopped node), SIGTERM, then each stopped by its pid."""
         for n in self.nodes:
             if n.running():
                 try:
@@ -129,7 +138,6 @@ class Cluster:
                 n.stop(timeout=10)
             except Exception:  # noqa: BLE001 - best effort; harness kills leftovers
                 pass
-        self.redis.cleanup()
 
     # -- async helpers (run on the driver's event loop) ------------------------
 
