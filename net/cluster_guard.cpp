@@ -66,7 +66,7 @@ private:
 } // namespace
 
 guarded_multiplexer::guarded_multiplexer(caf::actor_system* sys)
-    : default_multiplexer(sys) {
+    : loop_multiplexer(sys) {
   // nop
 }
 

@@ -10,7 +10,7 @@
 // `max_basp_payload`. A read beyond is cut to one byte, which BASP reports
 // as a malformed message: it closes the connection.
 
-#include <caf/io/network/default_multiplexer.hpp>
+#include "loop/loop_multiplexer.hpp"
 
 #include <cstddef>
 
@@ -25,9 +25,10 @@ constexpr size_t max_handshake_payload = 64 * 1024;
 /// `max-message-bytes` (64 MiB at most) plus its envelope.
 constexpr size_t max_basp_payload = 80u << 20;
 
-/// CAF's default network backend with bounded BASP reads (see above). Load
-/// it as `load<caf::io::middleman, guarded_multiplexer>()`.
-class guarded_multiplexer : public caf::io::network::default_multiplexer {
+/// CAF's default network backend with bounded BASP reads (see above), run on
+/// an event loop with `scheduler-policy=loop` (loop_multiplexer). Load it as
+/// `load<caf::io::middleman, guarded_multiplexer>()`.
+class guarded_multiplexer : public loop_multiplexer {
 public:
   explicit guarded_multiplexer(caf::actor_system* sys);
 

@@ -237,6 +237,7 @@ class Node:
         self.args = [binary]
         if self.pass_listen:
             self.args.append("--listen=%s:%d" % (self.host, self.port))
+        self.args += ["--" + o for o in EXTRA_NODE_OPTIONS]
         self.args += options_to_args(self.options)
         log = open(self.log_path, "ab")
         try:
@@ -498,6 +499,11 @@ class RedisServer:
 #: default 0) instead of one ``redis-server``: the same suites then run
 #: against ``redis=cluster://...``.
 REDIS_MODE = os.environ.get("WSC_TEST_REDIS", "single")
+
+#: ``WSC_TEST_NODE_OPTIONS="scheduler-policy=loop io-threads=2"``: options
+#: every node of a suite gets before its own (which win), so that the same
+#: suites run under other thread settings (see tests/CMakeLists.txt).
+EXTRA_NODE_OPTIONS = [o for o in os.environ.get("WSC_TEST_NODE_OPTIONS", "").split() if o]
 
 
 def redis_is_cluster():
