@@ -33,6 +33,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -870,6 +871,7 @@ async def main_async(args):
         prof["control"] = [[int(c.split("x")[0]), float(c.split("x")[1])]
                            for c in args.control.split(",") if c]
     outdir = os.path.abspath(args.out)
+    shutil.rmtree(os.path.join(outdir, "logs"), ignore_errors=True)  # node logs are appended to
     os.makedirs(outdir, exist_ok=True)
     dr_opts, dr_note = durable_replicas_option(args)
     options = {"max-connections-per-address": 0, "max-connections-per-uid": 0,
