@@ -23,9 +23,12 @@ void discovery_state::heartbeat() {
             // The store lost this node's entry, was unreachable, or (Redis
             // Cluster) failed over to a replica since the last heartbeat:
             // it may have lost bindings too. Rebinding is idempotent.
-            if (!node->store_healthy) {
-              // Every lease ran out while the store was away: give the
-              // peers a full timeout to renew theirs before judging them.
+            if (!node->store_healthy || (fresh && heartbeats > 0)) {
+              // Every lease ran out while the store was away, or (a
+              // failover) the leases on the failed shard did while its
+              // replica took over, though this node's own shard answered
+              // all along: give the peers a full timeout to renew theirs
+              // before judging them.
               claims_allowed_after = frames::now_ms() +
                                      node->opts.node_timeout.count() +
                                      node->opts.heartbeat.count();

@@ -15,6 +15,12 @@ whole inbox, and every positively acked message must be in it.
 3. A binding the failover lost (the replica is emptied before it is
    promoted) is written back by its node, which notices the promotion at
    its next heartbeat; the uid is routable again and ``users`` stays right.
+4. A write short of its replicas is not acked as stored.
+5. A live node whose entry is on the failing shard (its lease runs out
+   while the replica takes over, and its first heartbeat after it comes
+   0.6 s late) is not claimed by a peer whose own shard answered all along:
+   the peer notices the promotion and gives every lease a full node-timeout
+   before judging anyone.
 
 Only 127.0.0.1; only processes this test started are killed, by pid; every
 loop is bounded in count and time.
@@ -309,6 +315,57 @@ class FailoverTest(HarnessMixin, unittest.TestCase):
         self.assertNotIn("unavailable", send(k + 1))
         print("\n  [durable-replicas] a send short of its replica answered unavailable "
               "in %.2f s" % took)
+
+
+    def test_5_a_live_node_on_the_failing_shard_is_not_claimed(self):
+        cluster = self.start_cluster()
+        # n2's entry on one master, everything n1 and the counters need on
+        # the others: that master is killed.
+        elsewhere = [":users", ":nodes", ":layout", ":{n:n1}:h"]
+        victim = prefix = None
+        for k in range(500):
+            p = "wl%d" % k
+            owner = cluster.owner(key_slot(p + ":{n:n2}:h"))
+            if all(cluster.owner(key_slot(p + s)) is not owner for s in elsewhere):
+                victim, prefix = owner, p
+                break
+        self.assertIsNotNone(victim)
+        # A node-timeout shorter than the promotion (~2-2.7 s): n2's lease
+        # runs out while its shard fails over. n2 is paused (SIGSTOP) from
+        # the kill until 0.6 s after the promotion, so its first heartbeat
+        # after the failover surely comes after n1 (heartbeat 200 ms) has
+        # looked: without the grace n1 claims it then.
+        options = {"state": "redis", "redis": cluster.url, "redis-prefix": prefix,
+                   "node-timeout": "1500ms"}
+        n1 = self.start_node(dict(options, **{"node-id": "n1", "heartbeat": "200ms"}))
+        n2 = self.start_node(dict(options, **{"node-id": "n2", "heartbeat": "500ms"}))
+        client = n2.ws("on-n2")
+        discovered = lambda: any(e["event"] == "DISCOVER" and e["node"] == "n2"
+                                 for e in n1.http("GET", "/api/events")[2])
+        wait_until(discovered, 15, what="n1 knows n2")
+        survivor = next(s for s in cluster.live() if s is not victim)
+
+        def promoted():
+            for first, last, master, *_ in survivor.command("CLUSTER", "SLOTS"):
+                if int(master[1]) == victim.port:
+                    return False
+            return "cluster_state:ok" in survivor.command("CLUSTER", "INFO")
+
+        n2.proc.send_signal(signal.SIGSTOP)
+        try:
+            victim.proc.kill()  # SIGKILL, by the Popen's own pid
+            wait_until(promoted, 20, interval=0.1, what="the replica promoted")
+            time.sleep(0.6)
+        finally:
+            n2.proc.send_signal(signal.SIGCONT)
+        # Past the grace: a node-timeout and a heartbeat after the promotion.
+        time.sleep(1.5 + 0.2 + 1.0)
+        claims = [e for e in n1.http("GET", "/api/events")[2]
+                  if e["event"] == "SHUTDOWN" and e.get("node") == "n2"]
+        self.assertEqual(claims, [], "n2 was claimed while alive")
+        self.assertTrue(n1.presence(["on-n2"]).get("on-n2"))
+        client.send_json({"type": "send", "id": 1, "to": "on-n2", "data": "alive"})
+        self.assertEqual(client.wait_for(lambda f: f.get("id") == 1, 10)["type"], "ack")
 
 
 if __name__ == "__main__":
