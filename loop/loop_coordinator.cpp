@@ -232,7 +232,7 @@ void loop_coordinator::enqueue(caf::resumable* ptr) {
   loops_[index % loops_.size()]->external(ptr);
 }
 
-caf::detail::thread_safe_actor_clock& loop_coordinator::clock() noexcept {
+loop_clock& loop_coordinator::clock() noexcept {
   return clock_;
 }
 

@@ -14,11 +14,13 @@
 // calling thread if it is one, else on the next loop in turn.
 //
 // What still has threads of its own: detached actors (the Redis STORE and
-// RELAY), CAF's clock (timeouts and delayed sends, as in CAF's coordinator),
-// the middleman's multiplexer and CAF's printer. Nothing that runs on a loop
-// may block: no scoped_actor, no blocking receive, no synchronous I/O.
+// RELAY), the clock (timeouts and delayed sends, as in CAF's coordinator,
+// with fewer wake-ups: loop_clock) and CAF's printer; the middleman's
+// multiplexer runs on loop 0 (loop_multiplexer). Nothing that runs on a
+// loop may block: no scoped_actor, no blocking receive, no synchronous I/O.
 
-#include <caf/detail/thread_safe_actor_clock.hpp>
+#include "loop/loop_clock.hpp"
+
 #include <caf/fwd.hpp>
 #include <caf/scheduler/abstract_coordinator.hpp>
 
@@ -66,7 +68,7 @@ public:
 
   void enqueue(caf::resumable* ptr) override;
 
-  caf::detail::thread_safe_actor_clock& clock() noexcept override;
+  loop_clock& clock() noexcept override;
 
   void init(caf::actor_system_config& cfg) override;
 
@@ -81,7 +83,7 @@ public:
 
 private:
   std::vector<std::unique_ptr<event_loop>> loops_;
-  caf::detail::thread_safe_actor_clock clock_;
+  loop_clock clock_;
   std::thread clock_thread_;
   size_t requested_loops_;
   /// Set by stop(): later enqueues are released at once.

@@ -204,3 +204,77 @@ CAF_TEST(timeouts and delayed messages fire) {
                 caf::after(wait_limit) >> [] { CAF_FAIL("no answer"); });
   CAF_CHECK_EQUAL(seen, 2);
 }
+
+CAF_TEST(answered requests wake the clock once per batch) {
+  loop_config cfg{1};
+  caf::actor_system sys{cfg};
+  auto echo = sys.spawn([]() -> caf::behavior {
+    return {[](int n) {
+      return n;
+    }};
+  });
+  // 200 requests, each answered at once. CAF's own clock wakes twice per
+  // request: to set its timeout, and when the (never cancelled) timeout
+  // fires. Here setting wakes it at most for the first, and the timeouts
+  // of the burst fire on one grid tick.
+  auto client = sys.spawn([echo](caf::event_based_actor* c) -> caf::behavior {
+    return {
+        [=](start_atom, caf::actor& reply_to) {
+          auto left = std::make_shared<int>(200);
+          for (int i = 0; i < 200; ++i)
+            c->request(echo, std::chrono::milliseconds(400), i).then([=](int) {
+              if (--*left == 0)
+                c->send(reply_to, 200);
+            });
+        },
+    };
+  });
+  caf::scoped_actor self{sys};
+  auto& clock = loop_coordinator::of(sys)->clock();
+  auto before = clock.wake_ups();
+  self->send(client, start_atom::value, caf::actor{self});
+  int seen = 0;
+  self->receive([&](int n) { seen = n; },
+                caf::after(wait_limit) >> [] { CAF_FAIL("no answer"); });
+  CAF_CHECK_EQUAL(seen, 200);
+  // Past every deadline (400 ms + at most 50 ms late).
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  CAF_CHECK_LESS_OR_EQUAL(clock.wake_ups() - before, 4u);
+}
+
+CAF_TEST(an earlier deadline wakes the clock) {
+  loop_config cfg{1};
+  caf::actor_system sys{cfg};
+  auto silent = sys.spawn([]() -> caf::behavior {
+    return {[](int) -> caf::result<int> {
+      return caf::delegated<int>{};
+    }};
+  });
+  // A request that waits 30 s is outstanding; one of 20 ms still ends in
+  // time: the clock sleeping until the first is woken for the second.
+  auto client = sys.spawn([silent](caf::event_based_actor* c) -> caf::behavior {
+    return {
+        [=](start_atom, caf::actor& reply_to) {
+          c->request(silent, std::chrono::seconds(30), 1)
+              .then([](int) {}, [](caf::error&) {});
+          c->request(silent, std::chrono::milliseconds(20), 2)
+              .then([=](int) { c->send(reply_to, -1); },
+                    [=](caf::error& err) {
+                      c->send(reply_to,
+                              err == caf::sec::request_timeout ? 2 : -2);
+                    });
+        },
+    };
+  });
+  caf::scoped_actor self{sys};
+  auto started = std::chrono::steady_clock::now();
+  self->send(client, start_atom::value, caf::actor{self});
+  int seen = 0;
+  self->receive([&](int n) { seen = n; },
+                caf::after(wait_limit) >> [] { CAF_FAIL("no answer"); });
+  CAF_CHECK_EQUAL(seen, 2);
+  CAF_CHECK_LESS(std::chrono::steady_clock::now() - started,
+                 std::chrono::seconds(5));
+  caf::anon_send_exit(client, caf::exit_reason::kill);
+  caf::anon_send_exit(silent, caf::exit_reason::kill);
+}
