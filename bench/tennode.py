@@ -555,6 +555,9 @@ class Config:
             "deliveries_total": int(total),
             "deliveries_per_s": round(total / secs, 1),
             "node_cpu_cores": round(node_cpu / secs, 3),
+            "node_cpu_cores_per_node": {
+                k: round((b["nodes"][k] - a["nodes"][k]) / secs, 3) for k in b["nodes"]
+                if a["nodes"].get(k) is not None and b["nodes"][k] is not None},
             "node_cpu_us_per_delivery": None if total < 1 else round(1e6 * node_cpu / total, 1),
             "redis_cpu_cores_per_shard": {str(k): round(v / secs, 3)
                                           for k, v in sorted(redis_shard.items())},
