@@ -747,6 +747,15 @@ async def fault_phase(cfg, prof, durable_note):
         return t_start, None
     rs = asyncio.ensure_future(restart_master())
     await asyncio.sleep(prof["fault"])
+    # A claim may come late (after a promotion survivors wait a full
+    # node-timeout first): wait for one per victim, bounded.
+    def claimed(v):
+        return any(fsuite.log_times(n, "node %s silent for longer than" % v.name, wall)
+                   for n in survivors)
+    for _ in range(150):
+        if all(claimed(v) for v in victims) or now() - t > prof["fault"] + 15:
+            break
+        await asyncio.sleep(0.1)
     detections = [await d for d in dets]
     redis_failover = await fo
     redis_restart, redis_replica_up = await asyncio.wait_for(rs, 30)
