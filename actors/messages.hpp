@@ -92,6 +92,10 @@ struct route_table {
   /// the same `idem` within the idempotency window: the earlier message's
   /// `msg_id`. Nothing was stored and the table routes nowhere.
   std::string duplicate_of;
+  /// Set when an earlier delivery of the same sender with the same `idem`
+  /// is still being stored: nothing was stored or routed; the sender is
+  /// answered `unavailable` and sends again later.
+  bool idem_pending = false;
   /// Uids whose part of the state store could not be reached (a Redis
   /// Cluster shard down): nothing was stored for them nor routed to them;
   /// the others got the message.
@@ -101,7 +105,7 @@ struct route_table {
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, route_table& x) {
   return f(caf::meta::type_name("route_table"), x.nodes, x.offline,
-           x.offline_seqs, x.duplicate_of, x.unavailable);
+           x.offline_seqs, x.duplicate_of, x.idem_pending, x.unavailable);
 }
 
 /// What a node knows about itself and tells the others through the state

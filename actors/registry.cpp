@@ -16,6 +16,14 @@ namespace wsc {
 
 namespace {
 
+/// The answer to a send whose `idem` an earlier send still holds (being
+/// stored): nothing was stored or delivered, so not even locally.
+caf::error idem_pending_error() {
+  return make_error(ec::unavailable, "an earlier send with this idem is "
+                                     "still being stored; send it again "
+                                     "later");
+}
+
 /// Messages of an inbox read per request of a replay: a page is held in
 /// memory until the client drained enough of its queue to take it.
 constexpr uint32_t replay_page = 64;
@@ -466,6 +474,10 @@ caf::result<delivery_report> registry_state::send(delivery d) {
     // One entry per uid, its connections on every node added up.
     delivery_report report;
     report.msg_id = d.msg_id;
+    if (routes.idem_pending) {
+      rp.deliver(idem_pending_error());
+      return;
+    }
     if (!routes.duplicate_of.empty()) {
       // The sender said this before (same idem): the earlier message was
       // stored for, and routed to, the same receivers.
@@ -816,6 +828,10 @@ registry(registry_actor::stateful_pointer<registry_state> self,
         auto on_routes = [self, rp, d](route_table& routes) mutable {
           delivery_report report;
           report.msg_id = d.msg_id;
+          if (routes.idem_pending) {
+            rp.deliver(idem_pending_error());
+            return;
+          }
           if (!routes.duplicate_of.empty()) {
             // A repeat (same sender, same idem): nothing stored or routed.
             report.msg_id = std::move(routes.duplicate_of);

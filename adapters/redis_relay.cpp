@@ -515,14 +515,18 @@ void finish_round(publisher_actor* self) {
   } else {
     for (auto& out : round)
       st.conn.append({"PUBLISH", out.channel, view_of(out.payload)});
-    for (size_t i = 0; i < round.size(); ++i)
-      if (auto reply = st.conn.read(); !reply) {
+    for (size_t i = 0; i < round.size(); ++i) {
+      auto reply = st.conn.read();
+      if (!reply) {
         // The connection is gone: so are the rest of the round.
         auto why = error_message(reply.error());
         std::fill(errors.begin() + i, errors.end(), why);
         st.conn = redis_connection{};
         break;
       }
+      if (auto& r = **reply; r.type == REDIS_REPLY_ERROR)
+        errors[i] = std::string{r.str, r.len};
+    }
   }
   auto& metrics = st.node->metrics;
   for (size_t i = 0; i < round.size(); ++i) {

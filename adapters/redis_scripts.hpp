@@ -377,31 +377,41 @@ end
 return n
 )lua",
     // idem: KEYS[1] = the sender's idem key; ARGV as append (ARGV[6] the
-    // msg_id, ARGV[13] the window). Runs before the appends, in the sender's
-    // slot. Returns the msg_id of an earlier message of the same sender
-    // with the same idem within the window (status reply), or 0: then this
-    // message holds the key. `P:<n>:{u:<from>}:idem:<idem>` holds the
-    // msg_id for window_ms (n: the byte length of from, which keeps uid
-    // "a:b" + idem "c" apart from uid "a" + idem "b:c"). With a 15th
-    // ARGV `release` it instead deletes the key if it holds this msg_id.
+    // msg_id, ARGV[13] the window), then ARGV[15] the mode and ARGV[16]
+    // how long a claim stays pending (ms). `P:<n>:{u:<from>}:idem:<idem>`
+    // (n: the byte length of from, which keeps uid "a:b" + idem "c" apart
+    // from uid "a" + idem "b:c") holds "p:<msg_id>" while that message is
+    // being stored, then "<msg_id>" for the window.
+    // - claim (before the appends, in the sender's slot): 0 if this message
+    //   holds the key now (pending); 1 if another message with this idem is
+    //   still pending; else the earlier msg_id (status reply): a repeat.
+    // - done: the pending record of this msg_id becomes the record.
+    // - release: the pending record of this msg_id goes (storing failed).
     R"lua(
-local key = KEYS[1]
-if ARGV[15] == 'release' then
-  -- The message stored nothing: its claim goes, if it still holds it.
-  if redis.pcall('GET', key) == ARGV[6] then
-    redis.call('DEL', key)
+local key, mine = KEYS[1], 'p:' .. ARGV[6]
+local mode = ARGV[15]
+if mode == 'done' or mode == 'release' then
+  if redis.pcall('GET', key) == mine then
+    if mode == 'done' then
+      redis.call('SET', key, ARGV[6], 'PX', ARGV[13])
+    else
+      redis.call('DEL', key)
+    end
   end
   return 0
 end
-if redis.call('SET', key, ARGV[6], 'NX', 'PX', ARGV[13]) then
+if redis.call('SET', key, mine, 'NX', 'PX', ARGV[16]) then
   return 0
 end
 local earlier = redis.pcall('GET', key)
-if is_err(earlier) or not earlier or earlier == ARGV[6] or #earlier == 0
-   or #earlier > 256 then
-  -- Not a msg_id (overwritten: not ours), gone, or this message's own.
-  redis.call('SET', key, ARGV[6], 'PX', ARGV[13]) -- replaces any type
+if is_err(earlier) or not earlier or earlier == ARGV[6] or earlier == mine
+   or #earlier == 0 or #earlier > 258 then
+  -- Not a record (overwritten: not ours), gone, or this message's own.
+  redis.call('SET', key, mine, 'PX', ARGV[16]) -- replaces any type
   return 0
+end
+if string.sub(earlier, 1, 2) == 'p:' then
+  return 1
 end
 return {ok = earlier}
 )lua",

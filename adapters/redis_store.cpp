@@ -152,6 +152,10 @@ struct redis_store_config {
   uint32_t max_replay_page = 1000;
   /// How long `P:idem:<...>` keys live (idempotency-window; 0: no idem).
   int64_t idempotency_window_ms = 10 * 60 * 1000;
+  /// How long a claimed idem stays pending (its message still being
+  /// stored) before a repeat may store the message again: longer than any
+  /// store attempt takes (twice request-timeout).
+  int64_t idem_pending_ms = 10 * 1000;
   /// Replicas that must acknowledge a durable append before its receivers
   /// count as stored (durable-replicas; 0: no WAIT), and how long Redis
   /// may wait for them (durable-replicas-timeout).
@@ -1498,6 +1502,17 @@ job redis_store_state::claim(std::string node, uint64_t incarnation,
   // (1) the claim (the node's slot; one caller wins); (2..) a drop of the
   // incarnation's bindings, the node's entry last.
   job result;
+  if (cluster && cluster->stats().promotions != promotions_seen) {
+    // A replica was promoted since the last heartbeat told DISCOVERY (the
+    // map was reloaded by another request): leases on that shard may have
+    // run out during the failover. No claim until the heartbeat reports it
+    // and DISCOVERY gives every lease a full timeout.
+    result.step = [](job&) -> std::optional<caf::expected<caf::message>> {
+      return caf::expected<caf::message>{
+          caf::make_message(false, std::vector<std::string>{})};
+    };
+    return result;
+  }
   auto inc = std::to_string(incarnation);
   result.commands.push_back(redis_command{
       script::claim, nkey(node, "h"), {node, inc, std::to_string(timeout_ms)}});
@@ -1588,11 +1603,20 @@ job redis_store_state::append(const delivery& d, bool group) const {
     head[10] = std::to_string(d.from.size()) + ':' + d.from + ':' + d.idem;
     idem_key = redis_keys::idem_key(cfg.prefix, d.from, d.idem);
   }
-  // durable-replicas: the idem claim and the appends wait for replicas. A
-  // claim short of them goes on (counted and logged): the message is
-  // confirmed by its own appends' WAIT, and failing now would leave a claim
-  // of nothing stored on the master.
+  // durable-replicas: the appends wait for replicas. The idem claim does
+  // not: it is pending until the appends are done (see `idem_command`).
   auto replicas = cfg.durable_replicas;
+  // The idem script in one of its modes: "claim" (pending), "done" (the
+  // message is stored: the record holds its msg_id for the window),
+  // "release" (storing failed somewhere: a retry stores it again).
+  auto idem_command =
+      [idem_key, head,
+       pending = std::to_string(cfg.idem_pending_ms)](const char* mode) {
+        auto args = head;
+        args.emplace_back(mode);
+        args.push_back(pending);
+        return redis_command{script::idem, idem_key, std::move(args)};
+      };
   auto uids = std::make_shared<std::vector<std::string>>();
   if (group) {
     result.commands.push_back(
@@ -1646,12 +1670,17 @@ job redis_store_state::append(const delivery& d, bool group) const {
         *uids = strings_of(r, 0);
       }
       if (!idem_key.empty())
-        j.commands.push_back(
-            redis_command{script::idem, idem_key, head, replicas > 0});
+        j.commands.push_back(idem_command("claim"));
       return std::nullopt;
     case 1: {
       if (!idem_key.empty()) {
         auto r = j.replies.front().get();
+        if (integer_of(r).value_or(0) == 1) {
+          // Another message with this idem is still being stored.
+          route_table table;
+          table.idem_pending = true;
+          return answer{caf::make_message(std::move(table))};
+        }
         if (r && r->type == REDIS_REPLY_STATUS) {
           // A repeat of an idem: the msg_id of the earlier message.
           auto earlier = text_of(r);
@@ -1675,8 +1704,11 @@ job redis_store_state::append(const delivery& d, bool group) const {
           cmd.args.push_back((*uids)[k]);
         j.commands.push_back(std::move(cmd));
       }
-      if (j.commands.empty()) // no receiver
+      if (j.commands.empty()) { // no receiver
+        if (!idem_key.empty())
+          j.followups.push_back(idem_command("done"));
         return answer{caf::make_message(route_table{})};
+      }
       return std::nullopt;
     }
     default: {
@@ -1687,17 +1719,18 @@ job redis_store_state::append(const delivery& d, bool group) const {
       // may lose it, so no ack may say stored (nor is it routed; the copy
       // may still come with a resume). An error reply, or no reply at all,
       // fails the send.
-      // Nothing stored anywhere (every call failed): the idem claim is
-      // given back, so that the sender's retry stores the message instead
-      // of being acked as a repeat of nothing.
-      if (!idem_key.empty() &&
-          std::none_of(j.replies.begin(), j.replies.end(), [](auto& r) {
-            return r && r->type != REDIS_REPLY_ERROR;
-          })) {
-        auto args = head;
-        args.emplace_back("release");
-        j.followups.push_back(
-            redis_command{script::idem, idem_key, std::move(args)});
+      // The idem record: done when every receiver has its copy (on enough
+      // replicas); else given back, so that the sender's retry stores the
+      // message again (for all receivers: at least once) instead of being
+      // acked as a repeat of what some receivers never got.
+      if (!idem_key.empty()) {
+        auto complete =
+            std::all_of(j.replies.begin(), j.replies.end(), [&](auto& r) {
+              auto p = static_cast<size_t>(&r - j.replies.data());
+              return r && r->type != REDIS_REPLY_ERROR &&
+                     (replicas == 0 || j.replicas[p] >= replicas);
+            });
+        j.followups.push_back(idem_command(complete ? "done" : "release"));
       }
       std::vector<redis_reply_ptr> ok;
       std::vector<std::string> unavailable;
@@ -2017,6 +2050,7 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
   cfg.max_group_members = opts.max_group_members;
   cfg.session_groups = opts.group_membership == "session";
   cfg.idempotency_window_ms = opts.idempotency_window.count();
+  cfg.idem_pending_ms = std::max<int64_t>(2 * opts.request_timeout.count(), 1);
   cfg.io_timeout = redis_io_timeout(opts.request_timeout);
   cfg.batch_delay = opts.store_batch_delay;
   cfg.durable_replicas = static_cast<int64_t>(opts.durable_replicas);

@@ -1,6 +1,7 @@
 #include "loop/loop_multiplexer.hpp"
 
 #include "loop/loop_coordinator.hpp"
+#include "util/log.hpp"
 
 #include <caf/actor_system.hpp>
 
@@ -60,6 +61,7 @@ public:
     // through the pipe, so the moment of the switch does not matter.
     mpx_.thread_id(std::this_thread::get_id());
     mpx_.driver_ = this;
+    log::info("BASP runs on event loop 0");
     wait();
     pass();
   }
@@ -86,6 +88,10 @@ private:
     epoll_.async_wait(
         asio::posix::descriptor_base::wait_read,
         [self = shared_from_this()](boost::system::error_code ec) {
+          if (ec && ec != asio::error::operation_aborted)
+            log::error("BASP on event loop 0: cannot wait for the "
+                       "multiplexer ({}); peers stall",
+                       ec.message());
           if (ec || self->detached_)
             return;
           self->pass();

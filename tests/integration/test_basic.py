@@ -20,6 +20,17 @@ class BasicTest(HarnessMixin, unittest.TestCase):
         # Embedded default options; only the listen port is given.
         self.node = self.start_node()
 
+    def test_scheduler_policy_loop_runs_basp_on_the_event_loop(self):
+        # The loop suites (tests/CMakeLists.txt, integration.loop*) would
+        # pass on CAF's own multiplexer thread too: this says which ran.
+        node = self.start_node({"scheduler-policy": "loop"})
+        def logged():
+            with open(node.log_path) as f:
+                return "BASP runs on event loop 0" in f.read()
+
+        wait_until(logged, 5, what="the multiplexer on loop 0")
+        node.ws("u").close()
+
     def test_welcome_has_uid_conn_node_and_distinct_conn_ids(self):
         clients = [self.node.ws(uid="alice"), self.node.ws(uid="alice"),
                    self.node.ws(uid="bob"), self.node.ws(uid="bob")]

@@ -254,6 +254,64 @@ class IdempotencySingleNodeTest(IdemMixin, HarnessMixin, unittest.TestCase):
         self.assertEqual(len(messages(bob, 2)), 2)
 
 
+class IdempotencyRecordTest(IdemMixin, HarnessMixin, unittest.TestCase):
+    """The idem record in Redis is pending while its message is stored and
+    given back when storing fell short, so that a repeat is only acked as
+    stored when the first really was (one Redis without replicas)."""
+
+    def setUp(self):
+        self.redis = self.start_redis(cluster=False)
+
+    def node(self, **extra):
+        options = {"state": "redis", "redis": self.redis.url, "node-id": "n1"}
+        options.update(extra)
+        return self.start_node(options)
+
+    def test_a_repeat_after_a_send_short_of_replicas_is_stored_again(self):
+        # durable-replicas=1 and no replica: every copy is short; the ack
+        # lists the receiver as unavailable. The repeat must say the same,
+        # not "stored" (a failover would lose a copy only on the master).
+        node = self.node(**{"durable-replicas": "1", "durable-replicas-timeout": "100ms"})
+        node.ws("bob")
+        alice = node.ws("alice")
+        send = {"type": "send", "to": "bob", "data": "x", "idem": "short"}
+        for _ in range(2):
+            reply = self.acked(alice, send)
+            self.assertEqual(reply.get("unavailable"), ["bob"], reply)
+        status, _, body = node.http("POST", "/api/send", {"to": "bob", "data": "x",
+                                                          "idem": "short-api", "wait_ms": 0})
+        self.assertEqual(status, 200, body)
+        status, _, again = node.http("POST", "/api/send", {"to": "bob", "data": "x",
+                                                           "idem": "short-api", "wait_ms": 0})
+        self.assertEqual(status, 200, again)
+        self.assertFalse(again["receipts"]["bob"]["stored"], again)
+
+    def test_a_repeat_while_the_first_is_pending_is_refused(self):
+        node = self.node()
+        bob = node.ws("bob")
+        alice = node.ws("alice")
+        key = "wscluster:5:{u:alice}:idem:p1"
+        # Another message with this idem is being stored (its record pending).
+        self.redis.command("SET", key, "p:n9-1-1", "PX", "60000")
+        send = {"type": "send", "to": "bob", "data": "later", "idem": "p1"}
+        refused = self.say(alice, send)
+        self.assertEqual((refused.get("type"), refused.get("code")), ("error", "unavailable"),
+                         refused)
+        self.assertIn("still being stored", refused.get("message", ""))
+        no_more(self, bob)
+        # That attempt ended without storing (its pending record expired or
+        # was given back): the repeat is stored, and the record then holds
+        # its msg_id.
+        self.redis.command("DEL", key)
+        msg_id = self.acked(alice, send)["msg_id"]
+        (m,) = messages(bob, 1)
+        self.assertEqual(m["data"], "later")
+        wait_until(lambda: self.redis.command("GET", key) == msg_id, 5,
+                   what="the record holds the msg_id")
+        self.assertEqual(self.acked(alice, send)["msg_id"], msg_id)
+        no_more(self, bob)
+
+
 class RefreshTest(IdemMixin, HarnessMixin, unittest.TestCase):
 
     def setUp(self):
