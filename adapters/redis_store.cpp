@@ -1403,6 +1403,10 @@ job redis_store_state::node(const node_info& info) {
       // the node writes its own back (as for a fresh entry). The map is
       // checked once per heartbeat, so a failover that no request ran into
       // is noticed too.
+      // Only the write-back this heartbeat asks for skips P:users: a flag
+      // left over from a write-back that did not happen must not make a
+      // later one uncounted.
+      self->rebind_uncounted = false;
       if (self->cluster) {
         self->cluster->refresh();
         auto n = self->cluster->stats().promotions;
