@@ -362,7 +362,8 @@ CAF_TEST(WAIT replies count replicas or confirm nothing) {
   CAF_CHECK(!parse_wait_reply(*parse_resp(num(-1))));
   CAF_CHECK(!parse_wait_reply(*parse_resp(str("1"))));
   CAF_CHECK(!parse_wait_reply(*parse_resp("$-1\r\n")));
-  auto argv = redis_wait{1, std::chrono::milliseconds{250}}.argv();
+  redis_wait wait{1, std::chrono::milliseconds{250}};
+  auto argv = wait.argv(); // views into `wait`
   CAF_REQUIRE_EQUAL(argv.size(), 3u);
   CAF_CHECK_EQUAL(argv[0], "WAIT");
   CAF_CHECK_EQUAL(argv[1], "1");
