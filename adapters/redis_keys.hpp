@@ -32,30 +32,32 @@
 
 namespace wsc::redis_keys {
 
+/// `P:{<kind>:<name>}:<what>`: the keys of one uid, group or node share
+/// the hash tag `{<kind>:<name>}` (one slot on a Redis Cluster).
+inline std::string tagged_key(std::string_view prefix, char kind,
+                              std::string_view name, std::string_view what) {
+  std::string result;
+  result.reserve(prefix.size() + name.size() + what.size() + 6);
+  result.append(prefix).append(":{").append(1, kind).append(":");
+  result.append(name).append("}:").append(what);
+  return result;
+}
+
 /// `P:{u:<uid>}:<what>`.
 inline std::string uid_key(std::string_view prefix, std::string_view uid,
                            std::string_view what) {
-  std::string result;
-  result.reserve(prefix.size() + uid.size() + what.size() + 6);
-  result.append(prefix).append(":{u:").append(uid).append("}:").append(what);
-  return result;
+  return tagged_key(prefix, 'u', uid, what);
 }
 
 /// `P:{g:<group>}:m`.
 inline std::string group_key(std::string_view prefix, std::string_view group) {
-  std::string result;
-  result.reserve(prefix.size() + group.size() + 7);
-  result.append(prefix).append(":{g:").append(group).append("}:m");
-  return result;
+  return tagged_key(prefix, 'g', group, "m");
 }
 
 /// `P:{n:<node>}:<what>`.
 inline std::string node_key(std::string_view prefix, std::string_view node,
                             std::string_view what) {
-  std::string result;
-  result.reserve(prefix.size() + node.size() + what.size() + 6);
-  result.append(prefix).append(":{n:").append(node).append("}:").append(what);
-  return result;
+  return tagged_key(prefix, 'n', node, what);
 }
 
 /// `P:<len(from)>:{u:<from>}:idem:<idem>`: in the slot of `from`'s keys.

@@ -14,20 +14,10 @@
 # $WSC_LOADGEN (default build/bench/wsc-loadgen).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="${WSC_BINARY:-$ROOT/build/wscluster}"
-case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
-if [[ ! -x "$BIN" || ! -s "$BIN" ]]; then
-  echo "tennode.sh: node binary $BIN missing or empty (build it: scripts/build.sh)" >&2
-  exit 2
-fi
+# shellcheck source=tests/faults/snapshot.sh
+source "$ROOT/tests/faults/snapshot.sh"
+snapshot_node_binary tennode.sh tennode
 # 10,000 connections: the nodes and the generator need the descriptors.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-SNAP_DIR="$ROOT/build/tennode/bin"
-mkdir -p "$SNAP_DIR"
-SNAP="$SNAP_DIR/wscluster.$$"
-cp "$BIN" "$SNAP"
-trap 'rm -f "$SNAP"' EXIT
-export WSC_BINARY="$SNAP"
-export WSC_BINARY_SOURCE="$BIN"
 export PYTHONDONTWRITEBYTECODE=1
 /usr/bin/python3 "$ROOT/bench/tennode.py" "$@"

@@ -12,18 +12,8 @@
 # so a rebuild during the run cannot swap it under a node being restarted.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-BIN="${WSC_BINARY:-$ROOT/build/wscluster}"
-case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
-if [[ ! -x "$BIN" || ! -s "$BIN" ]]; then
-  echo "run.sh: node binary $BIN missing or empty (build it: ninja -C build wscluster)" >&2
-  exit 2
-fi
-SNAP_DIR="$ROOT/build/faults/bin"
-mkdir -p "$SNAP_DIR"
-SNAP="$SNAP_DIR/wscluster.$$"
-cp "$BIN" "$SNAP"
-trap 'rm -f "$SNAP"' EXIT
-export WSC_BINARY="$SNAP"
-export WSC_BINARY_SOURCE="$BIN"
+# shellcheck source=tests/faults/snapshot.sh
+source "$ROOT/tests/faults/snapshot.sh"
+snapshot_node_binary run.sh faults
 export PYTHONDONTWRITEBYTECODE=1
 /usr/bin/python3 "$ROOT/tests/faults/faults.py" "$@"
