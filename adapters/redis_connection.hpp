@@ -92,6 +92,10 @@ public:
   static caf::expected<redis_connection>
   open(const redis_url& url, duration connect_timeout, duration io_timeout);
 
+  /// The hiredis context (null if none): redis_pipeline drives it without
+  /// blocking.
+  redisContext* native() const noexcept { return ctx_.get(); }
+
   /// Whether a context exists and has no (sticky) error.
   bool ok() const noexcept { return ctx_ != nullptr && ctx_->err == 0; }
 

@@ -65,7 +65,9 @@
 //
 // Execution: the STORE is a detached blocking actor owning one hiredis
 // connection (single Redis) or one redis_cluster client (one connection per
-// master, `redis=cluster://...`). It waits for a request, takes whatever
+// master, `redis=cluster://...`); with scheduler-policy=loop and one Redis
+// it is an actor on event loop 0 instead (redis_store_loop.cpp), with the
+// same batches. It waits for a request, takes whatever
 // else is queued (up to 256 requests), and runs their stages in lockstep:
 // stage k of every job shares one round trip (per master), then each job is
 // answered through its response promise.
@@ -78,6 +80,8 @@
 #include "adapters/redis_connection.hpp"
 #include "adapters/redis_keys.hpp"
 #include "adapters/redis_scripts.hpp"
+#include "adapters/redis_store_state.hpp"
+#include "loop/loop_coordinator.hpp"
 #include "util/log.hpp"
 
 #include <caf/all.hpp>
@@ -99,133 +103,17 @@
 #include <unordered_set>
 #include <utility>
 
-namespace wsc {
-
-namespace {
+namespace wsc::redis_store_impl {
 
 using redis_scripts::script;
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
-
-// -- settings -----------------------------------------------------------------
-
-/// Settings of the STORE, fixed at spawn.
-struct redis_store_config {
-  redis_url url;
-  /// Seeds and timeouts when `url` names a Redis Cluster.
-  redis_cluster_config cluster;
-  std::string prefix;
-  /// Lifetime of a node's lease (node-timeout), in ms.
-  int64_t lease_ms = 3000;
-  /// How long a connect (and the handshake after it) may take.
-  milliseconds connect_timeout{1000};
-  /// How long one read or write may take once connected.
-  milliseconds io_timeout{2000};
-  /// At most one reconnect attempt per interval.
-  milliseconds retry_interval{250};
-  /// Attempts that time out (a hung or black-holed server) stretch the
-  /// interval, doubling up to this, so they do not block the STORE most of
-  /// the time; a refused connect keeps the short interval.
-  milliseconds max_retry_interval{2000};
-  /// At most this many requests share one round trip.
-  size_t max_batch = 256;
-  /// How long to wait after the first request of a round trip for more
-  /// (store-batch-delay; 0: send what is queued at once).
-  milliseconds batch_delay{1};
-  /// Bindings per EVALSHA when writing back many (rebind).
-  size_t bindings_per_call = 512;
-  /// Inbox retention: entries per uid, and age (trimmed by the `t` field;
-  /// per-uid keys expire this long after their last write).
-  uint64_t inbox_max_messages = 1000;
-  int64_t inbox_max_age_ms = 24 * 3600 * 1000;
-  /// Receivers times payload bytes one durable send or publish may store.
-  uint64_t max_fanout_bytes = 1u << 20;
-  /// Most members of one group.
-  uint64_t max_group_members = 10000;
-  /// group-membership=session: a uid leaves its groups with its last
-  /// connection (persistent: never by going offline).
-  bool session_groups = false;
-  /// Receivers per EVALSHA of `append` (bigger sends are split into calls
-  /// pipelined in the same round trip, so Redis serves others in between).
-  size_t uids_per_call = 500;
-  /// Most inbox entries one `inbox` request reads.
-  uint32_t max_replay_page = 1000;
-  /// How long `P:idem:<...>` keys live (idempotency-window; 0: no idem).
-  int64_t idempotency_window_ms = 10 * 60 * 1000;
-  /// How long a claimed idem stays pending (its message still being
-  /// stored) before a repeat may store the message again: longer than any
-  /// store attempt takes (twice request-timeout).
-  int64_t idem_pending_ms = 10 * 1000;
-  /// Replicas that must acknowledge a durable append before its receivers
-  /// count as stored (durable-replicas; 0: no WAIT), and how long Redis
-  /// may wait for them (durable-replicas-timeout).
-  int64_t durable_replicas = 0;
-  milliseconds durable_replicas_timeout{500};
-};
 
 /// The version of the key layout this build writes (P:layout). Layout 1
 /// (no P:layout key) kept inbox streams with time-based ids and cursors as
 /// strings `P:cur:<uid>:<device>`; layout 2 had the same names without hash
 /// tags (`P:u:<uid>`, `P:in:<uid>`...), so its scripts spanned slots.
 constexpr std::string_view layout_version = "3";
-
-// -- requests -----------------------------------------------------------------
-
-/// One Redis command of a request: a call of one of our scripts (EVALSHA
-/// sha 1 key prefix args...) or a plain command (args is the whole argv).
-/// `key` decides the slot on a Redis Cluster (for scripts it is KEYS[1]).
-struct redis_command {
-  std::optional<script> lua;
-  std::string key;
-  std::vector<std::string> args;
-  /// A durable write: with durable-replicas, a WAIT on its connection says
-  /// how many replicas have it (`job::replicas`).
-  bool wait = false;
-};
-
-struct job;
-
-/// Called after each stage of a job (its replies in `replies`, the first
-/// problem in `stage_error`): the answer, or none after putting the
-/// commands of the next stage (possibly none: the job then waits a stage,
-/// which keeps the durable appends of one batch in order) into `commands`.
-using step_fn = std::function<std::optional<caf::expected<caf::message>>(job&)>;
-
-/// A request in the batch: the commands of its current stage and how to go
-/// on. Most requests take one stage; those that span slots take several
-/// (redis_store_state's request builders say which and why).
-struct job {
-  caf::response_promise promise;
-  std::vector<redis_command> commands;
-  /// One per command; null when the command failed (see `stage_error`).
-  std::vector<redis_reply_ptr> replies;
-  /// One per command: the replicas that acknowledged it (commands marked
-  /// `wait`, with durable-replicas), else -1.
-  std::vector<int64_t> replicas;
-  /// The first failure of the stage: no reply (Redis unreachable) or an
-  /// error reply.
-  caf::error stage_error;
-  step_fn step;
-  /// Commands to run after the answer (their replies are ignored): the
-  /// tail of an operation whose outcome is known, e.g. index clean-ups, or
-  /// XDEL of invalid inbox entries.
-  std::vector<redis_command> followups;
-  /// Set when the job failed on its own before any round trip.
-  caf::error error;
-  /// The answer while Redis is unreachable, instead of `ec::unavailable`
-  /// (health: false).
-  caf::message when_down;
-};
-
-/// A step for one-stage jobs: fails with the stage's error, else answers.
-template<class F>
-step_fn one_stage(F answer) {
-  return [answer](job& j) -> std::optional<caf::expected<caf::message>> {
-    if (j.stage_error)
-      return caf::expected<caf::message>{j.stage_error};
-    return answer(j);
-  };
-}
 
 // -- reading replies ----------------------------------------------------------
 
@@ -503,124 +391,6 @@ caf::expected<caf::message> answer_health(job& j) {
   return caf::make_message(text_of(j.replies.front().get()) == "PONG");
 }
 
-// -- the actor state ----------------------------------------------------------
-
-/// The state of the Redis STATE_STORE.
-struct redis_store_state {
-  static inline const char* name = "redis-store";
-
-  redis_store_config cfg;
-  /// Single Redis: not `ok()` while Redis is unreachable.
-  redis_connection conn;
-  /// Redis Cluster: the client (it reconnects and follows failovers by
-  /// itself); none until the first slot map loaded.
-  std::optional<redis_cluster> cluster;
-  /// SHA1 of each script, from SCRIPT LOAD at each (re)connect.
-  std::array<std::string, redis_scripts::script_count> shas;
-  /// Requests taken from the mailbox, answered by the next `flush`.
-  std::vector<job> batch;
-  /// When the last connect was tried (at most one per retry interval).
-  std::optional<steady_clock::time_point> last_attempt;
-  /// The current interval between connects.
-  milliseconds retry_interval{0};
-  /// Why Redis is unreachable (none while connected).
-  caf::error down_reason;
-  /// Set by an exit message or when nobody holds a handle any more.
-  bool quit = false;
-  /// Redis Cluster: the client's promotions already reported by `node`.
-  uint64_t promotions_seen = 0;
-  /// Set when `node` reported a promotion (the node's own entry intact):
-  /// the write-back that follows re-creates bindings the failover lost,
-  /// which P:users (most likely on another shard) still counts.
-  bool rebind_uncounted = false;
-  /// Durable writes that reached fewer than durable-replicas replicas, and
-  /// whether the last one did (its change is logged, not every write).
-  uint64_t wait_shortfalls = 0;
-  bool short_of_replicas = false;
-
-  // -- connection -------------------------------------------------------------
-
-  bool is_cluster() const noexcept { return cfg.url.is_cluster(); }
-
-  /// Whether a connection (or the cluster client) is up.
-  bool connected() const noexcept {
-    return is_cluster() ? cluster.has_value() : conn.ok();
-  }
-
-  /// Connects unless tried less than a retry interval ago; true if connected.
-  bool reconnect();
-
-  /// Loads every script on the current connection (every master).
-  caf::error load_scripts();
-
-  /// Drops a broken connection and remembers why (logged once per outage).
-  void lost(const caf::error& reason);
-
-  /// The error of requests while Redis is unreachable.
-  caf::error unavailable() const;
-
-  // -- execution --------------------------------------------------------------
-
-  /// The argv of a command.
-  void argv_of(const redis_command& cmd, std::vector<std::string_view>& out);
-
-  /// Runs commands in one round trip (per master): a reply or an error per
-  /// command; NOSCRIPT reloads the scripts and retries once. With
-  /// `replicas`, element i is what a WAIT confirmed of `cmds[i]` (marked
-  /// `wait`, durable-replicas > 0, with a reply), else -1.
-  std::vector<caf::expected<redis_reply_ptr>>
-  run(const std::vector<const redis_command*>& cmds,
-      std::vector<int64_t>* replicas = nullptr);
-
-  /// Counts and logs the durable writes of a round trip that reached fewer
-  /// replicas than durable-replicas.
-  void check_replicas(const std::vector<const redis_command*>& cmds,
-                      const std::vector<caf::expected<redis_reply_ptr>>& out,
-                      const std::vector<int64_t>& replicas);
-
-  /// Runs the stages of every queued job and answers each.
-  void flush();
-
-  // -- request builders -------------------------------------------------------
-
-  redis_command lua(script s, std::string key,
-                    std::vector<std::string> args) const {
-    return redis_command{s, std::move(key), std::move(args)};
-  }
-
-  std::string ukey(std::string_view uid, std::string_view what) const {
-    return redis_keys::uid_key(cfg.prefix, uid, what);
-  }
-  std::string gkey(std::string_view group) const {
-    return redis_keys::group_key(cfg.prefix, group);
-  }
-  std::string nkey(std::string_view node, std::string_view what) const {
-    return redis_keys::node_key(cfg.prefix, node, what);
-  }
-  std::string users_key() const { return cfg.prefix + ":users"; }
-  std::string nodes_key() const { return cfg.prefix + ":nodes"; }
-
-  job bind(std::vector<binding> bs, bool single);
-  job unbind(const binding& b) const;
-  job route(std::vector<std::string> uids) const;
-  job join(std::string uid, std::string group, uint32_t max_groups) const;
-  job leave(std::string uid, std::string group) const;
-  job members(const std::string& group, uint32_t limit) const;
-  job is_member(const std::string& group, const std::string& uid) const;
-  job group_route(std::string group, std::string from) const;
-  job node(const node_info& info);
-  job nodes() const;
-  job claim(std::string node, uint64_t incarnation, int64_t timeout_ms) const;
-  job shutdown(std::string node, uint64_t incarnation) const;
-  job health() const;
-  job append(const delivery& d, bool group) const;
-  job inbox(std::string uid, std::string device, int64_t since,
-            uint32_t limit) const;
-  job read(std::string uid, std::string device, uint64_t seq) const;
-  job stats() const;
-  job unread(const unread_watch& w) const;
-};
-
 bool redis_store_state::reconnect() {
   if (connected())
     return true;
@@ -843,85 +613,110 @@ void redis_store_state::check_replicas(
     short_of_replicas = false;
 }
 
+void redis_store_state::add(job j) {
+  if (j.commands.empty() && j.error) { // refused before any round trip
+    j.promise.deliver(std::move(j.error));
+    return;
+  }
+  batch.push_back(std::move(j));
+}
+
+void redis_store_state::fail_batch() {
+  // Even requests that need no command fail: nothing works while down.
+  auto err = unavailable();
+  for (auto& j : batch)
+    if (!j.when_down.empty())
+      j.promise.deliver(std::move(j.when_down));
+    else
+      j.promise.deliver(err);
+  batch.clear();
+}
+
+void redis_store_state::begin_flight(flight& f) {
+  f.jobs.swap(batch);
+  batch.clear();
+  f.active.clear();
+  for (auto& j : f.jobs)
+    f.active.push_back(&j);
+  f.stage = 0;
+  f.followups.clear();
+}
+
+void redis_store_state::stage_commands(flight& f) {
+  // Stages in lockstep: stage k of every job shares one round trip (per
+  // master), in batch order.
+  f.commands.clear();
+  for (auto j : f.active)
+    for (auto& cmd : j->commands)
+      f.commands.push_back(&cmd);
+}
+
+void redis_store_state::end_stage(
+    flight& f, std::vector<caf::expected<redis_reply_ptr>>& replies,
+    const std::vector<int64_t>& replicas) {
+  size_t next = 0;
+  std::vector<job*> still;
+  for (auto j : f.active) {
+    j->replies.clear();
+    j->replicas.clear();
+    j->stage_error = caf::none;
+    for (size_t i = 0; i < j->commands.size(); ++i, ++next) {
+      j->replicas.push_back(replicas[next]);
+      auto& r = replies[next];
+      if (!r) {
+        if (!j->stage_error)
+          j->stage_error = r.error();
+        j->replies.emplace_back();
+      } else {
+        if (!j->stage_error && *r && (*r)->type == REDIS_REPLY_ERROR)
+          j->stage_error = redis_reply_error(**r);
+        j->replies.push_back(std::move(*r));
+      }
+    }
+    j->commands.clear();
+    std::optional<caf::expected<caf::message>> answer;
+    if (f.stage >= 16)
+      answer = caf::expected<caf::message>{
+          make_error(ec::internal, "state store: too many stages")};
+    else
+      answer = j->step(*j);
+    if (answer) {
+      if (!*answer && !j->when_down.empty() &&
+          answer->error() == ec::unavailable)
+        j->promise.deliver(std::move(j->when_down));
+      else if (*answer)
+        j->promise.deliver(std::move(**answer));
+      else
+        j->promise.deliver(std::move(answer->error()));
+      std::move(j->followups.begin(), j->followups.end(),
+                std::back_inserter(f.followups));
+    } else {
+      still.push_back(j);
+    }
+  }
+  f.active.swap(still);
+  ++f.stage;
+}
+
 void redis_store_state::flush() {
   if (batch.empty())
     return;
-  if (!reconnect()) {
-    // Even requests that need no command fail: nothing works while down.
-    auto err = unavailable();
-    for (auto& j : batch)
-      if (!j.when_down.empty())
-        j.promise.deliver(std::move(j.when_down));
-      else
-        j.promise.deliver(err);
-    batch.clear();
-    return;
-  }
-  // Stages in lockstep: stage k of every job shares one round trip (per
-  // master), in batch order.
-  std::vector<job*> active;
-  for (auto& j : batch)
-    active.push_back(&j);
-  std::vector<const redis_command*> cmds;
-  std::vector<redis_command> followups;
-  for (int stage = 0; !active.empty(); ++stage) {
-    cmds.clear();
-    for (auto j : active)
-      for (auto& cmd : j->commands)
-        cmds.push_back(&cmd);
+  if (!reconnect())
+    return fail_batch();
+  flight f;
+  begin_flight(f);
+  for (stage_commands(f); !f.active.empty(); stage_commands(f)) {
     std::vector<int64_t> replicas;
-    auto replies = run(cmds, &replicas);
-    size_t next = 0;
-    std::vector<job*> still;
-    for (auto j : active) {
-      j->replies.clear();
-      j->replicas.clear();
-      j->stage_error = caf::none;
-      for (size_t i = 0; i < j->commands.size(); ++i, ++next) {
-        j->replicas.push_back(replicas[next]);
-        auto& r = replies[next];
-        if (!r) {
-          if (!j->stage_error)
-            j->stage_error = r.error();
-          j->replies.emplace_back();
-        } else {
-          if (!j->stage_error && *r && (*r)->type == REDIS_REPLY_ERROR)
-            j->stage_error = redis_reply_error(**r);
-          j->replies.push_back(std::move(*r));
-        }
-      }
-      j->commands.clear();
-      std::optional<caf::expected<caf::message>> answer;
-      if (stage >= 16)
-        answer = caf::expected<caf::message>{
-            make_error(ec::internal, "state store: too many stages")};
-      else
-        answer = j->step(*j);
-      if (answer) {
-        if (!*answer && !j->when_down.empty() &&
-            answer->error() == ec::unavailable)
-          j->promise.deliver(std::move(j->when_down));
-        else if (*answer)
-          j->promise.deliver(std::move(**answer));
-        else
-          j->promise.deliver(std::move(answer->error()));
-        std::move(j->followups.begin(), j->followups.end(),
-                  std::back_inserter(followups));
-      } else {
-        still.push_back(j);
-      }
-    }
-    active.swap(still);
+    auto replies = run(f.commands, &replicas);
+    end_stage(f, replies, replicas);
   }
-  batch.clear();
-  if (followups.empty() || !connected())
+  if (f.followups.empty() || !connected())
     return;
   // Clean-ups whose replies no one waits for; an error is fine: what they
   // leave behind is harmless or repaired later (see the builders).
-  cmds.clear();
-  for (auto& cmd : followups)
-    cmds.push_back(&cmd);
-  run(cmds);
+  for (auto& cmd : f.followups)
+    f.commands.push_back(&cmd);
+  run(f.commands);
 }
 
 // -- request builders ---------------------------------------------------------
@@ -1812,64 +1607,23 @@ void receive_one(redis_store_actor* self, caf::duration timeout, F on_timeout) {
   auto& st = self->state;
   auto add = [self](job j) {
     j.promise = self->make_response_promise();
-    if (j.commands.empty() && j.error) { // refused before any round trip
-      j.promise.deliver(std::move(j.error));
-      return;
-    }
-    self->state.batch.push_back(std::move(j));
+    self->state.add(std::move(j));
   };
-  self->receive(
-      [&](atom::bind, binding& b) { add(st.bind({std::move(b)}, true)); },
-      [&](atom::unbind, const binding& b) { add(st.unbind(b)); },
-      [&](atom::rebind, std::vector<binding>& bs) {
-        add(st.bind(std::move(bs), false));
+  std::apply(
+      [&](auto... requests) {
+        self->receive(
+            requests...,
+            // Like event-based actors, ignore exit messages of reason
+            // `normal`.
+            [&](caf::exit_msg& x) {
+              st.quit = st.quit || x.reason != caf::none;
+            },
+            caf::others >> [](caf::message_view&) -> caf::result<caf::message> {
+              return caf::make_error(caf::sec::unexpected_message);
+            },
+            caf::after(timeout) >> on_timeout);
       },
-      [&](atom::route, std::vector<std::string>& uids) {
-        add(st.route(std::move(uids)));
-      },
-      [&](atom::join, std::string& uid, std::string& group,
-          uint32_t max_groups) {
-        add(st.join(std::move(uid), std::move(group), max_groups));
-      },
-      [&](atom::leave, std::string& uid, std::string& group) {
-        add(st.leave(std::move(uid), std::move(group)));
-      },
-      [&](atom::members, const std::string& group, uint32_t limit) {
-        add(st.members(group, limit));
-      },
-      [&](atom::is_member, const std::string& group, const std::string& uid) {
-        add(st.is_member(group, uid));
-      },
-      [&](atom::group_route, std::string& group, std::string& from) {
-        add(st.group_route(std::move(group), std::move(from)));
-      },
-      [&](atom::node, const node_info& info) { add(st.node(info)); },
-      [&](atom::nodes) { add(st.nodes()); },
-      [&](atom::claim, std::string& node, uint64_t incarnation,
-          int64_t timeout_ms) {
-        add(st.claim(std::move(node), incarnation, timeout_ms));
-      },
-      [&](atom::shutdown, std::string& node, uint64_t incarnation) {
-        add(st.shutdown(std::move(node), incarnation));
-      },
-      [&](atom::health) { add(st.health()); },
-      [&](atom::stats) { add(st.stats()); },
-      [&](atom::unread, const unread_watch& w) { add(st.unread(w)); },
-      [&](atom::append, const delivery& d) { add(st.append(d, false)); },
-      [&](atom::group_append, const delivery& d) { add(st.append(d, true)); },
-      [&](atom::inbox, std::string& uid, std::string& device, int64_t since,
-          uint32_t limit) {
-        add(st.inbox(std::move(uid), std::move(device), since, limit));
-      },
-      [&](atom::read, std::string& uid, std::string& device, uint64_t seq) {
-        add(st.read(std::move(uid), std::move(device), seq));
-      },
-      // Like event-based actors, ignore exit messages of reason `normal`.
-      [&](caf::exit_msg& x) { st.quit = st.quit || x.reason != caf::none; },
-      caf::others >> [](caf::message_view&) -> caf::result<caf::message> {
-        return caf::make_error(caf::sec::unexpected_message);
-      },
-      caf::after(timeout) >> on_timeout);
+      request_handlers(st, add));
 }
 
 /// The STORE's thread: waits for a request, takes what else is queued, sends
@@ -2040,7 +1794,11 @@ caf::error check_layout(const one_command_fn& command, redis_connection* conn,
   return caf::none;
 }
 
-} // namespace
+} // namespace wsc::redis_store_impl
+
+namespace wsc {
+
+using namespace redis_store_impl;
 
 caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
                                                    const options& opts) {
@@ -2111,16 +1869,25 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
       return make_error(ec::unavailable, "cannot reach Redis at " +
                                              cfg.url.redacted() + ": " +
                                              error_message(conn.error()));
-    for (size_t i = 0; i < redis_scripts::script_count; ++i)
-      if (auto sha = conn->load_script(redis_scripts::source(
-              static_cast<script>(i), cfg.session_groups));
-          !sha)
+    std::array<std::string, redis_scripts::script_count> shas;
+    for (size_t i = 0; i < redis_scripts::script_count; ++i) {
+      auto sha = conn->load_script(
+          redis_scripts::source(static_cast<script>(i), cfg.session_groups));
+      if (!sha)
         return cant_use(sha.error());
+      shas[i] = std::move(*sha);
+    }
     auto command = [&](std::string_view, std::vector<std::string_view> argv) {
       return conn->command(argv);
     };
     if (auto err = check_layout(command, &*conn, cfg))
       return err;
+    if (loop_coordinator::of(sys) != nullptr) {
+      log::info("state store: Redis at {}, key prefix '{}' (on event loop 0)",
+                cfg.url.redacted(), cfg.prefix);
+      return caf::actor_cast<state_store_actor>(spawn_loop_store(
+          sys, std::move(cfg), std::move(*conn), std::move(shas)));
+    }
   }
   log::info("state store: Redis at {}, key prefix '{}'", cfg.url.redacted(),
             cfg.prefix);

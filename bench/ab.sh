@@ -12,7 +12,8 @@
 #   binary twice with different flags A/Bs an option, e.g.
 #   B_FLAGS="--max-connections-per-address=0 --scheduler-policy=loop").
 # Also prints the servers' voluntary context switches per delivered message
-# (both nodes, all threads, over the load-generator run).
+# (both nodes, all threads, over the load-generator run); WSC_AB_THREADS=1
+# also lists them per thread name (runs and logs folder, LABEL.threads).
 # Every run is bounded (loadgen --max-seconds, timeout); only the processes this
 # script started are stopped, by pid.
 set -euo pipefail
@@ -54,6 +55,16 @@ ctx_switches() { # pids: sum of voluntary_ctxt_switches over all their threads
   echo "$sum"
 }
 
+thread_switches() { # pids: "name switches" per thread, summed by name
+  local pid task
+  for pid in "$@"; do
+    for task in /proc/"$pid"/task/*; do
+      printf '%s %s\n' "$(tr ' ' _ < "$task/comm" 2>/dev/null)" \
+        "$(awk '/^voluntary_ctxt_switches/ {print $2}' "$task/status" 2>/dev/null)"
+    done
+  done | awk 'NF == 2 {s[$1] += $2} END {for (k in s) print k, s[k]}' | sort
+}
+
 run_one() { # label binary flags
   local label=$1 bin=$2 flags=$3 rp p1 p2 common
   : > "$pidfile"
@@ -75,11 +86,17 @@ run_one() { # label binary flags
   done
   local cs0 cs1
   cs0=$(ctx_switches "${pids[1]}" "${pids[2]}")
+  [[ ${WSC_AB_THREADS:-0} == 1 ]] && thread_switches "${pids[1]}" "${pids[2]}" > "$work/$label.threads0"
   timeout 300 "$loadgen" --scenario "$scenario" --ports "$p1,$p2" \
     --server-pids "${pids[1]},${pids[2]}" --redis-pid "${pids[0]}" --label "$label" \
     --out "$work/$label.jsonl" --max-seconds 240 "${extra[@]}" >/dev/null 2>>"$work/loadgen.log" ||
     echo "!! $label: loadgen failed ($?), see $work/loadgen.log" >&2
   cs1=$(ctx_switches "${pids[1]}" "${pids[2]}")
+  if [[ ${WSC_AB_THREADS:-0} == 1 ]]; then
+    thread_switches "${pids[1]}" "${pids[2]}" |
+      join -a1 - "$work/$label.threads0" | awk '{print $1, $2 - ($3 == "" ? 0 : $3)}' > "$work/$label.threads"
+    echo "$label switches per thread name: $(tr '\n' ' ' < "$work/$label.threads")"
+  fi
   echo $((cs1 - cs0)) > "$work/$label.ctxsw"
   stop_pidfile "$pidfile"
   sleep 1

@@ -213,6 +213,10 @@ asio::io_context& loop_coordinator::context(size_t index) {
   return loops_.at(index)->context();
 }
 
+caf::execution_unit* loop_coordinator::unit(size_t index) {
+  return loops_.at(index).get();
+}
+
 loop_coordinator::event_loop* loop_coordinator::current() {
   return this_loop;
 }

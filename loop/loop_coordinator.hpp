@@ -13,10 +13,11 @@
 // an actor (e.g. a socket handler's anon_send) lands on the loop of the
 // calling thread if it is one, else on the next loop in turn.
 //
-// What still has threads of its own: detached actors (the Redis STORE and
-// RELAY), the clock (timeouts and delayed sends, as in CAF's coordinator,
-// with fewer wake-ups: loop_clock) and CAF's printer; the middleman's
-// multiplexer runs on loop 0 (loop_multiplexer). Nothing that runs on a
+// What still has threads of its own: detached actors (the RELAY, the STORE
+// of a Redis Cluster; the STORE of one Redis is pinned to loop 0), the
+// clock (timeouts and delayed sends, as in CAF's coordinator, with fewer
+// wake-ups: loop_clock) and CAF's printer; the middleman's multiplexer runs
+// on loop 0 (loop_multiplexer). Nothing that runs on a
 // loop may block: no scoped_actor, no blocking receive, no synchronous I/O.
 
 #include "loop/loop_clock.hpp"
@@ -60,6 +61,10 @@ public:
   /// The io_context of loop `index`; it runs until the actor system stops,
   /// so sockets on it must be closed before then.
   boost::asio::io_context& context(size_t index);
+
+  /// The execution unit of loop `index`: an actor handed to it runs there
+  /// (see loop_pinned).
+  caf::execution_unit* unit(size_t index);
 
   /// The loop the calling thread runs, or null if it runs none.
   static event_loop* current();

@@ -242,6 +242,68 @@ class ClusterFailureTest(ClusterBase):
             self.assertEqual(self.events(n, "SHUTDOWN"), [])
 
 
+@unittest.skipIf(redis_is_cluster(), "SIGSTOP and SCRIPT FLUSH of one redis-server")
+class StoreConnectionTest(ClusterBase):
+    """The STORE's connection to a Redis that hangs or forgets our scripts
+    (with scheduler-policy=loop it is a non-blocking pipeline on event loop
+    0, so a hung Redis must neither stall the loop nor leave requests
+    waiting forever)."""
+    nodes_count = 2
+
+    def test_hung_redis_times_out_without_stalling_the_node(self):
+        n1, n2 = self.nodes
+        hana = n1.ws("hana")
+        hugo = n2.ws("hugo")
+        hana.send_json({"type": "send", "id": 1, "to": "hugo", "data": "before"})
+        self.assertEqual(hana.wait_for(lambda f: f.get("id") == 1, 5)["type"], "ack")
+        self.assertEqual(hugo.wait_for(lambda f: f.get("type") == "message", 5)["data"],
+                         "before")
+        os.kill(self.redis.proc.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            hana.send_json({"type": "send", "id": 2, "to": "hugo", "data": "stalled"})
+            # The node answers HTTP at once meanwhile (nothing waits on Redis
+            # on its event loops).
+            for _ in range(5):
+                t = time.monotonic()
+                status, _, _ = n1.http("GET", "/healthz", timeout=2.0)
+                self.assertIn(status, (200, 503))
+                self.assertLess(time.monotonic() - t, 1.0, "/healthz stalled")
+                time.sleep(0.1)
+            # The send is answered within the Redis I/O timeout (2 s with
+            # request-timeout 5 s), not left to the 5 s request timeout.
+            reply = hana.wait_for(lambda f: f.get("id") == 2, 10)
+            elapsed = time.monotonic() - started
+            self.assertEqual((reply["type"], reply.get("code")), ("error", "unavailable"),
+                             reply)
+            self.assertLess(elapsed, 4.0, reply)
+            wait_until(lambda: n1.http("GET", "/healthz")[0] == 503, 10,
+                       what="/healthz 503 while Redis hangs")
+        finally:
+            os.kill(self.redis.proc.pid, signal.SIGCONT)
+        for n in self.nodes:
+            wait_until(lambda: n.http("GET", "/healthz")[0] == 200, 15,
+                       what="/healthz 200 after Redis went on, on %s" % n.name)
+        hana.send_json({"type": "send", "id": 3, "to": "hugo", "data": "after"})
+        self.assertEqual(hana.wait_for(lambda f: f.get("id") == 3, 5)["type"], "ack")
+        self.assertEqual(hugo.wait_for(lambda f: f.get("data") == "after", 5)["data"],
+                         "after")
+
+    def test_lost_scripts_are_reloaded(self):
+        n1, n2 = self.nodes
+        ivy = n1.ws("ivy")
+        self.assertEqual(self.redis.command("SCRIPT", "FLUSH"), "OK")
+        # Every write is a script: a new binding and a durable send run
+        # EVALSHA, get NOSCRIPT, and run again after the scripts are loaded.
+        jan = n2.ws("jan")
+        jan.send_json({"type": "send", "id": 1, "to": "ivy", "data": "reloaded"})
+        self.assertEqual(jan.wait_for(lambda f: f.get("id") == 1, 5)["type"], "ack")
+        got = ivy.wait_for(lambda f: f.get("type") == "message", 5)
+        self.assertEqual((got["data"], got["seq"]), ("reloaded", 1))
+        self.assertTrue(n1.presence(["jan"])["jan"])
+        self.assertIn("NOSCRIPT", n2.log_text())
+
+
 class ClusterEventsTest(ClusterBase):
     nodes_count = 0
 

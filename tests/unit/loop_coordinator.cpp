@@ -6,6 +6,8 @@
 
 #include "loop/loop_coordinator.hpp"
 
+#include "loop/loop_pinned.hpp"
+
 #include <caf/all.hpp>
 #include <caf/test/unit_test.hpp>
 
@@ -169,6 +171,50 @@ CAF_TEST(messages from a detached actor reach a loop actor) {
   self->receive([&](int n) { seen = n; },
                 caf::after(wait_limit) >> [] { CAF_FAIL("no answer"); });
   CAF_CHECK_EQUAL(seen, 500);
+}
+
+/// A pong whose every wake-up goes to one loop.
+class pinned_pong : public loop_pinned<caf::event_based_actor> {
+public:
+  pinned_pong(caf::actor_config& cfg, caf::execution_unit* home, trace_ptr log)
+      : loop_pinned(cfg, home), log_(std::move(log)) {
+    // nop
+  }
+
+  caf::behavior make_behavior() override { return pong(this, log_); }
+
+private:
+  trace_ptr log_;
+};
+
+CAF_TEST(a pinned actor runs on its loop whoever wakes it) {
+  loop_config cfg{2};
+  caf::actor_system sys{cfg};
+  auto loops = loop_coordinator::of(sys);
+  CAF_REQUIRE(loops != nullptr);
+  auto home_log = std::make_shared<trace>();
+  auto home = std::make_shared<std::thread::id>();
+  boost::asio::post(loops->context(1),
+                    [home] { *home = std::this_thread::get_id(); });
+  auto pinned = sys.spawn<pinned_pong>(loops->unit(1), home_log);
+  auto log = std::make_shared<trace>();
+  // An actor on loop 0 plays with it (unpinned, it would follow the sender
+  // to loop 0), and so do a socket handler on loop 0 and this thread.
+  auto a = sys.spawn(ping, pinned, log);
+  caf::scoped_actor self{sys};
+  boost::asio::post(loops->context(0), [a, &self] {
+    caf::anon_send(a, start_atom::value, 200, caf::actor{self});
+  });
+  self->receive([](int n) { CAF_CHECK_EQUAL(n, 200); },
+                caf::after(wait_limit) >> [] { CAF_FAIL("no answer"); });
+  self->send(pinned, 7);
+  self->receive([](int n) { CAF_CHECK_EQUAL(n, 7); },
+                caf::after(wait_limit) >> [] { CAF_FAIL("no answer"); });
+  std::lock_guard<std::mutex> guard{home_log->mtx};
+  CAF_CHECK_EQUAL(home_log->threads.size(), 201u);
+  CAF_CHECK_EQUAL(home_log->off_loop, 0u);
+  for (auto& id : home_log->threads)
+    CAF_CHECK(id == *home);
 }
 
 CAF_TEST(timeouts and delayed messages fire) {
