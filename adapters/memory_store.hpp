@@ -14,6 +14,13 @@
 
 namespace wsc {
 
+/// The default options, built once (a temporary `options{}` per default
+/// member below makes GCC 12 -O3 warn about its strings).
+inline const options& default_options() {
+  static const options defaults;
+  return defaults;
+}
+
 /// Settings of the in-memory STATE_STORE.
 struct memory_store_config {
   /// Inbox retention: messages per uid, and age. A uid's inbox, sequence
@@ -22,14 +29,14 @@ struct memory_store_config {
   size_t inbox_max_messages = 1000;
   int64_t inbox_max_age_ms = 24 * 3600 * 1000;
   /// Receivers times payload bytes one durable send or publish may store.
-  uint64_t max_fanout_bytes = options{}.max_fanout_bytes;
+  uint64_t max_fanout_bytes = default_options().max_fanout_bytes;
   /// Most members of one group (`group_full`).
-  uint64_t max_group_members = options{}.max_group_members;
+  uint64_t max_group_members = default_options().max_group_members;
   /// group-membership=session: membership ends with the uid's last
   /// connection.
   bool session_groups = false;
   /// How long a sender's `idem` is remembered (0: never).
-  int64_t idempotency_window_ms = options{}.idempotency_window.count();
+  int64_t idempotency_window_ms = default_options().idempotency_window.count();
 
   /// The settings `opts` asks for.
   static memory_store_config from(const options& opts);

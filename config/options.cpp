@@ -257,9 +257,10 @@ const std::vector<option_spec>& option_table() {
        uint_field(&options::io_threads, 1, 64)},
       {"actor-threads", "2", "threads of the actor scheduler",
        uint_field(&options::actor_threads, 1, 64)},
-      {"scheduler-policy", "sharing",
-       "actor scheduler: sharing or stealing (actor-threads threads), or "
-       "loop (actors run on the io-threads event loops of the sockets)",
+      {"scheduler-policy", "loop",
+       "actor scheduler: loop (actors run on the io-threads event loops of "
+       "the sockets), or sharing or stealing (CAF's pool of actor-threads "
+       "threads)",
        one_of(&options::scheduler_policy, {"sharing", "stealing", "loop"})},
       {"request-timeout", "5s", "timeout of every request between actors",
        duration_field(&options::request_timeout)},

@@ -83,7 +83,7 @@ struct options {
   std::string log_level = "info";
   uint64_t io_threads = 1;
   uint64_t actor_threads = 2;
-  std::string scheduler_policy = "sharing";
+  std::string scheduler_policy = "loop";
   duration request_timeout{5000};
   /// How long the Redis STORE waits after a request for more to send in the
   /// same round trip (0: at once). Trades latency for fewer round trips:

@@ -61,7 +61,7 @@ public:
     // through the pipe, so the moment of the switch does not matter.
     mpx_.thread_id(std::this_thread::get_id());
     mpx_.driver_ = this;
-    log::info("BASP runs on event loop 0");
+    log::debug("BASP runs on event loop 0");
     wait();
     pass();
   }

@@ -21,9 +21,12 @@ class BasicTest(HarnessMixin, unittest.TestCase):
         self.node = self.start_node()
 
     def test_scheduler_policy_loop_runs_basp_on_the_event_loop(self):
-        # The loop suites (tests/CMakeLists.txt, integration.loop*) would
-        # pass on CAF's own multiplexer thread too: this says which ran.
-        node = self.start_node({"scheduler-policy": "loop"})
+        # The suites under scheduler-policy=loop (the default, and
+        # integration.loop2) would pass on CAF's own multiplexer thread too:
+        # this says which ran.
+        # (A debug line: at info it would precede the one-line refusal of a
+        # node that does not start.)
+        node = self.start_node({"scheduler-policy": "loop", "log-level": "debug"})
         def logged():
             with open(node.log_path) as f:
                 return "BASP runs on event loop 0" in f.read()
