@@ -17,6 +17,12 @@ GOALS = {
     "s1_bytes": 4096, "s2_server_us": 10.0, "s2_redis_us": 5.0, "s2_p99_ms": 10.0,
     "search_rate": 50000, "s3_server_us": 2.5, "s4_server_us": 8.0,
 }
+# Issue 14 (the redesign) states its S2 CPU goals against ws+Redis measured in the same run.
+GOALS_14 = {
+    "s2_vs_wsredis": 0.25, "s2_redis_us": 5.0, "search_rate": 50000, "s3_server_us": 3.0,
+    "s4_server_us": 8.0, "s4_redis_us": 4.0, "s1_bytes": 4096, "s2_ctx_switches": 0.5,
+}
+CTX = "cpu.servers_ctx_switches_per_msg"
 
 
 def load(path):
@@ -96,6 +102,66 @@ def groups(rows, scenario):
     return [(k, out[k]) for k in sorted(out, key=sort_key)]
 
 
+def ctx(rs):
+    """Servers' voluntary context switches per delivered message; only wsc-loadgen measures it."""
+    return "-" if med(rs, CTX) is None else f(med(rs, CTX))
+
+
+def goals_issue14(rows, srch):
+    """The "Goals of issue 14" table: ours is wscluster under the C++ generator, ws+Redis is
+    the Node harness's (the only generator it runs under), both medians of this run."""
+    def val(system, gname, sc, p, path):
+        for (s2, g2, p2), rs in groups(rows, sc):
+            if s2 == system and g2 == gname and (p is None or p2 == p):
+                return med(rs, path)
+        return None
+
+    def ours(sc, p, path):
+        return val("wscluster", "C++ wsc-loadgen", sc, p, path)
+
+    def us(v, unit="µs"):
+        return f"{f(v)} {unit}" if unit else f(v)
+
+    t = []
+
+    def row(name, measured, target, ok):
+        if measured is None:
+            t.append([name, "-", target, "n/a"])
+        else:
+            t.append([name, measured, target, "yes" if ok else "**no**"])
+
+    def at_most(name, v, limit, unit="µs"):
+        row(name, None if v is None else us(v, unit), f"≤ {limit:,g} {unit}".rstrip(),
+            v is not None and v <= limit)
+
+    for rate in (10000, 2000):
+        o = ours("s2", rate, "cpu.servers_cpu_us_per_msg")
+        wr = val("wsredis", "Node harness", "s2", rate, "cpu.servers_cpu_us_per_msg")
+        both = o is not None and bool(wr)
+        row(f"S2 @{rate // 1000}k/s servers CPU per message, ours / wsredis",
+            f"ours {us(o)}, wsredis {us(wr)}: {o / wr:.2f}x" if both else None,
+            f"≤ {GOALS_14['s2_vs_wsredis']:g}x wsredis", both and o / wr <= GOALS_14["s2_vs_wsredis"])
+    at_most("S2 @10k/s Redis CPU per message", ours("s2", 10000, "cpu.procs.redis.cpu_us_per_msg"),
+            GOALS_14["s2_redis_us"])
+    best = med(srch, "best_rate")
+    row("S2 highest rate with 0 lost and p99 ≤ 10 ms (C++ search)",
+        None if best is None else f"{f(best, 0)}/s", f"≥ {GOALS_14['search_rate']:,g}/s",
+        best is not None and best >= GOALS_14["search_rate"])
+    at_most("S3 servers CPU per broadcast delivery", ours("s3", None, "cpu.servers_cpu_us_per_msg"),
+            GOALS_14["s3_server_us"])
+    at_most("S4 servers CPU per group delivery", ours("s4", None, "cpu.servers_cpu_us_per_msg"),
+            GOALS_14["s4_server_us"])
+    at_most("S4 Redis CPU per group delivery", ours("s4", None, "cpu.procs.redis.cpu_us_per_msg"),
+            GOALS_14["s4_redis_us"])
+    at_most("S1 server RSS per idle connection @10k", ours("s1", 10000, "servers_bytes_per_conn"),
+            GOALS_14["s1_bytes"], "B")
+    at_most("S2 @10k/s voluntary context switches per message (both nodes)", ours("s2", 10000, CTX),
+            GOALS_14["s2_ctx_switches"], "")
+    t.append(["one node, io-threads=1 -> 2, saturated local fan-out", "not measured by bench/run.sh",
+              "≥ 1.7x", "n/a"])
+    return table(["goal", "measured (this run, median)", "goal", "met?"], t)
+
+
 def table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
@@ -140,9 +206,18 @@ def main():
       "`loadgen cores` is the load generator's own CPU (cores busy during the window): the Node "
       "harness is one event loop (saturated near 1.0), wsc-loadgen has one thread per worker "
       "process by default. `other` is CPU burnt by everything else on the box (noise). "
-      "Client, servers and Redis share 2 cores: compare ratios, not absolutes.\n")
+      "Client, servers and Redis share 2 cores: compare ratios, not absolutes. "
+      "`ctx switches/msg` is the voluntary context switches of all threads of both nodes "
+      "(/proc/PID/task/*/status) per delivered message, measured by wsc-loadgen only.\n")
 
     peers = ("socketio", "wsredis")
+    srch = [r for r in rows if r.get("scenario") == "search" and not r.get("error")]
+
+    w("## Goals of issue 14\n")
+    w("wscluster measured with the C++ generator, ws+Redis (wsredis) with the Node harness, "
+      "both in this run; µs are CPU time per delivered message.\n")
+    w(goals_issue14(rows, srch))
+    w("")
 
     # ---------------- S1
     g = groups(rows, "s1")
@@ -169,11 +244,11 @@ def main():
                       f(med(rs, "delivered")), f(med(rs, "lost")), f(med(rs, "dup")),
                       f(med(rs, "latency_ms.p50"), 3), f(med(rs, "latency_ms.p99"), 3),
                       f(med(rs, "latency_ms.max"), 1), f(med(rs, "cpu.servers_cpu_us_per_msg")),
-                      f(med(rs, "cpu.procs.redis.cpu_us_per_msg")), f(med(rs, "cpu.loadgen.util")),
+                      f(med(rs, "cpu.procs.redis.cpu_us_per_msg")), ctx(rs), f(med(rs, "cpu.loadgen.util")),
                       f(med(rs, "cpu.other_cores"))])
         w(table(["system", "generator", "offered/s", "runs", "achieved/s", "delivered", "lost", "dup",
-                 "p50 ms", "p99 ms", "max ms", "servers µs/msg", "redis µs/msg", "loadgen cores",
-                 "other cores"], t))
+                 "p50 ms", "p99 ms", "max ms", "servers µs/msg", "redis µs/msg", "ctx switches/msg",
+                 "loadgen cores", "other cores"], t))
         w("")
         # What each generator can offer: the highest S2 rate it sent in full, and how busy
         # it was; the Node harness is one event loop, so 1.0 core is its ceiling.
@@ -197,7 +272,6 @@ def main():
             w("")
 
     # ---------------- search
-    srch = [r for r in rows if r.get("scenario") == "search" and not r.get("error")]
     if srch:
         w("## S2 search: highest rate with 0 lost and p99 ≤ 10 ms (C++ generator)\n")
         t = []
@@ -226,10 +300,10 @@ def main():
                       f(med(rs, "completion_ms.p50"), 1), f(med(rs, "completion_ms.p99"), 1),
                       f(med(rs, "delivery_latency_ms.p50"), 1), f(med(rs, "fanout_deliveries_per_s_p50")),
                       f(med(rs, "cpu.servers_cpu_us_per_msg")), f(med(rs, "cpu.procs.redis.cpu_us_per_msg")),
-                      f(med(rs, "cpu.loadgen.util")), f(med(rs, "cpu.other_cores"))])
+                      ctx(rs), f(med(rs, "cpu.loadgen.util")), f(med(rs, "cpu.other_cores"))])
         w(table(["system", "generator", "clients", "runs", "delivered/expected", "completion p50 ms",
                  "completion p99 ms", "delivery p50 ms", "deliveries/s", "servers µs/dlv",
-                 "redis µs/dlv", "loadgen cores", "other cores"], t))
+                 "redis µs/dlv", "ctx switches/msg", "loadgen cores", "other cores"], t))
         w("")
 
     # ---------------- S4
@@ -242,11 +316,11 @@ def main():
             t.append([sysname, gname, f(p), str(len(rs)), f"{f(med(rs, 'delivered'))}/{f(exp)}",
                       f(med(rs, "lost")), f(med(rs, "dup")), f(med(rs, "latency_ms.p50"), 3),
                       f(med(rs, "latency_ms.p99"), 3), f(med(rs, "cpu.servers_cpu_us_per_msg")),
-                      f(med(rs, "cpu.procs.redis.cpu_us_per_msg")), f(med(rs, "cpu.loadgen.util")),
+                      f(med(rs, "cpu.procs.redis.cpu_us_per_msg")), ctx(rs), f(med(rs, "cpu.loadgen.util")),
                       f(med(rs, "cpu.other_cores"))])
         w(table(["system", "generator", "rate x size", "runs", "delivered/expected", "lost", "dup",
-                 "p50 ms", "p99 ms", "servers µs/dlv", "redis µs/dlv", "loadgen cores",
-                 "other cores"], t))
+                 "p50 ms", "p99 ms", "servers µs/dlv", "redis µs/dlv", "ctx switches/msg",
+                 "loadgen cores", "other cores"], t))
         w("")
 
     # ---------------- ratios (same run, same generator = Node harness, same parameters)

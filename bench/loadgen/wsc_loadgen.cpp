@@ -41,6 +41,7 @@
 #include <cstring>
 #include <ctime>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <iostream>
@@ -1170,6 +1171,27 @@ double proc_cpu_s(int pid) {
   return (ut + stt) / static_cast<double>(clk_tck);
 }
 
+// Voluntary context switches (a thread blocked: epoll_wait, a futex, a socket write) summed
+// over the live threads of pid. /proc/PID/status alone counts only the main thread, hence
+// the walk over task/*; threads that exit inside the window take their count with them.
+double proc_voluntary_ctx_switches(int pid) {
+  std::error_code ec;
+  std::filesystem::directory_iterator tasks("/proc/" + std::to_string(pid) + "/task", ec);
+  if (ec)
+    return NAN;
+  double sum = 0;
+  for (auto& task : tasks) {
+    std::ifstream f(task.path() / "status");
+    std::string line;
+    while (std::getline(f, line))
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0) {
+        sum += std::stod(line.substr(sizeof "voluntary_ctxt_switches:" - 1));
+        break;
+      }
+  }
+  return sum;
+}
+
 double self_cpu_s() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -1206,7 +1228,7 @@ struct watched {
 
 struct snapshot {
   uint64_t t = 0;
-  std::map<std::string, double> cpu, rss_kb;
+  std::map<std::string, double> cpu, rss_kb, vol_ctx_switches;
   double loadgen_cpu = 0;
   double machine = 0;
   double slab_kb = 0;
@@ -1226,6 +1248,7 @@ struct parent {
     s.t = mono_ns();
     for (auto& w : servers) {
       s.cpu[w.name] = proc_cpu_s(w.pid);
+      s.vol_ctx_switches[w.name] = proc_voluntary_ctx_switches(w.pid);
       s.rss_kb[w.name] = status_kb("/proc/" + std::to_string(w.pid) + "/status", "VmRSS");
     }
     double lg = self_cpu_s();
@@ -1241,13 +1264,17 @@ struct parent {
     double wall = static_cast<double>(b.t - a.t) / 1e9;
     json out{{"wall_s", round_to(wall, 3)}};
     json procs = json::object();
-    double servers_cpu = 0, all = 0;
+    double servers_cpu = 0, all = 0, servers_ctx_switches = 0;
     for (auto& w : servers) {
       double d = b.cpu.at(w.name) - a.cpu.at(w.name);
+      double ctx_switches = b.vol_ctx_switches.at(w.name) - a.vol_ctx_switches.at(w.name);
       procs[w.name] = {{"pid", w.pid}, {"cpu_s", round_to(d, 3)}, {"util", round_to(d / wall, 3)},
-                       {"cpu_us_per_msg", delivered ? json(round_to(d * 1e6 / static_cast<double>(delivered), 2)) : json(nullptr)}};
-      if (w.name != "redis")
+                       {"cpu_us_per_msg", delivered ? json(round_to(d * 1e6 / static_cast<double>(delivered), 2)) : json(nullptr)},
+                       {"ctx_switches", std::isnan(ctx_switches) ? json(nullptr) : json(static_cast<int64_t>(ctx_switches))}};
+      if (w.name != "redis") {
         servers_cpu += d;
+        servers_ctx_switches += ctx_switches;
+      }
       all += d;
     }
     out["procs"] = procs;
@@ -1255,6 +1282,13 @@ struct parent {
     auto per = [&](double x) { return delivered ? json(round_to(x * 1e6 / static_cast<double>(delivered), 2)) : json(nullptr); };
     out["servers_cpu_us_per_msg"] = per(servers_cpu);
     out["servers_plus_redis_cpu_us_per_msg"] = per(all);
+    // Voluntary switches per message show whether the nodes block and wake per message
+    // (a wake-up costs microseconds) or drain batches per wake-up. Nodes only, not Redis.
+    bool ctx_known = !std::isnan(servers_ctx_switches);
+    out["servers_ctx_switches"] = ctx_known ? json(static_cast<int64_t>(servers_ctx_switches)) : json(nullptr);
+    out["servers_ctx_switches_per_msg"] = ctx_known && delivered
+                                              ? json(round_to(servers_ctx_switches / static_cast<double>(delivered), 3))
+                                              : json(nullptr);
     double lg = b.loadgen_cpu - a.loadgen_cpu;
     out["loadgen"] = {{"cpu_s", round_to(lg, 3)}, {"util", round_to(lg / wall, 3)},
                       {"procs", nprocs}, {"threads_per_proc", o.threads},
@@ -1782,6 +1816,7 @@ void print_table(const json& r) {
     for (auto& [name, p] : cpu["procs"].items())
       e << " " << name << "=" << fmt(p["cpu_us_per_msg"]);
     e << " servers=" << fmt(cpu["servers_cpu_us_per_msg"])
+      << " ctxsw/msg=" << fmt(cpu["servers_ctx_switches_per_msg"])
       << " | loadgen " << fmt(cpu["loadgen"]["util"]) << " cores (" << fmt(cpu["loadgen"]["saturation"])
       << " of its " << cpu["loadgen"]["procs"].get<int>() * cpu["loadgen"]["threads_per_proc"].get<int>()
       << " threads), other " << fmt(cpu["other_cores"]) << " cores\n";
