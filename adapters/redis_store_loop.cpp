@@ -121,13 +121,13 @@ public:
   void connected(redis_link& link) {
     connecting_ = false;
     if (link.error) {
-      lost(link.error);
+      // Attempts that time out (a hung server) stretch the interval.
       st.retry_interval =
           link.slow
               ? std::min(std::max(st.retry_interval * 2, st.cfg.retry_interval),
                          st.cfg.max_retry_interval)
               : st.cfg.retry_interval;
-      return retry_later();
+      return lost(link.error); // and try again after the interval
     }
     use(std::move(link.conn), std::move(link.shas));
     if (!up())
