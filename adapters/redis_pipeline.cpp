@@ -24,9 +24,9 @@ class pipeline_impl final : public redis_pipeline,
                             public std::enable_shared_from_this<pipeline_impl> {
 public:
   pipeline_impl(asio::io_context& ioc, redis_connection conn,
-                milliseconds io_timeout)
+                milliseconds io_timeout, fail_handler on_fail)
       : socket_(ioc), timer_(ioc), conn_(std::move(conn)),
-        io_timeout_(io_timeout) {
+        io_timeout_(io_timeout), on_fail_(std::move(on_fail)) {
     auto ctx = conn_.native();
     if (ctx == nullptr || !conn_.ok()) {
       error_ = make_error(ec::unavailable, "no connection to Redis");
@@ -70,6 +70,9 @@ public:
     return true;
   }
 
+  /// Watches the socket from now on (a close while idle is an error).
+  void start() { wait_readable(); }
+
   bool ok() const override { return !error_; }
 
   const caf::error& error() const override { return error_; }
@@ -100,7 +103,7 @@ private:
   }
 
   void wait_readable() {
-    if (reading_ || pending_.empty() || !ok())
+    if (reading_ || !ok())
       return;
     when_ready(asio::posix::stream_descriptor::wait_read,
                &pipeline_impl::reading_, &pipeline_impl::read);
@@ -152,13 +155,13 @@ private:
     wait_readable();
   }
 
-  /// While requests are pending, checks their deadline every quarter of the
-  /// I/O timeout (one timer for all, not one re-armed per request).
+  /// While requests are pending, wakes at the oldest one's deadline (one
+  /// timer for all: set when none is pending, not re-armed per request).
   void watch_time() {
     if (watching_ || pending_.empty() || !ok())
       return;
     watching_ = true;
-    timer_.expires_after(std::max(io_timeout_ / 4, milliseconds{1}));
+    timer_.expires_at(pending_.front().deadline);
     timer_.async_wait(
         [self = shared_from_this()](const boost::system::error_code& ec) {
           self->watching_ = false;
@@ -193,12 +196,15 @@ private:
         req.got.emplace_back(error_);
       req.done(std::move(req.got));
     }
+    if (auto on_fail = std::move(on_fail_))
+      on_fail(error_);
   }
 
   asio::posix::stream_descriptor socket_;
   asio::steady_timer timer_;
   redis_connection conn_;
   milliseconds io_timeout_;
+  fail_handler on_fail_;
   std::deque<request> pending_;
   caf::error error_;
   bool writing_ = false;
@@ -214,8 +220,12 @@ redis_pipeline::~redis_pipeline() {
 
 std::shared_ptr<redis_pipeline> redis_pipeline::make(asio::io_context& ioc,
                                                      redis_connection conn,
-                                                     milliseconds io_timeout) {
-  return std::make_shared<pipeline_impl>(ioc, std::move(conn), io_timeout);
+                                                     milliseconds io_timeout,
+                                                     fail_handler on_fail) {
+  auto result = std::make_shared<pipeline_impl>(ioc, std::move(conn),
+                                                io_timeout, std::move(on_fail));
+  result->start();
+  return result;
 }
 
 } // namespace wsc

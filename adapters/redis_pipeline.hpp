@@ -37,11 +37,16 @@ public:
 
   using handler = std::function<void(replies)>;
 
+  /// Called once when the connection breaks (after the pending requests got
+  /// their errors), also while idle: the socket is watched all the time, so
+  /// a server that closes it is noticed before the next request.
+  using fail_handler = std::function<void(const caf::error&)>;
+
   /// Takes over `conn`; a request without its replies after `io_timeout`
   /// breaks the connection.
   static std::shared_ptr<redis_pipeline>
   make(boost::asio::io_context& ioc, redis_connection conn,
-       std::chrono::milliseconds io_timeout);
+       std::chrono::milliseconds io_timeout, fail_handler on_fail);
 
   virtual ~redis_pipeline();
 

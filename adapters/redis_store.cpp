@@ -633,8 +633,13 @@ void redis_store_state::fail_batch() {
 }
 
 void redis_store_state::begin_flight(flight& f) {
-  f.jobs.swap(batch);
-  batch.clear();
+  // At most max-batch jobs (the thread never queues more; on the loop the
+  // batch grows while one is in flight).
+  auto n = std::min(batch.size(), cfg.max_batch);
+  f.jobs.clear();
+  std::move(batch.begin(), batch.begin() + static_cast<ptrdiff_t>(n),
+            std::back_inserter(f.jobs));
+  batch.erase(batch.begin(), batch.begin() + static_cast<ptrdiff_t>(n));
   f.active.clear();
   for (auto& j : f.jobs)
     f.active.push_back(&j);

@@ -95,7 +95,12 @@ public:
   void use(redis_connection conn,
            std::array<std::string, redis_scripts::script_count> shas) {
     st.shas = std::move(shas);
-    pipe_ = redis_pipeline::make(ioc_, std::move(conn), st.cfg.io_timeout);
+    pipe_ =
+        redis_pipeline::make(ioc_, std::move(conn), st.cfg.io_timeout,
+                             [weak = weak_from_this()](const caf::error& why) {
+                               if (auto self = weak.lock())
+                                 self->lost(why);
+                             });
     if (!pipe_->ok())
       lost(pipe_->error());
   }
@@ -131,17 +136,33 @@ public:
     }
     use(std::move(link.conn), std::move(link.shas));
     if (!up())
-      return retry_later();
+      return;
     if (st.down_reason)
       log::info("Redis at {} reachable again", st.cfg.url.redacted());
     st.down_reason = caf::none;
     st.retry_interval = st.cfg.retry_interval;
   }
 
+  /// The actor exits: answers what waits and closes the connection (which
+  /// also ends the cycle of the pipeline's handlers holding this object).
+  void shutdown(const caf::error& reason) {
+    stopped_ = true;
+    auto err = reason ? reason : make_error(ec::unavailable, "STORE stopped");
+    for (auto& j : st.batch)
+      j.promise.deliver(err);
+    st.batch.clear();
+    if (pipe_)
+      pipe_->close(); // a flight in progress gets its errors now
+    batch_timer_.cancel();
+    retry_timer_.cancel();
+  }
+
 private:
   bool up() const { return pipe_ != nullptr && pipe_->ok(); }
 
   void lost(const caf::error& why) {
+    if (stopped_)
+      return;
     st.lost(why); // logs once per outage
     if (!connecting_)
       retry_later();
@@ -181,6 +202,8 @@ private:
       return st.fail_batch();
     busy_ = true;
     st.begin_flight(flight_);
+    // What did not fit (more than max-batch came meanwhile) goes next.
+    due_ = !st.batch.empty();
     next_stage();
   }
 
@@ -244,19 +267,13 @@ private:
     auto sent = up() && pipe_->send(argvs, [this, cmds, replies, acked, wait,
                                             finish](reply_list got) mutable {
       if (wait) {
-        // The commands ran; without a WAIT answer they count as on no
-        // replica.
-        int64_t n = 0;
-        if (got.back() && *got.back())
-          n = parse_wait_reply(**got.back()).value_or(0);
-        got.pop_back();
+        auto n = take_wait(got);
         for (size_t i = 0; i < cmds.size(); ++i)
           if (cmds[i]->wait && got[i])
             (*acked)[i] = n;
       }
       *replies = std::move(got);
-      check_pipe();
-      retry_noscript(cmds, replies, std::move(finish));
+      retry_noscript(cmds, replies, acked, std::move(finish));
     });
     if (!sent) {
       replies->clear();
@@ -266,12 +283,23 @@ private:
     }
   }
 
+  /// Pops the reply of the WAIT after the commands: how many replicas have
+  /// them (0 without an answer: the commands ran, on no replica known).
+  static int64_t take_wait(reply_list& got) {
+    int64_t n = 0;
+    if (got.back() && *got.back())
+      n = parse_wait_reply(**got.back()).value_or(0);
+    got.pop_back();
+    return n;
+  }
+
   /// NOSCRIPT (Redis lost our scripts, e.g. SCRIPT FLUSH or a restart behind
   /// a proxy): loads them again and retries those commands, in one round
   /// trip (Redis runs the loads first).
   template<class F>
   void retry_noscript(const std::vector<const redis_command*>& cmds,
-                      std::shared_ptr<reply_list> replies, F finish) {
+                      std::shared_ptr<reply_list> replies,
+                      std::shared_ptr<std::vector<int64_t>> acked, F finish) {
     std::vector<size_t> noscript;
     for (size_t i = 0; i < replies->size(); ++i)
       if ((*replies)[i] && *(*replies)[i] && is_noscript(**(*replies)[i]))
@@ -286,12 +314,29 @@ private:
           redis_scripts::source(static_cast<script>(i), st.cfg.session_groups));
     for (auto& src : sources)
       argvs.push_back({"SCRIPT", "LOAD", src});
+    // A refused EVALSHA wrote nothing, whatever the WAIT after it said: the
+    // retried writes count on the WAIT after the retry.
+    bool wait = false;
     for (auto i : noscript) {
       argvs.emplace_back();
       st.argv_of(*cmds[i], argvs.back());
+      if (cmds[i]->wait && (*acked)[i] >= 0) {
+        (*acked)[i] = 0;
+        wait = true;
+      }
     }
-    auto sent = pipe_->send(argvs, [this, replies, noscript,
+    redis_wait wait_cmd{st.cfg.durable_replicas,
+                        st.cfg.durable_replicas_timeout};
+    if (wait)
+      argvs.push_back(wait_cmd.argv());
+    auto sent = pipe_->send(argvs, [this, cmds, replies, acked, noscript, wait,
                                     finish](reply_list got) mutable {
+      if (wait) {
+        auto n = take_wait(got);
+        for (size_t j = 0; j < noscript.size(); ++j)
+          if (cmds[noscript[j]]->wait && (*acked)[noscript[j]] >= 0)
+            (*acked)[noscript[j]] = n;
+      }
       auto k = redis_scripts::script_count;
       caf::error refused;
       for (size_t i = 0; i < k && !refused; ++i) {
@@ -304,17 +349,10 @@ private:
         (*replies)[noscript[j]] = refused
                                       ? caf::expected<redis_reply_ptr>{refused}
                                       : std::move(got[k + j]);
-      check_pipe();
       finish();
     });
     if (!sent)
       finish();
-  }
-
-  /// After a round trip: a broken connection is reported and replaced.
-  void check_pipe() {
-    if (pipe_ && !pipe_->ok())
-      lost(pipe_->error());
   }
 
   void retry_later() {
@@ -329,8 +367,10 @@ private:
   }
 
   void reconnect() {
-    if (up() || connecting_ || system == nullptr)
+    if (up() || connecting_ || stopped_)
       return;
+    if (system == nullptr) // the actor did not start yet
+      return retry_later();
     auto store = caf::actor_cast<caf::actor>(self.lock());
     if (!store)
       return;
@@ -349,6 +389,8 @@ private:
   /// The current batch's delay is over (or it is full).
   bool due_ = false;
   bool connecting_ = false;
+  /// Set by shutdown(): no reconnects any more.
+  bool stopped_ = false;
 };
 
 /// The actor's state. Its last owner may be any thread (CAF destroys the
@@ -378,6 +420,13 @@ public:
       j.promise = make_response_promise();
       store->add(std::move(j));
     };
+    set_exit_handler([this, store](caf::exit_msg& x) {
+      // Like the thread: exits of reason `normal` are ignored.
+      if (!x.reason)
+        return;
+      store->shutdown(x.reason);
+      quit(x.reason);
+    });
     return std::apply(
         [&](auto... requests) {
           return caf::behavior{requests..., [store](redis_link_ptr& link) {

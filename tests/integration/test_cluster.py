@@ -289,6 +289,23 @@ class StoreConnectionTest(ClusterBase):
         self.assertEqual(hugo.wait_for(lambda f: f.get("data") == "after", 5)["data"],
                          "after")
 
+    @unittest.skipIf("scheduler-policy=sharing" in os.environ.get("WSC_TEST_NODE_OPTIONS", ""),
+                     "the thread STORE notices a closed connection on its next use")
+    def test_connection_closed_while_idle_is_replaced_at_once(self):
+        n1, n2 = self.nodes
+        kim = n1.ws("kim")
+        lee = n2.ws("lee")
+        # Redis drops every client connection (a restart, an idle timeout, a
+        # proxy): the STORE watches its socket while idle, reconnects within
+        # its retry interval, and the next send finds a working connection.
+        self.assertGreaterEqual(self.redis.command("CLIENT", "KILL", "TYPE", "normal"), 1)
+        time.sleep(1.0)
+        kim.send_json({"type": "send", "id": 1, "to": "lee", "data": "after kill"})
+        reply = kim.wait_for(lambda f: f.get("id") == 1, 5)
+        self.assertEqual(reply["type"], "ack", reply)
+        self.assertEqual(lee.wait_for(lambda f: f.get("type") == "message", 5)["data"],
+                         "after kill")
+
     def test_lost_scripts_are_reloaded(self):
         n1, n2 = self.nodes
         ivy = n1.ws("ivy")
