@@ -13,7 +13,9 @@
 #   B_FLAGS="--max-connections-per-address=0 --scheduler-policy=loop").
 # Also prints the servers' voluntary context switches per delivered message
 # (both nodes, all threads, over the load-generator run); WSC_AB_THREADS=1
-# also lists them per thread name (runs and logs folder, LABEL.threads).
+# also lists them per thread name (runs and logs folder, LABEL.threads);
+# WSC_AB_REDIS_STATS=1 prints Redis' INFO commandstats of each run (calls and
+# microseconds per command, reset before the load generator starts).
 # Every run is bounded (loadgen --max-seconds, timeout); only the processes this
 # script started are stopped, by pid.
 set -euo pipefail
@@ -87,11 +89,16 @@ run_one() { # label binary flags
   local cs0 cs1
   cs0=$(ctx_switches "${pids[1]}" "${pids[2]}")
   [[ ${WSC_AB_THREADS:-0} == 1 ]] && thread_switches "${pids[1]}" "${pids[2]}" > "$work/$label.threads0"
+  [[ ${WSC_AB_REDIS_STATS:-0} == 1 ]] && redis-cli -p "$rp" config resetstat >/dev/null
   timeout 300 "$loadgen" --scenario "$scenario" --ports "$p1,$p2" \
     --server-pids "${pids[1]},${pids[2]}" --redis-pid "${pids[0]}" --label "$label" \
     --out "$work/$label.jsonl" --max-seconds 240 "${extra[@]}" >/dev/null 2>>"$work/loadgen.log" ||
     echo "!! $label: loadgen failed ($?), see $work/loadgen.log" >&2
   cs1=$(ctx_switches "${pids[1]}" "${pids[2]}")
+  if [[ ${WSC_AB_REDIS_STATS:-0} == 1 ]]; then
+    redis-cli -p "$rp" info commandstats | tr -d '\r' | grep '^cmdstat_' > "$work/$label.redis"
+    echo "$label redis: $(awk -F'[:,=]' '{printf "%s calls=%s usec=%s per_call=%s; ", $1, $3, $5, $7}' "$work/$label.redis")"
+  fi
   if [[ ${WSC_AB_THREADS:-0} == 1 ]]; then
     thread_switches "${pids[1]}" "${pids[2]}" |
       join -a1 - "$work/$label.threads0" | awk '{print $1, $2 - ($3 == "" ? 0 : $3)}' > "$work/$label.threads"
