@@ -35,10 +35,11 @@ enum class script : uint8_t {
   inbox,
   read,
   forget_node,
+  append_batch,
 };
 
 /// Number of scripts.
-constexpr size_t script_count = 14;
+constexpr size_t script_count = 15;
 
 /// What every script starts with: the key prefix and the key builders of
 /// layout 3 (redis_keys.hpp builds the same names in C++). KEYS[1] is a key
@@ -87,6 +88,23 @@ inline constexpr const char* safe_helpers = R"lua(
 -- Whether a pcall reply is an error.
 local function is_err(r)
   return type(r) == 'table' and r.err ~= nil
+end
+
+-- Whether a pcall reply says the key holds something that is not ours (a
+-- wrong type, not a counter, ids past our counter): only then may a script
+-- replace the key. Any other error (OOM at maxmemory, READONLY...) is
+-- raised again: replacing the key then would lose what it holds.
+local function foreign(r)
+  if not is_err(r) then
+    return false
+  end
+  local e = r.err
+  if string.find(e, '^WRONGTYPE') or string.find(e, '^ERR value is not an')
+     or string.find(e, '^ERR increment or decrement would overflow')
+     or string.find(e, '^ERR The ID specified in XADD') then
+    return true
+  end
+  error(r)
 end
 
 -- A non-negative integer below 2^53 (exact in Lua), else nil.
@@ -164,15 +182,19 @@ local function trim_old(inbox, seq)
   redis.call('XTRIM', inbox, 'MINID', cut)
 end
 
--- XADD of the message of ARGV[6..11] as entry `id` (`fn`: call or pcall).
+-- The message stored next: msg_id, kind, from, group, data and ts are
+-- ARGV[M + 1] .. ARGV[M + 6] (append: ARGV[6..11]; append_batch moves M).
+local M = 5
+
+-- XADD of the message at M as entry `id` (`fn`: call or pcall).
 local function xadd(fn, inbox, id, seq)
   return fn('XADD', inbox, 'MAXLEN', '~', ARGV[2], id, 's', seq,
-            'i', ARGV[6], 'k', ARGV[7], 'f', ARGV[8], 'g', ARGV[9],
-            'd', ARGV[10], 't', ARGV[11])
+            'i', ARGV[M + 1], 'k', ARGV[M + 2], 'f', ARGV[M + 3],
+            'g', ARGV[M + 4], 'd', ARGV[M + 5], 't', ARGV[M + 6])
 end
 
--- Appends the message of ARGV[6..11] to the inbox of each uid (once per
--- uid) and returns a flat array: uid, its new seq, its binding values, ...
+-- Appends the message at M to the inbox of each uid (once per uid) and
+-- returns a flat array: uid, its new seq, its binding values, ...
 local function store_and_route(uids)
   local out, seen = {}, {}
   local ttl = ARGV[4]
@@ -183,7 +205,7 @@ local function store_and_route(uids)
       local inbox = ukey(uid, 'in')
       local cur = ukey(uid, 'cur')
       local seq = redis.pcall('INCR', sk)
-      if is_err(seq) then -- not a counter (overwritten): start over
+      if foreign(seq) then -- not a counter (overwritten): start over
         redis.call('DEL', sk)
         seq = redis.call('INCR', sk)
       end
@@ -193,7 +215,7 @@ local function store_and_route(uids)
         redis.call('DEL', inbox, cur)
       end
       local id = int(seq) .. '-0'
-      if is_err(xadd(redis.pcall, inbox, id, seq)) then
+      if foreign(xadd(redis.pcall, inbox, id, seq)) then
         -- Not a stream, or one with ids past the counter: not ours.
         redis.call('DEL', inbox)
         xadd(redis.call, inbox, id, seq)
@@ -524,6 +546,33 @@ if redis.call('HGET', h, 'incarnation') == inc then
 end
 return 0
 )lua",
+    // append_batch: KEYS[1] routes; ARGV = P, max_messages, min_ms, ttl_ms,
+    // max_fanout_bytes, then per message: msg_id, kind, from, group, data,
+    // ts, n, and its n uids. What `append` does, for many messages in one
+    // call (the call's own cost, ~7 us of Redis CPU, is paid once; see
+    // bench/PROFILE.md). A single Redis only: the uids are in many slots.
+    // Returns per message `append`'s reply, or an error reply for that
+    // message alone (a failing write stops only its own message).
+    R"lua(
+local out = {}
+local i = 6
+while i <= #ARGV do
+  local n = tonumber(ARGV[i + 6])
+  local uids = {}
+  for k = 1, n do
+    uids[k] = ARGV[i + 6 + k]
+  end
+  M = i - 1
+  local ok, r = pcall(store_and_route, uids)
+  if ok then
+    out[#out + 1] = r
+  else -- Redis' error text (e.g. 'OOM ...'), or Lua's
+    out[#out + 1] = {err = type(r) == 'table' and r.err or tostring(r)}
+  end
+  i = i + 7 + n
+end
+return out
+)lua",
 };
 
 /// The full source of a script: the prelude, the helpers it needs and its
@@ -542,6 +591,7 @@ inline std::string source(script x, bool session_groups) {
     result += helpers;
     break;
   case script::append:
+  case script::append_batch:
     result += safe_helpers;
     result += inbox_helpers;
     break;

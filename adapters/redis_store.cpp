@@ -650,15 +650,26 @@ void redis_store_state::begin_flight(flight& f) {
 void redis_store_state::stage_commands(flight& f) {
   // Stages in lockstep: stage k of every job shares one round trip (per
   // master), in batch order.
-  f.commands.clear();
+  std::vector<redis_command*> staged;
   for (auto j : f.active)
     for (auto& cmd : j->commands)
-      f.commands.push_back(&cmd);
+      staged.push_back(&cmd);
+  if (is_cluster()) {
+    f.out.clear();
+    f.out.commands.assign(staged.begin(), staged.end());
+  } else {
+    // A batch holds no more uids than one append call (uids-per-call):
+    // Redis serves others between calls.
+    append_batch_limits limits;
+    limits.max_uids = cfg.uids_per_call;
+    pack_appends(staged, limits, f.out);
+  }
 }
 
 void redis_store_state::end_stage(
     flight& f, std::vector<caf::expected<redis_reply_ptr>>& replies,
-    const std::vector<int64_t>& replicas) {
+    std::vector<int64_t>& replicas) {
+  unpack_replies(f.out, replies, replicas);
   size_t next = 0;
   std::vector<job*> still;
   for (auto j : f.active) {
@@ -712,16 +723,17 @@ void redis_store_state::flush() {
   begin_flight(f);
   for (stage_commands(f); !f.active.empty(); stage_commands(f)) {
     std::vector<int64_t> replicas;
-    auto replies = run(f.commands, &replicas);
+    auto replies = run(f.out.commands, &replicas);
     end_stage(f, replies, replicas);
   }
   if (f.followups.empty() || !connected())
     return;
   // Clean-ups whose replies no one waits for; an error is fine: what they
   // leave behind is harmless or repaired later (see the builders).
+  f.out.clear();
   for (auto& cmd : f.followups)
-    f.commands.push_back(&cmd);
-  run(f.commands);
+    f.out.commands.push_back(&cmd);
+  run(f.out.commands);
 }
 
 // -- request builders ---------------------------------------------------------
@@ -1388,23 +1400,20 @@ job redis_store_state::append(const delivery& d, bool group) const {
   // one batch stay in order): (1) group_check, (2) the sender's idem key,
   // (3) one append per receiver slot (at most uids_per_call uids each).
   job result;
-  std::vector<std::string> head{
-      std::to_string(cfg.inbox_max_messages),
-      std::to_string(frames::now_ms() - cfg.inbox_max_age_ms),
-      std::to_string(std::max<int64_t>(cfg.inbox_max_age_ms, 1)),
-      std::to_string(cfg.max_fanout_bytes),
-      d.msg_id,
-      std::to_string(static_cast<int>(d.kind)),
-      d.from,
-      d.group,
-      d.data,
-      std::to_string(d.ts),
-      std::string{},
-      std::to_string(cfg.idempotency_window_ms),
-      "1"};
+  // Shared by the stages' commands (copied into each; the payload is the
+  // bulk of it).
+  auto head =
+      std::make_shared<std::vector<std::string>>(std::vector<std::string>{
+          std::to_string(cfg.inbox_max_messages),
+          std::to_string(frames::now_ms() - cfg.inbox_max_age_ms),
+          std::to_string(std::max<int64_t>(cfg.inbox_max_age_ms, 1)),
+          std::to_string(cfg.max_fanout_bytes), d.msg_id,
+          std::to_string(static_cast<int>(d.kind)), d.from, d.group, d.data,
+          std::to_string(d.ts), std::string{},
+          std::to_string(cfg.idempotency_window_ms), "1"});
   std::string idem_key;
   if (!d.idem.empty() && cfg.idempotency_window_ms > 0) {
-    head[10] = std::to_string(d.from.size()) + ':' + d.from + ':' + d.idem;
+    (*head)[10] = std::to_string(d.from.size()) + ':' + d.from + ':' + d.idem;
     idem_key = redis_keys::idem_key(cfg.prefix, d.from, d.idem);
   }
   // durable-replicas: the appends wait for replicas. The idem claim does
@@ -1416,7 +1425,7 @@ job redis_store_state::append(const delivery& d, bool group) const {
   auto idem_command =
       [idem_key, head,
        pending = std::to_string(cfg.idem_pending_ms)](const char* mode) {
-        auto args = head;
+        auto args = *head;
         args.emplace_back(mode);
         args.push_back(pending);
         return redis_command{script::idem, idem_key, std::move(args)};
@@ -1424,7 +1433,7 @@ job redis_store_state::append(const delivery& d, bool group) const {
   auto uids = std::make_shared<std::vector<std::string>>();
   if (group) {
     result.commands.push_back(
-        redis_command{script::group_check, gkey(d.group), head});
+        redis_command{script::group_check, gkey(d.group), *head});
   } else {
     // Each uid once; the budget is checked before anything is stored.
     std::unordered_set<std::string_view> seen;
@@ -1502,7 +1511,7 @@ job redis_store_state::append(const delivery& d, bool group) const {
       std::vector<std::string_view> keys(key_store.begin(), key_store.end());
       *parts = redis_keys::split_by_slot(keys, cluster_mode, per_call);
       for (auto& part : *parts) {
-        redis_command cmd{script::append, key_store[part.front()], head,
+        redis_command cmd{script::append, key_store[part.front()], *head,
                           replicas > 0};
         for (auto k : part)
           cmd.args.push_back((*uids)[k]);

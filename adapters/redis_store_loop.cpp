@@ -211,7 +211,7 @@ private:
     st.stage_commands(flight_);
     if (flight_.active.empty())
       return land();
-    round_trip(flight_.commands, [this](auto& replies, auto& replicas) {
+    round_trip(flight_.out.commands, [this](auto& replies, auto& replicas) {
       st.end_stage(flight_, replies, replicas);
       next_stage();
     });

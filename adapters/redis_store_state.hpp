@@ -9,6 +9,7 @@
 
 #include "actors/actors.hpp"
 #include "actors/messages.hpp"
+#include "adapters/redis_append_batch.hpp"
 #include "adapters/redis_cluster.hpp"
 #include "adapters/redis_connection.hpp"
 #include "adapters/redis_keys.hpp"
@@ -93,18 +94,6 @@ struct redis_store_config {
 
 // -- requests -----------------------------------------------------------------
 
-/// One Redis command of a request: a call of one of our scripts (EVALSHA
-/// sha 1 key prefix args...) or a plain command (args is the whole argv).
-/// `key` decides the slot on a Redis Cluster (for scripts it is KEYS[1]).
-struct redis_command {
-  std::optional<script> lua;
-  std::string key;
-  std::vector<std::string> args;
-  /// A durable write: with durable-replicas, a WAIT on its connection says
-  /// how many replicas have it (`job::replicas`).
-  bool wait = false;
-};
-
 struct job;
 
 /// Called after each stage of a job (its replies in `replies`, the first
@@ -156,8 +145,9 @@ struct flight {
   std::vector<job> jobs;
   std::vector<job*> active;
   int stage = 0;
-  /// The current stage's commands, in batch order.
-  std::vector<const redis_command*> commands;
+  /// The current stage's commands as they leave, in batch order (durable
+  /// appends packed on a single Redis: redis_append_batch.hpp).
+  packed_stage out;
   /// Collected from the answered jobs: run after the last stage.
   std::vector<redis_command> followups;
 };
@@ -251,14 +241,14 @@ struct redis_store_state {
   void begin_flight(flight& f);
 
   /// Collects the commands of the active jobs' current stage into
-  /// `f.commands` (empty when no job is active any more).
+  /// `f.out` (empty when no job is active any more).
   void stage_commands(flight& f);
 
-  /// Hands the replies of `f.commands` to their jobs (one reply and one
+  /// Hands the replies of `f.out.commands` to their jobs (one reply and one
   /// replica count per command) and answers each job that is done.
   void end_stage(flight& f,
                  std::vector<caf::expected<redis_reply_ptr>>& replies,
-                 const std::vector<int64_t>& replicas);
+                 std::vector<int64_t>& replicas);
 
   // -- request builders -------------------------------------------------------
 

@@ -310,6 +310,29 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         self.assertEqual(self.redis.command("HGET", ukey("ivy", "cur"), "d"), "1")
         self.assertEqual(node.http("GET", "/healthz")[0], 200)
 
+    def test_a_full_redis_refuses_sends_and_keeps_inboxes(self):
+        # Redis at maxmemory (noeviction) refuses writes. The append script
+        # once took that refusal of INCR/XADD for a key of a foreign type and
+        # started the uid over, deleting its inbox: every stored message of
+        # the receiver was lost. Now the send is refused and nothing else
+        # changes.
+        node = self.node()
+        alice = node.ws("alice")
+        self.send_all(alice, "olga", ["o1", "o2"])
+        self.redis.command("CONFIG", "SET", "maxmemory", "1")
+        try:
+            alice.send_json({"type": "send", "id": "full", "to": "olga", "data": "o3"})
+            reply = self.reply_to(alice, "full", 10)
+        finally:
+            self.redis.command("CONFIG", "SET", "maxmemory", "0")
+        self.assertEqual((reply["type"], reply.get("code")), ("error", "unavailable"), reply)
+        self.assertEqual(self.redis.command("XLEN", ukey("olga", "in")), 2)
+        self.assertEqual(self.redis.command("GET", ukey("olga", "seq")), "2")
+        self.send_all(alice, "olga", ["o4"])
+        olga = node.ws("olga", query={"device": "d"})
+        self.assertEqual([(m["seq"], m["data"]) for m in messages(olga, 3)],
+                         [(1, "o1"), (2, "o2"), (3, "o4")])
+
     def test_layout_guard(self):
         # A Redis with cursors of the old layout (strings cur:<uid>:<device>)
         # and no layout key: the node refuses to start, in one line.
