@@ -3,6 +3,9 @@
 # each repetition runs the C++ load generator's scenarios against a fresh Redis + 2-node
 # wscluster, and the shared Node harness (../shared/bench-peers) with socketio, wsredis
 # and wscluster (bench/peer) -- same machine, same run -- and writes bench/RESULTS.md.
+# The C++ scenario `fanout:C` (issue 14's "one node, io-threads=1 -> 2") instead starts ONE
+# node with --state=memory (no Redis) per value of FANOUT_IO_THREADS and saturates it with
+# closed-loop broadcasts to C local clients (wsc-loadgen --scenario fanout).
 #
 #   bench/run.sh [-r REPS] [-q] [-o RESULTS.md]
 #     -r REPS   repetitions (default 3; medians need >= 3)
@@ -13,7 +16,11 @@
 #   CPP_SCEN / HARNESS_SCEN (scenario lists, see below), BENCH_PEERS (shared harness
 #   folder, default ../shared/bench-peers), QUIET (wait before each run until the box
 #   uses fewer cores than this, default 0.5, at most QUIET_MAX_WAIT=20 s), SKIP_BUILD=1,
-#   SKIP_HARNESS=1, SKIP_CPP=1.
+#   SKIP_HARNESS=1, SKIP_CPP=1. Fan-out: FANOUT_IO_THREADS ("1 2"; the order alternates
+#   per repetition), FANOUT_DURATION (10 s, quick 3), FANOUT_SENDERS (4), FANOUT_WINDOW (4
+#   broadcasts in flight per sender), FANOUT_NODE_FLAGS (the node's options besides
+#   --listen, --node-id and --io-threads), FANOUT_ARGS (more wsc-loadgen options, e.g.
+#   "--threads 2" when its one thread is saturated).
 # Every run is bounded (wsc-loadgen --max-seconds, `timeout` around every run); only
 # the processes this script started (their pids are in a pidfile) are ever stopped.
 set -euo pipefail
@@ -29,18 +36,22 @@ BUILD_DIR=${WSC_BENCH_BUILD_DIR:-$REPO_ROOT/build-release}
 BENCH_PEERS=${BENCH_PEERS:-$REPO_ROOT/../shared/bench-peers}
 QUIET=${QUIET:-0.5}; QUIET_MAX_WAIT=${QUIET_MAX_WAIT:-20}
 if (( QUICK )); then
-  CPP_SCEN=${CPP_SCEN:-"s1:2000 s2:2000 s2:20000 s3:1000 s4:250 search"}
+  CPP_SCEN=${CPP_SCEN:-"s1:2000 s2:2000 s2:20000 s3:1000 s4:250 search fanout:500"}
   HARNESS_SCEN=${HARNESS_SCEN:-"s1:2000 s2:2000 s3:1000 s4:250"}
   export S2_DURATION=${S2_DURATION:-3} S4_DURATION=${S4_DURATION:-3} S3_BROADCASTS=${S3_BROADCASTS:-5}
+  FANOUT_DURATION=${FANOUT_DURATION:-3}
   SEARCH_ARGS=${SEARCH_ARGS:-"--duration 2 --search-steps 4"}
 else
-  CPP_SCEN=${CPP_SCEN:-"s1:10000 s2:2000 s2:5000 s2:10000 s2:50000 s3:5000 s4:250 search"}
+  CPP_SCEN=${CPP_SCEN:-"s1:10000 s2:2000 s2:5000 s2:10000 s2:50000 s3:5000 s4:250 search fanout:1000"}
   HARNESS_SCEN=${HARNESS_SCEN:-"s1:2000 s1:10000 s2:2000 s2:5000 s2:10000 s3:5000 s4:250"}
   SEARCH_ARGS=${SEARCH_ARGS:-"--duration 5 --search-steps 9"}
 fi
 S2_DURATION=${S2_DURATION:-10}; S2_SENDERS=${S2_SENDERS:-100}; S2_RECEIVERS=${S2_RECEIVERS:-1000}
 S3_BROADCASTS=${S3_BROADCASTS:-20}; S4_GROUPS=${S4_GROUPS:-100}; S4_GROUP_SIZE=${S4_GROUP_SIZE:-20}
 S4_DURATION=${S4_DURATION:-10}
+FANOUT_IO_THREADS=${FANOUT_IO_THREADS:-"1 2"}; FANOUT_DURATION=${FANOUT_DURATION:-10}
+FANOUT_SENDERS=${FANOUT_SENDERS:-4}; FANOUT_WINDOW=${FANOUT_WINDOW:-4}; FANOUT_ARGS=${FANOUT_ARGS:-}
+FANOUT_NODE_FLAGS=${FANOUT_NODE_FLAGS:-"--state=memory --client-broadcast=true --rate-limit=0 --max-connections=200000 --max-connections-per-address=0 --log-level=warn"}
 
 stamp=$(date +%Y%m%d-%H%M%S)
 RES=$BENCH_HERE/results/$stamp
@@ -106,28 +117,72 @@ wait_quiet() {
 }
 
 # -- 3. C++ generator runs ----------------------------------------------------------------
+# run_loadgen WHAT ARGS...: one wsc-loadgen run against the processes in PIDFILE (started
+# by the caller), its JSON line appended to CPP_OUT; then stops them.
+run_loadgen() {
+  local what=$1; shift
+  wait_quiet
+  log "C++ $what"
+  timeout 600 "$WSC_LOADGEN" --out "$CPP_OUT" --max-seconds 540 "$@" \
+    >/dev/null 2>>"$RES/logs/cpp-loadgen.log" ||
+    log "!! C++ $what failed ($?), see $RES/logs/cpp-loadgen.log"
+  tail -n 3 "$RES/logs/cpp-loadgen.log" >&2 || true
+  stop_pidfile "$PIDFILE"
+  sleep 1
+}
+
+# start_node IO_THREADS: one wscluster node (FANOUT_NODE_FLAGS: no Redis) on a free port,
+# its pid in PIDFILE. Sets NODE_PORT NODE_PID.
+start_node() {
+  local io=$1
+  : > "$PIDFILE"
+  NODE_PORT=$(free_port)
+  # shellcheck disable=SC2086
+  "$WSC_BINARY" --listen="127.0.0.1:$NODE_PORT" --node-id=fanout --io-threads="$io" \
+    $FANOUT_NODE_FLAGS >"$RES/logs/wscluster-fanout-$NODE_PORT.log" 2>&1 &
+  NODE_PID=$!
+  echo "$NODE_PID" >> "$PIDFILE"
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$NODE_PORT/healthz" 2>/dev/null && return 0
+    kill -0 "$NODE_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "node on $NODE_PORT did not answer /healthz (log: $RES/logs/wscluster-fanout-$NODE_PORT.log)" >&2
+  return 1
+}
+
+# fanout_one CLIENTS REP: the fan-out scenario on a fresh node per FANOUT_IO_THREADS value,
+# in reverse order in even repetitions (neither value always runs first).
+fanout_one() {
+  local clients=${1:-1000} rep=$2 io ios=() extra=()
+  read -ra ios <<< "$FANOUT_IO_THREADS"
+  read -ra extra <<< "$FANOUT_ARGS"
+  if (( rep % 2 == 0 )); then mapfile -t ios < <(printf '%s\n' "${ios[@]}" | tac); fi
+  for io in "${ios[@]}"; do
+    stop_pidfile "$PIDFILE"
+    start_node "$io" || { log "!! node did not start for fanout:$clients io-threads=$io rep $rep"; continue; }
+    run_loadgen "fanout:$clients io-threads=$io rep=$rep" --scenario fanout --ports "$NODE_PORT" \
+      --server-pids "$NODE_PID" --node-io-threads "$io" --label "rep$rep" --clients "$clients" \
+      --senders "$FANOUT_SENDERS" --window "$FANOUT_WINDOW" --duration "$FANOUT_DURATION" "${extra[@]}"
+  done
+}
+
 cpp_one() { # scenario[:arg] rep
   local sc=${1%%:*} arg=${1#*:} rep=$2 opts=()
   if [[ $arg == "$1" ]]; then arg=""; fi
+  # shellcheck disable=SC2206 # SEARCH_ARGS is a list of words
   case $sc in
+    fanout) fanout_one "$arg" "$rep"; return 0 ;;
     s1) opts=(--n "${arg:-10000}") ;;
     s2) opts=(--rate "${arg:-10000}" --duration "$S2_DURATION" --senders "$S2_SENDERS" --receivers "$S2_RECEIVERS") ;;
     s3) opts=(--clients "${arg:-5000}" --broadcasts "$S3_BROADCASTS") ;;
     s4) opts=(--rate "${arg:-250}" --groups "$S4_GROUPS" --group-size "$S4_GROUP_SIZE" --duration "$S4_DURATION") ;;
-    # shellcheck disable=SC2206
     search) opts=(--senders "$S2_SENDERS" --receivers "$S2_RECEIVERS" $SEARCH_ARGS) ;;
   esac
   stop_pidfile "$PIDFILE"
   start_cluster "$PIDFILE" "$RES/logs" || { log "!! cluster did not start for $1 rep $rep"; return 0; }
-  wait_quiet
-  log "C++ $1 rep=$rep"
-  timeout 600 "$WSC_LOADGEN" --scenario "$sc" --ports "$P1,$P2" \
-    --server-pids "$NODE1_PID,$NODE2_PID" --redis-pid "$REDIS_PID" --label "rep$rep" \
-    --out "$CPP_OUT" --max-seconds 540 "${opts[@]}" >/dev/null 2>>"$RES/logs/cpp-loadgen.log" ||
-    log "!! C++ $1 rep=$rep failed ($?), see $RES/logs/cpp-loadgen.log"
-  tail -n 3 "$RES/logs/cpp-loadgen.log" >&2 || true
-  stop_pidfile "$PIDFILE"
-  sleep 1
+  run_loadgen "$1 rep=$rep" --scenario "$sc" --ports "$P1,$P2" \
+    --server-pids "$NODE1_PID,$NODE2_PID" --redis-pid "$REDIS_PID" --label "rep$rep" "${opts[@]}"
 }
 
 harness_rep() { # rep
@@ -157,9 +212,15 @@ commands+=("bench/run.sh -r $REPS$quick_flag   # everything below")
 commands+=("wsc-loadgen --scenario SC --ports P1,P2 --server-pids N1,N2 --redis-pid R ...   # per C++ run: $CPP_SCEN")
 commands+=("(copy of shared/bench-peers) ./bench.sh -r 1 -p socketio,wsredis,$BENCH_HERE/peer -s \"$HARNESS_SCEN\"   # per repetition (+smoke in rep 1)")
 commands+=("S2: duration ${S2_DURATION}s, ${S2_SENDERS} senders, ${S2_RECEIVERS} receivers; S3: ${S3_BROADCASTS} broadcasts; S4: ${S4_GROUPS} groups x ${S4_GROUP_SIZE}, ${S4_DURATION}s; search: $SEARCH_ARGS")
+fanout_flags=""
+if [[ " $CPP_SCEN" == *" fanout"* ]]; then
+  fanout_flags="--io-threads=N $FANOUT_NODE_FLAGS"
+  commands+=("fanout:C (one node per io-threads in: $FANOUT_IO_THREADS): wscluster --io-threads=N $FANOUT_NODE_FLAGS; wsc-loadgen --scenario fanout --ports P --server-pids PID --node-io-threads N --clients C --senders $FANOUT_SENDERS --window $FANOUT_WINDOW --duration $FANOUT_DURATION $FANOUT_ARGS")
+fi
 
 # -- 4. report ------------------------------------------------------------------------------
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+FANOUT_FLAGS=$fanout_flags \
 python3 - "$RES/meta.json" "$stamp" "$REPS" "$cpu_model" "${commands[@]}" <<'EOF'
 import json, os, platform, subprocess, sys
 out, stamp, reps, cpu = sys.argv[1:5]
@@ -179,6 +240,8 @@ meta = {
     "raw results": os.path.relpath(os.path.dirname(out), os.getcwd()),
     "commands": cmds,
 }
+if os.environ.get("FANOUT_FLAGS"):
+    meta["wscluster flags (fanout: one node)"] = os.environ["FANOUT_FLAGS"]
 json.dump(meta, open(out, "w"), indent=1)
 EOF
 python3 "$BENCH_HERE/report.py" --cpp "$CPP_OUT" --peers "$PEERS_OUT" --meta "$RES/meta.json" --out "$OUT_MD"

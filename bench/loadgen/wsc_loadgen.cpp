@@ -7,6 +7,8 @@
 //   s3      C clients over both nodes, one broadcasts B times (next after all arrived + gap)
 //   s4      G groups of K members alternating nodes, member 0 of a group publishes, R msg/s
 //   search  the highest s2 rate with 0 lost, 0 duplicated and p99 <= --p99-ms (bounded steps)
+//   fanout  C clients on ONE node, S of them broadcast closed loop (W in flight each): the
+//           deliveries per second the node reaches when saturated (issue 14: io-threads 1 vs 2)
 //
 // Process model: the parent process only coordinates and measures (/proc); it forks
 // --procs worker processes (default: as many as the 20000-fd limit needs), each with
@@ -218,6 +220,11 @@ struct options {
   // s4
   uint64_t groups = 100;
   uint64_t group_size = 20;
+  // fanout (also --clients, --senders, --duration)
+  uint64_t window = 4;             // broadcasts in flight per sender
+  double warmup_s = 1;             // closed loop running before the measured window
+  uint64_t max_broadcasts = 0;     // bound of the run (0: 32 MiB of per-connection bitsets)
+  uint64_t node_io_threads = 0;    // the node's --io-threads, recorded (0: not given)
   // search
   double search_from = 5000;
   double search_max = 400000;
@@ -241,7 +248,7 @@ struct options {
 };
 
 const char* usage_text =
-  R"(wsc-loadgen --scenario s1|s2|s3|s4|search --ports P1[,P2] [options]
+  R"(wsc-loadgen --scenario s1|s2|s3|s4|search|fanout --ports P1[,P2] [options]
 
   --server-pids PID1,PID2  node processes (CPU from /proc/PID/stat, RSS from /proc/PID/status)
   --redis-pid PID          Redis process (CPU per message)
@@ -251,6 +258,11 @@ const char* usage_text =
   s2: --rate 2000 --duration 10 --senders 100 --receivers 1000
   s3: --clients 5000 --broadcasts 20 --gap-ms 200
   s4: --groups 100 --group-size 20 --rate 250 --duration 10
+  fanout: --clients 1000 --senders 4 --window 4 --warmup 1 --duration 10
+          --max-broadcasts 2^28/clients --node-io-threads N (recorded only); one port, one
+          --server-pids: every client on that node, the first S broadcast, each keeping
+          W broadcasts in flight (the next when its own copy came back); deliveries/s
+          counted over --duration after --warmup
   search: s2 options (duration per step, default 5) plus --search-from 5000
           --search-max 400000 --search-steps 10 --p99-ms 10
   --payload-bytes 64 --label TEXT --out FILE --uid-prefix P --connect-concurrency 256
@@ -327,6 +339,10 @@ options parse_args(int argc, char** argv) {
     else if (k == "gap-ms") num(k, o.gap_ms);
     else if (k == "groups") u64(o.groups);
     else if (k == "group-size") u64(o.group_size);
+    else if (k == "window") u64(o.window);
+    else if (k == "warmup") num(k, o.warmup_s);
+    else if (k == "max-broadcasts") u64(o.max_broadcasts);
+    else if (k == "node-io-threads") u64(o.node_io_threads);
     else if (k == "search-from") num(k, o.search_from);
     else if (k == "search-max") num(k, o.search_max);
     else if (k == "search-steps") { uint64_t x; u64(x); o.search_steps = static_cast<int>(x); }
@@ -347,7 +363,7 @@ options parse_args(int argc, char** argv) {
     else if (k == "group-self") o.group_self = (v != "false" && v != "0");
     else die("unknown option --" + k + "\n" + usage_text);
   }
-  static const std::vector<std::string> scenarios{"s1", "s2", "s3", "s4", "search"};
+  static const std::vector<std::string> scenarios{"s1", "s2", "s3", "s4", "search", "fanout"};
   if (std::find(scenarios.begin(), scenarios.end(), o.scenario) == scenarios.end())
     die("unknown scenario '" + o.scenario + "'");
   if (o.ports.empty() || o.ports.size() > 2)
@@ -358,6 +374,18 @@ options parse_args(int argc, char** argv) {
     o.rate = 250;
   if (o.scenario == "search" && !duration_given)
     o.duration = 5;
+  if (o.scenario == "fanout") {
+    if (!kv.count("clients"))
+      o.clients = 1000;
+    if (!kv.count("senders"))
+      o.senders = 4;
+    if (o.max_broadcasts == 0) // every connection keeps one bit per broadcast
+      o.max_broadcasts = (uint64_t{1} << 28) / std::max<uint64_t>(o.clients, 1);
+    if (o.senders == 0 || o.senders > o.clients || o.window == 0)
+      die("fanout needs 0 < --senders <= --clients and --window > 0");
+    if (o.max_broadcasts < o.senders * o.window)
+      die("fanout: --max-broadcasts must be >= senders x window");
+  }
   if ((o.scenario == "s2" || o.scenario == "search") && (o.senders == 0 || o.receivers == 0))
     die("s2 needs --senders and --receivers > 0");
   if (o.scenario == "s4" && (o.groups == 0 || o.group_size == 0))
@@ -397,6 +425,11 @@ std::vector<spec> build_specs(const options& o) {
     for (uint64_t i = 0; i < o.clients; ++i)
       out.push_back({p + "b" + std::to_string(i), static_cast<uint8_t>(i % 2), role::client,
                      static_cast<uint32_t>(i), 0});
+  } else if (o.scenario == "fanout") {
+    // one node (port 0); client i < senders is sender i
+    for (uint64_t i = 0; i < o.clients; ++i)
+      out.push_back({p + "f" + std::to_string(i), 0, i < o.senders ? role::sender : role::client,
+                     static_cast<uint32_t>(i), 0});
   } else if (o.scenario == "s4") {
     for (uint64_t g = 0; g < o.groups; ++g)
       for (uint64_t k = 0; k < o.group_size; ++k)
@@ -411,13 +444,26 @@ std::vector<spec> build_specs(const options& o) {
 // Worker process: connections, sending schedule, receive accounting
 // ======================================================================================
 
-enum class scen : uint8_t { none, s2, s3, s4 };
+enum class scen : uint8_t { none, s2, s3, s4, fanout };
+
+/// The scenario of a worker's `run` command (the names push_step and fanout() send).
+scen scen_named(const std::string& name) {
+  if (name == "s2")
+    return scen::s2;
+  if (name == "s3")
+    return scen::s3;
+  if (name == "s4")
+    return scen::s4;
+  if (name == "fanout")
+    return scen::fanout;
+  return scen::none;
+}
 
 struct run_params {
   scen kind = scen::none;
   uint64_t epoch = 0;
   double rate = 0;
-  uint64_t total = 0;  // messages (s2, s4) or broadcasts (s3)
+  uint64_t total = 0;  // messages (s2, s4) or broadcasts (s3; fanout: at most)
   uint64_t t0 = 0;     // ns, CLOCK_MONOTONIC
 };
 
@@ -437,6 +483,7 @@ struct conn {
   bool connect_done = false;
   bool timed_out = false;
   bool join_pending = false;
+  uint64_t sent_seq = 0; // fanout: broadcasts this sender sent in this run
 
   conn(tctx* tc, uint32_t idx, const spec* s, asio::io_context& ioc)
     : t(tc), gidx(idx), sp(s), ws(ioc), timer(ioc) {}
@@ -447,6 +494,7 @@ struct thread_stats {
   uint64_t acks = 0, errors = 0, byes = 0, other = 0, closed_after_open = 0;
   uint64_t sent = 0, send_skipped = 0, max_lag_ns = 0, first_send = 0, last_send = 0;
   uint64_t max_queue = 0;
+  uint64_t capped = 0; // fanout: sends refused by --max-broadcasts
   std::string first_error, first_close;
   histogram hist;
   std::vector<uint64_t> b_count, b_last; // s3: per broadcast
@@ -483,7 +531,7 @@ struct tctx {
   run_params rp;
   std::vector<conn*> owners; // by sender number (s2) or group (s4)
   uint64_t next_i = 0;
-  std::atomic<bool> send_done{true};
+  std::atomic<bool> send_done{true}; // fanout: senders stop at the next echo
   asio::steady_timer send_timer{ioc};
 };
 
@@ -555,6 +603,8 @@ void do_write(conn* c) {
   });
 }
 
+void fanout_send(conn* c);
+
 bool test_and_set(std::vector<uint64_t>& bits, uint64_t i) {
   auto& w = bits[i / 64];
   uint64_t m = 1ull << (i % 64);
@@ -598,6 +648,7 @@ void on_delivery(conn* c, scen kind, std::string_view f) {
       idx = i / o.receivers;
       break;
     case scen::s3:
+    case scen::fanout:
       idx = i;
       break;
     case scen::s4:
@@ -640,6 +691,9 @@ void on_delivery(conn* c, scen kind, std::string_view f) {
   }
   t->delivered.store(t->delivered.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   t->last_recv.store(now, std::memory_order_relaxed);
+  // closed loop: a sender's own copy coming back frees a slot of its window
+  if (kind == scen::fanout && c->sp->r == role::sender && i % o.senders == c->sp->a)
+    fanout_send(c);
 }
 
 void on_frame(conn* c, std::string_view f) {
@@ -659,8 +713,8 @@ void on_frame(conn* c, std::string_view f) {
   auto& st = c->t->st;
   if (type == "message")
     on_delivery(c, scen::s2, f);
-  else if (type == "broadcast")
-    on_delivery(c, scen::s3, f);
+  else if (type == "broadcast") // s3 and fanout both broadcast
+    on_delivery(c, c->t->rp.kind == scen::fanout ? scen::fanout : scen::s3, f);
   else if (type == "group")
     on_delivery(c, scen::s4, f);
   else if (type == "ack") {
@@ -785,6 +839,36 @@ std::string payload(uint64_t epoch, uint64_t i, uint64_t ts) {
   return s;
 }
 
+std::string broadcast_frame(uint64_t epoch, uint64_t i, uint64_t ts) {
+  return "{\"type\":\"broadcast\",\"data\":" + payload(epoch, i, ts) + "}";
+}
+
+/// Counts a frame one of our senders queues (achieved rate, schedule span).
+void count_sent(thread_stats& st, uint64_t ts) {
+  if (!st.first_send)
+    st.first_send = ts;
+  st.last_send = ts;
+  ++st.sent;
+}
+
+/// fanout: sender c's next broadcast, number i = k * senders + sender for its k-th,
+/// unless the run was stopped or reached --max-broadcasts.
+void fanout_send(conn* c) {
+  auto* t = c->t;
+  const auto& o = *W.o;
+  if (t->send_done.load(std::memory_order_relaxed))
+    return;
+  auto i = c->sent_seq * o.senders + c->sp->a;
+  if (i >= t->rp.total) {
+    ++t->st.capped;
+    return;
+  }
+  ++c->sent_seq;
+  auto ts = mono_ns();
+  count_sent(t->st, ts);
+  send_frame(c, broadcast_frame(t->rp.epoch, i, ts));
+}
+
 void tick(tctx* t);
 
 uint64_t due_time(const tctx* t, uint64_t i) {
@@ -831,10 +915,7 @@ void tick(tctx* t) {
     }
     f += payload(rp.epoch, i, ts);
     f += '}';
-    if (!st.first_send)
-      st.first_send = ts;
-    st.last_send = ts;
-    ++st.sent;
+    count_sent(st, ts);
     send_frame(c, std::move(f));
   }
   // skip messages another thread or process sends
@@ -879,7 +960,7 @@ void reset_run(tctx* t, const run_params& rp) {
   uint64_t bits = 0;
   if (rp.kind == scen::s2)
     bits = rp.total / o.receivers + 1;
-  else if (rp.kind == scen::s3)
+  else if (rp.kind == scen::s3 || rp.kind == scen::fanout)
     bits = rp.total;
   else if (rp.kind == scen::s4)
     bits = rp.total / o.groups + 1;
@@ -902,9 +983,24 @@ void reset_run(tctx* t, const run_params& rp) {
     t->send_done.store(!any);
     if (any)
       arm(t, rp.t0);
+  } else if (rp.kind == scen::fanout) {
+    // closed loop: every sender fills its window now, then one per echo until stopped
+    t->send_done.store(false);
+    for (auto* c : t->conns) {
+      c->sent_seq = 0;
+      if (c->sp->r == role::sender && c->open)
+        for (uint64_t w = 0; w < o.window; ++w)
+          fanout_send(c);
+    }
   } else {
     t->send_done.store(true);
   }
+}
+
+/// Ends the thread's sending (the open-loop schedule, or fanout's closed loop).
+void stop_sending(tctx* t) {
+  t->send_timer.cancel();
+  t->send_done.store(true);
 }
 
 json thread_report(tctx* t) {
@@ -916,7 +1012,7 @@ json thread_report(tctx* t) {
           {"send_skipped", st.send_skipped}, {"max_lag_ns", st.max_lag_ns},
           {"first_send", st.first_send}, {"last_send", st.last_send},
           {"last_recv", t->last_recv.load()}, {"max_queue", st.max_queue},
-          {"first_error", st.first_error}, {"first_close", st.first_close}};
+          {"capped", st.capped}, {"first_error", st.first_error}, {"first_close", st.first_close}};
 }
 
 class line_io {
@@ -1061,7 +1157,7 @@ private:
       std::string kind;
       run_params rp;
       in >> kind >> rp.epoch >> rp.rate >> rp.total >> rp.t0;
-      rp.kind = kind == "s2" ? scen::s2 : kind == "s3" ? scen::s3 : scen::s4;
+      rp.kind = scen_named(kind);
       on_all_threads([rp](tctx* t) { reset_run(t, rp); });
       io.write("ok");
     } else if (cmd == "wait_sent") {
@@ -1072,11 +1168,16 @@ private:
         sleep_ms(1);
       bool done = sum([](tctx& t) { return t.send_done.load() ? 0ull : 1ull; }) == 0;
       if (!done)
-        on_all_threads([](tctx* t) {
-          t->send_timer.cancel();
-          t->send_done.store(true);
-        });
+        on_all_threads(stop_sending);
       io.write(done ? "done" : "cut");
+    } else if (cmd == "stop") {
+      // stop: ends sending at once, answers how many frames this run sent
+      std::atomic<uint64_t> sent{0};
+      on_all_threads([&sent](tctx* t) {
+        stop_sending(t);
+        sent += t->st.sent;
+      });
+      io.write(std::to_string(sent.load()));
     } else if (cmd == "stat") {
       uint64_t last = 0;
       for (auto& t : threads)
@@ -1095,7 +1196,7 @@ private:
           auto now = mono_ns();
           ts = now;
           ++t->st.sent;
-          send_frame(c, "{\"type\":\"broadcast\",\"data\":" + payload(epoch, b, now) + "}");
+          send_frame(c, broadcast_frame(epoch, b, now));
         }
       });
       io.write(std::to_string(ts.load()));
@@ -1152,13 +1253,19 @@ private:
 
 long clk_tck = 100;
 
-double proc_cpu_s(int pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+/// utime+stime in seconds from a /proc stat file (a process's or one thread's); its
+/// command name (between the parentheses) into *comm if given.
+double stat_cpu_s(const std::string& path, std::string* comm = nullptr) {
+  std::ifstream f(path);
   std::string s;
   std::getline(f, s);
   auto p = s.rfind(')');
   if (p == std::string::npos)
     return NAN;
+  if (comm) {
+    auto open = s.find('(');
+    *comm = open < p ? s.substr(open + 1, p - open - 1) : std::string{};
+  }
   std::istringstream in{s.substr(p + 2)};
   std::string field;
   double ut = 0, stt = 0;
@@ -1169,6 +1276,31 @@ double proc_cpu_s(int pid) {
       stt = std::stod(field);
   }
   return (ut + stt) / static_cast<double>(clk_tck);
+}
+
+double proc_cpu_s(int pid) {
+  return stat_cpu_s("/proc/" + std::to_string(pid) + "/stat");
+}
+
+struct thread_cpu {
+  std::string comm; // thread name, e.g. wsc.loop.0
+  double cpu_s = 0;
+};
+
+/// CPU of each live thread of pid, by thread id.
+std::map<std::string, thread_cpu> proc_thread_cpu(int pid) {
+  std::map<std::string, thread_cpu> out;
+  std::error_code ec;
+  std::filesystem::directory_iterator tasks("/proc/" + std::to_string(pid) + "/task", ec);
+  if (ec)
+    return out;
+  for (auto& task : tasks) {
+    thread_cpu t;
+    t.cpu_s = stat_cpu_s(task.path() / "stat", &t.comm);
+    if (!std::isnan(t.cpu_s))
+      out[task.path().filename().string()] = t;
+  }
+  return out;
 }
 
 // Voluntary context switches (a thread blocked: epoll_wait, a futex, a socket write) summed
@@ -1229,6 +1361,7 @@ struct watched {
 struct snapshot {
   uint64_t t = 0;
   std::map<std::string, double> cpu, rss_kb, vol_ctx_switches;
+  std::map<std::string, std::map<std::string, thread_cpu>> threads; // per process, by tid
   double loadgen_cpu = 0;
   double machine = 0;
   double slab_kb = 0;
@@ -1249,6 +1382,7 @@ struct parent {
     for (auto& w : servers) {
       s.cpu[w.name] = proc_cpu_s(w.pid);
       s.vol_ctx_switches[w.name] = proc_voluntary_ctx_switches(w.pid);
+      s.threads[w.name] = proc_thread_cpu(w.pid);
       s.rss_kb[w.name] = status_kb("/proc/" + std::to_string(w.pid) + "/status", "VmRSS");
     }
     double lg = self_cpu_s();
@@ -1258,6 +1392,21 @@ struct parent {
     s.machine = machine_busy_s();
     s.slab_kb = status_kb("/proc/meminfo", "Slab");
     return s;
+  }
+
+  /// Cores each thread name used between two snapshots (threads of one name summed; only
+  /// threads alive in both and busy >= 1 % of a core): whether e.g. both wsc.loop.N work.
+  static json thread_util(const std::map<std::string, thread_cpu>& a,
+                          const std::map<std::string, thread_cpu>& b, double wall) {
+    std::map<std::string, double> by_name;
+    for (auto& [tid, t] : b)
+      if (auto i = a.find(tid); i != a.end())
+        by_name[t.comm] += t.cpu_s - i->second.cpu_s;
+    json out = json::object();
+    for (auto& [name, d] : by_name)
+      if (d / wall >= 0.01)
+        out[name] = round_to(d / wall, 3);
+    return out;
   }
 
   json cpu_delta(const snapshot& a, const snapshot& b, uint64_t delivered) {
@@ -1270,7 +1419,8 @@ struct parent {
       double ctx_switches = b.vol_ctx_switches.at(w.name) - a.vol_ctx_switches.at(w.name);
       procs[w.name] = {{"pid", w.pid}, {"cpu_s", round_to(d, 3)}, {"util", round_to(d / wall, 3)},
                        {"cpu_us_per_msg", delivered ? json(round_to(d * 1e6 / static_cast<double>(delivered), 2)) : json(nullptr)},
-                       {"ctx_switches", std::isnan(ctx_switches) ? json(nullptr) : json(static_cast<int64_t>(ctx_switches))}};
+                       {"ctx_switches", std::isnan(ctx_switches) ? json(nullptr) : json(static_cast<int64_t>(ctx_switches))},
+                       {"threads", thread_util(a.threads.at(w.name), b.threads.at(w.name), wall)}};
       if (w.name != "redis") {
         servers_cpu += d;
         servers_ctx_switches += ctx_switches;
@@ -1303,6 +1453,11 @@ struct parent {
   void check_deadline() {
     if (mono_ns() > hard_deadline)
       throw timeout_error("--max-seconds reached");
+  }
+
+  /// Seconds left until --max-seconds.
+  double remaining_s() const {
+    return static_cast<double>(hard_deadline - std::min(hard_deadline, mono_ns())) / 1e9;
   }
 
   uint64_t phase_deadline(double seconds) {
@@ -1446,7 +1601,8 @@ struct parent {
     report r;
     static const char* keys[] = {"delivered", "dup", "stale", "misrouted", "corrupt",
                                  "unexpected", "acks", "errors", "byes", "other",
-                                 "closed_after_open", "sent", "send_skipped", "self_echo"};
+                                 "closed_after_open", "sent", "send_skipped", "self_echo",
+                                 "capped"};
     for (auto k : keys)
       r.totals[k] = 0;
     uint64_t max_lag = 0, first_send = ~0ull, last_send = 0, last_recv = 0, max_queue = 0;
@@ -1494,6 +1650,21 @@ struct parent {
     if (!r.first_close.empty())
       e["first_close"] = r.first_close;
     return e;
+  }
+
+  // The first connect error and the first error frame / close of a run, if any.
+  void add_problems(json& res, const report& r, const connect_result& c) {
+    if (c.failed)
+      res["first_connect_error"] = c.first_error;
+    auto e = errors_json(r);
+    if (!e.empty())
+      res["problems"] = e;
+  }
+
+  // Every client connected; nothing lost, duplicated, misrouted or corrupt.
+  static bool delivered_cleanly(const json& res, const connect_result& c) {
+    return c.failed == 0 && res["lost"] == 0 && res["dup"] == 0 && res["misrouted"] == 0
+           && res["corrupt"] == 0;
   }
 
   // -- scenarios ----------------------------------------------------------------------
@@ -1621,8 +1792,7 @@ struct parent {
     bool generator_limited = false;
     std::string stop = "steps exhausted";
     for (int i = 0; i < o.search_steps; ++i) {
-      double remaining = static_cast<double>(hard_deadline - std::min(hard_deadline, mono_ns())) / 1e9;
-      if (remaining < o.duration * 2 + o.drain_max_s + 10) {
+      if (remaining_s() < o.duration * 2 + o.drain_max_s + 10) {
         stop = "time budget (--max-seconds)";
         break;
       }
@@ -1734,13 +1904,8 @@ struct parent {
              {"completion_ms", comp_s}, {"delivery_latency_ms", r.hist.summary()},
              {"fanout_deliveries_per_s_p50", comp.count ? json(std::llround(static_cast<double>(c.ok) / (comp.percentile_ms(50) / 1000))) : json(nullptr)},
              {"cpu", cpu_delta(before, after, delivered)}};
-    if (c.failed)
-      res["first_connect_error"] = c.first_error;
-    auto e = errors_json(r);
-    if (!e.empty())
-      res["problems"] = e;
-    res["ok"] = c.failed == 0 && res["lost"] == 0 && res["dup"] == 0 && res["misrouted"] == 0
-                && res["corrupt"] == 0;
+    add_problems(res, r, c);
+    res["ok"] = delivered_cleanly(res, c);
     all("close", 30);
     return res;
   }
@@ -1775,6 +1940,65 @@ struct parent {
     res["ok"] = c.failed == 0 && jfailed == 0 && joined == jexp && step["lost"] == 0
                 && step["dup"] == 0 && step["misrouted"] == 0 && step["corrupt"] == 0
                 && step["errors"] == 0;
+    all("close", 30);
+    return res;
+  }
+
+  /// Threads of the first server process named wsc.loop.N: the event loops it runs.
+  uint64_t node_loops(const snapshot& s) const {
+    uint64_t n = 0;
+    if (!servers.empty())
+      for (auto& [tid, t] : s.threads.at(servers.front().name))
+        n += t.comm.rfind("wsc.loop.", 0) == 0 ? 1 : 0;
+    return n;
+  }
+
+  /// Saturated local fan-out on one node: every client on port 0, the first --senders
+  /// broadcast closed loop (--window in flight each). After --warmup, the deliveries the
+  /// clients count over --duration give deliveries/s; the node's CPU (and per thread) is
+  /// taken over the same window. Then sending stops and everything sent must arrive.
+  json fanout() {
+    auto c = connect_all();
+    sleep_ms(1000);
+    if (remaining_s() < o.warmup_s + o.duration + o.drain_max_s + 10)
+      throw timeout_error("--max-seconds too short for --warmup + --duration + --drain-max");
+    all("run fanout 1 0 " + std::to_string(o.max_broadcasts) + " 0", 30);
+    sleep_ms(o.warmup_s * 1000);
+    auto d0 = delivered_now();
+    auto before = snap();
+    sleep_ms(o.duration * 1000);
+    auto after = snap();
+    auto d1 = delivered_now();
+    uint64_t in_window = d1 - d0;
+    double window_s = static_cast<double>(after.t - before.t) / 1e9;
+    uint64_t sent = 0;
+    for (auto& line : all("stop", 30))
+      sent += std::stoull(line);
+    uint64_t expected = sent * c.ok; // the senders' own connections get theirs too
+    drain(expected);
+    auto r = collect();
+    uint64_t delivered = r.totals["delivered"].get<uint64_t>();
+    json res{{"params", {{"clients", o.clients}, {"senders", o.senders}, {"window", o.window},
+                         {"warmup_s", o.warmup_s}, {"duration_s", o.duration},
+                         {"payload_bytes", o.payload_bytes}, {"max_broadcasts", o.max_broadcasts},
+                         {"io_threads",
+                          o.node_io_threads ? json(o.node_io_threads) : json(nullptr)}}},
+             {"connected", c.ok}, {"connect_failed", c.failed}, {"connect_s", round_to(c.secs, 2)},
+             {"node_loops", node_loops(before)},
+             {"window_s", round_to(window_s, 3)}, {"window_deliveries", in_window},
+             {"deliveries_per_s", round_to(static_cast<double>(in_window) / window_s, 1)},
+             {"broadcasts_sent", sent}, {"expected", expected}, {"delivered", delivered},
+             {"lost", static_cast<int64_t>(expected) - static_cast<int64_t>(delivered)},
+             {"dup", r.totals["dup"]}, {"misrouted", r.totals["misrouted"]},
+             {"corrupt", r.totals["corrupt"]}, {"errors", r.totals["errors"]},
+             {"closed_after_open", r.totals["closed_after_open"]},
+             {"send_skipped", r.totals["send_skipped"]},
+             {"cap_reached", r.totals["capped"].get<uint64_t>() > 0},
+             {"max_client_queue", r.totals["max_client_queue"]},
+             {"latency_ms", r.hist.summary()}, {"cpu", cpu_delta(before, after, in_window)}};
+    add_problems(res, r, c);
+    res["ok"] = delivered_cleanly(res, c) && res["errors"] == 0 && res["closed_after_open"] == 0
+                && !res["cap_reached"].get<bool>();
     all("close", 30);
     return res;
   }
@@ -1845,6 +2069,20 @@ void print_table(const json& r) {
       << fmt(r["delivery_latency_ms"]["p50"], 3) << " ms; " << fmt(r["fanout_deliveries_per_s_p50"])
       << " deliveries/s\n";
     cpu_line(r["cpu"]);
+  } else if (sc == "fanout") {
+    auto& p = r["params"];
+    auto node = r["cpu"]["procs"].value("node1",
+                                        json{{"util", nullptr}, {"threads", json::object()}});
+    e << "  " << r["connected"] << " clients on one node (io-threads " << fmt(p["io_threads"])
+      << ", " << r["node_loops"] << " wsc.loop threads), " << p["senders"] << " senders x "
+      << p["window"] << " in flight: " << fmt(r["deliveries_per_s"], 0) << " deliveries/s over "
+      << fmt(r["window_s"]) << " s; node " << fmt(node["util"]) << " cores "
+      << node["threads"].dump()
+      << "\n  after the window: delivered " << r["delivered"] << "/" << r["expected"] << " lost "
+      << r["lost"] << " dup " << r["dup"] << "; latency ms p50 " << fmt(r["latency_ms"]["p50"], 3)
+      << " p99 " << fmt(r["latency_ms"]["p99"], 3)
+      << (r["cap_reached"].get<bool>() ? "; --max-broadcasts REACHED: raise it" : "") << "\n";
+    cpu_line(r["cpu"]);
   } else if (sc == "search") {
     e << "  best rate with 0 lost and p99 <= " << fmt(r["params"]["p99_ms"]) << " ms: "
       << fmt(r["best_rate"], 0) << "/s (lowest failing " << fmt(r["lowest_failing_rate"], 0)
@@ -1891,6 +2129,8 @@ int main(int argc, char** argv) {
       res = P.s3();
     else if (o.scenario == "s4")
       res = P.s4();
+    else if (o.scenario == "fanout")
+      res = P.fanout();
     else
       res = P.search();
   } catch (const std::exception& e) {
