@@ -3,9 +3,11 @@
 // The Redis STATE_STORE's requests and state, shared by its two executors:
 // the detached thread (redis_store.cpp: any scheduler, single Redis or Redis
 // Cluster) and the event-loop one (redis_store_loop.cpp: single Redis with
-// scheduler-policy=loop). redis_store.cpp describes the key layout, builds
-// the requests and runs the stages of a batch; the executors only move
-// commands and replies.
+// scheduler-policy=loop). redis_store.cpp describes the key layout;
+// redis_requests_*.cpp build the requests (redis_store_detail.hpp says in
+// which order their calls go and why), redis_replies.cpp reads the replies,
+// redis_store_stages.cpp runs the stages of a batch; the executors only
+// move commands and replies.
 
 #include "actors/actors.hpp"
 #include "actors/messages.hpp"

@@ -1,0 +1,274 @@
+#include "adapters/redis_replies.hpp"
+
+#include "actors/error.hpp"
+#include "actors/frames.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <utility>
+
+namespace wsc::redis_store_impl {
+
+// -- single replies -----------------------------------------------------------
+
+caf::error unexpected_reply(const char* what) {
+  return make_error(ec::internal,
+                    std::string{"unexpected reply from Redis to "} + what);
+}
+
+std::string_view text_of(const redisReply* x) {
+  if (x == nullptr || x->str == nullptr ||
+      (x->type != REDIS_REPLY_STRING && x->type != REDIS_REPLY_STATUS))
+    return {};
+  return {x->str, x->len};
+}
+
+bool is_array(const redisReply* x) {
+  return x != nullptr && x->type == REDIS_REPLY_ARRAY;
+}
+
+std::optional<long long> integer_of(const redisReply* x) {
+  if (x == nullptr || x->type != REDIS_REPLY_INTEGER)
+    return std::nullopt;
+  return x->integer;
+}
+
+std::optional<uint64_t> parse_count(std::string_view text) {
+  uint64_t result = 0;
+  auto [end, err] =
+      std::from_chars(text.data(), text.data() + text.size(), result);
+  if (text.empty() || err != std::errc{} || end != text.data() + text.size() ||
+      result >= (uint64_t{1} << 53))
+    return std::nullopt;
+  return result;
+}
+
+std::vector<std::string> strings_of(const redisReply* r, size_t first) {
+  std::vector<std::string> result;
+  if (!is_array(r))
+    return result;
+  for (size_t i = first; i < r->elements; ++i)
+    if (auto text = text_of(r->element[i]); !text.empty())
+      result.emplace_back(text);
+  return result;
+}
+
+// -- routes -------------------------------------------------------------------
+
+void route_builder::add(std::string_view uid, const redisReply* values,
+                        std::optional<uint64_t> seq) {
+  if (!is_array(values) || values->elements == 0) {
+    result_.offline.emplace_back(uid);
+    if (seq)
+      result_.offline_seqs.push_back(*seq);
+    return;
+  }
+  per_node_.clear();
+  for (size_t i = 0; i < values->elements; ++i) {
+    auto value = text_of(values->element[i]);
+    auto bar = value.rfind('|');
+    ++per_node_[bar == std::string_view::npos ? value : value.substr(0, bar)];
+  }
+  for (auto& [node, count] : per_node_) {
+    auto [i, added] = index_.emplace(std::string{node}, result_.nodes.size());
+    if (added)
+      result_.nodes.push_back(node_route{std::string{node}, {}, {}, {}});
+    auto& nr = result_.nodes[i->second];
+    nr.uids.emplace_back(uid);
+    nr.connections.push_back(count);
+    if (seq)
+      nr.seqs.push_back(*seq);
+  }
+}
+
+caf::error add_appended(route_builder& builder,
+                        const std::vector<redis_reply_ptr>& replies) {
+  for (auto& r : replies) {
+    if (!is_array(r.get()) || r->elements % 3 != 0)
+      return unexpected_reply("append");
+    for (size_t i = 0; i < r->elements; i += 3) {
+      auto seq = integer_of(r->element[i + 1]);
+      if (!seq || *seq <= 0)
+        return unexpected_reply("append");
+      builder.add(text_of(r->element[i]), r->element[i + 2],
+                  static_cast<uint64_t>(*seq));
+    }
+  }
+  return caf::none;
+}
+
+// -- inboxes ------------------------------------------------------------------
+
+std::optional<stored_message> read_entry(const redisReply* entry) {
+  if (!is_array(entry) || entry->elements != 2 || !is_array(entry->element[1]))
+    return std::nullopt;
+  auto id = text_of(entry->element[0]);
+  auto seq = parse_count(id.substr(0, id.find('-')));
+  if (!seq || *seq == 0)
+    return std::nullopt;
+  stored_message msg;
+  msg.seq = *seq;
+  auto fields = entry->element[1];
+  bool has_kind = false;
+  for (size_t k = 0; k + 1 < fields->elements; k += 2) {
+    auto key = text_of(fields->element[k]);
+    auto value = text_of(fields->element[k + 1]);
+    if (key == "i") {
+      msg.msg_id = value;
+    } else if (key == "k") {
+      auto kind = parse_count(value);
+      if (!kind || *kind > static_cast<uint64_t>(delivery_kind::disconnect))
+        return std::nullopt;
+      msg.kind = static_cast<delivery_kind>(*kind);
+      has_kind = true;
+    } else if (key == "f") {
+      msg.from = value;
+    } else if (key == "g") {
+      msg.group = value;
+    } else if (key == "d") {
+      msg.data = value;
+    } else if (key == "t") {
+      auto ts = parse_count(value);
+      if (!ts)
+        return std::nullopt;
+      msg.ts = static_cast<int64_t>(*ts);
+    }
+  }
+  // The payload is copied into frames as it is: it must be one JSON value.
+  if (!has_kind || frames::check(msg) || !frames::json_depth_ok(msg.data) ||
+      !nlohmann::json::accept(msg.data))
+    return std::nullopt;
+  return msg;
+}
+
+caf::expected<inbox_replay> read_inbox(const redisReply* r, int64_t since,
+                                       std::vector<std::string>& bad) {
+  if (!is_array(r) || r->elements < 4)
+    return unexpected_reply("inbox");
+  auto number = [&](size_t i) {
+    auto x = integer_of(r->element[i]);
+    return x && *x > 0 ? static_cast<uint64_t>(*x) : uint64_t{0};
+  };
+  inbox_replay result;
+  result.cursor = since >= 0 ? static_cast<uint64_t>(since) : number(0);
+  result.last_seq = number(1);
+  auto oldest = number(2);
+  result.too_old =
+      result.cursor + 1 < oldest && result.cursor < result.last_seq;
+  result.more = number(3) == 1;
+  result.messages.reserve(r->elements - 4);
+  auto seq = result.cursor;
+  for (size_t i = 4; i < r->elements; ++i) {
+    auto entry = r->element[i];
+    auto msg = read_entry(entry);
+    if (!msg || msg->seq <= seq) {
+      // Not what our scripts write: never pass it on; the caller deletes it
+      // so that the next page (which starts after the last good one) skips
+      // it.
+      auto id = is_array(entry) && entry->elements > 0
+                    ? text_of(entry->element[0])
+                    : std::string_view{};
+      bad.emplace_back(id);
+      continue;
+    }
+    seq = msg->seq;
+    result.messages.push_back(std::move(*msg));
+  }
+  return result;
+}
+
+std::vector<bool> read_unread(const std::vector<redis_reply_ptr>& replies,
+                              const std::vector<uint64_t>& seqs) {
+  std::vector<bool> result;
+  result.reserve(replies.size());
+  for (size_t i = 0; i < replies.size(); ++i) {
+    auto r = replies[i].get();
+    auto seq = i < seqs.size() ? seqs[i] : 0;
+    if (!is_array(r) || r->elements == 0) {
+      result.push_back(false); // no device: nobody to remind
+      continue;
+    }
+    bool read = false;
+    for (size_t k = 0; k < r->elements; ++k)
+      read = read || parse_number<uint64_t>(text_of(r->element[k])) >= seq;
+    result.push_back(!read);
+  }
+  return result;
+}
+
+// -- groups and counts --------------------------------------------------------
+
+caf::expected<std::vector<std::string>> read_members(const redisReply* r,
+                                                     size_t limit) {
+  if (!is_array(r))
+    return unexpected_reply("SMEMBERS");
+  std::vector<std::string> uids;
+  uids.reserve(r->elements);
+  for (size_t i = 0; i < r->elements; ++i)
+    uids.emplace_back(text_of(r->element[i]));
+  auto n = std::min(uids.size(), limit);
+  std::partial_sort(uids.begin(), uids.begin() + n, uids.end());
+  uids.resize(n);
+  return uids;
+}
+
+uint64_t read_user_count(const redisReply* r) {
+  // GET P:users: nil before the first uid came online.
+  auto text = text_of(r);
+  auto n = parse_number<int64_t>(text);
+  return static_cast<uint64_t>(std::max<int64_t>(n, 0));
+}
+
+// -- nodes --------------------------------------------------------------------
+
+std::optional<index_entry> parse_index_entry(std::string_view e) {
+  auto i = e.find(',');
+  if (i == std::string_view::npos)
+    return std::nullopt;
+  auto j = e.find(',', i + 1);
+  if (j == std::string_view::npos)
+    return std::nullopt;
+  return index_entry{e.substr(0, i), e.substr(i + 1, j - i - 1),
+                     e.substr(j + 1)};
+}
+
+std::optional<int64_t> read_redis_time(const redisReply* r) {
+  if (!is_array(r) || r->elements != 2)
+    return std::nullopt;
+  return static_cast<int64_t>(
+      parse_count(text_of(r->element[0])).value_or(0) * 1000 +
+      parse_count(text_of(r->element[1])).value_or(0) / 1000);
+}
+
+std::optional<node_info> read_node_entry(std::string id,
+                                         const redisReply* fields,
+                                         int64_t local_now, int64_t redis_now) {
+  node_info info;
+  info.id = std::move(id);
+  bool claimed = false;
+  for (size_t k = 0; is_array(fields) && k + 1 < fields->elements; k += 2) {
+    auto key = text_of(fields->element[k]);
+    auto value = text_of(fields->element[k + 1]);
+    if (key == "listen")
+      info.listen = value;
+    else if (key == "cluster")
+      info.cluster = value;
+    else if (key == "incarnation")
+      info.incarnation = parse_number<uint64_t>(value);
+    else if (key == "connections")
+      info.connections = parse_number<uint32_t>(value);
+    else if (key == "claimed")
+      claimed = true;
+    else if (key == "hb")
+      // Hostile values stay harmless: both times are in [0, 2^53).
+      info.last_heartbeat_ms =
+          local_now -
+          (redis_now - static_cast<int64_t>(parse_count(value).value_or(0)));
+  }
+  if (claimed) // being cleaned up: gone for everyone
+    return std::nullopt;
+  return info;
+}
+
+} // namespace wsc::redis_store_impl

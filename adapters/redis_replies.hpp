@@ -1,0 +1,131 @@
+#pragma once
+
+// Reading what Redis answers the STORE's requests: pure functions from hiredis
+// replies to our messages, with no actor and no I/O (tested in
+// tests/unit/redis_replies.cpp). A reply that is not what our scripts and
+// commands return reads as the nearest harmless value, or fails with
+// `unexpected_reply`; nothing read from Redis is trusted further than a
+// client's frame (entries are checked like one).
+
+#include "actors/messages.hpp"
+#include "adapters/redis_connection.hpp"
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace wsc::redis_store_impl {
+
+// -- single replies -----------------------------------------------------------
+
+/// The error of a reply that is not what our scripts and commands return.
+caf::error unexpected_reply(const char* what);
+
+/// The text of a string or status reply; empty for anything else.
+std::string_view text_of(const redisReply* x);
+
+bool is_array(const redisReply* x);
+
+/// The value of an integer reply; none for anything else.
+std::optional<long long> integer_of(const redisReply* x);
+
+/// Parses a decimal number; 0 if `text` is not one (or out of T's range).
+template<class T>
+T parse_number(std::string_view text) {
+  T result = 0;
+  auto [end, err] =
+      std::from_chars(text.data(), text.data() + text.size(), result);
+  if (err != std::errc{} || end != text.data() + text.size())
+    return 0;
+  return result;
+}
+
+/// Parses a decimal number in [0, 2^53) (what Lua and JSON keep exactly).
+std::optional<uint64_t> parse_count(std::string_view text);
+
+/// The strings of an array reply, from element `first` on.
+std::vector<std::string> strings_of(const redisReply* r, size_t first);
+
+// -- routes -------------------------------------------------------------------
+
+/// Builds a route table uid by uid, like the memory store: each uid once,
+/// nodes in the order they first appear, per uid its nodes in byte order.
+class route_builder {
+public:
+  /// Adds a uid with its binding values ("node|incarnation" per connection)
+  /// and, for durable messages, the seq its inbox copy got.
+  void add(std::string_view uid, const redisReply* values,
+           std::optional<uint64_t> seq = std::nullopt);
+
+  route_table& result() { return result_; }
+
+private:
+  route_table result_;
+  std::map<std::string_view, uint32_t> per_node_;
+  std::unordered_map<std::string, size_t> index_;
+};
+
+/// Adds the replies of `append` calls (uid, seq, binding values, ...) to a
+/// route table.
+caf::error add_appended(route_builder& builder,
+                        const std::vector<redis_reply_ptr>& replies);
+
+// -- inboxes ------------------------------------------------------------------
+
+/// Reads one inbox entry ({id, fields}); nullopt if it is malformed.
+std::optional<stored_message> read_entry(const redisReply* entry);
+
+/// Reads a page of an inbox (the `inbox` script's reply: cursor, last seq,
+/// oldest seq, more, then the entries), replayed after `since` (below 0: after
+/// the device's cursor). Entries that fail `read_entry` or do not come after
+/// the cursor and the entry before are left out, their ids (empty when an
+/// entry has none) added to `bad`.
+caf::expected<inbox_replay> read_inbox(const redisReply* r, int64_t since,
+                                       std::vector<std::string>& bad);
+
+/// Per copy of a message (the HVALS of its uid's cursors, and the seq the
+/// copy got): whether no device of the uid read it yet. A uid without any
+/// device counts as read (nobody to remind).
+std::vector<bool> read_unread(const std::vector<redis_reply_ptr>& replies,
+                              const std::vector<uint64_t>& seqs);
+
+// -- groups and counts --------------------------------------------------------
+
+/// The first `limit` uids of a group's members (SMEMBERS) in byte order.
+caf::expected<std::vector<std::string>> read_members(const redisReply* r,
+                                                     size_t limit);
+
+/// The uids online (GET P:users): 0 for nil (before the first uid came
+/// online), anything but a number, or a count below 0.
+uint64_t read_user_count(const redisReply* r);
+
+// -- nodes --------------------------------------------------------------------
+
+/// An entry "<incarnation>,<uid>,<conn>" of a node's binding index.
+struct index_entry {
+  std::string_view inc, uid, conn;
+};
+
+/// Parses an index entry "<incarnation>,<uid>,<conn>".
+std::optional<index_entry> parse_index_entry(std::string_view e);
+
+/// Redis' TIME in ms; none unless the reply is an array of two.
+std::optional<int64_t> read_redis_time(const redisReply* r);
+
+/// A node's entry (the fields of a non-empty HGETALL P:{n:<id>}:h); none
+/// while a claim cleans it up. Its heartbeat (Redis TIME) is put on this
+/// process' clock: `local_now` minus the age Redis measured at `redis_now`.
+std::optional<node_info> read_node_entry(std::string id,
+                                         const redisReply* fields,
+                                         int64_t local_now, int64_t redis_now);
+
+} // namespace wsc::redis_store_impl

@@ -1,0 +1,161 @@
+// Requests of the Redis STATE_STORE about groups: join, leave, members,
+// is_member and the route of a group publish. redis_store_detail.hpp says in
+// which order the calls of join run and what a crash between them leaves.
+
+#include "actors/error.hpp"
+#include "adapters/redis_keys.hpp"
+#include "adapters/redis_replies.hpp"
+#include "adapters/redis_store_detail.hpp"
+#include "adapters/redis_store_state.hpp"
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+#include <memory>
+#include <utility>
+
+namespace wsc::redis_store_impl {
+
+namespace {
+
+caf::expected<caf::message> answer_ok(job&) {
+  return caf::make_message(atom::ok_v);
+}
+
+caf::expected<caf::message> answer_flag(job& j) {
+  auto x = integer_of(j.replies.front().get());
+  if (!x)
+    return unexpected_reply("a script");
+  return caf::make_message(*x == 1);
+}
+
+caf::expected<caf::message> answer_members(job& j, size_t limit) {
+  auto uids = read_members(j.replies.front().get(), limit);
+  if (!uids)
+    return std::move(uids.error());
+  return caf::make_message(std::move(*uids));
+}
+
+} // namespace
+
+job redis_store_state::join(std::string uid, std::string group,
+                            uint32_t max_groups) const {
+  job result;
+  auto ug = ukey(uid, "g");
+  auto g = gkey(group);
+  result.commands.push_back(redis_command{
+      script::join_uid, ug, {uid, group, std::to_string(max_groups)}});
+  result.commands.push_back(
+      redis_command{script::join_group,
+                    g,
+                    {group, uid, std::to_string(cfg.max_group_members)}});
+  auto members = cfg.max_group_members;
+  result.step = [=](job& j) -> std::optional<caf::expected<caf::message>> {
+    auto ru = j.replies.size() > 0 ? j.replies[0].get() : nullptr;
+    auto rg = j.replies.size() > 1 ? j.replies[1].get() : nullptr;
+    bool uid_added = is_array(ru) && ru->elements == 2 &&
+                     integer_of(ru->element[0]).value_or(0) == 1;
+    bool group_added = integer_of(rg).value_or(0) == 1;
+    auto undo = [&] {
+      if (uid_added)
+        j.followups.push_back(
+            redis_command{std::nullopt, ug, {"SREM", ug, group}});
+      if (group_added)
+        j.followups.push_back(redis_command{std::nullopt, g, {"SREM", g, uid}});
+    };
+    if (j.stage_error) {
+      undo();
+      return caf::expected<caf::message>{j.stage_error};
+    }
+    if (integer_of(rg).value_or(0) == -2) {
+      undo();
+      return caf::expected<caf::message>{make_error(
+          ec::group_full, "'" + group + "' has " + std::to_string(members) +
+                              " members already")};
+    }
+    if (integer_of(ru).value_or(0) == -1) {
+      undo();
+      return caf::expected<caf::message>{make_error(
+          ec::too_many_groups,
+          "at most " + std::to_string(max_groups) + " groups per uid")};
+    }
+    if (!is_array(ru) || ru->elements != 2 || !integer_of(ru->element[1]))
+      return caf::expected<caf::message>{unexpected_reply("join")};
+    return caf::expected<caf::message>{
+        caf::make_message(static_cast<uint32_t>(*integer_of(ru->element[1])))};
+  };
+  return result;
+}
+
+job redis_store_state::leave(std::string uid, std::string group) const {
+  job result;
+  auto ug = ukey(uid, "g");
+  auto g = gkey(group);
+  result.commands.push_back(
+      redis_command{std::nullopt, ug, {"SREM", ug, group}});
+  result.commands.push_back(redis_command{std::nullopt, g, {"SREM", g, uid}});
+  result.step = one_stage(answer_ok);
+  return result;
+}
+
+job redis_store_state::members(const std::string& group, uint32_t limit) const {
+  job result;
+  auto g = gkey(group);
+  result.commands.push_back(redis_command{std::nullopt, g, {"SMEMBERS", g}});
+  result.step = one_stage([limit](job& j) {
+    return answer_members(j, static_cast<size_t>(limit));
+  });
+  return result;
+}
+
+job redis_store_state::is_member(const std::string& group,
+                                 const std::string& uid) const {
+  job result;
+  auto g = gkey(group);
+  result.commands.push_back(
+      redis_command{std::nullopt, g, {"SISMEMBER", g, uid}});
+  result.step = one_stage(answer_flag);
+  return result;
+}
+
+job redis_store_state::group_route(std::string group, std::string from) const {
+  // (1) membership of `from` and the members, in the group's slot; (2) one
+  // HVALS per member, each in its uid's slot.
+  job result;
+  auto g = gkey(group);
+  if (!from.empty())
+    result.commands.push_back(
+        redis_command{std::nullopt, g, {"SISMEMBER", g, from}});
+  result.commands.push_back(redis_command{std::nullopt, g, {"SMEMBERS", g}});
+  auto uids = std::make_shared<std::vector<std::string>>();
+  auto prefix = cfg.prefix;
+  result.step =
+      [uids, group, from, prefix, stage = 0](
+          job& j) mutable -> std::optional<caf::expected<caf::message>> {
+    if (j.stage_error)
+      return caf::expected<caf::message>{j.stage_error};
+    if (stage++ == 0) {
+      if (!from.empty() && integer_of(j.replies.front().get()).value_or(0) == 0)
+        return caf::expected<caf::message>{
+            make_error(ec::not_member,
+                       "'" + from + "' is not a member of '" + group + "'")};
+      *uids = strings_of(j.replies.back().get(), 0);
+      // Members in byte order, like the memory store's std::set.
+      std::sort(uids->begin(), uids->end());
+      for (auto& uid : *uids) {
+        auto k = redis_keys::uid_key(prefix, uid, "b");
+        j.commands.push_back(redis_command{std::nullopt, k, {"HVALS", k}});
+      }
+      if (!uids->empty())
+        return std::nullopt;
+    }
+    route_builder builder;
+    for (size_t i = 0; i < uids->size() && i < j.replies.size(); ++i)
+      builder.add((*uids)[i], j.replies[i].get());
+    return caf::expected<caf::message>{
+        caf::make_message(std::move(builder.result()))};
+  };
+  return result;
+}
+
+} // namespace wsc::redis_store_impl
