@@ -1254,8 +1254,10 @@ private:
 long clk_tck = 100;
 
 /// utime+stime in seconds from a /proc stat file (a process's or one thread's); its
-/// command name (between the parentheses) into *comm if given.
-double stat_cpu_s(const std::string& path, std::string* comm = nullptr) {
+/// command name (between the parentheses) into *comm and stime alone (the kernel's part)
+/// into *sys_s if given.
+double stat_cpu_s(const std::string& path, std::string* comm = nullptr,
+                  double* sys_s = nullptr) {
   std::ifstream f(path);
   std::string s;
   std::getline(f, s);
@@ -1275,11 +1277,13 @@ double stat_cpu_s(const std::string& path, std::string* comm = nullptr) {
     if (i == 12)
       stt = std::stod(field);
   }
+  if (sys_s)
+    *sys_s = stt / static_cast<double>(clk_tck);
   return (ut + stt) / static_cast<double>(clk_tck);
 }
 
-double proc_cpu_s(int pid) {
-  return stat_cpu_s("/proc/" + std::to_string(pid) + "/stat");
+double proc_cpu_s(int pid, double* sys_s = nullptr) {
+  return stat_cpu_s("/proc/" + std::to_string(pid) + "/stat", nullptr, sys_s);
 }
 
 struct thread_cpu {
@@ -1360,7 +1364,7 @@ struct watched {
 
 struct snapshot {
   uint64_t t = 0;
-  std::map<std::string, double> cpu, rss_kb, vol_ctx_switches;
+  std::map<std::string, double> cpu, sys, rss_kb, vol_ctx_switches;
   std::map<std::string, std::map<std::string, thread_cpu>> threads; // per process, by tid
   double loadgen_cpu = 0;
   double machine = 0;
@@ -1380,7 +1384,7 @@ struct parent {
     snapshot s;
     s.t = mono_ns();
     for (auto& w : servers) {
-      s.cpu[w.name] = proc_cpu_s(w.pid);
+      s.cpu[w.name] = proc_cpu_s(w.pid, &s.sys[w.name]);
       s.vol_ctx_switches[w.name] = proc_voluntary_ctx_switches(w.pid);
       s.threads[w.name] = proc_thread_cpu(w.pid);
       s.rss_kb[w.name] = status_kb("/proc/" + std::to_string(w.pid) + "/status", "VmRSS");
@@ -1413,16 +1417,19 @@ struct parent {
     double wall = static_cast<double>(b.t - a.t) / 1e9;
     json out{{"wall_s", round_to(wall, 3)}};
     json procs = json::object();
-    double servers_cpu = 0, all = 0, servers_ctx_switches = 0;
+    double servers_cpu = 0, servers_sys = 0, all = 0, servers_ctx_switches = 0;
     for (auto& w : servers) {
       double d = b.cpu.at(w.name) - a.cpu.at(w.name);
+      double sys = b.sys.at(w.name) - a.sys.at(w.name);
       double ctx_switches = b.vol_ctx_switches.at(w.name) - a.vol_ctx_switches.at(w.name);
       procs[w.name] = {{"pid", w.pid}, {"cpu_s", round_to(d, 3)}, {"util", round_to(d / wall, 3)},
                        {"cpu_us_per_msg", delivered ? json(round_to(d * 1e6 / static_cast<double>(delivered), 2)) : json(nullptr)},
+                       {"sys_us_per_msg", delivered ? json(round_to(sys * 1e6 / static_cast<double>(delivered), 2)) : json(nullptr)},
                        {"ctx_switches", std::isnan(ctx_switches) ? json(nullptr) : json(static_cast<int64_t>(ctx_switches))},
                        {"threads", thread_util(a.threads.at(w.name), b.threads.at(w.name), wall)}};
       if (w.name != "redis") {
         servers_cpu += d;
+        servers_sys += sys;
         servers_ctx_switches += ctx_switches;
       }
       all += d;
@@ -1432,6 +1439,9 @@ struct parent {
     auto per = [&](double x) { return delivered ? json(round_to(x * 1e6 / static_cast<double>(delivered), 2)) : json(nullptr); };
     out["servers_cpu_us_per_msg"] = per(servers_cpu);
     out["servers_plus_redis_cpu_us_per_msg"] = per(all);
+    // The kernel's part (stime): socket reads and writes, epoll, wake-ups. What a
+    // server pays per message in the kernel bounds how low its CPU per message can go.
+    out["servers_sys_us_per_msg"] = per(servers_sys);
     // Voluntary switches per message show whether the nodes block and wake per message
     // (a wake-up costs microseconds) or drain batches per wake-up. Nodes only, not Redis.
     bool ctx_known = !std::isnan(servers_ctx_switches);
