@@ -100,11 +100,7 @@ bool redis_store_state::reconnect() {
   last_attempt = now;
   auto failed = [&](const caf::error& reason) {
     lost(reason);
-    auto slow = steady_clock::now() - now >= cfg.retry_interval;
-    retry_interval =
-        slow ? std::min(std::max(retry_interval * 2, cfg.retry_interval),
-                        cfg.max_retry_interval)
-             : cfg.retry_interval;
+    connect_failed(steady_clock::now() - now);
     return false;
   };
   if (is_cluster()) {
@@ -122,10 +118,7 @@ bool redis_store_state::reconnect() {
   }
   if (auto err = load_scripts())
     return failed(err);
-  if (down_reason)
-    log::info("Redis at {} reachable again", cfg.url.redacted());
-  down_reason = caf::none;
-  retry_interval = cfg.retry_interval;
+  connect_succeeded();
   return true;
 }
 
@@ -150,6 +143,18 @@ void redis_store_state::lost(const caf::error& reason) {
   down_reason = reason;
 }
 
+void redis_store_state::connect_failed(steady_clock::duration took) {
+  retry_interval = next_retry_interval(retry_interval, took, cfg.retry_interval,
+                                       cfg.max_retry_interval);
+}
+
+void redis_store_state::connect_succeeded() {
+  if (down_reason)
+    log::info("Redis at {} reachable again", cfg.url.redacted());
+  down_reason = caf::none;
+  retry_interval = cfg.retry_interval;
+}
+
 caf::error redis_store_state::unavailable() const {
   return make_error(ec::unavailable,
                     "Redis at " + cfg.url.redacted() +
@@ -172,80 +177,85 @@ void redis_store_state::argv_of(const redis_command& cmd,
     argv.emplace_back(x);
 }
 
-namespace {
-
-/// What `run` sends and gets back: per command (same index as `cmds`) its
-/// reply and the replicas that confirmed it.
-struct round_trip {
-  const std::vector<const redis_command*>& cmds;
-  std::vector<caf::expected<redis_reply_ptr>>& result;
-  std::vector<int64_t>& acked;
-};
-
-// Both send `rt.cmds[which[k]]` (its argv: `argvs[k]`) and store its reply
-// and replica count in `rt`.
-
-/// Sends through the Redis Cluster client (it runs each command on its
-/// slot's master, with a WAIT per master for commands marked `wait`).
-void send_to_cluster(redis_store_state& st, round_trip& rt,
-                     const std::vector<size_t>& which,
-                     const std::vector<std::vector<std::string_view>>& argvs) {
-  std::vector<redis_cluster_command> ccs;
-  ccs.reserve(which.size());
-  for (size_t k = 0; k < which.size(); ++k)
-    ccs.push_back(redis_cluster_command{rt.cmds[which[k]]->key, argvs[k],
-                                        rt.cmds[which[k]]->wait});
-  std::vector<int64_t> confirmed;
-  auto replies = st.cluster->execute(ccs, &confirmed);
-  for (size_t k = 0; k < which.size(); ++k) {
-    rt.acked[which[k]] = confirmed[k];
-    if (replies[k])
-      rt.result[which[k]] = std::move(*replies[k]);
-    else
-      rt.result[which[k]] = make_error(
-          ec::unavailable, "Redis Cluster at " + st.cfg.url.redacted() + ": " +
-                               error_message(replies[k].error()));
-  }
+redis_round_trip
+redis_store_state::round_trip(std::vector<const redis_command*> cmds) {
+  wait_settings wait{is_cluster() ? 0 : cfg.durable_replicas,
+                     cfg.durable_replicas_timeout};
+  return redis_round_trip{
+      std::move(cmds), wait,
+      [this](const redis_command& cmd, std::vector<std::string_view>& argv) {
+        argv_of(cmd, argv);
+      }};
 }
 
-/// Sends in one pipeline on the single Redis connection.
-void send_to_redis(redis_store_state& st, round_trip& rt,
-                   const std::vector<size_t>& which,
-                   const std::vector<std::vector<std::string_view>>& argvs) {
-  // One WAIT after the last command confirms every write before it.
-  auto wait = st.cfg.durable_replicas > 0 &&
-              std::any_of(which.begin(), which.end(),
-                          [&](size_t i) { return rt.cmds[i]->wait; });
-  for (auto& argv : argvs)
+namespace {
+
+/// Sends `rt` through the Redis Cluster client (it runs each command on its
+/// slot's master, with a WAIT per master for commands marked `wait`).
+void send_to_cluster(redis_store_state& st, redis_round_trip& rt) {
+  std::vector<redis_cluster_command> ccs;
+  ccs.reserve(rt.commands().size());
+  for (size_t i = 0; i < rt.commands().size(); ++i)
+    ccs.push_back(redis_cluster_command{rt.commands()[i]->key, rt.argvs()[i],
+                                        rt.commands()[i]->wait});
+  std::vector<int64_t> confirmed;
+  auto replies = st.cluster->execute(ccs, &confirmed);
+  redis_round_trip::reply_list got;
+  for (auto& reply : replies)
+    if (reply)
+      got.emplace_back(std::move(*reply));
+    else
+      got.emplace_back(make_error(ec::unavailable,
+                                  "Redis Cluster at " + st.cfg.url.redacted() +
+                                      ": " + error_message(reply.error())));
+  rt.take(std::move(got), std::move(confirmed));
+}
+
+/// Sends `rt` in one pipeline on the single Redis connection; what comes
+/// after a broken read fails as Redis is unreachable.
+void send_to_redis(redis_store_state& st, redis_round_trip& rt) {
+  for (auto& argv : rt.argvs())
     st.conn.append(argv);
-  if (wait)
-    st.conn.append(
-        redis_wait{st.cfg.durable_replicas, st.cfg.durable_replicas_timeout}
-            .argv());
+  redis_round_trip::reply_list got;
   caf::error io_error;
-  for (size_t k = 0; k < which.size(); ++k) {
+  for (size_t k = 0; k < rt.argvs().size(); ++k) {
     if (!io_error) {
       if (auto reply = st.conn.read()) {
-        rt.result[which[k]] = std::move(*reply);
+        got.emplace_back(std::move(*reply));
         continue;
       } else {
         io_error = std::move(reply.error());
         st.lost(io_error);
       }
     }
-    rt.result[which[k]] = st.unavailable();
+    got.emplace_back(st.unavailable());
   }
-  if (!wait || io_error)
-    return;
-  // The commands ran; without a WAIT answer they count as on no replica.
-  int64_t n = 0;
-  if (auto reply = st.conn.read())
-    n = parse_wait_reply(**reply).value_or(0);
+  rt.take(std::move(got));
+}
+
+/// Sends `rt` and takes its replies.
+void exchange(redis_store_state& st, redis_round_trip& rt) {
+  if (st.is_cluster())
+    send_to_cluster(st, rt);
   else
-    st.lost(reply.error());
-  for (auto i : which)
-    if (rt.cmds[i]->wait)
-      rt.acked[i] = n;
+    send_to_redis(st, rt);
+}
+
+/// NOSCRIPT (Redis lost our scripts, e.g. SCRIPT FLUSH or a restart behind
+/// a proxy): loads them again and sends those commands again.
+void retry_noscript(redis_store_state& st, redis_round_trip& rt) {
+  if (rt.noscript().empty() || !st.connected())
+    return;
+  log::warn("Redis lost our Lua scripts (NOSCRIPT): reloading them");
+  if (auto err = st.load_scripts()) {
+    if (!st.is_cluster() && !st.conn.ok())
+      st.lost(err);
+    // Redis answers but refuses the scripts: those commands fail.
+    return rt.refuse(err);
+  }
+  auto retry = rt.retry();
+  exchange(st, retry);
+  rt.merge(std::move(retry));
 }
 
 } // namespace
@@ -253,67 +263,27 @@ void send_to_redis(redis_store_state& st, round_trip& rt,
 std::vector<caf::expected<redis_reply_ptr>>
 redis_store_state::run(const std::vector<const redis_command*>& cmds,
                        std::vector<int64_t>* replicas) {
-  std::vector<caf::expected<redis_reply_ptr>> result;
-  result.reserve(cmds.size());
-  std::vector<int64_t> acked(cmds.size(), -1);
+  auto rt = round_trip(cmds);
+  if (cmds.empty()) {
+    // nop: a stage in which every job waits
+  } else if (!reconnect()) {
+    rt.fail(unavailable());
+  } else {
+    exchange(*this, rt);
+    retry_noscript(*this, rt);
+    check_replicas(rt);
+  }
   if (replicas != nullptr)
-    *replicas = acked;
-  if (cmds.empty())
-    return result;
-  if (!reconnect()) {
-    for (size_t i = 0; i < cmds.size(); ++i)
-      result.emplace_back(unavailable());
-    return result;
-  }
-  round_trip rt{cmds, result, acked};
-  // Sends `which` (indices into cmds) and stores their replies in `result`.
-  std::vector<std::vector<std::string_view>> argvs;
-  auto send = [&](const std::vector<size_t>& which) {
-    argvs.resize(which.size());
-    for (size_t k = 0; k < which.size(); ++k)
-      argv_of(*cmds[which[k]], argvs[k]);
-    if (is_cluster())
-      send_to_cluster(*this, rt, which, argvs);
-    else
-      send_to_redis(*this, rt, which, argvs);
-  };
-  std::vector<size_t> all(cmds.size());
-  for (size_t i = 0; i < cmds.size(); ++i) {
-    all[i] = i;
-    result.emplace_back(redis_reply_ptr{});
-  }
-  // Hands the replica counts out (and checks them) however `run` returns.
-  auto done = [&] {
-    if (cfg.durable_replicas > 0)
-      check_replicas(cmds, result, acked);
-    if (replicas != nullptr)
-      *replicas = std::move(acked);
-    return std::move(result);
-  };
-  send(all);
-  std::vector<size_t> noscript;
-  for (size_t i = 0; i < cmds.size(); ++i)
-    if (result[i] && *result[i] && is_noscript(**result[i]))
-      noscript.push_back(i);
-  if (noscript.empty() || !connected())
-    return done();
-  log::warn("Redis lost our Lua scripts (NOSCRIPT): reloading them");
-  if (auto err = load_scripts()) {
-    if (!is_cluster() && !conn.ok())
-      lost(err);
-    // Redis answers but refuses the scripts: those commands fail.
-    for (auto i : noscript)
-      result[i] = err;
-    return done();
-  }
-  send(noscript);
-  return done();
+    *replicas = std::move(rt.replicas());
+  return std::move(rt.replies());
 }
 
-void redis_store_state::check_replicas(
-    const std::vector<const redis_command*>& cmds,
-    const std::vector<caf::expected<redis_reply_ptr>>& out,
-    const std::vector<int64_t>& replicas) {
+void redis_store_state::check_replicas(const redis_round_trip& rt) {
+  if (cfg.durable_replicas <= 0)
+    return;
+  auto& cmds = rt.commands();
+  auto& out = rt.replies();
+  auto& replicas = rt.replicas();
   uint64_t short_now = 0;
   uint64_t confirmed = 0;
   int64_t least = cfg.durable_replicas;

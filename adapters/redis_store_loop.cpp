@@ -35,8 +35,8 @@ struct redis_link {
   redis_connection conn;
   std::array<std::string, redis_scripts::script_count> shas;
   caf::error error;
-  /// Whether the attempt took at least a retry interval (a hung server).
-  bool slow = false;
+  /// How long the attempt took (next_retry_interval).
+  steady_clock::duration took{};
 };
 
 using redis_link_ptr = std::shared_ptr<redis_link>;
@@ -71,7 +71,7 @@ void connect_worker(caf::blocking_actor* self, redis_store_config cfg,
   } else {
     link->error = std::move(conn.error());
   }
-  link->slow = steady_clock::now() - started >= cfg.retry_interval;
+  link->took = steady_clock::now() - started;
   self->send(store, std::move(link));
 }
 
@@ -126,21 +126,12 @@ public:
   void connected(redis_link& link) {
     connecting_ = false;
     if (link.error) {
-      // Attempts that time out (a hung server) stretch the interval.
-      st.retry_interval =
-          link.slow
-              ? std::min(std::max(st.retry_interval * 2, st.cfg.retry_interval),
-                         st.cfg.max_retry_interval)
-              : st.cfg.retry_interval;
+      st.connect_failed(link.took);
       return lost(link.error); // and try again after the interval
     }
     use(std::move(link.conn), std::move(link.shas));
-    if (!up())
-      return;
-    if (st.down_reason)
-      log::info("Redis at {} reachable again", st.cfg.url.redacted());
-    st.down_reason = caf::none;
-    st.retry_interval = st.cfg.retry_interval;
+    if (up())
+      st.connect_succeeded();
   }
 
   /// The actor exits: answers what waits and closes the connection (which
@@ -235,78 +226,42 @@ private:
       launch();
   }
 
-  using reply_list = std::vector<caf::expected<redis_reply_ptr>>;
+  using reply_list = redis_round_trip::reply_list;
 
   /// Runs `cmds` in one round trip (a second one after NOSCRIPT) and calls
-  /// `done` with a reply per command and what WAIT confirmed of each (-1: no
-  /// WAIT), as redis_store_state::run does with a blocking connection.
+  /// `done` with a reply per command and what WAIT confirmed of each
+  /// (redis_round_trip::replicas), as redis_store_state::run does with a
+  /// blocking connection.
   template<class F>
   void round_trip(const std::vector<const redis_command*>& cmds, F done) {
-    auto replies = std::make_shared<reply_list>();
-    auto acked = std::make_shared<std::vector<int64_t>>(cmds.size(), -1);
+    auto rt = std::make_shared<redis_round_trip>(st.round_trip(cmds));
     // Every handler keeps the STORE alive until the replies came.
-    auto finish = [this, keep = shared_from_this(), cmds, replies, acked,
-                   done]() mutable {
-      if (st.cfg.durable_replicas > 0)
-        st.check_replicas(cmds, *replies, *acked);
-      done(*replies, *acked);
+    auto finish = [this, keep = shared_from_this(), rt, done]() mutable {
+      st.check_replicas(*rt);
+      done(rt->replies(), rt->replicas());
     };
     if (cmds.empty()) // a stage in which every job waits
       return finish();
-    std::vector<std::vector<std::string_view>> argvs(cmds.size());
-    for (size_t i = 0; i < cmds.size(); ++i)
-      st.argv_of(*cmds[i], argvs[i]);
-    // One WAIT after the last command confirms every write before it.
-    auto wait =
-        st.cfg.durable_replicas > 0 &&
-        std::any_of(cmds.begin(), cmds.end(), [](auto* c) { return c->wait; });
-    redis_wait wait_cmd{st.cfg.durable_replicas,
-                        st.cfg.durable_replicas_timeout};
-    if (wait)
-      argvs.push_back(wait_cmd.argv());
-    auto sent = up() && pipe_->send(argvs, [this, cmds, replies, acked, wait,
-                                            finish](reply_list got) mutable {
-      if (wait) {
-        auto n = take_wait(got);
-        for (size_t i = 0; i < cmds.size(); ++i)
-          if (cmds[i]->wait && got[i])
-            (*acked)[i] = n;
-      }
-      *replies = std::move(got);
-      retry_noscript(cmds, replies, acked, std::move(finish));
-    });
+    auto sent = up() && pipe_->send(rt->argvs(),
+                                    [this, rt, finish](reply_list got) mutable {
+                                      rt->take(std::move(got));
+                                      retry_noscript(rt, std::move(finish));
+                                    });
     if (!sent) {
-      replies->clear();
-      for (size_t i = 0; i < cmds.size(); ++i)
-        replies->emplace_back(st.unavailable());
+      rt->fail(st.unavailable());
       finish();
     }
-  }
-
-  /// Pops the reply of the WAIT after the commands: how many replicas have
-  /// them (0 without an answer: the commands ran, on no replica known).
-  static int64_t take_wait(reply_list& got) {
-    int64_t n = 0;
-    if (got.back() && *got.back())
-      n = parse_wait_reply(**got.back()).value_or(0);
-    got.pop_back();
-    return n;
   }
 
   /// NOSCRIPT (Redis lost our scripts, e.g. SCRIPT FLUSH or a restart behind
   /// a proxy): loads them again and retries those commands, in one round
   /// trip (Redis runs the loads first).
   template<class F>
-  void retry_noscript(const std::vector<const redis_command*>& cmds,
-                      std::shared_ptr<reply_list> replies,
-                      std::shared_ptr<std::vector<int64_t>> acked, F finish) {
-    std::vector<size_t> noscript;
-    for (size_t i = 0; i < replies->size(); ++i)
-      if ((*replies)[i] && *(*replies)[i] && is_noscript(**(*replies)[i]))
-        noscript.push_back(i);
-    if (noscript.empty() || !up())
+  void retry_noscript(std::shared_ptr<redis_round_trip> rt, F finish) {
+    if (rt->noscript().empty() || !up())
       return finish();
     log::warn("Redis lost our Lua scripts (NOSCRIPT): reloading them");
+    auto retry = std::make_shared<redis_round_trip>(rt->retry());
     std::vector<std::string> sources;
     std::vector<std::vector<std::string_view>> argvs;
     for (size_t i = 0; i < redis_scripts::script_count; ++i)
@@ -314,41 +269,22 @@ private:
           redis_scripts::source(static_cast<script>(i), st.cfg.session_groups));
     for (auto& src : sources)
       argvs.push_back({"SCRIPT", "LOAD", src});
-    // A refused EVALSHA wrote nothing, whatever the WAIT after it said: the
-    // retried writes count on the WAIT after the retry.
-    bool wait = false;
-    for (auto i : noscript) {
-      argvs.emplace_back();
-      st.argv_of(*cmds[i], argvs.back());
-      if (cmds[i]->wait && (*acked)[i] >= 0) {
-        (*acked)[i] = 0;
-        wait = true;
-      }
-    }
-    redis_wait wait_cmd{st.cfg.durable_replicas,
-                        st.cfg.durable_replicas_timeout};
-    if (wait)
-      argvs.push_back(wait_cmd.argv());
-    auto sent = pipe_->send(argvs, [this, cmds, replies, acked, noscript, wait,
-                                    finish](reply_list got) mutable {
-      if (wait) {
-        auto n = take_wait(got);
-        for (size_t j = 0; j < noscript.size(); ++j)
-          if (cmds[noscript[j]]->wait && (*acked)[noscript[j]] >= 0)
-            (*acked)[noscript[j]] = n;
-      }
-      auto k = redis_scripts::script_count;
+    argvs.insert(argvs.end(), retry->argvs().begin(), retry->argvs().end());
+    auto sent = pipe_->send(argvs, [rt, retry, finish](reply_list got) mutable {
+      auto loads = got.begin() + redis_scripts::script_count;
       caf::error refused;
-      for (size_t i = 0; i < k && !refused; ++i) {
-        if (!got[i])
-          refused = got[i].error();
-        else if ((*got[i])->type == REDIS_REPLY_ERROR)
-          refused = redis_reply_error(**got[i]);
+      for (auto i = got.begin(); i != loads && !refused; ++i) {
+        if (!*i)
+          refused = i->error();
+        else if ((**i)->type == REDIS_REPLY_ERROR)
+          refused = redis_reply_error(***i);
       }
-      for (size_t j = 0; j < noscript.size(); ++j)
-        (*replies)[noscript[j]] = refused
-                                      ? caf::expected<redis_reply_ptr>{refused}
-                                      : std::move(got[k + j]);
+      got.erase(got.begin(), loads);
+      retry->take(std::move(got));
+      if (refused)
+        rt->refuse(refused);
+      else
+        rt->merge(std::move(*retry));
       finish();
     });
     if (!sent)

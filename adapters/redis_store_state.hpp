@@ -15,6 +15,7 @@
 #include "adapters/redis_cluster.hpp"
 #include "adapters/redis_connection.hpp"
 #include "adapters/redis_keys.hpp"
+#include "adapters/redis_round_trip.hpp"
 #include "adapters/redis_scripts.hpp"
 
 #include <caf/behavior.hpp>
@@ -172,7 +173,7 @@ struct redis_store_state {
   std::vector<job> batch;
   /// When the last connect was tried (at most one per retry interval).
   std::optional<steady_clock::time_point> last_attempt;
-  /// The current interval between connects.
+  /// The current interval between connects (next_retry_interval).
   milliseconds retry_interval{0};
   /// Why Redis is unreachable (none while connected).
   caf::error down_reason;
@@ -207,6 +208,13 @@ struct redis_store_state {
   /// Drops a broken connection and remembers why (logged once per outage).
   void lost(const caf::error& reason);
 
+  /// A connect attempt failed after `took`: sets the interval to the next.
+  void connect_failed(steady_clock::duration took);
+
+  /// A connect attempt succeeded: ends the outage (logged), resets the
+  /// interval.
+  void connect_succeeded();
+
   /// The error of requests while Redis is unreachable.
   caf::error unavailable() const;
 
@@ -215,19 +223,21 @@ struct redis_store_state {
   /// The argv of a command.
   void argv_of(const redis_command& cmd, std::vector<std::string_view>& out);
 
-  /// Runs commands in one round trip (per master): a reply or an error per
-  /// command; NOSCRIPT reloads the scripts and retries once. With
-  /// `replicas`, element i is what a WAIT confirmed of `cmds[i]` (marked
-  /// `wait`, durable-replicas > 0, with a reply), else -1.
+  /// A round trip of `cmds` on the current connection: with a WAIT for
+  /// durable-replicas on a single Redis (the Redis Cluster client waits on
+  /// each master itself).
+  redis_round_trip round_trip(std::vector<const redis_command*> cmds);
+
+  /// Runs commands in one round trip (per master), blocking: a reply or an
+  /// error per command; NOSCRIPT reloads the scripts and retries once. With
+  /// `replicas`, what a WAIT confirmed of each (redis_round_trip::replicas).
   std::vector<caf::expected<redis_reply_ptr>>
   run(const std::vector<const redis_command*>& cmds,
       std::vector<int64_t>* replicas = nullptr);
 
   /// Counts and logs the durable writes of a round trip that reached fewer
-  /// replicas than durable-replicas.
-  void check_replicas(const std::vector<const redis_command*>& cmds,
-                      const std::vector<caf::expected<redis_reply_ptr>>& out,
-                      const std::vector<int64_t>& replicas);
+  /// replicas than durable-replicas (none without durable-replicas).
+  void check_replicas(const redis_round_trip& rt);
 
   /// Queues a request for the next batch (or answers it at once when it
   /// failed before needing Redis).

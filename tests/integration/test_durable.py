@@ -3,7 +3,7 @@ any node, receipts. A real redis-server, two node processes."""
 
 import unittest
 
-from harness import HarnessMixin, wait_until
+from harness import EXTRA_NODE_OPTIONS, HarnessMixin, RedisServer, redis_is_cluster, wait_until
 from test_cluster import ClusterBase
 
 
@@ -152,3 +152,55 @@ class DurableLimitsTest(HarnessMixin, unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipIf(redis_is_cluster() or EXTRA_NODE_OPTIONS,
+                 "one Redis with a replica; runs both STORE executors itself")
+class DurableReplicasNoscriptTest(HarnessMixin, unittest.TestCase):
+    """durable-replicas=1 on one Redis with a real replica while Redis loses
+    our scripts (SCRIPT FLUSH): the retried write counts only on a WAIT sent
+    after it, under both executors of the STORE (the loop's and the thread
+    of `sharing`)."""
+
+    def setUp(self):
+        self.master = self.start_redis(cluster=False)
+        self.replica = RedisServer(extra_args=("--replicaof", "127.0.0.1", str(self.master.port)))
+        self.replica.start()
+        self.addCleanup(self.replica.cleanup)
+
+        def synced():
+            self.master.command("SET", "probe", "1")
+            return self.master.command("WAIT", "1", "200") == 1
+        wait_until(synced, 15, what="replica synced")
+
+    def send(self, client, frame_id, data):
+        client.send_json({"type": "send", "id": frame_id, "to": "bob", "data": data})
+        reply = client.wait_for(lambda f: f.get("id") == frame_id, 5)
+        self.assertEqual(reply["type"], "ack", reply)
+        return reply
+
+    def run_policy(self, policy):
+        node = self.start_node({"state": "redis", "redis": self.master.url,
+                                "scheduler-policy": policy, "durable-replicas": "1",
+                                "durable-replicas-timeout": "1000ms"})
+        bob = node.ws("bob")
+        alice = node.ws("alice")
+        self.assertFalse(self.send(alice, 1, "before").get("unavailable"))
+        for k in range(3):
+            self.assertEqual(self.master.command("SCRIPT", "FLUSH"), "OK")
+            reply = self.send(alice, 2 + k, "after%d" % k)
+            self.assertFalse(reply.get("unavailable"), reply)
+        self.assertIn("NOSCRIPT", node.log_text())
+        self.assertEqual([m["data"] for m in messages(bob, 4)],
+                         ["before", "after0", "after1", "after2"])
+        # Without the replica the retried write is short of replicas: its
+        # receiver is reported unavailable, not acked as stored.
+        self.replica.stop()
+        self.assertEqual(self.master.command("SCRIPT", "FLUSH"), "OK")
+        self.assertEqual(self.send(alice, 9, "short").get("unavailable"), ["bob"])
+
+    def test_event_loop_store(self):
+        self.run_policy("loop")
+
+    def test_thread_store(self):
+        self.run_policy("sharing")
