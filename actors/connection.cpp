@@ -261,9 +261,14 @@ connection(connection_actor::stateful_pointer<connection_state> self,
   if (auto refused = st.node->open.enter(st.opening)) {
     st.close(refused->code, refused->reason);
   } else {
-    self->request(st.node->registry, st.node->opts.request_timeout,
-                  atom::register_conn_v, st.opening.who,
-                  caf::actor_cast<connection_actor>(self), st.sink, since)
+    // No timeout (its entry would sit in the clock for request-timeout, on
+    // every connection): the REGISTRY answers every register_conn and join.
+    // Its own store requests have deadlines (the built-in stores answer
+    // every request; a custom store's requests time out after
+    // request-timeout), and if it dies the node stops, closing this socket.
+    self->request(st.node->registry, caf::infinite, atom::register_conn_v,
+                  st.opening.who, caf::actor_cast<connection_actor>(self),
+                  st.sink, since)
         .then(
             [self](atom::ok) {
               auto& st = self->state;
@@ -280,8 +285,8 @@ connection(connection_actor::stateful_pointer<connection_state> self,
               }
               st.node->open.leave(st.opening, std::nullopt);
               for (auto& group : st.opening.groups)
-                self->request(st.node->registry, st.node->opts.request_timeout,
-                              atom::join_v, st.opening.who, group)
+                self->request(st.node->registry, caf::infinite, atom::join_v,
+                              st.opening.who, group)
                     .then([](atom::ok) {},
                           [self, group](caf::error& err) {
                             self->state.fail({}, to_ec(err),

@@ -537,6 +537,16 @@ caf::result<delivery_report> registry_state::send(delivery d) {
   return rp;
 }
 
+namespace {
+
+/// Makes `page` the replay's page to write (an empty one frees the last).
+void set_replay_page(local_connection& conn, std::vector<stored_message> page) {
+  conn.replay_pending = std::move(page);
+  conn.replay_head = 0;
+}
+
+} // namespace
+
 void registry_state::open(const std::string& conn_id,
                           const inbox_replay* replay, bool store_failed) {
   auto i = connections.find(conn_id);
@@ -563,7 +573,7 @@ void registry_state::open(const std::string& conn_id,
   conn.replay_more = replay->more && !replay->messages.empty();
   conn.replay_after =
       replay->messages.empty() ? replay->cursor : replay->messages.back().seq;
-  conn.replay_pending.assign(replay->messages.begin(), replay->messages.end());
+  set_replay_page(conn, replay->messages);
   pump_replay(conn_id);
 }
 
@@ -576,16 +586,16 @@ void registry_state::pump_replay(const std::string& conn_id) {
   if (!sink)
     return; // closed: its unregister follows
   auto budget = node->opts.send_queue_bytes;
-  while (!conn.replay_pending.empty() && sink->queued_bytes() < budget) {
-    auto& msg = conn.replay_pending.front();
+  auto& pending = conn.replay_pending;
+  while (conn.replay_head < pending.size() && sink->queued_bytes() < budget) {
+    auto& msg = pending[conn.replay_head++];
     if (msg.seq > conn.last_seq) {
       conn.last_seq = msg.seq;
       write_replay(conn, std::make_shared<const std::string>(
                              frames::encode(msg, conn.who.uid)));
     }
-    conn.replay_pending.pop_front();
   }
-  if (!conn.replay_pending.empty()) {
+  if (conn.replay_head < pending.size()) {
     // The client has not read what it got yet: look again shortly.
     self->delayed_send(self, replay_poll, atom::replay_v, conn_id);
     return;
@@ -613,8 +623,7 @@ void registry_state::pump_replay(const std::string& conn_id) {
               conn.replay_empty_pages = 0;
             }
             conn.replay_last = std::max(conn.replay_last, page.last_seq);
-            conn.replay_pending.assign(page.messages.begin(),
-                                       page.messages.end());
+            set_replay_page(conn, std::move(page.messages));
             pump_replay(conn_id);
           },
           [this, conn_id](caf::error& err) {
@@ -627,7 +636,7 @@ void registry_state::pump_replay(const std::string& conn_id) {
 }
 
 void registry_state::finish_open(local_connection& conn) {
-  conn.replay_pending.clear();
+  set_replay_page(conn, {});
   conn.replay_more = false;
   end_resume(conn);
   release_held(conn);

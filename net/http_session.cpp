@@ -156,8 +156,8 @@ void http_session::upgrade(http::request<http::string_body> req) {
   }
   // From here the WebSocket session owns the counted connection and the
   // quota slot: nothing returns early, and its destructor gives both back.
-  auto session = std::make_shared<websocket_session>(
-      stream_.release_socket(), shared_->sys, shared_->node, ctx.uid, address);
+  auto session = websocket_session::make(stream_.release_socket(), shared_->sys,
+                                         shared_->node, ctx.uid, address);
   open_context opening;
   opening.who = conn_ref{node.node_id, node.next_conn_id(), std::move(ctx.uid),
                          std::move(device)};

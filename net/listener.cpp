@@ -1,5 +1,6 @@
 #include "net/listener.hpp"
 
+#include "loop/loop_coordinator.hpp"
 #include "util/log.hpp"
 
 #include <algorithm>
@@ -20,6 +21,10 @@ constexpr uint64_t accept_margin = 1024;
 listener::listener(std::vector<asio::io_context*> contexts,
                    std::shared_ptr<const http_shared> shared)
     : contexts_(std::move(contexts)),
+      // The scheduler's loops have one thread each; the server's own
+      // io_context has `io-threads` (server::start, from node::make).
+      one_thread_each_(loop_coordinator::of(shared->sys) != nullptr ||
+                       shared->node->opts.io_threads <= 1),
       acceptor_(asio::make_strand(*contexts_.front())),
       retry_(acceptor_.get_executor()), shared_(std::move(shared)) {
   // nop
@@ -61,8 +66,11 @@ void listener::do_accept() {
     return;
   auto& ioc = *contexts_[next_context_];
   next_context_ = (next_context_ + 1) % contexts_.size();
+  auto executor = one_thread_each_
+                      ? asio::any_io_executor{ioc.get_executor()}
+                      : asio::any_io_executor{asio::make_strand(ioc)};
   acceptor_.async_accept(
-      asio::make_strand(ioc),
+      executor,
       beast::bind_front_handler(&listener::on_accept, shared_from_this()));
 }
 

@@ -9,8 +9,12 @@
 
 namespace wsc::net {
 
-/// Accepts TCP connections and gives each an HTTP session on its own strand,
-/// on the given io_contexts in turn (the acceptor runs on the first).
+/// Accepts TCP connections and gives each an HTTP session, on the given
+/// io_contexts in turn (the acceptor runs on the first). A socket gets a
+/// strand of its own only if several threads run its io_context; where one
+/// thread does (`scheduler-policy=loop`: every loop; or `io-threads=1`) its
+/// handlers cannot run concurrently anyway, and a strand costs memory per
+/// socket and a hop per handler.
 class listener : public std::enable_shared_from_this<listener> {
 public:
   listener(std::vector<asio::io_context*> contexts,
@@ -31,6 +35,8 @@ private:
   void on_accept(beast::error_code ec, tcp::socket socket);
 
   std::vector<asio::io_context*> contexts_;
+  /// Each of `contexts_` is run by one thread (see the class comment).
+  bool one_thread_each_;
   /// The io_context of the next accepted socket (on the acceptor's strand).
   size_t next_context_ = 0;
   tcp::acceptor acceptor_;

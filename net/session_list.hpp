@@ -30,7 +30,7 @@ public:
   }
 
   /// Closes every session still open (the close is posted to each one's
-  /// strand; its close deadline bounds how long it takes).
+  /// executor; its close deadline bounds how long it takes).
   void close_all(uint16_t code, const std::string& reason) {
     std::vector<std::weak_ptr<websocket_session>> sessions;
     {

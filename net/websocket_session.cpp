@@ -10,9 +10,8 @@ namespace wsc::net {
 
 namespace {
 
-/// Frame buffers above this size are released after use, so that idle
-/// connections stay small.
-constexpr size_t idle_buffer_bytes = 4096;
+/// The most one read past `first_` asks for (its buffer grows the message).
+constexpr size_t max_read_bytes = 64 * 1024;
 
 /// Queue slots kept by an idle connection; more are released once it drains.
 constexpr size_t idle_queue_capacity = 16;
@@ -28,13 +27,22 @@ constexpr auto close_grace = std::chrono::seconds(3);
 
 } // namespace
 
+std::shared_ptr<websocket_session>
+websocket_session::make(tcp::socket&& socket, caf::actor_system& sys,
+                        node_context_ptr node, std::string uid,
+                        std::string address) {
+  // Not make_shared: see the declaration.
+  return std::shared_ptr<websocket_session>(
+      new websocket_session(std::move(socket), sys, std::move(node),
+                            std::move(uid), std::move(address)));
+}
+
 websocket_session::websocket_session(tcp::socket&& socket,
                                      caf::actor_system& sys,
                                      node_context_ptr node, std::string uid,
                                      std::string address)
     : ws_(std::move(socket)), sys_(sys), node_(std::move(node)),
-      uid_(std::move(uid)), address_(std::move(address)), codec_(node_->codec),
-      close_deadline_(ws_.get_executor()) {
+      uid_(std::move(uid)), address_(std::move(address)), codec_(node_->codec) {
   if (codec_ && codec_->identity())
     codec_ = nullptr;
 }
@@ -47,8 +55,8 @@ websocket_session::~websocket_session() {
 
 void websocket_session::run(http::request<http::string_body> req,
                             open_context opening) {
-  // The HTTP phase's deadline ends here: the WebSocket timeouts take over.
-  beast::get_lowest_layer(ws_).expires_never();
+  // The HTTP phase's deadline ended with its tcp_stream: from here the
+  // WebSocket timeouts (Beast's own) are the only ones.
   auto& opts = node_->opts;
   websocket::stream_base::timeout timeouts;
   timeouts.handshake_timeout = opts.handshake_timeout;
@@ -87,36 +95,63 @@ void websocket_session::on_accept(beast::error_code ec, open_context opening) {
 }
 
 void websocket_session::do_read() {
-  ws_.async_read(buffer_, beast::bind_front_handler(&websocket_session::on_read,
-                                                    shared_from_this()));
+  ws_.async_read_some(asio::buffer(first_),
+                      beast::bind_front_handler(&websocket_session::on_read,
+                                                shared_from_this()));
 }
 
-void websocket_session::on_read(beast::error_code ec, std::size_t) {
+void websocket_session::on_read(beast::error_code ec, std::size_t bytes) {
+  if (ec) {
+    finish();
+    return;
+  }
+  if (closed_notified_)
+    return; // read before the end was known; nobody will answer it
+  // The first bytes of a message. The CONNECTION decodes binary frames for
+  // a codec; it learns one was binary from the mark.
+  if (codec_ && ws_.got_binary())
+    message_ += binary_frame_mark;
+  message_.append(first_.data(), bytes);
+  if (ws_.is_message_done())
+    on_message();
+  else
+    read_rest();
+}
+
+void websocket_session::read_rest() {
+  // Beast's hint is the rest of the current frame (read_message_max bounds
+  // it): a large message takes a few reads, not hundreds of `first_`s.
+  auto want = std::min(ws_.read_size_hint(first_.size()), max_read_bytes);
+  auto old_size = message_.size();
+  message_.resize(old_size + want);
+  ws_.async_read_some(
+      asio::buffer(message_.data() + old_size, want),
+      beast::bind_front_handler(&websocket_session::on_read_rest,
+                                shared_from_this(), old_size));
+}
+
+void websocket_session::on_read_rest(size_t old_size, beast::error_code ec,
+                                     std::size_t bytes) {
+  message_.resize(old_size + bytes);
   if (ec) {
     finish();
     return;
   }
   if (closed_notified_) {
-    // Read before the end was known; nobody will answer it.
-    buffer_.consume(buffer_.size());
+    std::string{}.swap(message_);
     return;
   }
+  if (ws_.is_message_done())
+    on_message();
+  else
+    read_rest();
+}
+
+void websocket_session::on_message() {
   unanswered_.fetch_add(1);
-  if (codec_ && ws_.got_binary()) {
-    // The CONNECTION decodes; it learns the frame was binary from the mark.
-    auto data = buffer_.data();
-    std::string text;
-    text.reserve(data.size() + 1);
-    text += binary_frame_mark;
-    text.append(static_cast<const char*>(data.data()), data.size());
-    caf::anon_send(actor_, atom::frame_v, std::move(text));
-  } else {
-    caf::anon_send(actor_, atom::frame_v,
-                   beast::buffers_to_string(buffer_.data()));
-  }
-  buffer_.consume(buffer_.size());
-  if (buffer_.capacity() > idle_buffer_bytes)
-    buffer_.shrink_to_fit();
+  caf::anon_send(actor_, atom::frame_v, std::move(message_));
+  // Moved from: empty, and its buffer went with the message.
+  message_.clear();
   read_or_pause();
 }
 
@@ -153,8 +188,8 @@ void websocket_session::write(frame_ptr frame, bool counted) {
                                   frame = std::move(frame), counted]() mutable {
     if (self->closing_ || self->closed_notified_)
       return;
-    // On the strand, so that the REGISTRY does not pay for the encoding. A
-    // codec that throws must not take the I/O thread down with it.
+    // On the socket's executor, so that the REGISTRY does not pay for the
+    // encoding. A codec that throws must not take the I/O thread down with it.
     try {
       frame = std::make_shared<const std::string>(
           self->codec_->encode_push(*frame));
@@ -262,22 +297,23 @@ void websocket_session::begin_close(uint16_t code, std::string reason,
                                     bool drop_queue) {
   if (closing_)
     return;
-  closing_ = true;
-  close_reason_ =
+  closing_ = std::make_unique<close_state>(ws_.get_executor());
+  closing_->reason =
       websocket::close_reason(static_cast<websocket::close_code>(code), reason);
   // Keep the frame being written: Beast still reads from it.
   if (drop_queue)
     drop_queued(writing_ ? head_ + 1 : head_);
   // A reader that never reads would keep the last write and the closing
   // handshake pending forever: shut the socket after a grace period.
-  close_deadline_.expires_after(drop_queue ? std::chrono::seconds(1)
-                                           : close_grace);
-  close_deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
-    // Also ends a session that waits for nothing (e.g. paused, its socket
-    // already shut by the idle timeout).
-    if (!ec)
-      self->finish();
-  });
+  closing_->deadline.expires_after(drop_queue ? std::chrono::seconds(1)
+                                              : close_grace);
+  closing_->deadline.async_wait(
+      [self = shared_from_this()](beast::error_code ec) {
+        // Also ends a session that waits for nothing (e.g. paused, its
+        // socket already shut by the idle timeout).
+        if (!ec)
+          self->finish();
+      });
   if (!writing_)
     do_close();
 }
@@ -286,8 +322,8 @@ void websocket_session::do_close() {
   if (close_sent_ || !ws_.is_open())
     return;
   close_sent_ = true;
-  ws_.async_close(close_reason_, [self = shared_from_this()](
-                                     beast::error_code) { self->finish(); });
+  ws_.async_close(closing_->reason, [self = shared_from_this()](
+                                        beast::error_code) { self->finish(); });
 }
 
 void websocket_session::drop_queued(size_t from) {
@@ -310,9 +346,11 @@ void websocket_session::drop_queued(size_t from) {
 }
 
 void websocket_session::finish() {
-  close_deadline_.cancel();
+  if (closing_)
+    closing_->deadline.cancel();
   // Aborts whatever still waits on the socket; its handler ends here too.
-  beast::get_lowest_layer(ws_).close();
+  beast::error_code ignored;
+  beast::get_lowest_layer(ws_).close(ignored);
   // A paused reader will not see the end of the socket.
   paused_self_.reset();
   notify_closed();

@@ -8,6 +8,7 @@
 
 #include <caf/fwd.hpp>
 
+#include <array>
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -16,13 +17,18 @@
 
 namespace wsc::net {
 
-/// One WebSocket connection's socket. All socket work runs on the
-/// connection's strand; `write` and `close` may be called from any thread and
+/// One WebSocket connection's socket. All socket work runs on the socket's
+/// executor (a strand, or the io_context itself when one thread runs it: see
+/// listener::do_accept); `write` and `close` may be called from any thread and
 /// only post to it. At most one `async_write` is in flight; the frame it
 /// writes stays at the front of the queue until it completes.
 ///
+/// An idle connection is mostly this object and Beast's stream: the pending
+/// read holds no heap buffer (the first bytes of a message land in `first_`),
+/// and what only a closing connection needs is allocated when it begins.
+///
 /// With a frame codec other than json, the session encodes the frames the
-/// REGISTRY and the CONNECTION push (`write`) on its strand, and marks binary
+/// REGISTRY and the CONNECTION push (`write`) on its executor, and marks binary
 /// frames for the CONNECTION, which decodes and answers (`codec_sink`).
 ///
 /// A session owns, from its construction to its destruction, one slot of
@@ -32,9 +38,12 @@ class websocket_session
     : public codec_sink,
       public std::enable_shared_from_this<websocket_session> {
 public:
-  websocket_session(tcp::socket&& socket, caf::actor_system& sys,
-                    node_context_ptr node, std::string uid,
-                    std::string address);
+  /// Makes a session. Its memory goes as soon as it ends, even while weak
+  /// pointers to it remain (the CONNECTION's, the REGISTRY's, session_list):
+  /// make_shared would keep the whole object until the last one is gone.
+  static std::shared_ptr<websocket_session>
+  make(tcp::socket&& socket, caf::actor_system& sys, node_context_ptr node,
+       std::string uid, std::string address);
 
   ~websocket_session() override;
 
@@ -54,9 +63,19 @@ public:
   void write_encoded(frame_ptr frame, bool counted) override;
 
 private:
+  websocket_session(tcp::socket&& socket, caf::actor_system& sys,
+                    node_context_ptr node, std::string uid,
+                    std::string address);
+
   void on_accept(beast::error_code ec, open_context opening);
+  /// Reads the first bytes of the next message into `first_`.
   void do_read();
   void on_read(beast::error_code ec, std::size_t bytes);
+  /// Reads more of the current message, straight into `message_`.
+  void read_rest();
+  void on_read_rest(size_t old_size, beast::error_code ec, std::size_t bytes);
+  /// Hands the whole message in `message_` to the actor, then reads on.
+  void on_message();
   void enqueue(frame_ptr frame, bool counted);
   void do_write();
   void on_write(beast::error_code ec, std::size_t bytes);
@@ -69,7 +88,7 @@ private:
   /// the close deadline shut it): tells the actor and drops `paused_self_`,
   /// so that the session ends once its pending handlers have run.
   void finish();
-  /// The CONNECTION actor ended (on the strand). If it did not end because
+  /// The CONNECTION actor ended (on the executor). If it did not end because
   /// the socket closed (it threw, or was killed), the socket is closed with
   /// 1011: nobody would answer its frames, and a paused session would live
   /// forever.
@@ -80,11 +99,12 @@ private:
   /// Reads the next frame unless `max_unanswered` frames wait for their
   /// answer; then the read resumes from frame_answered.
   void read_or_pause();
-  /// Reads again after a pause (on the strand).
+  /// Reads again after a pause (on the executor).
   void resume_read();
 
-  websocket::stream<beast::tcp_stream> ws_;
-  beast::flat_buffer buffer_;
+  /// A plain socket: the WebSocket timeouts are Beast's own. No
+  /// permessage-deflate: it is never negotiated (docs/security.md T13).
+  websocket::stream<tcp::socket, false> ws_;
   caf::actor_system& sys_;
   node_context_ptr node_;
   /// The quota slot this session holds (released by the destructor).
@@ -108,7 +128,7 @@ private:
   size_t counted_ = 0;
   uint64_t counted_bytes_ = 0;
   /// Bytes of all queued frames, counted or not (read by queued_bytes from
-  /// any thread; written on the strand only).
+  /// any thread; written on the executor only).
   std::atomic<uint64_t> queued_bytes_{0};
   /// Frames handed to the actor and not answered yet (any thread).
   std::atomic<uint32_t> unanswered_{0};
@@ -116,12 +136,24 @@ private:
   std::atomic<bool> read_paused_{false};
   /// While paused no pending operation holds the session: this does.
   std::shared_ptr<websocket_session> paused_self_;
+  /// The message being read (text, or for a codec binary frames behind
+  /// `binary_frame_mark`); empty between messages.
+  std::string message_;
+  /// What only a closing connection needs (see begin_close).
+  struct close_state {
+    explicit close_state(const asio::any_io_executor& ex) : deadline(ex) {}
+    websocket::close_reason reason;
+    /// Shuts the socket of a peer that does not finish closing in time.
+    asio::steady_timer deadline;
+  };
+  /// Set once closing began: then no frame is queued any more.
+  std::unique_ptr<close_state> closing_;
   bool writing_ = false;
-  bool closing_ = false;
   bool close_sent_ = false;
   bool closed_notified_ = false;
-  websocket::close_reason close_reason_;
-  asio::steady_timer close_deadline_;
+  /// The first bytes of every message: an idle read holds no heap buffer,
+  /// and a short message needs no other.
+  std::array<char, 256> first_;
 };
 
 } // namespace wsc::net
