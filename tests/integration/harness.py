@@ -756,6 +756,14 @@ class HarnessMixin:
         client._pending.extend(f for f in frames if not predicate(f))
         self.assertEqual(bad, [], "unexpected %s" % what)
 
+    def assertDelivers(self, sender, receiver, to, data, frame_id=1, timeout=5.0):
+        """``sender`` sends ``data`` to uid ``to``: acked, and ``receiver``
+        (a connection of ``to``) gets it."""
+        sender.send_json({"type": "send", "id": frame_id, "to": to, "data": data})
+        self.assertEqual(self.reply_to(sender, frame_id, timeout)["type"], "ack")
+        got = receiver.wait_for(lambda f: f.get("type") == "message", timeout)
+        self.assertEqual(got["data"], data)
+
     def reply_to(self, client, frame_id, timeout=5.0):
         """The ack/error/... frame whose ``id`` is ``frame_id``."""
         return client.wait_for(lambda f: isinstance(f, dict) and "id" in f and f["id"] == frame_id

@@ -254,10 +254,7 @@ class StoreConnectionTest(ClusterBase):
         n1, n2 = self.nodes
         hana = n1.ws("hana")
         hugo = n2.ws("hugo")
-        hana.send_json({"type": "send", "id": 1, "to": "hugo", "data": "before"})
-        self.assertEqual(hana.wait_for(lambda f: f.get("id") == 1, 5)["type"], "ack")
-        self.assertEqual(hugo.wait_for(lambda f: f.get("type") == "message", 5)["data"],
-                         "before")
+        self.assertDelivers(hana, hugo, "hugo", "before")
         os.kill(self.redis.proc.pid, signal.SIGSTOP)
         try:
             started = time.monotonic()

@@ -18,10 +18,7 @@ class CustomStoreTest(HarnessMixin, unittest.TestCase):
         node = self.start_node(binary=os.path.abspath(path))
         alice = node.ws("alice")
         bob = node.ws("bob")
-        alice.send_json({"type": "send", "id": 1, "to": "bob", "data": "via custom"})
-        self.assertEqual(alice.wait_for(lambda f: f.get("id") == 1, 5)["type"], "ack")
-        self.assertEqual(bob.wait_for(lambda f: f.get("type") == "message", 5)["data"],
-                         "via custom")
+        self.assertDelivers(alice, bob, "bob", "via custom")
         self.assertEqual(node.presence(["alice", "zed"]), {"alice": True, "zed": False})
         bob.close()
 
