@@ -129,7 +129,10 @@ caf::error redis_store_state::load_scripts() {
     auto sha = is_cluster() ? cluster->load_script(src) : conn.load_script(src);
     if (!sha)
       return std::move(sha.error());
-    shas[i] = std::move(*sha);
+    // The same text keeps its buffer: argvs of a round trip under way
+    // view it.
+    if (shas[i] != *sha)
+      shas[i] = std::move(*sha);
   }
   return caf::none;
 }
@@ -263,10 +266,13 @@ void retry_noscript(redis_store_state& st, redis_round_trip& rt) {
 std::vector<caf::expected<redis_reply_ptr>>
 redis_store_state::run(const std::vector<const redis_command*>& cmds,
                        std::vector<int64_t>* replicas) {
+  auto up = cmds.empty() || reconnect();
+  // After reconnect(): the argvs view the scripts' SHAs, which a new
+  // connection loads again.
   auto rt = round_trip(cmds);
   if (cmds.empty()) {
     // nop: a stage in which every job waits
-  } else if (!reconnect()) {
+  } else if (!up) {
     rt.fail(unavailable());
   } else {
     exchange(*this, rt);

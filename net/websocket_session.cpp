@@ -115,24 +115,25 @@ void websocket_session::on_read(beast::error_code ec, std::size_t bytes) {
   if (ws_.is_message_done())
     on_message();
   else
-    read_rest();
+    read_rest(message_.size());
 }
 
-void websocket_session::read_rest() {
+void websocket_session::read_rest(size_t filled) {
   // Beast's hint is the rest of the current frame (read_message_max bounds
-  // it): a large message takes a few reads, not hundreds of `first_`s.
+  // it): a large message takes a few reads, not hundreds of `first_`s. The
+  // string only grows (zero-filled once), so a peer that trickles a large
+  // frame byte by byte does not cost a fill per byte.
   auto want = std::min(ws_.read_size_hint(first_.size()), max_read_bytes);
-  auto old_size = message_.size();
-  message_.resize(old_size + want);
+  if (message_.size() < filled + want)
+    message_.resize(filled + want);
   ws_.async_read_some(
-      asio::buffer(message_.data() + old_size, want),
+      asio::buffer(message_.data() + filled, want),
       beast::bind_front_handler(&websocket_session::on_read_rest,
-                                shared_from_this(), old_size));
+                                shared_from_this(), filled));
 }
 
-void websocket_session::on_read_rest(size_t old_size, beast::error_code ec,
+void websocket_session::on_read_rest(size_t filled, beast::error_code ec,
                                      std::size_t bytes) {
-  message_.resize(old_size + bytes);
   if (ec) {
     finish();
     return;
@@ -141,10 +142,13 @@ void websocket_session::on_read_rest(size_t old_size, beast::error_code ec,
     std::string{}.swap(message_);
     return;
   }
-  if (ws_.is_message_done())
+  filled += bytes;
+  if (ws_.is_message_done()) {
+    message_.resize(filled);
     on_message();
-  else
-    read_rest();
+  } else {
+    read_rest(filled);
+  }
 }
 
 void websocket_session::on_message() {

@@ -71,9 +71,10 @@ private:
   /// Reads the first bytes of the next message into `first_`.
   void do_read();
   void on_read(beast::error_code ec, std::size_t bytes);
-  /// Reads more of the current message, straight into `message_`.
-  void read_rest();
-  void on_read_rest(size_t old_size, beast::error_code ec, std::size_t bytes);
+  /// Reads more of the current message, straight into `message_` after
+  /// its first `filled` bytes (the rest of it is room for the read).
+  void read_rest(size_t filled);
+  void on_read_rest(size_t filled, beast::error_code ec, std::size_t bytes);
   /// Hands the whole message in `message_` to the actor, then reads on.
   void on_message();
   void enqueue(frame_ptr frame, bool counted);
