@@ -39,16 +39,25 @@ void discovery_state::heartbeat() {
               reintroduce();
             ++heartbeats;
             if (clustered)
-              self->request(store, node->opts.request_timeout, atom::nodes_v)
-                  .then([this](std::vector<node_info>& nodes) {
-                    reconcile(std::move(nodes));
-                  });
+              read_nodes();
           },
           [this](caf::error& err) {
             if (node->store_healthy)
               log::error("state store unreachable: {}", error_message(err));
             node->store_healthy = false;
           });
+}
+
+void discovery_state::read_nodes() {
+  // A store that fails now (e.g. Redis went away since the heartbeat) is
+  // the heartbeat's business: without an error handler the error would end
+  // this actor, and with it the node.
+  self->request(store, node->opts.request_timeout, atom::nodes_v)
+      .then([this](
+                std::vector<node_info>& nodes) { reconcile(std::move(nodes)); },
+            [](caf::error& err) {
+              log::debug("reading the nodes failed: {}", error_message(err));
+            });
 }
 
 void discovery_state::reintroduce() {
@@ -115,24 +124,30 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
       auto inc = info.incarnation;
       self->request(store, node->opts.request_timeout, atom::claim_v, id, inc,
                     timeout_ms)
-          .then([this, id, inc](bool claimed,
-                                std::vector<std::string>& offline) {
-            if (!claimed)
-              return;
-            log::warn("node {} silent for longer than {}ms: declared down ({} "
-                      "uids offline)",
-                      id, node->opts.node_timeout.count(), offline.size());
-            // This node won the claim: it alone tells that these uids went
-            // offline with the dead node.
-            for (auto& uid : offline)
-              self->send(node->events,
-                         presence_event{std::move(uid), false, "node_lost"});
-            shutdown_event ev{id, "timeout"};
-            for (auto& [pid, p] : peers)
-              if (pid != id && p.handle)
-                self->send(p.handle, ev);
-            peer_gone(id, inc, "timeout");
-          });
+          .then(
+              [this, id, inc](bool claimed, std::vector<std::string>& offline) {
+                if (!claimed)
+                  return;
+                log::warn(
+                    "node {} silent for longer than {}ms: declared down ({} "
+                    "uids offline)",
+                    id, node->opts.node_timeout.count(), offline.size());
+                // This node won the claim: it alone tells that these uids went
+                // offline with the dead node.
+                for (auto& uid : offline)
+                  self->send(node->events, presence_event{std::move(uid), false,
+                                                          "node_lost"});
+                shutdown_event ev{id, "timeout"};
+                for (auto& [pid, p] : peers)
+                  if (pid != id && p.handle)
+                    self->send(p.handle, ev);
+                peer_gone(id, inc, "timeout");
+              },
+              [id](caf::error& err) {
+                // The next heartbeat's sweep claims it again.
+                log::debug("claim of node {} failed: {}", id,
+                           error_message(err));
+              });
       continue;
     }
     alive.push_back(info.id);
@@ -279,10 +294,7 @@ discovery(discovery_actor::stateful_pointer<discovery_state> self,
         break;
       }
     if (!st.stopping && st.clustered)
-      self->request(st.store, st.node->opts.request_timeout, atom::nodes_v)
-          .then([self](std::vector<node_info>& nodes) {
-            self->state.reconcile(std::move(nodes));
-          });
+      st.read_nodes();
   });
   self->send(self, atom::tick_v);
   return {

@@ -60,6 +60,9 @@ struct discovery_state {
   /// Compares the store's node list with the known peers.
   void reconcile(std::vector<node_info> nodes);
 
+  /// Asks the store for every node and reconciles; a failure only logs.
+  void read_nodes();
+
   /// Dials a peer's PEER actor through the middleman.
   void connect(const node_info& info);
 
