@@ -221,6 +221,24 @@ class ClusterFailureTest(ClusterBase):
         self.assertEqual(a.wait_for(lambda f: f.get("type") == "message", 10)["data"], "after")
         self.assertTrue(redis2.command("PING") == "PONG")
 
+    def test_peer_lost_while_redis_is_down(self):
+        # A peer's link breaks while Redis is away: DISCOVERY asks the store
+        # for the nodes at once, which fails. That failure once ended the
+        # DISCOVERY actor (no error handler), and with it the node.
+        n1, n2, n3 = self.nodes
+        port = self.redis.port
+        self.redis.stop()
+        wait_until(lambda: n1.http("GET", "/healthz")[0] == 503, 10,
+                   what="/healthz 503 while Redis is down")
+        n3.kill()
+        time.sleep(1.5)
+        self.assertTrue(n1.running() and n2.running(), "a node stopped")
+        self.start_redis(port=port)
+        for n in (n1, n2):
+            wait_until(lambda: n.http("GET", "/healthz")[0] == 200, 15,
+                       what="/healthz 200 after Redis returned on %s" % n.name)
+        self.assertDelivers(n1.ws("kim"), n2.ws("lou"), "lou", "after")
+
     def test_lost_store_data_is_written_back(self):
         # Redis loses its data without the connection ever failing (a fast
         # restart without persistence, a FLUSHALL): the next heartbeat sees
