@@ -133,6 +133,22 @@ class ClusterDeliveryTest(ClusterBase):
 
 
 class ClusterFailureTest(ClusterBase):
+    def stop_redis(self, node):
+        """Stops Redis; returns its port once `node` reports it unhealthy."""
+        port = self.redis.port
+        self.redis.stop()
+        wait_until(lambda: node.http("GET", "/healthz")[0] == 503, 10,
+                   what="/healthz 503 while Redis is down")
+        return port
+
+    def restart_redis(self, port, *nodes):
+        """An empty Redis on `port`; returns it once every node is healthy."""
+        redis = self.start_redis(port=port)
+        for n in nodes:
+            wait_until(lambda: n.http("GET", "/healthz")[0] == 200, 15,
+                       what="/healthz 200 after Redis returned on %s" % n.name)
+        return redis
+
     def test_kill_9_is_detected_once_and_cleaned(self):
         n1, n2, n3 = self.nodes
         n1.ws("alice")
@@ -192,10 +208,7 @@ class ClusterFailureTest(ClusterBase):
         a = n1.ws("ann")
         b = n1.ws("ben")
         c = n2.ws("cid")
-        port = self.redis.port
-        self.redis.stop()
-        wait_until(lambda: n1.http("GET", "/healthz")[0] == 503, 10,
-                   what="/healthz 503 while Redis is down")
+        port = self.stop_redis(n1)
         down_since = time.monotonic()
         # Local delivery goes on; an operation needing Redis says unavailable.
         a.send_json({"type": "send", "id": 1, "to": "ben", "data": "local"})
@@ -210,10 +223,7 @@ class ClusterFailureTest(ClusterBase):
         self.assertEqual((reply["type"], reply.get("code")), ("error", "unavailable"))
         time.sleep(max(0.0, 5.0 - (time.monotonic() - down_since)))
         # Redis comes back empty (no persistence): nodes write everything back.
-        redis2 = self.start_redis(port=port)
-        for n in (n1, n2):
-            wait_until(lambda: n.http("GET", "/healthz")[0] == 200, 15,
-                       what="/healthz 200 after Redis returned on %s" % n.name)
+        redis2 = self.restart_redis(port, n1, n2)
         wait_until(lambda: n2.presence(["ann", "ben", "cid"])
                    == {"ann": True, "ben": True, "cid": True}, 10,
                    what="every connected uid written back")
@@ -229,17 +239,11 @@ class ClusterFailureTest(ClusterBase):
         n1, n2, n3 = self.nodes
         kim = n1.ws("kim")
         lou = n2.ws("lou")
-        port = self.redis.port
-        self.redis.stop()
-        wait_until(lambda: n1.http("GET", "/healthz")[0] == 503, 10,
-                   what="/healthz 503 while Redis is down")
+        port = self.stop_redis(n1)
         n3.kill()
         time.sleep(1.5)
         self.assertTrue(n1.running() and n2.running(), "a node stopped")
-        self.start_redis(port=port)
-        for n in (n1, n2):
-            wait_until(lambda: n.http("GET", "/healthz")[0] == 200, 15,
-                       what="/healthz 200 after Redis returned on %s" % n.name)
+        self.restart_redis(port, n1, n2)
         wait_until(lambda: n1.presence(["kim", "lou"]) == {"kim": True, "lou": True}, 10,
                    what="the bindings written back")
         self.assertDelivers(kim, lou, "lou", "after")
