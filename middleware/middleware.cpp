@@ -1,6 +1,7 @@
 #include "middleware/middleware.hpp"
 
 #include "middleware/jwt.hpp"
+#include "protocol/ws_frame.hpp"
 
 #include <caf/sec.hpp>
 
@@ -156,44 +157,7 @@ std::string bearer_token(const std::string& authorization) {
 }
 
 bool valid_utf8(std::string_view text) {
-  size_t i = 0;
-  auto byte = [&](size_t at) {
-    return static_cast<unsigned char>(text[at]);
-  };
-  while (i < text.size()) {
-    auto c = byte(i);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len = 0;
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0)
-        lo = 0xA0; // overlong
-      else if (c == 0xED)
-        hi = 0x9F; // surrogates
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0)
-        lo = 0x90; // overlong
-      else if (c == 0xF4)
-        hi = 0x8F; // above U+10FFFF
-    } else {
-      return false;
-    }
-    if (i + len > text.size() || byte(i + 1) < lo || byte(i + 1) > hi)
-      return false;
-    for (size_t k = 2; k < len; ++k)
-      if (byte(i + k) < 0x80 || byte(i + k) > 0xBF)
-        return false;
-    i += len;
-  }
-  return true;
+  return ws::valid_utf8(text);
 }
 
 bool valid_name(std::string_view name) {

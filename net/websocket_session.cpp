@@ -6,12 +6,22 @@
 
 #include <caf/all.hpp>
 
+#include <array>
+
 namespace wsc::net {
 
 namespace {
 
-/// The most one read past `first_` asks for (its buffer grows the message).
-constexpr size_t max_read_bytes = 64 * 1024;
+/// What one read takes from the socket, into a buffer of the thread.
+constexpr size_t read_chunk = 64 * 1024;
+
+/// Reads per readiness before other sockets of the loop get their turn.
+constexpr int reads_per_turn = 16;
+
+/// Frames of one `writev` (Asio passes at most 64 buffers per system call:
+/// a header and a payload per frame) and the bytes it gathers.
+constexpr size_t frames_per_write = 32;
+constexpr size_t bytes_per_write = 256 * 1024;
 
 /// Queue slots kept by an idle connection; more are released once it drains.
 constexpr size_t idle_queue_capacity = 16;
@@ -24,6 +34,17 @@ constexpr uint32_t max_unanswered = 16;
 /// How long a closing connection may take to flush its queue and finish the
 /// closing handshake before its socket is shut.
 constexpr auto close_grace = std::chrono::seconds(3);
+
+/// The same when the queue was dropped (a failure, an overflow).
+constexpr auto close_grace_dropped = std::chrono::seconds(1);
+
+using handshake_stream = websocket::stream<tcp::socket&, false>;
+
+/// Where reads land: one buffer per thread, so an idle connection holds none.
+char* read_buffer() {
+  thread_local std::array<char, read_chunk> buffer;
+  return buffer.data();
+}
 
 } // namespace
 
@@ -41,10 +62,20 @@ websocket_session::websocket_session(tcp::socket&& socket,
                                      caf::actor_system& sys,
                                      node_context_ptr node, std::string uid,
                                      std::string address)
-    : ws_(std::move(socket)), sys_(sys), node_(std::move(node)),
-      uid_(std::move(uid)), address_(std::move(address)), codec_(node_->codec) {
-  if (codec_ && codec_->identity())
-    codec_ = nullptr;
+    : socket_(std::move(socket)), sys_(sys), node_(std::move(node)),
+      uid_(std::move(uid)), address_(std::move(address)),
+      codec_(node_->codec && !node_->codec->identity() ? node_->codec
+                                                       : nullptr),
+      // The CONNECTION decodes binary frames for a codec; it learns one was
+      // binary from the mark.
+      reader_(node_->opts.max_message_bytes,
+              codec_ ? std::string_view{&binary_frame_mark, 1}
+                     : std::string_view{}),
+      timer_(socket_.get_executor()) {
+  if (codec_ && codec_->writes_binary())
+    data_op_ = ws::opcode::binary;
+  using strand = asio::strand<asio::io_context::executor_type>;
+  shared_executor_ = socket_.get_executor().target<strand>() != nullptr;
 }
 
 websocket_session::~websocket_session() {
@@ -55,29 +86,33 @@ websocket_session::~websocket_session() {
 
 void websocket_session::run(http::request<http::string_body> req,
                             open_context opening) {
-  // The HTTP phase's deadline ended with its tcp_stream: from here the
-  // WebSocket timeouts (Beast's own) are the only ones.
-  auto& opts = node_->opts;
+  // Beast answers the upgrade on a stream that borrows the socket; the HTTP
+  // phase's deadline ended with its tcp_stream, this one is the handshake's.
+  auto stream = std::make_unique<handshake_stream>(socket_);
   websocket::stream_base::timeout timeouts;
-  timeouts.handshake_timeout = opts.handshake_timeout;
-  timeouts.idle_timeout = opts.idle_timeout;
-  timeouts.keep_alive_pings = true; // a ping at half the idle timeout
-  ws_.set_option(timeouts);
-  ws_.set_option(
+  timeouts.handshake_timeout = node_->opts.handshake_timeout;
+  timeouts.idle_timeout = websocket::stream_base::none();
+  timeouts.keep_alive_pings = false;
+  stream->set_option(timeouts);
+  stream->set_option(
       websocket::stream_base::decorator([](websocket::response_type& res) {
         res.set(http::field::server, "wscluster");
       }));
-  ws_.read_message_max(opts.max_message_bytes);
-  ws_.auto_fragment(false);
-  ws_.text(!codec_ || !codec_->writes_binary());
-  ws_.async_accept(req,
-                   [self = shared_from_this(), opening = std::move(opening)](
-                       beast::error_code ec) mutable {
-                     self->on_accept(ec, std::move(opening));
-                   });
+  auto& ref = *stream;
+  ref.async_accept(
+      req, [self = shared_from_this(), stream = std::move(stream),
+            opening = std::move(opening)](beast::error_code ec) mutable {
+        // The stream goes after its operation has returned, not inside it.
+        asio::post(self->socket_.get_executor(),
+                   [stream = std::move(stream)] { (void)stream; });
+        self->on_accept(ec, std::move(opening));
+      });
 }
 
 void websocket_session::on_accept(beast::error_code ec, open_context opening) {
+  if (ec)
+    return;
+  socket_.non_blocking(true, ec);
   if (ec)
     return;
   ++node_->metrics.handshakes_accepted;
@@ -86,84 +121,117 @@ void websocket_session::on_accept(beast::error_code ec, open_context opening) {
   // session must learn of it (runs at once if it is already gone).
   actor_->attach_functor([weak = weak_from_this()](const caf::error& reason) {
     if (auto self = weak.lock())
-      asio::post(self->ws_.get_executor(),
+      asio::post(self->socket_.get_executor(),
                  [self, reason = caf::to_string(reason)]() mutable {
                    self->on_actor_down(std::move(reason));
                  });
   });
-  do_read();
+  arm_timer(node_->opts.idle_timeout / 2);
+  read_available();
 }
 
-void websocket_session::do_read() {
-  ws_.async_read_some(asio::buffer(first_),
-                      beast::bind_front_handler(&websocket_session::on_read,
-                                                shared_from_this()));
-}
+// -- reading ------------------------------------------------------------------
 
-void websocket_session::on_read(beast::error_code ec, std::size_t bytes) {
-  if (ec) {
-    finish();
+void websocket_session::wait_readable() {
+  if (!shared_executor_) {
+    // One thread runs this socket's loop: nothing can take the readiness
+    // event between our last read and this wait, so no read is wasted on
+    // an empty socket.
+    socket_.async_wait(tcp::socket::wait_read,
+                       [self = shared_from_this()](beast::error_code ec) {
+                         self->on_readable(ec);
+                       });
     return;
   }
-  if (closed_notified_)
-    return; // read before the end was known; nobody will answer it
-  // The first bytes of a message. The CONNECTION decodes binary frames for
-  // a codec; it learns one was binary from the mark.
-  if (codec_ && ws_.got_binary())
-    message_ += binary_frame_mark;
-  message_.append(first_.data(), bytes);
-  if (ws_.is_message_done())
-    on_message();
-  else
-    read_rest(message_.size());
+  // Another thread may have taken the event already: Asio's speculative
+  // receive (a peek, which leaves the byte) sees data that is there.
+  socket_.async_receive(
+      asio::buffer(&peek_, 1), tcp::socket::message_peek,
+      [self = shared_from_this()](beast::error_code ec, size_t) {
+        self->on_readable(ec);
+      });
 }
 
-void websocket_session::read_rest(size_t filled) {
-  // Beast's hint is the rest of the current frame (read_message_max bounds
-  // it): a large message takes a few reads, not hundreds of `first_`s. The
-  // string only grows (zero-filled once), so a peer that trickles a large
-  // frame byte by byte does not cost a fill per byte.
-  auto want = std::min(ws_.read_size_hint(first_.size()), max_read_bytes);
-  if (message_.size() < filled + want)
-    message_.resize(filled + want);
-  ws_.async_read_some(
-      asio::buffer(message_.data() + filled, want),
-      beast::bind_front_handler(&websocket_session::on_read_rest,
-                                shared_from_this(), filled));
+void websocket_session::on_readable(beast::error_code ec) {
+  if (ec)
+    return finish();
+  read_available();
 }
 
-void websocket_session::on_read_rest(size_t filled, beast::error_code ec,
-                                     std::size_t bytes) {
-  if (ec) {
-    finish();
-    return;
+void websocket_session::read_available() {
+  auto* buffer = read_buffer();
+  for (int round = 0; round < reads_per_turn; ++round) {
+    beast::error_code ec;
+    auto bytes = socket_.read_some(asio::buffer(buffer, read_chunk), ec);
+    if (ec == asio::error::would_block)
+      return wait_readable();
+    if (ec)
+      return finish(); // the peer's end, or a reset
+    input_seen_ = true;
+    if (reader_.closed()) {
+      // Closing: what follows the close frame is discarded until the end.
+      continue;
+    }
+    if (!consume(buffer, bytes))
+      return;
+    if (bytes < read_chunk)
+      return wait_readable();
   }
-  if (closed_notified_) {
-    std::string{}.swap(message_);
-    return;
-  }
-  filled += bytes;
-  if (ws_.is_message_done()) {
-    message_.resize(filled);
-    on_message();
-  } else {
-    read_rest(filled);
-  }
+  // Still more: let the other sockets of this loop have their turn first.
+  asio::post(socket_.get_executor(),
+             [self = shared_from_this()] { self->read_available(); });
 }
 
-void websocket_session::on_message() {
+bool websocket_session::consume(const char* data, size_t size) {
+  auto result = reader_.feed(data, size, *this);
+  if (result.fail_code != 0)
+    fail(result.fail_code, result.fail_reason);
+  if (reader_.closed()) {
+    // A close frame or a failure: the rest is read and dropped until the
+    // peer's end (or the close deadline).
+    return true;
+  }
+  if (result.consumed < size) {
+    // Paused at a message: keep the rest for resume_read.
+    unread_.assign(data + result.consumed, size - result.consumed);
+    pause();
+    return false;
+  }
+  if (unanswered_.load() >= max_unanswered) {
+    pause();
+    return false;
+  }
+  return true;
+}
+
+bool websocket_session::on_message(bool, std::string& payload) {
+  if (closing_ || closed_notified_)
+    return true; // after our close frame data is discarded (RFC 6455 5.5.1)
   unanswered_.fetch_add(1);
-  caf::anon_send(actor_, atom::frame_v, std::move(message_));
-  // Moved from: empty, and its buffer went with the message.
-  message_.clear();
-  read_or_pause();
+  caf::anon_send(actor_, atom::frame_v, std::move(payload));
+  return unanswered_.load() < max_unanswered;
 }
 
-void websocket_session::read_or_pause() {
-  if (closed_notified_)
+void websocket_session::on_ping(std::string_view payload) {
+  if (!closing_)
+    push(ws::opcode::pong, std::make_shared<const std::string>(payload), false);
+}
+
+void websocket_session::on_close(uint16_t code, std::string_view) {
+  peer_closed_ = true;
+  if (closing_) {
+    // The answer to our close: done once ours is out.
+    if (close_sent_)
+      teardown();
     return;
-  if (unanswered_.load() < max_unanswered)
-    return do_read();
+  }
+  // Echo the peer's code (1000 for a close without one), after the frame
+  // being written if any: what is still queued is not wanted any more.
+  begin_close(code == ws::close_code::no_status ? ws::close_code::normal : code,
+              {}, true);
+}
+
+void websocket_session::pause() {
   // No operation is pending now to keep this session alive.
   paused_self_ = shared_from_this();
   read_paused_ = true;
@@ -174,41 +242,53 @@ void websocket_session::read_or_pause() {
 
 void websocket_session::resume_read() {
   auto keep = std::move(paused_self_);
-  if (!closed_notified_)
-    do_read();
+  if (closed_notified_ || shut_down_)
+    return;
+  if (!unread_.empty()) {
+    std::string rest;
+    rest.swap(unread_);
+    if (!consume(rest.data(), rest.size()))
+      return;
+  }
+  // The readiness event may have come and gone while paused: read first.
+  read_available();
 }
 
 void websocket_session::frame_answered() {
   if (unanswered_.fetch_sub(1) - 1 < max_unanswered && read_paused_.load() &&
       read_paused_.exchange(false))
-    asio::post(ws_.get_executor(),
+    asio::post(socket_.get_executor(),
                [self = shared_from_this()] { self->resume_read(); });
 }
+
+// -- writing ------------------------------------------------------------------
 
 void websocket_session::write(frame_ptr frame, bool counted) {
   if (!codec_)
     return write_encoded(std::move(frame), counted);
-  asio::post(ws_.get_executor(), [self = shared_from_this(),
-                                  frame = std::move(frame), counted]() mutable {
-    if (self->closing_ || self->closed_notified_)
-      return;
-    // On the socket's executor, so that the REGISTRY does not pay for the
-    // encoding. A codec that throws must not take the I/O thread down with it.
-    try {
-      frame = std::make_shared<const std::string>(
-          self->codec_->encode_push(*frame));
-    } catch (const std::exception& e) {
-      log::error("frame codec failed to encode a frame for uid {}: {}",
-                 self->uid_, e.what());
-      self->begin_close(1011, "internal error", true);
-      return;
-    }
-    self->enqueue(std::move(frame), counted);
-  });
+  asio::post(
+      socket_.get_executor(),
+      [self = shared_from_this(), frame = std::move(frame), counted]() mutable {
+        if (self->closing_ || self->closed_notified_)
+          return;
+        // On the socket's executor, so that the REGISTRY does not pay for the
+        // encoding. A codec that throws must not take the I/O thread down with
+        // it.
+        try {
+          frame = std::make_shared<const std::string>(
+              self->codec_->encode_push(*frame));
+        } catch (const std::exception& e) {
+          log::error("frame codec failed to encode a frame for uid {}: {}",
+                     self->uid_, e.what());
+          self->begin_close(1011, "internal error", true);
+          return;
+        }
+        self->enqueue(std::move(frame), counted);
+      });
 }
 
 void websocket_session::write_encoded(frame_ptr frame, bool counted) {
-  asio::post(ws_.get_executor(),
+  asio::post(socket_.get_executor(),
              [self = shared_from_this(), frame = std::move(frame),
               counted]() mutable { self->enqueue(std::move(frame), counted); });
 }
@@ -222,9 +302,9 @@ uint64_t websocket_session::queued_bytes() const {
 }
 
 void websocket_session::close(uint16_t code, std::string reason) {
-  asio::post(ws_.get_executor(), [self = shared_from_this(), code,
-                                  reason = std::move(reason)]() mutable {
-    self->begin_close(code, std::move(reason), false);
+  asio::post(socket_.get_executor(), [self = shared_from_this(), code,
+                                      reason = std::move(reason)]() mutable {
+    self->begin_close(code, reason, false);
   });
 }
 
@@ -244,47 +324,113 @@ void websocket_session::enqueue(frame_ptr frame, bool counted) {
       begin_close(1008, "send queue overflow: reading too slowly", true);
       return;
     }
+  }
+  push(data_op_, std::move(frame), counted);
+}
+
+void websocket_session::push(ws::opcode op, frame_ptr payload, bool counted) {
+  uint64_t bytes = payload->size();
+  if (counted) {
     ++counted_;
     counted_bytes_ += bytes;
   }
   queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-  queue_.push_back(queued_frame{std::move(frame), counted});
-  if (!writing_)
-    do_write();
+  queued_frame entry{std::move(payload), {}, 0, op, counted};
+  entry.header_size =
+      static_cast<uint8_t>(ws::encode_header(op, bytes, entry.header));
+  queue_.push_back(std::move(entry));
+  schedule_flush();
 }
 
-void websocket_session::do_write() {
-  writing_ = true;
-  ws_.async_write(asio::buffer(*queue_[head_].frame),
-                  beast::bind_front_handler(&websocket_session::on_write,
-                                            shared_from_this()));
+void websocket_session::schedule_flush() {
+  if (writing_frames_ > 0 || flush_scheduled_)
+    return;
+  flush_scheduled_ = true;
+  asio::post(socket_.get_executor(),
+             [self = shared_from_this()] { self->flush(); });
 }
 
-void websocket_session::on_write(beast::error_code ec, std::size_t) {
-  writing_ = false;
-  // Only now may the written buffer go: Beast wrote from it until here.
-  pop_written();
-  if (ec) {
-    drop_queued(head_);
-    finish();
+void websocket_session::flush() {
+  flush_scheduled_ = false;
+  while (writing_frames_ == 0 && head_ < queue_.size() && !shut_down_) {
+    write_buffers_.clear();
+    size_t frames = 0;
+    size_t bytes = 0;
+    for (auto i = head_; i < queue_.size() && frames < frames_per_write &&
+                         bytes < bytes_per_write;
+         ++i, ++frames) {
+      auto& entry = queue_[i];
+      write_buffers_.emplace_back(entry.header, entry.header_size);
+      if (!entry.payload->empty())
+        write_buffers_.emplace_back(entry.payload->data(),
+                                    entry.payload->size());
+      bytes += entry.header_size + entry.payload->size();
+    }
+    // Most writes fit the socket's buffer: no asynchronous operation, no
+    // handler to run later.
+    beast::error_code ec;
+    auto written = socket_.write_some(write_buffers_, ec);
+    if (ec && ec != asio::error::would_block) {
+      drop_queued(head_);
+      return finish();
+    }
+    if (ec)
+      written = 0;
+    if (written == bytes) {
+      pop_written(frames);
+      continue;
+    }
+    // The rest when the socket takes it.
+    size_t skip = 0;
+    while (written >= write_buffers_[skip].size())
+      written -= write_buffers_[skip++].size();
+    write_buffers_.erase(write_buffers_.begin(),
+                         write_buffers_.begin() +
+                             static_cast<std::ptrdiff_t>(skip));
+    write_buffers_.front() += written;
+    writing_frames_ = frames;
+    asio::async_write(
+        socket_, write_buffers_,
+        [self = shared_from_this()](beast::error_code ec, size_t) {
+          self->on_write(ec);
+        });
     return;
   }
-  ++node_->metrics.frames_out;
-  if (head_ < queue_.size())
-    do_write();
-  else if (closing_)
-    do_close();
+  if (write_buffers_.capacity() > 2 * frames_per_write) {
+    write_buffers_.clear();
+    write_buffers_.shrink_to_fit();
+  }
 }
 
-void websocket_session::pop_written() {
-  auto& front = queue_[head_++];
-  uint64_t bytes = front.frame->size();
-  queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
-  if (front.counted) {
-    --counted_;
-    counted_bytes_ -= bytes;
+void websocket_session::on_write(beast::error_code ec) {
+  auto frames = writing_frames_;
+  writing_frames_ = 0;
+  if (ec) {
+    drop_queued(head_);
+    return finish();
   }
-  front.frame.reset();
+  pop_written(frames);
+  flush();
+}
+
+void websocket_session::pop_written(size_t frames) {
+  for (size_t k = 0; k < frames; ++k) {
+    auto& front = queue_[head_++];
+    uint64_t bytes = front.payload->size();
+    queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+    if (front.counted) {
+      --counted_;
+      counted_bytes_ -= bytes;
+    }
+    if (front.op == data_op_)
+      ++node_->metrics.frames_out;
+    front.payload.reset();
+    if (front.op == ws::opcode::close) {
+      close_sent_ = true;
+      if (peer_closed_)
+        teardown();
+    }
+  }
   if (head_ == queue_.size()) {
     queue_.clear();
     head_ = 0;
@@ -292,47 +438,15 @@ void websocket_session::pop_written() {
       queue_.shrink_to_fit();
   } else if (head_ >= idle_queue_capacity && 2 * head_ >= queue_.size()) {
     // Never drained under steady load: drop the written prefix now and then.
-    queue_.erase(queue_.begin(), queue_.begin() + head_);
+    queue_.erase(queue_.begin(),
+                 queue_.begin() + static_cast<std::ptrdiff_t>(head_));
     head_ = 0;
   }
 }
 
-void websocket_session::begin_close(uint16_t code, std::string reason,
-                                    bool drop_queue) {
-  if (closing_)
-    return;
-  closing_ = std::make_unique<close_state>(ws_.get_executor());
-  closing_->reason =
-      websocket::close_reason(static_cast<websocket::close_code>(code), reason);
-  // Keep the frame being written: Beast still reads from it.
-  if (drop_queue)
-    drop_queued(writing_ ? head_ + 1 : head_);
-  // A reader that never reads would keep the last write and the closing
-  // handshake pending forever: shut the socket after a grace period.
-  closing_->deadline.expires_after(drop_queue ? std::chrono::seconds(1)
-                                              : close_grace);
-  closing_->deadline.async_wait(
-      [self = shared_from_this()](beast::error_code ec) {
-        // Also ends a session that waits for nothing (e.g. paused, its
-        // socket already shut by the idle timeout).
-        if (!ec)
-          self->finish();
-      });
-  if (!writing_)
-    do_close();
-}
-
-void websocket_session::do_close() {
-  if (close_sent_ || !ws_.is_open())
-    return;
-  close_sent_ = true;
-  ws_.async_close(closing_->reason, [self = shared_from_this()](
-                                        beast::error_code) { self->finish(); });
-}
-
 void websocket_session::drop_queued(size_t from) {
   for (auto i = from; i < queue_.size(); ++i) {
-    uint64_t bytes = queue_[i].frame->size();
+    uint64_t bytes = queue_[i].payload->size();
     queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
     if (queue_[i].counted) {
       --counted_;
@@ -349,14 +463,60 @@ void websocket_session::drop_queued(size_t from) {
   }
 }
 
+// -- closing ------------------------------------------------------------------
+
+void websocket_session::begin_close(uint16_t code, std::string_view reason,
+                                    bool drop_queue) {
+  if (closing_ || shut_down_)
+    return;
+  closing_ = true;
+  // Keep the frames being written: the socket still reads from them.
+  if (drop_queue)
+    drop_queued(head_ + writing_frames_);
+  push(ws::opcode::close,
+       std::make_shared<const std::string>(ws::close_payload(code, reason)),
+       false);
+  // A reader that never reads would keep the last write and the closing
+  // handshake pending forever: shut the socket after a grace period.
+  arm_timer(drop_queue ? close_grace_dropped : close_grace);
+  // A paused reader reads on (data frames are dropped now) to see the
+  // peer's answer.
+  if (read_paused_.exchange(false))
+    asio::post(socket_.get_executor(),
+               [self = shared_from_this()] { self->resume_read(); });
+}
+
+void websocket_session::fail(uint16_t code, const char* reason) {
+  peer_closed_ = true; // no close frame is awaited after a failure
+  if (closing_) {
+    if (close_sent_)
+      teardown();
+    return;
+  }
+  begin_close(code, reason, true);
+}
+
+void websocket_session::teardown() {
+  if (shut_down_)
+    return;
+  shut_down_ = true;
+  beast::error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+  // Reading on until the peer's end lets it read our close frame: closing
+  // with unread input would reset the connection instead. The close
+  // deadline bounds the wait.
+  notify_closed();
+}
+
 void websocket_session::finish() {
-  if (closing_)
-    closing_->deadline.cancel();
+  timer_.cancel();
   // Aborts whatever still waits on the socket; its handler ends here too.
   beast::error_code ignored;
-  beast::get_lowest_layer(ws_).close(ignored);
+  socket_.close(ignored);
+  shut_down_ = true;
   // A paused reader will not see the end of the socket.
   paused_self_.reset();
+  std::string{}.swap(unread_);
   notify_closed();
 }
 
@@ -372,6 +532,8 @@ void websocket_session::on_actor_down(std::string reason) {
             uid_, reason);
   closed_notified_ = true;
   begin_close(1011, "internal error", true);
+  // A paused session reads no more: the deadline ends it.
+  paused_self_.reset();
 }
 
 void websocket_session::notify_closed() {
@@ -379,6 +541,33 @@ void websocket_session::notify_closed() {
     return;
   closed_notified_ = true;
   caf::anon_send(actor_, atom::closed_v);
+}
+
+// -- the timer ----------------------------------------------------------------
+
+void websocket_session::arm_timer(std::chrono::steady_clock::duration after) {
+  if (after.count() <= 0)
+    return; // no idle timeout configured
+  timer_.expires_after(after);
+  timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (!ec)
+      self->on_timer();
+  });
+}
+
+void websocket_session::on_timer() {
+  if (closing_ || shut_down_)
+    return finish(); // the close deadline
+  if (input_seen_) {
+    input_seen_ = false;
+    ping_sent_ = false;
+  } else if (!ping_sent_) {
+    ping_sent_ = true;
+    push(ws::opcode::ping, std::make_shared<const std::string>(), false);
+  } else {
+    return finish(); // silent through a ping and a whole idle timeout
+  }
+  arm_timer(node_->opts.idle_timeout / 2);
 }
 
 } // namespace wsc::net

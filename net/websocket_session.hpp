@@ -5,27 +5,28 @@
 #include "actors/node_context.hpp"
 #include "net/beast.hpp"
 #include "protocol/codec.hpp"
+#include "protocol/ws_frame.hpp"
 
 #include <caf/fwd.hpp>
 
-#include <array>
 #include <atomic>
 #include <memory>
-#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace wsc::net {
 
-/// One WebSocket connection's socket. All socket work runs on the socket's
-/// executor (a strand, or the io_context itself when one thread runs it: see
-/// listener::do_accept); `write` and `close` may be called from any thread and
-/// only post to it. At most one `async_write` is in flight; the frame it
-/// writes stays at the front of the queue until it completes.
+/// One WebSocket connection's socket. Beast answers the upgrade; from then
+/// on the session frames the data itself (protocol/ws_frame.hpp): it reads
+/// when the socket is readable, straight from a buffer of its thread, and
+/// writes the frames queued in one turn of its event loop with one `writev`.
+/// All socket work runs on the socket's executor (a strand, or the
+/// io_context itself when one thread runs it: see listener::do_accept);
+/// `write` and `close` may be called from any thread and only post to it.
 ///
-/// An idle connection is mostly this object and Beast's stream: the pending
-/// read holds no heap buffer (the first bytes of a message land in `first_`),
-/// and what only a closing connection needs is allocated when it begins.
+/// An idle connection is this object, its socket and one pending timer: no
+/// read buffer, no write buffer.
 ///
 /// With a frame codec other than json, the session encodes the frames the
 /// REGISTRY and the CONNECTION push (`write`) on its executor, and marks binary
@@ -36,6 +37,7 @@ namespace wsc::net {
 /// `address`): both are given back exactly once, by the destructor.
 class websocket_session
     : public codec_sink,
+      private ws::frame_events,
       public std::enable_shared_from_this<websocket_session> {
 public:
   /// Makes a session. Its memory goes as soon as it ends, even while weak
@@ -68,44 +70,71 @@ private:
                     std::string address);
 
   void on_accept(beast::error_code ec, open_context opening);
-  /// Reads the first bytes of the next message into `first_`.
-  void do_read();
-  void on_read(beast::error_code ec, std::size_t bytes);
-  /// Reads more of the current message, straight into `message_` after
-  /// its first `filled` bytes (the rest of it is room for the read).
-  void read_rest(size_t filled);
-  void on_read_rest(size_t filled, beast::error_code ec, std::size_t bytes);
-  /// Hands the whole message in `message_` to the actor, then reads on.
-  void on_message();
+
+  // -- reading ----------------------------------------------------------------
+
+  /// Waits until the socket is readable, then reads.
+  void wait_readable();
+  void on_readable(beast::error_code ec);
+  /// Reads what the socket holds and feeds it to the reader, until the
+  /// socket is empty, the reader pauses or the connection ends.
+  void read_available();
+  /// Feeds bytes to the reader; false when reading must stop for now
+  /// (paused: the rest is kept in `unread_`; closed; failed).
+  bool consume(const char* data, size_t size);
+  bool on_message(bool binary, std::string& payload) override;
+  void on_ping(std::string_view payload) override;
+  void on_close(uint16_t code, std::string_view reason) override;
+  /// The reader stopped at a message because `max_unanswered` frames wait
+  /// for their answer; frame_answered resumes.
+  void pause();
+  void resume_read();
+
+  // -- writing ----------------------------------------------------------------
+
+  /// Queues a data frame (see connection_sink::write for `counted`).
   void enqueue(frame_ptr frame, bool counted);
-  void do_write();
-  void on_write(beast::error_code ec, std::size_t bytes);
-  /// Drops the frame just written from the queue.
-  void pop_written();
-  void begin_close(uint16_t code, std::string reason, bool drop_queue);
-  void do_close();
+  void push(ws::opcode op, frame_ptr payload, bool counted);
+  /// Writes the queue at the end of this turn of the loop (frames queued
+  /// until then leave together).
+  void schedule_flush();
+  void flush();
+  void on_write(beast::error_code ec);
+  /// Drops the `frames` oldest frames: written.
+  void pop_written(size_t frames);
+  /// Drops the queued frames from `queue_[from]` on, with their bytes.
+  void drop_queued(size_t from);
+
+  // -- closing ----------------------------------------------------------------
+
+  /// Queues a close frame after the queued frames (or instead of them); the
+  /// socket is shut when the peer answered or after a grace period.
+  void begin_close(uint16_t code, std::string_view reason, bool drop_queue);
+  /// The reader failed the connection (RFC 6455 7.1.7): close frame with
+  /// `code`, then the socket is shut.
+  void fail(uint16_t code, const char* reason);
+  /// Both close frames are through (or ours after a failure): shuts our
+  /// side and reads until the peer's end (RFC 6455 7.1.1).
+  void teardown();
   void notify_closed();
   /// The socket is done (read or write failed, closing handshake over, or
-  /// the close deadline shut it): tells the actor and drops `paused_self_`,
-  /// so that the session ends once its pending handlers have run.
+  /// a deadline): tells the actor and drops `paused_self_`, so that the
+  /// session ends once its pending handlers have run.
   void finish();
   /// The CONNECTION actor ended (on the executor). If it did not end because
   /// the socket closed (it threw, or was killed), the socket is closed with
   /// 1011: nobody would answer its frames, and a paused session would live
   /// forever.
   void on_actor_down(std::string reason);
-  /// Drops the queued frames from `queue_[from]` on, with their bytes.
-  void drop_queued(size_t from);
 
-  /// Reads the next frame unless `max_unanswered` frames wait for their
-  /// answer; then the read resumes from frame_answered.
-  void read_or_pause();
-  /// Reads again after a pause (on the executor).
-  void resume_read();
+  // -- the timer --------------------------------------------------------------
 
-  /// A plain socket: the WebSocket timeouts are Beast's own. No
-  /// permessage-deflate: it is never negotiated (docs/security.md T13).
-  websocket::stream<tcp::socket, false> ws_;
+  /// Keep-alive while open: a ping after half the idle timeout without
+  /// input, the socket shut after the whole. While closing: the deadline.
+  void arm_timer(std::chrono::steady_clock::duration after);
+  void on_timer();
+
+  tcp::socket socket_;
   caf::actor_system& sys_;
   node_context_ptr node_;
   /// The quota slot this session holds (released by the destructor).
@@ -114,18 +143,30 @@ private:
   connection_actor actor_;
   /// The node's frame codec; null for json (the identity).
   frame_codec_ptr codec_;
+  ws::frame_reader reader_;
+  /// What the reader was not given yet when it paused.
+  std::string unread_;
+  /// The timer of keep-alive pings, idle timeout and close deadline.
+  asio::steady_timer timer_;
   /// Frames waiting for the socket; `counted` ones count against
   /// send-queue-limit and send-queue-bytes (see connection_sink::write).
   struct queued_frame {
-    frame_ptr frame;
+    frame_ptr payload;
+    uint8_t header[10];
+    uint8_t header_size;
+    ws::opcode op;
     bool counted;
   };
   /// `queue_[head_]` is the oldest; a vector rather than a deque because an
   /// empty std::deque already holds ~600 bytes, on every idle connection.
   std::vector<queued_frame> queue_;
   size_t head_ = 0;
-  /// Counted frames queued and their bytes, the frame being written
-  /// included until its on_write.
+  /// Frames of the asynchronous write in flight (from `head_` on).
+  size_t writing_frames_ = 0;
+  /// The buffers of that write: they must live until it completes.
+  std::vector<asio::const_buffer> write_buffers_;
+  /// Counted frames queued and their bytes, the frames being written
+  /// included until they are.
   size_t counted_ = 0;
   uint64_t counted_bytes_ = 0;
   /// Bytes of all queued frames, counted or not (read by queued_bytes from
@@ -137,24 +178,26 @@ private:
   std::atomic<bool> read_paused_{false};
   /// While paused no pending operation holds the session: this does.
   std::shared_ptr<websocket_session> paused_self_;
-  /// The message being read (text, or for a codec binary frames behind
-  /// `binary_frame_mark`); empty between messages.
-  std::string message_;
-  /// What only a closing connection needs (see begin_close).
-  struct close_state {
-    explicit close_state(const asio::any_io_executor& ex) : deadline(ex) {}
-    websocket::close_reason reason;
-    /// Shuts the socket of a peer that does not finish closing in time.
-    asio::steady_timer deadline;
-  };
-  /// Set once closing began: then no frame is queued any more.
-  std::unique_ptr<close_state> closing_;
-  bool writing_ = false;
+  /// Data frames are text, or binary for a codec that writes binary.
+  ws::opcode data_op_ = ws::opcode::text;
+  /// Several threads run the socket's executor (a strand): waiting for
+  /// readiness then needs a speculative peek (see wait_readable).
+  bool shared_executor_ = false;
+  bool flush_scheduled_ = false;
+  /// Our close frame is queued: no data frame is queued any more.
+  bool closing_ = false;
   bool close_sent_ = false;
+  /// The peer's close frame arrived, or we failed the connection: no need
+  /// to wait for one.
+  bool peer_closed_ = false;
+  bool shut_down_ = false;
   bool closed_notified_ = false;
-  /// The first bytes of every message: an idle read holds no heap buffer,
-  /// and a short message needs no other.
-  std::array<char, 256> first_;
+  /// Input arrived since the timer last looked, and whether the keep-alive
+  /// ping is out.
+  bool input_seen_ = false;
+  bool ping_sent_ = false;
+  /// The byte a speculative peek reads into (see wait_readable).
+  char peek_;
 };
 
 } // namespace wsc::net
