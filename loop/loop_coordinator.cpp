@@ -125,15 +125,33 @@ private:
 
   /// Runs the actors queued so far. What they wake meanwhile runs in the
   /// next drain, after the socket handlers that became ready in between.
+  /// Then what they left for after their turn (after_actors).
   void drain() {
     drain_posted_ = false;
+    draining_ = true;
     for (auto n = local_.size(); n > 0 && !local_.empty(); --n) {
       auto job = local_.front();
       local_.pop_front();
       resume(job);
     }
+    draining_ = false;
+    if (after_actors_.empty())
+      return;
+    std::vector<std::function<void()>> due;
+    due.swap(after_actors_);
+    for (auto& fn : due)
+      fn();
   }
 
+public:
+  bool after_actors(std::function<void()>& fn) {
+    if (!draining_)
+      return false;
+    after_actors_.push_back(std::move(fn));
+    return true;
+  }
+
+private:
   void take_remote() {
     take_remote_jobs();
     if (!drain_posted_)
@@ -175,6 +193,9 @@ private:
   std::thread thread_;
   std::deque<caf::resumable*> local_;
   bool drain_posted_ = false;
+  /// Actors of this loop are running (inside drain).
+  bool draining_ = false;
+  std::vector<std::function<void()>> after_actors_;
   std::mutex mtx_;
   std::vector<caf::resumable*> remote_;
   bool remote_posted_ = false;
@@ -219,6 +240,14 @@ caf::execution_unit* loop_coordinator::unit(size_t index) {
 
 loop_coordinator::event_loop* loop_coordinator::current() {
   return this_loop;
+}
+
+asio::io_context* loop_coordinator::current_context() {
+  return this_loop != nullptr ? &this_loop->context() : nullptr;
+}
+
+bool loop_coordinator::after_actors(std::function<void()> fn) {
+  return this_loop != nullptr && this_loop->after_actors(fn);
 }
 
 void loop_coordinator::enqueue(caf::resumable* ptr) {

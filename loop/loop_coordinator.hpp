@@ -27,6 +27,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -68,6 +69,16 @@ public:
 
   /// The loop the calling thread runs, or null if it runs none.
   static event_loop* current();
+
+  /// The io_context of the loop the calling thread runs, or null.
+  static boost::asio::io_context* current_context();
+
+  /// Runs `fn` on the calling thread's loop once the actors of the batch it
+  /// runs now have had their turn, before any other handler of the loop:
+  /// what those actors write to sockets leaves in one pass (and without a
+  /// post per frame). False, running nothing, if the calling thread is not
+  /// running a loop's actors.
+  static bool after_actors(std::function<void()> fn);
 
   // -- abstract_coordinator -------------------------------------------------
 

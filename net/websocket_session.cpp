@@ -2,18 +2,30 @@
 
 #include "actors/connection.hpp"
 #include "actors/node.hpp"
+#include "loop/loop_coordinator.hpp"
 #include "util/log.hpp"
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <array>
 
 namespace wsc::net {
 
 namespace {
 
-/// What one read takes from the socket, into a buffer of the thread.
+/// What one read takes from the socket, into a buffer of the thread: up to
+/// `read_chunk` while a large frame is under way, else `small_read`, so that
+/// a reader paused after a run of small messages keeps at most that much
+/// (`unread_`) for later.
 constexpr size_t read_chunk = 64 * 1024;
+constexpr size_t small_read = 4 * 1024;
+
+/// Pongs queued and not written yet. RFC 6455 5.5.3 lets a server answer
+/// only the latest of pings it has not answered: past this many, the last
+/// queued pong takes the newest payload instead of queueing another, so a
+/// ping flood from a client that does not read costs bounded memory.
+constexpr size_t max_queued_pongs = 32;
 
 /// Reads per readiness before other sockets of the loop get their turn.
 constexpr int reads_per_turn = 16;
@@ -71,7 +83,9 @@ websocket_session::websocket_session(tcp::socket&& socket,
       reader_(node_->opts.max_message_bytes,
               codec_ ? std::string_view{&binary_frame_mark, 1}
                      : std::string_view{}),
-      timer_(socket_.get_executor()) {
+      timer_(socket_.get_executor()),
+      socket_context_(
+          &asio::query(socket_.get_executor(), asio::execution::context)) {
   if (codec_ && codec_->writes_binary())
     data_op_ = ws::opcode::binary;
   using strand = asio::strand<asio::io_context::executor_type>;
@@ -161,8 +175,10 @@ void websocket_session::on_readable(beast::error_code ec) {
 void websocket_session::read_available() {
   auto* buffer = read_buffer();
   for (int round = 0; round < reads_per_turn; ++round) {
+    auto want = static_cast<size_t>(std::clamp<uint64_t>(
+        reader_.frame_remaining() + small_read, small_read, read_chunk));
     beast::error_code ec;
-    auto bytes = socket_.read_some(asio::buffer(buffer, read_chunk), ec);
+    auto bytes = socket_.read_some(asio::buffer(buffer, want), ec);
     if (ec == asio::error::would_block)
       return wait_readable();
     if (ec)
@@ -174,7 +190,7 @@ void websocket_session::read_available() {
     }
     if (!consume(buffer, bytes))
       return;
-    if (bytes < read_chunk)
+    if (bytes < want)
       return wait_readable();
   }
   // Still more: let the other sockets of this loop have their turn first.
@@ -213,8 +229,25 @@ bool websocket_session::on_message(bool, std::string& payload) {
 }
 
 void websocket_session::on_ping(std::string_view payload) {
-  if (!closing_)
-    push(ws::opcode::pong, std::make_shared<const std::string>(payload), false);
+  if (closing_)
+    return;
+  auto pong = std::make_shared<const std::string>(payload);
+  if (queued_pongs_ < max_queued_pongs)
+    return push(ws::opcode::pong, std::move(pong), false);
+  // The newest queued pong not being written answers this ping instead.
+  for (auto i = queue_.size(); i-- > head_ + writing_frames_;) {
+    auto& entry = queue_[i];
+    if (entry.op != ws::opcode::pong)
+      continue;
+    queued_bytes_.fetch_add(pong->size(), std::memory_order_relaxed);
+    queued_bytes_.fetch_sub(entry.payload->size(), std::memory_order_relaxed);
+    entry.header_size = static_cast<uint8_t>(
+        ws::encode_header(ws::opcode::pong, pong->size(), entry.header));
+    entry.payload = std::move(pong);
+    return;
+  }
+  // Every queued pong is being written: this one may wait its turn.
+  push(ws::opcode::pong, std::move(pong), false);
 }
 
 void websocket_session::on_close(uint16_t code, std::string_view) {
@@ -263,11 +296,23 @@ void websocket_session::frame_answered() {
 
 // -- writing ------------------------------------------------------------------
 
+bool websocket_session::on_socket_thread() const {
+  auto* loop = loop_coordinator::current_context();
+  return loop != nullptr && loop == socket_context_;
+}
+
+template<class F>
+void websocket_session::on_socket(F&& fn) {
+  if (on_socket_thread())
+    fn(); // an actor of the socket's own loop: no post, no extra pass
+  else
+    asio::post(socket_.get_executor(), std::forward<F>(fn));
+}
+
 void websocket_session::write(frame_ptr frame, bool counted) {
   if (!codec_)
     return write_encoded(std::move(frame), counted);
-  asio::post(
-      socket_.get_executor(),
+  on_socket(
       [self = shared_from_this(), frame = std::move(frame), counted]() mutable {
         if (self->closing_ || self->closed_notified_)
           return;
@@ -288,9 +333,8 @@ void websocket_session::write(frame_ptr frame, bool counted) {
 }
 
 void websocket_session::write_encoded(frame_ptr frame, bool counted) {
-  asio::post(socket_.get_executor(),
-             [self = shared_from_this(), frame = std::move(frame),
-              counted]() mutable { self->enqueue(std::move(frame), counted); });
+  on_socket([self = shared_from_this(), frame = std::move(frame),
+             counted]() mutable { self->enqueue(std::move(frame), counted); });
 }
 
 const frame_codec_ptr& websocket_session::codec() const {
@@ -335,6 +379,8 @@ void websocket_session::push(ws::opcode op, frame_ptr payload, bool counted) {
     counted_bytes_ += bytes;
   }
   queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  if (op == ws::opcode::pong)
+    ++queued_pongs_;
   queued_frame entry{std::move(payload), {}, 0, op, counted};
   entry.header_size =
       static_cast<uint8_t>(ws::encode_header(op, bytes, entry.header));
@@ -346,8 +392,13 @@ void websocket_session::schedule_flush() {
   if (writing_frames_ > 0 || flush_scheduled_)
     return;
   flush_scheduled_ = true;
-  asio::post(socket_.get_executor(),
-             [self = shared_from_this()] { self->flush(); });
+  // Frames queued by the actors of this loop turn leave together after
+  // their turn; otherwise after the handlers queued so far.
+  auto flush = [self = shared_from_this()] {
+    self->flush();
+  };
+  if (!on_socket_thread() || !loop_coordinator::after_actors(flush))
+    asio::post(socket_.get_executor(), std::move(flush));
 }
 
 void websocket_session::flush() {
@@ -424,6 +475,8 @@ void websocket_session::pop_written(size_t frames) {
     }
     if (front.op == data_op_)
       ++node_->metrics.frames_out;
+    else if (front.op == ws::opcode::pong)
+      --queued_pongs_;
     front.payload.reset();
     if (front.op == ws::opcode::close) {
       close_sent_ = true;
@@ -448,6 +501,8 @@ void websocket_session::drop_queued(size_t from) {
   for (auto i = from; i < queue_.size(); ++i) {
     uint64_t bytes = queue_[i].payload->size();
     queued_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+    if (queue_[i].op == ws::opcode::pong)
+      --queued_pongs_;
     if (queue_[i].counted) {
       --counted_;
       counted_bytes_ -= bytes;

@@ -92,6 +92,14 @@ private:
 
   // -- writing ----------------------------------------------------------------
 
+  /// Whether the calling thread runs this socket's event loop (an actor
+  /// pinned there, or a socket handler): then it may touch the session.
+  bool on_socket_thread() const;
+  /// Runs `fn` on the socket's executor: at once on its own loop's thread,
+  /// else posted.
+  template<class F>
+  void on_socket(F&& fn);
+
   /// Queues a data frame (see connection_sink::write for `counted`).
   void enqueue(frame_ptr frame, bool counted);
   void push(ws::opcode op, frame_ptr payload, bool counted);
@@ -148,6 +156,8 @@ private:
   std::string unread_;
   /// The timer of keep-alive pings, idle timeout and close deadline.
   asio::steady_timer timer_;
+  /// The execution context of the socket (compared with the caller's loop).
+  const asio::execution_context* socket_context_;
   /// Frames waiting for the socket; `counted` ones count against
   /// send-queue-limit and send-queue-bytes (see connection_sink::write).
   struct queued_frame {
@@ -163,6 +173,8 @@ private:
   size_t head_ = 0;
   /// Frames of the asynchronous write in flight (from `head_` on).
   size_t writing_frames_ = 0;
+  /// Pongs among the queued frames (bounded: see on_ping).
+  size_t queued_pongs_ = 0;
   /// The buffers of that write: they must live until it completes.
   std::vector<asio::const_buffer> write_buffers_;
   /// Counted frames queued and their bytes, the frames being written

@@ -112,6 +112,10 @@ public:
   /// Whether a close frame ended the stream (nothing is read after it).
   bool closed() const { return closed_; }
 
+  /// Payload bytes of the current frame not read yet (0 between frames):
+  /// what a read may take without going past the frame.
+  uint64_t frame_remaining() const { return in_payload_ ? remaining_ : 0; }
+
 private:
   result fail(result r, uint16_t code, const char* reason);
   /// Checks a complete header; on success sets up the frame's payload.

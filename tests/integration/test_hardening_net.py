@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import REPO_ROOT, HarnessMixin, binary_path, wait_until  # noqa: E402
 from test_slow_reader import Reader  # noqa: E402
-from wsclient import ConnectionClosed, HandshakeError  # noqa: E402
+from wsclient import OP_PING, OP_PONG, ConnectionClosed, HandshakeError, encode_frame  # noqa: E402
 
 REJECTED_503 = ('wscluster_handshakes_total', 'result="rejected",status="503"')
 
@@ -412,6 +412,60 @@ def killer_binary():
 def tearDownModule():
     if "work" in _killer and os.environ.get("WSC_KEEP_LOGS", "") in ("", "0"):
         shutil.rmtree(_killer["work"], ignore_errors=True)
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class PingFloodTest(HarnessMixin, unittest.TestCase):
+    """A client that sends pings and never reads the pongs: RFC 6455 5.5.3
+    lets the server answer only the latest of the pings it has not answered
+    yet, so the pongs it holds are bounded (net/websocket_session.cpp,
+    max_queued_pongs), not one per ping."""
+
+    PINGS = 100000  # 125-byte payloads: ~25 MB of queued pongs if unbounded
+
+    def test_pongs_for_a_client_that_does_not_read_are_bounded(self):
+        node = self.start_node({})
+        other = node.ws("other")
+        flood = node.ws("flood", rcvbuf=4096, timeout=30)
+        before = rss_kb(node.pid)
+        pad = b"p" * 115
+        batch = 1000
+        for start in range(0, self.PINGS, batch):
+            flood.sock.sendall(b"".join(
+                encode_frame(True, 0, OP_PING, b"%09d" % i + pad)
+                for i in range(start, start + batch)))
+        last = b"%09d" % (self.PINGS - 1) + pad
+        # The node has read every ping when it answers a frame sent after them.
+        flood.send_json({"type": "ping", "id": "after"})
+        other.send_json({"type": "ping", "id": "o"})
+        self.assertEqual(self.reply_to(other, "o")["type"], "pong")
+        time.sleep(0.5)
+        grown_mb = (rss_kb(node.pid) - before) / 1024.0
+        self.assertLess(grown_mb, 10, "the node grew by %.1f MB answering %d pings that "
+                        "were never read: a pong per ping is queued" % (grown_mb, self.PINGS))
+        # Read now: pongs (fewer than pings), the last with the last payload,
+        # then the answer to the frame sent after them.
+        pongs = 0
+        got_last = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            f = flood.recv_frame(timeout=10)
+            if f.opcode == OP_PONG:
+                pongs += 1
+                got_last = got_last or f.payload == last
+            elif f.opcode != OP_PING and b'"after"' in f.payload:
+                break
+        self.assertTrue(got_last, "the newest ping was answered")
+        self.assertLess(pongs, self.PINGS)
+        other.send_json({"type": "ping", "id": "o2"})
+        self.assertEqual(self.reply_to(other, "o2")["type"], "pong")
 
 
 class DeadActorTest(HarnessMixin, unittest.TestCase):
