@@ -185,6 +185,15 @@ def http_request(host, port, method, path, body=None, headers=None, timeout=10.0
         conn.close()
 
 
+def rss_kb(pid):
+    """Resident memory of process ``pid`` in KiB (0 if unknown)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def wait_until(predicate, timeout, interval=0.05, what="condition"):
     """Poll ``predicate()`` until it returns a truthy value; return it.
     Raises AssertionError after ``timeout`` seconds."""

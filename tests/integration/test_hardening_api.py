@@ -34,7 +34,7 @@ import struct
 import time
 import unittest
 
-from harness import HarnessMixin, Node, free_port, run_binary, stderr_lines, wait_until
+from harness import HarnessMixin, Node, free_port, run_binary, stderr_lines, rss_kb, wait_until
 from test_security import SECRET, claims, make_token
 
 
@@ -50,14 +50,6 @@ def raw_http(node, request_bytes, timeout=5.0):
             data += chunk
     line = data.split(b"\r\n", 1)[0].split()
     return int(line[1]) if len(line) > 1 else None
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class InvalidUtf8Test(HarnessMixin, unittest.TestCase):

@@ -40,7 +40,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import REPO_ROOT, HarnessMixin, binary_path, wait_until  # noqa: E402
+from harness import REPO_ROOT, HarnessMixin, binary_path, rss_kb, wait_until  # noqa: E402
 from test_slow_reader import Reader  # noqa: E402
 from wsclient import OP_PING, OP_PONG, ConnectionClosed, HandshakeError, encode_frame  # noqa: E402
 
@@ -412,14 +412,6 @@ def killer_binary():
 def tearDownModule():
     if "work" in _killer and os.environ.get("WSC_KEEP_LOGS", "") in ("", "0"):
         shutil.rmtree(_killer["work"], ignore_errors=True)
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class PingFloodTest(HarnessMixin, unittest.TestCase):
