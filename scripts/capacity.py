@@ -17,7 +17,7 @@ import argparse
 import math
 
 # -- measured constants (docs/scaling.md, "Constants") --------------------------
-NODE_BYTES_PER_CONN = 7_300          # S1, 10k idle connections, RSS per connection (issue 14 step 7)
+NODE_BYTES_PER_CONN = 4_800          # S1, 10k idle connections, RSS per connection (issue 14 step 8)
 KERNEL_BYTES_PER_CONN = 10_000       # S1 kernel slab per connection pair (client + server)
 REDIS_BYTES_PER_CONN = 260           # S1 Redis used_memory per connection (bindings)
 REDIS_BYTES_PER_STORED_MSG = 135     # inbox entry of a 64-byte payload (MEMORY USAGE of a stream)
