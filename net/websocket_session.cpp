@@ -33,6 +33,7 @@ constexpr int reads_per_turn = 16;
 /// Frames of one `writev` (Asio passes at most 64 buffers per system call:
 /// a header and a payload per frame) and the bytes it gathers.
 constexpr size_t frames_per_write = 32;
+constexpr size_t max_header = 10;
 constexpr size_t bytes_per_write = 256 * 1024;
 
 /// Queue slots kept by an idle connection; more are released once it drains.
@@ -241,8 +242,6 @@ void websocket_session::on_ping(std::string_view payload) {
       continue;
     queued_bytes_.fetch_add(pong->size(), std::memory_order_relaxed);
     queued_bytes_.fetch_sub(entry.payload->size(), std::memory_order_relaxed);
-    entry.header_size = static_cast<uint8_t>(
-        ws::encode_header(ws::opcode::pong, pong->size(), entry.header));
     entry.payload = std::move(pong);
     return;
   }
@@ -381,10 +380,7 @@ void websocket_session::push(ws::opcode op, frame_ptr payload, bool counted) {
   queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
   if (op == ws::opcode::pong)
     ++queued_pongs_;
-  queued_frame entry{std::move(payload), {}, 0, op, counted};
-  entry.header_size =
-      static_cast<uint8_t>(ws::encode_header(op, bytes, entry.header));
-  queue_.push_back(std::move(entry));
+  queue_.push_back(queued_frame{std::move(payload), op, counted});
   schedule_flush();
 }
 
@@ -401,26 +397,41 @@ void websocket_session::schedule_flush() {
     asio::post(socket_.get_executor(), std::move(flush));
 }
 
+size_t websocket_session::gather(uint8_t* headers,
+                                 std::vector<asio::const_buffer>& buffers,
+                                 size_t& frames) const {
+  buffers.clear();
+  frames = 0;
+  size_t bytes = 0;
+  for (auto i = head_; i < queue_.size() && frames < frames_per_write &&
+                       bytes < bytes_per_write;
+       ++i, ++frames) {
+    auto& entry = queue_[i];
+    auto& header = *reinterpret_cast<uint8_t(*)[max_header]>(
+        headers + frames * max_header);
+    auto size = entry.payload->size();
+    auto header_size = ws::encode_header(entry.op, size, header);
+    buffers.emplace_back(header, header_size);
+    if (size > 0)
+      buffers.emplace_back(entry.payload->data(), size);
+    bytes += header_size + size;
+  }
+  return bytes;
+}
+
 void websocket_session::flush() {
   flush_scheduled_ = false;
+  // A write that completes at once needs its headers and buffer list only
+  // during the call: they are the thread's.
+  thread_local uint8_t headers[frames_per_write * max_header];
+  thread_local std::vector<asio::const_buffer> buffers;
   while (writing_frames_ == 0 && head_ < queue_.size() && !shut_down_) {
-    write_buffers_.clear();
     size_t frames = 0;
-    size_t bytes = 0;
-    for (auto i = head_; i < queue_.size() && frames < frames_per_write &&
-                         bytes < bytes_per_write;
-         ++i, ++frames) {
-      auto& entry = queue_[i];
-      write_buffers_.emplace_back(entry.header, entry.header_size);
-      if (!entry.payload->empty())
-        write_buffers_.emplace_back(entry.payload->data(),
-                                    entry.payload->size());
-      bytes += entry.header_size + entry.payload->size();
-    }
+    auto bytes = gather(headers, buffers, frames);
     // Most writes fit the socket's buffer: no asynchronous operation, no
     // handler to run later.
     beast::error_code ec;
-    auto written = socket_.write_some(write_buffers_, ec);
+    auto written = socket_.write_some(buffers, ec);
     if (ec && ec != asio::error::would_block) {
       drop_queued(head_);
       return finish();
@@ -431,7 +442,11 @@ void websocket_session::flush() {
       pop_written(frames);
       continue;
     }
-    // The rest when the socket takes it.
+    // The rest when the socket takes it: then the headers and buffers are
+    // the session's until the write completes (frames queued meanwhile may
+    // move the queue's entries, not what is written).
+    write_headers_.resize(frames_per_write * max_header);
+    gather(write_headers_.data(), write_buffers_, frames);
     size_t skip = 0;
     while (written >= write_buffers_[skip].size())
       written -= write_buffers_[skip++].size();
@@ -447,9 +462,10 @@ void websocket_session::flush() {
         });
     return;
   }
-  if (write_buffers_.capacity() > 2 * frames_per_write) {
-    write_buffers_.clear();
-    write_buffers_.shrink_to_fit();
+  if (writing_frames_ == 0 && !write_headers_.empty()) {
+    // Idle again: no write buffers stay with the connection.
+    std::vector<asio::const_buffer>{}.swap(write_buffers_);
+    std::vector<uint8_t>{}.swap(write_headers_);
   }
 }
 

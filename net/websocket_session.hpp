@@ -107,6 +107,11 @@ private:
   /// until then leave together).
   void schedule_flush();
   void flush();
+  /// Lists the next frames of the queue for one write (their headers
+  /// encoded into `headers`, room for `frames_per_write`); returns their
+  /// bytes, `frames` their number.
+  size_t gather(uint8_t* headers, std::vector<asio::const_buffer>& buffers,
+                size_t& frames) const;
   void on_write(beast::error_code ec);
   /// Drops the `frames` oldest frames: written.
   void pop_written(size_t frames);
@@ -162,8 +167,6 @@ private:
   /// send-queue-limit and send-queue-bytes (see connection_sink::write).
   struct queued_frame {
     frame_ptr payload;
-    uint8_t header[10];
-    uint8_t header_size;
     ws::opcode op;
     bool counted;
   };
@@ -175,8 +178,10 @@ private:
   size_t writing_frames_ = 0;
   /// Pongs among the queued frames (bounded: see on_ping).
   size_t queued_pongs_ = 0;
-  /// The buffers of that write: they must live until it completes.
+  /// The buffers of that write and its frames' headers: they must live
+  /// until it completes (empty while nothing is written).
   std::vector<asio::const_buffer> write_buffers_;
+  std::vector<uint8_t> write_headers_;
   /// Counted frames queued and their bytes, the frames being written
   /// included until they are.
   size_t counted_ = 0;
