@@ -89,8 +89,6 @@ websocket_session::websocket_session(tcp::socket&& socket,
           &asio::query(socket_.get_executor(), asio::execution::context)) {
   if (codec_ && codec_->writes_binary())
     data_op_ = ws::opcode::binary;
-  using strand = asio::strand<asio::io_context::executor_type>;
-  shared_executor_ = socket_.get_executor().target<strand>() != nullptr;
 }
 
 websocket_session::~websocket_session() {
@@ -148,23 +146,13 @@ void websocket_session::on_accept(beast::error_code ec, open_context opening) {
 // -- reading ------------------------------------------------------------------
 
 void websocket_session::wait_readable() {
-  if (!shared_executor_) {
-    // One thread runs this socket's loop: nothing can take the readiness
-    // event between our last read and this wait, so no read is wasted on
-    // an empty socket.
-    socket_.async_wait(tcp::socket::wait_read,
-                       [self = shared_from_this()](beast::error_code ec) {
-                         self->on_readable(ec);
-                       });
-    return;
-  }
-  // Another thread may have taken the event already: Asio's speculative
-  // receive (a peek, which leaves the byte) sees data that is there.
-  socket_.async_receive(
-      asio::buffer(&peek_, 1), tcp::socket::message_peek,
-      [self = shared_from_this()](beast::error_code ec, size_t) {
-        self->on_readable(ec);
-      });
+  // Not a read: an idle connection holds no buffer. Asio re-arms the
+  // socket's edge-triggered epoll entry for a wait (EPOLL_CTL_MOD), so
+  // input that came in since the last read is seen, on any thread.
+  socket_.async_wait(tcp::socket::wait_read,
+                     [self = shared_from_this()](beast::error_code ec) {
+                       self->on_readable(ec);
+                     });
 }
 
 void websocket_session::on_readable(beast::error_code ec) {

@@ -197,9 +197,6 @@ private:
   std::shared_ptr<websocket_session> paused_self_;
   /// Data frames are text, or binary for a codec that writes binary.
   ws::opcode data_op_ = ws::opcode::text;
-  /// Several threads run the socket's executor (a strand): waiting for
-  /// readiness then needs a speculative peek (see wait_readable).
-  bool shared_executor_ = false;
   bool flush_scheduled_ = false;
   /// Our close frame is queued: no data frame is queued any more.
   bool closing_ = false;
@@ -213,8 +210,6 @@ private:
   /// ping is out.
   bool input_seen_ = false;
   bool ping_sent_ = false;
-  /// The byte a speculative peek reads into (see wait_readable).
-  char peek_;
 };
 
 } // namespace wsc::net
