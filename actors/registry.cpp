@@ -28,9 +28,6 @@ caf::error idem_pending_error() {
 /// memory until the client drained enough of its queue to take it.
 constexpr uint32_t replay_page = 64;
 
-/// Pages in a row that came back empty but `more` before a replay gives up.
-constexpr uint32_t max_empty_pages = 4;
-
 /// How often a replay waiting for a client to drain its queue looks again.
 constexpr auto replay_poll = std::chrono::milliseconds(20);
 
@@ -38,32 +35,13 @@ constexpr auto replay_poll = std::chrono::milliseconds(20);
 
 void registry_state::write(local_connection& conn, uint64_t seq,
                            const frame_ptr& frame) {
-  auto hold = [&] {
-    if (conn.held.size() < node->opts.send_queue_limit)
-      conn.held.emplace_back(seq, frame); // durable ones are in the inbox too
-  };
-  if (!conn.open || conn.catching_up)
-    return hold();
-  auto deliver = [&] {
-    if (!frame)
-      return; // excluded (`except`): only its seq counts as written
+  auto next = conn.order.on_live(seq, frame, node->opts.send_queue_limit);
+  if (next == frame_order::step::write) {
     if (auto sink = conn.sink.lock())
       sink->write(frame, true);
-  };
-  if (seq == 1 && conn.last_seq > 1) {
-    // The uid's inbox expired (inbox-max-age without messages) and started
-    // over: its numbering restarts under this long-lived connection.
-    conn.last_seq = 0;
-  }
-  if (seq == 0 || conn.who.device.empty()) {
-    deliver();
-  } else if (seq == conn.last_seq + 1) {
-    conn.last_seq = seq;
-    deliver();
-  } else if (seq > conn.last_seq) {
-    hold();
+  } else if (next == frame_order::step::catch_up) {
     catch_up(conn.who.conn);
-  } // else: written already (by a replay)
+  }
 }
 
 void registry_state::write_replay(local_connection& conn, frame_ptr frame) {
@@ -71,47 +49,38 @@ void registry_state::write_replay(local_connection& conn, frame_ptr frame) {
     sink->write(std::move(frame), false);
 }
 
+void registry_state::write_stored(local_connection& conn,
+                                  const stored_message& msg) {
+  write_replay(conn, std::make_shared<const std::string>(
+                         frames::encode(msg, conn.who.uid)));
+}
+
+void registry_state::write_held(local_connection& conn,
+                                std::vector<frame_ptr> held) {
+  for (auto& frame : held)
+    write_replay(conn, std::move(frame));
+}
+
 void registry_state::catch_up(const std::string& conn_id) {
   auto& conn = connections.at(conn_id);
-  conn.catching_up = true;
-  auto done = [this, conn_id](const inbox_replay* replay) {
+  auto done = [this, conn_id](const inbox_replay* page) {
     auto i = connections.find(conn_id);
     if (i == connections.end())
       return;
     auto& c = i->second;
-    if (replay)
-      for (auto& msg : replay->messages)
-        if (msg.seq > c.last_seq) {
-          c.last_seq = msg.seq;
-          write_replay(c, std::make_shared<const std::string>(
-                              frames::encode(msg, c.who.uid)));
-        }
-    if (replay && replay->more && !replay->messages.empty())
+    if (page)
+      for (auto& msg : page->messages)
+        if (c.order.take(msg))
+          write_stored(c, msg);
+    if (c.order.on_catch_up_page(page))
       return catch_up(conn_id); // the next page
-    c.catching_up = false;
-    release_held(c);
+    write_held(c, c.order.release_held());
   };
   self->request(store, store_timeout, atom::inbox_v, conn.who.uid,
-                conn.who.device, static_cast<int64_t>(conn.last_seq),
+                conn.who.device, static_cast<int64_t>(conn.order.last_seq()),
                 replay_page)
-      .then([done](inbox_replay& replay) { done(&replay); },
+      .then([done](inbox_replay& page) { done(&page); },
             [done](caf::error&) { done(nullptr); });
-}
-
-void registry_state::release_held(local_connection& conn) {
-  auto held = std::move(conn.held);
-  conn.held.clear();
-  std::stable_sort(held.begin(), held.end(),
-                   [](auto& x, auto& y) { return x.first < y.first; });
-  for (auto& [seq, frame] : held) {
-    if (seq != 0 && !conn.who.device.empty()) {
-      if (seq <= conn.last_seq)
-        continue;
-      conn.last_seq = seq;
-    }
-    if (frame)
-      write_replay(conn, frame);
-  }
 }
 
 namespace {
@@ -537,18 +506,8 @@ caf::result<delivery_report> registry_state::send(delivery d) {
   return rp;
 }
 
-namespace {
-
-/// Makes `page` the replay's page to write (an empty one frees the last).
-void set_replay_page(local_connection& conn, std::vector<stored_message> page) {
-  conn.replay_pending = std::move(page);
-  conn.replay_head = 0;
-}
-
-} // namespace
-
-void registry_state::open(const std::string& conn_id,
-                          const inbox_replay* replay, bool store_failed) {
+void registry_state::open(const std::string& conn_id, inbox_replay* replay,
+                          bool store_failed) {
   auto i = connections.find(conn_id);
   if (i == connections.end())
     return;
@@ -562,18 +521,14 @@ void registry_state::open(const std::string& conn_id,
     else
       send_now(frames::welcome(
           conn.who, false, store_failed ? "unavailable" : "no_inbox", 0, 0));
-    return finish_open(conn);
+    return finish_open(conn, false);
   }
   auto from = replay->messages.empty() ? replay->cursor + 1
                                        : replay->messages.front().seq;
   send_now(frames::welcome(conn.who, !replay->too_old,
                            replay->too_old ? "too_old" : "", from,
                            replay->last_seq));
-  conn.replay_last = replay->last_seq;
-  conn.replay_more = replay->more && !replay->messages.empty();
-  conn.replay_after =
-      replay->messages.empty() ? replay->cursor : replay->messages.back().seq;
-  set_replay_page(conn, replay->messages);
+  conn.order.begin_replay(*replay);
   pump_replay(conn_id);
 }
 
@@ -586,44 +541,28 @@ void registry_state::pump_replay(const std::string& conn_id) {
   if (!sink)
     return; // closed: its unregister follows
   auto budget = node->opts.send_queue_bytes;
-  auto& pending = conn.replay_pending;
-  while (conn.replay_head < pending.size() && sink->queued_bytes() < budget) {
-    auto& msg = pending[conn.replay_head++];
-    if (msg.seq > conn.last_seq) {
-      conn.last_seq = msg.seq;
-      write_replay(conn, std::make_shared<const std::string>(
-                             frames::encode(msg, conn.who.uid)));
-    }
+  while (sink->queued_bytes() < budget) {
+    auto msg = conn.order.next_replayed();
+    if (!msg)
+      break;
+    write_stored(conn, *msg);
   }
-  if (conn.replay_head < pending.size()) {
+  if (!conn.order.replay_page_written()) {
     // The client has not read what it got yet: look again shortly.
     self->delayed_send(self, replay_poll, atom::replay_v, conn_id);
     return;
   }
-  if (!conn.replay_more) {
-    conn.last_seq = std::max(conn.last_seq, conn.replay_last);
-    return finish_open(conn);
-  }
+  if (!conn.order.replay_more())
+    return finish_open(conn, true);
   self->request(store, store_timeout, atom::inbox_v, conn.who.uid,
-                conn.who.device, static_cast<int64_t>(conn.replay_after),
-                replay_page)
+                conn.who.device,
+                static_cast<int64_t>(conn.order.replay_after()), replay_page)
       .then(
           [this, conn_id](inbox_replay& page) {
             auto i = connections.find(conn_id);
             if (i == connections.end())
               return;
-            auto& conn = i->second;
-            // A page whose entries the store dropped as malformed is empty
-            // but `more`: the store deleted them, so asking again moves on.
-            conn.replay_more =
-                page.more && (!page.messages.empty() ||
-                              ++conn.replay_empty_pages <= max_empty_pages);
-            if (!page.messages.empty()) {
-              conn.replay_after = page.messages.back().seq;
-              conn.replay_empty_pages = 0;
-            }
-            conn.replay_last = std::max(conn.replay_last, page.last_seq);
-            set_replay_page(conn, std::move(page.messages));
+            i->second.order.on_replay_page(page);
             pump_replay(conn_id);
           },
           [this, conn_id](caf::error& err) {
@@ -631,16 +570,13 @@ void registry_state::pump_replay(const std::string& conn_id) {
             log::warn("replay of {} stopped: {}", conn_id, error_message(err));
             auto i = connections.find(conn_id);
             if (i != connections.end())
-              finish_open(i->second);
+              finish_open(i->second, false);
           });
 }
 
-void registry_state::finish_open(local_connection& conn) {
-  set_replay_page(conn, {});
-  conn.replay_more = false;
+void registry_state::finish_open(local_connection& conn, bool complete) {
   end_resume(conn);
-  release_held(conn);
-  conn.open = true;
+  write_held(conn, conn.order.open(complete));
 }
 
 void registry_state::end_resume(local_connection& conn) {
@@ -668,7 +604,7 @@ void registry_state::remove(const std::string& conn_id) {
     return;
   end_resume(i->second);
   auto who = std::move(i->second.who);
-  bool was_open = i->second.open;
+  bool was_open = i->second.order.is_open();
   self->demonitor(i->second.handle.address());
   connections.erase(i);
   auto& ids = conns_by_uid[who.uid];
@@ -738,12 +674,9 @@ registry(registry_actor::stateful_pointer<registry_state> self,
           ++running;
         }
         self->monitor(handle);
-        local_connection conn;
-        conn.who = who;
-        conn.handle = handle;
-        conn.sink = std::move(sink);
-        conn.resuming = resuming;
-        st.connections.emplace(who.conn, std::move(conn));
+        st.connections.emplace(
+            who.conn, local_connection{who, handle, std::move(sink),
+                                       frame_order{resuming}, resuming});
         st.conns_by_uid[who.uid].push_back(who.conn);
         auto rp = self->make_response_promise<atom::ok>();
         // Opens the connection whether or not the store answers: during an

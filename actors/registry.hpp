@@ -1,6 +1,7 @@
 #pragma once
 
 #include "actors/actors.hpp"
+#include "actors/frame_order.hpp"
 #include "actors/node_context.hpp"
 
 #include <caf/duration.hpp>
@@ -20,32 +21,11 @@ struct local_connection {
   connection_actor handle;
   /// The socket side: frames are written here, not through `handle`.
   sink_ref sink;
-  /// False until the state store confirmed the binding and `welcome` (and,
-  /// for a device, its replay) went out.
-  bool open = false;
-  /// Live frames that arrived before the connection was open, with the
-  /// inbox seq of durable ones: written after the replay, without the ones
-  /// the replay already had.
-  std::vector<std::pair<uint64_t, frame_ptr>> held;
-  /// For a device: the highest inbox seq written to it. Durable frames go
-  /// out in seq order; a gap is filled from the inbox first.
-  uint64_t last_seq = 0;
-  /// A gap is being filled from the inbox: new frames wait in `held`.
-  bool catching_up = false;
+  /// Welcome and replay first, then live frames; a device's durable frames
+  /// in seq order.
+  frame_order order;
   /// The device's replay is in progress (counted in `resumes`).
   bool resuming = false;
-  /// The page of the replay read from the store; written up to
-  /// `replay_head` (a vector: an empty std::deque holds ~500 bytes, on
-  /// every connection).
-  std::vector<stored_message> replay_pending;
-  size_t replay_head = 0;
-  /// The store has more of the replay after `replay_after`.
-  bool replay_more = false;
-  uint64_t replay_after = 0;
-  /// Pages in a row without a message (see pump_replay).
-  uint32_t replay_empty_pages = 0;
-  /// The uid's last seq when the replay began: the welcome's `to`.
-  uint64_t replay_last = 0;
 };
 
 /// The state of the REGISTRY actor.
@@ -143,18 +123,20 @@ struct registry_state {
   /// it; the report has one entry: 1 connection, or 0 and why.
   caf::result<delivery_report> send_to_conn(delivery d);
 
-  /// Reads the inbox after the connection's `last_seq` and writes what is
+  /// Writes a message read from the inbox (replay, gap): not counted.
+  static void write_stored(local_connection& conn, const stored_message& msg);
+
+  /// Reads the inbox after the connection's last seq and writes what is
   /// missing, then the held frames (a frame arrived after a gap: its
   /// predecessors are late or were lost with a peer).
   void catch_up(const std::string& conn_id);
 
-  /// Writes the held frames of a connection, durable ones in seq order and
-  /// without those already written.
-  void release_held(local_connection& conn);
+  /// Writes frames that waited (see frame_order::release_held).
+  static void write_held(local_connection& conn, std::vector<frame_ptr> held);
 
   /// Opens a bound connection: welcome, then for a device the first page of
   /// its replay (see `pump_replay`).
-  void open(const std::string& conn_id, const inbox_replay* replay,
+  void open(const std::string& conn_id, inbox_replay* replay,
             bool store_failed);
 
   /// Writes the replay of a connection while its send queue has room
@@ -163,8 +145,9 @@ struct registry_state {
   /// queue and a page of memory, however large the inbox.
   void pump_replay(const std::string& conn_id);
 
-  /// Ends a replay: held frames go out, live frames flow.
-  void finish_open(local_connection& conn);
+  /// Ends a replay (`complete`: all of it was written): held frames go out,
+  /// live frames flow.
+  void finish_open(local_connection& conn, bool complete);
 
   /// Forgets that a connection's replay is in progress.
   void end_resume(local_connection& conn);
