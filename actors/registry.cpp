@@ -337,45 +337,6 @@ std::string registry_state::make_msg_id() {
          std::to_string(++next_msg);
 }
 
-bool registry_state::may_store(const std::string& uid) {
-  if (uid.empty())
-    return true;
-  auto rate = static_cast<double>(node->opts.stored_bytes_rate);
-  auto burst =
-      2.0 * std::max(rate, static_cast<double>(node->opts.max_fanout_bytes));
-  auto now = std::chrono::steady_clock::now();
-  auto [i, fresh] = store_budgets.try_emplace(uid, store_budget{burst, now});
-  auto& b = i->second;
-  if (!fresh) {
-    std::chrono::duration<double> elapsed = now - b.refilled;
-    b.tokens = std::min(burst, b.tokens + elapsed.count() * rate);
-    b.refilled = now;
-  }
-  return b.tokens > 0;
-}
-
-void registry_state::prune_store_budgets() {
-  // A bucket that refilled is as good as none; one in debt stays, so that
-  // reconnecting does not reset it. Swept when the map outgrows the uids
-  // connected here, so its size stays bounded by them.
-  if (store_budgets.size() <= 2 * conns_by_uid.size() + 1024)
-    return;
-  for (auto i = store_budgets.begin(); i != store_budgets.end();) {
-    auto uid = i->first;
-    ++i;
-    if (conns_by_uid.count(uid) == 0 && may_store(uid) &&
-        store_budgets[uid].tokens >= 0)
-      store_budgets.erase(uid);
-  }
-}
-
-void registry_state::charge_store(const std::string& uid, size_t receivers,
-                                  size_t payload_bytes) {
-  if (auto i = store_budgets.find(uid); i != store_budgets.end())
-    i->second.tokens -= static_cast<double>(receivers) *
-                        static_cast<double>(payload_bytes + 64);
-}
-
 namespace {
 
 caf::error store_rate_exceeded(const std::string& uid) {
@@ -432,7 +393,7 @@ caf::result<delivery_report> registry_state::send_to_conn(delivery d) {
 caf::result<delivery_report> registry_state::send(delivery d) {
   if (!d.to_conn.empty())
     return send_to_conn(std::move(d));
-  if (d.durable && !may_store(d.from))
+  if (d.durable && !budgets.may_store(d.from, store_budgets::clock::now()))
     return store_rate_exceeded(d.from);
   auto rp = self->make_response_promise<delivery_report>();
   if (d.durable)
@@ -480,7 +441,7 @@ caf::result<delivery_report> registry_state::send(delivery d) {
       add(uid, 0, false);
     report.unavailable = routes.unavailable;
     if (d.durable)
-      charge_store(d.from, report.uids.size(), d.data.size());
+      budgets.charge(d.from, report.uids.size(), d.data.size());
     watch_unread(d, routes);
     route(std::move(d), routes);
     rp.deliver(std::move(report));
@@ -611,7 +572,10 @@ void registry_state::remove(const std::string& conn_id) {
   ids.erase(std::remove(ids.begin(), ids.end(), conn_id), ids.end());
   if (ids.empty()) {
     conns_by_uid.erase(who.uid);
-    prune_store_budgets();
+    budgets.prune(
+        conns_by_uid.size(),
+        [this](const std::string& uid) { return conns_by_uid.count(uid) > 0; },
+        store_budgets::clock::now());
   }
   binding b{who.uid, who.node, who.conn, node->incarnation};
   auto events = node->events;
@@ -652,6 +616,10 @@ registry(registry_actor::stateful_pointer<registry_state> self,
   st.store_timeout = st.node->custom_store
                          ? caf::duration{st.node->opts.request_timeout}
                          : caf::duration{caf::infinite};
+  auto rate = static_cast<double>(st.node->opts.stored_bytes_rate);
+  auto burst =
+      2.0 * std::max(rate, static_cast<double>(st.node->opts.max_fanout_bytes));
+  st.budgets = store_budgets{rate, burst};
   auto timeout = st.store_timeout;
   return {
       // -- connections --------------------------------------------------------
@@ -758,7 +726,8 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       },
       [self, timeout](atom::publish,
                       delivery& d) -> caf::result<delivery_report> {
-        if (d.durable && !self->state.may_store(d.from))
+        if (d.durable &&
+            !self->state.budgets.may_store(d.from, store_budgets::clock::now()))
           return store_rate_exceeded(d.from);
         auto rp = self->make_response_promise<delivery_report>();
         d.kind = delivery_kind::group;
@@ -784,8 +753,8 @@ registry(registry_actor::stateful_pointer<registry_state> self,
           d.idem.clear();
           report.unavailable = routes.unavailable;
           if (d.durable)
-            self->state.charge_store(d.from, receivers_of(routes),
-                                     d.data.size());
+            self->state.budgets.charge(d.from, receivers_of(routes),
+                                       d.data.size());
           self->state.watch_unread(d, routes);
           self->state.route(std::move(d), routes);
           rp.deliver(std::move(report));

@@ -3,10 +3,10 @@
 #include "actors/actors.hpp"
 #include "actors/frame_order.hpp"
 #include "actors/node_context.hpp"
+#include "actors/store_budgets.hpp"
 
 #include <caf/duration.hpp>
 
-#include <chrono>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -41,12 +41,8 @@ struct registry_state {
   /// Replays in progress per uid (`max-resumes-per-uid`).
   std::unordered_map<std::string, uint32_t> resumes;
   /// Per sending uid with local connections: bytes its durable messages
-  /// may still store (a token bucket refilled at `stored-bytes-rate`).
-  struct store_budget {
-    double tokens = 0;
-    std::chrono::steady_clock::time_point refilled;
-  };
-  std::unordered_map<std::string, store_budget> store_budgets;
+  /// may still store (`stored-bytes-rate`).
+  store_budgets budgets;
   std::unordered_map<std::string, peer_actor> peers;
   /// The other nodes alive in the cluster as DISCOVERY last saw them (with
   /// or without a CAF connection): broadcasts reach them all.
@@ -155,19 +151,6 @@ struct registry_state {
   /// Tells the UNREAD checker which copies of a durable message were stored
   /// (nothing while unread-after is 0).
   void watch_unread(const delivery& d, const route_table& routes);
-
-  /// Whether `uid` may store more now (its bucket is not in deficit); the
-  /// HTTP API (no uid) always may.
-  bool may_store(const std::string& uid);
-
-  /// Drops the buckets of uids without a connection here that are not in
-  /// debt, once there are many.
-  void prune_store_budgets();
-
-  /// Takes what a stored message cost from `uid`'s bucket (after the store
-  /// answered: a group's size is known only then).
-  void charge_store(const std::string& uid, size_t receivers,
-                    size_t payload_bytes);
 
   /// A message id unique in the cluster: node, incarnation, counter.
   std::string make_msg_id();
