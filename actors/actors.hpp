@@ -6,8 +6,9 @@
 // each to the BEHAVIOUR registered for its type; behaviours use the REGISTRY's
 // operations (send, broadcast, groups, presence); the REGISTRY owns this
 // node's connections, asks the STATE_STORE where uids live and hands remote
-// deliveries to the PEER actor of each target node. The DISCOVERY actor keeps
-// the list of peers; the EVENT_BUS tells event actors what happened.
+// deliveries to this node's PEER, which batches them for the PEER of each
+// target node. The DISCOVERY actor keeps the list of peers; the EVENT_BUS
+// tells event actors what happened.
 
 #include "actors/atoms.hpp"
 #include "actors/messages.hpp"
@@ -111,8 +112,9 @@ using messaging_actor = caf::typed_actor<
     // Confirms that the connection's device has read up to `seq`.
     caf::replies_to<atom::read, conn_ref, uint64_t>::with<atom::ok>>;
 
-/// Owns this node's connections and routes deliveries.
-using registry_actor = messaging_actor::extend_with<peer_actor>::extend<
+/// Owns this node's connections and routes deliveries: to its local
+/// connections itself, to other nodes through the PEER.
+using registry_actor = messaging_actor::extend<
     // Binds an opened connection (the open chain's default step); frames
     // for it go straight to its socket side. With a device, its missed
     // messages are replayed first: after its cursor, or after `since` when
@@ -121,6 +123,35 @@ using registry_actor = messaging_actor::extend_with<peer_actor>::extend<
                     int64_t>::with<atom::ok>,
     // A connection closed.
     caf::reacts_to<atom::unregister, conn_ref>,
+    // Deliveries from another node (through the PEER or the RELAY) for the
+    // connections of this node; malformed ones are dropped. The answer is
+    // the sender's credit for its next batch.
+    caf::replies_to<atom::remote, delivery_batch>::with<atom::ok>,
+    // A `send` to one connection of this node (`to_conn`); answers how many
+    // connections got it (0: no such connection).
+    caf::replies_to<atom::deliver, delivery>::with<uint32_t>,
+    // Starts the drain: every connection gets `bye` and close 1001.
+    caf::replies_to<atom::drain, uint32_t>::with<atom::ok>,
+    // The bindings of every local connection (to write back after an outage).
+    caf::replies_to<atom::rebind>::with<std::vector<binding>>,
+    // Counts local connections.
+    caf::replies_to<atom::status>::with<uint32_t>,
+    // Writes more of a connection's replay once its queue has room.
+    caf::reacts_to<atom::replay, std::string>>;
+
+/// This node's endpoint in the cluster: published on `cluster-listen` (its
+/// `peer_actor` part), it hands what peers send to the REGISTRY and
+/// DISCOVERY, and carries the REGISTRY's deliveries to the other nodes, in
+/// batches per node under a credit (or through the RELAY without a link).
+using peer_endpoint_actor = peer_actor::extend<
+    // The deliveries for other nodes of one routed message: every node of
+    // the route table but this one gets its uids and seqs.
+    caf::reacts_to<atom::route, delivery, route_table>,
+    // A broadcast for every other node of the cluster.
+    caf::reacts_to<atom::broadcast, delivery>,
+    // A `send` to one connection (`to_conn`) of another node; the report has
+    // one entry: 1 connection, or 0 and why ("gone", "unconfirmed").
+    caf::replies_to<atom::send, delivery>::with<delivery_report>,
     // DISCOVERY found a peer node.
     caf::reacts_to<atom::peer_up, std::string, peer_actor>,
     // DISCOVERY lost a peer node.
@@ -129,16 +160,8 @@ using registry_actor = messaging_actor::extend_with<peer_actor>::extend<
     caf::reacts_to<atom::relay, relay_actor>,
     // DISCOVERY's list of the nodes alive in the cluster (each heartbeat).
     caf::reacts_to<atom::nodes, std::vector<std::string>>,
-    // Starts the drain: every connection gets `bye` and close 1001.
-    caf::replies_to<atom::drain, uint32_t>::with<atom::ok>,
-    // The bindings of every local connection (to write back after an outage).
-    caf::replies_to<atom::rebind>::with<std::vector<binding>>,
-    // Counts local connections.
-    caf::replies_to<atom::status>::with<uint32_t>,
     // Sends the delivery batches collected for peer nodes.
-    caf::reacts_to<caf::flush_atom>,
-    // Writes more of a connection's replay once its queue has room.
-    caf::reacts_to<atom::replay, std::string>>;
+    caf::reacts_to<caf::flush_atom>>;
 
 /// Keeps the cluster's shared state: which uid is bound where, groups, nodes.
 /// The in-memory store serves one node; the Redis store serves a cluster.

@@ -70,7 +70,7 @@ void discovery_state::reintroduce() {
   for (auto& [id, peer] : peers)
     if (peer.handle)
       self->send(peer.handle, atom::hello_v, node->node_id, node->incarnation,
-                 caf::actor_cast<caf::actor>(node->registry));
+                 caf::actor_cast<caf::actor>(node->peer));
 }
 
 void discovery_state::write_back() {
@@ -113,7 +113,7 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
     if (peer.info.incarnation != info.incarnation) {
       // A new node, or a restart under the same id.
       if (peer.handle)
-        self->send(node->registry, atom::peer_down_v, info.id);
+        self->send(node->peer, atom::peer_down_v, info.id);
       peer = known_peer{};
     }
     peer.info = info;
@@ -156,7 +156,7 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
       connect(info);
   }
   // Broadcasts go to these, through the RELAY where the link is down.
-  self->send(node->registry, atom::nodes_v, std::move(alive));
+  self->send(node->peer, atom::nodes_v, std::move(alive));
   // Entries that left the store: removed by a survivor's claim or a graceful
   // stop (both also send SHUTDOWN), or lost by the store itself. A peer whose
   // CAF connection is alive re-registers at its next heartbeat; it is only
@@ -208,7 +208,7 @@ void discovery_state::connect(const node_info& info) {
             // Introduce this node: the peer routes back over this connection
             // instead of dialing a second one.
             self->send(handle, atom::hello_v, node->node_id, node->incarnation,
-                       caf::actor_cast<caf::actor>(node->registry));
+                       caf::actor_cast<caf::actor>(node->peer));
             attach(id, inc, std::move(handle));
           },
           [this, id](caf::error& err) {
@@ -239,7 +239,7 @@ void discovery_state::attach(const std::string& id, uint64_t incarnation,
   // Alive after all (e.g. claimed during a store outage): a later death is
   // reported again.
   reported_down.erase({id, incarnation});
-  self->send(node->registry, atom::peer_up_v, id, peer.handle);
+  self->send(node->peer, atom::peer_up_v, id, peer.handle);
   if (!peer.announced) {
     peer.announced = true;
     log::info("DISCOVER node {}", id);
@@ -258,7 +258,7 @@ void discovery_state::peer_gone(const std::string& id, uint64_t incarnation,
       self->demonitor(i->second.handle.address());
     peers.erase(i);
   }
-  self->send(node->registry, atom::peer_down_v, id);
+  self->send(node->peer, atom::peer_down_v, id);
   node->metrics.forget_peer(id);
   if (!reported_down.emplace(id, incarnation).second)
     return;
@@ -290,7 +290,7 @@ discovery(discovery_actor::stateful_pointer<discovery_state> self,
       if (peer.handle && peer.handle.address() == dm.source) {
         log::info("lost the connection to node {}; checking its heartbeat", id);
         peer.handle = nullptr;
-        self->send(st.node->registry, atom::peer_down_v, id);
+        self->send(st.node->peer, atom::peer_down_v, id);
         break;
       }
     if (!st.stopping && st.clustered)

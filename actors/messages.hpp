@@ -248,6 +248,15 @@ struct delivery_report {
   /// Receivers whose part of the state store could not be reached (see
   /// route_table::unavailable): not stored, not delivered.
   std::vector<std::string> unavailable;
+
+  /// The report of a `to_conn` send: 1 connection, or 0 and why not.
+  static delivery_report to_conn(uint32_t connections,
+                                 const char* not_delivered) {
+    delivery_report result;
+    result.connections.push_back(connections);
+    result.not_delivered = connections > 0 ? "" : not_delivered;
+    return result;
+  }
 };
 
 template<class Inspector>

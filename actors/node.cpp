@@ -5,6 +5,7 @@
 #include "actors/discovery.hpp"
 #include "actors/event_bus.hpp"
 #include "actors/http_api.hpp"
+#include "actors/peer.hpp"
 #include "actors/registry.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/webhook.hpp"
@@ -36,10 +37,10 @@ caf::expected<state_store_actor> spawn_store(caf::actor_system& sys,
   return spawn_redis_store(sys, ctx.opts);
 }
 
-/// Publishes the REGISTRY on `cluster-listen` for the peer nodes; returns
-/// the address peers dial.
-caf::expected<std::string> publish_registry(caf::actor_system& sys,
-                                            const node_context& ctx) {
+/// Publishes the PEER on `cluster-listen` for the peer nodes; returns the
+/// address peers dial.
+caf::expected<std::string> publish_peer(caf::actor_system& sys,
+                                        const node_context& ctx) {
   auto& opts = ctx.opts;
   // validate() refused plain traffic off loopback without cluster-insecure.
   if (opts.cluster_tls_cert.empty() && !is_loopback(opts.cluster_listen.host))
@@ -49,9 +50,9 @@ caf::expected<std::string> publish_registry(caf::actor_system& sys,
               opts.cluster_listen.to_string());
   auto port =
       opts.cluster_tls_cert.empty()
-          ? sys.middleman().publish(ctx.registry, opts.cluster_listen.port,
+          ? sys.middleman().publish(ctx.peer, opts.cluster_listen.port,
                                     opts.cluster_listen.host.c_str(), true)
-          : caf::openssl::publish(ctx.registry, opts.cluster_listen.port,
+          : caf::openssl::publish(ctx.peer, opts.cluster_listen.port,
                                   opts.cluster_listen.host.c_str(), true);
   if (!port)
     return caf::make_error(caf::sec::cannot_open_port,
@@ -130,11 +131,12 @@ node::start(caf::actor_system& sys, options opts,
   if (ctx->opts.unread_after.count() > 0)
     ctx->unread = sys.spawn(unread_checker, ctx, *store);
   ctx->registry = sys.spawn(registry, ctx, *store);
+  ctx->peer = sys.spawn(peer_endpoint, ctx);
   std::string cluster_address;
   bool clustered =
       custom_store.make ? custom_store.shared : ctx->opts.state == "redis";
   if (clustered) {
-    auto addr = publish_registry(sys, *ctx);
+    auto addr = publish_peer(sys, *ctx);
     if (!addr)
       return std::move(addr.error());
     cluster_address = std::move(*addr);
@@ -163,7 +165,7 @@ node::start(caf::actor_system& sys, options opts,
     control_store = *second;
     result->control_store_ = control_store;
     // A partition between nodes that both reach Redis must not stop live
-    // delivery: the REGISTRY falls back to the relay. With TLS between
+    // delivery: the PEER falls back to the relay. With TLS between
     // nodes, only a shared secret keeps nodes outside the cluster (another
     // CA's certificate) from injecting deliveries through Redis.
     if (!ctx->opts.cluster_tls_cert.empty() &&
@@ -175,13 +177,14 @@ node::start(caf::actor_system& sys, options opts,
       if (!relay)
         return std::move(relay.error());
       result->relay_ = *relay;
-      caf::anon_send(ctx->registry, atom::relay_v, *relay);
+      caf::anon_send(ctx->peer, atom::relay_v, *relay);
     }
   }
   ctx->discovery =
       sys.spawn(discovery, ctx, control_store, clustered, cluster_address);
   result->discovery_ = ctx->discovery;
   watch(ctx->registry, "registry", ctx);
+  watch(ctx->peer, "peer", ctx);
   watch(ctx->events, "event bus", ctx);
   watch(ctx->discovery, "discovery", ctx);
   watch(result->api_, "HTTP API", ctx);
@@ -283,6 +286,7 @@ void node::stop() {
   server_.reset();
   for (auto hdl :
        {caf::actor_cast<caf::actor>(ctx_->registry),
+        caf::actor_cast<caf::actor>(ctx_->peer),
         caf::actor_cast<caf::actor>(ctx_->events),
         caf::actor_cast<caf::actor>(ctx_->discovery),
         caf::actor_cast<caf::actor>(api_), caf::actor_cast<caf::actor>(store_),

@@ -98,6 +98,8 @@ struct node_context {
   uint64_t incarnation = 0;
 
   registry_actor registry;
+  /// This node's endpoint in the cluster (published on cluster-listen).
+  peer_endpoint_actor peer;
   event_bus_actor events;
   discovery_actor discovery;
   /// Checks stored messages for `unread` (null while unread-after is 0).

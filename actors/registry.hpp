@@ -1,15 +1,27 @@
 #pragma once
 
+// -- The REGISTRY -------------------------------------------------------------
+//
+// Owns this node's connections and routes deliveries. Its code by role:
+// registry.cpp        the behaviour, and a delivery's last step: writing it
+//                     to the local connections;
+// registry_send.cpp   the messaging operations (send, publish, broadcast,
+//                     groups, presence), from the store's answer to `route`;
+// registry_conns.cpp  a connection's life: bind, welcome, replay, catch-up,
+//                     removal (the order of its frames is a frame_order).
+// Other nodes are the PEER's business: it gets the remote part of a route.
+
 #include "actors/actors.hpp"
+#include "actors/frame_order.hpp"
 #include "actors/node_context.hpp"
+#include "actors/store_budgets.hpp"
 
 #include <caf/duration.hpp>
+#include <caf/typed_response_promise.hpp>
 
-#include <chrono>
 #include <memory>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 namespace wsc {
@@ -20,32 +32,11 @@ struct local_connection {
   connection_actor handle;
   /// The socket side: frames are written here, not through `handle`.
   sink_ref sink;
-  /// False until the state store confirmed the binding and `welcome` (and,
-  /// for a device, its replay) went out.
-  bool open = false;
-  /// Live frames that arrived before the connection was open, with the
-  /// inbox seq of durable ones: written after the replay, without the ones
-  /// the replay already had.
-  std::vector<std::pair<uint64_t, frame_ptr>> held;
-  /// For a device: the highest inbox seq written to it. Durable frames go
-  /// out in seq order; a gap is filled from the inbox first.
-  uint64_t last_seq = 0;
-  /// A gap is being filled from the inbox: new frames wait in `held`.
-  bool catching_up = false;
+  /// Welcome and replay first, then live frames; a device's durable frames
+  /// in seq order.
+  frame_order order;
   /// The device's replay is in progress (counted in `resumes`).
   bool resuming = false;
-  /// The page of the replay read from the store; written up to
-  /// `replay_head` (a vector: an empty std::deque holds ~500 bytes, on
-  /// every connection).
-  std::vector<stored_message> replay_pending;
-  size_t replay_head = 0;
-  /// The store has more of the replay after `replay_after`.
-  bool replay_more = false;
-  uint64_t replay_after = 0;
-  /// Pages in a row without a message (see pump_replay).
-  uint32_t replay_empty_pages = 0;
-  /// The uid's last seq when the replay began: the welcome's `to`.
-  uint64_t replay_last = 0;
 };
 
 /// The state of the REGISTRY actor.
@@ -61,42 +52,60 @@ struct registry_state {
   /// Replays in progress per uid (`max-resumes-per-uid`).
   std::unordered_map<std::string, uint32_t> resumes;
   /// Per sending uid with local connections: bytes its durable messages
-  /// may still store (a token bucket refilled at `stored-bytes-rate`).
-  struct store_budget {
-    double tokens = 0;
-    std::chrono::steady_clock::time_point refilled;
-  };
-  std::unordered_map<std::string, store_budget> store_budgets;
-  std::unordered_map<std::string, peer_actor> peers;
-  /// The other nodes alive in the cluster as DISCOVERY last saw them (with
-  /// or without a CAF connection): broadcasts reach them all.
-  std::unordered_set<std::string> cluster_nodes;
-  /// Carries the deliveries for nodes without a CAF connection (partitions,
-  /// dials in progress); null in single-node mode.
-  relay_actor relay;
-  /// Deliveries for peer nodes, sent as one batch per node on `flush`.
-  std::unordered_map<std::string, delivery_batch> outbox;
-  /// Bytes of the deliveries in each peer's outbox.
-  std::unordered_map<std::string, size_t> outbox_bytes;
-  /// Batches sent to each peer and not yet confirmed. At `max_in_flight`
-  /// the outbox of that peer waits; past `max_queued` deliveries or
-  /// `max_queued_bytes` it drops (durable messages stay in the receivers'
-  /// inboxes). A batch carries at most `max_batch_bytes` (or one delivery):
-  /// the peer's cluster port refuses larger BASP messages.
-  std::unordered_map<std::string, uint32_t> in_flight;
-  static constexpr uint32_t max_in_flight = 16;
-  static constexpr size_t max_queued = 50'000;
-  static constexpr size_t max_queued_bytes = 64u << 20;
-  static constexpr size_t max_batch_bytes = 4u << 20;
-  bool flush_scheduled = false;
-  /// Deliveries to nodes that were not reachable and could not be relayed
-  /// (counted; durable ones stay in the receivers' inboxes for their next
-  /// resume).
-  uint64_t undeliverable = 0;
+  /// may still store (`stored-bytes-rate`).
+  store_budgets budgets;
   /// Makes message ids unique within this incarnation.
   uint64_t next_msg = 0;
 
   registry_actor::stateful_pointer<registry_state> self = nullptr;
+
+  /// Takes the spawn arguments and the settings they imply.
+  void init(node_context_ptr ctx, state_store_actor st);
+
+  // -- messaging (registry_send.cpp) ------------------------------------------
+
+  /// Stores (if durable) and routes a message to uids; answers per uid.
+  caf::result<delivery_report> send(delivery d);
+
+  /// Writes a message to one connection (`to_conn`) on whichever node holds
+  /// it; the report has one entry: 1 connection, or 0 and why.
+  caf::result<delivery_report> send_to_conn(delivery d);
+
+  /// Stores (if durable) and routes a message to every member of a group.
+  caf::result<delivery_report> publish(delivery d);
+
+  /// Writes a message to every connection on every node.
+  atom::ok broadcast(delivery d);
+
+  /// Checks the sender's store budget, gives a durable message its id and
+  /// drops an `idem` nobody looks up.
+  caf::error prepare(delivery& d);
+
+  /// After the store answered: charges the sender for what was stored,
+  /// watches it for UNREAD, and routes it.
+  void dispatch(delivery d, route_table routes, size_t receivers);
+
+  /// Delivers to the local part of a route table here and hands the rest
+  /// to the PEER.
+  void route(delivery d, route_table routes);
+
+  /// Tells the UNREAD checker which copies of a durable message were stored
+  /// (nothing while unread-after is 0).
+  void watch_unread(const delivery& d, const route_table& routes);
+
+  /// A message id unique in the cluster: node, incarnation, counter.
+  std::string make_msg_id();
+
+  caf::result<atom::ok> join(const conn_ref& who, const std::string& group);
+
+  caf::result<atom::ok> leave(const conn_ref& who, const std::string& group);
+
+  caf::result<std::vector<bool>> presence(std::vector<std::string> uids);
+
+  /// Closes every connection of `uid`, on every node, with `code`.
+  caf::result<atom::ok> disconnect(const std::string& uid, uint16_t code);
+
+  // -- local delivery (registry.cpp) ------------------------------------------
 
   /// Writes a delivery to the local connections of `uids` (all connections
   /// for a broadcast); the frame is encoded once per uid, or once in all
@@ -104,29 +113,46 @@ struct registry_state {
   uint32_t deliver_local(const delivery& d,
                          const std::vector<std::string>* uids);
 
-  /// Sends a delivery to every node of a route table.
-  void route(delivery d, const route_table& routes);
+  /// Writes the valid deliveries of another node's batch here.
+  atom::ok deliver_batch(const delivery_batch& batch);
 
-  /// Queues a delivery for a peer node; sent on the next flush.
-  void enqueue_remote(const std::string& node, delivery d);
+  // -- connections (registry_conns.cpp) ---------------------------------------
 
-  /// Sends the queued batch of every peer that has credit; batches for
-  /// nodes that are not (or no longer) peers go to the RELAY.
-  void flush();
+  /// Adds a connection, binds it in the store and opens it (welcome, then
+  /// for a device its replay) whether or not the store answers.
+  caf::result<atom::ok> register_conn(const conn_ref& who,
+                                      const connection_actor& handle,
+                                      sink_ref sink, int64_t since);
 
-  /// Sends the first deliveries of `pending` (at most `max_batch_bytes`) to
-  /// a peer, using one of its credits.
-  void send_batch(const std::string& peer, const peer_actor& handle,
-                  delivery_batch& pending);
+  /// Counts a replay of `uid` unless `max-resumes-per-uid` are running.
+  bool admit_resume(const std::string& uid);
 
-  /// Hands a batch for a node without a CAF connection to the RELAY.
-  void relay_batch(const std::string& node, delivery_batch batch);
+  /// The store bound (or failed to bind) a connection: open it.
+  void on_bound(const conn_ref& who, int64_t since, bool came_online,
+                caf::typed_response_promise<atom::ok> rp);
 
-  /// Removes a connection and unbinds it in the state store.
-  void remove(const std::string& conn_id);
+  /// The connection is open (or gone meanwhile): answer its CONNECTION and
+  /// tell the events.
+  void on_opened(const conn_ref& who, bool came_online,
+                 caf::typed_response_promise<atom::ok>& rp);
 
-  /// Closes every local connection of `uid` with `code`.
-  void close_uid(const std::string& uid, uint16_t code);
+  /// Opens a bound connection: welcome, then for a device the first page of
+  /// its replay (see `pump_replay`).
+  void open(const std::string& conn_id, inbox_replay* replay,
+            bool store_failed);
+
+  /// Writes the replay of a connection while its send queue has room
+  /// (`send-queue-bytes`), reads the next page when one is written, and
+  /// opens the connection after the last: a replay never holds more than a
+  /// queue and a page of memory, however large the inbox.
+  void pump_replay(const std::string& conn_id);
+
+  /// Ends a replay (`complete`: all of it was written): held frames go out,
+  /// live frames flow.
+  void finish_open(local_connection& conn, bool complete);
+
+  /// Forgets that a connection's replay is in progress.
+  void end_resume(local_connection& conn);
 
   /// Writes a frame to one connection's socket, or holds it while the
   /// connection is not open yet.
@@ -136,58 +162,28 @@ struct registry_state {
   /// send queue limit.
   static void write_replay(local_connection& conn, frame_ptr frame);
 
-  /// Stores (if durable) and routes a message to uids; answers per uid.
-  caf::result<delivery_report> send(delivery d);
+  /// Writes a message read from the inbox (replay, gap): not counted.
+  static void write_stored(local_connection& conn, const stored_message& msg);
 
-  /// Writes a message to one connection (`to_conn`) on whichever node holds
-  /// it; the report has one entry: 1 connection, or 0 and why.
-  caf::result<delivery_report> send_to_conn(delivery d);
+  /// Writes frames that waited (see frame_order::release_held).
+  static void write_held(local_connection& conn, std::vector<frame_ptr> held);
 
-  /// Reads the inbox after the connection's `last_seq` and writes what is
+  /// Reads the inbox after the connection's last seq and writes what is
   /// missing, then the held frames (a frame arrived after a gap: its
   /// predecessors are late or were lost with a peer).
   void catch_up(const std::string& conn_id);
 
-  /// Writes the held frames of a connection, durable ones in seq order and
-  /// without those already written.
-  void release_held(local_connection& conn);
+  /// Removes a connection and unbinds it in the state store.
+  void remove(const std::string& conn_id);
 
-  /// Opens a bound connection: welcome, then for a device the first page of
-  /// its replay (see `pump_replay`).
-  void open(const std::string& conn_id, const inbox_replay* replay,
-            bool store_failed);
+  /// Closes every local connection of `uid` with `code`.
+  void close_uid(const std::string& uid, uint16_t code);
 
-  /// Writes the replay of a connection while its send queue has room
-  /// (`send-queue-bytes`), reads the next page when one is written, and
-  /// opens the connection after the last: a replay never holds more than a
-  /// queue and a page of memory, however large the inbox.
-  void pump_replay(const std::string& conn_id);
+  /// Tells every connection to come back later (`bye`) and closes it.
+  atom::ok drain(uint32_t period_ms);
 
-  /// Ends a replay: held frames go out, live frames flow.
-  void finish_open(local_connection& conn);
-
-  /// Forgets that a connection's replay is in progress.
-  void end_resume(local_connection& conn);
-
-  /// Tells the UNREAD checker which copies of a durable message were stored
-  /// (nothing while unread-after is 0).
-  void watch_unread(const delivery& d, const route_table& routes);
-
-  /// Whether `uid` may store more now (its bucket is not in deficit); the
-  /// HTTP API (no uid) always may.
-  bool may_store(const std::string& uid);
-
-  /// Drops the buckets of uids without a connection here that are not in
-  /// debt, once there are many.
-  void prune_store_budgets();
-
-  /// Takes what a stored message cost from `uid`'s bucket (after the store
-  /// answered: a group's size is known only then).
-  void charge_store(const std::string& uid, size_t receivers,
-                    size_t payload_bytes);
-
-  /// A message id unique in the cluster: node, incarnation, counter.
-  std::string make_msg_id();
+  /// The bindings of every local connection.
+  std::vector<binding> bindings() const;
 };
 
 /// Spawn arguments: the node and its state store.

@@ -7,6 +7,7 @@
 #include "actors/connection.hpp"
 #include "actors/event_bus.hpp"
 #include "actors/node_context.hpp"
+#include "actors/peer.hpp"
 #include "actors/registry.hpp"
 #include "adapters/memory_store.hpp"
 #include "config/actor_config.hpp"
@@ -66,6 +67,7 @@ struct node_fixture : ::test_coordinator_fixture<test_config> {
     for (auto& hdl : spawned)
       caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
     for (auto hdl : {caf::actor_cast<caf::actor>(ctx->registry),
+                     caf::actor_cast<caf::actor>(ctx->peer),
                      caf::actor_cast<caf::actor>(ctx->events),
                      caf::actor_cast<caf::actor>(ctx->discovery)})
       if (hdl)
@@ -92,13 +94,14 @@ struct node_fixture : ::test_coordinator_fixture<test_config> {
 };
 
 /// A node's actors as `node::start` wires them, on the memory store: event
-/// bus, REGISTRY and the built-in behaviours (run inline by the
+/// bus, REGISTRY, PEER and the built-in behaviours (run inline by the
 /// connections, as on a node). Connections come from `spawn_connection`.
 struct builtins_fixture : node_fixture {
   builtins_fixture() {
     store = track(sys.spawn(memory_store, size_t{1000}, int64_t{3600000}));
     ctx->events = sys.spawn(event_bus, ctx);
     ctx->registry = sys.spawn(registry, ctx, store);
+    ctx->peer = sys.spawn(peer_endpoint, ctx);
     handler = track(sys.spawn(builtins, ctx));
     ctx->builtins = handler;
     for (auto& type : builtin_frame_types())

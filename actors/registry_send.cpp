@@ -1,0 +1,309 @@
+// The REGISTRY's messaging operations: what a behaviour or the HTTP API
+// asks, the store's answer, and the route that follows.
+
+#include "actors/frames.hpp"
+#include "actors/registry.hpp"
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+#include <unordered_map>
+
+namespace wsc {
+
+namespace {
+
+/// The answer to a send whose `idem` an earlier send still holds (being
+/// stored): nothing was stored or delivered, so not even locally.
+caf::error idem_pending_error() {
+  return make_error(ec::unavailable, "an earlier send with this idem is "
+                                     "still being stored; send it again "
+                                     "later");
+}
+
+caf::error store_rate_exceeded(const std::string& uid) {
+  return make_error(ec::rate_limited,
+                    "'" + uid +
+                        "' stores more bytes per second than "
+                        "stored-bytes-rate allows; try again shortly");
+}
+
+size_t receivers_of(const route_table& routes) {
+  auto n = routes.offline.size();
+  for (auto& nr : routes.nodes)
+    n += nr.uids.size();
+  return n;
+}
+
+/// A send's report: one entry per uid, its connections on every node
+/// added up.
+delivery_report report_per_uid(const delivery& d, const route_table& routes) {
+  delivery_report report;
+  report.msg_id = d.msg_id;
+  std::unordered_map<std::string, size_t> index;
+  auto add = [&](const std::string& uid, uint32_t connections, bool stored) {
+    auto [i, added] = index.emplace(uid, report.uids.size());
+    if (!added) {
+      report.connections[i->second] += connections;
+      return;
+    }
+    report.uids.push_back(uid);
+    report.connections.push_back(connections);
+    report.stored.push_back(stored);
+  };
+  for (auto& nr : routes.nodes)
+    for (size_t i = 0; i < nr.uids.size(); ++i)
+      add(nr.uids[i], i < nr.connections.size() ? nr.connections[i] : 0,
+          d.durable);
+  for (auto& uid : routes.offline)
+    add(uid, 0, d.durable);
+  for (auto& uid : routes.unavailable)
+    add(uid, 0, false);
+  report.unavailable = routes.unavailable;
+  return report;
+}
+
+} // namespace
+
+// -- send ---------------------------------------------------------------------
+
+caf::error registry_state::prepare(delivery& d) {
+  if (d.durable && !budgets.may_store(d.from, store_budgets::clock::now()))
+    return store_rate_exceeded(d.from);
+  if (d.durable)
+    d.msg_id = make_msg_id();
+  if (!d.durable || node->opts.idempotency_window.count() <= 0)
+    d.idem.clear(); // volatile: at most once anyway, nothing to look up
+  return {};
+}
+
+caf::result<delivery_report> registry_state::send(delivery d) {
+  if (!d.to_conn.empty())
+    return send_to_conn(std::move(d));
+  if (auto err = prepare(d))
+    return err;
+  auto rp = self->make_response_promise<delivery_report>();
+  auto on_routes = [this, rp, d](route_table& routes) mutable {
+    if (routes.idem_pending) {
+      rp.deliver(idem_pending_error());
+      return;
+    }
+    if (!routes.duplicate_of.empty()) {
+      // The sender said this before (same idem): the earlier message was
+      // stored for, and routed to, the same receivers.
+      delivery_report report;
+      report.msg_id = std::move(routes.duplicate_of);
+      report.duplicate = true;
+      report.uids = std::move(d.uids);
+      report.connections.assign(report.uids.size(), 0);
+      report.stored.assign(report.uids.size(), true);
+      rp.deliver(std::move(report));
+      return;
+    }
+    d.idem.clear(); // the receivers need no idem
+    auto report = report_per_uid(d, routes);
+    dispatch(std::move(d), std::move(routes), report.uids.size());
+    rp.deliver(std::move(report));
+  };
+  auto on_error = [this, rp, d](caf::error& err) mutable {
+    // Without the store only this node's connections are known: serve them
+    // (at most once, nothing stored) and tell the sender the rest was not.
+    d.durable = false;
+    auto local = deliver_local(d, &d.uids);
+    rp.deliver(make_error(ec::unavailable, "state store unreachable (" +
+                                               error_message(err) +
+                                               "); not stored, delivered to " +
+                                               std::to_string(local) +
+                                               " local connection(s) only"));
+  };
+  if (d.durable) {
+    self->request(store, store_timeout, atom::append_v, d)
+        .then(on_routes, on_error);
+  } else {
+    self->request(store, store_timeout, atom::route_v, d.uids)
+        .then(on_routes, on_error);
+  }
+  return rp;
+}
+
+caf::result<delivery_report> registry_state::send_to_conn(delivery d) {
+  // One connection: volatile, no store round trip (its node is in its id).
+  d.durable = false;
+  d.idem.clear();
+  d.uids.clear();
+  if (frames::node_of_conn(d.to_conn) == node->node_id)
+    return delivery_report::to_conn(deliver_local(d, nullptr), "gone");
+  return self->delegate(node->peer, atom::send_v, std::move(d));
+}
+
+caf::result<delivery_report> registry_state::publish(delivery d) {
+  d.kind = delivery_kind::group;
+  if (auto err = prepare(d))
+    return err;
+  auto rp = self->make_response_promise<delivery_report>();
+  auto on_routes = [this, rp, d](route_table& routes) mutable {
+    delivery_report report;
+    report.msg_id = d.msg_id;
+    if (routes.idem_pending) {
+      rp.deliver(idem_pending_error());
+      return;
+    }
+    if (!routes.duplicate_of.empty()) {
+      // A repeat (same sender, same idem): nothing stored or routed.
+      report.msg_id = std::move(routes.duplicate_of);
+      report.duplicate = true;
+      rp.deliver(std::move(report));
+      return;
+    }
+    d.idem.clear();
+    report.unavailable = routes.unavailable;
+    auto receivers = receivers_of(routes);
+    dispatch(std::move(d), std::move(routes), receivers);
+    rp.deliver(std::move(report));
+  };
+  auto on_error = [rp](caf::error& err) mutable {
+    rp.deliver(std::move(err));
+  };
+  if (d.durable) {
+    self->request(store, store_timeout, atom::group_append_v, d)
+        .then(on_routes, on_error);
+  } else {
+    self->request(store, store_timeout, atom::group_route_v, d.group, d.from)
+        .then(on_routes, on_error);
+  }
+  return rp;
+}
+
+atom::ok registry_state::broadcast(delivery d) {
+  d.kind = delivery_kind::broadcast;
+  d.uids.clear();
+  d.to_conn.clear();
+  deliver_local(d, nullptr);
+  // The PEER knows the other nodes, with or without a CAF connection.
+  self->send(node->peer, atom::broadcast_v, std::move(d));
+  return atom::ok_v;
+}
+
+// -- after the store answered -------------------------------------------------
+
+void registry_state::dispatch(delivery d, route_table routes,
+                              size_t receivers) {
+  if (d.durable)
+    budgets.charge(d.from, receivers, d.data.size());
+  watch_unread(d, routes);
+  route(std::move(d), std::move(routes));
+}
+
+void registry_state::route(delivery d, route_table routes) {
+  bool remote = false;
+  for (auto& nr : routes.nodes) {
+    if (nr.node != node->node_id) {
+      remote = true;
+      continue;
+    }
+    auto local = d;
+    local.seqs = nr.seqs;
+    deliver_local(local, &nr.uids);
+  }
+  if (remote)
+    self->send(node->peer, atom::route_v, std::move(d), std::move(routes));
+}
+
+void registry_state::watch_unread(const delivery& d,
+                                  const route_table& routes) {
+  if (!d.durable || !node->unread)
+    return;
+  unread_watch w;
+  w.msg_id = d.msg_id;
+  w.from = d.from;
+  w.group = d.kind == delivery_kind::group ? d.group : std::string{};
+  auto add = [&](const std::vector<std::string>& uids,
+                 const std::vector<uint64_t>& seqs) {
+    for (size_t i = 0; i < uids.size() && i < seqs.size(); ++i) {
+      if (seqs[i] == 0)
+        continue; // not stored
+      w.uids.push_back(uids[i]);
+      w.seqs.push_back(seqs[i]);
+    }
+  };
+  for (auto& nr : routes.nodes)
+    add(nr.uids, nr.seqs);
+  add(routes.offline, routes.offline_seqs);
+  if (!w.uids.empty())
+    self->send(node->unread, std::move(w));
+}
+
+std::string registry_state::make_msg_id() {
+  return node->node_id + "-" + std::to_string(node->incarnation) + "-" +
+         std::to_string(++next_msg);
+}
+
+// -- groups, presence, disconnect ---------------------------------------------
+
+caf::result<atom::ok> registry_state::join(const conn_ref& who,
+                                           const std::string& group) {
+  auto rp = self->make_response_promise<atom::ok>();
+  auto max_groups = static_cast<uint32_t>(node->opts.max_groups);
+  self->request(store, store_timeout, atom::join_v, who.uid, group, max_groups)
+      .then(
+          [this, rp, uid = who.uid, group](uint32_t) mutable {
+            self->send(node->events, join_event{uid, group});
+            rp.deliver(atom::ok_v);
+          },
+          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+  return rp;
+}
+
+caf::result<atom::ok> registry_state::leave(const conn_ref& who,
+                                            const std::string& group) {
+  auto rp = self->make_response_promise<atom::ok>();
+  self->request(store, store_timeout, atom::leave_v, who.uid, group)
+      .then(
+          [this, rp, uid = who.uid, group](atom::ok) mutable {
+            self->send(node->events, leave_event{uid, group});
+            rp.deliver(atom::ok_v);
+          },
+          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+  return rp;
+}
+
+caf::result<std::vector<bool>>
+registry_state::presence(std::vector<std::string> uids) {
+  auto rp = self->make_response_promise<std::vector<bool>>();
+  self->request(store, store_timeout, atom::route_v, uids)
+      .then(
+          [rp, uids](route_table& routes) mutable {
+            std::vector<bool> online(uids.size(), false);
+            for (size_t i = 0; i < uids.size(); ++i)
+              for (auto& nr : routes.nodes)
+                if (std::find(nr.uids.begin(), nr.uids.end(), uids[i]) !=
+                    nr.uids.end())
+                  online[i] = true;
+            rp.deliver(std::move(online));
+          },
+          [rp](caf::error& err) mutable {
+            rp.deliver(make_error(ec::unavailable, error_message(err)));
+          });
+  return rp;
+}
+
+caf::result<atom::ok> registry_state::disconnect(const std::string& uid,
+                                                 uint16_t code) {
+  auto rp = self->make_response_promise<atom::ok>();
+  self->request(store, store_timeout, atom::route_v,
+                std::vector<std::string>{uid})
+      .then(
+          [this, rp, code](route_table& routes) mutable {
+            delivery d;
+            d.kind = delivery_kind::disconnect;
+            d.ts = code;
+            route(std::move(d), std::move(routes));
+            rp.deliver(atom::ok_v);
+          },
+          [rp](caf::error& err) mutable {
+            rp.deliver(make_error(ec::unavailable, error_message(err)));
+          });
+  return rp;
+}
+
+} // namespace wsc

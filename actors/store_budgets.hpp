@@ -1,0 +1,61 @@
+#pragma once
+
+// -- What each sending uid may still store (no CAF) ---------------------------
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <unordered_map>
+
+namespace wsc {
+
+/// Per sending uid, the bytes its durable messages may still store: a token
+/// bucket refilled at `stored-bytes-rate`. A message is charged after the
+/// store answered (a group's size is known only then), so a bucket may go
+/// into debt; the uid may store again once it is out.
+class store_budgets {
+public:
+  using clock = std::chrono::steady_clock;
+
+  store_budgets() = default;
+
+  /// Buckets hold at most `burst` bytes and refill `rate` bytes per second.
+  store_budgets(double rate, double burst) : rate_(rate), burst_(burst) {
+    // nop
+  }
+
+  /// Whether `uid` may store more now (its bucket is not in deficit); the
+  /// HTTP API (no uid) always may. A new uid starts with a full bucket.
+  bool may_store(const std::string& uid, clock::time_point now);
+
+  /// Takes what a stored message cost from `uid`'s bucket: each receiver's
+  /// copy, its payload and ~64 bytes of bookkeeping.
+  void charge(const std::string& uid, size_t receivers, size_t payload_bytes);
+
+  /// Once there are buckets for more than twice `connected_uids` (plus
+  /// 1024), drops those of uids not `connected` that are not in debt: a
+  /// refilled bucket is as good as none, one in debt stays, so that
+  /// reconnecting does not reset it. Keeps the map bounded by the uids
+  /// connected here.
+  void prune(size_t connected_uids,
+             const std::function<bool(const std::string&)>& connected,
+             clock::time_point now);
+
+  /// The number of buckets.
+  size_t size() const { return buckets_.size(); }
+
+private:
+  struct bucket {
+    double tokens = 0;
+    clock::time_point refilled;
+  };
+
+  void refill(bucket& b, clock::time_point now) const;
+
+  double rate_ = 0;
+  double burst_ = 0;
+  std::unordered_map<std::string, bucket> buckets_;
+};
+
+} // namespace wsc

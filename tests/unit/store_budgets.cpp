@@ -1,0 +1,84 @@
+#define CAF_SUITE store_budgets
+
+// The token buckets that bound what each uid stores per second
+// (`stored-bytes-rate`).
+
+#include "actors/store_budgets.hpp"
+
+#include <caf/test/unit_test.hpp>
+
+#include <string>
+#include <unordered_set>
+
+using namespace wsc;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr double rate = 1000;  // bytes per second
+constexpr double burst = 4000; // bytes
+
+} // namespace
+
+CAF_TEST(a new uid starts with a full bucket and the API always may) {
+  store_budgets budgets{rate, burst};
+  auto t0 = store_budgets::clock::now();
+  CAF_CHECK(budgets.may_store("", t0));
+  CAF_CHECK_EQUAL(budgets.size(), 0u);
+  CAF_CHECK(budgets.may_store("ann", t0));
+  CAF_CHECK_EQUAL(budgets.size(), 1u);
+}
+
+CAF_TEST(a uid in debt may store again once refilled) {
+  store_budgets budgets{rate, burst};
+  auto t0 = store_budgets::clock::now();
+  CAF_REQUIRE(budgets.may_store("ann", t0));
+  // 2 receivers of 1936 bytes (+64 each): exactly the burst, not in debt.
+  budgets.charge("ann", 2, 1936);
+  CAF_CHECK(!budgets.may_store("ann", t0)); // empty is not > 0
+  budgets.charge("ann", 1, 936);            // 1000 bytes of debt
+  CAF_CHECK(!budgets.may_store("ann", t0 + 1s));
+  CAF_CHECK(budgets.may_store("ann", t0 + 1s + 1ms));
+  // Others are not charged for ann.
+  CAF_CHECK(budgets.may_store("bob", t0));
+}
+
+CAF_TEST(a bucket refills up to the burst only) {
+  store_budgets budgets{rate, burst};
+  auto t0 = store_budgets::clock::now();
+  budgets.may_store("ann", t0);
+  CAF_CHECK(budgets.may_store("ann", t0 + 1h));
+  budgets.charge("ann", 1, 3936); // the burst
+  CAF_CHECK(!budgets.may_store("ann", t0 + 1h));
+}
+
+CAF_TEST(charging a uid without a bucket does nothing) {
+  store_budgets budgets{rate, burst};
+  budgets.charge("ann", 100, 1000);
+  CAF_CHECK_EQUAL(budgets.size(), 0u);
+  CAF_CHECK(budgets.may_store("ann", store_budgets::clock::now()));
+}
+
+CAF_TEST(pruning keeps debts and connected uids) {
+  store_budgets budgets{rate, burst};
+  auto t0 = store_budgets::clock::now();
+  std::unordered_set<std::string> connected{"on"};
+  auto is_connected = [&](const std::string& uid) {
+    return connected.count(uid) > 0;
+  };
+  budgets.may_store("on", t0);
+  budgets.may_store("debtor", t0);
+  budgets.charge("on", 10, 4000);
+  budgets.charge("debtor", 10, 4000);
+  for (int i = 0; i < 1024; ++i)
+    budgets.may_store("u" + std::to_string(i), t0);
+  // 1026 buckets, 1 uid connected: under 2 * 1 + 1024, nothing dropped.
+  budgets.prune(connected.size(), is_connected, t0);
+  CAF_CHECK_EQUAL(budgets.size(), 1026u);
+  budgets.may_store("one more", t0);
+  budgets.prune(connected.size(), is_connected, t0 + 1s);
+  CAF_CHECK_EQUAL(budgets.size(), 2u);
+  // The debtor's debt survived the sweep: reconnecting does not reset it.
+  CAF_CHECK(!budgets.may_store("debtor", t0 + 1s));
+  CAF_CHECK(!budgets.may_store("on", t0 + 1s));
+}
