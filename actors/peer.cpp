@@ -145,21 +145,22 @@ void peer_state::send_batch(const std::string& peer, const peer_actor& handle,
   auto name = peer;
   self->request(handle, node->opts.request_timeout, atom::remote_v,
                 std::move(batch))
-      .then(
-          [this, name](atom::ok) {
-            if (in_flight[name] > 0)
-              --in_flight[name];
-            if (auto j = outbox.find(name); j != outbox.end() &&
-                                            !j->second.items.empty() &&
-                                            !flush_scheduled)
-              flush();
-          },
-          [this, name](caf::error& err) {
-            if (in_flight[name] > 0)
-              --in_flight[name];
-            log::warn("delivery batch to node {} failed: {}", name,
-                      error_message(err));
-          });
+      .then([this, name](atom::ok) { batch_done(name); },
+            [this, name](caf::error& err) {
+              log::warn("delivery batch to node {} failed: {}", name,
+                        error_message(err));
+              // What waits for this peer goes on: it would otherwise wait
+              // for the next delivery to that node.
+              batch_done(name);
+            });
+}
+
+void peer_state::batch_done(const std::string& peer) {
+  if (in_flight[peer] > 0)
+    --in_flight[peer];
+  if (auto i = outbox.find(peer);
+      i != outbox.end() && !i->second.items.empty() && !flush_scheduled)
+    flush();
 }
 
 void peer_state::relay_batch(const std::string& peer, delivery_batch batch) {

@@ -70,6 +70,9 @@ struct peer_state {
 
   /// Hands a batch for a node without a CAF connection to the RELAY.
   void relay_batch(const std::string& node, delivery_batch batch);
+  /// A batch to `peer` was confirmed or failed: one more may go, and what
+  /// waits for it goes now.
+  void batch_done(const std::string& peer);
 
   /// Forgets a peer's link: what waits for its credit goes to the RELAY.
   void peer_down(const std::string& peer);

@@ -440,8 +440,9 @@ class PingFloodTest(HarnessMixin, unittest.TestCase):
         self.assertEqual(self.reply_to(other, "o")["type"], "pong")
         time.sleep(0.5)
         grown_mb = (rss_kb(node.pid) - before) / 1024.0
-        self.assertLess(grown_mb, 10, "the node grew by %.1f MB answering %d pings that "
-                        "were never read: a pong per ping is queued" % (grown_mb, self.PINGS))
+        if not os.environ.get("ASAN_OPTIONS"):  # ASan's quarantine keeps freed memory
+            self.assertLess(grown_mb, 10, "the node grew by %.1f MB answering %d pings that "
+                            "were never read: a pong per ping is queued" % (grown_mb, self.PINGS))
         # Read now: pongs (fewer than pings), the last with the last payload,
         # then the answer to the frame sent after them.
         pongs = 0
@@ -455,7 +456,9 @@ class PingFloodTest(HarnessMixin, unittest.TestCase):
             elif f.opcode != OP_PING and b'"after"' in f.payload:
                 break
         self.assertTrue(got_last, "the newest ping was answered")
-        self.assertLess(pongs, self.PINGS)
+        # What the kernel's socket buffers held (up to ~4 MB of pongs on
+        # loopback) plus the few queued: far fewer than one per ping.
+        self.assertLess(pongs, self.PINGS // 2, "a pong per ping was queued")
         other.send_json({"type": "ping", "id": "o2"})
         self.assertEqual(self.reply_to(other, "o2")["type"], "pong")
 

@@ -205,6 +205,26 @@ CAF_TEST(a batch that times out gives its credit back and the PEER lives) {
                  [](caf::error& err) { CAF_FAIL(to_string(err)); });
 }
 
+CAF_TEST(deliveries waiting behind batches that time out leave then) {
+  remote_log remote;
+  caf::anon_send(ctx->peer, atom::peer_up_v, std::string{"n2"},
+                 spawn_remote(remote));
+  auto sends = static_cast<int>(peer_state::max_in_flight) + 2;
+  for (int i = 0; i < sends; ++i) {
+    caf::anon_send(ctx->peer, atom::route_v, message(i), route_to("n2", "bob"));
+    sched.run();
+  }
+  CAF_REQUIRE_EQUAL(remote.batches.size(), size_t{peer_state::max_in_flight});
+  // No new delivery comes: the two waiting ones go once credit is back,
+  // whether the batches in flight were confirmed or failed.
+  sched.trigger_timeouts();
+  sched.run();
+  CAF_REQUIRE_EQUAL(remote.batches.size(), peer_state::max_in_flight + 1u);
+  CAF_CHECK_EQUAL(remote.batches.back().items.size(), 2u);
+  CAF_CHECK_EQUAL(remote.batches.back().items.back().data,
+                  std::to_string(sends - 1));
+}
+
 CAF_TEST(a to_conn send to another node says whether it arrived) {
   auto ask = [&](const std::string& conn) {
     auto d = message(1);
