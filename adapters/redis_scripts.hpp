@@ -219,26 +219,27 @@ local function store_and_route(a, b)
       foreign(seq)
       seq = restart(cur)
     end
+    local id = int(seq) .. '-0'
     local r
     if seq == 1 then
       -- A new counter: whatever inbox is left belongs to an earlier life;
       -- so do cursors without a counter (not ours).
       redis.call('DEL', inbox)
       if redis.call('HLEN', cur) > 1 then
-        seq = restart(cur)
+        restart(cur)
       end
-      r = xadd(redis.pcall, inbox, '1-0')
+      r = xadd(redis.pcall, inbox, id)
     else
-      r = xadd(redis.pcall, inbox, int(seq) .. '-0', true)
+      r = xadd(redis.pcall, inbox, id, true)
       if not r then
         -- The inbox expired (inbox-max-age after the uid's last message)
         -- while reads kept the cursors: the uid starts over, as if the
         -- counter had expired with the inbox.
         seq = restart(cur)
-        r = xadd(redis.pcall, inbox, '1-0')
+        id = '1-0'
+        r = xadd(redis.pcall, inbox, id)
       end
     end
-    local id = int(seq) .. '-0'
     if type(r) == 'table' and foreign(r) then
       -- Not a stream, or one with ids past the counter: not ours.
       redis.call('DEL', inbox)
