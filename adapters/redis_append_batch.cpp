@@ -51,9 +51,7 @@ void pack_appends(const std::vector<redis_command*>& staged,
       out.spans.push_back(0);
       messages = uids = bytes = 0;
     }
-    std::move(args.begin() + append_args::entry_begin,
-              args.begin() + append_args::entry_end,
-              std::back_inserter(batch->args));
+    batch->args.push_back(std::move(args[append_args::entry]));
     batch->args.push_back(std::to_string(n));
     std::move(args.begin() + append_args::uids_begin, args.end(),
               std::back_inserter(batch->args));

@@ -37,17 +37,16 @@ struct redis_command {
   bool wait = false;
 };
 
-/// The arguments of an `append` call after the prefix: 13 of the message
-/// (see redis_scripts' inbox_helpers), then its uids.
+/// The arguments of an `append` call after the prefix (see redis_scripts'
+/// inbox_helpers): 4 shared, the entry, then its uids' key bases.
 namespace append_args {
 /// max_messages, min_ms, ttl_ms, max_fanout_bytes: the same for every
 /// message of a batch.
 constexpr size_t shared = 4;
-/// msg_id, kind, from, group, data, ts: what the inbox entry holds.
-constexpr size_t entry_begin = 4;
-constexpr size_t entry_end = 10;
-/// Where the uids begin (idem, window_ms and first are for `idem` only).
-constexpr size_t uids_begin = 13;
+/// The packed inbox entry (redis_replies.hpp, pack_entry).
+constexpr size_t entry = 4;
+/// Where the key bases `P:{u:<uid>}:` of the receivers begin.
+constexpr size_t uids_begin = 5;
 } // namespace append_args
 
 /// How much one `append_batch` call may carry: it blocks Redis while it

@@ -1,11 +1,11 @@
 #pragma once
 
-// -- Key names of the Redis STATE_STORE (layout 3) ----------------------------
+// -- Key names of the Redis STATE_STORE (layout 4) ----------------------------
 //
 // Every key that one script touches shares a hash tag, so that each script
 // runs on one slot of a Redis Cluster (a single Redis ignores the tags):
 //
-//   P:{u:<uid>}:<what>     per uid: b (bindings), seq, in, cur, g (groups)
+//   P:{u:<uid>}:<what>     per uid: b (bindings), in, cur, g (groups)
 //   P:{g:<group>}:m        per group: its members
 //   P:{n:<node>}:<what>    per node: h (entry), nb, ni, lease:<inc>
 //   P:<n>:{u:<uid>}:idem:<idem>  the sender's idempotency key (n: the byte
@@ -15,10 +15,12 @@
 // A hash tag ends at the first '}' after the first '{': a uid with a '}'
 // gets a shorter tag, but every key of that uid gets the same one, so its
 // keys still share a slot. Names stay unique: the per-uid suffixes ("}:b",
-// "}:seq", "}:in", "}:cur", "}:g") are none a suffix of another, tagged
+// "}:in", "}:cur", "}:g") are none a suffix of another, tagged
 // keys start "P:{", idem keys "P:<digit>", the single keys "P:<letter>";
 // the idem key's length field makes (uid, idem) decodable. Lua builds the
-// same names (redis_scripts.hpp: ukey, gkey, nkey): keep both in step.
+// same names (redis_scripts.hpp: ukey, gkey, nkey): keep both in step; the
+// append scripts get each uid's key base `P:{u:<uid>}:` (uid_key with an
+// empty `what`) from the STORE and add the suffixes.
 // The prefix must hold no '{' or '}' in cluster mode (it would move the
 // tag); the STORE refuses such a prefix there.
 

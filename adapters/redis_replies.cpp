@@ -2,10 +2,12 @@
 
 #include "actors/error.hpp"
 #include "actors/frames.hpp"
+#include "adapters/redis_scripts.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <utility>
 
 namespace wsc::redis_store_impl {
@@ -82,16 +84,19 @@ void route_builder::add(std::string_view uid, const redisReply* values,
   }
 }
 
-caf::error add_appended(route_builder& builder,
-                        const std::vector<redis_reply_ptr>& replies) {
-  for (auto& r : replies) {
-    if (!is_array(r.get()) || r->elements % 3 != 0)
+caf::error
+add_appended(route_builder& builder,
+             const std::vector<redis_reply_ptr>& replies,
+             const std::vector<std::vector<std::string_view>>& uids) {
+  for (size_t p = 0; p < replies.size(); ++p) {
+    auto r = replies[p].get();
+    if (p >= uids.size() || !is_array(r) || r->elements != 2 * uids[p].size())
       return unexpected_reply("append");
-    for (size_t i = 0; i < r->elements; i += 3) {
-      auto seq = integer_of(r->element[i + 1]);
+    for (size_t i = 0; i < uids[p].size(); ++i) {
+      auto seq = integer_of(r->element[2 * i]);
       if (!seq || *seq <= 0)
         return unexpected_reply("append");
-      builder.add(text_of(r->element[i]), r->element[i + 2],
+      builder.add(uids[p][i], r->element[2 * i + 1],
                   static_cast<uint64_t>(*seq));
     }
   }
@@ -100,6 +105,47 @@ caf::error add_appended(route_builder& builder,
 
 // -- inboxes ------------------------------------------------------------------
 
+std::string pack_entry(std::string_view msg_id, delivery_kind kind,
+                       std::string_view from, std::string_view group,
+                       std::string_view data, int64_t ts) {
+  std::string result;
+  result.reserve(40 + msg_id.size() + from.size() + group.size() + data.size());
+  for (auto n :
+       {std::to_string(ts), std::to_string(static_cast<unsigned>(kind)),
+        std::to_string(msg_id.size()), std::to_string(from.size()),
+        std::to_string(group.size())})
+    result.append(n).append(1, ',');
+  result.append(msg_id).append(from).append(group).append(data);
+  return result;
+}
+
+std::optional<stored_message> unpack_entry(std::string_view m) {
+  // ts, kind and the lengths of msg_id, from and group, each ended by ','.
+  std::array<uint64_t, 5> n{};
+  for (auto& x : n) {
+    auto comma = m.find(',');
+    if (comma == std::string_view::npos)
+      return std::nullopt;
+    auto value = parse_count(m.substr(0, comma));
+    if (!value)
+      return std::nullopt;
+    x = *value;
+    m.remove_prefix(comma + 1);
+  }
+  // Each length is below 2^53: the sum does not overflow.
+  if (n[1] > static_cast<uint64_t>(delivery_kind::disconnect) ||
+      n[2] + n[3] + n[4] > m.size())
+    return std::nullopt;
+  stored_message msg;
+  msg.ts = static_cast<int64_t>(n[0]);
+  msg.kind = static_cast<delivery_kind>(n[1]);
+  msg.msg_id = m.substr(0, n[2]);
+  msg.from = m.substr(n[2], n[3]);
+  msg.group = m.substr(n[2] + n[3], n[4]);
+  msg.data = m.substr(n[2] + n[3] + n[4]);
+  return msg;
+}
+
 std::optional<stored_message> read_entry(const redisReply* entry) {
   if (!is_array(entry) || entry->elements != 2 || !is_array(entry->element[1]))
     return std::nullopt;
@@ -107,38 +153,16 @@ std::optional<stored_message> read_entry(const redisReply* entry) {
   auto seq = parse_count(id.substr(0, id.find('-')));
   if (!seq || *seq == 0)
     return std::nullopt;
-  stored_message msg;
-  msg.seq = *seq;
   auto fields = entry->element[1];
-  bool has_kind = false;
-  for (size_t k = 0; k + 1 < fields->elements; k += 2) {
-    auto key = text_of(fields->element[k]);
-    auto value = text_of(fields->element[k + 1]);
-    if (key == "i") {
-      msg.msg_id = value;
-    } else if (key == "k") {
-      auto kind = parse_count(value);
-      if (!kind || *kind > static_cast<uint64_t>(delivery_kind::disconnect))
-        return std::nullopt;
-      msg.kind = static_cast<delivery_kind>(*kind);
-      has_kind = true;
-    } else if (key == "f") {
-      msg.from = value;
-    } else if (key == "g") {
-      msg.group = value;
-    } else if (key == "d") {
-      msg.data = value;
-    } else if (key == "t") {
-      auto ts = parse_count(value);
-      if (!ts)
-        return std::nullopt;
-      msg.ts = static_cast<int64_t>(*ts);
-    }
-  }
+  std::optional<stored_message> msg;
+  for (size_t k = 0; !msg && k + 1 < fields->elements; k += 2)
+    if (text_of(fields->element[k]) == "m")
+      msg = unpack_entry(text_of(fields->element[k + 1]));
   // The payload is copied into frames as it is: it must be one JSON value.
-  if (!has_kind || frames::check(msg) || !frames::json_depth_ok(msg.data) ||
-      !nlohmann::json::accept(msg.data))
+  if (!msg || frames::check(*msg) || !frames::json_depth_ok(msg->data) ||
+      !nlohmann::json::accept(msg->data))
     return std::nullopt;
+  msg->seq = *seq;
   return msg;
 }
 
@@ -185,14 +209,16 @@ std::vector<bool> read_unread(const std::vector<redis_reply_ptr>& replies,
   for (size_t i = 0; i < replies.size(); ++i) {
     auto r = replies[i].get();
     auto seq = i < seqs.size() ? seqs[i] : 0;
-    if (!is_array(r) || r->elements == 0) {
-      result.push_back(false); // no device: nobody to remind
-      continue;
-    }
+    bool device = false;
     bool read = false;
-    for (size_t k = 0; k < r->elements; ++k)
-      read = read || parse_number<uint64_t>(text_of(r->element[k])) >= seq;
-    result.push_back(!read);
+    for (size_t k = 0; is_array(r) && k + 1 < r->elements; k += 2) {
+      if (text_of(r->element[k]) == redis_scripts::seq_field)
+        continue; // the counter, no device
+      device = true;
+      read = read || parse_number<uint64_t>(text_of(r->element[k + 1])) >= seq;
+    }
+    // No device: nobody to remind.
+    result.push_back(device && !read);
   }
   return result;
 }

@@ -74,14 +74,29 @@ private:
   std::unordered_map<std::string, size_t> index_;
 };
 
-/// Adds the replies of `append` calls (uid, seq, binding values, ...) to a
-/// route table.
+/// Adds the replies of `append` calls (seq, binding values, ... per uid) to
+/// a route table; `uids[i]` are the uids of `replies[i]`, in the order of
+/// the call's arguments.
 caf::error add_appended(route_builder& builder,
-                        const std::vector<redis_reply_ptr>& replies);
+                        const std::vector<redis_reply_ptr>& replies,
+                        const std::vector<std::vector<std::string_view>>& uids);
 
 // -- inboxes ------------------------------------------------------------------
 
-/// Reads one inbox entry ({id, fields}); nullopt if it is malformed.
+/// A message as an inbox entry holds it (its one field `m`), packed once per
+/// message by the STORE: "<ts>,<kind>,<a>,<b>,<c>," then msg_id (a bytes),
+/// from (b bytes), group (c bytes) and the payload (the rest), so any bytes
+/// pass. It starts with the ts: the append script reads it to trim by age.
+std::string pack_entry(std::string_view msg_id, delivery_kind kind,
+                       std::string_view from, std::string_view group,
+                       std::string_view data, int64_t ts);
+
+/// Unpacks what `pack_entry` wrote (seq stays 0); nullopt if `m` is not
+/// that (a count missing or out of range, lengths past the end, a kind
+/// beyond the last).
+std::optional<stored_message> unpack_entry(std::string_view m);
+
+/// Reads one inbox entry ({id, {"m", packed}}); nullopt if it is malformed.
 std::optional<stored_message> read_entry(const redisReply* entry);
 
 /// Reads a page of an inbox (the `inbox` script's reply: cursor, last seq,
@@ -92,9 +107,9 @@ std::optional<stored_message> read_entry(const redisReply* entry);
 caf::expected<inbox_replay> read_inbox(const redisReply* r, int64_t since,
                                        std::vector<std::string>& bad);
 
-/// Per copy of a message (the HVALS of its uid's cursors, and the seq the
-/// copy got): whether no device of the uid read it yet. A uid without any
-/// device counts as read (nobody to remind).
+/// Per copy of a message (the HGETALL of its uid's cursors, the counter's
+/// field left out, and the seq the copy got): whether no device of the uid
+/// read it yet. A uid without any device counts as read (nobody to remind).
 std::vector<bool> read_unread(const std::vector<redis_reply_ptr>& replies,
                               const std::vector<uint64_t>& seqs);
 

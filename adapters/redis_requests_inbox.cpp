@@ -49,7 +49,7 @@ caf::expected<caf::message> answer_read(job& j) {
 }
 
 caf::expected<caf::message> answer_unread(job& j, std::vector<uint64_t> seqs) {
-  // One HVALS of the uid's cursors per copy.
+  // One HGETALL of the uid's cursors per copy.
   return caf::make_message(read_unread(j.replies, seqs));
 }
 
@@ -75,8 +75,11 @@ caf::expected<caf::message> answer_inbox(job& j, const std::string& key,
 struct append_flow {
   using answer = caf::expected<caf::message>;
 
-  /// The arguments every call of the append starts with (append_args).
+  /// The arguments of the message's group_check and idem calls; the first
+  /// append_args::shared of them start every append call.
   std::shared_ptr<std::vector<std::string>> head;
+  /// The inbox entry (pack_entry), built once for all append calls.
+  std::shared_ptr<const std::string> entry;
   /// None without an idem (or with idempotency-window=0).
   std::string idem_key;
   /// idempotency-pending, in ms.
@@ -170,17 +173,20 @@ struct append_flow {
         return answer{caf::make_message(std::move(table))};
       }
     }
-    std::vector<std::string> key_store;
-    key_store.reserve(uids->size());
+    // The uids' key bases `P:{u:<uid>}:` (the script appends in, cur, b).
+    std::vector<std::string> bases;
+    bases.reserve(uids->size());
     for (auto& uid : *uids)
-      key_store.push_back(redis_keys::uid_key(prefix, uid, "b"));
-    std::vector<std::string_view> keys(key_store.begin(), key_store.end());
+      bases.push_back(redis_keys::uid_key(prefix, uid, ""));
+    std::vector<std::string_view> keys(bases.begin(), bases.end());
     *parts = redis_keys::split_by_slot(keys, cluster_mode, per_call);
     for (auto& part : *parts) {
-      redis_command cmd{script::append, key_store[part.front()], *head,
-                        replicas > 0};
+      redis_command cmd{script::append, bases[part.front()], {}, replicas > 0};
+      cmd.args.reserve(append_args::uids_begin + part.size());
+      cmd.args.assign(head->begin(), head->begin() + append_args::shared);
+      cmd.args.push_back(*entry);
       for (auto k : part)
-        cmd.args.push_back((*uids)[k]);
+        cmd.args.push_back(std::move(bases[k]));
       j.commands.push_back(std::move(cmd));
     }
     if (j.commands.empty()) { // no receiver
@@ -215,6 +221,7 @@ struct append_flow {
       j.followups.push_back(idem_command(complete ? "done" : "release"));
     }
     std::vector<redis_reply_ptr> ok;
+    std::vector<std::vector<std::string_view>> ok_uids;
     std::vector<std::string> unavailable;
     for (size_t p = 0; p < j.replies.size(); ++p) {
       auto& r = j.replies[p];
@@ -222,17 +229,22 @@ struct append_flow {
         return answer{redis_reply_error(*r)};
       if (r && replicas > 0 && j.replicas[p] < replicas)
         r.reset();
+      static const std::vector<size_t> none;
+      auto& part = p < parts->size() ? (*parts)[p] : none;
       if (r) {
         ok.push_back(std::move(r));
-      } else if (p < parts->size()) {
-        for (auto k : (*parts)[p])
+        auto& names = ok_uids.emplace_back();
+        for (auto k : part)
+          names.emplace_back((*uids)[k]);
+      } else {
+        for (auto k : part)
           unavailable.push_back((*uids)[k]);
       }
     }
     if (ok.empty() && j.stage_error)
       return answer{j.stage_error};
     route_builder builder;
-    if (auto err = add_appended(builder, ok))
+    if (auto err = add_appended(builder, ok, ok_uids))
       return answer{err};
     builder.result().unavailable = std::move(unavailable);
     return answer{caf::make_message(std::move(builder.result()))};
@@ -257,6 +269,8 @@ job redis_store_state::append(const delivery& d, bool group) const {
           std::to_string(static_cast<int>(d.kind)), d.from, d.group, d.data,
           std::to_string(d.ts), std::string{},
           std::to_string(cfg.idempotency_window_ms), "1"});
+  auto entry = std::make_shared<const std::string>(
+      pack_entry(d.msg_id, d.kind, d.from, d.group, d.data, d.ts));
   std::string idem_key;
   if (!d.idem.empty() && cfg.idempotency_window_ms > 0) {
     (*head)[10] = std::to_string(d.from.size()) + ':' + d.from + ':' + d.idem;
@@ -280,6 +294,7 @@ job redis_store_state::append(const delivery& d, bool group) const {
   }
   append_flow flow;
   flow.head = head;
+  flow.entry = std::move(entry);
   flow.idem_key = idem_key;
   flow.pending = std::to_string(cfg.idem_pending_ms);
   flow.replicas = cfg.durable_replicas;
@@ -330,7 +345,7 @@ job redis_store_state::unread(const unread_watch& w) const {
   std::vector<uint64_t> seqs;
   for (size_t i = 0; i < w.uids.size() && i < w.seqs.size(); ++i) {
     auto k = ukey(w.uids[i], "cur");
-    result.commands.push_back(redis_command{std::nullopt, k, {"HVALS", k}});
+    result.commands.push_back(redis_command{std::nullopt, k, {"HGETALL", k}});
     seqs.push_back(w.seqs[i]);
   }
   result.step = one_stage([seqs](job& j) { return answer_unread(j, seqs); });

@@ -5,7 +5,9 @@
 // Every change of more than one key of one slot runs as one script, so other
 // nodes never see half of it. Scripts take KEYS[1] (it routes the call on a
 // Redis Cluster) and build the names of the other keys of the same slot
-// from the prefix in ARGV[1] (layout 3, redis_keys.hpp); the same scripts
+// from the prefix in ARGV[1] (layout 4, redis_keys.hpp), except the append
+// scripts, which take each uid's key base from the STORE (the hot path:
+// building names in Lua costs more than passing them); the same scripts
 // serve a single Redis and a Redis Cluster. They need Redis >= 6.2 (effects
 // replication, so TIME may be called before writes; multi-field HSET; XTRIM
 // MINID).
@@ -16,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace wsc::redis_scripts {
 
@@ -41,8 +44,13 @@ enum class script : uint8_t {
 /// Number of scripts.
 constexpr size_t script_count = 15;
 
+/// The field of a uid's cursor hash `P:{u:<uid>}:cur` that holds its last
+/// seq (Lua: SEQ). Device ids never hold a ',' (valid_name), so no device's
+/// cursor has this name.
+inline constexpr std::string_view seq_field = ",seq";
+
 /// What every script starts with: the key prefix and the key builders of
-/// layout 3 (redis_keys.hpp builds the same names in C++). KEYS[1] is a key
+/// layout 4 (redis_keys.hpp builds the same names in C++). KEYS[1] is a key
 /// of the slot the script touches (it routes the call on a Redis Cluster);
 /// every key a script touches shares its hash tag.
 inline constexpr const char* prelude = R"lua(
@@ -100,6 +108,7 @@ local function foreign(r)
   end
   local e = r.err
   if string.find(e, '^WRONGTYPE') or string.find(e, '^ERR value is not an')
+     or string.find(e, '^ERR hash value is not an')
      or string.find(e, '^ERR increment or decrement would overflow')
      or string.find(e, '^ERR The ID specified in XADD') then
     return true
@@ -121,15 +130,6 @@ local function int(n)
   return string.format('%.0f', n)
 end
 
--- The value of a string key as a count, 0 if missing or not one.
-local function get_count(key)
-  local r = redis.pcall('GET', key)
-  if is_err(r) then
-    return 0
-  end
-  return count(r) or 0
-end
-
 -- The sequence number of an inbox entry: the millisecond part of its id.
 local function id_seq(id)
   return count(string.match(id, '^(%d+)%-')) or 0
@@ -138,34 +138,31 @@ end
 
 /// Helpers for the scripts that store durable messages. Inboxes are streams
 /// `P:{u:<uid>}:in` whose entry ids are `<seq>-0` (so a replay seeks to its
-/// cursor), with fields {s: seq, i: msg_id, k: kind, f: from, g: group,
-/// d: data, t: ts}; `P:{u:<uid>}:seq` is the uid's last sequence number and
-/// `P:{u:<uid>}:cur` the hash device -> cursor. All three expire `ttl_ms` after
-/// the uid's last message (the cursors also after the last `read`).
-/// ARGV = P, max_messages, min_ms, ttl_ms, max_fanout_bytes, msg_id, kind,
-/// from, group, data, ts, idem, window_ms, first, ... (idem, window_ms and
-/// first are used by the `idem` script only, which runs first, in the
-/// sender's slot; see there).
+/// cursor), each with one field `m`: the message as the STORE packs it once
+/// per message (redis_replies.hpp, pack_entry), starting "<ts>,". The hash
+/// `P:{u:<uid>}:cur` holds the uid's last seq (field SEQ, no device id) and
+/// device -> cursor. Both expire `ttl_ms` after the uid's last message (the
+/// cursors also after the last `read`): the counter lives as long as the
+/// cursors that count on it.
+/// ARGV = P, max_messages, min_ms, ttl_ms, max_fanout_bytes, entry, then
+/// the key base `P:{u:<uid>}:` of each receiver (each once).
 inline constexpr const char* inbox_helpers = R"lua(
--- The `t` field of an inbox entry (0 if missing or not a number).
+-- The time of an inbox entry: the number its `m` starts with (0 if none:
+-- not ours).
 local function entry_time(e)
-  local fields = e[2]
-  for k = 1, #fields - 1, 2 do
-    if fields[k] == 't' then
-      return tonumber(fields[k + 1]) or 0
-    end
+  local m = e[2][2]
+  if type(m) ~= 'string' then
+    return 0
   end
-  return 0
+  return tonumber(string.match(m, '^(%d+),')) or 0
 end
 
--- Drops entries older than ARGV[3] (ms) from the front of an inbox: every
--- 16th message of a uid looks at up to 17 of its oldest entries, so each
--- append does bounded work and an active inbox still sheds old messages
--- faster than it grows. Silent inboxes expire as a whole (PEXPIRE).
+-- Drops entries older than ARGV[3] (ms) from the front of an inbox (called
+-- for every 16th message of a uid): looks at up to 17 of its oldest
+-- entries, so each append does bounded work and an active inbox still
+-- sheds old messages faster than it grows. Silent inboxes expire as a
+-- whole (PEXPIRE).
 local function trim_old(inbox, seq)
-  if seq % 16 ~= 0 then
-    return
-  end
   local min = tonumber(ARGV[3])
   local first = redis.call('XRANGE', inbox, '-', '+', 'COUNT', 1)
   if #first == 0 or entry_time(first[1]) >= min then
@@ -182,56 +179,83 @@ local function trim_old(inbox, seq)
   redis.call('XTRIM', inbox, 'MINID', cut)
 end
 
--- The message stored next: msg_id, kind, from, group, data and ts are
--- ARGV[M + 1] .. ARGV[M + 6] (append: ARGV[6..11]; append_batch moves M).
-local M = 5
+-- The packed message stored next is ARGV[M] (append: ARGV[6];
+-- append_batch moves M).
+local M = 6
 
--- XADD of the message at M as entry `id` (`fn`: call or pcall).
-local function xadd(fn, inbox, id, seq)
-  return fn('XADD', inbox, 'MAXLEN', '~', ARGV[2], id, 's', seq,
-            'i', ARGV[M + 1], 'k', ARGV[M + 2], 'f', ARGV[M + 3],
-            'g', ARGV[M + 4], 'd', ARGV[M + 5], 't', ARGV[M + 6])
+-- XADD of the message at M as entry `id` (`fn`: call or pcall); with
+-- `old`, only into an inbox that exists (else nil, Lua false).
+local function xadd(fn, inbox, id, old)
+  if old then
+    return fn('XADD', inbox, 'NOMKSTREAM', 'MAXLEN', '~', ARGV[2], id, 'm',
+              ARGV[M])
+  end
+  return fn('XADD', inbox, 'MAXLEN', '~', ARGV[2], id, 'm', ARGV[M])
 end
 
--- Appends the message at M to the inbox of each uid (once per uid) and
--- returns a flat array: uid, its new seq, its binding values, ...
-local function store_and_route(uids)
-  local out, seen = {}, {}
+-- Starts the uid over: its cursors belong to an earlier life (they would
+-- hide the new messages), its counter gives 1.
+local function restart(cur)
+  redis.call('DEL', cur)
+  return redis.call('HINCRBY', cur, SEQ, 1)
+end
+
+-- Appends the message at M to the inbox of each uid whose key base is
+-- ARGV[a..b] and returns a flat array: its new seq, its binding values,
+-- ... (the STORE knows the uids). Keeps the redis.calls per uid few (each
+-- costs more than most commands in it): HINCRBY, XADD, two PEXPIREs,
+-- HVALS.
+local function store_and_route(a, b)
+  local out = {}
   local ttl = ARGV[4]
-  for _, uid in ipairs(uids) do
-    if not seen[uid] then
-      seen[uid] = true
-      local sk = ukey(uid, 'seq')
-      local inbox = ukey(uid, 'in')
-      local cur = ukey(uid, 'cur')
-      local seq = redis.pcall('INCR', sk)
-      if foreign(seq) then -- not a counter (overwritten): start over
-        redis.call('DEL', sk)
-        seq = redis.call('INCR', sk)
-      end
-      if seq == 1 then
-        -- A new (or expired) counter: whatever inbox and cursors are left
-        -- belong to an earlier life and would hide the new messages.
-        redis.call('DEL', inbox, cur)
-      end
-      local id = int(seq) .. '-0'
-      if foreign(xadd(redis.pcall, inbox, id, seq)) then
-        -- Not a stream, or one with ids past the counter: not ours.
-        redis.call('DEL', inbox)
-        xadd(redis.call, inbox, id, seq)
-      end
-      trim_old(inbox, seq)
-      redis.call('PEXPIRE', inbox, ttl)
-      redis.call('PEXPIRE', sk, ttl)
-      redis.call('PEXPIRE', cur, ttl)
-      local where = redis.pcall('HVALS', ukey(uid, 'b'))
-      if is_err(where) then
-        where = {}
-      end
-      out[#out + 1] = uid
-      out[#out + 1] = seq
-      out[#out + 1] = where
+  for k = a, b do
+    local u = ARGV[k]
+    local inbox = u .. 'in'
+    local cur = u .. 'cur'
+    local seq = redis.pcall('HINCRBY', cur, SEQ, 1)
+    if type(seq) ~= 'number' or seq >= 9007199254740992 then
+      -- Not a hash, or its counter not ours (not a number, beyond what
+      -- Lua keeps exact): start over. foreign raises any other error.
+      foreign(seq)
+      seq = restart(cur)
     end
+    local id = int(seq) .. '-0'
+    local r
+    if seq == 1 then
+      -- A new counter: whatever inbox is left belongs to an earlier life;
+      -- so do cursors without a counter (not ours).
+      redis.call('DEL', inbox)
+      if redis.call('HLEN', cur) > 1 then
+        restart(cur)
+      end
+      r = xadd(redis.pcall, inbox, id)
+    else
+      r = xadd(redis.pcall, inbox, id, true)
+      if not r then
+        -- The inbox expired (inbox-max-age after the uid's last message)
+        -- while reads kept the cursors: the uid starts over, as if the
+        -- counter had expired with the inbox.
+        seq = restart(cur)
+        id = '1-0'
+        r = xadd(redis.pcall, inbox, id)
+      end
+    end
+    if type(r) == 'table' and foreign(r) then
+      -- Not a stream, or one with ids past the counter: not ours.
+      redis.call('DEL', inbox)
+      xadd(redis.call, inbox, id)
+    end
+    if seq % 16 == 0 then
+      trim_old(inbox, seq)
+    end
+    redis.call('PEXPIRE', inbox, ttl)
+    redis.call('PEXPIRE', cur, ttl)
+    local where = redis.pcall('HVALS', u .. 'b')
+    if is_err(where) then
+      where = {}
+    end
+    out[#out + 1] = seq
+    out[#out + 1] = where
   end
   return out
 end
@@ -398,9 +422,11 @@ if n < 0 then
 end
 return n
 )lua",
-    // idem: KEYS[1] = the sender's idem key; ARGV as append (ARGV[6] the
-    // msg_id, ARGV[13] the window), then ARGV[15] the mode and ARGV[16]
-    // how long a claim stays pending (ms). `P:<n>:{u:<from>}:idem:<idem>`
+    // idem: KEYS[1] = the sender's idem key; ARGV = P, the message's head
+    // (max_messages, min_ms, ttl_ms, max_fanout_bytes, msg_id, kind, from,
+    // group, data, ts, idem, window_ms, first: ARGV[6] the msg_id, ARGV[13]
+    // the window), then ARGV[15] the mode and ARGV[16] how long a claim
+    // stays pending (ms). `P:<n>:{u:<from>}:idem:<idem>`
     // (n: the byte length of from, which keeps uid "a:b" + idem "c" apart
     // from uid "a" + idem "b:c") holds "p:<msg_id>" while that message is
     // being stored, then "<msg_id>" for the window.
@@ -438,17 +464,13 @@ end
 return {ok = earlier}
 )lua",
     // append: KEYS[1] routes; ARGV = P, max_messages, min_ms, ttl_ms,
-    // max_fanout_bytes, msg_id, kind, from, group, data, ts, idem,
-    // window_ms, first, uid... (all uids in one slot). Stores and routes in
-    // one step (see inbox_helpers): uid, seq, binding values, uid, ...
+    // max_fanout_bytes, entry, key base... (all uids in one slot). Stores
+    // and routes in one step (see inbox_helpers): seq, binding values, ...
+    // per uid.
     R"lua(
-local uids = {}
-for i = 15, #ARGV do
-  uids[#uids + 1] = ARGV[i]
-end
-return store_and_route(uids)
+return store_and_route(7, #ARGV)
 )lua",
-    // group_check: KEYS[1] routes; ARGV as append. Returns 0 if `from`
+    // group_check: KEYS[1] routes; ARGV as idem. Returns 0 if `from`
     // (ARGV[8]) is given and not a member of the group ARGV[9]; -n if its n
     // members times the payload exceed max_fanout_bytes (each copy counted
     // with 64 bytes of envelope, as frames::check_fanout); else the members
@@ -473,12 +495,17 @@ return redis.call('SMEMBERS', g)
     R"lua(
 local uid = ARGV[2]
 local inbox = ukey(uid, 'in')
+-- The counter and the device's cursor (a device named SEQ, which no valid
+-- device is, would read the counter: a cursor at the end, harmless).
+local c = redis.pcall('HMGET', ukey(uid, 'cur'), SEQ, ARGV[3])
+if is_err(c) then -- not a hash: no counter, no cursor
+  c = {}
+end
+local last = count(c[1]) or 0
 local cursor = tonumber(ARGV[4]) or 0
 if cursor < 0 then
-  local c = redis.pcall('HGET', ukey(uid, 'cur'), ARGV[3])
-  cursor = (not is_err(c) and count(c)) or 0
+  cursor = count(c[2]) or 0
 end
-local last = get_count(ukey(uid, 'seq'))
 local limit = count(ARGV[5]) or 0
 local page = {}
 if count(cursor + 1) then
@@ -510,20 +537,24 @@ return out
 )lua",
     // read: KEYS[1] routes; ARGV = P, uid, device, seq, ttl_ms, max_devices.
     // Moves the device's cursor (field of the hash P:{u:<uid>}:cur) forward
-    // to seq, never past the uid's last seq, never back; the cursors expire
-    // ttl_ms after the last read. Returns -1 (nothing written) for a new
-    // device of a uid that has max_devices cursors already.
+    // to seq, never past the uid's last seq (field SEQ of that hash), never
+    // back; the cursors (and the counter) expire ttl_ms after the last
+    // read. Returns -1 (nothing written) for a new device of a uid that has
+    // max_devices cursors already.
     R"lua(
 local c = ukey(ARGV[2], 'cur')
-local last = get_count(ukey(ARGV[2], 'seq'))
-local seq = math.min(tonumber(ARGV[4]) or 0, last)
-local prev = redis.pcall('HGET', c, ARGV[3])
-if is_err(prev) then -- not a hash: not ours
+local got = redis.pcall('HMGET', c, SEQ, ARGV[3])
+if is_err(got) then -- not a hash: not ours
   redis.call('DEL', c)
-  prev = false
+  got = {}
 end
+local last = count(got[1]) or 0
+local seq = math.min(tonumber(ARGV[4]) or 0, last)
+local prev = got[2]
 if seq > (count(prev) or 0) then
-  if not prev and redis.call('HLEN', c) >= tonumber(ARGV[6]) then
+  -- The counter's field is no device.
+  if not prev and redis.call('HLEN', c) - (got[1] and 1 or 0)
+                  >= tonumber(ARGV[6]) then
     return -1
   end
   redis.call('HSET', c, ARGV[3], int(seq))
@@ -547,8 +578,8 @@ end
 return 0
 )lua",
     // append_batch: KEYS[1] routes; ARGV = P, max_messages, min_ms, ttl_ms,
-    // max_fanout_bytes, then per message: msg_id, kind, from, group, data,
-    // ts, n, and its n uids. What `append` does, for many messages in one
+    // max_fanout_bytes, then per message: entry, n, and the key bases of
+    // its n uids. What `append` does, for many messages in one
     // call (the call's own cost, ~7 us of Redis CPU, is paid once; see
     // bench/PROFILE.md). A single Redis only: the uids are in many slots.
     // Returns per message `append`'s reply, or an error reply for that
@@ -557,19 +588,15 @@ return 0
 local out = {}
 local i = 6
 while i <= #ARGV do
-  local n = tonumber(ARGV[i + 6])
-  local uids = {}
-  for k = 1, n do
-    uids[k] = ARGV[i + 6 + k]
-  end
-  M = i - 1
-  local ok, r = pcall(store_and_route, uids)
+  local n = tonumber(ARGV[i + 1])
+  M = i
+  local ok, r = pcall(store_and_route, i + 2, i + 1 + n)
   if ok then
     out[#out + 1] = r
   else -- Redis' error text (e.g. 'OOM ...'), or Lua's
     out[#out + 1] = {err = type(r) == 'table' and r.err or tostring(r)}
   end
-  i = i + 7 + n
+  i = i + 2 + n
 end
 return out
 )lua",
@@ -583,6 +610,7 @@ inline std::string source(script x, bool session_groups) {
   std::string result = prelude;
   result += session_groups ? "local SESSION_GROUPS = true\n"
                            : "local SESSION_GROUPS = false\n";
+  result.append("local SEQ = '").append(seq_field).append("'\n");
   switch (x) {
   case script::unbind_uid:
   case script::node:

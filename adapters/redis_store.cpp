@@ -1,6 +1,6 @@
 // -- The Redis STATE_STORE ----------------------------------------------------
 //
-// Key layout 3. P is `redis-prefix` (default "wscluster"). Every key that one
+// Key layout 4. P is `redis-prefix` (default "wscluster"). Every key that one
 // script touches shares a hash tag ({u:<uid>}, {g:<group>}, {n:<node>}), so
 // the same scripts run on a single Redis and on a Redis Cluster
 // (redis_keys.hpp builds the names and says why they cannot collide).
@@ -8,10 +8,14 @@
 //   P:{u:<uid>}:b      hash  conn id -> "<node>|<incarnation>": the uid's
 //                            bindings. A uid is online iff this hash exists.
 //   P:{u:<uid>}:g      set   groups of a uid.
-//   P:{u:<uid>}:seq    string the uid's last inbox sequence number.
 //   P:{u:<uid>}:in     stream the uid's inbox; entry ids are `<seq>-0`, so a
-//                            replay reads `XRANGE <cursor+1>-0 + COUNT n`.
-//   P:{u:<uid>}:cur    hash  device -> the last seq it confirmed (`read`).
+//                            replay reads `XRANGE <cursor+1>-0 + COUNT n`;
+//                            one field `m` per entry: the message packed
+//                            by the STORE ("<ts>,<kind>,<lengths>,..."
+//                            redis_replies.hpp, pack_entry).
+//   P:{u:<uid>}:cur    hash  device -> the last seq it confirmed (`read`),
+//                            and ",seq" -> the uid's last sequence number
+//                            (HINCRBY; ',' is in no device id).
 //   P:<n>:{u:<uid>}:idem:<idem> string, the msg_id of the durable send or
 //                            publish of `uid` (n = its length in bytes; the
 //                            API's uid is empty) that carried `idem`;
@@ -32,13 +36,17 @@
 //                            incarnation's last heartbeat (SET PX).
 //   P:nodes            set   registered node ids.
 //   P:users            string uids online (approximate after crashes).
-//   P:layout           string the layout version of the keys above (3).
+//   P:layout           string the layout version of the keys above (4).
 //
-// Every per-uid key of durable delivery (seq, in, cur) expires
-// inbox-max-age after the uid's last message (cur also after its last read);
-// a counter that starts over (INCR gives 1) deletes what is left of the
-// inbox and cursors. Cursors are a hash per uid, not `cur:<uid>:<device>`,
-// which let uid "a" + device "b:c" and uid "a:b" + device "c" collide.
+// Both per-uid keys of durable delivery (in, cur) expire inbox-max-age
+// after the uid's last message (cur also after its last read): the counter
+// lives exactly as long as the cursors that count on it. A counter that
+// starts over (HINCRBY gives 1) deletes what is left of the inbox (and
+// cursors without a counter). Cursors are a hash per uid, not
+// `cur:<uid>:<device>`, which let uid "a" + device "b:c" and uid "a:b" +
+// device "c" collide. Layout 4 spends five redis.calls per message and
+// receiver (HINCRBY, XADD of one field, two PEXPIREs, HVALS) where layout 3
+// spent seven (bench/PROFILE.md, "layout 4").
 //
 // Empty sets and hashes do not exist (Redis deletes them). Incarnations are
 // written in decimal. Node ids are [A-Za-z0-9_-]; uids, groups and conn ids

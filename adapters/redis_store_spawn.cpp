@@ -28,9 +28,11 @@ namespace {
 
 /// The version of the key layout this build writes (P:layout). Layout 1
 /// (no P:layout key) kept inbox streams with time-based ids and cursors as
-/// strings `P:cur:<uid>:<device>`; layout 2 had the same names without hash
-/// tags (`P:u:<uid>`, `P:in:<uid>`...), so its scripts spanned slots.
-constexpr std::string_view layout_version = "3";
+/// strings `P:cur:<uid>:<device>`; layout 2 had the names of layout 3
+/// without hash tags (`P:u:<uid>`, `P:in:<uid>`...), so its scripts spanned
+/// slots; layout 3 kept each uid's seq in a key of its own (`P:{u:<uid>}:seq`)
+/// and inbox entries as seven fields (s, i, k, f, g, d, t).
+constexpr std::string_view layout_version = "4";
 
 // -- the layout guard ---------------------------------------------------------
 
@@ -125,13 +127,15 @@ caf::error check_layout(const one_command_fn& command, redis_connection* conn,
     if (x->type == REDIS_REPLY_STRING) {
       if (text_of(x) == layout_version)
         return caf::none;
-      if (text_of(x) == "2")
+      if (text_of(x) == "2" || text_of(x) == "3")
         return make_error(
             ec::unavailable,
-            where + " holds key layout 2, this build uses layout 3 (keys "
-                    "with hash tags, for Redis Cluster): stop the older "
-                    "nodes and migrate or delete the keys (README, \"Redis "
-                    "key layout\"), or use another redis-prefix");
+            where + " holds key layout " + std::string{text_of(x)} +
+                ", this build uses layout " + std::string{layout_version} +
+                " (inbox entries in one field, the seq in the cursors' "
+                "hash): stop the older nodes and migrate or delete the keys "
+                "(README, \"Redis key layout\"), or use another "
+                "redis-prefix");
       return make_error(
           ec::unavailable,
           where + " holds key layout '" + std::string{text_of(x)} +

@@ -27,10 +27,12 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "adapters", "redis_scripts.hpp")
 ORDER = ["bind_uid", "unbind_uid", "join_uid", "join_group", "node", "claim", "drop_uid",
-         "users_add", "idem", "append", "group_check", "inbox", "read", "forget_node"]
+         "users_add", "idem", "append", "group_check", "inbox", "read", "forget_node",
+         "append_batch"]
 # Which helper blocks each script gets (redis_scripts::source).
 HELPERS = {"unbind_uid": ["helpers"], "node": ["helpers"], "claim": ["helpers"],
            "drop_uid": ["helpers"], "append": ["safe_helpers", "inbox_helpers"],
+           "append_batch": ["safe_helpers", "inbox_helpers"],
            "idem": ["safe_helpers"], "inbox": ["safe_helpers"], "read": ["safe_helpers"]}
 
 
@@ -46,6 +48,7 @@ def script_sources(session_groups=False):
     result = {}
     for name, body in zip(ORDER, bodies):
         src = block("prelude") + ("local SESSION_GROUPS = %s\n" % ("true" if session_groups else "false"))
+        src += "local SEQ = '%s'\n" % re.search(r'seq_field = "([^"]*)"', text).group(1)
         for h in HELPERS.get(name, []):
             src += block(h)
         result[name] = src + body
@@ -137,9 +140,15 @@ def main():
         day = 86400000
         payload = '"' + "x" * 62 + '"'  # 64 bytes of JSON
 
-        def append_args(msg_id, uids, first="1"):
-            return [1000, now - day, day, 1 << 20, msg_id, 0, "alice", "", payload, now,
-                    "", 600000, first] + list(uids)
+        def head(msg_id, sender, kind=0, group=""):
+            """What group_check and idem get (redis_requests_inbox.cpp)."""
+            return [1000, now - day, day, 1 << 20, msg_id, kind, sender, group, payload, now,
+                    "", 600000, "1"]
+
+        def append_args(msg_id, uids):
+            """The append call: 4 shared, the packed entry, the uids' key bases."""
+            entry = "%d,0,%d,5,0,%salice%s" % (now, len(msg_id), msg_id, payload)
+            return [1000, now - day, day, 1 << 20, entry] + [ukey(u, "") for u in uids]
 
         def evalsha(name, key, *argv):
             return ("EVALSHA", shas[name], 1, key, "P") + tuple(argv)
@@ -151,7 +160,7 @@ def main():
             return "P:{g:%s}:m" % group
 
         groups = max(1, 1000 // size)
-        # Layout 3: an operation is the commands the STORE sends for it (one
+        # Layout 4: an operation is the commands the STORE sends for it (one
         # per slot; here every uid is in its own slot, as on a cluster).
         ops = [
             ("connect (SADD index + bind_uid + users_add)", lambda i: [
@@ -169,9 +178,8 @@ def main():
                         "g%d" % ((i % 1000) // size), "u%d" % (i % 1000), 10000)]),
             ("publish, %d members (group_check + one append per member)" % size,
              lambda i: [evalsha("group_check", gkey("g%d" % (i % groups)),
-                                *(append_args("gm%d" % i, [])[:4] +
-                                  ["gm%d" % i, 2, "u%d" % ((i % groups) * size),
-                                   "g%d" % (i % groups), payload, now, "", 600000, "1"]))] +
+                                *head("gm%d" % i, "u%d" % ((i % groups) * size), 2,
+                                      "g%d" % (i % groups)))] +
              [evalsha("append", ukey("u%d" % ((i % groups) * size + k), "b"),
                       *append_args("gm%d" % i, ["u%d" % ((i % groups) * size + k)]))
               for k in range(size)]),

@@ -16,8 +16,21 @@ PREFIX = "wscluster"
 
 
 def ukey(uid, what):
-    """A per-uid key of layout 3 (adapters/redis_keys.hpp)."""
+    """A per-uid key of layout 4 (adapters/redis_keys.hpp)."""
     return "%s:{u:%s}:%s" % (PREFIX, uid, what)
+
+
+# The field of a uid's cursor hash that holds its last seq (no device id
+# holds a ','; adapters/redis_scripts.hpp, seq_field).
+SEQ = ",seq"
+
+
+def packed(ts, kind, msg_id, sender, group, data):
+    """An inbox entry's field `m` as the STORE packs it (redis_replies.hpp,
+    pack_entry); any text for ts and kind, bytes or str for the rest."""
+    parts = [x.encode() if isinstance(x, str) else x for x in (msg_id, sender, group, data)]
+    head = "%s,%s,%d,%d,%d," % (ts, kind, len(parts[0]), len(parts[1]), len(parts[2]))
+    return head.encode() + b"".join(parts)
 
 
 def messages(client, count, timeout=10):
@@ -107,11 +120,12 @@ class StoreBase(HarnessMixin):
         self.send_all(alice, "tina", ["t1", "t2", "t3"])
         t0 = time.monotonic()
         if self.redis:
-            for key in ("in", "seq"):
+            for key in ("in", "cur"):
                 ttl = self.redis.command("PTTL", ukey("tina", key))
                 self.assertTrue(0 < ttl <= 2000, (key, ttl))
         # The device reads later than the last message: its cursor outlives
-        # the inbox and the counter.
+        # the inbox (and, on Redis, the counter in the cursors' hash lives
+        # on with it: the next message must start over anyway).
         time.sleep(1.0)
         tina = node.ws("tina", query={"device": "d"})
         self.assertEqual([m["seq"] for m in messages(tina, 3)], [1, 2, 3])
@@ -120,10 +134,9 @@ class StoreBase(HarnessMixin):
         if self.redis:
             ttl = self.redis.command("PTTL", ukey("tina", "cur"))
             self.assertTrue(1000 < ttl <= 2000, ttl)
-            wait_until(lambda: self.redis.command("EXISTS", ukey("tina", "seq")) == 0, 5,
-                       what="seq key expired")
-            self.assertEqual(self.redis.command("EXISTS", ukey("tina", "in")), 0)
-            self.assertEqual(self.redis.command("EXISTS", ukey("tina", "cur")), 1)
+            wait_until(lambda: self.redis.command("EXISTS", ukey("tina", "in")) == 0, 5,
+                       what="inbox expired")
+            self.assertEqual(self.redis.command("HGET", ukey("tina", "cur"), SEQ), "3")
         else:
             time.sleep(max(0.0, t0 + 2.3 - time.monotonic()))
         self.send_all(alice, "tina", ["fresh"])
@@ -206,21 +219,30 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         rita = node.ws("rita", query={"device": "laptop"})
         messages(rita, 1)
         self.read(rita, 1)
-        for key in ("in", "seq", "cur"):
+        for key in ("in", "cur"):
             ttl = self.redis.command("PTTL", ukey("rita", key))
             self.assertTrue(3500 * 1000 < ttl <= 3600 * 1000, (key, ttl))
-        self.assertEqual(self.redis.command("GET", PREFIX + ":layout"), "3")
-        # Stream ids follow the seq.
+        self.assertEqual(self.redis.command("GET", PREFIX + ":layout"), "4")
+        # No counter key: the seq is a field of the cursors' hash.
+        self.assertEqual(self.redis.command("EXISTS", ukey("rita", "seq")), 0)
+        self.assertEqual(self.redis.command("HGETALL", ukey("rita", "cur")),
+                         [SEQ, "1", "laptop", "1"])
+        # Stream ids follow the seq; one field, the packed message, ts first.
         entries = self.redis.command("XRANGE", ukey("rita", "in"), "-", "+")
         self.assertEqual(entries[0][0], "1-0")
+        self.assertEqual(entries[0][1][0], "m")
+        ts, kind, rest = entries[0][1][1].split(",", 2)
+        self.assertTrue(abs(int(ts) - time.time() * 1000) < 60000, ts)
+        self.assertEqual(kind, "0")
+        self.assertTrue(rest.endswith('alice"r1"'), rest)
 
     def test_replay_reads_from_the_cursor_only(self):
         # An entry before the cursor that no replay may touch: a resume that
         # read the whole stream (XRANGE - +) would trip over it (the old
         # script failed with a Lua error, the resume was "unavailable").
         node = self.node(**{"inbox-max-messages": "5000"})
-        self.redis.command("XADD", ukey("quinn", "in"), "1-0", "s", "junk", "k", "x")
-        self.redis.command("SET", ukey("quinn", "seq"), "1")
+        self.redis.command("XADD", ukey("quinn", "in"), "1-0", "m", "junk")
+        self.redis.command("HSET", ukey("quinn", "cur"), SEQ, "1")
         alice = node.ws("alice")
         self.send_all(alice, "quinn", ["q%d" % i for i in range(300)])
         self.redis.command("HSET", ukey("quinn", "cur"), "d", "296")
@@ -245,7 +267,7 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         status, _, body = node.api_send(uids, "x" * 100)
         self.assertEqual(status, 200, body)
         for uid in ("u0000", "u0599", "u1199"):
-            self.assertEqual(self.redis.command("GET", ukey(uid, "seq")), "1")
+            self.assertEqual(self.redis.command("HGET", ukey(uid, "cur"), SEQ), "1")
         slow = self.redis.command("SLOWLOG", "GET", "10000")
         appends = []
         for entry in slow:
@@ -258,8 +280,9 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
             if total > 100:
                 appends.append((total, entry[2]))
         self.assertEqual(len(appends), 3, appends)
-        # EVALSHA sha 1 key, ARGV before the uids (prefix .. first: 14), 500 uids.
-        self.assertTrue(all(total <= 4 + 14 + 500 for total, _ in appends), appends)
+        # EVALSHA sha 1 key, ARGV before the uids (prefix, 4 shared, entry,
+        # count: 7), 500 uids.
+        self.assertTrue(all(total <= 4 + 7 + 500 for total, _ in appends), appends)
         print("\n  append to 1200 uids: %d calls, slowest %d us"
               % (len(appends), max(us for _, us in appends)))
 
@@ -269,45 +292,53 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         self.send_all(alice, "hugo", ["ok1"])
         key = ukey("hugo", "in")
         # Written straight into Redis: a kind out of range, a payload of
-        # invalid UTF-8, a payload that is no JSON, a huge seq in `s`.
-        self.redis.command("XADD", key, "2-0", "s", "2", "i", "m2", "k", "99", "f", "x",
-                           "g", "", "d", '"boom"', "t", "1")
-        self.redis.command("XADD", key, "3-0", "s", "3", "i", "m3", "k", "0", "f", "x",
-                           "g", "", "d", b'"\xff\xfe"', "t", "1")
-        self.redis.command("XADD", key, "4-0", "s", "4", "i", "m4", "k", "0", "f", "x",
-                           "g", "", "d", '1,"type":"bye"', "t", "1")
-        self.redis.command("XADD", key, "5-0", "s", "99999999999999999999999", "i", "m5",
-                           "k", "00000000000000000000000000", "f", "x", "g", "", "d", "1",
-                           "t", "99999999999999999999999999")
-        self.redis.command("SET", ukey("hugo", "seq"), "5")
+        # invalid UTF-8, a payload that is no JSON, huge numbers, lengths
+        # past the end, an entry of layout 3 (seven fields, no `m`).
+        self.redis.command("XADD", key, "2-0", "m", packed("1", "99", "m2", "x", "", '"boom"'))
+        self.redis.command("XADD", key, "3-0", "m", packed("1", "0", "m3", "x", "", b'"\xff\xfe"'))
+        self.redis.command("XADD", key, "4-0", "m", packed("1", "0", "m4", "x", "",
+                                                           '1,"type":"bye"'))
+        self.redis.command("XADD", key, "5-0", "m", packed("99999999999999999999999999",
+                                                           "00000000000000000000000000",
+                                                           "m5", "x", "", "1"))
+        self.redis.command("XADD", key, "6-0", "m", "1,0,99999,0,0,m6")
+        self.redis.command("XADD", key, "7-0", "s", "7", "i", "m7", "k", "0", "f", "x",
+                           "g", "", "d", "1", "t", "1")
+        self.redis.command("HSET", ukey("hugo", "cur"), SEQ, "7")
         self.send_all(alice, "hugo", ["ok2"])
         hugo = node.ws("hugo", query={"device": "d"})
-        self.assertEqual((hugo.welcome["from"], hugo.welcome["to"]), (1, 6))
+        self.assertEqual((hugo.welcome["from"], hugo.welcome["to"]), (1, 8))
         got = messages(hugo, 2)
-        self.assertEqual([(m["seq"], m["data"]) for m in got], [(1, "ok1"), (6, "ok2")])
+        self.assertEqual([(m["seq"], m["data"]) for m in got], [(1, "ok1"), (8, "ok2")])
         self.assertNoFrame(hugo, lambda f: f.get("type") == "message", 0.5, "hostile entry")
         # The bad entries are deleted; the node stays healthy and serves.
         wait_until(lambda: self.redis.command("XLEN", key) == 2, 5, what="bad entries deleted")
         self.assertEqual(node.http("GET", "/healthz")[0], 200)
         other = node.ws("hugo", query={"device": "e"})
-        self.assertEqual([m["seq"] for m in messages(other, 2)], [1, 6])
+        self.assertEqual([m["seq"] for m in messages(other, 2)], [1, 8])
         self.send_all(alice, "hugo", ["ok3"])
-        self.assertEqual(messages(hugo, 1)[0]["seq"], 7)
+        self.assertEqual(messages(hugo, 1)[0]["seq"], 9)
 
     def test_hostile_keys_are_repaired(self):
         # Keys of the wrong type or with garbage: the scripts start the uid
         # over instead of failing half way.
         node = self.node()
-        self.redis.command("SET", ukey("ivy", "seq"), "not a number")
         self.redis.command("SET", ukey("ivy", "in"), "not a stream")
         self.redis.command("SET", ukey("ivy", "cur"), "not a hash")
         self.redis.command("SADD", ukey("ivy", "b"), "not a hash")
+        # Counters that are not ours (not a number, past 2^53) and the
+        # cursors beside them: the uid starts over.
+        for uid, seq in (("ida", "not a number"), ("ian", "9007199254740993")):
+            self.redis.command("HSET", ukey(uid, "cur"), SEQ, seq, "d", "7")
         alice = node.ws("alice")
-        self.send_all(alice, "ivy", ["i1"])
-        ivy = node.ws("ivy", query={"device": "d"})
-        self.assertEqual([m["data"] for m in messages(ivy, 1)], ["i1"])
-        self.read(ivy, 1)
-        self.assertEqual(self.redis.command("HGET", ukey("ivy", "cur"), "d"), "1")
+        for uid in ("ivy", "ida", "ian"):
+            self.send_all(alice, uid, [uid + "1"])
+            client = node.ws(uid, query={"device": "d"})
+            self.assertEqual([(m["seq"], m["data"]) for m in messages(client, 1)],
+                             [(1, uid + "1")])
+            self.read(client, 1)
+            self.assertEqual(self.redis.command("HGETALL", ukey(uid, "cur")),
+                             [SEQ, "1", "d", "1"])
         self.assertEqual(node.http("GET", "/healthz")[0], 200)
 
     def test_a_full_redis_refuses_sends_and_keeps_inboxes(self):
@@ -327,7 +358,7 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
             self.redis.command("CONFIG", "SET", "maxmemory", "0")
         self.assertEqual((reply["type"], reply.get("code")), ("error", "unavailable"), reply)
         self.assertEqual(self.redis.command("XLEN", ukey("olga", "in")), 2)
-        self.assertEqual(self.redis.command("GET", ukey("olga", "seq")), "2")
+        self.assertEqual(self.redis.command("HGET", ukey("olga", "cur"), SEQ), "2")
         self.send_all(alice, "olga", ["o4"])
         olga = node.ws("olga", query={"device": "d"})
         self.assertEqual([(m["seq"], m["data"]) for m in messages(olga, 3)],
@@ -348,17 +379,19 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         proc = run_binary(args, timeout=15)
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assertTrue(any("layout '7'" in l for l in stderr_lines(proc.stderr)), proc.stderr)
-        # Layout 2 (the same names without hash tags): refused, pointing to
-        # the README's migration note.
-        self.redis.command("SET", PREFIX + ":layout", "2")
-        proc = run_binary(args, timeout=15)
-        self.assertEqual(proc.returncode, 1, proc.stderr)
-        self.assertTrue(any("layout 2" in l and "Redis key layout" in l
-                            for l in stderr_lines(proc.stderr)), proc.stderr)
+        # Layout 2 (the same names without hash tags) and layout 3 (a seq
+        # key per uid, entries of seven fields): refused, pointing to the
+        # README's migration note.
+        for old in ("2", "3"):
+            self.redis.command("SET", PREFIX + ":layout", old)
+            proc = run_binary(args, timeout=15)
+            self.assertEqual(proc.returncode, 1, proc.stderr)
+            self.assertTrue(any("layout %s," % old in l and "Redis key layout" in l
+                                for l in stderr_lines(proc.stderr)), proc.stderr)
         # Fresh: starts and writes the version.
         self.redis.command("DEL", PREFIX + ":layout")
         self.node()
-        self.assertEqual(self.redis.command("GET", PREFIX + ":layout"), "3")
+        self.assertEqual(self.redis.command("GET", PREFIX + ":layout"), "4")
 
 
 if __name__ == "__main__":

@@ -18,13 +18,13 @@ using redis_scripts::script;
 
 namespace {
 
-/// An append call as redis_store_state::append builds it.
+/// An append call as redis_store_state::append builds it (the entry stands
+/// for a packed one; the uids for their key bases).
 redis_command append_call(const std::string& msg_id,
                           std::vector<std::string> uids, bool wait = false) {
   redis_command cmd{script::append,
-                    "P:{u:" + uids.front() + "}:b",
-                    {"1000", "5", "86400000", "1048576", msg_id, "1", "alice",
-                     "", "data-" + msg_id, "17", "", "600000", "1"},
+                    "P:{u:" + uids.front() + "}:",
+                    {"1000", "5", "86400000", "1048576", "entry-" + msg_id},
                     wait};
   cmd.args.insert(cmd.args.end(), uids.begin(), uids.end());
   return cmd;
@@ -76,17 +76,17 @@ CAF_TEST(runs of appends become one call each and keep their place) {
   CAF_CHECK(out.commands[1] == &cmds[2]);
   auto& first = *out.commands[0];
   CAF_CHECK(first.lua == script::append_batch);
-  CAF_CHECK_EQUAL(first.key, "P:{u:bob}:b");
+  CAF_CHECK_EQUAL(first.key, "P:{u:bob}:");
   CAF_CHECK(first.wait);
   CAF_CHECK_EQUAL(first.args, (std::vector<std::string>{
                                   "1000", "5", "86400000", "1048576", // shared
-                                  "m1",   "1", "alice",    "",        "data-m1",
-                                  "17",   "1", "bob", // m1
-                                  "m2",   "1", "alice",    "",        "data-m2",
-                                  "17",   "2", "carol",    "dave"}));
+                                  "entry-m1", "1", "bob",             // m1
+                                  "entry-m2", "2", "carol", "dave"}));
   CAF_CHECK(out.commands[2]->lua == script::append_batch);
   CAF_CHECK(!out.commands[2]->wait);
-  CAF_CHECK_EQUAL(out.commands[2]->args.size(), 4u + 7u + 1u);
+  CAF_CHECK_EQUAL(out.commands[2]->args,
+                  (std::vector<std::string>{"1000", "5", "86400000", "1048576",
+                                            "entry-m3", "1", "bob"}));
 }
 
 CAF_TEST(a stage without appends leaves as it is) {

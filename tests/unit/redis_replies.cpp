@@ -8,6 +8,8 @@
 
 #include "adapters/redis_replies.hpp"
 
+#include "adapters/redis_scripts.hpp"
+
 #include <caf/test/unit_test.hpp>
 
 #include <cstdlib>
@@ -75,15 +77,22 @@ std::vector<redis_reply_ptr> replies(std::initializer_list<redisReply*> xs) {
   return result;
 }
 
-/// An inbox entry as the append script writes it: id `<seq>-0`, fields
-/// s, i, k, f, g, d, t.
+/// A packed message as pack_entry writes it, with any text for ts and kind.
+std::string packed(const std::string& ts, const std::string& kind,
+                   const std::string& msg_id, const std::string& from,
+                   const std::string& group, const std::string& data) {
+  return ts + "," + kind + "," + std::to_string(msg_id.size()) + "," +
+         std::to_string(from.size()) + "," + std::to_string(group.size()) +
+         "," + msg_id + from + group + data;
+}
+
+/// An inbox entry as the append script writes it: id `<seq>-0`, field m.
 redisReply* entry(const std::string& seq, const std::string& data = "{}",
                   const std::string& kind = "0",
                   const std::string& ts = "1700000000000") {
-  return arr({str(seq + "-0"),
-              arr({str("s"), str(seq), str("i"), str("m" + seq), str("k"),
-                   str(kind), str("f"), str("alice"), str("g"), str(""),
-                   str("d"), str(data), str("t"), str(ts)})});
+  return arr(
+      {str(seq + "-0"),
+       arr({str("m"), str(packed(ts, kind, "m" + seq, "alice", "", data))})});
 }
 
 /// The inbox script's reply: cursor, last seq, oldest seq, more, entries.
@@ -205,9 +214,8 @@ CAF_TEST(a route table lists nodes in order of first appearance) {
 
 CAF_TEST(appended copies carry their seqs) {
   route_builder builder;
-  auto rs = replies({arr({str("bob"), num(4), arr({str("n1|1")}), str("carol"),
-                          num(9), arr({})})});
-  CAF_CHECK(!add_appended(builder, rs));
+  auto rs = replies({arr({num(4), arr({str("n1|1")}), num(9), arr({})})});
+  CAF_CHECK(!add_appended(builder, rs, {{"bob", "carol"}}));
   auto& t = builder.result();
   CAF_REQUIRE_EQUAL(t.nodes.size(), 1u);
   CAF_CHECK_EQUAL(t.nodes[0].seqs, (std::vector<uint64_t>{4}));
@@ -217,16 +225,20 @@ CAF_TEST(appended copies carry their seqs) {
 
 CAF_TEST(malformed append replies fail) {
   route_builder builder;
-  CAF_CHECK(add_appended(builder, replies({arr({str("bob"), num(4)})})));
-  CAF_CHECK(add_appended(builder, replies({arr({str("bob"), num(0), nil()})})));
-  CAF_CHECK(
-      add_appended(builder, replies({arr({str("bob"), num(-3), nil()})})));
-  CAF_CHECK(
-      add_appended(builder, replies({arr({str("bob"), str("4"), nil()})})));
-  CAF_CHECK(add_appended(builder, replies({str("OK")})));
+  std::vector<std::vector<std::string_view>> bob{{"bob"}};
+  CAF_CHECK(add_appended(builder, replies({arr({num(4)})}), bob));
+  CAF_CHECK(add_appended(builder, replies({arr({num(0), nil()})}), bob));
+  CAF_CHECK(add_appended(builder, replies({arr({num(-3), nil()})}), bob));
+  CAF_CHECK(add_appended(builder, replies({arr({str("4"), nil()})}), bob));
+  CAF_CHECK(add_appended(builder, replies({str("OK")}), bob));
   std::vector<redis_reply_ptr> none(1);
-  CAF_CHECK(add_appended(builder, none));
-  CAF_CHECK(!add_appended(builder, replies({arr({})})));
+  CAF_CHECK(add_appended(builder, none, bob));
+  // More or fewer copies than uids, a reply without its uids.
+  CAF_CHECK(add_appended(builder,
+                         replies({arr({num(1), nil(), num(2), nil()})}), bob));
+  CAF_CHECK(add_appended(builder, replies({arr({})}), bob));
+  CAF_CHECK(add_appended(builder, replies({arr({num(1), nil()})}), {}));
+  CAF_CHECK(!add_appended(builder, replies({arr({})}), {{}}));
 }
 
 // -- inboxes ------------------------------------------------------------------
@@ -241,13 +253,72 @@ CAF_TEST(a stored entry reads back) {
   CAF_CHECK_EQUAL(msg->from, "alice");
   CAF_CHECK_EQUAL(msg->data, R"({"x":[1,2]})");
   CAF_CHECK_EQUAL(msg->ts, 1700000000000);
-  // Unknown fields and a trailing field without value are ignored.
-  auto extra = own(arr({str("3-0"), arr({str("k"), str("0"), str("d"), str("1"),
-                                         str("z"), str("?"), str("t")})}));
+  // Other fields and a trailing field without value are ignored.
+  auto extra = own(arr(
+      {str("3-0"), arr({str("z"), str("?"), str("m"),
+                        str(packed("0", "0", "", "", "", "1")), str("t")})}));
   auto m = read_entry(extra.get());
   CAF_REQUIRE(m);
+  CAF_CHECK_EQUAL(m->seq, 3u);
   CAF_CHECK_EQUAL(m->data, "1");
   CAF_CHECK_EQUAL(m->ts, 0);
+}
+
+CAF_TEST(a packed entry holds any bytes) {
+  std::string data{"{\"a,b\":\"\0\xc3\xab,3,\"}", 16};
+  auto m = pack_entry("id,1", delivery_kind::group, "a,b", "g:1", data,
+                      1700000000123);
+  CAF_CHECK_EQUAL(m.substr(0, 14), "1700000000123,");
+  auto msg = unpack_entry(m);
+  CAF_REQUIRE(msg);
+  CAF_CHECK_EQUAL(msg->msg_id, "id,1");
+  CAF_CHECK(msg->kind == delivery_kind::group);
+  CAF_CHECK_EQUAL(msg->from, "a,b");
+  CAF_CHECK_EQUAL(msg->group, "g:1");
+  CAF_CHECK_EQUAL(msg->data, data);
+  CAF_CHECK_EQUAL(msg->ts, 1700000000123);
+  CAF_CHECK_EQUAL(msg->seq, 0u);
+  // Empty parts, an empty payload.
+  auto empty =
+      unpack_entry(pack_entry("", delivery_kind::message, "", "", "", 0));
+  CAF_REQUIRE(empty);
+  CAF_CHECK(empty->msg_id.empty() && empty->from.empty() &&
+            empty->group.empty() && empty->data.empty());
+  CAF_CHECK_EQUAL(empty->ts, 0);
+}
+
+CAF_TEST(a malformed packed entry does not unpack) {
+  auto none = [](std::string_view m) {
+    return !unpack_entry(m);
+  };
+  CAF_CHECK(none(""));
+  CAF_CHECK(none(","));
+  CAF_CHECK(none("1700000000000"));
+  // Truncated: fewer than five counts.
+  CAF_CHECK(none("1,0,2,5,"));
+  CAF_CHECK(none("1,0,2,5,0"));
+  CAF_CHECK(none("1,0,2,5"));
+  // Counts: empty, signed, not decimal, beyond 2^53, beyond 2^64.
+  CAF_CHECK(none(",0,0,0,0,"));
+  CAF_CHECK(none("1,,0,0,0,"));
+  CAF_CHECK(none("-1,0,0,0,0,"));
+  CAF_CHECK(none("1,0,+0,0,0,"));
+  CAF_CHECK(none("1,0,0x1,0,0,"));
+  CAF_CHECK(none("1,0, 1,0,0,x"));
+  CAF_CHECK(none("9007199254740992,0,0,0,0,"));
+  CAF_CHECK(none("1,0,18446744073709551617,0,0,x"));
+  // A kind beyond the last.
+  CAF_CHECK(none("1,4,0,0,0,{}"));
+  // Lengths past the end: each, the sum, the largest counts.
+  CAF_CHECK(none("1,0,3,0,0,ab"));
+  CAF_CHECK(none("1,0,1,1,1,ab"));
+  CAF_CHECK(none("1,0,9007199254740991,9007199254740991,9007199254740991,a"));
+  CAF_CHECK(none("1,0,0,0,9007199254740991,"));
+  // Exactly the parts and no payload: fine.
+  auto exact = unpack_entry("1,0,1,1,1,abc");
+  CAF_REQUIRE(exact);
+  CAF_CHECK_EQUAL(exact->msg_id + exact->from + exact->group, "abc");
+  CAF_CHECK(exact->data.empty());
 }
 
 CAF_TEST(malformed entries do not read) {
@@ -263,10 +334,14 @@ CAF_TEST(malformed entries do not read) {
   CAF_CHECK(check_none(entry("0")));
   CAF_CHECK(check_none(entry("x")));
   CAF_CHECK(check_none(entry("9007199254740992")));
-  CAF_CHECK(
-      check_none(arr({num(1), arr({str("k"), str("0"), str("d"), str("1")})})));
-  // Kinds: missing, out of range, not stored ones (broadcast, disconnect).
-  CAF_CHECK(check_none(arr({str("1-0"), arr({str("d"), str("1")})})));
+  CAF_CHECK(check_none(
+      arr({num(1), arr({str("m"), str(packed("1", "0", "", "", "", "1"))})})));
+  // No `m` (layout 3's fields), `m` not a string, `m` malformed.
+  CAF_CHECK(check_none(arr({str("1-0"), arr({str("k"), str("0"), str("d"),
+                                             str("1"), str("t"), str("1")})})));
+  CAF_CHECK(check_none(arr({str("1-0"), arr({str("m"), num(1)})})));
+  CAF_CHECK(check_none(arr({str("1-0"), arr({str("m"), str("1,0,9,0,0,1")})})));
+  // Kinds: out of range, not stored ones (broadcast, disconnect).
   CAF_CHECK(check_none(entry("1", "{}", "4")));
   CAF_CHECK(check_none(entry("1", "{}", "-1")));
   CAF_CHECK(check_none(entry("1", "{}", "18446744073709551616")));
@@ -347,14 +422,19 @@ CAF_TEST(a malformed inbox reply fails) {
 }
 
 CAF_TEST(a copy is unread until some device reads past it) {
-  auto rs = replies({arr({str("3"), str("7")}), arr({str("3"), str("4")}),
-                     arr({}), nil(), arr({str("junk"), num(99)}),
-                     arr({str("18446744073709551616")})});
-  auto unread = read_unread(rs, {7, 5, 1, 1, 1, 1});
-  CAF_CHECK(unread ==
-            (std::vector<bool>{false, true, false, false, true, true}));
+  // HGETALL of the cursors: device, cursor, ...; the counter is no device.
+  auto seq = std::string{redis_scripts::seq_field};
+  auto rs = replies(
+      {arr({str(seq), str("9"), str("a"), str("3"), str("b"), str("7")}),
+       arr({str("a"), str("3"), str(seq), str("9"), str("b"), str("4")}),
+       arr({str(seq), str("9")}), arr({}), nil(),
+       arr({str("a"), str("junk"), str("b"), num(99)}),
+       arr({str("a"), str("18446744073709551616")}), arr({str("a")})});
+  auto unread = read_unread(rs, {7, 5, 1, 1, 1, 1, 1, 1});
+  CAF_CHECK(unread == (std::vector<bool>{false, true, false, false, false, true,
+                                         true, false}));
   // A copy without a seq counts as seq 0: read.
-  auto more = replies({arr({str("0")})});
+  auto more = replies({arr({str("a"), str("0")})});
   CAF_CHECK(read_unread(more, {}) == std::vector<bool>{false});
 }
 
