@@ -239,6 +239,7 @@ void websocket_session::on_ping(std::string_view payload) {
 
 void websocket_session::on_close(uint16_t code, std::string_view) {
   peer_closed_ = true;
+  close_received_ = true;
   if (closing_) {
     // The answer to our close: done once ours is out.
     if (close_sent_)
@@ -561,9 +562,13 @@ void websocket_session::teardown() {
   shut_down_ = true;
   beast::error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_send, ignored);
-  // Reading on until the peer's end lets it read our close frame: closing
-  // with unread input would reset the connection instead. The close
-  // deadline bounds the wait.
+  // Both close frames are through: the peer sends nothing more, and the
+  // server closes the TCP connection first (RFC 6455 7.1.1).
+  if (close_received_)
+    return finish();
+  // We failed the connection: the peer may still be sending. Reading on
+  // until its end lets it read our close frame (closing with unread input
+  // would reset the connection instead); the close deadline bounds it.
   notify_closed();
 }
 

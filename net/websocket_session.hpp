@@ -204,6 +204,8 @@ private:
   /// The peer's close frame arrived, or we failed the connection: no need
   /// to wait for one.
   bool peer_closed_ = false;
+  /// The peer's close frame arrived (not a failure of ours).
+  bool close_received_ = false;
   bool shut_down_ = false;
   bool closed_notified_ = false;
   /// Input arrived since the timer last looked, and whether the keep-alive

@@ -463,6 +463,39 @@ class PingFloodTest(HarnessMixin, unittest.TestCase):
         self.assertEqual(self.reply_to(other, "o2")["type"], "pong")
 
 
+class ClosingHandshakeTest(HarnessMixin, unittest.TestCase):
+    """RFC 6455 7.1.1: once both close frames are through, the server closes
+    the TCP connection first. A client that keeps its socket open must not
+    hold the server's connection (nor a draining node) until the close
+    deadline (1 s after the client's close, 3 s after the server's)."""
+
+    def assertGoneSoon(self, node):
+        started = time.monotonic()
+        wait_until(lambda: node.metric("wscluster_connections") == 0, 5,
+                   interval=0.02, what="the connection to be gone")
+        self.assertLess(time.monotonic() - started, 0.8,
+                        "the server held the connection after the closing handshake")
+
+    def test_server_closes_tcp_when_both_close_frames_are_through(self):
+        node = self.start_node({})
+        # The server closes; the client echoes (wsclient does) and keeps
+        # its socket open.
+        zoe = node.ws("zoe")
+        status, _, body = node.http("POST", "/api/disconnect", {"uid": "zoe"})
+        self.assertEqual(status, 200, body)
+        zoe.wait_closed(5)
+        self.assertTrue(zoe.close_frame_received)
+        self.assertGoneSoon(node)
+        self.assertTrue(zoe.wait_eof(2))
+        # The client closes; the server echoes.
+        ann = node.ws("ann")
+        ann.send_close(1000, "bye")
+        ann.wait_closed(5)
+        self.assertEqual(ann.close_code, 1000)
+        self.assertGoneSoon(node)
+        self.assertTrue(ann.wait_eof(2))
+
+
 class DeadActorTest(HarnessMixin, unittest.TestCase):
     """F13: a session whose CONNECTION actor dies frees its slot, also when
     it had paused its reads (16 frames unanswered)."""
