@@ -60,6 +60,16 @@ def cluster_nodes(server):
     return result
 
 
+def replica_ports(master):
+    """Ports of `master`'s replicas as the master sees them, waiting for
+    the first one: a freshly started cluster's gossip may not have told
+    the master yet (a CI run under ASan read an empty list)."""
+    master_id = master.command("CLUSTER", "MYID")
+    ports = lambda: {port for port, flags, m in cluster_nodes(master).values() if m == master_id}
+    wait_until(lambda: ports(), 20, interval=0.1, what="the master knows its replica")
+    return ports()
+
+
 class Sender(threading.Thread):
     """Sends durable messages "<name>-<i>" to `to` over one connection, at
     most WINDOW unanswered, until `stop` or MAX_SENDS; records when each
@@ -181,10 +191,7 @@ class FailoverTest(HarnessMixin, unittest.TestCase):
         # master goes on alone), then the master dies: writes acked in that
         # window exist only on the dead master. Shorter than the cluster's
         # node timeout, so the paused replicas are not judged failed.
-        victim_id = victim.command("CLUSTER", "MYID")
-        replica_ports = {port for port, flags, master in cluster_nodes(victim).values()
-                         if master == victim_id}
-        replicas = [x for x in servers if x.port in replica_ports]
+        replicas = [x for x in servers if x.port in replica_ports(victim)]
         self.assertTrue(replicas, "the victim has replicas")
         for r in replicas:
             r.proc.send_signal(signal.SIGSTOP)
@@ -274,9 +281,7 @@ class FailoverTest(HarnessMixin, unittest.TestCase):
         users = lambda: n1.http("GET", "/api/stats")[2].get("users")
         wait_until(lambda: users() == len(clients), 10, what="users counted")
         # The replica forgets the shard; then its master dies.
-        replica_port = next(p for p, flags, master in cluster_nodes(victim).values()
-                            if master == victim.command("CLUSTER", "MYID"))
-        replica = next(s for s in cluster.servers if s.port == replica_port)
+        replica = next(s for s in cluster.servers if s.port in replica_ports(victim))
         replica.command("CONFIG", "SET", "replica-read-only", "no")
         self.assertEqual(replica.command("FLUSHALL"), "OK")
         self.assertEqual(replica.command("DBSIZE"), 0)
@@ -312,9 +317,7 @@ class FailoverTest(HarnessMixin, unittest.TestCase):
         cluster = self.start_cluster()
         busy = "busy"
         master = cluster.owner(key_slot(ukey(PREFIX, busy, "b")))
-        master_id = master.command("CLUSTER", "MYID")
-        replica_port = next(p for p, flags, m in cluster_nodes(master).values() if m == master_id)
-        replica = next(s for s in cluster.servers if s.port == replica_port)
+        replica = next(s for s in cluster.servers if s.port in replica_ports(master))
         n1, _ = self.start_nodes(cluster, {"durable-replicas": "1",
                                            "durable-replicas-timeout": "200ms"})
         sender = n1.ws("sender")
