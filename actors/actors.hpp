@@ -266,6 +266,9 @@ using unread_actor = caf::typed_actor<
 /// Registers this node in the state store, heartbeats, finds and watches the
 /// peer nodes, and declares silent ones down.
 using discovery_actor = caf::typed_actor<
+    // The node is up and its PEER published at this address (empty on a
+    // single node): start heartbeating. Sent once, by the node.
+    caf::reacts_to<atom::start, std::string>,
     // Heartbeat: renew this node's entry, look for new and silent peers.
     caf::reacts_to<atom::tick>,
     // A peer announced its graceful stop, or a survivor declared a node down.

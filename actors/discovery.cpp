@@ -269,8 +269,7 @@ void discovery_state::peer_gone(const std::string& id, uint64_t incarnation,
 
 discovery_actor::behavior_type
 discovery(discovery_actor::stateful_pointer<discovery_state> self,
-          node_context_ptr node, state_store_actor store, bool clustered,
-          std::string cluster_address) {
+          node_context_ptr node, state_store_actor store, bool clustered) {
   auto& st = self->state;
   st.self = self;
   st.node = std::move(node);
@@ -278,7 +277,7 @@ discovery(discovery_actor::stateful_pointer<discovery_state> self,
   st.clustered = clustered;
   st.self_info = node_info{st.node->node_id,
                            st.node->opts.listen.to_string(),
-                           std::move(cluster_address),
+                           {},
                            st.node->incarnation,
                            0,
                            0};
@@ -296,8 +295,15 @@ discovery(discovery_actor::stateful_pointer<discovery_state> self,
     if (!st.stopping && st.clustered)
       st.read_nodes();
   });
-  self->send(self, atom::tick_v);
   return {
+      [self](atom::start, std::string& cluster_address) {
+        auto& st = self->state;
+        if (st.started)
+          return;
+        st.started = true;
+        st.self_info.cluster = std::move(cluster_address);
+        self->send(self, atom::tick_v);
+      },
       [self](atom::tick) {
         auto& st = self->state;
         if (st.stopping)

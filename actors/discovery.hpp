@@ -36,6 +36,8 @@ struct discovery_state {
   /// (node, reason) pairs already reported, so each SHUTDOWN fires once.
   std::set<std::pair<std::string, uint64_t>> reported_down;
   bool stopping = false;
+  /// `start` arrived: the heartbeat runs.
+  bool started = false;
   /// A write-back of every binding is under way.
   bool writing_back = false;
   /// Heartbeats answered so far.
@@ -75,9 +77,10 @@ struct discovery_state {
 };
 
 /// Spawn arguments: the node, its state store, and whether it is clustered.
+/// It heartbeats from `start` on, which brings the PEER's address: the PEER
+/// is spawned with this actor's handle and published after it.
 discovery_actor::behavior_type
 discovery(discovery_actor::stateful_pointer<discovery_state> self,
-          node_context_ptr node, state_store_actor store, bool clustered,
-          std::string cluster_address);
+          node_context_ptr node, state_store_actor store, bool clustered);
 
 } // namespace wsc

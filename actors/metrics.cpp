@@ -151,6 +151,10 @@ std::string node_metrics::render(uint64_t connections, bool draining,
   family(out, "wscluster_queue_overflows_total", "counter",
          "Connections closed because their send queue overflowed.");
   out << "wscluster_queue_overflows_total " << queue_overflows << '\n';
+  family(out, "wscluster_undeliverable_total", "counter",
+         "Deliveries for other nodes dropped: the node's queue was full or it "
+         "had no link and there is no relay (durable ones stay in inboxes).");
+  out << "wscluster_undeliverable_total " << undeliverable << '\n';
   family(out, "wscluster_rejected_deliveries_total", "counter",
          "Deliveries from peers or the relay dropped as malformed.");
   out << "wscluster_rejected_deliveries_total " << rejected_deliveries << '\n';

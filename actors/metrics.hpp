@@ -55,6 +55,10 @@ public:
   counter rejected_deliveries{0};
   /// Connections closed because their send queue overflowed.
   counter queue_overflows{0};
+  /// Deliveries for other nodes the PEER dropped: the node's queue was full
+  /// (it stopped confirming batches) or it had no link and there is no
+  /// relay. Durable ones stay in the receivers' inboxes.
+  counter undeliverable{0};
   /// Error frames sent to clients, by error code.
   std::array<counter, ec_count> errors{};
   /// Exceptions caught in a long-lived actor's handler (answered 500 or an

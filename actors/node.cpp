@@ -131,10 +131,41 @@ node::start(caf::actor_system& sys, options opts,
   if (ctx->opts.unread_after.count() > 0)
     ctx->unread = sys.spawn(unread_checker, ctx, *store);
   ctx->registry = sys.spawn(registry, ctx, *store);
-  ctx->peer = sys.spawn(peer_endpoint, ctx);
-  std::string cluster_address;
+  // Heartbeats must not wait behind a backlog of deliveries: with Redis they
+  // get a connection of their own, or a busy node would miss its lease and
+  // be declared down while alive.
+  auto control_store = *store;
+  if (!custom_store.make && ctx->opts.state == "redis") {
+    auto second = spawn_redis_store(sys, ctx->opts);
+    if (!second)
+      return std::move(second.error());
+    control_store = *second;
+    result->control_store_ = control_store;
+  }
   bool clustered =
       custom_store.make ? custom_store.shared : ctx->opts.state == "redis";
+  // DISCOVERY waits for `start`; the PEER gets its handle at spawn, before
+  // it is published, so no peer's hello can find the handle unset.
+  result->discovery_ = sys.spawn(discovery, ctx, control_store, clustered);
+  ctx->peer = sys.spawn(peer_endpoint, ctx, result->discovery_);
+  if (!custom_store.make && ctx->opts.state == "redis") {
+    // A partition between nodes that both reach Redis must not stop live
+    // delivery: the PEER falls back to the relay. With TLS between
+    // nodes, only a shared secret keeps nodes outside the cluster (another
+    // CA's certificate) from injecting deliveries through Redis.
+    if (!ctx->opts.cluster_tls_cert.empty() &&
+        ctx->opts.cluster_secret.empty()) {
+      log::warn("cluster-tls without cluster-secret: no relay through Redis; "
+                "deliveries to a node whose link is down wait for the link");
+    } else {
+      auto relay = spawn_redis_relay(sys, ctx);
+      if (!relay)
+        return std::move(relay.error());
+      result->relay_ = *relay;
+      caf::anon_send(ctx->peer, atom::relay_v, *relay);
+    }
+  }
+  std::string cluster_address;
   if (clustered) {
     auto addr = publish_peer(sys, *ctx);
     if (!addr)
@@ -154,39 +185,13 @@ node::start(caf::actor_system& sys, options opts,
   if (!srv)
     return std::move(srv.error());
   result->server_ = std::move(*srv);
-  // Heartbeats must not wait behind a backlog of deliveries: with Redis they
-  // get a connection of their own, or a busy node would miss its lease and
-  // be declared down while alive.
-  auto control_store = *store;
-  if (!custom_store.make && ctx->opts.state == "redis") {
-    auto second = spawn_redis_store(sys, ctx->opts);
-    if (!second)
-      return std::move(second.error());
-    control_store = *second;
-    result->control_store_ = control_store;
-    // A partition between nodes that both reach Redis must not stop live
-    // delivery: the PEER falls back to the relay. With TLS between
-    // nodes, only a shared secret keeps nodes outside the cluster (another
-    // CA's certificate) from injecting deliveries through Redis.
-    if (!ctx->opts.cluster_tls_cert.empty() &&
-        ctx->opts.cluster_secret.empty()) {
-      log::warn("cluster-tls without cluster-secret: no relay through Redis; "
-                "deliveries to a node whose link is down wait for the link");
-    } else {
-      auto relay = spawn_redis_relay(sys, ctx);
-      if (!relay)
-        return std::move(relay.error());
-      result->relay_ = *relay;
-      caf::anon_send(ctx->peer, atom::relay_v, *relay);
-    }
-  }
-  ctx->discovery =
-      sys.spawn(discovery, ctx, control_store, clustered, cluster_address);
-  result->discovery_ = ctx->discovery;
+  // Announced only once the listener is bound: a node that failed to start
+  // never appears to its peers.
+  caf::anon_send(result->discovery_, atom::start_v, std::move(cluster_address));
   watch(ctx->registry, "registry", ctx);
   watch(ctx->peer, "peer", ctx);
   watch(ctx->events, "event bus", ctx);
-  watch(ctx->discovery, "discovery", ctx);
+  watch(result->discovery_, "discovery", ctx);
   watch(result->api_, "HTTP API", ctx);
   watch(result->store_, "state store", ctx);
   watch(result->control_store_, "control store", ctx);
@@ -288,7 +293,7 @@ void node::stop() {
        {caf::actor_cast<caf::actor>(ctx_->registry),
         caf::actor_cast<caf::actor>(ctx_->peer),
         caf::actor_cast<caf::actor>(ctx_->events),
-        caf::actor_cast<caf::actor>(ctx_->discovery),
+        caf::actor_cast<caf::actor>(discovery_),
         caf::actor_cast<caf::actor>(api_), caf::actor_cast<caf::actor>(store_),
         caf::actor_cast<caf::actor>(control_store_),
         caf::actor_cast<caf::actor>(relay_),

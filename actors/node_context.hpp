@@ -101,7 +101,6 @@ struct node_context {
   /// This node's endpoint in the cluster (published on cluster-listen).
   peer_endpoint_actor peer;
   event_bus_actor events;
-  discovery_actor discovery;
   /// Checks stored messages for `unread` (null while unread-after is 0).
   unread_actor unread;
   behaviour_table behaviours;

@@ -99,7 +99,8 @@ void peer_state::enqueue(const std::string& peer, delivery d) {
   auto& bytes = outbox_bytes[peer];
   auto size = wire_bytes(d);
   if (batch.items.size() >= max_queued || bytes + size > max_queued_bytes) {
-    ++undeliverable; // a peer that stopped confirming: do not grow forever
+    // A peer that stopped confirming: do not grow forever.
+    ++node->metrics.undeliverable;
     return;
   }
   bytes += size;
@@ -167,7 +168,7 @@ void peer_state::relay_batch(const std::string& peer, delivery_batch batch) {
   if (batch.items.empty())
     return;
   if (!relay) {
-    undeliverable += batch.items.size();
+    node->metrics.undeliverable += batch.items.size();
     return;
   }
   batch.origin = node->node_id;
@@ -188,9 +189,10 @@ void peer_state::peer_down(const std::string& peer) {
 
 peer_endpoint_actor::behavior_type
 peer_endpoint(peer_endpoint_actor::stateful_pointer<peer_state> self,
-              node_context_ptr node) {
+              node_context_ptr node, discovery_actor discovery) {
   self->state.self = self;
   self->state.node = std::move(node);
+  self->state.discovery = std::move(discovery);
   return {
       // -- from peers (published) ---------------------------------------------
       [self](atom::remote, delivery_batch& batch) -> caf::result<atom::ok> {
@@ -205,14 +207,14 @@ peer_endpoint(peer_endpoint_actor::stateful_pointer<peer_state> self,
       },
       [self](shutdown_event& ev) {
         // DISCOVERY decides what a peer's SHUTDOWN means for this node.
-        self->send(self->state.node->discovery, std::move(ev));
+        self->send(self->state.discovery, std::move(ev));
       },
       [self](atom::ping) -> caf::result<std::string, uint64_t> {
         return {self->state.node->node_id, self->state.node->incarnation};
       },
       [self](atom::hello, std::string& peer, uint64_t incarnation,
              caf::actor& handle) {
-        self->send(self->state.node->discovery, atom::hello_v, std::move(peer),
+        self->send(self->state.discovery, atom::hello_v, std::move(peer),
                    incarnation, caf::actor_cast<peer_actor>(std::move(handle)));
       },
       // -- from the REGISTRY --------------------------------------------------

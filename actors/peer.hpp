@@ -40,12 +40,9 @@ struct peer_state {
   static constexpr size_t max_queued_bytes = 64u << 20;
   static constexpr size_t max_batch_bytes = 4u << 20;
   bool flush_scheduled = false;
-  /// Deliveries to nodes that were not reachable and could not be relayed
-  /// (counted; durable ones stay in the receivers' inboxes for their next
-  /// resume).
-  uint64_t undeliverable = 0;
 
   peer_endpoint_actor::stateful_pointer<peer_state> self = nullptr;
+  discovery_actor discovery;
 
   /// Queues the copies of a routed delivery for the other nodes of `routes`.
   void route(const delivery& d, const route_table& routes);
@@ -78,9 +75,11 @@ struct peer_state {
   void peer_down(const std::string& peer);
 };
 
-/// Spawn argument: the node (its REGISTRY gets the deliveries from peers).
+/// Spawn arguments: the node (its REGISTRY gets the deliveries from peers)
+/// and the DISCOVERY that gets peers' hello and shutdown (a handle fixed
+/// before the PEER is published: no peer can reach it earlier).
 peer_endpoint_actor::behavior_type
 peer_endpoint(peer_endpoint_actor::stateful_pointer<peer_state> self,
-              node_context_ptr node);
+              node_context_ptr node, discovery_actor discovery);
 
 } // namespace wsc

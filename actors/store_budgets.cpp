@@ -38,7 +38,7 @@ void store_budgets::prune(
       continue;
     }
     refill(i->second, now);
-    if (i->second.tokens > 0)
+    if (i->second.tokens >= burst_)
       i = buckets_.erase(i);
     else
       ++i;

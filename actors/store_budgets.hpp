@@ -34,10 +34,10 @@ public:
   void charge(const std::string& uid, size_t receivers, size_t payload_bytes);
 
   /// Once there are buckets for more than twice `connected_uids` (plus
-  /// 1024), drops those of uids not `connected` that are not in debt: a
-  /// refilled bucket is as good as none, one in debt stays, so that
-  /// reconnecting does not reset it. Keeps the map bounded by the uids
-  /// connected here.
+  /// 1024), drops those of uids not `connected` that are full again: a
+  /// refilled bucket is as good as none; one in debt or partly spent stays,
+  /// so that reconnecting gives no fresh burst. Keeps the map bounded by the
+  /// uids connected here plus those that sent within burst / rate seconds.
   void prune(size_t connected_uids,
              const std::function<bool(const std::string&)>& connected,
              clock::time_point now);

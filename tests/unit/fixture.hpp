@@ -68,8 +68,7 @@ struct node_fixture : ::test_coordinator_fixture<test_config> {
       caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
     for (auto hdl : {caf::actor_cast<caf::actor>(ctx->registry),
                      caf::actor_cast<caf::actor>(ctx->peer),
-                     caf::actor_cast<caf::actor>(ctx->events),
-                     caf::actor_cast<caf::actor>(ctx->discovery)})
+                     caf::actor_cast<caf::actor>(ctx->events)})
       if (hdl)
         caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
     run();
@@ -101,7 +100,7 @@ struct builtins_fixture : node_fixture {
     store = track(sys.spawn(memory_store, size_t{1000}, int64_t{3600000}));
     ctx->events = sys.spawn(event_bus, ctx);
     ctx->registry = sys.spawn(registry, ctx, store);
-    ctx->peer = sys.spawn(peer_endpoint, ctx);
+    ctx->peer = sys.spawn(peer_endpoint, ctx, discovery_actor{});
     handler = track(sys.spawn(builtins, ctx));
     ctx->builtins = handler;
     for (auto& type : builtin_frame_types())

@@ -36,6 +36,7 @@ struct fixture : test::builtins_fixture {
   discovery_actor spawn_discovery(discovery_log& log) {
     return track(sys.spawn([&log]() -> discovery_actor::behavior_type {
       return {
+          [](atom::start, std::string&) {},
           [](atom::tick) {},
           [&log](shutdown_event& ev) { log.shutdowns.push_back(ev); },
           [&log](atom::hello, std::string& id, uint64_t, peer_actor&) {
@@ -92,12 +93,12 @@ CAF_TEST_FIXTURE_SCOPE(peer_tests, fixture)
 
 CAF_TEST(hello and shutdown from a peer go straight to DISCOVERY) {
   discovery_log log;
-  ctx->discovery = spawn_discovery(log);
+  auto peer = track(sys.spawn(peer_endpoint, ctx, spawn_discovery(log)));
   remote_log remote;
   auto other = spawn_remote(remote);
-  caf::anon_send(ctx->peer, atom::hello_v, std::string{"n2"}, uint64_t{7},
+  caf::anon_send(peer, atom::hello_v, std::string{"n2"}, uint64_t{7},
                  caf::actor_cast<caf::actor>(other));
-  caf::anon_send(ctx->peer, shutdown_event{"n3", "graceful"});
+  caf::anon_send(peer, shutdown_event{"n3", "graceful"});
   sched.run();
   CAF_CHECK_EQUAL(log.hellos, std::vector<std::string>{"n2"});
   CAF_REQUIRE_EQUAL(log.shutdowns.size(), 1u);
@@ -182,6 +183,15 @@ CAF_TEST(the local part of a route stays with the REGISTRY) {
   CAF_REQUIRE_EQUAL(remote.batches[0].items.size(), 1u);
   CAF_CHECK_EQUAL(remote.batches[0].items[0].uids,
                   std::vector<std::string>{"carol"});
+}
+
+CAF_TEST(deliveries for a node without a link or relay are counted) {
+  caf::anon_send(ctx->peer, atom::route_v, message(1), route_to("n9", "bob"));
+  sched.run();
+  CAF_CHECK_EQUAL(ctx->metrics.undeliverable.load(), 1u);
+  auto text = ctx->metrics.render(0, false, true);
+  CAF_CHECK(text.find("wscluster_undeliverable_total 1\n") !=
+            std::string::npos);
 }
 
 CAF_TEST(a batch that times out gives its credit back and the PEER lives) {

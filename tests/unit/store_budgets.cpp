@@ -59,7 +59,7 @@ CAF_TEST(charging a uid without a bucket does nothing) {
   CAF_CHECK(budgets.may_store("ann", store_budgets::clock::now()));
 }
 
-CAF_TEST(pruning keeps debts and connected uids) {
+CAF_TEST(pruning keeps debts and spent buckets and connected uids) {
   store_budgets budgets{rate, burst};
   auto t0 = store_budgets::clock::now();
   std::unordered_set<std::string> connected{"on"};
@@ -68,17 +68,27 @@ CAF_TEST(pruning keeps debts and connected uids) {
   };
   budgets.may_store("on", t0);
   budgets.may_store("debtor", t0);
+  budgets.may_store("spender", t0);
   budgets.charge("on", 10, 4000);
   budgets.charge("debtor", 10, 4000);
-  for (int i = 0; i < 1024; ++i)
+  budgets.charge("spender", 1, 3000 - 64); // 1000 bytes left
+  for (int i = 0; i < 1023; ++i)
     budgets.may_store("u" + std::to_string(i), t0);
   // 1026 buckets, 1 uid connected: under 2 * 1 + 1024, nothing dropped.
   budgets.prune(connected.size(), is_connected, t0);
   CAF_CHECK_EQUAL(budgets.size(), 1026u);
   budgets.may_store("one more", t0);
   budgets.prune(connected.size(), is_connected, t0 + 1s);
-  CAF_CHECK_EQUAL(budgets.size(), 2u);
+  CAF_CHECK_EQUAL(budgets.size(), 3u);
   // The debtor's debt survived the sweep: reconnecting does not reset it.
   CAF_CHECK(!budgets.may_store("debtor", t0 + 1s));
   CAF_CHECK(!budgets.may_store("on", t0 + 1s));
+  // Neither does a spent burst: 2000 bytes after 1 s, not 4000.
+  budgets.charge("spender", 1, 2000 - 64);
+  CAF_CHECK(!budgets.may_store("spender", t0 + 1s));
+  // Refilled to the full burst, a bucket is as good as none: dropped.
+  for (int i = 0; i < 1100; ++i)
+    budgets.may_store("v" + std::to_string(i), t0 + 1s);
+  budgets.prune(connected.size(), is_connected, t0 + 60s);
+  CAF_CHECK_EQUAL(budgets.size(), 1u);
 }
