@@ -258,16 +258,16 @@ job redis_store_state::append(const delivery& d, bool group) const {
   // one batch stay in order): (1) group_check, (2) the sender's idem key,
   // (3) one append per receiver slot (at most uids_per_call uids each).
   job result;
-  // Shared by the stages' commands (copied into each; the payload is the
-  // bulk of it).
+  // Shared by the stages' commands (copied into each). The payload itself
+  // goes only in the packed entry: the checks need its size.
   auto head =
       std::make_shared<std::vector<std::string>>(std::vector<std::string>{
           std::to_string(cfg.inbox_max_messages),
           std::to_string(frames::now_ms() - cfg.inbox_max_age_ms),
           std::to_string(std::max<int64_t>(cfg.inbox_max_age_ms, 1)),
           std::to_string(cfg.max_fanout_bytes), d.msg_id,
-          std::to_string(static_cast<int>(d.kind)), d.from, d.group, d.data,
-          std::to_string(d.ts), std::string{},
+          std::to_string(static_cast<int>(d.kind)), d.from, d.group,
+          std::to_string(d.data.size()), std::to_string(d.ts), std::string{},
           std::to_string(cfg.idempotency_window_ms), "1"});
   auto entry = std::make_shared<const std::string>(
       pack_entry(d.msg_id, d.kind, d.from, d.group, d.data, d.ts));

@@ -424,9 +424,9 @@ return n
 )lua",
     // idem: KEYS[1] = the sender's idem key; ARGV = P, the message's head
     // (max_messages, min_ms, ttl_ms, max_fanout_bytes, msg_id, kind, from,
-    // group, data, ts, idem, window_ms, first: ARGV[6] the msg_id, ARGV[13]
-    // the window), then ARGV[15] the mode and ARGV[16] how long a claim
-    // stays pending (ms). `P:<n>:{u:<from>}:idem:<idem>`
+    // group, payload bytes, ts, idem, window_ms, first: ARGV[6] the msg_id,
+    // ARGV[13] the window), then ARGV[15] the mode and ARGV[16] how long a
+    // claim stays pending (ms). `P:<n>:{u:<from>}:idem:<idem>`
     // (n: the byte length of from, which keeps uid "a:b" + idem "c" apart
     // from uid "a" + idem "b:c") holds "p:<msg_id>" while that message is
     // being stored, then "<msg_id>" for the window.
@@ -472,16 +472,16 @@ return store_and_route(7, #ARGV)
 )lua",
     // group_check: KEYS[1] routes; ARGV as idem. Returns 0 if `from`
     // (ARGV[8]) is given and not a member of the group ARGV[9]; -n if its n
-    // members times the payload exceed max_fanout_bytes (each copy counted
-    // with 64 bytes of envelope, as frames::check_fanout); else the members
-    // (the STORE then stores per receiver slot).
+    // members times the payload (ARGV[10] bytes) exceed max_fanout_bytes
+    // (each copy counted with 64 bytes of envelope, as frames::check_fanout);
+    // else the members (the STORE then stores per receiver slot).
     R"lua(
 local g = gkey(ARGV[9])
 if ARGV[8] ~= '' and redis.call('SISMEMBER', g, ARGV[8]) == 0 then
   return 0
 end
 local n = redis.call('SCARD', g)
-if n > 0 and (#ARGV[10] + 64) * n > tonumber(ARGV[5]) then
+if n > 0 and (tonumber(ARGV[10]) + 64) * n > tonumber(ARGV[5]) then
   return -n
 end
 return redis.call('SMEMBERS', g)
