@@ -250,6 +250,11 @@ void discovery_state::attach(const std::string& id, uint64_t incarnation,
   }
 }
 
+bool discovery_state::reported(const std::string& id) const {
+  auto i = reported_down.lower_bound({id, 0});
+  return i != reported_down.end() && i->first == id;
+}
+
 void discovery_state::peer_gone(const std::string& id, uint64_t incarnation,
                                 const std::string& reason) {
   auto i = peers.find(id);
@@ -322,6 +327,8 @@ discovery(discovery_actor::stateful_pointer<discovery_state> self,
         uint64_t inc = 0;
         if (auto i = st.peers.find(ev.node); i != st.peers.end())
           inc = i->second.info.incarnation;
+        else if (st.reported(ev.node))
+          return; // gone and told already (a repeat, or a survivor's echo)
         st.peer_gone(ev.node, inc, ev.reason);
       },
       [self](atom::shutdown) -> caf::result<atom::ok> {

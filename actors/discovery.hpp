@@ -71,6 +71,9 @@ struct discovery_state {
   /// A peer's PEER actor is reachable: route to it, watch it, DISCOVER.
   void attach(const std::string& id, uint64_t incarnation, peer_actor handle);
 
+  /// Whether a SHUTDOWN of some incarnation of `id` was reported.
+  bool reported(const std::string& id) const;
+
   /// Drops a peer and reports its SHUTDOWN once (locally only).
   void peer_gone(const std::string& id, uint64_t incarnation,
                  const std::string& reason);

@@ -1,0 +1,164 @@
+#define CAF_SUITE discovery
+
+// DISCOVERY among the real actors of node n1 (REGISTRY, PEER, EVENT_BUS) on
+// a memory store it shares with node n0, which the test plays: n0's
+// heartbeats and bindings are written to the store as its DISCOVERY and
+// REGISTRY would, its hello comes as over CAF, its link dies with a stand-in
+// actor. n0 < n1, so n1 waits to be dialed (the smaller id dials) and no
+// middleman is needed.
+
+#include "actors/discovery.hpp"
+
+#include "fixture.hpp"
+
+#include <caf/test/dsl.hpp>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace wsc;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// The cluster events n1 fired.
+struct event_log {
+  std::vector<std::string> discovered;
+  std::vector<shutdown_event> shut_down;
+  std::vector<presence_event> presence;
+};
+
+struct fixture : test::builtins_fixture {
+  static constexpr uint64_t other_incarnation = 42;
+
+  fixture() {
+    ctx->opts.node_timeout = 60s;
+    auto recorder = track(sys.spawn([this](caf::event_based_actor*) {
+      return caf::behavior{
+          [this](discover_event& ev) { events.discovered.push_back(ev.node); },
+          [this](shutdown_event& ev) { events.shut_down.push_back(ev); },
+          [this](presence_event& ev) { events.presence.push_back(ev); },
+      };
+    }));
+    caf::anon_send(ctx->events, atom::subscribe_v,
+                   uint32_t{on_discover | on_shutdown | on_presence}, recorder);
+    discovery_ = track(sys.spawn(discovery, ctx, store, true));
+    sched.run();
+  }
+
+  /// n0 renews its entry; `uid` is bound on it.
+  void other_node_alive(const std::string& uid) {
+    caf::anon_send(
+        store, atom::node_v,
+        node_info{"n0", "127.0.0.1:1", "127.0.0.1:2", other_incarnation, 0, 0});
+    caf::anon_send(store, atom::bind_v,
+                   binding{uid, "n0", "c1", other_incarnation});
+    sched.run();
+  }
+
+  /// n0's PEER as n1 sees it over CAF: it answers nothing.
+  peer_actor other_peer() {
+    return caf::actor_cast<peer_actor>(
+        track(sys.spawn([](caf::event_based_actor*) {
+          return caf::behavior{[](atom::ok) {
+          }};
+        })));
+  }
+
+  void tick() {
+    caf::anon_send(discovery_, atom::tick_v);
+    sched.run();
+  }
+
+  discovery_actor discovery_;
+  event_log events;
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(discovery_tests, fixture)
+
+CAF_TEST(nothing happens before start) {
+  other_node_alive("bob");
+  // No heartbeat yet: n1 is not in the store.
+  auto nodes = self->request(store, caf::infinite, atom::nodes_v);
+  sched.run();
+  nodes.receive(
+      [](std::vector<node_info>& xs) {
+        CAF_REQUIRE_EQUAL(xs.size(), 1u);
+        CAF_CHECK_EQUAL(xs[0].id, "n0");
+      },
+      [](caf::error& err) { CAF_FAIL("nodes failed: " << err); });
+  caf::anon_send(discovery_, atom::start_v, std::string{"127.0.0.1:3"});
+  sched.run();
+  nodes = self->request(store, caf::infinite, atom::nodes_v);
+  sched.run();
+  nodes.receive(
+      [](std::vector<node_info>& xs) {
+        CAF_REQUIRE_EQUAL(xs.size(), 2u);
+        auto me = xs[0].id == "n1" ? xs[0] : xs[1];
+        CAF_CHECK_EQUAL(me.cluster, "127.0.0.1:3");
+      },
+      [](caf::error& err) { CAF_FAIL("nodes failed: " << err); });
+}
+
+CAF_TEST(a peer is discovered by its hello and declared down by its silence) {
+  other_node_alive("bob");
+  caf::anon_send(discovery_, atom::start_v, std::string{"127.0.0.1:3"});
+  sched.run();
+  // n0 is listed and alive, but no link yet: no DISCOVER.
+  CAF_CHECK(events.discovered.empty());
+  auto link = other_peer();
+  caf::anon_send(discovery_, atom::hello_v, std::string{"n0"},
+                 other_incarnation, link);
+  sched.run();
+  CAF_CHECK_EQUAL(events.discovered, std::vector<std::string>{"n0"});
+  // A second hello (n0 re-announcing itself) is no second DISCOVER.
+  caf::anon_send(discovery_, atom::hello_v, std::string{"n0"},
+                 other_incarnation, link);
+  sched.run();
+  CAF_CHECK_EQUAL(events.discovered.size(), 1u);
+  // The link breaks while n0 still heartbeats: not a death.
+  caf::anon_send_exit(link, caf::exit_reason::user_shutdown);
+  sched.run();
+  tick();
+  CAF_CHECK(events.shut_down.empty());
+  // n0 falls silent for longer than node-timeout: n1 wins the claim, fires
+  // SHUTDOWN and reports n0's uids offline.
+  ctx->opts.node_timeout = 1ms;
+  std::this_thread::sleep_for(5ms);
+  tick();
+  CAF_REQUIRE_EQUAL(events.shut_down.size(), 1u);
+  CAF_CHECK_EQUAL(events.shut_down[0].node, "n0");
+  CAF_CHECK_EQUAL(events.shut_down[0].reason, "timeout");
+  CAF_REQUIRE_EQUAL(events.presence.size(), 1u);
+  CAF_CHECK_EQUAL(events.presence[0].uid, "bob");
+  CAF_CHECK(!events.presence[0].online);
+  CAF_CHECK_EQUAL(events.presence[0].reason, "node_lost");
+  // Once only.
+  tick();
+  CAF_CHECK_EQUAL(events.shut_down.size(), 1u);
+}
+
+CAF_TEST(a graceful stop of a peer fires SHUTDOWN once) {
+  other_node_alive("bob");
+  caf::anon_send(discovery_, atom::start_v, std::string{"127.0.0.1:3"});
+  sched.run();
+  caf::anon_send(discovery_, atom::hello_v, std::string{"n0"},
+                 other_incarnation, other_peer());
+  sched.run();
+  caf::anon_send(discovery_, shutdown_event{"n0", "graceful"});
+  caf::anon_send(discovery_, shutdown_event{"n0", "graceful"});
+  sched.run();
+  CAF_REQUIRE_EQUAL(events.shut_down.size(), 1u);
+  CAF_CHECK_EQUAL(events.shut_down[0].reason, "graceful");
+  // A hello from this node's own id is no peer.
+  caf::anon_send(discovery_, atom::hello_v, std::string{"n1"}, uint64_t{1},
+                 other_peer());
+  sched.run();
+  CAF_CHECK_EQUAL(events.discovered, std::vector<std::string>{"n0"});
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
