@@ -1,44 +1,64 @@
 #include "actors/frame_order.hpp"
 
 #include <algorithm>
+#include <functional>
 
 namespace wsc {
 
+uint64_t frame_order::msg_id_hash(std::string_view msg_id) {
+  // Never 0, which stands for "no seq 1 seen".
+  return std::hash<std::string_view>{}(msg_id) | 1;
+}
+
+bool frame_order::restarts(uint64_t seq, uint64_t id_hash) const {
+  if (seq != 1 || !device_)
+    return false;
+  if (first_id_hash_ != 0)
+    return id_hash != first_id_hash_;
+  return last_seq_ > 1;
+}
+
+void frame_order::advance(uint64_t seq, uint64_t id_hash) {
+  last_seq_ = seq;
+  if (seq == 1)
+    first_id_hash_ = id_hash;
+}
+
 frame_order::step frame_order::on_live(uint64_t seq, const frame_ptr& frame,
-                                       size_t hold_limit) {
+                                       size_t hold_limit,
+                                       std::string_view msg_id) {
+  auto id_hash = seq == 1 ? msg_id_hash(msg_id) : 0;
   if (!open_ || catching_up_) {
-    hold(seq, frame, hold_limit);
+    hold(seq, id_hash, frame, hold_limit);
     return step::hold;
   }
   auto written = frame ? step::write : step::skip;
-  if (seq == 1 && last_seq_ > 1) {
-    // The uid's inbox expired (inbox-max-age without messages) and started
-    // over: its numbering restarts under this long-lived connection.
-    last_seq_ = 0;
-  }
+  if (restarts(seq, id_hash))
+    last_seq_ = 0; // the numbering restarts under this connection
   if (seq == 0 || !device_)
     return written;
   if (seq == last_seq_ + 1) {
-    last_seq_ = seq;
+    advance(seq, id_hash);
     return written;
   }
   if (seq > last_seq_) {
-    hold(seq, frame, hold_limit);
+    hold(seq, id_hash, frame, hold_limit);
     catching_up_ = true;
     return step::catch_up;
   }
   return step::skip; // written already (by a replay)
 }
 
-void frame_order::hold(uint64_t seq, const frame_ptr& frame, size_t limit) {
-  if (held_.size() < limit)
-    held_.emplace_back(seq, frame); // durable ones are in the inbox too
+void frame_order::hold(uint64_t seq, uint64_t id_hash, const frame_ptr& frame,
+                       size_t limit) {
+  if (held_.size() < limit) // durable ones are in the inbox too
+    held_.push_back(held_frame{seq, id_hash, frame});
 }
 
 bool frame_order::take(const stored_message& msg) {
   if (msg.seq <= last_seq_)
     return false;
-  last_seq_ = msg.seq;
+  advance(msg.seq, msg.seq == 1 ? msg_id_hash(msg.msg_id) : 0);
   return true;
 }
 
@@ -52,20 +72,35 @@ bool frame_order::on_catch_up_page(const inbox_replay* page) {
 std::vector<frame_ptr> frame_order::release_held() {
   auto held = std::move(held_);
   held_.clear();
-  std::stable_sort(held.begin(), held.end(),
-                   [](auto& x, auto& y) { return x.first < y.first; });
+  // The frames that arrived after the inbox started over (in arrival
+  // order) belong to the new numbering.
+  auto restart = std::find_if(held.begin(), held.end(), [this](auto& h) {
+    return restarts(h.seq, h.id_hash);
+  });
   std::vector<frame_ptr> result;
   result.reserve(held.size());
-  for (auto& [seq, frame] : held) {
-    if (seq != 0 && device_) {
-      if (seq <= last_seq_)
-        continue;
-      last_seq_ = seq;
-    }
-    if (frame)
-      result.push_back(std::move(frame));
+  release_in_order(held.begin(), restart, result);
+  if (restart != held.end()) {
+    last_seq_ = 0;
+    first_id_hash_ = 0;
+    release_in_order(restart, held.end(), result);
   }
   return result;
+}
+
+void frame_order::release_in_order(held_list::iterator first,
+                                   held_list::iterator last,
+                                   std::vector<frame_ptr>& out) {
+  std::stable_sort(first, last, [](auto& x, auto& y) { return x.seq < y.seq; });
+  for (auto i = first; i != last; ++i) {
+    if (i->seq != 0 && device_) {
+      if (i->seq <= last_seq_)
+        continue;
+      advance(i->seq, i->id_hash);
+    }
+    if (i->frame)
+      out.push_back(std::move(i->frame));
+  }
 }
 
 void frame_order::set_page(std::vector<stored_message> page) {

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -38,11 +39,12 @@ public:
     // nop
   }
 
-  /// Decides about a live frame with inbox `seq` (0: not durable); a null
-  /// frame is an excluded durable copy that only advances the numbering.
-  /// At most `hold_limit` frames wait; more are dropped (durable ones stay
-  /// in the inbox).
-  step on_live(uint64_t seq, const frame_ptr& frame, size_t hold_limit);
+  /// Decides about a live frame with inbox `seq` (0: not durable) of the
+  /// message `msg_id`; a null frame is an excluded durable copy that only
+  /// advances the numbering. At most `hold_limit` frames wait; more are
+  /// dropped (durable ones stay in the inbox).
+  step on_live(uint64_t seq, const frame_ptr& frame, size_t hold_limit,
+               std::string_view msg_id = {});
 
   /// Whether a message read from the inbox (replay or gap) is new to the
   /// connection; a new one counts as written.
@@ -54,7 +56,10 @@ public:
   bool on_catch_up_page(const inbox_replay* page);
 
   /// The held frames to write now, durable ones in seq order and without
-  /// those written already; clears them.
+  /// those written already; clears them. If the uid's inbox started over
+  /// while they waited, the frames from its new seq 1 on follow the others
+  /// and are numbered anew (one restart; a second one is left to the next
+  /// resume).
   std::vector<frame_ptr> release_held();
 
   // -- the replay of a device
@@ -96,7 +101,34 @@ public:
   static constexpr uint32_t max_empty_pages = 4;
 
 private:
-  void hold(uint64_t seq, const frame_ptr& frame, size_t limit);
+  struct held_frame {
+    uint64_t seq;
+    /// msg_id_hash of a seq-1 frame (see restarts).
+    uint64_t id_hash;
+    frame_ptr frame;
+  };
+  using held_list = std::vector<held_frame>;
+
+  static uint64_t msg_id_hash(std::string_view msg_id);
+
+  /// Whether a durable frame `seq` of the message whose id hashes to
+  /// `id_hash` starts a new numbering: the uid's inbox started over (it
+  /// expired, or a failover lost it). Only seq 1 can; it is no restart if
+  /// it is the seq 1 this connection knows (a late live copy of a message
+  /// the replay wrote), nor while nothing past it was written (seq 2 may
+  /// overtake seq 1 from another node).
+  bool restarts(uint64_t seq, uint64_t id_hash) const;
+
+  /// Counts durable `seq` as written (the message's id hash for seq 1).
+  void advance(uint64_t seq, uint64_t id_hash);
+
+  void hold(uint64_t seq, uint64_t id_hash, const frame_ptr& frame,
+            size_t limit);
+
+  /// Appends the frames of [first, last) to `out` in seq order, durable
+  /// ones only if past `last_seq_` (which they advance).
+  void release_in_order(held_list::iterator first, held_list::iterator last,
+                        std::vector<frame_ptr>& out);
 
   void set_page(std::vector<stored_message> page);
 
@@ -107,8 +139,10 @@ private:
   bool catching_up_ = false;
   /// The highest inbox seq written (devices only).
   uint64_t last_seq_ = 0;
+  /// The id hash of the message written as seq 1 (0: none seen).
+  uint64_t first_id_hash_ = 0;
   /// Live frames that arrived while waiting, with their inbox seq.
-  std::vector<std::pair<uint64_t, frame_ptr>> held_;
+  held_list held_;
   /// The replay's page read from the store; written up to `replay_head_`
   /// (a vector: an empty std::deque holds ~500 bytes, on every connection).
   std::vector<stored_message> replay_page_;

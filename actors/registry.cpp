@@ -88,10 +88,10 @@ uint32_t registry_state::deliver_local(const delivery& d,
           // A durable copy still advances the connection's seq, or the
           // next one would look like a gap and fetch this one back.
           if (seq != 0)
-            write(connections.at(conn_id), seq, nullptr);
+            write(connections.at(conn_id), seq, nullptr, d.msg_id);
           continue;
         }
-        write(connections.at(conn_id), seq, frame);
+        write(connections.at(conn_id), seq, frame, d.msg_id);
         ++written;
       }
     }

@@ -155,8 +155,10 @@ struct registry_state {
   void end_resume(local_connection& conn);
 
   /// Writes a frame to one connection's socket, or holds it while the
-  /// connection is not open yet.
-  void write(local_connection& conn, uint64_t seq, const frame_ptr& frame);
+  /// connection is not open yet (`seq`: its inbox seq, 0 if volatile;
+  /// `msg_id`: the message's id, for durable frames).
+  void write(local_connection& conn, uint64_t seq, const frame_ptr& frame,
+             std::string_view msg_id = {});
 
   /// Writes a frame of a resume (welcome, replay): not counted against the
   /// send queue limit.

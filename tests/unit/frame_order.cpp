@@ -47,12 +47,13 @@ inbox_replay page(std::vector<uint64_t> seqs, bool more, uint64_t last_seq,
   return result;
 }
 
-/// An open device connection that has written up to `seq`.
+/// An open device connection that has written up to `seq` (messages "m1",
+/// "m2"...).
 frame_order open_device_at(uint64_t seq) {
   frame_order order{true};
   order.open(false);
   for (uint64_t i = 1; i <= seq; ++i)
-    order.on_live(i, frame("m"), no_limit);
+    order.on_live(i, frame("m"), no_limit, "m" + std::to_string(i));
   return order;
 }
 
@@ -127,9 +128,50 @@ CAF_TEST(a failed catch up releases what waited) {
 
 CAF_TEST(an inbox that started over restarts the numbering) {
   auto order = open_device_at(5);
-  CAF_CHECK(order.on_live(1, frame("1"), no_limit) == step::write);
+  // A late copy of the seq 1 written already is no restart.
+  CAF_CHECK(order.on_live(1, frame("m1"), no_limit, "m1") == step::skip);
+  CAF_CHECK_EQUAL(order.last_seq(), 5u);
+  CAF_CHECK(order.on_live(1, frame("1"), no_limit, "new") == step::write);
   CAF_CHECK_EQUAL(order.last_seq(), 1u);
   CAF_CHECK(order.on_live(2, frame("2"), no_limit) == step::write);
+}
+
+CAF_TEST(an inbox that started over while frames waited restarts there) {
+  auto order = open_device_at(5);
+  CAF_CHECK(order.on_live(7, frame("7"), no_limit) == step::catch_up);
+  // The inbox is lost (a failover) and starts over while the gap is read.
+  CAF_CHECK(order.on_live(1, frame("1"), no_limit, "new") == step::hold);
+  CAF_CHECK(order.on_live(2, frame("2"), no_limit) == step::hold);
+  auto gap = page({}, false, 2, 5);
+  CAF_CHECK(!order.on_catch_up_page(&gap));
+  // The old numbering's frame first, then the new one from 1.
+  CAF_CHECK_EQUAL(texts(order.release_held()),
+                  std::vector<std::string>({"7", "1", "2"}));
+  CAF_CHECK_EQUAL(order.last_seq(), 2u);
+  CAF_CHECK(order.on_live(3, frame("3"), no_limit) == step::write);
+}
+
+CAF_TEST(seq 2 overtaking seq 1 of a new inbox is no restart) {
+  frame_order order{true};
+  CAF_CHECK(order.on_live(2, frame("2"), no_limit) == step::hold);
+  CAF_CHECK(order.on_live(1, frame("1"), no_limit, "a") == step::hold);
+  CAF_CHECK_EQUAL(texts(order.open(true)),
+                  std::vector<std::string>({"1", "2"}));
+  CAF_CHECK_EQUAL(order.last_seq(), 2u);
+}
+
+CAF_TEST(a late copy of a replayed seq 1 is no restart) {
+  frame_order order{true};
+  CAF_CHECK(order.on_live(1, frame("live 1"), no_limit, "a") == step::hold);
+  auto first = page({1, 2, 3}, false, 3);
+  first.messages[0].msg_id = "a";
+  order.begin_replay(first);
+  while (order.next_replayed())
+    ;
+  CAF_CHECK(order.open(true).empty());
+  CAF_CHECK(order.on_live(1, frame("late 1"), no_limit, "a") == step::skip);
+  CAF_CHECK_EQUAL(order.last_seq(), 3u);
+  CAF_CHECK(order.on_live(4, frame("4"), no_limit) == step::write);
 }
 
 CAF_TEST(a replay is written page by page and then the held frames) {
