@@ -31,7 +31,7 @@ namespace {
 /// strings `P:cur:<uid>:<device>`; layout 2 had the names of layout 3
 /// without hash tags (`P:u:<uid>`, `P:in:<uid>`...), so its scripts spanned
 /// slots; layout 3 kept each uid's seq in a key of its own (`P:{u:<uid>}:seq`)
-/// and inbox entries as seven fields (s, i, k, f, g, d, t).
+/// and inbox entries `<seq>-0` of seven fields (s, i, k, f, g, d, t).
 constexpr std::string_view layout_version = "4";
 
 // -- the layout guard ---------------------------------------------------------
@@ -107,6 +107,33 @@ caf::expected<std::string> find_layout_1(redis_connection& conn,
 using one_command_fn = std::function<caf::expected<redis_reply_ptr>(
     std::string_view key, std::vector<std::string_view> argv)>;
 
+/// Refuses a Redis older than the scripts need (redis_scripts.hpp: 7.0, for
+/// XADD `0-*`), by `INFO server` of the node that holds P:layout.
+caf::error check_version(const one_command_fn& command, const std::string& key,
+                         const std::string& where) {
+  auto r = command(key, {"INFO", "server"});
+  if (!r)
+    return std::move(r.error());
+  auto x = r->get();
+  if (x->type == REDIS_REPLY_ERROR)
+    return make_error(
+        ec::unavailable,
+        where + ": INFO server: " + error_message(redis_reply_error(*x)));
+  auto version = redis_version_of(text_of(x));
+  if (redis_version_at_least(version, redis_scripts::min_redis_major,
+                             redis_scripts::min_redis_minor))
+    return caf::none;
+  return make_error(
+      ec::unavailable,
+      where + " runs Redis " +
+          (version.empty() ? std::string{"of unknown version"} : version) +
+          ", this build needs Redis >= " +
+          std::to_string(redis_scripts::min_redis_major) + "." +
+          std::to_string(redis_scripts::min_redis_minor) +
+          " (inbox entries `0-<seq>` by XADD 0-*; README, \"Redis key "
+          "layout\"): upgrade Redis");
+}
+
 /// Refuses a Redis whose durable keys have another layout than ours
 /// (P:layout); writes P:layout on a Redis that has none of them yet. Layout
 /// 1 is looked for by a SCAN on a single Redis (`conn`); a Redis Cluster
@@ -116,6 +143,8 @@ caf::error check_layout(const one_command_fn& command, redis_connection* conn,
   auto key = cfg.prefix + ":layout";
   auto where =
       "Redis at " + cfg.url.redacted() + ", key prefix '" + cfg.prefix + "'";
+  if (auto err = check_version(command, key, where))
+    return err;
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto r = command(key, {"GET", key});
     if (!r)
@@ -132,8 +161,9 @@ caf::error check_layout(const one_command_fn& command, redis_connection* conn,
             ec::unavailable,
             where + " holds key layout " + std::string{text_of(x)} +
                 ", this build uses layout " + std::string{layout_version} +
-                " (inbox entries in one field, the seq in the cursors' "
-                "hash): stop the older nodes and migrate or delete the keys "
+                " (inbox entries `0-<seq>` in one field, no "
+                "counter key): stop the older nodes and migrate or delete the "
+                "keys "
                 "(README, \"Redis key layout\"), or use another "
                 "redis-prefix");
       return make_error(

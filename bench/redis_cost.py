@@ -48,7 +48,6 @@ def script_sources(session_groups=False):
     result = {}
     for name, body in zip(ORDER, bodies):
         src = block("prelude") + ("local SESSION_GROUPS = %s\n" % ("true" if session_groups else "false"))
-        src += "local SEQ = '%s'\n" % re.search(r'seq_field = "([^"]*)"', text).group(1)
         for h in HELPERS.get(name, []):
             src += block(h)
         result[name] = src + body
