@@ -154,8 +154,8 @@ end
 /// the message as the STORE packs it once per message (redis_replies.hpp,
 /// pack_entry), starting "<ts>,". The hash `P:{u:<uid>}:cur` holds device
 /// -> cursor. Both expire `ttl_ms` after the uid's last message (the
-/// cursors also after the last `read`); an inbox that starts over (seq 1)
-/// deletes the cursors: they belong to an earlier life.
+/// cursors also after the `read` that created them); an inbox that starts
+/// over (seq 1) deletes the cursors: they belong to an earlier life.
 /// ARGV = P, max_messages, min_ms, ttl_ms, max_fanout_bytes, entry, then
 /// the key base `P:{u:<uid>}:` of each receiver (each once).
 inline constexpr const char* inbox_helpers = R"lua(
@@ -534,9 +534,13 @@ return out
     // read: KEYS[1] routes; ARGV = P, uid, device, seq, ttl_ms, max_devices.
     // Moves the device's cursor (field of the hash P:{u:<uid>}:cur) forward
     // to seq, never past the uid's last seq (its inbox's newest entry),
-    // never back; the cursors expire ttl_ms after the last read. Returns -1
-    // (nothing written) for a new device of a uid that has
-    // max_devices cursors already.
+    // never back. Returns -1 (nothing written) for a new device of a uid
+    // that has max_devices cursors already. Cheap where it can be: the last
+    // seq is looked up only when seq is above the cursor (XREVRANGE COUNT 1
+    // costs ~1.5 us in a script, six HGETs: bench/PROFILE.md, "read"); the
+    // TTL is set only on a cursors' hash this call creates (ttl_ms): every
+    // append renews it with the inbox's, and cursors that outlived their
+    // inbox would be deleted by its next message (seq 1) anyway.
     R"lua(
 local c = ukey(ARGV[2], 'cur')
 local prev = redis.pcall('HGET', c, ARGV[3])
@@ -544,14 +548,21 @@ if is_err(prev) then -- not a hash: not ours
   redis.call('DEL', c)
   prev = false
 end
-local seq = math.min(tonumber(ARGV[4]) or 0, last_seq(ukey(ARGV[2], 'in')))
-if seq > (count(prev) or 0) then
-  if not prev and redis.call('HLEN', c) >= tonumber(ARGV[6]) then
+local at = count(prev) or 0
+local seq = tonumber(ARGV[4]) or 0
+if seq > at then
+  seq = math.min(seq, last_seq(ukey(ARGV[2], 'in')))
+end
+if seq > at then
+  local devices = prev and 1 or redis.call('HLEN', c)
+  if not prev and devices >= tonumber(ARGV[6]) then
     return -1
   end
   redis.call('HSET', c, ARGV[3], int(seq))
+  if devices == 0 then
+    redis.call('PEXPIRE', c, ARGV[5])
+  end
 end
-redis.call('PEXPIRE', c, ARGV[5])
 return 1
 )lua",
     // forget_node: KEYS[1] routes; ARGV = P, id, incarnation. The last step

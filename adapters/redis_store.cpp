@@ -41,13 +41,14 @@
 //   P:layout           string the layout version of the keys above (4).
 //
 // Both per-uid keys of durable delivery (in, cur) expire inbox-max-age
-// after the uid's last message (cur also after its last read). An inbox
-// that starts over (XADD gives seq 1: new, expired, or replaced because it
-// was not ours) deletes the cursors: they belong to an earlier life. Cursors
-// are a hash per uid, not `cur:<uid>:<device>`, which let uid "a" + device
-// "b:c" and uid "a:b" + device "c" collide. Layout 4 spends four
-// redis.calls per message and receiver (XADD of one field, two PEXPIREs,
-// HVALS) where layout 3 spent seven (bench/PROFILE.md, "layout 4").
+// after the uid's last message (cur also after the read that created it).
+// An inbox that starts over (XADD gives seq 1: new, expired, or replaced
+// because it was not ours) deletes the cursors: they belong to an earlier
+// life. Cursors are a hash per uid, not `cur:<uid>:<device>`, which let
+// uid "a" + device "b:c" and uid "a:b" + device "c" collide. Layout 4 spends
+// four redis.calls per message and receiver (XADD of one field, two
+// PEXPIREs, HVALS) where layout 3 spent seven (bench/PROFILE.md, "layout
+// 4").
 //
 // Empty sets and hashes do not exist (Redis deletes them). Incarnations are
 // written in decimal. Node ids are [A-Za-z0-9_-]; uids, groups and conn ids

@@ -14,6 +14,7 @@ Bounded: N calls per operation, one redis-server started and stopped by pid.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -101,22 +102,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def commandstats(r):
-    stats = {}
-    for line in r.call("INFO", "commandstats").split("\r\n"):
-        m = re.match(r"cmdstat_(\w+):calls=(\d+),usec=(\d+)", line)
-        if m:
-            stats[m.group(1)] = (int(m.group(2)), int(m.group(3)))
-    return stats
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-n", type=int, default=20000, help="calls per operation (default 20000)")
-    ap.add_argument("--group-size", type=int, default=20)
-    ap.add_argument("--json", action="store_true", help="one JSON object instead of the table")
-    args = ap.parse_args()
-    n, size = max(100, min(args.n, 200000)), max(1, min(args.group_size, 1000))
+@contextlib.contextmanager
+def scratch_redis():
+    """A redis-server on a free 127.0.0.1 port in a temporary folder, no
+    persistence, and a connection to it; stopped (by pid) and removed after."""
     if not shutil.which("redis-server"):
         sys.exit("redis-server not found (apt-get install redis-server)")
     workdir = tempfile.mkdtemp(prefix="wsc-redis-cost-")
@@ -134,6 +123,33 @@ def main():
                 time.sleep(0.05)
         else:
             sys.exit("redis-server did not start")
+        yield r
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def commandstats(r):
+    stats = {}
+    for line in r.call("INFO", "commandstats").split("\r\n"):
+        m = re.match(r"cmdstat_(\w+):calls=(\d+),usec=(\d+)", line)
+        if m:
+            stats[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    return stats
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=20000, help="calls per operation (default 20000)")
+    ap.add_argument("--group-size", type=int, default=20)
+    ap.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    args = ap.parse_args()
+    n, size = max(100, min(args.n, 200000)), max(1, min(args.group_size, 1000))
+    with scratch_redis() as r:
         shas = {name: r.call("SCRIPT", "LOAD", src) for name, src in script_sources().items()}
         now = int(time.time() * 1000)
         day = 86400000
@@ -228,13 +244,6 @@ def main():
             inside = ", ".join("%s %.2f" % kv for kv in sorted(x["inside_usec_per_call"].items()))
             flag = " (%d errors)" % x["errors"] if x["errors"] else ""
             print("| %s | %.2f%s | %s |" % (x["operation"], x["usec_per_call"], flag, inside or "-"))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

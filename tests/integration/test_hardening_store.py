@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import HarnessMixin, free_port, run_binary, stderr_lines, wait_until
+from harness import HarnessMixin, free_port, key_slot, run_binary, stderr_lines, wait_until
 
 PREFIX = "wscluster"
 
@@ -289,6 +289,35 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         self.assertTrue(abs(int(ts) - time.time() * 1000) < 60000, ts)
         self.assertEqual(kind, "0")
         self.assertTrue(rest.endswith('alice"r1"'), rest)
+
+    def test_read_moves_the_cursor_forward_up_to_the_last_seq(self):
+        # A cursor moves forward only, never past the uid's last seq (its
+        # newest entry), and a read that cannot move it costs one HGET: it
+        # neither looks up the inbox's newest entry nor renews the cursors'
+        # TTL (each append renews that with the inbox's).
+        node = self.node()
+        cur = ukey("rob", "cur")
+        alice = node.ws("alice")
+        self.send_all(alice, "rob", ["r1", "r2"])
+        rob = node.ws("rob", query={"device": "d"})
+        messages(rob, 2)
+        self.read(rob, 99)
+        self.assertEqual(self.redis.command("HGET", cur, "d"), "2")
+        self.redis.command("PEXPIRE", cur, 500000)
+        # The server that holds rob's keys (a master, with a Redis Cluster).
+        server = self.redis.owner(key_slot(cur)) if hasattr(self.redis, "owner") else self.redis
+        server.command("CONFIG", "RESETSTAT")
+        for seq in (1, 2, 0):
+            self.read(rob, seq)
+        stats = server.command("INFO", "commandstats")
+        self.assertNotIn("cmdstat_xrevrange", stats)
+        self.assertNotIn("cmdstat_pexpire", stats)
+        self.assertEqual(self.redis.command("HGET", cur, "d"), "2")
+        self.assertTrue(self.redis.command("PTTL", cur) <= 500000)
+        self.send_all(alice, "rob", ["r3"])
+        messages(rob, 1)
+        self.read(rob, 5)
+        self.assertEqual(self.redis.command("HGET", cur, "d"), "3")
 
     def test_replay_reads_from_the_cursor_only(self):
         # An entry before the cursor that no replay may touch: a resume that
