@@ -107,14 +107,18 @@ caf::expected<std::string> find_layout_1(redis_connection& conn,
 using one_command_fn = std::function<caf::expected<redis_reply_ptr>(
     std::string_view key, std::vector<std::string_view> argv)>;
 
+/// How the STORE's errors at start name the Redis it uses.
+std::string where_of(const redis_store_config& cfg) {
+  return "Redis at " + cfg.url.redacted() + ", key prefix '" + cfg.prefix + "'";
+}
+
 /// Refuses a Redis older than the scripts need (redis_scripts.hpp: 7.0, for
-/// XADD `0-*`), by `INFO server` of the node that holds P:layout.
-caf::error check_version(const one_command_fn& command, const std::string& key,
+/// XADD `0-*`), by the reply `info` to `INFO server`.
+caf::error check_version(caf::expected<redis_reply_ptr> info,
                          const std::string& where) {
-  auto r = command(key, {"INFO", "server"});
-  if (!r)
-    return std::move(r.error());
-  auto x = r->get();
+  if (!info)
+    return std::move(info.error());
+  auto x = info->get();
   if (x->type == REDIS_REPLY_ERROR)
     return make_error(
         ec::unavailable,
@@ -141,10 +145,7 @@ caf::error check_version(const one_command_fn& command, const std::string& key,
 caf::error check_layout(const one_command_fn& command, redis_connection* conn,
                         const redis_store_config& cfg) {
   auto key = cfg.prefix + ":layout";
-  auto where =
-      "Redis at " + cfg.url.redacted() + ", key prefix '" + cfg.prefix + "'";
-  if (auto err = check_version(command, key, where))
-    return err;
+  auto where = where_of(cfg);
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto r = command(key, {"GET", key});
     if (!r)
@@ -261,6 +262,14 @@ caf::error check_cluster(redis_store_config& cfg, const options& opts) {
             redis_scripts::source(static_cast<script>(i), cfg.session_groups));
         !sha)
       return cant_use(cfg, sha.error());
+  // Every master runs the scripts, so each is asked for its version (the
+  // seed alone may be the one upgraded node). Replicas are not: Redis'
+  // upgrade procedure upgrades replicas before their master fails over to
+  // them, so a replica promoted later is never older than the master was.
+  for (auto& [master, info] : cl->on_every_master({"INFO", "server"}))
+    if (auto err = check_version(std::move(info), where_of(cfg) + " (master " +
+                                                      master.to_string() + ")"))
+      return err;
   auto command = [&](std::string_view key, std::vector<std::string_view> argv) {
     return cl->command(key, std::move(argv));
   };
@@ -299,6 +308,9 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
     auto command = [&](std::string_view, std::vector<std::string_view> argv) {
       return conn->command(argv);
     };
+    if (auto err =
+            check_version(conn->command({"INFO", "server"}), where_of(cfg)))
+      return err;
     if (auto err = check_layout(command, &*conn, cfg))
       return err;
     if (loop_coordinator::of(sys) != nullptr) {

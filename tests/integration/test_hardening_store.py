@@ -37,15 +37,18 @@ def packed(ts, kind, msg_id, sender, group, data):
 
 class OldRedis:
     """A stand-in for a Redis older than the scripts need: answers INFO with
-    `version`, SCRIPT LOAD with a SHA, anything else with +OK (enough for a
-    node to reach its version check)."""
+    `version`, SCRIPT LOAD with a SHA, CLUSTER SLOTS with `slots` (ranges
+    (first, last, stand-in)), anything else with +OK (enough for a node to
+    reach its version check)."""
 
     def __init__(self, version):
         self.version = version
+        self.slots = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(4)
-        self.url = "redis://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.port = self.sock.getsockname()[1]
+        self.url = "redis://127.0.0.1:%d" % self.port
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self):
@@ -71,6 +74,12 @@ class OldRedis:
                 if name == b"INFO":
                     info = b"# Server\r\nredis_version:%s\r\n" % self.version.encode()
                     conn.sendall(b"$%d\r\n%s\r\n" % (len(info), info))
+                elif name == b"CLUSTER":
+                    reply = b"*%d\r\n" % len(self.slots)
+                    for first, last, owner in self.slots:
+                        reply += b"*3\r\n:%d\r\n:%d\r\n*2\r\n$9\r\n127.0.0.1\r\n:%d\r\n" % (
+                            first, last, owner.port)
+                    conn.sendall(reply)
                 elif name == b"SCRIPT":
                     conn.sendall(b"$40\r\n" + b"0" * 40 + b"\r\n")
                 elif name == b"GET":
@@ -487,6 +496,24 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         lines = stderr_lines(proc.stderr)
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assertTrue(any("runs Redis 6.2.14" in l and "needs Redis >= 7.0" in l
+                            for l in lines), lines)
+
+    def test_every_master_of_a_cluster_is_asked_for_its_version(self):
+        # A Redis Cluster of stand-ins whose master of P:layout's slot runs
+        # 7.0 and whose other master runs 6.2: the scripts run on both, so
+        # the node is refused (it asked only the first once).
+        new, old = OldRedis("7.0.15"), OldRedis("6.2.14")
+        for x in (new, old):
+            self.addCleanup(x.close)
+        s = key_slot(PREFIX + ":layout")
+        self.assertTrue(0 < s < 16383, s)
+        new.slots = old.slots = [(0, s - 1, old), (s, s, new), (s + 1, 16383, old)]
+        args = ["--state=redis", "--redis=cluster://127.0.0.1:%d" % new.port,
+                "--listen=127.0.0.1:%d" % free_port()]
+        proc = run_binary(args, timeout=15)
+        lines = stderr_lines(proc.stderr)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertTrue(any("runs Redis 6.2.14" in l and "master 127.0.0.1:%d" % old.port in l
                             for l in lines), lines)
 
 
