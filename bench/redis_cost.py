@@ -156,8 +156,9 @@ def main():
         payload = '"' + "x" * 62 + '"'  # 64 bytes of JSON
 
         def head(msg_id, sender, kind=0, group=""):
-            """What group_check and idem get (redis_requests_inbox.cpp)."""
-            return [1000, now - day, day, 1 << 20, msg_id, kind, sender, group, payload, now,
+            """What group_check and idem get (redis_requests_inbox.cpp): the
+            payload's size, not the payload."""
+            return [1000, now - day, day, 1 << 20, msg_id, kind, sender, group, len(payload), now,
                     "", 600000, "1"]
 
         def append_args(msg_id, uids):
