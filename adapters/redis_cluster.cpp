@@ -575,4 +575,19 @@ redis_cluster::load_script(const std::string& source) {
   return sha;
 }
 
+std::vector<std::pair<redis_endpoint, redis_cluster::result>>
+redis_cluster::on_every_master(const std::vector<std::string_view>& argv) {
+  std::vector<std::pair<redis_endpoint, result>> out;
+  out.reserve(masters_.size());
+  for (auto& ep : masters_) {
+    caf::error why;
+    auto conn = connection(ep, why);
+    if (conn == nullptr)
+      out.emplace_back(ep, std::move(why));
+    else
+      out.emplace_back(ep, conn->command(argv));
+  }
+  return out;
+}
+
 } // namespace wsc

@@ -24,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace wsc {
@@ -183,6 +184,11 @@ public:
   /// Loads a Lua script on every master (after a failover the promoted
   /// replica may lack it: call again on NOSCRIPT) and returns its SHA1.
   caf::expected<std::string> load_script(const std::string& source);
+
+  /// Runs `argv` on every master of the slot map (e.g. `INFO server`): per
+  /// master its address and its reply, or why it could not be reached.
+  std::vector<std::pair<redis_endpoint, result>>
+  on_every_master(const std::vector<std::string_view>& argv);
 
   /// Reloads the slot map unless that happened less than `refresh_interval`
   /// ago (or `force`).

@@ -2,7 +2,6 @@
 
 #include "actors/error.hpp"
 #include "actors/frames.hpp"
-#include "adapters/redis_scripts.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -146,12 +145,21 @@ std::optional<stored_message> unpack_entry(std::string_view m) {
   return msg;
 }
 
+std::optional<uint64_t> entry_seq(std::string_view id) {
+  constexpr std::string_view head = "0-";
+  if (id.substr(0, head.size()) != head)
+    return std::nullopt;
+  auto seq = parse_count(id.substr(head.size()));
+  if (!seq || *seq == 0)
+    return std::nullopt;
+  return seq;
+}
+
 std::optional<stored_message> read_entry(const redisReply* entry) {
   if (!is_array(entry) || entry->elements != 2 || !is_array(entry->element[1]))
     return std::nullopt;
-  auto id = text_of(entry->element[0]);
-  auto seq = parse_count(id.substr(0, id.find('-')));
-  if (!seq || *seq == 0)
+  auto seq = entry_seq(text_of(entry->element[0]));
+  if (!seq)
     return std::nullopt;
   auto fields = entry->element[1];
   std::optional<stored_message> msg;
@@ -209,16 +217,14 @@ std::vector<bool> read_unread(const std::vector<redis_reply_ptr>& replies,
   for (size_t i = 0; i < replies.size(); ++i) {
     auto r = replies[i].get();
     auto seq = i < seqs.size() ? seqs[i] : 0;
-    bool device = false;
-    bool read = false;
-    for (size_t k = 0; is_array(r) && k + 1 < r->elements; k += 2) {
-      if (text_of(r->element[k]) == redis_scripts::seq_field)
-        continue; // the counter, no device
-      device = true;
-      read = read || parse_number<uint64_t>(text_of(r->element[k + 1])) >= seq;
+    if (!is_array(r) || r->elements == 0) {
+      result.push_back(false); // no device: nobody to remind
+      continue;
     }
-    // No device: nobody to remind.
-    result.push_back(device && !read);
+    bool read = false;
+    for (size_t k = 0; k < r->elements; ++k)
+      read = read || parse_number<uint64_t>(text_of(r->element[k])) >= seq;
+    result.push_back(!read);
   }
   return result;
 }
@@ -257,6 +263,37 @@ std::optional<index_entry> parse_index_entry(std::string_view e) {
     return std::nullopt;
   return index_entry{e.substr(0, i), e.substr(i + 1, j - i - 1),
                      e.substr(j + 1)};
+}
+
+std::string redis_version_of(std::string_view info) {
+  constexpr std::string_view field = "redis_version:";
+  for (size_t pos = 0; pos < info.size();) {
+    auto end = std::min(info.find('\n', pos), info.size());
+    auto line = info.substr(pos, end - pos);
+    if (!line.empty() && line.back() == '\r')
+      line.remove_suffix(1);
+    if (line.substr(0, field.size()) == field)
+      return std::string{line.substr(field.size())};
+    pos = end + 1;
+  }
+  return {};
+}
+
+bool redis_version_at_least(std::string_view version, int major, int minor) {
+  std::array<int, 2> got{};
+  for (size_t i = 0; i < got.size(); ++i) {
+    auto [end, err] = std::from_chars(version.data(),
+                                      version.data() + version.size(), got[i]);
+    if (err != std::errc{} || end == version.data())
+      return false;
+    version.remove_prefix(static_cast<size_t>(end - version.data()));
+    if (i == 0) {
+      if (version.empty() || version.front() != '.')
+        return false;
+      version.remove_prefix(1);
+    }
+  }
+  return got[0] > major || (got[0] == major && got[1] >= minor);
 }
 
 std::optional<int64_t> read_redis_time(const redisReply* r) {

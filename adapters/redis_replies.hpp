@@ -96,6 +96,10 @@ std::string pack_entry(std::string_view msg_id, delivery_kind kind,
 /// beyond the last).
 std::optional<stored_message> unpack_entry(std::string_view m);
 
+/// The seq of an inbox entry id `0-<seq>` (XADD `0-*`): a decimal in
+/// [1, 2^53) after "0-", nothing else; nullopt for any other id.
+std::optional<uint64_t> entry_seq(std::string_view id);
+
 /// Reads one inbox entry ({id, {"m", packed}}); nullopt if it is malformed.
 std::optional<stored_message> read_entry(const redisReply* entry);
 
@@ -107,9 +111,9 @@ std::optional<stored_message> read_entry(const redisReply* entry);
 caf::expected<inbox_replay> read_inbox(const redisReply* r, int64_t since,
                                        std::vector<std::string>& bad);
 
-/// Per copy of a message (the HGETALL of its uid's cursors, the counter's
-/// field left out, and the seq the copy got): whether no device of the uid
-/// read it yet. A uid without any device counts as read (nobody to remind).
+/// Per copy of a message (the HVALS of its uid's cursors, and the seq the
+/// copy got): whether no device of the uid read it yet. A uid without any
+/// device counts as read (nobody to remind).
 std::vector<bool> read_unread(const std::vector<redis_reply_ptr>& replies,
                               const std::vector<uint64_t>& seqs);
 
@@ -132,6 +136,14 @@ struct index_entry {
 
 /// Parses an index entry "<incarnation>,<uid>,<conn>".
 std::optional<index_entry> parse_index_entry(std::string_view e);
+
+/// The `redis_version` of an `INFO server` reply ("7.0.15"); empty if it
+/// holds none.
+std::string redis_version_of(std::string_view info);
+
+/// Whether `version` ("<major>.<minor>[...]") is at least major.minor; false
+/// if it is not of that form.
+bool redis_version_at_least(std::string_view version, int major, int minor);
 
 /// Redis' TIME in ms; none unless the reply is an array of two.
 std::optional<int64_t> read_redis_time(const redisReply* r);

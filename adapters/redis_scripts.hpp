@@ -8,9 +8,10 @@
 // from the prefix in ARGV[1] (layout 4, redis_keys.hpp), except the append
 // scripts, which take each uid's key base from the STORE (the hot path:
 // building names in Lua costs more than passing them); the same scripts
-// serve a single Redis and a Redis Cluster. They need Redis >= 6.2 (effects
+// serve a single Redis and a Redis Cluster. They need Redis >= 7.0 (XADD
+// with an id `0-*`: Redis picks the sequence part, our seq; also effects
 // replication, so TIME may be called before writes; multi-field HSET; XTRIM
-// MINID).
+// MINID): the STORE refuses an older Redis at start (redis_store_spawn.cpp).
 //
 // Incarnations are 64-bit numbers and stay strings in Lua: Lua numbers are
 // doubles and would round them.
@@ -44,10 +45,9 @@ enum class script : uint8_t {
 /// Number of scripts.
 constexpr size_t script_count = 15;
 
-/// The field of a uid's cursor hash `P:{u:<uid>}:cur` that holds its last
-/// seq (Lua: SEQ). Device ids never hold a ',' (valid_name), so no device's
-/// cursor has this name.
-inline constexpr std::string_view seq_field = ",seq";
+/// The oldest Redis the scripts run on (major, minor): XADD `0-*`.
+inline constexpr int min_redis_major = 7;
+inline constexpr int min_redis_minor = 0;
 
 /// What every script starts with: the key prefix and the key builders of
 /// layout 4 (redis_keys.hpp builds the same names in C++). KEYS[1] is a key
@@ -99,7 +99,7 @@ local function is_err(r)
 end
 
 -- Whether a pcall reply says the key holds something that is not ours (a
--- wrong type, not a counter, ids past our counter): only then may a script
+-- wrong type, not a counter, ids past ours): only then may a script
 -- replace the key. Any other error (OOM at maxmemory, READONLY...) is
 -- raised again: replacing the key then would lose what it holds.
 local function foreign(r)
@@ -108,7 +108,6 @@ local function foreign(r)
   end
   local e = r.err
   if string.find(e, '^WRONGTYPE') or string.find(e, '^ERR value is not an')
-     or string.find(e, '^ERR hash value is not an')
      or string.find(e, '^ERR increment or decrement would overflow')
      or string.find(e, '^ERR The ID specified in XADD') then
     return true
@@ -130,20 +129,33 @@ local function int(n)
   return string.format('%.0f', n)
 end
 
--- The sequence number of an inbox entry: the millisecond part of its id.
+-- The sequence number of an inbox entry: the sequence part of its id
+-- `0-<seq>` (0 if the id is not of that form: not ours).
 local function id_seq(id)
-  return count(string.match(id, '^(%d+)%-')) or 0
+  return count(string.match(id, '^0%-(%d+)$')) or 0
+end
+
+-- The uid's last seq: the id of the newest entry of its inbox (MAXLEN and
+-- trim_old always keep it), 0 if there is none or it is not a stream.
+local function last_seq(inbox)
+  local e = redis.pcall('XREVRANGE', inbox, '+', '-', 'COUNT', 1)
+  if is_err(e) or #e == 0 then
+    return 0
+  end
+  return id_seq(e[1][1])
 end
 )lua";
 
 /// Helpers for the scripts that store durable messages. Inboxes are streams
-/// `P:{u:<uid>}:in` whose entry ids are `<seq>-0` (so a replay seeks to its
-/// cursor), each with one field `m`: the message as the STORE packs it once
-/// per message (redis_replies.hpp, pack_entry), starting "<ts>,". The hash
-/// `P:{u:<uid>}:cur` holds the uid's last seq (field SEQ, no device id) and
-/// device -> cursor. Both expire `ttl_ms` after the uid's last message (the
-/// cursors also after the last `read`): the counter lives as long as the
-/// cursors that count on it.
+/// `P:{u:<uid>}:in` whose entry ids are `0-<seq>`: XADD `0-*` gives each
+/// message the sequence part after the stream's last id (1 in a new stream;
+/// trimming and deleting entries never lower it), so the inbox is its own
+/// counter and a replay seeks to its cursor. Each entry has one field `m`:
+/// the message as the STORE packs it once per message (redis_replies.hpp,
+/// pack_entry), starting "<ts>,". The hash `P:{u:<uid>}:cur` holds device
+/// -> cursor. Both expire `ttl_ms` after the uid's last message (the
+/// cursors also after the `read` that created them); an inbox that starts
+/// over (seq 1) deletes the cursors: they belong to an earlier life.
 /// ARGV = P, max_messages, min_ms, ttl_ms, max_fanout_bytes, entry, then
 /// the key base `P:{u:<uid>}:` of each receiver (each once).
 inline constexpr const char* inbox_helpers = R"lua(
@@ -168,7 +180,7 @@ local function trim_old(inbox, seq)
   if #first == 0 or entry_time(first[1]) >= min then
     return
   end
-  local cut = int(seq) .. '-0' -- at worst, keep the newest only
+  local cut = '0-' .. int(seq) -- at worst, keep the newest only
   local old = redis.call('XRANGE', inbox, '-', '+', 'COUNT', 17)
   for i, e in ipairs(old) do
     if entry_time(e) >= min or i == 17 then
@@ -183,28 +195,29 @@ end
 -- append_batch moves M).
 local M = 6
 
--- XADD of the message at M as entry `id` (`fn`: call or pcall); with
--- `old`, only into an inbox that exists (else nil, Lua false).
-local function xadd(fn, inbox, id, old)
-  if old then
-    return fn('XADD', inbox, 'NOMKSTREAM', 'MAXLEN', '~', ARGV[2], id, 'm',
-              ARGV[M])
-  end
-  return fn('XADD', inbox, 'MAXLEN', '~', ARGV[2], id, 'm', ARGV[M])
+-- XADD of the message at M as entry `0-*` (`fn`: call or pcall): its id is
+-- `0-<seq>`.
+local function xadd(fn, inbox)
+  return fn('XADD', inbox, 'MAXLEN', '~', ARGV[2], '0-*', 'm', ARGV[M])
 end
 
--- Starts the uid over: its cursors belong to an earlier life (they would
--- hide the new messages), its counter gives 1.
-local function restart(cur)
-  redis.call('DEL', cur)
-  return redis.call('HINCRBY', cur, SEQ, 1)
+-- Whether the sequence of an inbox is used up (its last id 0-(2^64-1),
+-- which only another writer makes): Redis 7.0 answers XADD then as for an
+-- entry too large, which must fail the send and wipe nothing.
+local function used_up(inbox)
+  local info = redis.call('XINFO', 'STREAM', inbox)
+  for i = 1, #info - 1, 2 do
+    if info[i] == 'last-generated-id' then
+      return id_seq(info[i + 1]) == 0
+    end
+  end
+  return false
 end
 
 -- Appends the message at M to the inbox of each uid whose key base is
 -- ARGV[a..b] and returns a flat array: its new seq, its binding values,
 -- ... (the STORE knows the uids). Keeps the redis.calls per uid few (each
--- costs more than most commands in it): HINCRBY, XADD, two PEXPIREs,
--- HVALS.
+-- costs more than most commands in it): XADD, two PEXPIREs, HVALS.
 local function store_and_route(a, b)
   local out = {}
   local ttl = ARGV[4]
@@ -212,38 +225,23 @@ local function store_and_route(a, b)
     local u = ARGV[k]
     local inbox = u .. 'in'
     local cur = u .. 'cur'
-    local seq = redis.pcall('HINCRBY', cur, SEQ, 1)
-    if type(seq) ~= 'number' or seq >= 9007199254740992 then
-      -- Not a hash, or its counter not ours (not a number, beyond what
-      -- Lua keeps exact): start over. foreign raises any other error.
-      foreign(seq)
-      seq = restart(cur)
+    local r = xadd(redis.pcall, inbox)
+    local seq = type(r) == 'string' and id_seq(r) or 0
+    if seq == 0 then
+      -- Not a stream, one with ids past `0-<n>`, or a seq beyond what Lua
+      -- keeps exact (the entry went in, at a seq we cannot use): not ours,
+      -- start over. foreign raises any other error (OOM...).
+      if not (is_err(r) and string.find(r.err, '^ERR Elements are too large')
+              and used_up(inbox)) then
+        foreign(r)
+      end
+      redis.call('DEL', inbox)
+      seq = id_seq(xadd(redis.call, inbox))
     end
-    local id = int(seq) .. '-0'
-    local r
     if seq == 1 then
-      -- A new counter: whatever inbox is left belongs to an earlier life;
-      -- so do cursors without a counter (not ours).
-      redis.call('DEL', inbox)
-      if redis.call('HLEN', cur) > 1 then
-        restart(cur)
-      end
-      r = xadd(redis.pcall, inbox, id)
-    else
-      r = xadd(redis.pcall, inbox, id, true)
-      if not r then
-        -- The inbox expired (inbox-max-age after the uid's last message)
-        -- while reads kept the cursors: the uid starts over, as if the
-        -- counter had expired with the inbox.
-        seq = restart(cur)
-        id = '1-0'
-        r = xadd(redis.pcall, inbox, id)
-      end
-    end
-    if type(r) == 'table' and foreign(r) then
-      -- Not a stream, or one with ids past the counter: not ours.
-      redis.call('DEL', inbox)
-      xadd(redis.call, inbox, id)
+      -- A new inbox (first message, expired, or replaced): whatever cursors
+      -- are left belong to an earlier life and would hide the new messages.
+      redis.call('DEL', cur)
     end
     if seq % 16 == 0 then
       trim_old(inbox, seq)
@@ -495,31 +493,29 @@ return redis.call('SMEMBERS', g)
     R"lua(
 local uid = ARGV[2]
 local inbox = ukey(uid, 'in')
--- The counter and the device's cursor (a device named SEQ, which no valid
--- device is, would read the counter: a cursor at the end, harmless).
-local c = redis.pcall('HMGET', ukey(uid, 'cur'), SEQ, ARGV[3])
-if is_err(c) then -- not a hash: no counter, no cursor
-  c = {}
-end
-local last = count(c[1]) or 0
 local cursor = tonumber(ARGV[4]) or 0
 if cursor < 0 then
-  cursor = count(c[2]) or 0
+  local c = redis.pcall('HGET', ukey(uid, 'cur'), ARGV[3])
+  cursor = (not is_err(c) and count(c)) or 0
 end
 local limit = count(ARGV[5]) or 0
 local page = {}
 if count(cursor + 1) then
-  page = redis.pcall('XRANGE', inbox, int(cursor + 1) .. '-0', '+',
+  page = redis.pcall('XRANGE', inbox, '0-' .. int(cursor + 1), '+',
                      'COUNT', limit + 1)
   if is_err(page) then -- not a stream: nothing to replay
     page = {}
   end
 end
 local more = 0
+local last
 if #page > limit then
   more = 1
   page[#page] = nil
+elseif #page > 0 then
+  last = id_seq(page[#page][1]) -- the page ends with the newest entry
 end
+last = last or last_seq(inbox)
 local oldest = last + 1
 if #page > 0 and id_seq(page[1][1]) == cursor + 1 then
   oldest = cursor + 1
@@ -537,29 +533,37 @@ return out
 )lua",
     // read: KEYS[1] routes; ARGV = P, uid, device, seq, ttl_ms, max_devices.
     // Moves the device's cursor (field of the hash P:{u:<uid>}:cur) forward
-    // to seq, never past the uid's last seq (field SEQ of that hash), never
-    // back; the cursors (and the counter) expire ttl_ms after the last
-    // read. Returns -1 (nothing written) for a new device of a uid that has
-    // max_devices cursors already.
+    // to seq, never past the uid's last seq (its inbox's newest entry),
+    // never back. Returns -1 (nothing written) for a new device of a uid
+    // that has max_devices cursors already. Cheap where it can be: the last
+    // seq is looked up only when seq is above the cursor (XREVRANGE COUNT 1
+    // costs ~1.5 us in a script, six HGETs: bench/PROFILE.md, "Layout 4
+    // without a counter: review"); the
+    // TTL is set only on a cursors' hash this call creates (ttl_ms): every
+    // append renews it with the inbox's, and cursors that outlived their
+    // inbox would be deleted by its next message (seq 1) anyway.
     R"lua(
 local c = ukey(ARGV[2], 'cur')
-local got = redis.pcall('HMGET', c, SEQ, ARGV[3])
-if is_err(got) then -- not a hash: not ours
+local prev = redis.pcall('HGET', c, ARGV[3])
+if is_err(prev) then -- not a hash: not ours
   redis.call('DEL', c)
-  got = {}
+  prev = false
 end
-local last = count(got[1]) or 0
-local seq = math.min(tonumber(ARGV[4]) or 0, last)
-local prev = got[2]
-if seq > (count(prev) or 0) then
-  -- The counter's field is no device.
-  if not prev and redis.call('HLEN', c) - (got[1] and 1 or 0)
-                  >= tonumber(ARGV[6]) then
+local at = count(prev) or 0
+local seq = tonumber(ARGV[4]) or 0
+if seq > at then
+  seq = math.min(seq, last_seq(ukey(ARGV[2], 'in')))
+end
+if seq > at then
+  local devices = prev and 1 or redis.call('HLEN', c)
+  if not prev and devices >= tonumber(ARGV[6]) then
     return -1
   end
   redis.call('HSET', c, ARGV[3], int(seq))
+  if devices == 0 then
+    redis.call('PEXPIRE', c, ARGV[5])
+  end
 end
-redis.call('PEXPIRE', c, ARGV[5])
 return 1
 )lua",
     // forget_node: KEYS[1] routes; ARGV = P, id, incarnation. The last step
@@ -610,7 +614,6 @@ inline std::string source(script x, bool session_groups) {
   std::string result = prelude;
   result += session_groups ? "local SESSION_GROUPS = true\n"
                            : "local SESSION_GROUPS = false\n";
-  result.append("local SEQ = '").append(seq_field).append("'\n");
   switch (x) {
   case script::unbind_uid:
   case script::node:

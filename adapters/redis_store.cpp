@@ -8,14 +8,16 @@
 //   P:{u:<uid>}:b      hash  conn id -> "<node>|<incarnation>": the uid's
 //                            bindings. A uid is online iff this hash exists.
 //   P:{u:<uid>}:g      set   groups of a uid.
-//   P:{u:<uid>}:in     stream the uid's inbox; entry ids are `<seq>-0`, so a
-//                            replay reads `XRANGE <cursor+1>-0 + COUNT n`;
-//                            one field `m` per entry: the message packed
-//                            by the STORE ("<ts>,<kind>,<lengths>,..."
-//                            redis_replies.hpp, pack_entry).
-//   P:{u:<uid>}:cur    hash  device -> the last seq it confirmed (`read`),
-//                            and ",seq" -> the uid's last sequence number
-//                            (HINCRBY; ',' is in no device id).
+//   P:{u:<uid>}:in     stream the uid's inbox and its counter: entry ids
+//                            are `0-<seq>` (XADD `0-*`, Redis >= 7.0: the
+//                            sequence part after the last id, 1 in a new
+//                            stream), so a replay reads
+//                            `XRANGE 0-<cursor+1> + COUNT n` and the uid's
+//                            last seq is its newest entry's; one field `m`
+//                            per entry: the message packed by the STORE
+//                            ("<ts>,<kind>,<lengths>,..." redis_replies.hpp,
+//                            pack_entry).
+//   P:{u:<uid>}:cur    hash  device -> the last seq it confirmed (`read`).
 //   P:<n>:{u:<uid>}:idem:<idem> string, the msg_id of the durable send or
 //                            publish of `uid` (n = its length in bytes; the
 //                            API's uid is empty) that carried `idem`;
@@ -39,14 +41,14 @@
 //   P:layout           string the layout version of the keys above (4).
 //
 // Both per-uid keys of durable delivery (in, cur) expire inbox-max-age
-// after the uid's last message (cur also after its last read): the counter
-// lives exactly as long as the cursors that count on it. A counter that
-// starts over (HINCRBY gives 1) deletes what is left of the inbox (and
-// cursors without a counter). Cursors are a hash per uid, not
-// `cur:<uid>:<device>`, which let uid "a" + device "b:c" and uid "a:b" +
-// device "c" collide. Layout 4 spends five redis.calls per message and
-// receiver (HINCRBY, XADD of one field, two PEXPIREs, HVALS) where layout 3
-// spent seven (bench/PROFILE.md, "layout 4").
+// after the uid's last message (cur also after the read that created it).
+// An inbox that starts over (XADD gives seq 1: new, expired, or replaced
+// because it was not ours) deletes the cursors: they belong to an earlier
+// life. Cursors are a hash per uid, not `cur:<uid>:<device>`, which let
+// uid "a" + device "b:c" and uid "a:b" + device "c" collide. Layout 4 spends
+// four redis.calls per message and receiver (XADD of one field, two
+// PEXPIREs, HVALS) where layout 3 spent seven (bench/PROFILE.md, "layout
+// 4").
 //
 // Empty sets and hashes do not exist (Redis deletes them). Incarnations are
 // written in decimal. Node ids are [A-Za-z0-9_-]; uids, groups and conn ids

@@ -31,7 +31,7 @@ namespace {
 /// strings `P:cur:<uid>:<device>`; layout 2 had the names of layout 3
 /// without hash tags (`P:u:<uid>`, `P:in:<uid>`...), so its scripts spanned
 /// slots; layout 3 kept each uid's seq in a key of its own (`P:{u:<uid>}:seq`)
-/// and inbox entries as seven fields (s, i, k, f, g, d, t).
+/// and inbox entries `<seq>-0` of seven fields (s, i, k, f, g, d, t).
 constexpr std::string_view layout_version = "4";
 
 // -- the layout guard ---------------------------------------------------------
@@ -107,6 +107,37 @@ caf::expected<std::string> find_layout_1(redis_connection& conn,
 using one_command_fn = std::function<caf::expected<redis_reply_ptr>(
     std::string_view key, std::vector<std::string_view> argv)>;
 
+/// How the STORE's errors at start name the Redis it uses.
+std::string where_of(const redis_store_config& cfg) {
+  return "Redis at " + cfg.url.redacted() + ", key prefix '" + cfg.prefix + "'";
+}
+
+/// Refuses a Redis older than the scripts need (redis_scripts.hpp: 7.0, for
+/// XADD `0-*`), by the reply `info` to `INFO server`.
+caf::error check_version(caf::expected<redis_reply_ptr> info,
+                         const std::string& where) {
+  if (!info)
+    return std::move(info.error());
+  auto x = info->get();
+  if (x->type == REDIS_REPLY_ERROR)
+    return make_error(
+        ec::unavailable,
+        where + ": INFO server: " + error_message(redis_reply_error(*x)));
+  auto version = redis_version_of(text_of(x));
+  if (redis_version_at_least(version, redis_scripts::min_redis_major,
+                             redis_scripts::min_redis_minor))
+    return caf::none;
+  return make_error(
+      ec::unavailable,
+      where + " runs Redis " +
+          (version.empty() ? std::string{"of unknown version"} : version) +
+          ", this build needs Redis >= " +
+          std::to_string(redis_scripts::min_redis_major) + "." +
+          std::to_string(redis_scripts::min_redis_minor) +
+          " (inbox entries `0-<seq>` by XADD 0-*; README, \"Redis key "
+          "layout\"): upgrade Redis");
+}
+
 /// Refuses a Redis whose durable keys have another layout than ours
 /// (P:layout); writes P:layout on a Redis that has none of them yet. Layout
 /// 1 is looked for by a SCAN on a single Redis (`conn`); a Redis Cluster
@@ -114,8 +145,7 @@ using one_command_fn = std::function<caf::expected<redis_reply_ptr>(
 caf::error check_layout(const one_command_fn& command, redis_connection* conn,
                         const redis_store_config& cfg) {
   auto key = cfg.prefix + ":layout";
-  auto where =
-      "Redis at " + cfg.url.redacted() + ", key prefix '" + cfg.prefix + "'";
+  auto where = where_of(cfg);
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto r = command(key, {"GET", key});
     if (!r)
@@ -132,8 +162,9 @@ caf::error check_layout(const one_command_fn& command, redis_connection* conn,
             ec::unavailable,
             where + " holds key layout " + std::string{text_of(x)} +
                 ", this build uses layout " + std::string{layout_version} +
-                " (inbox entries in one field, the seq in the cursors' "
-                "hash): stop the older nodes and migrate or delete the keys "
+                " (inbox entries `0-<seq>` in one field, no "
+                "counter key): stop the older nodes and migrate or delete the "
+                "keys "
                 "(README, \"Redis key layout\"), or use another "
                 "redis-prefix");
       return make_error(
@@ -231,6 +262,14 @@ caf::error check_cluster(redis_store_config& cfg, const options& opts) {
             redis_scripts::source(static_cast<script>(i), cfg.session_groups));
         !sha)
       return cant_use(cfg, sha.error());
+  // Every master runs the scripts, so each is asked for its version (the
+  // seed alone may be the one upgraded node). Replicas are not: Redis'
+  // upgrade procedure upgrades replicas before their master fails over to
+  // them, so a replica promoted later is never older than the master was.
+  for (auto& [master, info] : cl->on_every_master({"INFO", "server"}))
+    if (auto err = check_version(std::move(info), where_of(cfg) + " (master " +
+                                                      master.to_string() + ")"))
+      return err;
   auto command = [&](std::string_view key, std::vector<std::string_view> argv) {
     return cl->command(key, std::move(argv));
   };
@@ -269,6 +308,9 @@ caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
     auto command = [&](std::string_view, std::vector<std::string_view> argv) {
       return conn->command(argv);
     };
+    if (auto err =
+            check_version(conn->command({"INFO", "server"}), where_of(cfg)))
+      return err;
     if (auto err = check_layout(command, &*conn, cfg))
       return err;
     if (loop_coordinator::of(sys) != nullptr) {

@@ -11,7 +11,8 @@
 #   bench/append_batch_cost.sh [-n CALLS] [-m M] [-d]
 #     -n CALLS  EVALSHA calls (default 20000)
 #     -m M      messages per call (default 16)
-#     -d        each receiver has a device cursor already (durable resume)
+#     -d        each receiver has an inbox (entry 0-1) and a device cursor
+#               already (durable resume)
 # The arguments are layout 4's (the packed entry, the uids' key bases): run it
 # from a tree of that layout. Only the redis-server it started is stopped.
 set -euo pipefail
@@ -38,7 +39,10 @@ cli() { redis-cli -p "$port" "$@"; }
 
 for i in $(seq 0 999); do
   printf 'HSET P:{u:u%012d}:b c1 n1|1\n' "$i"
-  if (( devices )); then printf 'HSET P:{u:u%012d}:cur ,seq 1 d1 1\n' "$i"; fi
+  if (( devices )); then
+    printf 'XADD P:{u:u%012d}:in 0-1 m x\n' "$i"
+    printf 'HSET P:{u:u%012d}:cur d1 1\n' "$i"
+  fi
 done | cli >/dev/null
 sha=$(cli script load "$(cd "$here" && python3 -c \
   'import redis_cost; print(redis_cost.script_sources()["append_batch"], end="")')")

@@ -14,6 +14,7 @@ Bounded: N calls per operation, one redis-server started and stopped by pid.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -48,7 +49,6 @@ def script_sources(session_groups=False):
     result = {}
     for name, body in zip(ORDER, bodies):
         src = block("prelude") + ("local SESSION_GROUPS = %s\n" % ("true" if session_groups else "false"))
-        src += "local SEQ = '%s'\n" % re.search(r'seq_field = "([^"]*)"', text).group(1)
         for h in HELPERS.get(name, []):
             src += block(h)
         result[name] = src + body
@@ -102,22 +102,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def commandstats(r):
-    stats = {}
-    for line in r.call("INFO", "commandstats").split("\r\n"):
-        m = re.match(r"cmdstat_(\w+):calls=(\d+),usec=(\d+)", line)
-        if m:
-            stats[m.group(1)] = (int(m.group(2)), int(m.group(3)))
-    return stats
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-n", type=int, default=20000, help="calls per operation (default 20000)")
-    ap.add_argument("--group-size", type=int, default=20)
-    ap.add_argument("--json", action="store_true", help="one JSON object instead of the table")
-    args = ap.parse_args()
-    n, size = max(100, min(args.n, 200000)), max(1, min(args.group_size, 1000))
+@contextlib.contextmanager
+def scratch_redis():
+    """A redis-server on a free 127.0.0.1 port in a temporary folder, no
+    persistence, and a connection to it; stopped (by pid) and removed after."""
     if not shutil.which("redis-server"):
         sys.exit("redis-server not found (apt-get install redis-server)")
     workdir = tempfile.mkdtemp(prefix="wsc-redis-cost-")
@@ -135,14 +123,42 @@ def main():
                 time.sleep(0.05)
         else:
             sys.exit("redis-server did not start")
+        yield r
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def commandstats(r):
+    stats = {}
+    for line in r.call("INFO", "commandstats").split("\r\n"):
+        m = re.match(r"cmdstat_(\w+):calls=(\d+),usec=(\d+)", line)
+        if m:
+            stats[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    return stats
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=20000, help="calls per operation (default 20000)")
+    ap.add_argument("--group-size", type=int, default=20)
+    ap.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    args = ap.parse_args()
+    n, size = max(100, min(args.n, 200000)), max(1, min(args.group_size, 1000))
+    with scratch_redis() as r:
         shas = {name: r.call("SCRIPT", "LOAD", src) for name, src in script_sources().items()}
         now = int(time.time() * 1000)
         day = 86400000
         payload = '"' + "x" * 62 + '"'  # 64 bytes of JSON
 
         def head(msg_id, sender, kind=0, group=""):
-            """What group_check and idem get (redis_requests_inbox.cpp)."""
-            return [1000, now - day, day, 1 << 20, msg_id, kind, sender, group, payload, now,
+            """What group_check and idem get (redis_requests_inbox.cpp): the
+            payload's size, not the payload."""
+            return [1000, now - day, day, 1 << 20, msg_id, kind, sender, group, len(payload), now,
                     "", 600000, "1"]
 
         def append_args(msg_id, uids):
@@ -229,13 +245,6 @@ def main():
             inside = ", ".join("%s %.2f" % kv for kv in sorted(x["inside_usec_per_call"].items()))
             flag = " (%d errors)" % x["errors"] if x["errors"] else ""
             print("| %s | %.2f%s | %s |" % (x["operation"], x["usec_per_call"], flag, inside or "-"))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

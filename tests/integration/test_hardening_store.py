@@ -7,10 +7,12 @@ the memory store and the Redis store where the feature exists in both.
 Run: WSC_BINARY=build/wscluster python3 -m unittest test_hardening_store -v
 """
 
+import socket
+import threading
 import time
 import unittest
 
-from harness import HarnessMixin, free_port, run_binary, stderr_lines, wait_until
+from harness import HarnessMixin, free_port, key_slot, run_binary, stderr_lines, wait_until
 
 PREFIX = "wscluster"
 
@@ -20,9 +22,9 @@ def ukey(uid, what):
     return "%s:{u:%s}:%s" % (PREFIX, uid, what)
 
 
-# The field of a uid's cursor hash that holds its last seq (no device id
-# holds a ','; adapters/redis_scripts.hpp, seq_field).
-SEQ = ",seq"
+def entry_ids(redis, key):
+    """The ids of an inbox's entries, oldest first."""
+    return [e[0] for e in redis.command("XRANGE", key, "-", "+")]
 
 
 def packed(ts, kind, msg_id, sender, group, data):
@@ -31,6 +33,66 @@ def packed(ts, kind, msg_id, sender, group, data):
     parts = [x.encode() if isinstance(x, str) else x for x in (msg_id, sender, group, data)]
     head = "%s,%s,%d,%d,%d," % (ts, kind, len(parts[0]), len(parts[1]), len(parts[2]))
     return head.encode() + b"".join(parts)
+
+
+class OldRedis:
+    """A stand-in for a Redis older than the scripts need: answers INFO with
+    `version`, SCRIPT LOAD with a SHA, CLUSTER SLOTS with `slots` (ranges
+    (first, last, stand-in)), anything else with +OK (enough for a node to
+    reach its version check)."""
+
+    def __init__(self, version):
+        self.version = version
+        self.slots = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.url = "redis://127.0.0.1:%d" % self.port
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    def _client(self, conn):
+        f = conn.makefile("rb")
+        try:
+            while True:
+                line = f.readline()
+                if not line.startswith(b"*"):
+                    return
+                argv = []
+                for _ in range(int(line[1:])):
+                    n = int(f.readline()[1:])
+                    argv.append(f.read(n + 2)[:-2])
+                name = argv[0].upper()
+                if name == b"INFO":
+                    info = b"# Server\r\nredis_version:%s\r\n" % self.version.encode()
+                    conn.sendall(b"$%d\r\n%s\r\n" % (len(info), info))
+                elif name == b"CLUSTER":
+                    reply = b"*%d\r\n" % len(self.slots)
+                    for first, last, owner in self.slots:
+                        reply += b"*3\r\n:%d\r\n:%d\r\n*2\r\n$9\r\n127.0.0.1\r\n:%d\r\n" % (
+                            first, last, owner.port)
+                    conn.sendall(reply)
+                elif name == b"SCRIPT":
+                    conn.sendall(b"$40\r\n" + b"0" * 40 + b"\r\n")
+                elif name == b"GET":
+                    conn.sendall(b"$-1\r\n")
+                else:
+                    conn.sendall(b"+OK\r\n")
+        except (OSError, ValueError):
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.sock.close()
 
 
 def messages(client, count, timeout=10):
@@ -120,12 +182,13 @@ class StoreBase(HarnessMixin):
         self.send_all(alice, "tina", ["t1", "t2", "t3"])
         t0 = time.monotonic()
         if self.redis:
-            for key in ("in", "cur"):
-                ttl = self.redis.command("PTTL", ukey("tina", key))
-                self.assertTrue(0 < ttl <= 2000, (key, ttl))
+            ttl = self.redis.command("PTTL", ukey("tina", "in"))
+            self.assertTrue(0 < ttl <= 2000, ttl)
+            # No counter: the cursors' hash exists from the first read on.
+            self.assertEqual(self.redis.command("EXISTS", ukey("tina", "cur")), 0)
         # The device reads later than the last message: its cursor outlives
-        # the inbox (and, on Redis, the counter in the cursors' hash lives
-        # on with it: the next message must start over anyway).
+        # the inbox (on Redis the inbox is the counter: the next message
+        # starts a new one at seq 1 and clears the cursors).
         time.sleep(1.0)
         tina = node.ws("tina", query={"device": "d"})
         self.assertEqual([m["seq"] for m in messages(tina, 3)], [1, 2, 3])
@@ -136,7 +199,7 @@ class StoreBase(HarnessMixin):
             self.assertTrue(1000 < ttl <= 2000, ttl)
             wait_until(lambda: self.redis.command("EXISTS", ukey("tina", "in")) == 0, 5,
                        what="inbox expired")
-            self.assertEqual(self.redis.command("HGET", ukey("tina", "cur"), SEQ), "3")
+            self.assertEqual(self.redis.command("HGET", ukey("tina", "cur"), "d"), "3")
         else:
             time.sleep(max(0.0, t0 + 2.3 - time.monotonic()))
         self.send_all(alice, "tina", ["fresh"])
@@ -223,26 +286,54 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
             ttl = self.redis.command("PTTL", ukey("rita", key))
             self.assertTrue(3500 * 1000 < ttl <= 3600 * 1000, (key, ttl))
         self.assertEqual(self.redis.command("GET", PREFIX + ":layout"), "4")
-        # No counter key: the seq is a field of the cursors' hash.
+        # No counter at all: the inbox's entry ids `0-<seq>` count.
         self.assertEqual(self.redis.command("EXISTS", ukey("rita", "seq")), 0)
         self.assertEqual(self.redis.command("HGETALL", ukey("rita", "cur")),
-                         [SEQ, "1", "laptop", "1"])
-        # Stream ids follow the seq; one field, the packed message, ts first.
+                         ["laptop", "1"])
+        # Stream ids are 0-<seq>; one field, the packed message, ts first.
         entries = self.redis.command("XRANGE", ukey("rita", "in"), "-", "+")
-        self.assertEqual(entries[0][0], "1-0")
+        self.assertEqual(entries[0][0], "0-1")
         self.assertEqual(entries[0][1][0], "m")
         ts, kind, rest = entries[0][1][1].split(",", 2)
         self.assertTrue(abs(int(ts) - time.time() * 1000) < 60000, ts)
         self.assertEqual(kind, "0")
         self.assertTrue(rest.endswith('alice"r1"'), rest)
 
+    def test_read_moves_the_cursor_forward_up_to_the_last_seq(self):
+        # A cursor moves forward only, never past the uid's last seq (its
+        # newest entry), and a read that cannot move it costs one HGET: it
+        # neither looks up the inbox's newest entry nor renews the cursors'
+        # TTL (each append renews that with the inbox's).
+        node = self.node()
+        cur = ukey("rob", "cur")
+        alice = node.ws("alice")
+        self.send_all(alice, "rob", ["r1", "r2"])
+        rob = node.ws("rob", query={"device": "d"})
+        messages(rob, 2)
+        self.read(rob, 99)
+        self.assertEqual(self.redis.command("HGET", cur, "d"), "2")
+        self.redis.command("PEXPIRE", cur, 500000)
+        # The server that holds rob's keys (a master, with a Redis Cluster).
+        server = self.redis.owner(key_slot(cur)) if hasattr(self.redis, "owner") else self.redis
+        server.command("CONFIG", "RESETSTAT")
+        for seq in (1, 2, 0):
+            self.read(rob, seq)
+        stats = server.command("INFO", "commandstats")
+        self.assertNotIn("cmdstat_xrevrange", stats)
+        self.assertNotIn("cmdstat_pexpire", stats)
+        self.assertEqual(self.redis.command("HGET", cur, "d"), "2")
+        self.assertTrue(self.redis.command("PTTL", cur) <= 500000)
+        self.send_all(alice, "rob", ["r3"])
+        messages(rob, 1)
+        self.read(rob, 5)
+        self.assertEqual(self.redis.command("HGET", cur, "d"), "3")
+
     def test_replay_reads_from_the_cursor_only(self):
         # An entry before the cursor that no replay may touch: a resume that
         # read the whole stream (XRANGE - +) would trip over it (the old
         # script failed with a Lua error, the resume was "unavailable").
         node = self.node(**{"inbox-max-messages": "5000"})
-        self.redis.command("XADD", ukey("quinn", "in"), "1-0", "m", "junk")
-        self.redis.command("HSET", ukey("quinn", "cur"), SEQ, "1")
+        self.redis.command("XADD", ukey("quinn", "in"), "0-1", "m", "junk")
         alice = node.ws("alice")
         self.send_all(alice, "quinn", ["q%d" % i for i in range(300)])
         self.redis.command("HSET", ukey("quinn", "cur"), "d", "296")
@@ -267,7 +358,7 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         status, _, body = node.api_send(uids, "x" * 100)
         self.assertEqual(status, 200, body)
         for uid in ("u0000", "u0599", "u1199"):
-            self.assertEqual(self.redis.command("HGET", ukey(uid, "cur"), SEQ), "1")
+            self.assertEqual(entry_ids(self.redis, ukey(uid, "in")), ["0-1"])
         slow = self.redis.command("SLOWLOG", "GET", "10000")
         appends = []
         for entry in slow:
@@ -294,17 +385,16 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         # Written straight into Redis: a kind out of range, a payload of
         # invalid UTF-8, a payload that is no JSON, huge numbers, lengths
         # past the end, an entry of layout 3 (seven fields, no `m`).
-        self.redis.command("XADD", key, "2-0", "m", packed("1", "99", "m2", "x", "", '"boom"'))
-        self.redis.command("XADD", key, "3-0", "m", packed("1", "0", "m3", "x", "", b'"\xff\xfe"'))
-        self.redis.command("XADD", key, "4-0", "m", packed("1", "0", "m4", "x", "",
+        self.redis.command("XADD", key, "0-2", "m", packed("1", "99", "m2", "x", "", '"boom"'))
+        self.redis.command("XADD", key, "0-3", "m", packed("1", "0", "m3", "x", "", b'"\xff\xfe"'))
+        self.redis.command("XADD", key, "0-4", "m", packed("1", "0", "m4", "x", "",
                                                            '1,"type":"bye"'))
-        self.redis.command("XADD", key, "5-0", "m", packed("99999999999999999999999999",
+        self.redis.command("XADD", key, "0-5", "m", packed("99999999999999999999999999",
                                                            "00000000000000000000000000",
                                                            "m5", "x", "", "1"))
-        self.redis.command("XADD", key, "6-0", "m", "1,0,99999,0,0,m6")
-        self.redis.command("XADD", key, "7-0", "s", "7", "i", "m7", "k", "0", "f", "x",
+        self.redis.command("XADD", key, "0-6", "m", "1,0,99999,0,0,m6")
+        self.redis.command("XADD", key, "0-7", "s", "7", "i", "m7", "k", "0", "f", "x",
                            "g", "", "d", "1", "t", "1")
-        self.redis.command("HSET", ukey("hugo", "cur"), SEQ, "7")
         self.send_all(alice, "hugo", ["ok2"])
         hugo = node.ws("hugo", query={"device": "d"})
         self.assertEqual((hugo.welcome["from"], hugo.welcome["to"]), (1, 8))
@@ -326,19 +416,22 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         self.redis.command("SET", ukey("ivy", "in"), "not a stream")
         self.redis.command("SET", ukey("ivy", "cur"), "not a hash")
         self.redis.command("SADD", ukey("ivy", "b"), "not a hash")
-        # Counters that are not ours (not a number, past 2^53) and the
-        # cursors beside them: the uid starts over.
-        for uid, seq in (("ida", "not a number"), ("ian", "9007199254740993")):
-            self.redis.command("HSET", ukey(uid, "cur"), SEQ, seq, "d", "7")
+        # Inboxes whose ids are not ours (layout 3's `<seq>-0`; a seq past
+        # 2^53, or used up at 2^64 - 1) and the cursors beside them: the uid
+        # starts over.
+        for uid, last in (("ida", "5-0"), ("ian", "0-9007199254740991"),
+                          ("iva", "0-18446744073709551615")):
+            self.redis.command("XADD", ukey(uid, "in"), last, "m", "old")
+            self.redis.command("HSET", ukey(uid, "cur"), "d", "7")
         alice = node.ws("alice")
-        for uid in ("ivy", "ida", "ian"):
+        for uid in ("ivy", "ida", "ian", "iva"):
             self.send_all(alice, uid, [uid + "1"])
             client = node.ws(uid, query={"device": "d"})
             self.assertEqual([(m["seq"], m["data"]) for m in messages(client, 1)],
                              [(1, uid + "1")])
             self.read(client, 1)
-            self.assertEqual(self.redis.command("HGETALL", ukey(uid, "cur")),
-                             [SEQ, "1", "d", "1"])
+            self.assertEqual(self.redis.command("HGETALL", ukey(uid, "cur")), ["d", "1"])
+            self.assertEqual(entry_ids(self.redis, ukey(uid, "in")), ["0-1"])
         self.assertEqual(node.http("GET", "/healthz")[0], 200)
 
     def test_a_full_redis_refuses_sends_and_keeps_inboxes(self):
@@ -358,7 +451,7 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
             self.redis.command("CONFIG", "SET", "maxmemory", "0")
         self.assertEqual((reply["type"], reply.get("code")), ("error", "unavailable"), reply)
         self.assertEqual(self.redis.command("XLEN", ukey("olga", "in")), 2)
-        self.assertEqual(self.redis.command("HGET", ukey("olga", "cur"), SEQ), "2")
+        self.assertEqual(entry_ids(self.redis, ukey("olga", "in")), ["0-1", "0-2"])
         self.send_all(alice, "olga", ["o4"])
         olga = node.ws("olga", query={"device": "d"})
         self.assertEqual([(m["seq"], m["data"]) for m in messages(olga, 3)],
@@ -392,6 +485,36 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         self.redis.command("DEL", PREFIX + ":layout")
         self.node()
         self.assertEqual(self.redis.command("GET", PREFIX + ":layout"), "4")
+
+    def test_an_old_redis_is_refused(self):
+        # The scripts add inbox entries `0-*` (Redis >= 7.0): an older Redis
+        # is refused at start, in one line that names both versions.
+        old = OldRedis("6.2.14")
+        self.addCleanup(old.close)
+        args = ["--state=redis", "--redis=" + old.url, "--listen=127.0.0.1:%d" % free_port()]
+        proc = run_binary(args, timeout=15)
+        lines = stderr_lines(proc.stderr)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertTrue(any("runs Redis 6.2.14" in l and "needs Redis >= 7.0" in l
+                            for l in lines), lines)
+
+    def test_every_master_of_a_cluster_is_asked_for_its_version(self):
+        # A Redis Cluster of stand-ins whose master of P:layout's slot runs
+        # 7.0 and whose other master runs 6.2: the scripts run on both, so
+        # the node is refused (it asked only the first once).
+        new, old = OldRedis("7.0.15"), OldRedis("6.2.14")
+        for x in (new, old):
+            self.addCleanup(x.close)
+        s = key_slot(PREFIX + ":layout")
+        self.assertTrue(0 < s < 16383, s)
+        new.slots = old.slots = [(0, s - 1, old), (s, s, new), (s + 1, 16383, old)]
+        args = ["--state=redis", "--redis=cluster://127.0.0.1:%d" % new.port,
+                "--listen=127.0.0.1:%d" % free_port()]
+        proc = run_binary(args, timeout=15)
+        lines = stderr_lines(proc.stderr)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertTrue(any("runs Redis 6.2.14" in l and "master 127.0.0.1:%d" % old.port in l
+                            for l in lines), lines)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@
 
 #include "adapters/redis_replies.hpp"
 
-#include "adapters/redis_scripts.hpp"
-
 #include <caf/test/unit_test.hpp>
 
 #include <cstdlib>
@@ -86,12 +84,12 @@ std::string packed(const std::string& ts, const std::string& kind,
          "," + msg_id + from + group + data;
 }
 
-/// An inbox entry as the append script writes it: id `<seq>-0`, field m.
+/// An inbox entry as the append script writes it: id `0-<seq>`, field m.
 redisReply* entry(const std::string& seq, const std::string& data = "{}",
                   const std::string& kind = "0",
                   const std::string& ts = "1700000000000") {
   return arr(
-      {str(seq + "-0"),
+      {str("0-" + seq),
        arr({str("m"), str(packed(ts, kind, "m" + seq, "alice", "", data))})});
 }
 
@@ -255,7 +253,7 @@ CAF_TEST(a stored entry reads back) {
   CAF_CHECK_EQUAL(msg->ts, 1700000000000);
   // Other fields and a trailing field without value are ignored.
   auto extra = own(arr(
-      {str("3-0"), arr({str("z"), str("?"), str("m"),
+      {str("0-3"), arr({str("z"), str("?"), str("m"),
                         str(packed("0", "0", "", "", "", "1")), str("t")})}));
   auto m = read_entry(extra.get());
   CAF_REQUIRE(m);
@@ -326,21 +324,30 @@ CAF_TEST(malformed entries do not read) {
     auto e = own(r);
     return !read_entry(e.get());
   };
-  CAF_CHECK(check_none(str("1-0")));
-  CAF_CHECK(check_none(arr({str("1-0")})));
-  CAF_CHECK(check_none(arr({str("1-0"), str("k")})));
-  CAF_CHECK(check_none(arr({str("1-0"), arr({}), nil()})));
+  CAF_CHECK(check_none(str("0-1")));
+  CAF_CHECK(check_none(arr({str("0-1")})));
+  CAF_CHECK(check_none(arr({str("0-1"), str("k")})));
+  CAF_CHECK(check_none(arr({str("0-1"), arr({}), nil()})));
   // Ids: seq 0, no number, beyond 2^53, not a string.
   CAF_CHECK(check_none(entry("0")));
   CAF_CHECK(check_none(entry("x")));
   CAF_CHECK(check_none(entry("9007199254740992")));
+  // Ids of another form than `0-<seq>` (layout 3's `<seq>-0`).
+  auto with_id = [](const std::string& id) {
+    return arr({str(id), arr({str("m"),
+                              str(packed("1", "0", "m", "alice", "", "{}"))})});
+  };
+  CAF_CHECK(!check_none(with_id("0-1")));
+  CAF_CHECK(check_none(with_id("1-0")));
+  CAF_CHECK(check_none(with_id("1-1")));
+  CAF_CHECK(check_none(with_id("0-18446744073709551615")));
   CAF_CHECK(check_none(
       arr({num(1), arr({str("m"), str(packed("1", "0", "", "", "", "1"))})})));
   // No `m` (layout 3's fields), `m` not a string, `m` malformed.
-  CAF_CHECK(check_none(arr({str("1-0"), arr({str("k"), str("0"), str("d"),
+  CAF_CHECK(check_none(arr({str("0-1"), arr({str("k"), str("0"), str("d"),
                                              str("1"), str("t"), str("1")})})));
-  CAF_CHECK(check_none(arr({str("1-0"), arr({str("m"), num(1)})})));
-  CAF_CHECK(check_none(arr({str("1-0"), arr({str("m"), str("1,0,9,0,0,1")})})));
+  CAF_CHECK(check_none(arr({str("0-1"), arr({str("m"), num(1)})})));
+  CAF_CHECK(check_none(arr({str("0-1"), arr({str("m"), str("1,0,9,0,0,1")})})));
   // Kinds: out of range, not stored ones (broadcast, disconnect).
   CAF_CHECK(check_none(entry("1", "{}", "4")));
   CAF_CHECK(check_none(entry("1", "{}", "-1")));
@@ -362,6 +369,36 @@ CAF_TEST(malformed entries do not read) {
   CAF_CHECK(check_none(entry("1", "\"\xff\"")));
 }
 
+CAF_TEST(entry ids are 0 - seq and nothing else) {
+  CAF_CHECK(entry_seq("0-1") == uint64_t{1});
+  CAF_CHECK(entry_seq("0-9007199254740991") == uint64_t{9007199254740991});
+  std::vector<std::string> accepted;
+  for (auto id : {"",
+                  "0",
+                  "0-",
+                  "-",
+                  "1-0",
+                  "7-0",
+                  "1-1",
+                  "0-0",
+                  "00-1",
+                  " 0-1",
+                  "0-1 ",
+                  "0-+1",
+                  "0--1",
+                  "0-1-2",
+                  "0-1.5",
+                  "0-x",
+                  "0-0x10",
+                  "0-9007199254740992",
+                  "0-18446744073709551615",
+                  "0-18446744073709551616",
+                  "18446744073709551615-0"})
+    if (entry_seq(id))
+      accepted.emplace_back(id);
+  CAF_CHECK_EQUAL(accepted, std::vector<std::string>{});
+}
+
 CAF_TEST(an inbox page skips bad entries and reports their ids) {
   auto r = own(page(3, 9, 2, 1,
                     {entry("4"), entry("5", "{"), entry("3"), entry("6"),
@@ -378,7 +415,7 @@ CAF_TEST(an inbox page skips bad entries and reports their ids) {
     seqs.push_back(m.seq);
   CAF_CHECK_EQUAL(seqs, (std::vector<uint64_t>{4, 6, 8}));
   // Invalid, not after the one before (twice), no id (twice).
-  CAF_CHECK_EQUAL(bad, (std::vector<std::string>{"5-0", "3-0", "6-0", "", ""}));
+  CAF_CHECK_EQUAL(bad, (std::vector<std::string>{"0-5", "0-3", "0-6", "", ""}));
 }
 
 CAF_TEST(an inbox page starts after since and sees gaps) {
@@ -391,7 +428,7 @@ CAF_TEST(an inbox page starts after since and sees gaps) {
   CAF_CHECK(!replay->too_old); // 5 is right after 4
   CAF_CHECK(!replay->more);
   CAF_REQUIRE_EQUAL(replay->messages.size(), 1u);
-  CAF_CHECK_EQUAL(bad, (std::vector<std::string>{"2-0"}));
+  CAF_CHECK_EQUAL(bad, (std::vector<std::string>{"0-2"}));
   // Retention dropped 2..6: a gap after cursor 1.
   auto gap = own(page(1, 9, 7, 0, {}));
   replay = read_inbox(gap.get(), -1, bad);
@@ -422,19 +459,14 @@ CAF_TEST(a malformed inbox reply fails) {
 }
 
 CAF_TEST(a copy is unread until some device reads past it) {
-  // HGETALL of the cursors: device, cursor, ...; the counter is no device.
-  auto seq = std::string{redis_scripts::seq_field};
-  auto rs = replies(
-      {arr({str(seq), str("9"), str("a"), str("3"), str("b"), str("7")}),
-       arr({str("a"), str("3"), str(seq), str("9"), str("b"), str("4")}),
-       arr({str(seq), str("9")}), arr({}), nil(),
-       arr({str("a"), str("junk"), str("b"), num(99)}),
-       arr({str("a"), str("18446744073709551616")}), arr({str("a")})});
-  auto unread = read_unread(rs, {7, 5, 1, 1, 1, 1, 1, 1});
-  CAF_CHECK(unread == (std::vector<bool>{false, true, false, false, false, true,
-                                         true, false}));
+  auto rs = replies({arr({str("3"), str("7")}), arr({str("3"), str("4")}),
+                     arr({}), nil(), arr({str("junk"), num(99)}),
+                     arr({str("18446744073709551616")})});
+  auto unread = read_unread(rs, {7, 5, 1, 1, 1, 1});
+  CAF_CHECK(unread ==
+            (std::vector<bool>{false, true, false, false, true, true}));
   // A copy without a seq counts as seq 0: read.
-  auto more = replies({arr({str("a"), str("0")})});
+  auto more = replies({arr({str("0")})});
   CAF_CHECK(read_unread(more, {}) == std::vector<bool>{false});
 }
 
@@ -498,6 +530,28 @@ CAF_TEST(redis time reads in ms) {
   CAF_CHECK(!read_redis_time(three.get()));
   auto s = own(str("1"));
   CAF_CHECK(!read_redis_time(s.get()));
+}
+
+CAF_TEST(the redis version is read from INFO server) {
+  auto info = "# Server\r\nredis_git_sha1:00000000\r\nredis_version:7.0.15\r\n"
+              "redis_mode:standalone\r\n";
+  CAF_CHECK_EQUAL(redis_version_of(info), "7.0.15");
+  CAF_CHECK_EQUAL(redis_version_of("redis_version:6.2.14"), "6.2.14");
+  CAF_CHECK_EQUAL(redis_version_of("# Server\r\nredis_mode:standalone\r\n"),
+                  "");
+  CAF_CHECK_EQUAL(redis_version_of(""), "");
+  CAF_CHECK(redis_version_at_least("7.0.15", 7, 0));
+  CAF_CHECK(redis_version_at_least("7.2.4", 7, 0));
+  CAF_CHECK(redis_version_at_least("8.0", 7, 0));
+  CAF_CHECK(redis_version_at_least("10.0.0", 7, 0));
+  std::vector<std::string> accepted;
+  for (auto v : {"6.2.14", "6.9.9", "5.0.0", "", "7", "7.", ".0", "x.y", "-7.0",
+                 "7.-1", "unknown"})
+    if (redis_version_at_least(v, 7, 0))
+      accepted.emplace_back(v);
+  CAF_CHECK_EQUAL(accepted, std::vector<std::string>{});
+  // 255.255.255: Redis' version of an unstable build, newest of all.
+  CAF_CHECK(redis_version_at_least("255.255.255", 7, 0));
 }
 
 CAF_TEST(a node entry reads with its heartbeat on our clock) {
