@@ -84,7 +84,6 @@ websocket_session::websocket_session(tcp::socket&& socket,
       reader_(node_->opts.max_message_bytes,
               codec_ ? std::string_view{&binary_frame_mark, 1}
                      : std::string_view{}),
-      timer_(socket_.get_executor()),
       socket_context_(
           &asio::query(socket_.get_executor(), asio::execution::context)) {
   if (codec_ && codec_->writes_binary())
@@ -92,6 +91,9 @@ websocket_session::websocket_session(tcp::socket&& socket,
 }
 
 websocket_session::~websocket_session() {
+  // Out of the wheel before the memory goes (it may still be in after an
+  // abort: the io_context destroying its handlers).
+  cancel_timer();
   notify_closed();
   --node_->open_connections;
   node_->quota.release(uid_, address_);
@@ -573,7 +575,7 @@ void websocket_session::teardown() {
 }
 
 void websocket_session::finish() {
-  timer_.cancel();
+  cancel_timer();
   // Aborts whatever still waits on the socket; its handler ends here too.
   beast::error_code ignored;
   socket_.close(ignored);
@@ -609,14 +611,36 @@ void websocket_session::notify_closed() {
 
 // -- the timer ----------------------------------------------------------------
 
+timer_wheel& websocket_session::wheel() const {
+  return timer_wheel::of(
+      const_cast<asio::execution_context&>(*socket_context_));
+}
+
 void websocket_session::arm_timer(std::chrono::steady_clock::duration after) {
   if (after.count() <= 0)
-    return; // no idle timeout configured
-  timer_.expires_after(after);
-  timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-    if (!ec)
-      self->on_timer();
-  });
+    return cancel_timer(); // no idle timeout configured
+  wheel().arm(*this, after);
+}
+
+void websocket_session::cancel_timer() {
+  // Never armed: no wheel to look up (the io_context may be going).
+  if (generation() != 0)
+    wheel().cancel(*this);
+}
+
+std::shared_ptr<void> websocket_session::hold() {
+  return weak_from_this().lock();
+}
+
+void websocket_session::expired(uint32_t generation) {
+  // On the wheel's loop: at once where that is the socket's thread, else
+  // onto its strand (scheduler-policy=sharing with several io-threads).
+  asio::dispatch(socket_.get_executor(),
+                 [self = shared_from_this(), generation] {
+                   // Armed again or cancelled since: not due any more.
+                   if (generation == self->generation())
+                     self->on_timer();
+                 });
 }
 
 void websocket_session::on_timer() {

@@ -4,6 +4,7 @@
 #include "actors/connection.hpp"
 #include "actors/node_context.hpp"
 #include "net/beast.hpp"
+#include "net/timer_wheel.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/ws_frame.hpp"
 
@@ -25,8 +26,9 @@ namespace wsc::net {
 /// io_context itself when one thread runs it: see listener::do_accept);
 /// `write` and `close` may be called from any thread and only post to it.
 ///
-/// An idle connection is this object, its socket and one pending timer: no
-/// read buffer, no write buffer.
+/// An idle connection is this object, its socket and its pending readiness
+/// wait: no read buffer, no write buffer, no timer (its keep-alive and close
+/// deadlines are entries of its loop's timer_wheel).
 ///
 /// With a frame codec other than json, the session encodes the frames the
 /// REGISTRY and the CONNECTION push (`write`) on its executor, and marks binary
@@ -38,6 +40,7 @@ namespace wsc::net {
 class websocket_session
     : public codec_sink,
       private ws::frame_events,
+      private timer_wheel::entry,
       public std::enable_shared_from_this<websocket_session> {
 public:
   /// Makes a session. Its memory goes as soon as it ends, even while weak
@@ -144,7 +147,12 @@ private:
 
   /// Keep-alive while open: a ping after half the idle timeout without
   /// input, the socket shut after the whole. While closing: the deadline.
+  /// On the loop's timer_wheel (no timer of its own).
   void arm_timer(std::chrono::steady_clock::duration after);
+  void cancel_timer();
+  timer_wheel& wheel() const;
+  std::shared_ptr<void> hold() override;
+  void expired(uint32_t generation) override;
   void on_timer();
 
   tcp::socket socket_;
@@ -159,8 +167,6 @@ private:
   ws::frame_reader reader_;
   /// What the reader was not given yet when it paused.
   std::string unread_;
-  /// The timer of keep-alive pings, idle timeout and close deadline.
-  asio::steady_timer timer_;
   /// The execution context of the socket (compared with the caller's loop).
   const asio::execution_context* socket_context_;
   /// Frames waiting for the socket; `counted` ones count against
