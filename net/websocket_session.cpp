@@ -61,22 +61,24 @@ char* read_buffer() {
 
 } // namespace
 
+struct websocket_session::pending_write {
+  std::vector<asio::const_buffer> buffers;
+  std::array<uint8_t, frames_per_write * max_header> headers;
+};
+
 std::shared_ptr<websocket_session>
-websocket_session::make(tcp::socket&& socket, caf::actor_system& sys,
-                        node_context_ptr node, std::string uid,
-                        std::string address) {
+websocket_session::make(tcp::socket&& socket, node_context_ptr node,
+                        std::string uid, std::string address) {
   // Not make_shared: see the declaration.
-  return std::shared_ptr<websocket_session>(
-      new websocket_session(std::move(socket), sys, std::move(node),
-                            std::move(uid), std::move(address)));
+  return std::shared_ptr<websocket_session>(new websocket_session(
+      std::move(socket), std::move(node), std::move(uid), std::move(address)));
 }
 
 websocket_session::websocket_session(tcp::socket&& socket,
-                                     caf::actor_system& sys,
                                      node_context_ptr node, std::string uid,
                                      std::string address)
-    : socket_(std::move(socket)), sys_(sys), node_(std::move(node)),
-      uid_(std::move(uid)), address_(std::move(address)),
+    : socket_(std::move(socket)), node_(std::move(node)), uid_(std::move(uid)),
+      address_(std::move(address)),
       codec_(node_->codec && !node_->codec->identity() ? node_->codec
                                                        : nullptr),
       // The CONNECTION decodes binary frames for a codec; it learns one was
@@ -99,7 +101,8 @@ websocket_session::~websocket_session() {
   node_->quota.release(uid_, address_);
 }
 
-void websocket_session::run(http::request<http::string_body> req,
+void websocket_session::run(caf::actor_system& sys,
+                            http::request<http::string_body> req,
                             open_context opening) {
   // Beast answers the upgrade on a stream that borrows the socket; the HTTP
   // phase's deadline ended with its tcp_stream, this one is the handshake's.
@@ -115,23 +118,24 @@ void websocket_session::run(http::request<http::string_body> req,
       }));
   auto& ref = *stream;
   ref.async_accept(
-      req, [self = shared_from_this(), stream = std::move(stream),
+      req, [self = shared_from_this(), stream = std::move(stream), &sys,
             opening = std::move(opening)](beast::error_code ec) mutable {
         // The stream goes after its operation has returned, not inside it.
         asio::post(self->socket_.get_executor(),
                    [stream = std::move(stream)] { (void)stream; });
-        self->on_accept(ec, std::move(opening));
+        self->on_accept(ec, sys, std::move(opening));
       });
 }
 
-void websocket_session::on_accept(beast::error_code ec, open_context opening) {
+void websocket_session::on_accept(beast::error_code ec, caf::actor_system& sys,
+                                  open_context opening) {
   if (ec)
     return;
   socket_.non_blocking(true, ec);
   if (ec)
     return;
   ++node_->metrics.handshakes_accepted;
-  actor_ = sys_.spawn(connection, node_, weak_from_this(), std::move(opening));
+  actor_ = sys.spawn(connection, node_, weak_from_this(), std::move(opening));
   // The actor normally ends after `closed`; if it ends otherwise, the
   // session must learn of it (runs at once if it is already gone).
   actor_->attach_functor([weak = weak_from_this()](const caf::error& reason) {
@@ -200,7 +204,8 @@ bool websocket_session::consume(const char* data, size_t size) {
   }
   if (result.consumed < size) {
     // Paused at a message: keep the rest for resume_read.
-    unread_.assign(data + result.consumed, size - result.consumed);
+    unread_ = std::make_unique<std::string>(data + result.consumed,
+                                            size - result.consumed);
     pause();
     return false;
   }
@@ -267,10 +272,10 @@ void websocket_session::resume_read() {
   auto keep = std::move(paused_self_);
   if (closed_notified_ || shut_down_)
     return;
-  if (!unread_.empty()) {
-    std::string rest;
-    rest.swap(unread_);
-    if (!consume(rest.data(), rest.size()))
+  if (unread_) {
+    // Consumed from here: a new pause keeps its own rest.
+    auto rest = std::move(unread_);
+    if (!consume(rest->data(), rest->size()))
       return;
   }
   // The readiness event may have come and gone while paused: read first.
@@ -436,28 +441,28 @@ void websocket_session::flush() {
     // The rest when the socket takes it: then the headers and buffers are
     // the session's until the write completes (frames queued meanwhile may
     // move the queue's entries, not what is written).
-    write_headers_.resize(frames_per_write * max_header);
-    gather(write_headers_.data(), write_buffers_, frames);
+    if (!pending_write_)
+      pending_write_ = std::make_unique<pending_write>();
+    auto& pending = *pending_write_;
+    gather(pending.headers.data(), pending.buffers, frames);
     size_t skip = 0;
-    while (written >= write_buffers_[skip].size())
-      written -= write_buffers_[skip++].size();
-    write_buffers_.erase(write_buffers_.begin(),
-                         write_buffers_.begin() +
-                             static_cast<std::ptrdiff_t>(skip));
-    write_buffers_.front() += written;
-    writing_frames_ = frames;
+    while (written >= pending.buffers[skip].size())
+      written -= pending.buffers[skip++].size();
+    pending.buffers.erase(pending.buffers.begin(),
+                          pending.buffers.begin() +
+                              static_cast<std::ptrdiff_t>(skip));
+    pending.buffers.front() += written;
+    writing_frames_ = static_cast<uint32_t>(frames);
     asio::async_write(
-        socket_, write_buffers_,
+        socket_, pending.buffers,
         [self = shared_from_this()](beast::error_code ec, size_t) {
           self->on_write(ec);
         });
     return;
   }
-  if (writing_frames_ == 0 && !write_headers_.empty()) {
-    // Idle again: no write buffers stay with the connection.
-    std::vector<asio::const_buffer>{}.swap(write_buffers_);
-    std::vector<uint8_t>{}.swap(write_headers_);
-  }
+  // Idle again: no write buffers stay with the connection.
+  if (writing_frames_ == 0)
+    pending_write_.reset();
 }
 
 void websocket_session::on_write(beast::error_code ec) {
@@ -582,7 +587,7 @@ void websocket_session::finish() {
   shut_down_ = true;
   // A paused reader will not see the end of the socket.
   paused_self_.reset();
-  std::string{}.swap(unread_);
+  unread_.reset();
   notify_closed();
 }
 
