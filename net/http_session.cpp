@@ -156,7 +156,7 @@ void http_session::upgrade(http::request<http::string_body> req) {
   }
   // From here the WebSocket session owns the counted connection and the
   // quota slot: nothing returns early, and its destructor gives both back.
-  auto session = websocket_session::make(stream_.release_socket(), shared_->sys,
+  auto session = websocket_session::make(stream_.release_socket(),
                                          shared_->node, ctx.uid, address);
   open_context opening;
   opening.who = conn_ref{node.node_id, node.next_conn_id(), std::move(ctx.uid),
@@ -167,7 +167,7 @@ void http_session::upgrade(http::request<http::string_body> req) {
     opening.attributes["since"] = since;
   if (shared_->websockets)
     shared_->websockets->add(session);
-  session->run(std::move(req), std::move(opening));
+  session->run(shared_->sys, std::move(req), std::move(opening));
 }
 
 void http_session::respond(unsigned status, const std::string& content_type,

@@ -7,6 +7,8 @@
 
 #include <caf/all.hpp>
 
+#include <boost/asio/bind_allocator.hpp>
+
 #include <algorithm>
 #include <array>
 
@@ -53,6 +55,69 @@ constexpr auto close_grace_dropped = std::chrono::seconds(1);
 
 using handshake_stream = websocket::stream<tcp::socket&, false>;
 
+/// Allocates the operation of a readiness wait at its own size, from a free
+/// list of the thread. Asio's default (recycling) allocator hands an
+/// operation whatever block the last one freed on the thread: a session's
+/// first wait, the one an idle connection keeps, would sit in the block of
+/// the HTTP read or the upgrade's write before it (230-510 bytes for ~150).
+/// Blocks of one size only, so steady traffic allocates nothing either.
+template<class T>
+class wait_allocator {
+public:
+  using value_type = T;
+
+  wait_allocator() = default;
+
+  template<class U>
+  wait_allocator(const wait_allocator<U>&) noexcept {
+    // nop
+  }
+
+  T* allocate(size_t n) {
+    auto& blocks = free_blocks();
+    if (n == 1 && !blocks.list.empty()) {
+      auto* ptr = blocks.list.back();
+      blocks.list.pop_back();
+      return static_cast<T*>(ptr);
+    }
+    return static_cast<T*>(::operator new(n * sizeof(T)));
+  }
+
+  void deallocate(T* ptr, size_t n) {
+    auto& blocks = free_blocks();
+    if (n == 1 && blocks.list.size() < max_free)
+      blocks.list.push_back(ptr);
+    else
+      ::operator delete(ptr);
+  }
+
+  template<class U>
+  bool operator==(const wait_allocator<U>&) const noexcept {
+    return true;
+  }
+
+  template<class U>
+  bool operator!=(const wait_allocator<U>&) const noexcept {
+    return false;
+  }
+
+private:
+  static constexpr size_t max_free = 64;
+
+  struct free_list {
+    std::vector<void*> list;
+    ~free_list() {
+      for (auto* ptr : list)
+        ::operator delete(ptr);
+    }
+  };
+
+  static free_list& free_blocks() {
+    thread_local free_list blocks;
+    return blocks;
+  }
+};
+
 /// Where reads land: one buffer per thread, so an idle connection holds none.
 char* read_buffer() {
   thread_local std::array<char, read_chunk> buffer;
@@ -61,22 +126,24 @@ char* read_buffer() {
 
 } // namespace
 
+struct websocket_session::pending_write {
+  std::vector<asio::const_buffer> buffers;
+  std::array<uint8_t, frames_per_write * max_header> headers;
+};
+
 std::shared_ptr<websocket_session>
-websocket_session::make(tcp::socket&& socket, caf::actor_system& sys,
-                        node_context_ptr node, std::string uid,
-                        std::string address) {
+websocket_session::make(tcp::socket&& socket, node_context_ptr node,
+                        std::string uid, std::string address) {
   // Not make_shared: see the declaration.
-  return std::shared_ptr<websocket_session>(
-      new websocket_session(std::move(socket), sys, std::move(node),
-                            std::move(uid), std::move(address)));
+  return std::shared_ptr<websocket_session>(new websocket_session(
+      std::move(socket), std::move(node), std::move(uid), std::move(address)));
 }
 
 websocket_session::websocket_session(tcp::socket&& socket,
-                                     caf::actor_system& sys,
                                      node_context_ptr node, std::string uid,
                                      std::string address)
-    : socket_(std::move(socket)), sys_(sys), node_(std::move(node)),
-      uid_(std::move(uid)), address_(std::move(address)),
+    : socket_(std::move(socket)), node_(std::move(node)), uid_(std::move(uid)),
+      address_(std::move(address)),
       codec_(node_->codec && !node_->codec->identity() ? node_->codec
                                                        : nullptr),
       // The CONNECTION decodes binary frames for a codec; it learns one was
@@ -84,7 +151,6 @@ websocket_session::websocket_session(tcp::socket&& socket,
       reader_(node_->opts.max_message_bytes,
               codec_ ? std::string_view{&binary_frame_mark, 1}
                      : std::string_view{}),
-      timer_(socket_.get_executor()),
       socket_context_(
           &asio::query(socket_.get_executor(), asio::execution::context)) {
   if (codec_ && codec_->writes_binary())
@@ -92,12 +158,16 @@ websocket_session::websocket_session(tcp::socket&& socket,
 }
 
 websocket_session::~websocket_session() {
+  // Out of the wheel before the memory goes (it may still be in after an
+  // abort: the io_context destroying its handlers).
+  cancel_timer();
   notify_closed();
   --node_->open_connections;
   node_->quota.release(uid_, address_);
 }
 
-void websocket_session::run(http::request<http::string_body> req,
+void websocket_session::run(caf::actor_system& sys,
+                            http::request<http::string_body> req,
                             open_context opening) {
   // Beast answers the upgrade on a stream that borrows the socket; the HTTP
   // phase's deadline ended with its tcp_stream, this one is the handshake's.
@@ -113,23 +183,24 @@ void websocket_session::run(http::request<http::string_body> req,
       }));
   auto& ref = *stream;
   ref.async_accept(
-      req, [self = shared_from_this(), stream = std::move(stream),
+      req, [self = shared_from_this(), stream = std::move(stream), &sys,
             opening = std::move(opening)](beast::error_code ec) mutable {
         // The stream goes after its operation has returned, not inside it.
         asio::post(self->socket_.get_executor(),
                    [stream = std::move(stream)] { (void)stream; });
-        self->on_accept(ec, std::move(opening));
+        self->on_accept(ec, sys, std::move(opening));
       });
 }
 
-void websocket_session::on_accept(beast::error_code ec, open_context opening) {
+void websocket_session::on_accept(beast::error_code ec, caf::actor_system& sys,
+                                  open_context opening) {
   if (ec)
     return;
   socket_.non_blocking(true, ec);
   if (ec)
     return;
   ++node_->metrics.handshakes_accepted;
-  actor_ = sys_.spawn(connection, node_, weak_from_this(), std::move(opening));
+  actor_ = sys.spawn(connection, node_, weak_from_this(), std::move(opening));
   // The actor normally ends after `closed`; if it ends otherwise, the
   // session must learn of it (runs at once if it is already gone).
   actor_->attach_functor([weak = weak_from_this()](const caf::error& reason) {
@@ -149,10 +220,12 @@ void websocket_session::wait_readable() {
   // Not a read: an idle connection holds no buffer. Asio re-arms the
   // socket's edge-triggered epoll entry for a wait (EPOLL_CTL_MOD), so
   // input that came in since the last read is seen, on any thread.
-  socket_.async_wait(tcp::socket::wait_read,
-                     [self = shared_from_this()](beast::error_code ec) {
-                       self->on_readable(ec);
-                     });
+  socket_.async_wait(
+      tcp::socket::wait_read,
+      asio::bind_allocator(wait_allocator<void>{},
+                           [self = shared_from_this()](beast::error_code ec) {
+                             self->on_readable(ec);
+                           }));
 }
 
 void websocket_session::on_readable(beast::error_code ec) {
@@ -198,7 +271,8 @@ bool websocket_session::consume(const char* data, size_t size) {
   }
   if (result.consumed < size) {
     // Paused at a message: keep the rest for resume_read.
-    unread_.assign(data + result.consumed, size - result.consumed);
+    unread_ = std::make_unique<std::string>(data + result.consumed,
+                                            size - result.consumed);
     pause();
     return false;
   }
@@ -265,10 +339,10 @@ void websocket_session::resume_read() {
   auto keep = std::move(paused_self_);
   if (closed_notified_ || shut_down_)
     return;
-  if (!unread_.empty()) {
-    std::string rest;
-    rest.swap(unread_);
-    if (!consume(rest.data(), rest.size()))
+  if (unread_) {
+    // Consumed from here: a new pause keeps its own rest.
+    auto rest = std::move(unread_);
+    if (!consume(rest->data(), rest->size()))
       return;
   }
   // The readiness event may have come and gone while paused: read first.
@@ -434,28 +508,28 @@ void websocket_session::flush() {
     // The rest when the socket takes it: then the headers and buffers are
     // the session's until the write completes (frames queued meanwhile may
     // move the queue's entries, not what is written).
-    write_headers_.resize(frames_per_write * max_header);
-    gather(write_headers_.data(), write_buffers_, frames);
+    if (!pending_write_)
+      pending_write_ = std::make_unique<pending_write>();
+    auto& pending = *pending_write_;
+    gather(pending.headers.data(), pending.buffers, frames);
     size_t skip = 0;
-    while (written >= write_buffers_[skip].size())
-      written -= write_buffers_[skip++].size();
-    write_buffers_.erase(write_buffers_.begin(),
-                         write_buffers_.begin() +
-                             static_cast<std::ptrdiff_t>(skip));
-    write_buffers_.front() += written;
-    writing_frames_ = frames;
+    while (written >= pending.buffers[skip].size())
+      written -= pending.buffers[skip++].size();
+    pending.buffers.erase(pending.buffers.begin(),
+                          pending.buffers.begin() +
+                              static_cast<std::ptrdiff_t>(skip));
+    pending.buffers.front() += written;
+    writing_frames_ = static_cast<uint32_t>(frames);
     asio::async_write(
-        socket_, write_buffers_,
+        socket_, pending.buffers,
         [self = shared_from_this()](beast::error_code ec, size_t) {
           self->on_write(ec);
         });
     return;
   }
-  if (writing_frames_ == 0 && !write_headers_.empty()) {
-    // Idle again: no write buffers stay with the connection.
-    std::vector<asio::const_buffer>{}.swap(write_buffers_);
-    std::vector<uint8_t>{}.swap(write_headers_);
-  }
+  // Idle again: no write buffers stay with the connection.
+  if (writing_frames_ == 0)
+    pending_write_.reset();
 }
 
 void websocket_session::on_write(beast::error_code ec) {
@@ -573,14 +647,14 @@ void websocket_session::teardown() {
 }
 
 void websocket_session::finish() {
-  timer_.cancel();
+  cancel_timer();
   // Aborts whatever still waits on the socket; its handler ends here too.
   beast::error_code ignored;
   socket_.close(ignored);
   shut_down_ = true;
   // A paused reader will not see the end of the socket.
   paused_self_.reset();
-  std::string{}.swap(unread_);
+  unread_.reset();
   notify_closed();
 }
 
@@ -609,14 +683,36 @@ void websocket_session::notify_closed() {
 
 // -- the timer ----------------------------------------------------------------
 
+timer_wheel& websocket_session::wheel() const {
+  return timer_wheel::of(
+      const_cast<asio::execution_context&>(*socket_context_));
+}
+
 void websocket_session::arm_timer(std::chrono::steady_clock::duration after) {
   if (after.count() <= 0)
-    return; // no idle timeout configured
-  timer_.expires_after(after);
-  timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-    if (!ec)
-      self->on_timer();
-  });
+    return cancel_timer(); // no idle timeout configured
+  wheel().arm(*this, after);
+}
+
+void websocket_session::cancel_timer() {
+  // Never armed: no wheel to look up (the io_context may be going).
+  if (generation() != 0)
+    wheel().cancel(*this);
+}
+
+std::shared_ptr<void> websocket_session::hold() {
+  return weak_from_this().lock();
+}
+
+void websocket_session::expired(uint32_t generation) {
+  // On the wheel's loop: at once where that is the socket's thread, else
+  // onto its strand (scheduler-policy=sharing with several io-threads).
+  asio::dispatch(socket_.get_executor(),
+                 [self = shared_from_this(), generation] {
+                   // Armed again or cancelled since: not due any more.
+                   if (generation == self->generation())
+                     self->on_timer();
+                 });
 }
 
 void websocket_session::on_timer() {

@@ -4,6 +4,7 @@
 #include "actors/connection.hpp"
 #include "actors/node_context.hpp"
 #include "net/beast.hpp"
+#include "net/timer_wheel.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/ws_frame.hpp"
 
@@ -25,8 +26,9 @@ namespace wsc::net {
 /// io_context itself when one thread runs it: see listener::do_accept);
 /// `write` and `close` may be called from any thread and only post to it.
 ///
-/// An idle connection is this object, its socket and one pending timer: no
-/// read buffer, no write buffer.
+/// An idle connection is this object, its socket and its pending readiness
+/// wait: no read buffer, no write buffer, no timer (its keep-alive and close
+/// deadlines are entries of its loop's timer_wheel).
 ///
 /// With a frame codec other than json, the session encodes the frames the
 /// REGISTRY and the CONNECTION push (`write`) on its executor, and marks binary
@@ -38,19 +40,22 @@ namespace wsc::net {
 class websocket_session
     : public codec_sink,
       private ws::frame_events,
+      private timer_wheel::entry,
       public std::enable_shared_from_this<websocket_session> {
 public:
   /// Makes a session. Its memory goes as soon as it ends, even while weak
   /// pointers to it remain (the CONNECTION's, the REGISTRY's, session_list):
   /// make_shared would keep the whole object until the last one is gone.
-  static std::shared_ptr<websocket_session>
-  make(tcp::socket&& socket, caf::actor_system& sys, node_context_ptr node,
-       std::string uid, std::string address);
+  static std::shared_ptr<websocket_session> make(tcp::socket&& socket,
+                                                 node_context_ptr node,
+                                                 std::string uid,
+                                                 std::string address);
 
   ~websocket_session() override;
 
-  /// Accepts the upgrade request, then spawns the CONNECTION actor.
-  void run(http::request<http::string_body> req, open_context opening);
+  /// Accepts the upgrade request, then spawns the CONNECTION actor in `sys`.
+  void run(caf::actor_system& sys, http::request<http::string_body> req,
+           open_context opening);
 
   void write(frame_ptr frame, bool counted) override;
 
@@ -65,11 +70,11 @@ public:
   void write_encoded(frame_ptr frame, bool counted) override;
 
 private:
-  websocket_session(tcp::socket&& socket, caf::actor_system& sys,
-                    node_context_ptr node, std::string uid,
-                    std::string address);
+  websocket_session(tcp::socket&& socket, node_context_ptr node,
+                    std::string uid, std::string address);
 
-  void on_accept(beast::error_code ec, open_context opening);
+  void on_accept(beast::error_code ec, caf::actor_system& sys,
+                 open_context opening);
 
   // -- reading ----------------------------------------------------------------
 
@@ -144,11 +149,15 @@ private:
 
   /// Keep-alive while open: a ping after half the idle timeout without
   /// input, the socket shut after the whole. While closing: the deadline.
+  /// On the loop's timer_wheel (no timer of its own).
   void arm_timer(std::chrono::steady_clock::duration after);
+  void cancel_timer();
+  timer_wheel& wheel() const;
+  std::shared_ptr<void> hold() override;
+  void expired(uint32_t generation) override;
   void on_timer();
 
   tcp::socket socket_;
-  caf::actor_system& sys_;
   node_context_ptr node_;
   /// The quota slot this session holds (released by the destructor).
   std::string uid_;
@@ -157,10 +166,8 @@ private:
   /// The node's frame codec; null for json (the identity).
   frame_codec_ptr codec_;
   ws::frame_reader reader_;
-  /// What the reader was not given yet when it paused.
-  std::string unread_;
-  /// The timer of keep-alive pings, idle timeout and close deadline.
-  asio::steady_timer timer_;
+  /// What the reader was not given yet when it paused (null otherwise).
+  std::unique_ptr<std::string> unread_;
   /// The execution context of the socket (compared with the caller's loop).
   const asio::execution_context* socket_context_;
   /// Frames waiting for the socket; `counted` ones count against
@@ -173,28 +180,28 @@ private:
   /// `queue_[head_]` is the oldest; a vector rather than a deque because an
   /// empty std::deque already holds ~600 bytes, on every idle connection.
   std::vector<queued_frame> queue_;
-  size_t head_ = 0;
+  /// The buffers of an asynchronous write and its frames' headers: they
+  /// must live until it completes (null while no such write is under way).
+  struct pending_write;
+  std::unique_ptr<pending_write> pending_write_;
+  uint32_t head_ = 0;
   /// Frames of the asynchronous write in flight (from `head_` on).
-  size_t writing_frames_ = 0;
+  uint32_t writing_frames_ = 0;
   /// Pongs among the queued frames (bounded: see on_ping).
-  size_t queued_pongs_ = 0;
-  /// The buffers of that write and its frames' headers: they must live
-  /// until it completes (empty while nothing is written).
-  std::vector<asio::const_buffer> write_buffers_;
-  std::vector<uint8_t> write_headers_;
+  uint32_t queued_pongs_ = 0;
   /// Counted frames queued and their bytes, the frames being written
   /// included until they are.
-  size_t counted_ = 0;
+  uint32_t counted_ = 0;
   uint64_t counted_bytes_ = 0;
   /// Bytes of all queued frames, counted or not (read by queued_bytes from
   /// any thread; written on the executor only).
   std::atomic<uint64_t> queued_bytes_{0};
+  /// While paused no pending operation holds the session: this does.
+  std::shared_ptr<websocket_session> paused_self_;
   /// Frames handed to the actor and not answered yet (any thread).
   std::atomic<uint32_t> unanswered_{0};
   /// No read is pending because of `unanswered_` (any thread).
   std::atomic<bool> read_paused_{false};
-  /// While paused no pending operation holds the session: this does.
-  std::shared_ptr<websocket_session> paused_self_;
   /// Data frames are text, or binary for a codec that writes binary.
   ws::opcode data_op_ = ws::opcode::text;
   bool flush_scheduled_ = false;
