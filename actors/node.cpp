@@ -187,7 +187,7 @@ node::start(caf::actor_system& sys, options opts,
   result->server_ = std::move(*srv);
   // Announced only once the listener is bound: a node that failed to start
   // never appears to its peers.
-  caf::anon_send(result->discovery_, atom::start_v, std::move(cluster_address));
+  caf::anon_send(result->discovery_, atom::start_v, cluster_address);
   watch(ctx->registry, "registry", ctx);
   watch(ctx->peer, "peer", ctx);
   watch(ctx->events, "event bus", ctx);
