@@ -134,21 +134,21 @@ node::start(caf::actor_system& sys, options opts,
   // Heartbeats must not wait behind a backlog of deliveries: with Redis they
   // get a connection of their own, or a busy node would miss its lease and
   // be declared down while alive.
+  bool own_redis = !custom_store.make && ctx->opts.state == "redis";
   auto control_store = *store;
-  if (!custom_store.make && ctx->opts.state == "redis") {
+  if (own_redis) {
     auto second = spawn_redis_store(sys, ctx->opts);
     if (!second)
       return std::move(second.error());
     control_store = *second;
     result->control_store_ = control_store;
   }
-  bool clustered =
-      custom_store.make ? custom_store.shared : ctx->opts.state == "redis";
+  bool clustered = custom_store.make ? custom_store.shared : own_redis;
   // DISCOVERY waits for `start`; the PEER gets its handle at spawn, before
   // it is published, so no peer's hello can find the handle unset.
   result->discovery_ = sys.spawn(discovery, ctx, control_store, clustered);
   ctx->peer = sys.spawn(peer_endpoint, ctx, result->discovery_);
-  if (!custom_store.make && ctx->opts.state == "redis") {
+  if (own_redis) {
     // A partition between nodes that both reach Redis must not stop live
     // delivery: the PEER falls back to the relay. With TLS between
     // nodes, only a shared secret keeps nodes outside the cluster (another

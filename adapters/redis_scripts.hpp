@@ -538,10 +538,10 @@ return out
     // that has max_devices cursors already. Cheap where it can be: the last
     // seq is looked up only when seq is above the cursor (XREVRANGE COUNT 1
     // costs ~1.5 us in a script, six HGETs: bench/PROFILE.md, "Layout 4
-    // without a counter: review"); the
-    // TTL is set only on a cursors' hash this call creates (ttl_ms): every
-    // append renews it with the inbox's, and cursors that outlived their
-    // inbox would be deleted by its next message (seq 1) anyway.
+    // without a counter: review"); the TTL is set only on a cursors' hash
+    // this call creates (ttl_ms): every append renews it with the inbox's,
+    // and cursors that outlived their inbox would be deleted by its next
+    // message (seq 1) anyway.
     R"lua(
 local c = ukey(ARGV[2], 'cur')
 local prev = redis.pcall('HGET', c, ARGV[3])

@@ -162,11 +162,9 @@ caf::error check_layout(const one_command_fn& command, redis_connection* conn,
             ec::unavailable,
             where + " holds key layout " + std::string{text_of(x)} +
                 ", this build uses layout " + std::string{layout_version} +
-                " (inbox entries `0-<seq>` in one field, no "
-                "counter key): stop the older nodes and migrate or delete the "
-                "keys "
-                "(README, \"Redis key layout\"), or use another "
-                "redis-prefix");
+                " (inbox entries `0-<seq>` in one field, no counter key): "
+                "stop the older nodes and migrate or delete the keys (README, "
+                "\"Redis key layout\"), or use another redis-prefix");
       return make_error(
           ec::unavailable,
           where + " holds key layout '" + std::string{text_of(x)} +
