@@ -11,7 +11,7 @@
 // tells event actors what happened.
 
 #include "actors/atoms.hpp"
-#include "actors/messages.hpp"
+#include "protocol/messages.hpp"
 
 #include <caf/fwd.hpp>
 #include <caf/replies_to.hpp>

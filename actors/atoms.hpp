@@ -6,7 +6,7 @@
 // block is registered once, by wsc::actor_config. Atom texts are at most ten
 // characters (CAF 0.17).
 
-#include "actors/messages.hpp"
+#include "protocol/messages.hpp"
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/type_id.hpp>

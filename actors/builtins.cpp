@@ -1,8 +1,8 @@
 #include "actors/builtins.hpp"
 
-#include "actors/frames.hpp"
 #include "middleware/jwt.hpp"
 #include "middleware/middleware.hpp"
+#include "protocol/frames.hpp"
 
 #include <caf/all.hpp>
 

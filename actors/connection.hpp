@@ -1,10 +1,10 @@
 #pragma once
 
 #include "actors/actors.hpp"
-#include "actors/frames.hpp"
 #include "actors/node_context.hpp"
 #include "middleware/middleware.hpp"
 #include "protocol/codec.hpp"
+#include "protocol/frames.hpp"
 
 #include <nlohmann/json_fwd.hpp>
 

@@ -1,6 +1,6 @@
 #include "actors/discovery.hpp"
 
-#include "actors/frames.hpp"
+#include "protocol/frames.hpp"
 #include "util/log.hpp"
 
 #include <caf/all.hpp>

@@ -1,8 +1,8 @@
 #include "actors/http_api.hpp"
 
 #include "actors/builtins.hpp"
-#include "actors/frames.hpp"
 #include "middleware/middleware.hpp"
+#include "protocol/frames.hpp"
 #include "util/log.hpp"
 
 #include <caf/all.hpp>

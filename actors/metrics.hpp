@@ -1,6 +1,6 @@
 #pragma once
 
-#include "actors/error.hpp"
+#include "protocol/error.hpp"
 
 #include <array>
 #include <atomic>

@@ -1,6 +1,6 @@
 #include "actors/node_context.hpp"
 
-#include "actors/frames.hpp"
+#include "protocol/frames.hpp"
 
 #include <algorithm>
 #include <random>

@@ -12,9 +12,9 @@
 // Other nodes are the PEER's business: it gets the remote part of a route.
 
 #include "actors/actors.hpp"
-#include "actors/frame_order.hpp"
 #include "actors/node_context.hpp"
-#include "actors/store_budgets.hpp"
+#include "flow/frame_order.hpp"
+#include "flow/store_budgets.hpp"
 
 #include <caf/duration.hpp>
 #include <caf/typed_response_promise.hpp>

@@ -2,8 +2,8 @@
 // replay written page by page, live frames in order (frame_order), gaps
 // filled from the inbox, and its removal.
 
-#include "actors/frames.hpp"
 #include "actors/registry.hpp"
+#include "protocol/frames.hpp"
 #include "util/log.hpp"
 
 #include <caf/all.hpp>

@@ -1,8 +1,8 @@
 // The REGISTRY's messaging operations: what a behaviour or the HTTP API
 // asks, the store's answer, and the route that follows.
 
-#include "actors/frames.hpp"
 #include "actors/registry.hpp"
+#include "protocol/frames.hpp"
 
 #include <caf/all.hpp>
 

@@ -1,8 +1,8 @@
 #include "actors/webhook.hpp"
 
-#include "actors/error.hpp"
 #include "actors/event_bus.hpp"
-#include "actors/frames.hpp"
+#include "protocol/error.hpp"
+#include "protocol/frames.hpp"
 #include "util/hmac.hpp"
 #include "util/log.hpp"
 

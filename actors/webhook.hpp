@@ -17,7 +17,7 @@
 
 #include "actors/actors.hpp"
 #include "actors/node_context.hpp"
-#include "net/http_client.hpp"
+#include "http/http_client.hpp"
 
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>

@@ -1,7 +1,7 @@
 #include "adapters/memory_store.hpp"
 
-#include "actors/error.hpp"
-#include "actors/frames.hpp"
+#include "protocol/error.hpp"
+#include "protocol/frames.hpp"
 #include "util/log.hpp"
 
 #include <caf/all.hpp>

@@ -1,6 +1,6 @@
 #include "adapters/redis_cluster.hpp"
 
-#include "actors/error.hpp"
+#include "protocol/error.hpp"
 
 #include <algorithm>
 #include <array>

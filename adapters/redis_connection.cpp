@@ -1,6 +1,6 @@
 #include "adapters/redis_connection.hpp"
 
-#include "actors/error.hpp"
+#include "protocol/error.hpp"
 
 #include <poll.h>
 #include <pthread.h>

@@ -1,6 +1,6 @@
 #include "adapters/redis_pipeline.hpp"
 
-#include "actors/error.hpp"
+#include "protocol/error.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>

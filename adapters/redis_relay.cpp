@@ -42,9 +42,9 @@
 
 #include "adapters/redis_relay.hpp"
 
-#include "actors/frames.hpp"
 #include "adapters/redis_cluster.hpp"
 #include "adapters/redis_connection.hpp"
+#include "protocol/frames.hpp"
 #include "util/hmac.hpp"
 #include "util/log.hpp"
 

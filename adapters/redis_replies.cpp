@@ -1,7 +1,7 @@
 #include "adapters/redis_replies.hpp"
 
-#include "actors/error.hpp"
-#include "actors/frames.hpp"
+#include "protocol/error.hpp"
+#include "protocol/frames.hpp"
 
 #include <nlohmann/json.hpp>
 

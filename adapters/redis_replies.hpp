@@ -7,8 +7,8 @@
 // `unexpected_reply`; nothing read from Redis is trusted further than a
 // client's frame (entries are checked like one).
 
-#include "actors/messages.hpp"
 #include "adapters/redis_connection.hpp"
+#include "protocol/messages.hpp"
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>

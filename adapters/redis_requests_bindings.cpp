@@ -3,11 +3,11 @@
 // redis_store_detail.hpp says in which order the calls of bind and unbind
 // run and what a crash between two of them leaves.
 
-#include "actors/error.hpp"
 #include "adapters/redis_keys.hpp"
 #include "adapters/redis_replies.hpp"
 #include "adapters/redis_store_detail.hpp"
 #include "adapters/redis_store_state.hpp"
+#include "protocol/error.hpp"
 
 #include <caf/all.hpp>
 

@@ -2,11 +2,11 @@
 // is_member and the route of a group publish. redis_store_detail.hpp says in
 // which order the calls of join run and what a crash between them leaves.
 
-#include "actors/error.hpp"
 #include "adapters/redis_keys.hpp"
 #include "adapters/redis_replies.hpp"
 #include "adapters/redis_store_detail.hpp"
 #include "adapters/redis_store_state.hpp"
+#include "protocol/error.hpp"
 
 #include <caf/all.hpp>
 

@@ -4,12 +4,12 @@
 // append's calls and what a crash between two of them leaves:
 // redis_store_detail.hpp.
 
-#include "actors/error.hpp"
-#include "actors/frames.hpp"
 #include "adapters/redis_keys.hpp"
 #include "adapters/redis_replies.hpp"
 #include "adapters/redis_store_detail.hpp"
 #include "adapters/redis_store_state.hpp"
+#include "protocol/error.hpp"
+#include "protocol/frames.hpp"
 #include "util/log.hpp"
 
 #include <caf/all.hpp>

@@ -13,13 +13,13 @@
 // older than the timeout by Redis TIME) for exactly one caller at a time;
 // `shutdown` does the same unconditionally.
 
-#include "actors/error.hpp"
-#include "actors/frames.hpp"
 #include "adapters/redis_cluster.hpp"
 #include "adapters/redis_keys.hpp"
 #include "adapters/redis_replies.hpp"
 #include "adapters/redis_store_detail.hpp"
 #include "adapters/redis_store_state.hpp"
+#include "protocol/error.hpp"
+#include "protocol/frames.hpp"
 #include "util/log.hpp"
 
 #include <caf/all.hpp>

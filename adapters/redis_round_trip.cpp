@@ -1,6 +1,6 @@
 #include "adapters/redis_round_trip.hpp"
 
-#include "actors/error.hpp"
+#include "protocol/error.hpp"
 
 #include <algorithm>
 #include <cstddef>

@@ -81,12 +81,12 @@
 
 #include "adapters/redis_store.hpp"
 
-#include "actors/error.hpp"
 #include "adapters/redis_cluster.hpp"
 #include "adapters/redis_connection.hpp"
 #include "adapters/redis_scripts.hpp"
 #include "adapters/redis_store_detail.hpp"
 #include "adapters/redis_store_state.hpp"
+#include "protocol/error.hpp"
 #include "util/log.hpp"
 
 #include <caf/all.hpp>

@@ -13,11 +13,11 @@
 // never on the loop; while Redis is unreachable requests fail at once, as
 // with the thread, and a connect is tried every retry interval.
 
-#include "actors/error.hpp"
 #include "adapters/redis_pipeline.hpp"
 #include "adapters/redis_store_state.hpp"
 #include "loop/loop_coordinator.hpp"
 #include "loop/loop_pinned.hpp"
+#include "protocol/error.hpp"
 #include "util/log.hpp"
 
 #include <caf/all.hpp>

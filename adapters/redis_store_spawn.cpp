@@ -3,7 +3,6 @@
 // key layout), then the STORE on its own thread or, with
 // scheduler-policy=loop and a single Redis, on event loop 0.
 
-#include "actors/error.hpp"
 #include "adapters/redis_cluster.hpp"
 #include "adapters/redis_connection.hpp"
 #include "adapters/redis_replies.hpp"
@@ -12,6 +11,7 @@
 #include "adapters/redis_store_detail.hpp"
 #include "adapters/redis_store_state.hpp"
 #include "loop/loop_coordinator.hpp"
+#include "protocol/error.hpp"
 #include "util/log.hpp"
 
 #include <caf/all.hpp>

@@ -3,9 +3,9 @@
 // the requests queued, stage k of every job collected into one round trip,
 // the replies handed back to their jobs, each job answered once it is done.
 
-#include "actors/error.hpp"
 #include "adapters/redis_append_batch.hpp"
 #include "adapters/redis_store_state.hpp"
+#include "protocol/error.hpp"
 
 #include <caf/all.hpp>
 

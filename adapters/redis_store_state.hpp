@@ -10,13 +10,13 @@
 // move commands and replies.
 
 #include "actors/actors.hpp"
-#include "actors/messages.hpp"
 #include "adapters/redis_append_batch.hpp"
 #include "adapters/redis_cluster.hpp"
 #include "adapters/redis_connection.hpp"
 #include "adapters/redis_keys.hpp"
 #include "adapters/redis_round_trip.hpp"
 #include "adapters/redis_scripts.hpp"
+#include "protocol/messages.hpp"
 
 #include <caf/behavior.hpp>
 #include <caf/error.hpp>

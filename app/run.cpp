@@ -1,8 +1,8 @@
 #include "app/run.hpp"
 
-#include "actors/error.hpp"
-#include "config/actor_config.hpp"
+#include "app/actor_config.hpp"
 #include "config/options.hpp"
+#include "protocol/error.hpp"
 #include "util/log.hpp"
 
 #include <caf/actor_system.hpp>

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "actors/node.hpp"
+#include "app/node.hpp"
 #include "config/options.hpp"
 #include "middleware/middleware.hpp"
 #include "protocol/codec.hpp"

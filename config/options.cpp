@@ -1,7 +1,7 @@
 #include "config/options.hpp"
 
-#include "actors/error.hpp"
-
+#include <caf/error.hpp>
+#include <caf/message.hpp>
 #include <caf/sec.hpp>
 
 #include <arpa/inet.h>
@@ -35,6 +35,13 @@ using setter = std::function<caf::error(options&, const std::string&)>;
 
 caf::error invalid(const std::string& what) {
   return caf::make_error(caf::sec::invalid_argument, what);
+}
+
+/// The text `invalid` put into `err` (every error of this file is made by it).
+std::string reason_of(const caf::error& err) {
+  const auto& ctx = err.context();
+  return ctx.match_elements<std::string>() ? ctx.get_as<std::string>(0)
+                                           : caf::to_string(err);
 }
 
 /// One documented option: its name, default as shown in --help, meaning and
@@ -405,7 +412,7 @@ caf::error apply(options& opts, const std::string& name,
     return invalid("unknown option '" + name + "'" + origin + " (see --help)");
   if (auto err = spec->set(opts, value))
     return invalid("bad value for '" + name + "'" + origin + ": " +
-                   error_message(err));
+                   reason_of(err));
   return caf::none;
 }
 

@@ -8,8 +8,8 @@
 // a string type equal to the cmd; the answer echoes the frame's ext, which
 // is bounded.
 
-#include "actors/frames.hpp"
 #include "protocol/codec.hpp"
+#include "protocol/frames.hpp"
 
 #include <nlohmann/json.hpp>
 

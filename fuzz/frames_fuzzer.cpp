@@ -6,7 +6,7 @@
 // a message). Invariant: whatever the input, every frame the node would send
 // is valid JSON and carries the client's id unchanged.
 
-#include "actors/frames.hpp"
+#include "protocol/frames.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -49,13 +49,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!id.empty() && r.at("id") != must_parse(id, "id"))
     std::abort();
   auto ack = must_parse(wsc::frames::ack(id), "ack");
-  (void) ack;
+  (void)ack;
   // The data as the built-ins re-encode it for receivers.
   const auto& body = *frame->body;
   if (auto d = body.find("data"); d != body.end()) {
     auto data_text =
-      d->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    must_parse(wsc::frames::message(frame->type, "bob", data_text, 1), "message");
+        d->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    must_parse(wsc::frames::message(frame->type, "bob", data_text, 1),
+               "message");
     must_parse(wsc::frames::group(frame->type, "alice", data_text, 2), "group");
   }
   // Strings of the frame quoted back.

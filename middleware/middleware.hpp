@@ -11,8 +11,9 @@
 // reverse order. Middlewares are shared by all connections and called from
 // several threads: keep them free of mutable state or guard it.
 
-#include "actors/messages.hpp"
 #include "config/options.hpp"
+#include "protocol/messages.hpp"
+#include "protocol/names.hpp"
 
 #include <caf/expected.hpp>
 
@@ -154,16 +155,8 @@ private:
   std::map<std::string, open_factory> open_;
 };
 
-/// Checks a uid, device, group or id: well-formed UTF-8 of 1-128 bytes, no
-/// control characters, no whitespace, no comma.
-bool valid_name(std::string_view name);
-
 /// The credentials of an `Authorization: Bearer <token>` header (any case
 /// of the scheme, RFC 7235), or an empty string.
 std::string bearer_token(const std::string& authorization);
-
-/// Whether `text` is well-formed UTF-8 (no overlong forms, no surrogates,
-/// nothing above U+10FFFF).
-bool valid_utf8(std::string_view text);
 
 } // namespace wsc

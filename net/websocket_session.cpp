@@ -1,7 +1,6 @@
 #include "net/websocket_session.hpp"
 
 #include "actors/connection.hpp"
-#include "actors/node.hpp"
 #include "loop/loop_coordinator.hpp"
 #include "util/log.hpp"
 

@@ -1,8 +1,8 @@
 #include "protocol/codec.hpp"
 
-#include "actors/error.hpp"
-#include "actors/frames.hpp"
-#include "middleware/middleware.hpp"
+#include "protocol/error.hpp"
+#include "protocol/frames.hpp"
+#include "protocol/names.hpp"
 
 #include <caf/sec.hpp>
 

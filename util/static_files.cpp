@@ -1,5 +1,6 @@
 #include "util/static_files.hpp"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 

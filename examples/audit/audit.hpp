@@ -6,7 +6,7 @@
 //   {"event":"REGISTER","node":"n1","conn":"n1-..","uid":"alice","ts":..}
 //   {"event":"SHUTDOWN","node":"n2","reason":"timeout","ts":..}
 
-#include "actors/messages.hpp"
+#include "protocol/messages.hpp"
 
 #include <caf/behavior.hpp>
 #include <caf/fwd.hpp>

@@ -3,7 +3,7 @@
 //
 //   build/examples/wsc-audit-node --listen=127.0.0.1:8081 ... > audit.jsonl
 
-#include "actors/node.hpp"
+#include "app/node.hpp"
 #include "app/run.hpp"
 #include "audit.hpp"
 

@@ -1,7 +1,7 @@
 #include "bot.hpp"
 
-#include "actors/error.hpp"
 #include "middleware/middleware.hpp"
+#include "protocol/error.hpp"
 
 #include <caf/all.hpp>
 

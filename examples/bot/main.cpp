@@ -2,7 +2,7 @@
 //
 //   build/examples/wsc-bot-node --listen=127.0.0.1:8080
 
-#include "actors/node.hpp"
+#include "app/node.hpp"
 #include "app/run.hpp"
 #include "bot.hpp"
 

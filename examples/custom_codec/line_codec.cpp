@@ -1,8 +1,8 @@
 #include "line_codec.hpp"
 
-#include "actors/error.hpp"
-#include "actors/frames.hpp"
 #include "middleware/middleware.hpp"
+#include "protocol/error.hpp"
+#include "protocol/frames.hpp"
 
 namespace example {
 

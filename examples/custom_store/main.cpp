@@ -5,8 +5,8 @@
 //   build/examples/wsc-custom-store-node --listen=127.0.0.1:8080
 
 #include "actors/actors.hpp"
-#include "actors/node.hpp"
 #include "adapters/memory_store.hpp"
+#include "app/node.hpp"
 #include "app/run.hpp"
 
 #include <caf/all.hpp>

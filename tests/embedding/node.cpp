@@ -10,7 +10,7 @@
 // `<prefix>.throw` throws, `<prefix>.die` dies holding the request (a linked
 // helper fails), anything else answers {"type":"pong","actor":<actor id>}.
 
-#include "actors/node.hpp"
+#include "app/node.hpp"
 
 #include "app/run.hpp"
 #include "audit.hpp"

@@ -101,7 +101,7 @@ def _str(b):
 
 def caf_delivery(kind, uids, data=b'{"forged":true}', sender=b"", group=b"", ts=0,
                  durable=False, msg_id=b"", seqs=(), idem=b""):
-    """One ``wsc::delivery`` (actors/messages.hpp) as CAF serializes it:
+    """One ``wsc::delivery`` (protocol/messages.hpp) as CAF serializes it:
     kind (uint8), from, group, data, ts (int64, network order), uids,
     durable (uint8), msg_id, seqs (uint64, network order), idem."""
     out = bytes([kind & 0xFF]) + _str(sender) + _str(group) + _str(data)

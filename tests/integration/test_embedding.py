@@ -97,16 +97,22 @@ class EmbeddingBase(HarnessMixin, unittest.TestCase):
                 if line.startswith("{")]
 
 
+# One static library per folder (CMakeLists.txt, wsc_folder_library).
+FOLDER_LIBRARIES = ("util", "config", "protocol", "middleware", "loop", "flow", "http",
+                    "actors", "adapters", "net", "app")
+
+
 class PackageTest(EmbeddingBase):
     def test_installed_layout(self):
         prefix = _built["prefix"]
-        for path in ("include/wscluster/actors/node.hpp", "include/wscluster/app/run.hpp",
+        for path in ("include/wscluster/app/node.hpp", "include/wscluster/app/run.hpp",
                      "include/wscluster/middleware/middleware.hpp",
                      "include/wscluster/actors/supervisor.hpp",
                      "include/wscluster/net/server.hpp",
                      "lib/cmake/wscluster/wsclusterConfig.cmake",
                      "lib/cmake/wscluster/wsclusterConfigVersion.cmake",
-                     "lib/cmake/wscluster/FindCAF.cmake", "lib/libwsc.a", "bin/wscluster"):
+                     "lib/cmake/wscluster/FindCAF.cmake", "bin/wscluster") + tuple(
+                         "lib/libwsc_%s.a" % folder for folder in FOLDER_LIBRARIES):
             self.assertTrue(os.path.exists(os.path.join(prefix, path)), path)
         # One include prefix: nothing else directly under include/.
         self.assertEqual(os.listdir(os.path.join(prefix, "include")), ["wscluster"])

@@ -308,7 +308,7 @@ target_link_libraries(wsc-killer-node PRIVATE wscluster::wsc)
 
 KILLER_NODE = r"""// `kill.*` kills the CONNECTION actor of the frame's sender (what an
 // exception inside that actor would do), then answers.
-#include "actors/node.hpp"
+#include "app/node.hpp"
 #include "app/run.hpp"
 
 #include <caf/all.hpp>

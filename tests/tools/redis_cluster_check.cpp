@@ -8,12 +8,12 @@
 // Each round SETs N keys (the first N of a list with one key per hash slot,
 // so N = 16384 touches every slot; every second one by EVALSHA of a script
 // loaded on every master, reloaded on NOSCRIPT) in pipelined batches of B,
-// then GETs them back and compares. One JSON line per round on stdout, then a summary line.
-// Stops after R rounds or S seconds, whichever comes first, or after the
-// current round on SIGTERM. Exit 0 when the last round was fully ok.
+// then GETs them back and compares. One JSON line per round on stdout, then a
+// summary line. Stops after R rounds or S seconds, whichever comes first, or
+// after the current round on SIGTERM. Exit 0 when the last round was fully ok.
 
-#include "actors/error.hpp"
 #include "adapters/redis_cluster.hpp"
+#include "protocol/error.hpp"
 
 #include <algorithm>
 #include <chrono>

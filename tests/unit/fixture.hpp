@@ -10,7 +10,7 @@
 #include "actors/peer.hpp"
 #include "actors/registry.hpp"
 #include "adapters/memory_store.hpp"
-#include "config/actor_config.hpp"
+#include "app/actor_config.hpp"
 
 #include <caf/test/dsl.hpp>
 

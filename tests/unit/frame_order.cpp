@@ -4,7 +4,7 @@
 // frames in seq order and once each, gaps filled from the inbox, the replay
 // page by page.
 
-#include "actors/frame_order.hpp"
+#include "flow/frame_order.hpp"
 
 #include <caf/test/unit_test.hpp>
 

@@ -3,11 +3,11 @@
 // Checks of hostile input: names, UTF-8, deliveries decoded from peers,
 // fan-out budgets; the HTTP API surviving an exception.
 
-#include "actors/frames.hpp"
 #include "actors/http_api.hpp"
 #include "adapters/memory_store.hpp"
 #include "fixture.hpp"
 #include "middleware/middleware.hpp"
+#include "protocol/frames.hpp"
 
 #include <caf/test/dsl.hpp>
 

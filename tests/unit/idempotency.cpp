@@ -6,11 +6,11 @@
 #include "actors/builtins.hpp"
 #include "actors/connection.hpp"
 #include "actors/event_bus.hpp"
-#include "actors/frames.hpp"
 #include "actors/registry.hpp"
 #include "adapters/memory_store.hpp"
 #include "fixture.hpp"
 #include "middleware/jwt.hpp"
+#include "protocol/frames.hpp"
 
 #include <caf/test/dsl.hpp>
 

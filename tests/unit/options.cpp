@@ -2,7 +2,7 @@
 
 #include "config/options.hpp"
 
-#include "actors/error.hpp"
+#include "protocol/error.hpp"
 
 #include <caf/test/unit_test.hpp>
 

@@ -6,9 +6,9 @@
 
 #include "actors/peer.hpp"
 
-#include "actors/frames.hpp"
 #include "actors/registry.hpp"
 #include "fixture.hpp"
+#include "protocol/frames.hpp"
 
 #include <caf/test/dsl.hpp>
 

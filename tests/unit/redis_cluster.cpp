@@ -6,7 +6,7 @@
 
 #include "adapters/redis_cluster.hpp"
 
-#include "actors/error.hpp"
+#include "protocol/error.hpp"
 
 #include <caf/test/unit_test.hpp>
 

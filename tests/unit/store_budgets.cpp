@@ -3,7 +3,7 @@
 // The token buckets that bound what each uid stores per second
 // (`stored-bytes-rate`).
 
-#include "actors/store_budgets.hpp"
+#include "flow/store_budgets.hpp"
 
 #include <caf/test/unit_test.hpp>
 

@@ -1,4 +1,4 @@
-#include "actors/store_budgets.hpp"
+#include "flow/store_budgets.hpp"
 
 #include <algorithm>
 

@@ -5,8 +5,8 @@
 // Outgoing frames are built by appending JSON text: the payload `data` is
 // already JSON text and is copied in, never parsed again.
 
-#include "actors/error.hpp"
-#include "actors/messages.hpp"
+#include "protocol/error.hpp"
+#include "protocol/messages.hpp"
 
 #include <caf/expected.hpp>
 

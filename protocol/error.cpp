@@ -1,4 +1,4 @@
-#include "actors/error.hpp"
+#include "protocol/error.hpp"
 
 #include <caf/sec.hpp>
 

@@ -1,4 +1,4 @@
-#include "actors/frame_order.hpp"
+#include "flow/frame_order.hpp"
 
 #include <algorithm>
 #include <functional>

@@ -9,7 +9,7 @@
 // while the gap is read from the inbox. The REGISTRY owns one frame_order
 // per connection and does the writing and the store requests it asks for.
 
-#include "actors/messages.hpp"
+#include "protocol/messages.hpp"
 
 #include <cstddef>
 #include <cstdint>

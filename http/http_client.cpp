@@ -1,13 +1,16 @@
-#include "net/http_client.hpp"
-
-#include "net/beast.hpp"
+#include "http/http_client.hpp"
 
 #include <caf/error.hpp>
 #include <caf/sec.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
 #include <openssl/ssl.h>
@@ -19,8 +22,11 @@ namespace wsc {
 
 namespace {
 
-using namespace wsc::net;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
 namespace ssl = boost::asio::ssl;
+using tcp = boost::asio::ip::tcp;
 
 caf::error bad_url(const std::string& text, const char* why) {
   return caf::make_error(caf::sec::invalid_argument,

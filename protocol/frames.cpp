@@ -1,6 +1,6 @@
-#include "actors/frames.hpp"
+#include "protocol/frames.hpp"
 
-#include "middleware/middleware.hpp"
+#include "protocol/names.hpp"
 
 #include <nlohmann/json.hpp>
 

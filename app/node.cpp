@@ -1,4 +1,4 @@
-#include "actors/node.hpp"
+#include "app/node.hpp"
 
 #include "actors/builtins.hpp"
 #include "actors/connection.hpp"

@@ -1,9 +1,9 @@
-#include "config/actor_config.hpp"
+#include "app/actor_config.hpp"
 
 #include "actors/actors.hpp"
-#include "actors/error.hpp"
 #include "loop/loop_coordinator.hpp"
 #include "net/cluster_guard.hpp"
+#include "protocol/error.hpp"
 
 #include <caf/atom.hpp>
 #include <caf/io/middleman.hpp>
