@@ -36,11 +36,9 @@ using connection_actor = caf::typed_actor<
     // Closes the socket with a close code and a reason.
     caf::reacts_to<atom::disconnect, uint16_t, std::string>,
     // A `refresh` frame verified a new token: the connection now expires at
-    // its `exp` (seconds since the epoch) instead (4003 then).
+    // its `exp` (seconds since the epoch) instead (4003 then, closed by the
+    // socket's session: connection_sink::close_after).
     caf::reacts_to<atom::refresh, int64_t>,
-    // The token expiry timer armed as generation `n` fired; a refresh since
-    // armed a newer one, which alone closes the connection.
-    caf::reacts_to<atom::expire, uint64_t>,
     // The socket is gone (closed by either side).
     caf::reacts_to<atom::closed>>;
 

@@ -95,6 +95,5 @@ CAF_ADD_ATOM(wscluster, wsc::atom, is_member, "is_member")
 CAF_ADD_ATOM(wscluster, wsc::atom, stats, "stats")
 CAF_ADD_ATOM(wscluster, wsc::atom, unread, "unread")
 CAF_ADD_ATOM(wscluster, wsc::atom, posted, "posted")
-// CONNECTION: token refresh and its expiry timer.
+// CONNECTION: token refresh.
 CAF_ADD_ATOM(wscluster, wsc::atom, refresh, "refresh")
-CAF_ADD_ATOM(wscluster, wsc::atom, expire, "expire")

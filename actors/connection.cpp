@@ -109,15 +109,13 @@ void connection_state::fail(const request_info& req, ec code,
 
 void connection_state::arm_expiry(int64_t exp_s) {
   // Overflow-safe: the time is bounded to verify_jwt's range, and the delay
-  // to ten years, which CAF's nanosecond clock can hold.
+  // to ten years.
   exp_s = std::clamp<int64_t>(exp_s, 0, jwt_max_time_s);
   constexpr int64_t max_delay_ms = 10 * 366 * 86'400'000LL;
   auto left =
       std::clamp<int64_t>(exp_s * 1000 - frames::now_ms(), 0, max_delay_ms);
-  // CAF 0.17 cannot cancel a delayed message: the older timers still fire,
-  // but only the one of the current generation closes.
-  self->delayed_send(self, std::chrono::milliseconds(left), atom::expire_v,
-                     ++expiry_generation);
+  if (auto s = sink.lock())
+    s->close_after(std::chrono::milliseconds(left), 4003, "token expired");
 }
 
 void connection_state::answered() {
@@ -327,10 +325,6 @@ connection(connection_actor::stateful_pointer<connection_state> self,
         self->state.close(code, std::move(reason));
       },
       [self](atom::refresh, int64_t exp_s) { self->state.arm_expiry(exp_s); },
-      [self](atom::expire, uint64_t generation) {
-        if (generation == self->state.expiry_generation)
-          self->state.close(4003, "token expired");
-      },
       [self](atom::closed) {
         auto& st = self->state;
         // The registry learns of every connection it may have bound; one that

@@ -91,9 +91,6 @@ struct connection_state {
   /// Frames read before the connection was open, handled once it is.
   std::vector<std::string> early_frames;
   std::optional<rate_limiter> limiter;
-  /// Counts the token expiry timers armed (at open, then per `refresh`):
-  /// only the latest one closes the connection with 4003.
-  uint64_t expiry_generation = 0;
 
   connection_actor::stateful_pointer<connection_state> self = nullptr;
 
@@ -106,8 +103,8 @@ struct connection_state {
   /// Asks the socket to close.
   void close(uint16_t code, std::string reason);
 
-  /// Closes the connection with 4003 at `exp_s` (seconds since the epoch, a
-  /// token's `exp`) instead of any expiry armed before.
+  /// Has the socket close the connection with 4003 at `exp_s` (seconds
+  /// since the epoch, a token's `exp`) instead of any expiry armed before.
   void arm_expiry(int64_t exp_s);
 
   /// Handles one client frame: limits, RECV_MESSAGE, parsing, dispatch.

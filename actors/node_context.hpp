@@ -8,6 +8,7 @@
 #include "protocol/codec.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -36,6 +37,14 @@ public:
 
   /// Closes the WebSocket with a close code, after the frames already queued.
   virtual void close(uint16_t code, std::string reason) = 0;
+
+  /// Closes the WebSocket as `close` does once `after` has passed (a token's
+  /// expiry); a later call replaces the deadline. The deadline lives with
+  /// the socket and goes with it: a connection that ends earlier leaves
+  /// nothing scheduled behind (CAF 0.17 cannot cancel a delayed message, and
+  /// one would keep the ended CONNECTION's memory until it fired).
+  virtual void close_after(std::chrono::milliseconds after, uint16_t code,
+                           std::string reason) = 0;
 
   /// The CONNECTION actor answered one of the frames read from the socket
   /// (ack, reply or error). The session reads ahead at most a few frames

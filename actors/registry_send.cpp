@@ -35,6 +35,17 @@ size_t receivers_of(const route_table& routes) {
   return n;
 }
 
+/// Inboxes a durable message started: its copy there is seq 1.
+size_t new_inboxes_of(const route_table& routes) {
+  auto first = [](const std::vector<uint64_t>& seqs) {
+    return static_cast<size_t>(std::count(seqs.begin(), seqs.end(), 1u));
+  };
+  auto n = first(routes.offline_seqs);
+  for (auto& nr : routes.nodes)
+    n += first(nr.seqs);
+  return n;
+}
+
 /// A send's report: one entry per uid, its connections on every node
 /// added up.
 delivery_report report_per_uid(const delivery& d, const route_table& routes) {
@@ -158,6 +169,14 @@ caf::result<delivery_report> registry_state::publish(delivery d) {
     d.idem.clear();
     report.unavailable = routes.unavailable;
     auto receivers = receivers_of(routes);
+    // The store checked a durable publish against every member; a volatile
+    // one produces a copy per member online.
+    if (!d.durable)
+      if (auto err = frames::check_fanout(receivers, d.data.size(),
+                                          node->opts.max_fanout_bytes)) {
+        rp.deliver(std::move(err));
+        return;
+      }
     dispatch(std::move(d), std::move(routes), receivers);
     rp.deliver(std::move(report));
   };
@@ -189,7 +208,7 @@ atom::ok registry_state::broadcast(delivery d) {
 void registry_state::dispatch(delivery d, route_table routes,
                               size_t receivers) {
   if (d.durable)
-    budgets.charge(d.from, receivers, d.data.size());
+    budgets.charge(d.from, receivers, d.data.size(), new_inboxes_of(routes));
   watch_unread(d, routes);
   route(std::move(d), std::move(routes));
 }

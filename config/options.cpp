@@ -322,8 +322,9 @@ const std::vector<option_spec>& option_table() {
        uint_field(&options::max_resumes_per_uid, 1, 10'000)},
       {"stored-bytes-rate", "1048576",
        "bytes per second one uid's durable sends and publishes may store on "
-       "this node (receivers x payload, burst: twice this or "
-       "max-fanout-bytes); beyond: error rate_limited",
+       "this node (receivers x payload, plus ~4.4 KB per inbox a message "
+       "starts; burst: twice this or max-fanout-bytes); beyond: error "
+       "rate_limited",
        uint_field(&options::stored_bytes_rate, 1024, 1ull << 32)},
       {"max-group-members", "10000",
        "members of one group; a join beyond: error group_full",

@@ -20,10 +20,12 @@ bool store_budgets::may_store(const std::string& uid, clock::time_point now) {
 }
 
 void store_budgets::charge(const std::string& uid, size_t receivers,
-                           size_t payload_bytes) {
+                           size_t payload_bytes, size_t new_inboxes) {
   if (auto i = buckets_.find(uid); i != buckets_.end())
-    i->second.tokens -= static_cast<double>(receivers) *
-                        static_cast<double>(payload_bytes + 64);
+    i->second.tokens -=
+        static_cast<double>(receivers) *
+            static_cast<double>(payload_bytes + 64) +
+        static_cast<double>(new_inboxes) * static_cast<double>(new_inbox_bytes);
 }
 
 void store_budgets::prune(

@@ -29,9 +29,17 @@ public:
   /// HTTP API (no uid) always may. A new uid starts with a full bucket.
   bool may_store(const std::string& uid, clock::time_point now);
 
+  /// What starting an inbox costs the store: Redis 7.0 preallocates a
+  /// 4 KB listpack node per stream (used_memory grew 4,397 bytes per new
+  /// one-entry inbox with its TTL, over 2,000). Without it, durable sends to
+  /// many new uids stored ~68x the budget (helper-29's probe).
+  static constexpr size_t new_inbox_bytes = 4400;
+
   /// Takes what a stored message cost from `uid`'s bucket: each receiver's
-  /// copy, its payload and ~64 bytes of bookkeeping.
-  void charge(const std::string& uid, size_t receivers, size_t payload_bytes);
+  /// copy, its payload and ~64 bytes of bookkeeping, plus `new_inboxes`
+  /// inboxes it started (its copy was seq 1).
+  void charge(const std::string& uid, size_t receivers, size_t payload_bytes,
+              size_t new_inboxes = 0);
 
   /// Once there are buckets for more than twice `connected_uids` (plus
   /// 1024), drops those of uids not `connected` that are full again: a

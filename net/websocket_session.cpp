@@ -156,10 +156,61 @@ websocket_session::websocket_session(tcp::socket&& socket,
     data_op_ = ws::opcode::binary;
 }
 
+class websocket_session::scheduled_close final : public timer_wheel::entry {
+public:
+  using clock = std::chrono::steady_clock;
+
+  explicit scheduled_close(websocket_session& owner) : owner_(owner) {
+    // nop
+  }
+
+  clock::time_point deadline;
+  uint16_t code = 0;
+  std::string reason;
+
+  /// Arms the wheel for the deadline, a day at a time at most (its ticks
+  /// are 32 bits of 100 ms; a token may be valid for years).
+  void arm() {
+    constexpr auto longest = std::chrono::hours(24);
+    auto left = deadline - clock::now();
+    owner_.wheel().arm(
+        *this, std::clamp<clock::duration>(left, clock::duration{1}, longest));
+  }
+
+  void cancel() {
+    if (generation() != 0)
+      owner_.wheel().cancel(*this);
+  }
+
+private:
+  std::shared_ptr<void> hold() override {
+    return owner_.weak_from_this().lock();
+  }
+
+  void expired(uint32_t generation) override {
+    // Alive while this runs (hold); onto the socket's executor as the
+    // session's own entry.
+    asio::dispatch(owner_.socket_.get_executor(),
+                   [self = owner_.shared_from_this(), generation] {
+                     auto& sc = *self->scheduled_close_;
+                     if (generation != sc.generation() || self->closing_ ||
+                         self->shut_down_)
+                       return;
+                     if (clock::now() < sc.deadline)
+                       return sc.arm(); // a step of a long wait
+                     self->begin_close(sc.code, sc.reason, false);
+                   });
+  }
+
+  websocket_session& owner_;
+};
+
 websocket_session::~websocket_session() {
   // Out of the wheel before the memory goes (it may still be in after an
   // abort: the io_context destroying its handlers).
   cancel_timer();
+  if (scheduled_close_)
+    scheduled_close_->cancel();
   notify_closed();
   --node_->open_connections;
   node_->quota.release(uid_, address_);
@@ -244,7 +295,6 @@ void websocket_session::read_available() {
       return wait_readable();
     if (ec)
       return finish(); // the peer's end, or a reset
-    input_seen_ = true;
     if (reader_.closed()) {
       // Closing: what follows the close frame is discarded until the end.
       continue;
@@ -260,7 +310,12 @@ void websocket_session::read_available() {
 }
 
 bool websocket_session::consume(const char* data, size_t size) {
+  auto frames_before = reader_.frames_read();
   auto result = reader_.feed(data, size, *this);
+  // Only whole frames count as activity: a client that trickles bytes of a
+  // frame it never ends is idle (and holds up to a message's bytes).
+  if (reader_.frames_read() != frames_before)
+    input_seen_ = true;
   if (result.fail_code != 0)
     fail(result.fail_code, result.fail_reason);
   if (reader_.closed()) {
@@ -410,6 +465,23 @@ void websocket_session::close(uint16_t code, std::string reason) {
   asio::post(socket_.get_executor(), [self = shared_from_this(), code,
                                       reason = std::move(reason)]() mutable {
     self->begin_close(code, reason, false);
+  });
+}
+
+void websocket_session::close_after(std::chrono::milliseconds after,
+                                    uint16_t code, std::string reason) {
+  on_socket([self = shared_from_this(),
+             deadline = std::chrono::steady_clock::now() + after, code,
+             reason = std::move(reason)]() mutable {
+    if (self->closing_ || self->shut_down_)
+      return;
+    if (!self->scheduled_close_)
+      self->scheduled_close_ = std::make_unique<scheduled_close>(*self);
+    auto& sc = *self->scheduled_close_;
+    sc.deadline = deadline;
+    sc.code = code;
+    sc.reason = std::move(reason);
+    sc.arm();
   });
 }
 
@@ -647,6 +719,8 @@ void websocket_session::teardown() {
 
 void websocket_session::finish() {
   cancel_timer();
+  if (scheduled_close_)
+    scheduled_close_->cancel();
   // Aborts whatever still waits on the socket; its handler ends here too.
   beast::error_code ignored;
   socket_.close(ignored);

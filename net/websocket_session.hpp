@@ -11,6 +11,7 @@
 #include <caf/fwd.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -62,6 +63,9 @@ public:
   uint64_t queued_bytes() const override;
 
   void close(uint16_t code, std::string reason) override;
+
+  void close_after(std::chrono::milliseconds after, uint16_t code,
+                   std::string reason) override;
 
   void frame_answered() override;
 
@@ -157,6 +161,10 @@ private:
   void expired(uint32_t generation) override;
   void on_timer();
 
+  /// A close at a deadline (close_after): a second entry of the wheel,
+  /// made on first use (only connections with an expiring token have one).
+  class scheduled_close;
+
   tcp::socket socket_;
   node_context_ptr node_;
   /// The quota slot this session holds (released by the destructor).
@@ -166,6 +174,7 @@ private:
   /// The node's frame codec; null for json (the identity).
   frame_codec_ptr codec_;
   ws::frame_reader reader_;
+  std::unique_ptr<scheduled_close> scheduled_close_;
   /// What the reader was not given yet when it paused (null otherwise).
   std::unique_ptr<std::string> unread_;
   /// The execution context of the socket (compared with the caller's loop).
@@ -215,8 +224,8 @@ private:
   bool close_received_ = false;
   bool shut_down_ = false;
   bool closed_notified_ = false;
-  /// Input arrived since the timer last looked, and whether the keep-alive
-  /// ping is out.
+  /// A whole frame arrived since the timer last looked, and whether the
+  /// keep-alive ping is out.
   bool input_seen_ = false;
   bool ping_sent_ = false;
 };

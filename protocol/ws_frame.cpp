@@ -190,6 +190,7 @@ frame_reader::result frame_reader::feed(const char* data, size_t size,
     if (remaining_ > 0)
       break; // the frame goes on in the next read
     in_payload_ = false;
+    ++frames_read_;
     if (is_control(static_cast<uint8_t>(frame_op_))) {
       finish_control(events, r);
       if (r.fail_code != 0) {

@@ -267,6 +267,28 @@ class StoreBase(HarnessMixin):
         if self.redis:
             self.assertEqual(self.redis.command("XLEN", ukey("m2", "in")), 1)
 
+    def test_volatile_publish_too_large(self):
+        # Not stored, but 3 members online x (1000 + 64) bytes > 2000 still
+        # produce too many bytes: refused by frame and by the API.
+        node = self.node(**{"max-fanout-bytes": "2000", "volatile-types": "publish"})
+        clients = [node.ws(u) for u in ("v1", "v2", "v3")]
+        for c in clients:
+            self.assertEqual(self.join(c, "loud")["type"], "ack")
+        big = "x" * 1000
+        clients[0].send_json({"type": "publish", "id": "big", "group": "loud", "data": big})
+        reply = self.reply_to(clients[0], "big")
+        self.assertEqual((reply["type"], reply.get("code")), ("error", "too_large"), reply)
+        status, _, _ = node.http("POST", "/api/publish", {"group": "loud", "data": big})
+        self.assertEqual(status, 413)
+        for c in clients:
+            self.assertNoFrame(c, lambda f: f.get("type") == "group", 0.3, "group frame")
+        clients[0].send_json({"type": "publish", "id": "small", "group": "loud", "data": "s"})
+        self.assertEqual(self.reply_to(clients[0], "small")["type"], "ack")
+        for c in clients:
+            f = c.wait_for(lambda f: f.get("type") == "group", 5)
+            self.assertEqual(f["data"], "s")
+            self.assertNotIn("seq", f)
+
 
 class MemoryStoreTest(StoreBase, unittest.TestCase):
     state = "memory"

@@ -433,6 +433,30 @@ class IdleTimeoutTest(HarnessMixin, unittest.TestCase):
         other.send_json({"type": "ping", "id": 2})
         self.reply_to(other, 2)
 
+    def test_trickling_a_frame_that_never_ends_is_idle(self):
+        # Only whole frames count as activity: one byte of a 1,000-byte frame
+        # every 0.3 s (and no pong) must not keep the connection open.
+        ws = self.node.ws("trickler")
+        frame = encode_frame(True, 0, OP_TEXT, json.dumps({"type": "ping", "x": "y" * 980}))
+        start = time.monotonic()
+        closed_at = None
+        sent = 0
+        while time.monotonic() - start < 8 and sent < len(frame) - 1:
+            try:
+                ws.send_raw(frame[sent:sent + (8 if sent == 0 else 1)])
+                sent += 8 if sent == 0 else 1
+                reply = ws.recv_frame(timeout=0.3)   # raw: pings are NOT answered
+            except TimeoutError:
+                continue
+            except (ConnectionClosed, OSError):
+                closed_at = time.monotonic() - start
+                break
+            if reply.opcode == OP_CLOSE:
+                closed_at = time.monotonic() - start
+                break
+        self.assertIsNotNone(closed_at, "a client trickling one frame was kept open for 8 s")
+        self.assertLess(closed_at, 6.0)
+
 
 class RateLimitTest(HarnessMixin, unittest.TestCase):
 

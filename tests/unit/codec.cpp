@@ -63,6 +63,10 @@ public:
     // nop
   }
 
+  void close_after(std::chrono::milliseconds, uint16_t, std::string) override {
+    // nop: these tests open no connection with a token
+  }
+
   const frame_codec_ptr& codec() const override { return codec_; }
 
   std::vector<json> take() {

@@ -41,6 +41,14 @@ public:
     close_reason = std::move(reason);
   }
 
+  void close_after(std::chrono::milliseconds after, uint16_t code,
+                   std::string) override {
+    std::lock_guard guard{mtx};
+    scheduled_close = after;
+    scheduled_code = code;
+    ++scheduled_closes;
+  }
+
   /// Frames written so far, oldest first; clears the record.
   std::vector<std::string> take() {
     std::lock_guard guard{mtx};
@@ -53,6 +61,10 @@ public:
   std::vector<std::string> frames;
   uint16_t close_code = 0;
   std::string close_reason;
+  /// The last close_after and how many there were.
+  std::chrono::milliseconds scheduled_close{0};
+  uint16_t scheduled_code = 0;
+  size_t scheduled_closes = 0;
 };
 
 /// A deterministic scheduler and a node context with default options.

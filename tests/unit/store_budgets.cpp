@@ -52,6 +52,18 @@ CAF_TEST(a bucket refills up to the burst only) {
   CAF_CHECK(!budgets.may_store("ann", t0 + 1h));
 }
 
+CAF_TEST(starting an inbox costs what the store preallocates for it) {
+  store_budgets budgets{rate, burst};
+  auto t0 = store_budgets::clock::now();
+  CAF_REQUIRE(budgets.may_store("ann", t0));
+  // One 1-byte copy into a new inbox: 65 bytes plus the new inbox, which
+  // alone is more than the burst of 4000 bytes (debt: 465 bytes).
+  budgets.charge("ann", 1, 1, 1);
+  CAF_CHECK(!budgets.may_store("ann", t0));
+  CAF_CHECK(!budgets.may_store("ann", t0 + 465ms));
+  CAF_CHECK(budgets.may_store("ann", t0 + 470ms));
+}
+
 CAF_TEST(charging a uid without a bucket does nothing) {
   store_budgets budgets{rate, burst};
   budgets.charge("ann", 100, 1000);
