@@ -3,14 +3,11 @@
 #include "middleware/jwt.hpp"
 #include "middleware/middleware.hpp"
 #include "protocol/frames.hpp"
+#include "protocol/operations.hpp"
 
 #include <caf/all.hpp>
 
 #include <nlohmann/json.hpp>
-
-#include <algorithm>
-#include <string_view>
-#include <unordered_set>
 
 namespace wsc {
 
@@ -18,72 +15,8 @@ namespace {
 
 using json = nlohmann::json;
 
-/// The most uids one `send` or `presence` frame may name.
-constexpr size_t max_uids_per_frame = 1000;
-
 caf::error bad_frame(std::string message) {
   return make_error(ec::bad_frame, std::move(message));
-}
-
-/// Reads a required field of a frame.
-caf::expected<const json*> field(const json& frame, const char* name) {
-  auto i = frame.find(name);
-  if (i == frame.end())
-    return bad_frame(std::string{"missing field '"} + name + "'");
-  return &*i;
-}
-
-/// Reads a valid name (uid or group) from a required string field.
-caf::expected<std::string> name_field(const json& frame, const char* name) {
-  auto value = field(frame, name);
-  if (!value)
-    return std::move(value.error());
-  if (!(*value)->is_string() ||
-      !valid_name((*value)->get_ref<const std::string&>()))
-    return bad_frame(std::string{"field '"} + name +
-                     "' must be a name of 1-128 bytes without spaces, "
-                     "control characters or commas");
-  return (*value)->get<std::string>();
-}
-
-/// Reads one uid or a list of uids.
-caf::expected<std::vector<std::string>> uid_list(const json& frame,
-                                                 const char* name) {
-  auto value = field(frame, name);
-  if (!value)
-    return std::move(value.error());
-  std::vector<std::string> uids;
-  // Each uid once: a repeated receiver is neither stored nor counted twice.
-  std::unordered_set<std::string_view> seen;
-  auto add = [&](const json& x) {
-    if (!x.is_string() || !valid_name(x.get_ref<const std::string&>()))
-      return false;
-    auto& uid = x.get_ref<const std::string&>();
-    if (seen.insert(uid).second)
-      uids.push_back(uid);
-    return true;
-  };
-  auto what = std::string{"field '"} + name +
-              "' must be a uid or a non-empty list of uids";
-  if ((*value)->is_array()) {
-    if ((*value)->empty() || (*value)->size() > max_uids_per_frame)
-      return bad_frame(what + " (at most " +
-                       std::to_string(max_uids_per_frame) + ")");
-    for (auto& x : **value)
-      if (!add(x))
-        return bad_frame(what);
-  } else if (!add(**value)) {
-    return bad_frame(what);
-  }
-  return uids;
-}
-
-/// Reads `data` as JSON text.
-caf::expected<std::string> data_field(const json& frame) {
-  auto value = field(frame, "data");
-  if (!value)
-    return std::move(value.error());
-  return (*value)->dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 json_ptr answer(json x) {
@@ -110,54 +43,6 @@ json_ptr sent(delivery_report& report, bool to_conn = false) {
 }
 
 } // namespace
-
-caf::error read_idem(const json& object, std::string& idem) {
-  auto i = object.find("idem");
-  if (i == object.end())
-    return caf::none;
-  if (!i->is_string() || i->get_ref<const std::string&>().empty() ||
-      i->get_ref<const std::string&>().size() > max_idem_bytes ||
-      !valid_utf8(i->get_ref<const std::string&>()))
-    return bad_frame("field 'idem' must be a string of 1-" +
-                     std::to_string(max_idem_bytes) + " bytes of UTF-8");
-  idem = i->get<std::string>();
-  return caf::none;
-}
-
-caf::error read_addressing(const json& object, const std::string& own_conn,
-                           bool to_conn_allowed, delivery& d) {
-  auto conn_id = [](const json& x) {
-    return x.is_string() && valid_name(x.get_ref<const std::string&>()) &&
-           !frames::node_of_conn(x.get_ref<const std::string&>()).empty();
-  };
-  if (auto i = object.find("except"); i != object.end()) {
-    if (!i->is_array() || i->size() > frames::max_except ||
-        !std::all_of(i->begin(), i->end(), conn_id))
-      return bad_frame("field 'except' must be a list of at most " +
-                       std::to_string(frames::max_except) + " connection ids");
-    for (auto& x : *i)
-      d.except.push_back(x.get<std::string>());
-  }
-  if (auto i = object.find("except_self"); i != object.end()) {
-    if (!i->is_boolean())
-      return bad_frame("field 'except_self' must be true or false");
-    if (i->get<bool>()) {
-      if (own_conn.empty())
-        return bad_frame("'except_self' needs a connection: use 'except'");
-      if (d.except.size() >= frames::max_except)
-        return bad_frame("field 'except' names too many connections");
-      d.except.push_back(own_conn);
-    }
-  }
-  if (auto i = object.find("to_conn"); i != object.end()) {
-    if (!to_conn_allowed)
-      return bad_frame("field 'to_conn' is for send only");
-    if (!conn_id(*i))
-      return bad_frame("field 'to_conn' must be a connection id");
-    d.to_conn = i->get<std::string>();
-  }
-  return caf::none;
-}
 
 const std::vector<std::string>& builtin_frame_types() {
   static const std::vector<std::string> types{
@@ -201,6 +86,8 @@ void run_builtin(Self* self, const node_context& node, const frame_context& ctx,
     done(std::move(err));
   };
   auto& type = f["type"].get_ref<const std::string&>();
+  const ops::origin sender{ctx.sender.uid, ctx.sender.conn,
+                           ops::frame_max_uids};
   if (type == "read") {
     auto seq = f.find("seq");
     if (seq == f.end() || !seq->is_number_unsigned())
@@ -242,29 +129,12 @@ void run_builtin(Self* self, const node_context& node, const frame_context& ctx,
     return done(json_ptr{});
   }
   if (type == "send") {
-    auto data = data_field(f);
-    if (!data)
-      return done(std::move(data.error()));
-    auto d = frames::make_delivery(delivery_kind::message, ctx.sender.uid,
-                                   std::move(*data), node.durable(type));
-    if (auto err = read_addressing(f, ctx.sender.conn, true, d))
-      return done(std::move(err));
-    bool to_conn = !d.to_conn.empty();
-    if (to_conn == f.contains("to"))
-      return done(bad_frame("a send needs either 'to' or 'to_conn'"));
-    if (!to_conn) {
-      auto to = uid_list(f, "to");
-      if (!to)
-        return done(std::move(to.error()));
-      d.uids = std::move(*to);
-    }
-    if (auto err =
-            frames::check_fanout(to_conn ? 1 : d.uids.size(), d.data.size(),
-                                 node.opts.max_fanout_bytes))
-      return done(std::move(err));
-    if (auto err = read_idem(f, d.idem))
-      return done(std::move(err));
-    self->request(node.registry, caf::infinite, atom::send_v, std::move(d))
+    auto d =
+        ops::send(f, sender, node.durable(type), node.opts.max_fanout_bytes);
+    if (!d)
+      return done(std::move(d.error()));
+    bool to_conn = !d->to_conn.empty();
+    self->request(node.registry, caf::infinite, atom::send_v, std::move(*d))
         .then([done, to_conn](
                   delivery_report& report) { done(sent(report, to_conn)); },
               failed);
@@ -274,19 +144,16 @@ void run_builtin(Self* self, const node_context& node, const frame_context& ctx,
     if (!node.opts.client_broadcast)
       return done(
           make_error(ec::forbidden, "clients may not broadcast on this node"));
-    auto data = data_field(f);
-    if (!data)
-      return done(std::move(data.error()));
-    auto d = frames::make_delivery(delivery_kind::broadcast, ctx.sender.uid,
-                                   std::move(*data));
-    if (auto err = read_addressing(f, ctx.sender.conn, false, d))
-      return done(std::move(err));
-    self->request(node.registry, caf::infinite, atom::broadcast_v, std::move(d))
+    auto d = ops::broadcast(f, sender);
+    if (!d)
+      return done(std::move(d.error()));
+    self->request(node.registry, caf::infinite, atom::broadcast_v,
+                  std::move(*d))
         .then([ok](atom::ok) { ok(); }, failed);
     return;
   }
   if (type == "join" || type == "leave") {
-    auto group = name_field(f, "group");
+    auto group = ops::name_field(f, "group");
     if (!group)
       return done(std::move(group.error()));
     if (type == "join")
@@ -300,25 +167,15 @@ void run_builtin(Self* self, const node_context& node, const frame_context& ctx,
     return;
   }
   if (type == "publish") {
-    auto group = name_field(f, "group");
-    if (!group)
-      return done(std::move(group.error()));
-    auto data = data_field(f);
-    if (!data)
-      return done(std::move(data.error()));
-    auto d = frames::make_delivery(delivery_kind::group, ctx.sender.uid,
-                                   std::move(*data), node.durable(type));
-    d.group = std::move(*group);
-    if (auto err = read_idem(f, d.idem))
-      return done(std::move(err));
-    if (auto err = read_addressing(f, ctx.sender.conn, false, d))
-      return done(std::move(err));
-    self->request(node.registry, caf::infinite, atom::publish_v, std::move(d))
+    auto d = ops::publish(f, sender, node.durable(type));
+    if (!d)
+      return done(std::move(d.error()));
+    self->request(node.registry, caf::infinite, atom::publish_v, std::move(*d))
         .then([done](delivery_report& report) { done(sent(report)); }, failed);
     return;
   }
   if (type == "members") {
-    auto group = name_field(f, "group");
+    auto group = ops::name_field(f, "group");
     if (!group)
       return done(std::move(group.error()));
     if (node.opts.group_join == "token") {
@@ -341,7 +198,7 @@ void run_builtin(Self* self, const node_context& node, const frame_context& ctx,
     return;
   }
   if (type == "presence") {
-    auto uids = uid_list(f, "uids");
+    auto uids = ops::uid_list(f, "uids", ops::frame_max_uids);
     if (!uids)
       return done(std::move(uids.error()));
     self->request(node.registry, caf::infinite, atom::presence_v, *uids)

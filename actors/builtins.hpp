@@ -17,23 +17,6 @@ namespace wsc {
 /// registered for each of them exactly as a user's behaviour would be.
 const std::vector<std::string>& builtin_frame_types();
 
-/// The longest idempotency key (`idem`) of a `send` or `publish`, in bytes.
-constexpr size_t max_idem_bytes = 64;
-
-/// Reads the optional field `idem` of a frame or API body into `idem`:
-/// absent leaves it empty; anything but a string of 1-64 bytes of UTF-8 is
-/// `bad_frame`.
-caf::error read_idem(const nlohmann::json& object, std::string& idem);
-
-/// Reads the optional addressing fields of a send, publish or broadcast
-/// (frame or API body) into `d`: `except` (at most frames::max_except
-/// connection ids), `except_self` (adds `own_conn`, the sending connection;
-/// the API has none and gets `bad_frame`) and, where `to_conn_allowed`,
-/// `to_conn` (one connection id, instead of `to`).
-caf::error read_addressing(const nlohmann::json& object,
-                           const std::string& own_conn, bool to_conn_allowed,
-                           delivery& d);
-
 /// The state of the BUILTINS behaviour actor.
 struct builtins_state {
   static inline const char* name = "builtins";

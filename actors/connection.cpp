@@ -141,29 +141,10 @@ void connection_state::handle(std::string text) {
 
 bool connection_state::dispatch(std::string text) {
   ++node->metrics.frames_in;
-  if (limiter) {
-    switch (limiter->take()) {
-    case rate_limiter::verdict::pass:
-      break;
-    case rate_limiter::verdict::refuse:
-      fail({}, ec::rate_limited, "rate limit exceeded, frame dropped");
-      return false;
-    case rate_limiter::verdict::close:
-      node->metrics.count_error(ec::rate_limited);
-      close(1008, "rate limit exceeded");
-      return false;
-    }
-  }
-  bool binary = false;
-  if (codec && !text.empty() && text.front() == binary_frame_mark) {
-    binary = true;
-    text.erase(0, 1);
-  }
-  if (node->subscribed_events.load(std::memory_order_relaxed) & on_recv_message)
-    self->send(node->events, recv_message_event{opening.who, text});
+  if (!admit())
+    return false;
   request_info req;
-  auto frame = codec ? decode_client(*codec, text, binary, req)
-                     : frames::parse_client(text, req.id);
+  auto frame = decode(std::move(text), req);
   if (!frame) {
     fail(req, to_ec(frame.error()), error_message(frame.error()));
     return false;
@@ -181,7 +162,7 @@ bool connection_state::dispatch(std::string text) {
     return false;
   }
   frame_context ctx{opening.who, caf::actor_cast<connection_actor>(self)};
-  if (handler == node->builtins) {
+  if (handler == node->builtins)
     run_builtin(self, *node, ctx, *frame->body,
                 [this, req](caf::expected<json_ptr> answer) {
                   if (!answer)
@@ -193,10 +174,45 @@ bool connection_state::dispatch(std::string text) {
                                  req);
                   answered();
                 });
+  else
+    ask(handler, std::move(ctx), std::move(*frame), std::move(req));
+  return true;
+}
+
+bool connection_state::admit() {
+  if (!limiter)
     return true;
+  switch (limiter->take()) {
+  case rate_limiter::verdict::pass:
+    return true;
+  case rate_limiter::verdict::refuse:
+    fail({}, ec::rate_limited, "rate limit exceeded, frame dropped");
+    return false;
+  case rate_limiter::verdict::close:
+    node->metrics.count_error(ec::rate_limited);
+    close(1008, "rate limit exceeded");
+    return false;
   }
+  return false; // not reached
+}
+
+caf::expected<frames::client_frame>
+connection_state::decode(std::string text, request_info& req) {
+  bool binary = false;
+  if (codec && !text.empty() && text.front() == binary_frame_mark) {
+    binary = true;
+    text.erase(0, 1);
+  }
+  if (node->subscribed_events.load(std::memory_order_relaxed) & on_recv_message)
+    self->send(node->events, recv_message_event{opening.who, text});
+  return codec ? decode_client(*codec, text, binary, req)
+               : frames::parse_client(text, req.id);
+}
+
+void connection_state::ask(const behaviour_actor& handler, frame_context ctx,
+                           frames::client_frame frame, request_info req) {
   self->request(handler, node->opts.request_timeout, atom::frame_v,
-                std::move(ctx), std::move(frame->body))
+                std::move(ctx), std::move(frame.body))
       .then(
           [this, req](json_ptr& answer) {
             write_answer(answer ? frames::reply(*answer, req.id)
@@ -204,32 +220,33 @@ bool connection_state::dispatch(std::string text) {
                          req);
             answered();
           },
-          [this, req, type = frame->type, handler](caf::error& err) {
-            // The behaviour itself failed (it threw, or it is dead) rather
-            // than answered an error: say so without internals. One that
-            // died holding the request leaves it to time out; its
-            // SUPERVISOR has replaced or removed it by then.
-            bool failed = false;
-            if (err.category() == caf::atom("system")) {
-              switch (static_cast<caf::sec>(err.code())) {
-              case caf::sec::runtime_error: // it threw
-              case caf::sec::request_receiver_down:
-                failed = true;
-                break;
-              case caf::sec::request_timeout:
-                failed = node->behaviours.find(type) != handler;
-                break;
-              default:
-                break;
-              }
-            }
-            if (failed)
+          [this, req, type = std::move(frame.type), handler](caf::error& err) {
+            if (behaviour_failed(err, type, handler))
               fail(req, ec::internal, "behaviour for '" + type + "' failed");
             else
               fail(req, to_ec(err), error_message(err));
             answered();
           });
-  return true;
+}
+
+bool connection_state::behaviour_failed(const caf::error& err,
+                                        const std::string& type,
+                                        const behaviour_actor& handler) const {
+  // The behaviour itself failed (it threw, or it is dead) rather than
+  // answered an error: the client is told so without internals. One that
+  // died holding the request leaves it to time out; its SUPERVISOR has
+  // replaced or removed it by then.
+  if (err.category() != caf::atom("system"))
+    return false;
+  switch (static_cast<caf::sec>(err.code())) {
+  case caf::sec::runtime_error: // it threw
+  case caf::sec::request_receiver_down:
+    return true;
+  case caf::sec::request_timeout:
+    return node->behaviours.find(type) != handler;
+  default:
+    return false;
+  }
 }
 
 // -- behaviour ----------------------------------------------------------------

@@ -115,6 +115,25 @@ struct connection_state {
   /// asynchronous answer will call `answered` later.
   bool dispatch(std::string text);
 
+  /// Takes the frame's share of the rate limit; false (answered or closed)
+  /// when there is none left.
+  bool admit();
+
+  /// Reports RECV_MESSAGE and decodes a frame read from the socket (a
+  /// binary one is marked: binary_frame_mark); writes what the answer
+  /// needs to `req`.
+  caf::expected<frames::client_frame> decode(std::string text,
+                                             request_info& req);
+
+  /// Hands a frame to a behaviour of the application and writes its answer.
+  void ask(const behaviour_actor& handler, frame_context ctx,
+           frames::client_frame frame, request_info req);
+
+  /// Whether `err`, the answer of `handler` for `type`, means that the
+  /// behaviour itself failed rather than answered an error.
+  bool behaviour_failed(const caf::error& err, const std::string& type,
+                        const behaviour_actor& handler) const;
+
   /// With `group-join=token`, whether a `join` frame names a group of the
   /// connection's token (its JWT `groups` claim).
   bool may_join(const nlohmann::json& frame) const;

@@ -3,6 +3,7 @@
 #include "actors/builtins.hpp"
 #include "middleware/middleware.hpp"
 #include "protocol/frames.hpp"
+#include "protocol/operations.hpp"
 #include "util/log.hpp"
 
 #include <caf/all.hpp>
@@ -48,27 +49,6 @@ unsigned status_of(const caf::error& err) {
   default:
     return 500;
   }
-}
-
-/// Reads `"to"`: one uid or a list of uids (each kept once).
-bool read_uids(const json& x, std::vector<std::string>& out) {
-  std::unordered_set<std::string> seen;
-  auto add = [&](const json& v) {
-    if (!v.is_string() || !valid_name(v.get_ref<const std::string&>()))
-      return false;
-    if (seen.insert(v.get<std::string>()).second)
-      out.push_back(v.get<std::string>());
-    return true;
-  };
-  if (x.is_array()) {
-    if (x.empty() || x.size() > 10000)
-      return false;
-    for (auto& v : x)
-      if (!add(v))
-        return false;
-    return true;
-  }
-  return add(x);
 }
 
 std::vector<std::string> split_uids(const std::string& text) {
@@ -118,8 +98,14 @@ void edit_members(http_api_actor::stateful_pointer<http_api_state> self,
   std::vector<std::string> add, remove;
   auto list = [&](const char* name, std::vector<std::string>& out) {
     auto i = body.find(name);
-    return i == body.end() ||
-           (i->is_array() && (i->empty() || read_uids(*i, out)));
+    if (i == body.end() || (i->is_array() && i->empty()))
+      return true;
+    if (!i->is_array())
+      return false;
+    auto uids = ops::uid_list(body, name, max_membership_changes);
+    if (uids)
+      out = std::move(*uids);
+    return static_cast<bool>(uids);
   };
   if (!list("add", add) || !list("remove", remove))
     return respond(error_answer(400, "'add' and 'remove' must be lists of "
@@ -172,17 +158,252 @@ void edit_members(http_api_actor::stateful_pointer<http_api_state> self,
               [finish, uid](caf::error& err) { finish(uid, std::move(err)); });
 }
 
+/// What a handler of the API needs of its request.
+struct api_call {
+  http_api_actor::stateful_pointer<http_api_state> self;
+  const node_context& node;
+  const respond_fn& respond;
+  caf::timespan timeout;
+  const handshake_request& target;
+  /// The JSON object of a POST (null for a GET).
+  const json& body;
+
+  /// Asks the REGISTRY, within request-timeout.
+  template<class... Ts>
+  auto ask_registry(Ts&&... xs) const {
+    return self->request(node.registry, timeout, std::forward<Ts>(xs)...);
+  }
+
+  /// Answers an error of the node's actors (on_error).
+  void fail(caf::error& err) const { on_error(respond)(err); }
+
+  /// Answers a report of a send or publish: `ok`, the `msg_id` of a stored
+  /// message, the uids whose shard was down; `more` adds to it.
+  template<class F>
+  auto report_to(F more) const {
+    return [respond = respond, more](delivery_report& report) {
+      json answer{{"ok", true}};
+      add_msg_id(answer, report);
+      more(answer, report);
+      if (!report.unavailable.empty())
+        answer["unavailable"] = report.unavailable;
+      respond(json_answer(200, answer));
+    };
+  }
+
+  /// Answers `{"ok":true}` to an `ok` of an actor.
+  auto ok() const {
+    return [respond = respond](atom::ok) {
+      respond(json_answer(200, {{"ok", true}}));
+    };
+  }
+};
+
+/// The API sends as nobody, and may name more uids than a client.
+const ops::origin api_origin{{}, {}, ops::api_max_uids};
+
+/// POST /api/send: one uid, a list, or one connection (`to_conn`).
+void api_send(const api_call& call) {
+  auto d = ops::send(call.body, api_origin, call.node.durable("send"),
+                     call.node.opts.max_fanout_bytes);
+  if (!d)
+    return call.fail(d.error());
+  bool to_conn = !d->to_conn.empty();
+  bool receipts = call.body.contains("wait_ms");
+  auto more = [to_conn, receipts](json& answer, delivery_report& report) {
+    if (to_conn) {
+      answer["delivered"] = report.not_delivered.empty();
+      if (!report.not_delivered.empty())
+        answer["reason"] = report.not_delivered;
+    } else if (receipts) {
+      json per_uid = json::object();
+      for (size_t i = 0; i < report.uids.size(); ++i)
+        per_uid[report.uids[i]] = {
+            {"connections", report.connections[i]},
+            {"stored", static_cast<bool>(report.stored[i])}};
+      // A receiver whose Redis Cluster shard was down.
+      for (auto& uid : report.unavailable)
+        per_uid[uid]["error"] = "unavailable";
+      answer["receipts"] = per_uid;
+    }
+  };
+  call.ask_registry(atom::send_v, std::move(*d))
+      .then(call.report_to(more), on_error(call.respond));
+}
+
+/// POST /api/broadcast: every connection of the cluster.
+void api_broadcast(const api_call& call) {
+  auto d = ops::broadcast(call.body, api_origin);
+  if (!d)
+    return call.fail(d.error());
+  call.ask_registry(atom::broadcast_v, std::move(*d))
+      .then(call.ok(), on_error(call.respond));
+}
+
+/// POST /api/publish: every member of a group.
+void api_publish(const api_call& call) {
+  auto d = ops::publish(call.body, api_origin, call.node.durable("publish"));
+  if (!d)
+    return call.fail(d.error());
+  call.ask_registry(atom::publish_v, std::move(*d))
+      .then(call.report_to([](json&, delivery_report&) {}),
+            on_error(call.respond));
+}
+
+/// POST /api/disconnect: closes every connection of a uid with 4001.
+void api_disconnect(const api_call& call) {
+  auto uid = call.body.find("uid");
+  if (uid == call.body.end() || !uid->is_string() ||
+      !valid_name(uid->get_ref<const std::string&>()))
+    return call.respond(error_answer(400, "'uid' must be a uid"));
+  call.ask_registry(atom::disconnect_v, uid->get<std::string>(), uint16_t{4001})
+      .then(call.ok(), on_error(call.respond));
+}
+
+/// GET /api/presence?uids=a,b: which uids have a connection.
+void api_presence(const api_call& call) {
+  auto uids = split_uids(call.target.param("uids"));
+  if (uids.empty() || uids.size() > ops::api_max_uids ||
+      !std::all_of(uids.begin(), uids.end(),
+                   [](auto& u) { return valid_name(u); }))
+    return call.respond(error_answer(400, "'uids' must list uids: ?uids=a,b"));
+  call.ask_registry(atom::presence_v, uids)
+      .then(
+          [respond = call.respond, uids](std::vector<bool>& online) {
+            json result = json::object();
+            for (size_t i = 0; i < uids.size(); ++i)
+              result[uids[i]] = static_cast<bool>(online[i]);
+            respond(json_answer(200, {{"online", result}}));
+          },
+          on_error(call.respond));
+}
+
+/// GET /api/nodes: the live nodes as the state store lists them.
+void api_nodes(const api_call& call) {
+  call.self->request(call.self->state.store, call.timeout, atom::nodes_v)
+      .then(
+          [respond = call.respond](std::vector<node_info>& nodes) {
+            json result = json::array();
+            for (auto& n : nodes)
+              result.push_back({{"id", n.id},
+                                {"listen", n.listen},
+                                {"cluster", n.cluster},
+                                {"connections", n.connections},
+                                {"last_heartbeat_ms", n.last_heartbeat_ms}});
+            respond(json_answer(200, result));
+          },
+          on_error(call.respond));
+}
+
+/// GET /api/stats: nodes, connections and users of the cluster.
+void api_stats(const api_call& call) {
+  auto self = call.self;
+  auto& node = call.node;
+  auto& respond = call.respond;
+  auto timeout = call.timeout;
+  // Nodes and connections from the node entries (this node's own count
+  // live, the others' as of their last heartbeat); users from the store's
+  // counter, which bind, unbind and the cleanup of a node keep atomically.
+  auto store = self->state.store;
+  auto self_id = node.node_id;
+  uint64_t own = node.open_connections.load();
+  self->request(store, timeout, atom::nodes_v)
+      .then(
+          [self, store, timeout, respond, self_id,
+           own](std::vector<node_info>& nodes) {
+            uint64_t connections = 0;
+            for (auto& n : nodes)
+              connections += n.id == self_id ? own : n.connections;
+            auto count = nodes.size();
+            self->request(store, timeout, atom::stats_v)
+                .then(
+                    [respond, count, connections](uint64_t users) {
+                      respond(
+                          json_answer(200, json{{"nodes", count},
+                                                {"connections", connections},
+                                                {"users", users}}));
+                    },
+                    on_error(respond));
+          },
+          on_error(respond));
+}
+
+/// GET /api/events: the DISCOVER and SHUTDOWN events this node saw last.
+void api_events(const api_call& call) {
+  auto& node = call.node;
+  auto& respond = call.respond;
+  json result = json::array();
+  for (auto& e : node.cluster_events.snapshot()) {
+    json entry{{"ts", e.ts}, {"event", e.event}, {"node", e.node}};
+    if (!e.reason.empty())
+      entry["reason"] = e.reason;
+    result.push_back(std::move(entry));
+  }
+  return respond(json_answer(200, result));
+}
+
+/// The routes of the API below /api/ (the group members route aside).
+struct api_route {
+  const char* method;
+  const char* path;
+  void (*handle)(const api_call&);
+};
+
+constexpr api_route api_routes[] = {
+    {"POST", "/api/send", api_send},
+    {"POST", "/api/broadcast", api_broadcast},
+    {"POST", "/api/publish", api_publish},
+    {"POST", "/api/disconnect", api_disconnect},
+    {"GET", "/api/presence", api_presence},
+    {"GET", "/api/nodes", api_nodes},
+    {"GET", "/api/stats", api_stats},
+    {"GET", "/api/events", api_events},
+};
+
+/// GET or POST /api/groups/<g>/members; false if `path` is not such a path.
+bool serve_members(const api_call& call, const std::string& method,
+                   const std::string& path) {
+  const std::string groups_prefix = "/api/groups/";
+  const std::string members_suffix = "/members";
+  bool members_path =
+      path.size() > groups_prefix.size() + members_suffix.size() &&
+      path.compare(0, groups_prefix.size(), groups_prefix) == 0 &&
+      path.compare(path.size() - members_suffix.size(), members_suffix.size(),
+                   members_suffix) == 0;
+  if (!members_path || (method != "GET" && method != "POST"))
+    return false;
+  auto& respond = call.respond;
+  auto group =
+      path.substr(groups_prefix.size(),
+                  path.size() - groups_prefix.size() - members_suffix.size());
+  if (!valid_name(group) || group.find('/') != std::string::npos) {
+    respond(error_answer(400, "malformed group name"));
+    return true;
+  }
+  if (method == "POST") {
+    edit_members(call.self, group, call.body, respond);
+    return true;
+  }
+  auto& node = call.node;
+  call.self->request(node.registry, call.timeout, atom::members_v, group)
+      .then(
+          [respond, group,
+           limit = node.opts.members_limit](std::vector<std::string>& uids) {
+            respond(json_answer(
+                200, frames::members(group, std::move(uids), limit)));
+          },
+          on_error(respond));
+  return true;
+}
+
 /// Answers one request (see the contract's section 3).
 void serve(http_api_actor::stateful_pointer<http_api_state> self,
            const http_exchange_ptr& ex) {
   auto& node = *self->state.node;
   auto& req = ex->request;
   auto respond = ex->respond;
-  auto timeout = node.opts.request_timeout;
   auto target = handshake_request::from_target(req.method, req.target);
   auto& path = target.path;
-  bool get = req.method == "GET";
-  bool post = req.method == "POST";
   if (path == "/healthz") {
     if (node.draining)
       return respond({503, "text/plain", "draining"});
@@ -202,234 +423,26 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
       !secrets_equal(bearer_token(req.authorization), node.opts.api_key))
     return respond(error_answer(401, "missing or wrong API key"));
   json body;
-  if (post) {
+  if (req.method == "POST") {
     if (!frames::json_depth_ok(req.body))
       return respond(error_answer(400, "body nests too deep"));
     body = json::parse(req.body, nullptr, false);
     if (body.is_discarded() || !body.is_object())
       return respond(error_answer(400, "body must be a JSON object"));
   }
-  auto data_text = [&](std::string& out) {
-    auto d = body.find("data");
-    if (d == body.end())
-      return false;
-    out = d->dump(-1, ' ', false, json::error_handler_t::replace);
-    return true;
-  };
-  // `except` (and `to_conn` for send) as the frames have them.
-  auto addressing = [&](delivery& d, bool to_conn_allowed) {
-    if (auto err = read_addressing(body, {}, to_conn_allowed, d)) {
-      on_error(respond)(err);
-      return false;
-    }
-    return true;
-  };
-  if (path == "/api/send" && post) {
-    auto d = frames::make_delivery(delivery_kind::message, {}, {},
-                                   node.durable("send"));
-    if (!addressing(d, true))
-      return;
-    bool to_conn = !d.to_conn.empty();
-    auto to = body.find("to");
-    if (to_conn ? to != body.end()
-                : to == body.end() || !read_uids(*to, d.uids))
-      return respond(error_answer(
-          400, "'to' must be a uid or a list of uids (or use 'to_conn')"));
-    if (!data_text(d.data))
-      return respond(error_answer(400, "missing field 'data'"));
-    if (read_idem(body, d.idem))
-      return respond(error_answer(400, "'idem' must be a string of 1-64 "
-                                       "bytes of UTF-8"));
-    if (auto err =
-            frames::check_fanout(to_conn ? 1 : d.uids.size(), d.data.size(),
-                                 node.opts.max_fanout_bytes))
-      return on_error(respond)(err);
-    bool receipts = body.contains("wait_ms");
-    self->request(node.registry, timeout, atom::send_v, std::move(d))
-        .then(
-            [respond, receipts, to_conn](delivery_report& report) {
-              json answer{{"ok", true}};
-              add_msg_id(answer, report);
-              if (to_conn) {
-                answer["delivered"] = report.not_delivered.empty();
-                if (!report.not_delivered.empty())
-                  answer["reason"] = report.not_delivered;
-              } else if (receipts) {
-                json per_uid = json::object();
-                for (size_t i = 0; i < report.uids.size(); ++i)
-                  per_uid[report.uids[i]] = {
-                      {"connections", report.connections[i]},
-                      {"stored", static_cast<bool>(report.stored[i])}};
-                // A receiver whose Redis Cluster shard was down.
-                for (auto& uid : report.unavailable)
-                  per_uid[uid]["error"] = "unavailable";
-                answer["receipts"] = per_uid;
-              }
-              if (!report.unavailable.empty())
-                answer["unavailable"] = report.unavailable;
-              respond(json_answer(200, answer));
-            },
-            on_error(respond));
-    return;
+  api_call call{self, node, respond, node.opts.request_timeout, target, body};
+  bool known_path = false;
+  for (auto& route : api_routes) {
+    if (path != route.path)
+      continue;
+    if (req.method == route.method)
+      return route.handle(call);
+    known_path = true;
   }
-  if (path == "/api/broadcast" && post) {
-    auto d = frames::make_delivery(delivery_kind::broadcast, {}, {});
-    if (!addressing(d, false))
-      return;
-    if (!data_text(d.data))
-      return respond(error_answer(400, "missing field 'data'"));
-    self->request(node.registry, timeout, atom::broadcast_v, std::move(d))
-        .then(
-            [respond](atom::ok) {
-              respond(json_answer(200, {{"ok", true}}));
-            },
-            on_error(respond));
-    return;
-  }
-  if (path == "/api/publish" && post) {
-    auto d = frames::make_delivery(delivery_kind::group, {}, {},
-                                   node.durable("publish"));
-    auto group = body.find("group");
-    if (group == body.end() || !group->is_string() ||
-        !valid_name(group->get_ref<const std::string&>()))
-      return respond(error_answer(400, "'group' must be a group name"));
-    d.group = group->get<std::string>();
-    if (!data_text(d.data))
-      return respond(error_answer(400, "missing field 'data'"));
-    if (read_idem(body, d.idem))
-      return respond(error_answer(400, "'idem' must be a string of 1-64 "
-                                       "bytes of UTF-8"));
-    if (!addressing(d, false))
-      return;
-    self->request(node.registry, timeout, atom::publish_v, std::move(d))
-        .then(
-            [respond](delivery_report& report) {
-              json answer{{"ok", true}};
-              add_msg_id(answer, report);
-              if (!report.unavailable.empty())
-                answer["unavailable"] = report.unavailable;
-              respond(json_answer(200, answer));
-            },
-            on_error(respond));
-    return;
-  }
-  if (path == "/api/disconnect" && post) {
-    auto uid = body.find("uid");
-    if (uid == body.end() || !uid->is_string() ||
-        !valid_name(uid->get_ref<const std::string&>()))
-      return respond(error_answer(400, "'uid' must be a uid"));
-    self->request(node.registry, timeout, atom::disconnect_v,
-                  uid->get<std::string>(), uint16_t{4001})
-        .then(
-            [respond](atom::ok) {
-              respond(json_answer(200, {{"ok", true}}));
-            },
-            on_error(respond));
-    return;
-  }
-  if (path == "/api/presence" && get) {
-    auto uids = split_uids(target.param("uids"));
-    if (uids.empty() || uids.size() > 10000 ||
-        !std::all_of(uids.begin(), uids.end(),
-                     [](auto& u) { return valid_name(u); }))
-      return respond(error_answer(400, "'uids' must list uids: ?uids=a,b"));
-    self->request(node.registry, timeout, atom::presence_v, uids)
-        .then(
-            [respond, uids](std::vector<bool>& online) {
-              json result = json::object();
-              for (size_t i = 0; i < uids.size(); ++i)
-                result[uids[i]] = static_cast<bool>(online[i]);
-              respond(json_answer(200, {{"online", result}}));
-            },
-            on_error(respond));
-    return;
-  }
-  const std::string groups_prefix = "/api/groups/";
-  const std::string members_suffix = "/members";
-  bool members_path =
-      path.size() > groups_prefix.size() + members_suffix.size() &&
-      path.compare(0, groups_prefix.size(), groups_prefix) == 0 &&
-      path.compare(path.size() - members_suffix.size(), members_suffix.size(),
-                   members_suffix) == 0;
-  auto group = members_path ? path.substr(groups_prefix.size(),
-                                          path.size() - groups_prefix.size() -
-                                              members_suffix.size())
-                            : std::string{};
-  if (members_path &&
-      (!valid_name(group) || group.find('/') != std::string::npos))
-    return respond(error_answer(400, "malformed group name"));
-  if (members_path && post)
-    return edit_members(self, group, body, respond);
-  if (members_path && get) {
-    self->request(node.registry, timeout, atom::members_v, group)
-        .then(
-            [respond, group,
-             limit = node.opts.members_limit](std::vector<std::string>& uids) {
-              respond(json_answer(
-                  200, frames::members(group, std::move(uids), limit)));
-            },
-            on_error(respond));
-    return;
-  }
-  if (path == "/api/nodes" && get) {
-    self->request(self->state.store, timeout, atom::nodes_v)
-        .then(
-            [respond](std::vector<node_info>& nodes) {
-              json result = json::array();
-              for (auto& n : nodes)
-                result.push_back({{"id", n.id},
-                                  {"listen", n.listen},
-                                  {"cluster", n.cluster},
-                                  {"connections", n.connections},
-                                  {"last_heartbeat_ms", n.last_heartbeat_ms}});
-              respond(json_answer(200, result));
-            },
-            on_error(respond));
-    return;
-  }
-  if (path == "/api/stats" && get) {
-    // Nodes and connections from the node entries (this node's own count
-    // live, the others' as of their last heartbeat); users from the store's
-    // counter, which bind, unbind and the cleanup of a node keep atomically.
-    auto store = self->state.store;
-    auto self_id = node.node_id;
-    uint64_t own = node.open_connections.load();
-    self->request(store, timeout, atom::nodes_v)
-        .then(
-            [self, store, timeout, respond, self_id,
-             own](std::vector<node_info>& nodes) {
-              uint64_t connections = 0;
-              for (auto& n : nodes)
-                connections += n.id == self_id ? own : n.connections;
-              auto count = nodes.size();
-              self->request(store, timeout, atom::stats_v)
-                  .then(
-                      [respond, count, connections](uint64_t users) {
-                        respond(
-                            json_answer(200, json{{"nodes", count},
-                                                  {"connections", connections},
-                                                  {"users", users}}));
-                      },
-                      on_error(respond));
-            },
-            on_error(respond));
-    return;
-  }
-  if (path == "/api/events" && get) {
-    json result = json::array();
-    for (auto& e : node.cluster_events.snapshot()) {
-      json entry{{"ts", e.ts}, {"event", e.event}, {"node", e.node}};
-      if (!e.reason.empty())
-        entry["reason"] = e.reason;
-      result.push_back(std::move(entry));
-    }
-    return respond(json_answer(200, result));
-  }
-  if (path == "/api/send" || path == "/api/broadcast" ||
-      path == "/api/publish" || path == "/api/disconnect" ||
-      path == "/api/presence" || path == "/api/nodes" || path == "/api/stats")
+  if (known_path)
     return respond(error_answer(405, "method not allowed"));
-  respond(error_answer(404, "not found"));
+  if (!serve_members(call, req.method, path))
+    respond(error_answer(404, "not found"));
 }
 
 } // namespace

@@ -35,23 +35,6 @@ delivery make(std::string from, std::string idem, std::string msg_id) {
 
 } // namespace
 
-CAF_TEST(read_idem accepts 1 to 64 bytes of UTF - 8 only) {
-  std::string idem;
-  CAF_CHECK(!read_idem(json{{"type", "send"}}, idem));
-  CAF_CHECK(idem.empty());
-  CAF_CHECK(!read_idem(json{{"idem", "k-1"}}, idem));
-  CAF_CHECK_EQUAL(idem, "k-1");
-  CAF_CHECK(!read_idem(json{{"idem", std::string(64, 'a')}}, idem));
-  for (auto bad : {json(""), json(std::string(65, 'a')), json(7), json(nullptr),
-                   json::array({"a"}), json(std::string{"\xc3\x28"}),
-                   json(std::string{"\xff"})}) {
-    std::string out;
-    auto err = read_idem(json{{"idem", bad}}, out);
-    CAF_CHECK_EQUAL(to_ec(err), ec::bad_frame);
-    CAF_CHECK(out.empty());
-  }
-}
-
 CAF_TEST(the memory store dedupes per sender within the window) {
   memory_store_state st;
   st.cfg.idempotency_window_ms = 60'000;
