@@ -86,6 +86,31 @@ void watch(const Handle& hdl, const char* name, const node_context_ptr& ctx) {
   });
 }
 
+/// The started line (test harnesses read the ports from it) and warnings
+/// about settings that are unsafe outside a test.
+void log_started(const node_context& ctx, uint16_t port,
+                 const std::string& cluster_address) {
+  auto& opts = ctx.opts;
+  log::info(
+      "wscluster node {} started: listen={} state={}{} auth={} frame-codec={}",
+      ctx.node_id, endpoint{opts.listen.host, port}.to_string(), opts.state,
+      cluster_address.empty() ? std::string{} : " cluster=" + cluster_address,
+      opts.auth, opts.frame_codec);
+  if (opts.auth == "jwt" && opts.jwt_secret.size() < 32)
+    log::warn("jwt-secret is shorter than 32 bytes: HS256 secrets should be "
+              "long and random");
+  if (opts.api_key.empty())
+    log::warn("the HTTP API has no api-key: anyone who reaches {} can send, "
+              "broadcast, disconnect users and read presence{}",
+              opts.listen.to_string(),
+              is_loopback(opts.listen.host)
+                  ? " (loopback only)"
+                  : " (api-insecure=true on a non-loopback address)");
+  if (opts.auth == "none" && !is_loopback(opts.listen.host))
+    log::warn("auth=none on a non-loopback address: any client can claim any "
+              "uid; use auth=jwt in production");
+}
+
 } // namespace
 
 node::node(caf::actor_system& sys, node_context_ptr ctx)
@@ -131,47 +156,9 @@ node::start(caf::actor_system& sys, options opts,
   if (ctx->opts.unread_after.count() > 0)
     ctx->unread = sys.spawn(unread_checker, ctx, *store);
   ctx->registry = sys.spawn(registry, ctx, *store);
-  // Heartbeats must not wait behind a backlog of deliveries: with Redis they
-  // get a connection of their own, or a busy node would miss its lease and
-  // be declared down while alive.
-  bool own_redis = !custom_store.make && ctx->opts.state == "redis";
-  auto control_store = *store;
-  if (own_redis) {
-    auto second = spawn_redis_store(sys, ctx->opts);
-    if (!second)
-      return std::move(second.error());
-    control_store = *second;
-    result->control_store_ = control_store;
-  }
-  bool clustered = custom_store.make ? custom_store.shared : own_redis;
-  // DISCOVERY waits for `start`; the PEER gets its handle at spawn, before
-  // it is published, so no peer's hello can find the handle unset.
-  result->discovery_ = sys.spawn(discovery, ctx, control_store, clustered);
-  ctx->peer = sys.spawn(peer_endpoint, ctx, result->discovery_);
-  if (own_redis) {
-    // A partition between nodes that both reach Redis must not stop live
-    // delivery: the PEER falls back to the relay. With TLS between
-    // nodes, only a shared secret keeps nodes outside the cluster (another
-    // CA's certificate) from injecting deliveries through Redis.
-    if (!ctx->opts.cluster_tls_cert.empty() &&
-        ctx->opts.cluster_secret.empty()) {
-      log::warn("cluster-tls without cluster-secret: no relay through Redis; "
-                "deliveries to a node whose link is down wait for the link");
-    } else {
-      auto relay = spawn_redis_relay(sys, ctx);
-      if (!relay)
-        return std::move(relay.error());
-      result->relay_ = *relay;
-      caf::anon_send(ctx->peer, atom::relay_v, *relay);
-    }
-  }
-  std::string cluster_address;
-  if (clustered) {
-    auto addr = publish_peer(sys, *ctx);
-    if (!addr)
-      return std::move(addr.error());
-    cluster_address = std::move(*addr);
-  }
+  auto cluster_address = result->spawn_cluster(custom_store);
+  if (!cluster_address)
+    return std::move(cluster_address.error());
   // The built-in types are registered exactly like a user's behaviour.
   behaviour_factory make_builtins = [ctx](caf::actor_system& sys) {
     return sys.spawn(builtins, ctx);
@@ -187,38 +174,66 @@ node::start(caf::actor_system& sys, options opts,
   result->server_ = std::move(*srv);
   // Announced only once the listener is bound: a node that failed to start
   // never appears to its peers.
-  caf::anon_send(result->discovery_, atom::start_v, cluster_address);
-  watch(ctx->registry, "registry", ctx);
-  watch(ctx->peer, "peer", ctx);
-  watch(ctx->events, "event bus", ctx);
-  watch(result->discovery_, "discovery", ctx);
-  watch(result->api_, "HTTP API", ctx);
-  watch(result->store_, "state store", ctx);
-  watch(result->control_store_, "control store", ctx);
-  watch(result->relay_, "relay", ctx);
-  watch(result->webhook_, "webhook", ctx);
-  watch(ctx->unread, "unread checker", ctx);
+  caf::anon_send(result->discovery_, atom::start_v, *cluster_address);
+  result->watch_actors();
   result->server_->start(ctx->opts.io_threads);
-  log::info(
-      "wscluster node {} started: listen={} state={}{} auth={} frame-codec={}",
-      ctx->node_id, endpoint{ctx->opts.listen.host, result->port()}.to_string(),
-      ctx->opts.state,
-      clustered ? " cluster=" + cluster_address : std::string{}, ctx->opts.auth,
-      ctx->opts.frame_codec);
-  if (ctx->opts.auth == "jwt" && ctx->opts.jwt_secret.size() < 32)
-    log::warn("jwt-secret is shorter than 32 bytes: HS256 secrets should be "
-              "long and random");
-  if (ctx->opts.api_key.empty())
-    log::warn("the HTTP API has no api-key: anyone who reaches {} can send, "
-              "broadcast, disconnect users and read presence{}",
-              ctx->opts.listen.to_string(),
-              is_loopback(ctx->opts.listen.host)
-                  ? " (loopback only)"
-                  : " (api-insecure=true on a non-loopback address)");
-  if (ctx->opts.auth == "none" && !is_loopback(ctx->opts.listen.host))
-    log::warn("auth=none on a non-loopback address: any client can claim any "
-              "uid; use auth=jwt in production");
+  log_started(*ctx, result->port(), *cluster_address);
   return result;
+}
+
+caf::expected<std::string>
+node::spawn_cluster(const state_store_factory& custom_store) {
+  auto& ctx = ctx_;
+  // Heartbeats must not wait behind a backlog of deliveries: with Redis they
+  // get a connection of their own, or a busy node would miss its lease and
+  // be declared down while alive.
+  bool own_redis = !custom_store.make && ctx->opts.state == "redis";
+  auto control_store = store_;
+  if (own_redis) {
+    auto second = spawn_redis_store(sys_, ctx->opts);
+    if (!second)
+      return std::move(second.error());
+    control_store = *second;
+    control_store_ = control_store;
+  }
+  bool clustered = custom_store.make ? custom_store.shared : own_redis;
+  // DISCOVERY waits for `start`; the PEER gets its handle at spawn, before
+  // it is published, so no peer's hello can find the handle unset.
+  discovery_ = sys_.spawn(discovery, ctx, control_store, clustered);
+  ctx->peer = sys_.spawn(peer_endpoint, ctx, discovery_);
+  if (own_redis) {
+    // A partition between nodes that both reach Redis must not stop live
+    // delivery: the PEER falls back to the relay. With TLS between
+    // nodes, only a shared secret keeps nodes outside the cluster (another
+    // CA's certificate) from injecting deliveries through Redis.
+    if (!ctx->opts.cluster_tls_cert.empty() &&
+        ctx->opts.cluster_secret.empty()) {
+      log::warn("cluster-tls without cluster-secret: no relay through Redis; "
+                "deliveries to a node whose link is down wait for the link");
+    } else {
+      auto relay = spawn_redis_relay(sys_, ctx);
+      if (!relay)
+        return std::move(relay.error());
+      relay_ = *relay;
+      caf::anon_send(ctx->peer, atom::relay_v, *relay);
+    }
+  }
+  if (!clustered)
+    return std::string{};
+  return publish_peer(sys_, *ctx);
+}
+
+void node::watch_actors() {
+  watch(ctx_->registry, "registry", ctx_);
+  watch(ctx_->peer, "peer", ctx_);
+  watch(ctx_->events, "event bus", ctx_);
+  watch(discovery_, "discovery", ctx_);
+  watch(api_, "HTTP API", ctx_);
+  watch(store_, "state store", ctx_);
+  watch(control_store_, "control store", ctx_);
+  watch(relay_, "relay", ctx_);
+  watch(webhook_, "webhook", ctx_);
+  watch(ctx_->unread, "unread checker", ctx_);
 }
 
 bool node::failed() const {

@@ -110,6 +110,15 @@ public:
 private:
   node(caf::actor_system& sys, node_context_ptr ctx);
 
+  /// Spawns what joins the node to a cluster (the control store, DISCOVERY,
+  /// the PEER, the relay) and publishes the PEER: its address, or empty for
+  /// a node of its own.
+  caf::expected<std::string>
+  spawn_cluster(const state_store_factory& custom_store);
+
+  /// Has every long-lived actor watched (see `failed`).
+  void watch_actors();
+
   caf::actor_system& sys_;
   node_context_ptr ctx_;
   state_store_actor store_;
