@@ -89,6 +89,15 @@ void family(std::ostringstream& out, const char* name, const char* type,
 std::string node_metrics::render(uint64_t connections, bool draining,
                                  bool store_healthy) const {
   std::ostringstream out;
+  render_node(out, connections, draining, store_healthy);
+  render_deliveries(out);
+  render_failures(out);
+  render_peers(out);
+  return out.str();
+}
+
+void node_metrics::render_node(std::ostringstream& out, uint64_t connections,
+                               bool draining, bool store_healthy) const {
   family(out, "wscluster_connections", "gauge", "Open WebSocket connections.");
   out << "wscluster_connections " << connections << '\n';
   family(out, "wscluster_draining", "gauge", "1 while the node drains.");
@@ -108,6 +117,9 @@ std::string node_metrics::render(uint64_t connections, bool draining,
       << rejected_403 << '\n'
       << "wscluster_handshakes_total{result=\"rejected\",status=\"503\"} "
       << rejected_503 << '\n';
+}
+
+void node_metrics::render_deliveries(std::ostringstream& out) const {
   family(out, "wscluster_frames_in_total", "counter", "Client frames read.");
   out << "wscluster_frames_in_total " << frames_in << '\n';
   family(out, "wscluster_frames_out_total", "counter", "Frames written.");
@@ -138,6 +150,9 @@ std::string node_metrics::render(uint64_t connections, bool draining,
       << webhook_dropped << '\n'
       << "wscluster_webhook_events_total{result=\"retried\"} "
       << webhook_retried << '\n';
+}
+
+void node_metrics::render_failures(std::ostringstream& out) const {
   family(out, "wscluster_relay_rejected_total", "counter",
          "Relayed messages refused (unauthenticated, misaddressed, stale, "
          "replayed or invalid).");
@@ -172,6 +187,9 @@ std::string node_metrics::render(uint64_t connections, bool draining,
     out << "wscluster_frames_in_by_type_total{type=\""
         << (i < counted_types.size() ? counted_types[i] : "other") << "\"} "
         << frames_in_by_type[i] << '\n';
+}
+
+void node_metrics::render_peers(std::ostringstream& out) const {
   std::lock_guard guard{peers_mtx_};
   family(out, "wscluster_store_rtt_seconds", "histogram",
          "Round trips to the state store (heartbeats), in seconds.");
@@ -201,7 +219,6 @@ std::string node_metrics::render(uint64_t connections, bool draining,
         << "\",direction=\"out\"} " << t.items_out << '\n'
         << "wscluster_deliveries_remote_total{peer=\"" << peer
         << "\",direction=\"in\"} " << t.items_in << '\n';
-  return out.str();
 }
 
 } // namespace wsc

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <string>
 
 namespace wsc {
@@ -104,6 +105,14 @@ public:
                      bool store_healthy) const;
 
 private:
+  // The parts of `render`: the node's state and handshakes; frames and
+  // deliveries; refusals, drops and errors; the store and the peers.
+  void render_node(std::ostringstream& out, uint64_t connections, bool draining,
+                   bool store_healthy) const;
+  void render_deliveries(std::ostringstream& out) const;
+  void render_failures(std::ostringstream& out) const;
+  void render_peers(std::ostringstream& out) const;
+
   struct peer_traffic {
     uint64_t batches_out = 0;
     uint64_t items_out = 0;

@@ -377,21 +377,163 @@ caf::error redis_cluster::refresh(bool force) {
                         error_message(last));
 }
 
+/// A command waiting to be sent; `ask_to` set for the one try after ASK.
+struct redis_cluster::pending_command {
+  size_t index;
+  std::optional<redis_endpoint> ask_to;
+  int redirects = 0;
+};
+
+/// One master's commands of a pass, in one pipeline.
+struct redis_cluster::shard_pipeline {
+  redis_connection* conn = nullptr;
+  std::vector<pending_command> cmds;
+  /// Whether a WAIT follows the commands.
+  bool wait = false;
+};
+
+/// One pass of `execute` over the commands without an answer yet: one
+/// pipeline per master, the commands to send again at once (redirected) and
+/// after a pause (no master, a broken connection, a cluster between states).
+struct redis_cluster::pass {
+  const std::vector<redis_cluster_command>& cmds;
+  std::vector<result>& results;
+  std::vector<int64_t>* replicas;
+  const std::optional<redis_wait>& wait_cmd;
+  caf::error& last_error;
+  std::map<redis_endpoint, shard_pipeline> shards;
+  std::vector<pending_command> again;
+  std::vector<pending_command> later;
+  /// A MOVED came: the slot map is reloaded after the pass.
+  bool moved = false;
+};
+
+void redis_cluster::plan(pass& p, std::vector<pending_command>& todo) {
+  for (auto& cmd : todo) {
+    auto slot = key_slot(p.cmds[cmd.index].key);
+    auto to = cmd.ask_to ? cmd.ask_to : owner(slot);
+    if (!to) {
+      p.last_error = make_error(
+          ec::unavailable, "slot " + std::to_string(slot) + " has no master");
+      p.later.push_back(std::move(cmd));
+      continue;
+    }
+    p.shards[*to].cmds.push_back(std::move(cmd));
+  }
+}
+
+void redis_cluster::send(pass& p) {
+  for (auto& [ep, s] : p.shards) {
+    s.conn = connection(ep, p.last_error);
+    if (s.conn == nullptr) {
+      p.later.insert(p.later.end(), s.cmds.begin(), s.cmds.end());
+      s.cmds.clear();
+      continue;
+    }
+    for (auto& cmd : s.cmds) {
+      if (cmd.ask_to)
+        s.conn->append({"ASKING"});
+      s.conn->append(p.cmds[cmd.index].argv);
+      s.wait = s.wait || (p.wait_cmd && p.cmds[cmd.index].wait);
+    }
+    if (s.wait)
+      s.conn->append(p.wait_cmd->argv());
+  }
+}
+
+bool redis_cluster::follow_redirect(pass& p, pending_command& cmd,
+                                    std::string_view text,
+                                    const redis_endpoint& from) {
+  auto r = parse_redirect(text);
+  if (!r)
+    return false;
+  if (++cmd.redirects > cfg_.max_redirects) {
+    p.results[cmd.index] =
+        make_error(ec::internal, "Redis Cluster: too many redirects, last: " +
+                                     std::string{text});
+    return true;
+  }
+  if (r->to.host.empty())
+    r->to.host = from.host;
+  if (r->ask) {
+    ++stats_.ask;
+    cmd.ask_to = std::move(r->to);
+  } else {
+    // Follow at once; the full map is reloaded after the pass (a MOVED
+    // rarely comes alone: a failover or resharding moved more).
+    ++stats_.moved;
+    auto m = std::find(masters_.begin(), masters_.end(), r->to);
+    if (m == masters_.end() && masters_.size() < no_owner)
+      m = masters_.insert(masters_.end(), r->to);
+    if (m != masters_.end())
+      owners_[r->slot] = static_cast<uint16_t>(m - masters_.begin());
+    p.moved = true;
+  }
+  p.again.push_back(std::move(cmd));
+  return true;
+}
+
+void redis_cluster::receive(pass& p, const redis_endpoint& ep,
+                            shard_pipeline& s) {
+  auto lost = [&](const caf::error& why) {
+    p.last_error = make_error(ec::unavailable, "Redis at " + ep.to_string() +
+                                                   ": " + error_message(why));
+    conns_.erase(ep);
+  };
+  // Commands of this round trip the WAIT confirms (they had a reply).
+  std::vector<size_t> waiting;
+  bool broken = false;
+  for (size_t i = 0; i < s.cmds.size(); ++i) {
+    auto cmd = s.cmds[i];
+    auto asked = cmd.ask_to.has_value();
+    cmd.ask_to.reset();
+    auto reply = s.conn->read();
+    if (asked && reply) // the answer of ASKING: the command's is next
+      reply = s.conn->read();
+    if (!reply) {
+      // The pipeline's remaining replies are lost: send those again (at
+      // least once: a command may have run before the break).
+      lost(reply.error());
+      p.later.push_back(cmd);
+      p.later.insert(p.later.end(), s.cmds.begin() + i + 1, s.cmds.end());
+      broken = true;
+      break;
+    }
+    auto& x = **reply;
+    if (x.type == REDIS_REPLY_ERROR) {
+      auto text = text_of(x);
+      if (follow_redirect(p, cmd, text, ep))
+        continue;
+      // The cluster is between states (failover in progress, slot being
+      // migrated): wait and try again.
+      if (starts_with(text, "CLUSTERDOWN") || starts_with(text, "TRYAGAIN")) {
+        p.last_error = redis_reply_error(x);
+        p.later.push_back(std::move(cmd));
+        continue;
+      }
+    }
+    if (s.wait && p.cmds[cmd.index].wait)
+      waiting.push_back(cmd.index);
+    p.results[cmd.index] = std::move(*reply);
+  }
+  if (!s.wait || s.cmds.empty())
+    return;
+  // The commands ran; without a WAIT answer they count as on no replica.
+  int64_t acked = 0;
+  if (!broken) {
+    if (auto reply = s.conn->read())
+      acked = parse_wait_reply(**reply).value_or(0);
+    else
+      lost(reply.error());
+  }
+  if (p.replicas != nullptr)
+    for (auto i : waiting)
+      (*p.replicas)[i] = acked;
+}
+
 std::vector<redis_cluster::result>
 redis_cluster::execute(const std::vector<redis_cluster_command>& cmds,
                        std::vector<int64_t>* replicas) {
-  // A command waiting to be sent; `ask_to` set for the one try after ASK.
-  struct pending {
-    size_t index;
-    std::optional<redis_endpoint> ask_to;
-    int redirects = 0;
-  };
-  struct shard {
-    redis_connection* conn = nullptr;
-    std::vector<pending> cmds;
-    /// Whether a WAIT follows the commands.
-    bool wait = false;
-  };
   std::vector<result> results;
   results.reserve(cmds.size());
   if (replicas != nullptr)
@@ -399,153 +541,42 @@ redis_cluster::execute(const std::vector<redis_cluster_command>& cmds,
   std::optional<redis_wait> wait_cmd;
   if (cfg_.wait_replicas > 0)
     wait_cmd.emplace(cfg_.wait_replicas, cfg_.wait_timeout);
-  std::vector<pending> todo;
+  std::vector<pending_command> todo;
   for (size_t i = 0; i < cmds.size(); ++i) {
     results.emplace_back(redis_reply_ptr{});
-    todo.push_back(pending{i, std::nullopt, 0});
+    todo.push_back(pending_command{i, std::nullopt, 0});
   }
   auto deadline = clock::now() + cfg_.retry_deadline;
   auto backoff = duration{25};
   caf::error last_error;
   while (!todo.empty()) {
-    // Redirected commands go again at once; `later` ones after a pause.
-    std::vector<pending> again;
-    std::vector<pending> later;
-    bool moved = false;
-    std::map<redis_endpoint, shard> shards;
-    for (auto& p : todo) {
-      auto slot = key_slot(cmds[p.index].key);
-      auto to = p.ask_to ? p.ask_to : owner(slot);
-      if (!to) {
-        last_error = make_error(
-            ec::unavailable, "slot " + std::to_string(slot) + " has no master");
-        later.push_back(p);
-        continue;
-      }
-      shards[*to].cmds.push_back(std::move(p));
-    }
     // Appends all, then reads all: one round trip per master.
-    for (auto& [ep, s] : shards) {
-      s.conn = connection(ep, last_error);
-      if (s.conn == nullptr) {
-        later.insert(later.end(), s.cmds.begin(), s.cmds.end());
-        s.cmds.clear();
-        continue;
-      }
-      for (auto& p : s.cmds) {
-        if (p.ask_to)
-          s.conn->append({"ASKING"});
-        s.conn->append(cmds[p.index].argv);
-        s.wait = s.wait || (wait_cmd && cmds[p.index].wait);
-      }
-      if (s.wait)
-        s.conn->append(wait_cmd->argv());
-    }
-    for (auto& [ep, s] : shards) {
-      // Commands of this round trip the WAIT confirms (they had a reply).
-      std::vector<size_t> waiting;
-      bool broken = false;
-      for (size_t i = 0; i < s.cmds.size(); ++i) {
-        auto p = s.cmds[i];
-        auto asked = p.ask_to.has_value();
-        p.ask_to.reset();
-        auto reply = s.conn->read();
-        if (asked && reply) // the answer of ASKING: the command's is next
-          reply = s.conn->read();
-        if (!reply) {
-          // The pipeline's remaining replies are lost: send those again
-          // (at least once: a command may have run before the break).
-          last_error =
-              make_error(ec::unavailable, "Redis at " + ep.to_string() + ": " +
-                                              error_message(reply.error()));
-          conns_.erase(ep);
-          later.push_back(p);
-          later.insert(later.end(), s.cmds.begin() + i + 1, s.cmds.end());
-          broken = true;
-          break;
-        }
-        auto& x = **reply;
-        auto text = text_of(x);
-        if (x.type == REDIS_REPLY_ERROR) {
-          if (auto r = parse_redirect(text)) {
-            if (++p.redirects > cfg_.max_redirects) {
-              results[p.index] =
-                  make_error(ec::internal, "Redis Cluster: too many "
-                                           "redirects, last: " +
-                                               std::string{text});
-              continue;
-            }
-            if (r->to.host.empty())
-              r->to.host = ep.host;
-            if (r->ask) {
-              ++stats_.ask;
-              p.ask_to = std::move(r->to);
-            } else {
-              // Follow at once; the full map is reloaded below (a MOVED
-              // rarely comes alone: a failover or resharding moved more).
-              ++stats_.moved;
-              auto m = std::find(masters_.begin(), masters_.end(), r->to);
-              if (m == masters_.end() && masters_.size() < no_owner)
-                m = masters_.insert(masters_.end(), r->to);
-              if (m != masters_.end())
-                owners_[r->slot] = static_cast<uint16_t>(m - masters_.begin());
-              moved = true;
-            }
-            again.push_back(std::move(p));
-            continue;
-          }
-          // The cluster is between states (failover in progress, slot
-          // being migrated): wait and try again.
-          if (starts_with(text, "CLUSTERDOWN") ||
-              starts_with(text, "TRYAGAIN")) {
-            last_error = redis_reply_error(x);
-            later.push_back(std::move(p));
-            continue;
-          }
-        }
-        if (s.wait && cmds[p.index].wait)
-          waiting.push_back(p.index);
-        results[p.index] = std::move(*reply);
-      }
-      if (!s.wait || s.cmds.empty())
-        continue;
-      // The commands ran; without a WAIT answer they count as on no replica.
-      int64_t acked = 0;
-      if (!broken) {
-        if (auto reply = s.conn->read()) {
-          acked = parse_wait_reply(**reply).value_or(0);
-        } else {
-          last_error =
-              make_error(ec::unavailable, "Redis at " + ep.to_string() + ": " +
-                                              error_message(reply.error()));
-          conns_.erase(ep);
-        }
-      }
-      if (replicas != nullptr)
-        for (auto i : waiting)
-          (*replicas)[i] = acked;
-    }
-    if (moved)
+    pass p{cmds, results, replicas, wait_cmd, last_error, {}, {}, {}, false};
+    plan(p, todo);
+    send(p);
+    for (auto& [ep, s] : p.shards)
+      receive(p, ep, s);
+    if (p.moved)
       refresh();
-    todo = std::move(again);
-    if (later.empty())
+    todo = std::move(p.again);
+    if (p.later.empty())
       continue;
     auto now = clock::now();
     if (now >= deadline) {
-      for (auto& p : later)
-        results[p.index] =
+      for (auto& cmd : p.later)
+        results[cmd.index] =
             make_error(ec::unavailable, error_message(last_error));
       continue;
     }
-    stats_.retries += later.size();
+    stats_.retries += p.later.size();
     std::this_thread::sleep_for(std::min(
         backoff, std::chrono::duration_cast<duration>(deadline - now)));
     backoff = std::min(backoff * 2, duration{200});
     refresh();
     // An ASK is followed once: after an outage the map decides again.
-    for (auto& p : later)
-      p.ask_to.reset();
-    todo.insert(todo.end(), later.begin(), later.end());
+    for (auto& cmd : p.later)
+      cmd.ask_to.reset();
+    todo.insert(todo.end(), p.later.begin(), p.later.end());
   }
   return results;
 }

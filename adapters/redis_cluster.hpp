@@ -212,6 +212,24 @@ private:
   /// The master of `slot` per the current map, none if uncovered.
   std::optional<redis_endpoint> owner(uint16_t slot) const;
 
+  // -- the parts of `execute`
+  // --------------------------------------------------
+
+  struct pass;
+  struct pending_command;
+  struct shard_pipeline;
+  /// Sorts the commands of `todo` by master into `p` (those without one
+  /// for later).
+  void plan(pass& p, std::vector<pending_command>& todo);
+  /// Appends each master's commands to its connection.
+  void send(pass& p);
+  /// Reads one master's replies (and its WAIT's) into `p`.
+  void receive(pass& p, const redis_endpoint& ep, shard_pipeline& s);
+  /// Takes a MOVED or ASK reply to `cmd` from `from`: the command goes again
+  /// (or fails after max-redirects). False if `text` is no redirect.
+  bool follow_redirect(pass& p, pending_command& cmd, std::string_view text,
+                       const redis_endpoint& from);
+
   redis_cluster_config cfg_;
   redis_slot_map map_;
   /// Master of each slot: an index into `masters_`, or `no_owner`.
