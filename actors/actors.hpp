@@ -13,6 +13,7 @@
 #include "actors/atoms.hpp"
 #include "protocol/messages.hpp"
 
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/fwd.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
@@ -22,6 +23,14 @@
 #include <vector>
 
 namespace wsc {
+
+/// Marks the messages only actors of this process may send. The type has no
+/// serialization and no registered name, so no message holding it can be
+/// decoded from the cluster port: BASP lets a peer address any actor whose
+/// handle ever crossed the wire (the PEER is published) and even claim a
+/// local sender in a routed message, so neither the receiver nor the sender
+/// tells where a message came from.
+struct local_only {};
 
 /// One WebSocket connection. Beast owns the socket; this actor owns the
 /// connection's logic and never touches the socket itself.
@@ -144,20 +153,22 @@ using registry_actor = messaging_actor::extend<
 using peer_endpoint_actor = peer_actor::extend<
     // The deliveries for other nodes of one routed message: every node of
     // the route table but this one gets its uids and seqs.
-    caf::reacts_to<atom::route, delivery, route_table>,
+    // (Every message below but flush carries local_only: the PEER is
+    // published, and these are for actors of this node only.)
+    caf::reacts_to<atom::route, local_only, delivery, route_table>,
     // A broadcast for every other node of the cluster.
-    caf::reacts_to<atom::broadcast, delivery>,
+    caf::reacts_to<atom::broadcast, local_only, delivery>,
     // A `send` to one connection (`to_conn`) of another node; the report has
     // one entry: 1 connection, or 0 and why ("gone", "unconfirmed").
-    caf::replies_to<atom::send, delivery>::with<delivery_report>,
+    caf::replies_to<atom::send, local_only, delivery>::with<delivery_report>,
     // DISCOVERY found a peer node.
-    caf::reacts_to<atom::peer_up, std::string, peer_actor>,
+    caf::reacts_to<atom::peer_up, local_only, std::string, peer_actor>,
     // DISCOVERY lost a peer node.
-    caf::reacts_to<atom::peer_down, std::string>,
+    caf::reacts_to<atom::peer_down, local_only, std::string>,
     // The RELAY for peers without a CAF connection (cluster mode only).
-    caf::reacts_to<atom::relay, relay_actor>,
+    caf::reacts_to<atom::relay, local_only, relay_actor>,
     // DISCOVERY's list of the nodes alive in the cluster (each heartbeat).
-    caf::reacts_to<atom::nodes, std::vector<std::string>>,
+    caf::reacts_to<atom::nodes, local_only, std::vector<std::string>>,
     // Sends the delivery batches collected for peer nodes.
     caf::reacts_to<caf::flush_atom>>;
 
@@ -289,3 +300,5 @@ CAF_ADD_TYPE_ID(wscluster_actors, (wsc::frame_context))
 CAF_ADD_TYPE_ID(wscluster_actors, (wsc::peer_actor))
 CAF_ADD_TYPE_ID(wscluster_actors, (wsc::relay_actor))
 CAF_END_TYPE_ID_BLOCK(wscluster_actors)
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(wsc::local_only)

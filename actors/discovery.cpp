@@ -113,7 +113,7 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
     if (peer.info.incarnation != info.incarnation) {
       // A new node, or a restart under the same id.
       if (peer.handle)
-        self->send(node->peer, atom::peer_down_v, info.id);
+        self->send(node->peer, atom::peer_down_v, local_only{}, info.id);
       peer = known_peer{};
     }
     peer.info = info;
@@ -156,7 +156,7 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
       connect(info);
   }
   // Broadcasts go to these, through the RELAY where the link is down.
-  self->send(node->peer, atom::nodes_v, std::move(alive));
+  self->send(node->peer, atom::nodes_v, local_only{}, std::move(alive));
   // Entries that left the store: removed by a survivor's claim or a graceful
   // stop (both also send SHUTDOWN), or lost by the store itself. A peer whose
   // CAF connection is alive re-registers at its next heartbeat; it is only
@@ -239,7 +239,7 @@ void discovery_state::attach(const std::string& id, uint64_t incarnation,
   // Alive after all (e.g. claimed during a store outage): a later death is
   // reported again.
   reported_down.erase({id, incarnation});
-  self->send(node->peer, atom::peer_up_v, id, peer.handle);
+  self->send(node->peer, atom::peer_up_v, local_only{}, id, peer.handle);
   if (!peer.announced) {
     peer.announced = true;
     log::info("DISCOVER node {}", id);
@@ -263,7 +263,7 @@ void discovery_state::peer_gone(const std::string& id, uint64_t incarnation,
       self->demonitor(i->second.handle.address());
     peers.erase(i);
   }
-  self->send(node->peer, atom::peer_down_v, id);
+  self->send(node->peer, atom::peer_down_v, local_only{}, id);
   node->metrics.forget_peer(id);
   if (!reported_down.emplace(id, incarnation).second)
     return;
@@ -294,7 +294,7 @@ discovery(discovery_actor::stateful_pointer<discovery_state> self,
       if (peer.handle && peer.handle.address() == dm.source) {
         log::info("lost the connection to node {}; checking its heartbeat", id);
         peer.handle = nullptr;
-        self->send(st.node->peer, atom::peer_down_v, id);
+        self->send(st.node->peer, atom::peer_down_v, local_only{}, id);
         break;
       }
     if (!st.stopping && st.clustered)

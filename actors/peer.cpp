@@ -218,25 +218,28 @@ peer_endpoint(peer_endpoint_actor::stateful_pointer<peer_state> self,
                    incarnation, caf::actor_cast<peer_actor>(std::move(handle)));
       },
       // -- from the REGISTRY --------------------------------------------------
-      [self](atom::route, delivery& d, route_table& routes) {
+      [self](atom::route, local_only, delivery& d, route_table& routes) {
         self->state.route(d, routes);
       },
-      [self](atom::broadcast, delivery& d) { self->state.broadcast(d); },
-      [self](atom::send, delivery& d) -> caf::result<delivery_report> {
+      [self](atom::broadcast, local_only, delivery& d) {
+        self->state.broadcast(d);
+      },
+      [self](atom::send, local_only,
+             delivery& d) -> caf::result<delivery_report> {
         return self->state.send_to_conn(std::move(d));
       },
       [self](caf::flush_atom) { self->state.flush(); },
       // -- from DISCOVERY and the node ----------------------------------------
-      [self](atom::peer_up, std::string& peer, peer_actor& handle) {
+      [self](atom::peer_up, local_only, std::string& peer, peer_actor& handle) {
         self->state.peers[peer] = std::move(handle);
       },
-      [self](atom::peer_down, std::string& peer) {
+      [self](atom::peer_down, local_only, std::string& peer) {
         self->state.peer_down(peer);
       },
-      [self](atom::relay, relay_actor& relay) {
+      [self](atom::relay, local_only, relay_actor& relay) {
         self->state.relay = std::move(relay);
       },
-      [self](atom::nodes, std::vector<std::string>& alive) {
+      [self](atom::nodes, local_only, std::vector<std::string>& alive) {
         auto& st = self->state;
         st.cluster_nodes.clear();
         for (auto& id : alive)

@@ -109,11 +109,18 @@ uint32_t webhook_mask(const std::vector<std::string>& names) {
 
 namespace {
 
+/// JSON text of an event's fields. Names can come from the state store,
+/// which another node (or whoever can write Redis) fills: text that is not
+/// UTF-8 is replaced instead of thrown about (a throw would end the actor
+/// and stop the node).
+std::string text_of(const nlohmann::json& fields) {
+  return fields.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 /// The fields of a connection's event.
 std::string conn_fields(const conn_ref& who) {
-  return nlohmann::json{
-      {"uid", who.uid}, {"conn", who.conn}, {"node", who.node}}
-      .dump();
+  return text_of(
+      nlohmann::json{{"uid", who.uid}, {"conn", who.conn}, {"node", who.node}});
 }
 
 } // namespace
@@ -122,12 +129,11 @@ void webhook_state::add(const char* name, std::string fields) {
   if (std::find(events.begin(), events.end(), name) == events.end())
     return;
   // `fields` is a JSON object: splice `id` and `name` in front.
-  std::string json =
-      "{\"id\":" +
-      nlohmann::json(node->node_id + "-" + std::to_string(node->incarnation) +
-                     "-" + std::to_string(++next_id))
-          .dump() +
-      ",\"name\":\"" + name + "\"";
+  std::string json = "{\"id\":" +
+                     text_of(nlohmann::json(node->node_id + "-" +
+                                            std::to_string(node->incarnation) +
+                                            "-" + std::to_string(++next_id))) +
+                     ",\"name\":\"" + name + "\"";
   if (fields.size() > 2)
     json += "," + fields.substr(1);
   else
@@ -256,24 +262,21 @@ webhook(webhook_actor::stateful_pointer<webhook_state> self,
       },
       [self](presence_event& ev) {
         if (ev.online)
-          self->state.add("online", nlohmann::json{{"uid", ev.uid}}.dump());
+          self->state.add("online", text_of(nlohmann::json{{"uid", ev.uid}}));
         else
-          self->state.add("offline",
-                          nlohmann::json{{"uid", ev.uid},
+          self->state.add("offline", text_of(nlohmann::json{
+                                         {"uid", ev.uid},
                                          {"reason", ev.reason.empty()
                                                         ? std::string{"closed"}
-                                                        : ev.reason}}
-                              .dump());
+                                                        : ev.reason}}));
       },
       [self](join_event& ev) {
-        self->state.add(
-            "join",
-            nlohmann::json{{"uid", ev.uid}, {"group", ev.group}}.dump());
+        self->state.add("join", text_of(nlohmann::json{{"uid", ev.uid},
+                                                       {"group", ev.group}}));
       },
       [self](leave_event& ev) {
-        self->state.add(
-            "leave",
-            nlohmann::json{{"uid", ev.uid}, {"group", ev.group}}.dump());
+        self->state.add("leave", text_of(nlohmann::json{{"uid", ev.uid},
+                                                        {"group", ev.group}}));
       },
       [self](unread_event& ev) {
         nlohmann::json fields{{"uid", ev.uid},
@@ -284,7 +287,7 @@ webhook(webhook_actor::stateful_pointer<webhook_state> self,
           fields["from"] = ev.from;
         if (!ev.group.empty())
           fields["group"] = ev.group;
-        self->state.add("unread", fields.dump());
+        self->state.add("unread", text_of(fields));
       },
       [self](caf::flush_atom) {
         auto& st = self->state;

@@ -20,6 +20,7 @@
 #include "adapters/redis_store_state.hpp"
 #include "protocol/error.hpp"
 #include "protocol/frames.hpp"
+#include "protocol/names.hpp"
 #include "util/log.hpp"
 
 #include <caf/all.hpp>
@@ -91,6 +92,7 @@ void drop_index(const redis_store_state& st, drop_state& d, job& j) {
   // repeats it.
   std::vector<std::pair<std::string, std::string>> memberships;
   bool complete = !j.stage_error;
+  size_t gone = 0;
   for (auto& r : j.replies) {
     if (!is_array(r.get()))
       continue;
@@ -98,14 +100,16 @@ void drop_index(const redis_store_state& st, drop_state& d, job& j) {
       auto uid = std::string{text_of(r->element[i])};
       for (auto& g : strings_of(r->element[i + 1], 0))
         memberships.emplace_back(g, uid);
-      d.offline.push_back(std::move(uid));
+      ++gone;
+      // Counted and cleaned up, but no OFFLINE event for a name no node
+      // would have bound (written into Redis by someone else).
+      if (valid_name(uid))
+        d.offline.push_back(std::move(uid));
     }
   }
-  if (!d.offline.empty())
-    j.commands.push_back(
-        redis_command{script::users_add,
-                      st.users_key(),
-                      {"-" + std::to_string(d.offline.size())}});
+  if (gone > 0)
+    j.commands.push_back(redis_command{
+        script::users_add, st.users_key(), {"-" + std::to_string(gone)}});
   for (auto& [g, uid] : memberships)
     j.commands.push_back(
         redis_command{std::nullopt, st.gkey(g), {"SREM", st.gkey(g), uid}});

@@ -215,7 +215,7 @@ node::spawn_cluster(const state_store_factory& custom_store) {
       if (!relay)
         return std::move(relay.error());
       relay_ = *relay;
-      caf::anon_send(ctx->peer, atom::relay_v, *relay);
+      caf::anon_send(ctx->peer, atom::relay_v, local_only{}, *relay);
     }
   }
   if (!clustered)

@@ -182,6 +182,35 @@ class ClusterWebhookTest(WebhookBase):
         self.assertEqual(n1.metric("wscluster_webhook_events_total", 'result="dropped"'), 0)
 
 
+class HostileStoreTest(WebhookBase):
+    def test_a_uid_that_is_not_utf8_in_redis_does_not_stop_the_node(self):
+        # Found by a probe review: a dead node's binding of a uid that is not
+        # UTF-8 (written into the shared Redis by someone else) made the
+        # WEBHOOK throw when the node that claimed it reported it offline,
+        # and the node stopped. The OFFLINE event is not sent for such a
+        # name; the node goes on, and a valid uid of the same node is.
+        rec = self.receiver()
+        redis = self.start_redis()
+        node = self.start_node(self.hook_options(
+            rec, "online,offline", **{"node-id": "n1", "state": "redis", "redis": redis.url,
+                                      "heartbeat": "%dms" % HEARTBEAT_MS,
+                                      "node-timeout": "%dms" % NODE_TIMEOUT_MS}))
+        now_ms = int(time.time() * 1000)
+        p = b"wscluster"
+        redis.command("HSET", p + b":{n:ghost}:h", "listen", "127.0.0.1:1", "cluster",
+                      "127.0.0.1:1", "incarnation", "7", "connections", "2",
+                      "hb", str(now_ms - 60000))
+        redis.command("SADD", p + b":nodes", "ghost")
+        for uid in (b"\xff\xfeu", b"valid"):
+            redis.command("SADD", p + b":{n:ghost}:nb", b"7," + uid + b",ghost.7.1")
+            redis.command("HSET", p + b":{u:" + uid + b"}:b", "ghost.7.1", "ghost|7")
+        off = rec.wait("offline", timeout=NODE_TIMEOUT_MS / 1000 + 6, uid="valid")
+        self.assertEqual(off[0]["reason"], "node_lost")
+        time.sleep(0.5)
+        self.assertTrue(node.running(), node.log_tail())
+        self.assertEqual(node.http("GET", "/healthz")[0], 200)
+        self.assertEqual([e["uid"] for e in rec.named("offline")], ["valid"])
+
 class RetryTest(WebhookBase):
     def test_backend_failing_for_20s_loses_nothing(self):
         rec = self.receiver()

@@ -316,7 +316,8 @@ CAF_TEST(events follow connections) {
 CAF_TEST(deliveries for other nodes go out as one batch per node) {
   std::vector<delivery_batch> received;
   auto peer = spawn_peer(received, true);
-  caf::anon_send(ctx->peer, atom::peer_up_v, std::string{"n2"}, peer);
+  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
+                 peer);
   for (auto uid : {"carol", "dan"})
     self->send(store, atom::bind_v,
                binding{uid, "n2", std::string{uid} + ".c", 7});
@@ -355,7 +356,8 @@ CAF_TEST(deliveries for other nodes go out as one batch per node) {
 CAF_TEST(a peer that stops confirming batches gets no more than the credit) {
   std::vector<delivery_batch> received;
   auto peer = spawn_peer(received, false); // never confirms
-  caf::anon_send(ctx->peer, atom::peer_up_v, std::string{"n2"}, peer);
+  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
+                 peer);
   self->send(store, atom::bind_v, binding{"carol", "n2", "c1", 7});
   sched.run();
   auto alice = open("alice");
@@ -385,7 +387,7 @@ CAF_TEST(deliveries for a node without a connection go to the relay) {
         },
     };
   }));
-  caf::anon_send(ctx->peer, atom::relay_v, relay);
+  caf::anon_send(ctx->peer, atom::relay_v, local_only{}, relay);
   // carol is bound to n2, which this node has no CAF connection to.
   self->send(store, atom::bind_v, binding{"carol", "n2", "c1", 7});
   run();
@@ -404,7 +406,8 @@ CAF_TEST(deliveries for a node without a connection go to the relay) {
   // its credit goes to the relay instead of being dropped.
   std::vector<delivery_batch> unconfirmed;
   auto peer = spawn_peer(unconfirmed, false);
-  caf::anon_send(ctx->peer, atom::peer_up_v, std::string{"n2"}, peer);
+  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
+                 peer);
   sched.run();
   auto sends = peer_state::max_in_flight + 5;
   for (uint32_t i = 0; i < sends; ++i) {
@@ -413,7 +416,7 @@ CAF_TEST(deliveries for a node without a connection go to the relay) {
     sched.run();
   }
   CAF_CHECK_EQUAL(relayed.size(), 1u);
-  caf::anon_send(ctx->peer, atom::peer_down_v, std::string{"n2"});
+  caf::anon_send(ctx->peer, atom::peer_down_v, local_only{}, std::string{"n2"});
   sched.run();
   CAF_REQUIRE_EQUAL(relayed.size(), 2u);
   CAF_CHECK_EQUAL(relayed[1].second.items.size(), 5u);
@@ -430,12 +433,12 @@ CAF_TEST(broadcasts reach cluster nodes without a link through the relay) {
         },
     };
   }));
-  caf::anon_send(ctx->peer, atom::relay_v, relay);
+  caf::anon_send(ctx->peer, atom::relay_v, local_only{}, relay);
   std::vector<delivery_batch> linked;
-  caf::anon_send(ctx->peer, atom::peer_up_v, std::string{"n2"},
+  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
                  spawn_peer(linked, true));
   // DISCOVERY lists n2 (linked), n3 (cut off) and this node itself.
-  caf::anon_send(ctx->peer, atom::nodes_v,
+  caf::anon_send(ctx->peer, atom::nodes_v, local_only{},
                  std::vector<std::string>{"n1", "n2", "n3"});
   run();
   auto d = frames::make_delivery(delivery_kind::broadcast, {}, "\"all\"");
@@ -448,7 +451,8 @@ CAF_TEST(broadcasts reach cluster nodes without a link through the relay) {
   CAF_REQUIRE_EQUAL(relayed[0].second.items.size(), 1u);
   CAF_CHECK(relayed[0].second.items[0].kind == delivery_kind::broadcast);
   // n3 dropped out of the cluster: no more relaying to it.
-  caf::anon_send(ctx->peer, atom::nodes_v, std::vector<std::string>{"n2"});
+  caf::anon_send(ctx->peer, atom::nodes_v, local_only{},
+                 std::vector<std::string>{"n2"});
   run();
   self->send(ctx->registry, atom::broadcast_v, d);
   run();
@@ -493,7 +497,7 @@ CAF_TEST(except skips connections and keeps durable numbering) {
 
 CAF_TEST(except lists count against the batch size) {
   std::vector<delivery_batch> received;
-  caf::anon_send(ctx->peer, atom::peer_up_v, std::string{"n2"},
+  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
                  spawn_peer(received, true));
   self->send(store, atom::bind_v, binding{"carol", "n2", "c1", 7});
   run();
@@ -545,7 +549,7 @@ CAF_TEST(to_conn reaches one local connection or says why not ) {
   }
   // A peer's connection: asked of that peer, which answers.
   std::vector<delivery_batch> received;
-  caf::anon_send(ctx->peer, atom::peer_up_v, std::string{"n2"},
+  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
                  spawn_peer(received, true));
   run();
   say(alice, json{{"type", "send"}, {"to_conn", "n2.0.1"}, {"data", 7}});

@@ -10,6 +10,8 @@
 #include "fixture.hpp"
 #include "protocol/frames.hpp"
 
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
 #include <caf/test/dsl.hpp>
 
 #include <string>
@@ -152,12 +154,13 @@ CAF_TEST(a to_conn send from a peer is answered by the REGISTRY) {
 CAF_TEST(each confirmed batch gives one credit back) {
   remote_log remote;
   auto remote_handle = spawn_remote(remote);
-  caf::anon_send(ctx->peer, atom::peer_up_v, std::string{"n2"}, remote_handle);
+  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
+                 remote_handle);
   sched.run();
   auto sends = peer_state::max_in_flight + 3;
   for (uint32_t i = 0; i < sends; ++i) {
-    caf::anon_send(ctx->peer, atom::route_v, message(static_cast<int>(i)),
-                   route_to("n2", "bob"));
+    caf::anon_send(ctx->peer, atom::route_v, local_only{},
+                   message(static_cast<int>(i)), route_to("n2", "bob"));
     sched.run(); // one batch per turn: nothing else queued
   }
   CAF_CHECK_EQUAL(remote.batches.size(), size_t{peer_state::max_in_flight});
@@ -173,11 +176,11 @@ CAF_TEST(each confirmed batch gives one credit back) {
 
 CAF_TEST(the local part of a route stays with the REGISTRY) {
   remote_log remote;
-  caf::anon_send(ctx->peer, atom::peer_up_v, std::string{"n2"},
+  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
                  spawn_remote(remote));
   auto routes = route_to("n1", "bob");
   routes.nodes.push_back(route_to("n2", "carol").nodes[0]);
-  caf::anon_send(ctx->peer, atom::route_v, message(1), routes);
+  caf::anon_send(ctx->peer, atom::route_v, local_only{}, message(1), routes);
   sched.run();
   CAF_REQUIRE_EQUAL(remote.batches.size(), 1u);
   CAF_REQUIRE_EQUAL(remote.batches[0].items.size(), 1u);
@@ -186,7 +189,8 @@ CAF_TEST(the local part of a route stays with the REGISTRY) {
 }
 
 CAF_TEST(deliveries for a node without a link or relay are counted) {
-  caf::anon_send(ctx->peer, atom::route_v, message(1), route_to("n9", "bob"));
+  caf::anon_send(ctx->peer, atom::route_v, local_only{}, message(1),
+                 route_to("n9", "bob"));
   sched.run();
   CAF_CHECK_EQUAL(ctx->metrics.undeliverable.load(), 1u);
   auto text = ctx->metrics.render(0, false, true);
@@ -196,17 +200,19 @@ CAF_TEST(deliveries for a node without a link or relay are counted) {
 
 CAF_TEST(a batch that times out gives its credit back and the PEER lives) {
   remote_log remote;
-  caf::anon_send(ctx->peer, atom::peer_up_v, std::string{"n2"},
+  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
                  spawn_remote(remote));
   for (int i = 0; i < static_cast<int>(peer_state::max_in_flight); ++i) {
-    caf::anon_send(ctx->peer, atom::route_v, message(i), route_to("n2", "bob"));
+    caf::anon_send(ctx->peer, atom::route_v, local_only{}, message(i),
+                   route_to("n2", "bob"));
     sched.run();
   }
   CAF_REQUIRE_EQUAL(remote.batches.size(), size_t{peer_state::max_in_flight});
   // The peer never confirms: every request fails with a timeout.
   sched.trigger_timeouts();
   sched.run();
-  caf::anon_send(ctx->peer, atom::route_v, message(99), route_to("n2", "bob"));
+  caf::anon_send(ctx->peer, atom::route_v, local_only{}, message(99),
+                 route_to("n2", "bob"));
   sched.run();
   CAF_CHECK_EQUAL(remote.batches.size(), peer_state::max_in_flight + 1u);
   auto answer = self->request(ctx->peer, caf::infinite, atom::ping_v);
@@ -217,11 +223,12 @@ CAF_TEST(a batch that times out gives its credit back and the PEER lives) {
 
 CAF_TEST(deliveries waiting behind batches that time out leave then) {
   remote_log remote;
-  caf::anon_send(ctx->peer, atom::peer_up_v, std::string{"n2"},
+  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
                  spawn_remote(remote));
   auto sends = static_cast<int>(peer_state::max_in_flight) + 2;
   for (int i = 0; i < sends; ++i) {
-    caf::anon_send(ctx->peer, atom::route_v, message(i), route_to("n2", "bob"));
+    caf::anon_send(ctx->peer, atom::route_v, local_only{}, message(i),
+                   route_to("n2", "bob"));
     sched.run();
   }
   CAF_REQUIRE_EQUAL(remote.batches.size(), size_t{peer_state::max_in_flight});
@@ -240,7 +247,8 @@ CAF_TEST(a to_conn send to another node says whether it arrived) {
     auto d = message(1);
     d.uids.clear();
     d.to_conn = conn;
-    auto answer = self->request(ctx->peer, caf::infinite, atom::send_v, d);
+    auto answer =
+        self->request(ctx->peer, caf::infinite, atom::send_v, local_only{}, d);
     sched.run();
     delivery_report report;
     answer.receive([&](delivery_report& r) { report = std::move(r); },
@@ -260,8 +268,8 @@ CAF_TEST(a to_conn send to another node says whether it arrived) {
         },
     };
   }));
-  caf::anon_send(ctx->peer, atom::relay_v, relay);
-  caf::anon_send(ctx->peer, atom::nodes_v,
+  caf::anon_send(ctx->peer, atom::relay_v, local_only{}, relay);
+  caf::anon_send(ctx->peer, atom::nodes_v, local_only{},
                  std::vector<std::string>{"n1", "n3"});
   sched.run();
   auto unconfirmed = ask("n3.0.1");
@@ -269,12 +277,32 @@ CAF_TEST(a to_conn send to another node says whether it arrived) {
   CAF_CHECK_EQUAL(relayed, std::vector<std::string>{"n3"});
   // Linked: the peer answers how many connections got it.
   remote_log remote;
-  caf::anon_send(ctx->peer, atom::peer_up_v, std::string{"n2"},
+  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
                  spawn_remote(remote));
   sched.run();
   auto linked = ask("n2.0.1");
   CAF_CHECK_EQUAL(linked.connections, std::vector<uint32_t>{2});
   CAF_CHECK_EQUAL(linked.not_delivered, "");
+}
+
+CAF_TEST(the messages for the PEER from this node cannot cross the wire) {
+  // The PEER is published: whatever a peer can encode, it can send. The
+  // internal messages carry local_only, which has neither a serialization
+  // nor a registered name, so no node encodes them and none decodes them.
+  auto round_trip = [this](caf::message msg) {
+    std::vector<char> buf;
+    caf::binary_serializer sink{sys, buf};
+    if (sink(msg))
+      return false;
+    caf::message out;
+    caf::binary_deserializer source{sys, buf};
+    return !source(out) && out.size() == msg.size();
+  };
+  CAF_CHECK(sys.types().make_value(typeid(local_only)) == nullptr);
+  CAF_CHECK(!round_trip(
+      caf::make_message(atom::peer_down_v, local_only{}, std::string{"n2"})));
+  // The control: a message of the cluster protocol does cross.
+  CAF_CHECK(round_trip(caf::make_message(atom::ping_v)));
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
