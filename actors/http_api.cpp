@@ -419,8 +419,7 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
                                         node.store_healthy)});
   if (path.compare(0, 5, "/api/") != 0)
     return respond(error_answer(404, "not found"));
-  if (!node.opts.api_key.empty() &&
-      !secrets_equal(bearer_token(req.authorization), node.opts.api_key))
+  if (!api_key_accepted(node.opts, req.authorization))
     return respond(error_answer(401, "missing or wrong API key"));
   json body;
   if (req.method == "POST") {
@@ -446,6 +445,11 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
 }
 
 } // namespace
+
+bool api_key_accepted(const options& opts, const std::string& authorization) {
+  return opts.api_key.empty() ||
+         secrets_equal(bearer_token(authorization), opts.api_key);
+}
 
 bool secrets_equal(const std::string& a, const std::string& b) {
   return a.size() == b.size() &&

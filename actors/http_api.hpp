@@ -44,6 +44,12 @@ struct http_api_state {
 /// Compares two secrets in time that depends only on their lengths.
 bool secrets_equal(const std::string& a, const std::string& b);
 
+/// Whether a request to /api/ may go on: no `api-key` is set, or its
+/// `Authorization` header carries it as a bearer token. Checked by the HTTP
+/// session once the header is read (a request without the key never gets
+/// its body read) and by the HTTP_API actor.
+bool api_key_accepted(const options& opts, const std::string& authorization);
+
 /// Spawn arguments: the node and its state store (for /api/nodes).
 http_api_actor::behavior_type
 http_api(http_api_actor::stateful_pointer<http_api_state> self,

@@ -16,6 +16,7 @@ namespace {
 /// Limits of the HTTP phase: API bodies and upgrade requests are small.
 constexpr size_t max_header_bytes = 16 * 1024;
 constexpr size_t max_body_bytes = 1024 * 1024;
+constexpr size_t max_unauthorized_body_bytes = 16 * 1024;
 
 std::string lower(std::string_view text) {
   std::string out{text};
@@ -54,22 +55,54 @@ void http_session::do_read() {
   parser_->body_limit(max_body_bytes);
   // A client that sends half a request (slowloris) is dropped at the deadline.
   stream_.expires_after(shared_->node->opts.handshake_timeout);
+  http::async_read_header(
+      stream_, buffer_, *parser_,
+      beast::bind_front_handler(&http_session::on_header, shared_from_this()));
+}
+
+bool http_session::failed(beast::error_code ec) {
+  if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+      ec == asio::error::operation_aborted) {
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    return true;
+  }
+  if (ec) {
+    respond(400, "application/json", R"({"error":"malformed HTTP request"})",
+            false);
+    return true;
+  }
+  return false;
+}
+
+void http_session::on_header(beast::error_code ec, std::size_t) {
+  if (failed(ec))
+    return;
+  // Without the API key an /api/ request may bring only a small body (the
+  // HTTP_API answers it 401): up to 1 MiB held per socket, from anyone who
+  // can connect, is for callers that have the key.
+  auto& req = parser_->get();
+  bool unauthorized =
+      std::string_view{req.target()}.rfind("/api/", 0) == 0 &&
+      !api_key_accepted(shared_->node->opts,
+                        std::string{req[http::field::authorization]});
+  if (unauthorized && !parser_->is_done()) {
+    auto length = parser_->content_length();
+    if (!length || *length > max_unauthorized_body_bytes) {
+      respond(401, "application/json",
+              R"({"error":"missing or wrong API key"})", false);
+      return;
+    }
+  }
+  if (parser_->is_done())
+    return on_read({}, 0);
   http::async_read(
       stream_, buffer_, *parser_,
       beast::bind_front_handler(&http_session::on_read, shared_from_this()));
 }
 
 void http_session::on_read(beast::error_code ec, std::size_t) {
-  if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-      ec == asio::error::operation_aborted) {
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+  if (failed(ec))
     return;
-  }
-  if (ec) {
-    respond(400, "application/json", R"({"error":"malformed HTTP request"})",
-            false);
-    return;
-  }
   auto req = parser_->release();
   if (websocket::is_upgrade(req)) {
     upgrade(std::move(req));

@@ -43,7 +43,12 @@ public:
 
 private:
   void do_read();
+  /// The header is in: an /api/ request without the API key may bring a
+  /// small body only.
+  void on_header(beast::error_code ec, std::size_t bytes);
   void on_read(beast::error_code ec, std::size_t bytes);
+  /// Answers or drops a failed read; false if `ec` is no error.
+  bool failed(beast::error_code ec);
   void upgrade(http::request<http::string_body> req);
   void respond(unsigned status, const std::string& content_type,
                std::string body, bool keep_alive, bool cors = false);

@@ -26,6 +26,7 @@ Only 127.0.0.1 is used (and 0.0.0.0 for the one start that must show a
 non-loopback listen is accepted with an api-key; a few seconds).
 """
 
+import json
 import os
 import random
 import re
@@ -252,6 +253,28 @@ class ApiKeySchemeTest(HarnessMixin, unittest.TestCase):
         status, _, _ = node.http("GET", "/api/nodes", headers={"Authorization": "k" * 32})
         self.assertEqual(status, 401)
 
+
+    def test_a_request_without_the_key_gets_no_large_body_read(self):
+        # Found by a probe review: the whole body (up to 1 MiB) was read
+        # before the key was checked, so anyone who could connect made the
+        # node hold 1 MiB per socket. Without the key, a body announced
+        # beyond 16 KiB is answered 401 at once, before it is sent.
+        node = self.start_node({"api-key": "k" * 32})
+        head = ("POST /api/send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                "Content-Length: 1000000\r\n%s\r\n")
+        with socket.create_connection((node.host, node.port), timeout=5) as s:
+            s.sendall((head % "").encode())
+            s.settimeout(3)
+            answer = s.recv(4096).decode(errors="replace")
+        self.assertTrue(answer.startswith("HTTP/1.1 401"), answer[:80])
+        # With the key the same request waits for its body (and gets it).
+        body = json.dumps({"to": "bob", "data": "x" * 200000})
+        status, _, _ = node.http("POST", "/api/send", body=json.loads(body),
+                                 headers={"Authorization": "Bearer " + "k" * 32})
+        self.assertEqual(status, 200)
+        # A small body without the key is read and answered 401 as before.
+        status, _, _ = node.http("POST", "/api/send", {"to": "bob", "data": 1})
+        self.assertEqual(status, 401)
 
 class ApiInsecureTest(unittest.TestCase):
     """F4: the HTTP API is not served open on a public address by default."""
