@@ -250,11 +250,6 @@ void discovery_state::attach(const std::string& id, uint64_t incarnation,
   }
 }
 
-bool discovery_state::reported(const std::string& id) const {
-  auto i = reported_down.lower_bound({id, 0});
-  return i != reported_down.end() && i->first == id;
-}
-
 void discovery_state::peer_gone(const std::string& id, uint64_t incarnation,
                                 const std::string& reason) {
   auto i = peers.find(id);
@@ -267,6 +262,8 @@ void discovery_state::peer_gone(const std::string& id, uint64_t incarnation,
   node->metrics.forget_peer(id);
   if (!reported_down.emplace(id, incarnation).second)
     return;
+  if (reported_down.size() > max_peers)
+    reported_down.erase(reported_down.begin()); // bounded; any one may go
   log::info("SHUTDOWN node {} ({})", id, reason);
   node->cluster_events.record("SHUTDOWN", id, reason);
   self->send(node->events, shutdown_event{id, reason});
@@ -319,17 +316,23 @@ discovery(discovery_actor::stateful_pointer<discovery_state> self,
       [self](atom::hello, std::string& id, uint64_t incarnation,
              peer_actor& handle) {
         auto& st = self->state;
-        if (!st.stopping && id != st.node->node_id)
-          st.attach(id, incarnation, std::move(handle));
+        if (st.stopping || id == st.node->node_id)
+          return;
+        // A cluster has a few nodes: a flood of hellos with invented ids
+        // must not grow the table without bound.
+        if (st.peers.size() >= max_peers && st.peers.count(id) == 0)
+          return;
+        st.attach(id, incarnation, std::move(handle));
       },
       [self](shutdown_event& ev) {
         auto& st = self->state;
-        uint64_t inc = 0;
-        if (auto i = st.peers.find(ev.node); i != st.peers.end())
-          inc = i->second.info.incarnation;
-        else if (st.reported(ev.node))
-          return; // gone and told already (a repeat, or a survivor's echo)
-        st.peer_gone(ev.node, inc, ev.reason);
+        auto i = st.peers.find(ev.node);
+        // Unknown: gone and told already (a repeat, or a survivor's echo),
+        // or never seen (no DISCOVER, so no SHUTDOWN either; an invented id
+        // must not grow reported_down).
+        if (i == st.peers.end())
+          return;
+        st.peer_gone(ev.node, i->second.info.incarnation, ev.reason);
       },
       [self](atom::shutdown) -> caf::result<atom::ok> {
         auto& st = self->state;

@@ -22,6 +22,10 @@ struct known_peer {
   int64_t missing_since = 0;
 };
 
+/// The most peers DISCOVERY keeps (a cluster has a few nodes; hellos with
+/// invented ids beyond are ignored).
+constexpr size_t max_peers = 1024;
+
 /// The state of the DISCOVERY actor.
 struct discovery_state {
   static inline const char* name = "discovery";
@@ -33,7 +37,8 @@ struct discovery_state {
   /// This node's entry as written at every heartbeat.
   node_info self_info;
   std::map<std::string, known_peer> peers;
-  /// (node, reason) pairs already reported, so each SHUTDOWN fires once.
+  /// (node, incarnation) pairs already reported, so each SHUTDOWN fires
+  /// once (at most max_peers kept).
   std::set<std::pair<std::string, uint64_t>> reported_down;
   bool stopping = false;
   /// `start` arrived: the heartbeat runs.
@@ -70,9 +75,6 @@ struct discovery_state {
 
   /// A peer's PEER actor is reachable: route to it, watch it, DISCOVER.
   void attach(const std::string& id, uint64_t incarnation, peer_actor handle);
-
-  /// Whether a SHUTDOWN of some incarnation of `id` was reported.
-  bool reported(const std::string& id) const;
 
   /// Drops a peer and reports its SHUTDOWN once (locally only).
   void peer_gone(const std::string& id, uint64_t incarnation,

@@ -161,4 +161,16 @@ CAF_TEST(a graceful stop of a peer fires SHUTDOWN once) {
   CAF_CHECK_EQUAL(events.discovered, std::vector<std::string>{"n0"});
 }
 
+CAF_TEST(a shutdown of a node never discovered fires nothing) {
+  // Found by a probe review: SHUTDOWN events for invented ids were reported
+  // (and remembered, without bound) like those of real peers.
+  caf::anon_send(discovery_, atom::start_v, std::string{"127.0.0.1:3"});
+  sched.run();
+  for (int i = 0; i < 100; ++i)
+    caf::anon_send(discovery_,
+                   shutdown_event{"ghost" + std::to_string(i), "graceful"});
+  sched.run();
+  CAF_CHECK(events.shut_down.empty());
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
