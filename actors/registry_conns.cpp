@@ -199,8 +199,9 @@ void registry_state::end_resume(local_connection& conn) {
 
 void registry_state::write(local_connection& conn, uint64_t seq,
                            const frame_ptr& frame, std::string_view msg_id) {
-  auto next =
-      conn.order.on_live(seq, frame, node->opts.send_queue_limit, msg_id);
+  auto next = conn.order.on_live(
+      seq, frame, {node->opts.send_queue_limit, node->opts.send_queue_bytes},
+      msg_id);
   if (next == frame_order::step::write) {
     if (auto sink = conn.sink.lock())
       sink->write(frame, true);

@@ -25,11 +25,11 @@ void frame_order::advance(uint64_t seq, uint64_t id_hash) {
 }
 
 frame_order::step frame_order::on_live(uint64_t seq, const frame_ptr& frame,
-                                       size_t hold_limit,
+                                       hold_limit limit,
                                        std::string_view msg_id) {
   auto id_hash = seq == 1 ? msg_id_hash(msg_id) : 0;
   if (!open_ || catching_up_) {
-    hold(seq, id_hash, frame, hold_limit);
+    hold(seq, id_hash, frame, limit);
     return step::hold;
   }
   auto written = frame ? step::write : step::skip;
@@ -42,7 +42,7 @@ frame_order::step frame_order::on_live(uint64_t seq, const frame_ptr& frame,
     return written;
   }
   if (seq > last_seq_) {
-    hold(seq, id_hash, frame, hold_limit);
+    hold(seq, id_hash, frame, limit);
     catching_up_ = true;
     return step::catch_up;
   }
@@ -50,9 +50,14 @@ frame_order::step frame_order::on_live(uint64_t seq, const frame_ptr& frame,
 }
 
 void frame_order::hold(uint64_t seq, uint64_t id_hash, const frame_ptr& frame,
-                       size_t limit) {
-  if (held_.size() < limit) // durable ones are in the inbox too
-    held_.push_back(held_frame{seq, id_hash, frame});
+                       hold_limit limit) {
+  auto bytes = frame ? frame->size() : 0;
+  // Beyond either limit the frame is dropped: durable ones are in the inbox
+  // too.
+  if (held_.size() >= limit.frames || held_bytes_ + bytes > limit.bytes)
+    return;
+  held_.push_back(held_frame{seq, id_hash, frame});
+  held_bytes_ += bytes;
 }
 
 bool frame_order::take(const stored_message& msg) {
@@ -72,6 +77,7 @@ bool frame_order::on_catch_up_page(const inbox_replay* page) {
 std::vector<frame_ptr> frame_order::release_held() {
   auto held = std::move(held_);
   held_.clear();
+  held_bytes_ = 0;
   // The frames that arrived after the inbox started over (in arrival
   // order) belong to the new numbering.
   auto restart = std::find_if(held.begin(), held.end(), [this](auto& h) {

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -21,6 +22,18 @@ namespace wsc {
 
 class frame_order {
 public:
+  /// The most frames, and their bytes, that may wait at once (beyond, live
+  /// frames are dropped; durable ones stay in the inbox).
+  struct hold_limit {
+    hold_limit(size_t max_frames,
+               uint64_t max_bytes = std::numeric_limits<uint64_t>::max())
+        : frames(max_frames), bytes(max_bytes) {
+      // nop
+    }
+    size_t frames;
+    uint64_t bytes;
+  };
+
   /// What to do with a live frame.
   enum class step {
     /// Write it now (counted against the send queue limit).
@@ -43,7 +56,7 @@ public:
   /// message `msg_id`; a null frame is an excluded durable copy that only
   /// advances the numbering. At most `hold_limit` frames wait; more are
   /// dropped (durable ones stay in the inbox).
-  step on_live(uint64_t seq, const frame_ptr& frame, size_t hold_limit,
+  step on_live(uint64_t seq, const frame_ptr& frame, hold_limit limit,
                std::string_view msg_id = {});
 
   /// Whether a message read from the inbox (replay or gap) is new to the
@@ -123,7 +136,7 @@ private:
   void advance(uint64_t seq, uint64_t id_hash);
 
   void hold(uint64_t seq, uint64_t id_hash, const frame_ptr& frame,
-            size_t limit);
+            hold_limit limit);
 
   /// Appends the frames of [first, last) to `out` in seq order, durable
   /// ones only if past `last_seq_` (which they advance).
@@ -141,8 +154,10 @@ private:
   uint64_t last_seq_ = 0;
   /// The id hash of the message written as seq 1 (0: none seen).
   uint64_t first_id_hash_ = 0;
-  /// Live frames that arrived while waiting, with their inbox seq.
+  /// Live frames that arrived while waiting, with their inbox seq, and
+  /// their bytes.
   held_list held_;
+  uint64_t held_bytes_ = 0;
   /// The replay's page read from the store; written up to `replay_head_`
   /// (a vector: an empty std::deque holds ~500 bytes, on every connection).
   std::vector<stored_message> replay_page_;

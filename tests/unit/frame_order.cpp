@@ -72,6 +72,19 @@ CAF_TEST(frames wait until the connection opens and keep their order) {
   CAF_CHECK(order.release_held().empty());
 }
 
+CAF_TEST(the frames that wait are bounded in bytes as well) {
+  // Found by a probe review: only the count was bounded (send-queue-limit,
+  // 1,024 frames of up to a message's size each, ~64 MiB per connection).
+  frame_order order{false};
+  frame_order::hold_limit limit{no_limit, 10};
+  CAF_CHECK(order.on_live(0, frame("1234"), limit) == step::hold);
+  CAF_CHECK(order.on_live(0, frame("56789"), limit) == step::hold);
+  CAF_CHECK(order.on_live(0, frame("ab"), limit) == step::hold); // 11 > 10
+  CAF_CHECK(order.on_live(0, frame("c"), limit) == step::hold);  // 10
+  CAF_CHECK_EQUAL(texts(order.open(false)),
+                  std::vector<std::string>({"1234", "56789", "c"}));
+}
+
 CAF_TEST(a connection without device ignores seqs) {
   frame_order order{false};
   order.open(false);
