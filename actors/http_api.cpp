@@ -252,11 +252,10 @@ void api_publish(const api_call& call) {
 
 /// POST /api/disconnect: closes every connection of a uid with 4001.
 void api_disconnect(const api_call& call) {
-  auto uid = call.body.find("uid");
-  if (uid == call.body.end() || !uid->is_string() ||
-      !valid_name(uid->get_ref<const std::string&>()))
-    return call.respond(error_answer(400, "'uid' must be a uid"));
-  call.ask_registry(atom::disconnect_v, uid->get<std::string>(), uint16_t{4001})
+  auto uid = ops::name_field(call.body, "uid");
+  if (!uid)
+    return call.fail(uid.error());
+  call.ask_registry(atom::disconnect_v, std::move(*uid), uint16_t{4001})
       .then(call.ok(), on_error(call.respond));
 }
 
