@@ -14,6 +14,7 @@
 #include "actors/actors.hpp"
 #include "actors/node_context.hpp"
 #include "flow/frame_order.hpp"
+#include "flow/inbox_pages.hpp"
 #include "flow/store_budgets.hpp"
 
 #include <caf/duration.hpp>
@@ -37,6 +38,8 @@ struct local_connection {
   frame_order order;
   /// The device's replay is in progress (counted in `resumes`).
   bool resuming = false;
+  /// How much of the inbox one read takes (replay and gaps).
+  inbox_pages pages;
 };
 
 /// The state of the REGISTRY actor.

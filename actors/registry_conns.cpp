@@ -15,10 +15,6 @@ namespace wsc {
 
 namespace {
 
-/// Messages of an inbox read per request of a replay: a page is held in
-/// memory until the client drained enough of its queue to take it.
-constexpr uint32_t replay_page = 64;
-
 /// How often a replay waiting for a client to drain its queue looks again.
 constexpr auto replay_poll = std::chrono::milliseconds(20);
 
@@ -38,9 +34,9 @@ registry_state::register_conn(const conn_ref& who,
     return make_error(ec::unavailable, "too many resumes");
   }
   self->monitor(handle);
-  connections.emplace(who.conn,
-                      local_connection{who, handle, std::move(sink),
-                                       frame_order{resuming}, resuming});
+  connections.emplace(who.conn, local_connection{who, handle, std::move(sink),
+                                                 frame_order{resuming},
+                                                 resuming, inbox_pages{}});
   conns_by_uid[who.uid].push_back(who.conn);
   auto rp = self->make_response_promise<atom::ok>();
   // Opens the connection whether or not the store answers: during an
@@ -83,7 +79,7 @@ void registry_state::on_bound(const conn_ref& who, int64_t since,
   // Bound first, then read: a message stored after the read is routed here
   // and held until the replay went out.
   self->request(store, store_timeout, atom::inbox_v, who.uid, who.device, since,
-                replay_page)
+                inbox_pages::max_count)
       .then(
           [this, who, came_online, rp](inbox_replay& replay) mutable {
             open(who.conn, &replay, false);
@@ -135,6 +131,7 @@ void registry_state::open(const std::string& conn_id, inbox_replay* replay,
   send_now(frames::welcome(conn.who, !replay->too_old,
                            replay->too_old ? "too_old" : "", from,
                            replay->last_seq));
+  conn.pages.fit(*replay);
   conn.order.begin_replay(*replay);
   pump_replay(conn_id);
 }
@@ -161,14 +158,15 @@ void registry_state::pump_replay(const std::string& conn_id) {
   }
   if (!conn.order.replay_more())
     return finish_open(conn, true);
-  self->request(store, store_timeout, atom::inbox_v, conn.who.uid,
-                conn.who.device,
-                static_cast<int64_t>(conn.order.replay_after()), replay_page)
+  self->request(
+          store, store_timeout, atom::inbox_v, conn.who.uid, conn.who.device,
+          static_cast<int64_t>(conn.order.replay_after()), conn.pages.count())
       .then(
           [this, conn_id](inbox_replay& page) {
             auto i = connections.find(conn_id);
             if (i == connections.end())
               return;
+            i->second.pages.fit(page);
             i->second.order.on_replay_page(page);
             pump_replay(conn_id);
           },
@@ -229,22 +227,24 @@ void registry_state::write_held(local_connection& conn,
 
 void registry_state::catch_up(const std::string& conn_id) {
   auto& conn = connections.at(conn_id);
-  auto done = [this, conn_id](const inbox_replay* page) {
+  auto done = [this, conn_id](inbox_replay* page) {
     auto i = connections.find(conn_id);
     if (i == connections.end())
       return;
     auto& c = i->second;
-    if (page)
+    if (page) {
+      c.pages.fit(*page);
       for (auto& msg : page->messages)
         if (c.order.take(msg))
           write_stored(c, msg);
+    }
     if (c.order.on_catch_up_page(page))
       return catch_up(conn_id); // the next page
     write_held(c, c.order.release_held());
   };
   self->request(store, store_timeout, atom::inbox_v, conn.who.uid,
                 conn.who.device, static_cast<int64_t>(conn.order.last_seq()),
-                replay_page)
+                conn.pages.count())
       .then([done](inbox_replay& page) { done(&page); },
             [done](caf::error&) { done(nullptr); });
 }

@@ -3,8 +3,6 @@
 #include "protocol/error.hpp"
 #include "protocol/frames.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <array>
 #include <utility>
@@ -167,8 +165,7 @@ std::optional<stored_message> read_entry(const redisReply* entry) {
     if (text_of(fields->element[k]) == "m")
       msg = unpack_entry(text_of(fields->element[k + 1]));
   // The payload is copied into frames as it is: it must be one JSON value.
-  if (!msg || frames::check(*msg) || !frames::json_depth_ok(msg->data) ||
-      !nlohmann::json::accept(msg->data))
+  if (!msg || frames::check(*msg) || !frames::json_payload_ok(msg->data))
     return std::nullopt;
   msg->seq = *seq;
   return msg;

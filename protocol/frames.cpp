@@ -221,6 +221,10 @@ bool json_depth_ok(std::string_view text) {
   return true;
 }
 
+bool json_payload_ok(std::string_view text) {
+  return json_depth_ok(text) && nlohmann::json::accept(text);
+}
+
 caf::expected<nlohmann::json> parse_object(std::string_view text) {
   if (!json_depth_ok(text))
     return make_error(ec::bad_json, "frame nests deeper than " +
@@ -328,8 +332,14 @@ caf::error check_fanout(size_t receivers, size_t payload_bytes,
 caf::error check(const delivery& d) {
   if (auto err = check_common(d.kind, d.from, d.group, d.data, d.msg_id))
     return err;
-  if (d.kind == delivery_kind::disconnect && (d.ts < 1000 || d.ts > 4999))
-    return make_error(ec::bad_frame, "close code out of range");
+  if (d.kind == delivery_kind::disconnect) {
+    if (d.ts < 1000 || d.ts > 4999)
+      return make_error(ec::bad_frame, "close code out of range");
+  } else if (!json_payload_ok(d.data)) {
+    // Copied into frames as it is: a peer or a Redis writer must not make
+    // a frame that is no JSON.
+    return make_error(ec::bad_frame, "payload is not one JSON value");
+  }
   if (d.uids.size() > max_delivery_uids || d.seqs.size() > d.uids.size() ||
       (d.kind == delivery_kind::broadcast && !d.uids.empty()))
     return make_error(ec::bad_frame, "receiver list out of bounds");

@@ -35,6 +35,11 @@ constexpr size_t max_json_depth = 64;
 /// (a scan that skips string contents; validity is the parser's job).
 bool json_depth_ok(std::string_view text);
 
+/// Whether `text` is one JSON value the node may copy into a frame as it
+/// is: valid JSON, nested at most `max_json_depth` deep. For payloads from
+/// outside this process (a peer, the relay, the store).
+bool json_payload_ok(std::string_view text);
+
 /// Parses `text` as a JSON object, refusing what the node refuses of any
 /// JSON frame: nesting beyond `max_json_depth`, invalid JSON (`bad_json`),
 /// anything but an object (`bad_frame`).
@@ -116,7 +121,8 @@ caf::error check_fanout(size_t receivers, size_t payload_bytes,
                         uint64_t budget);
 
 /// Checks a delivery decoded from outside this process (a peer, the relay):
-/// its kind, names, counts and payload text. Errors: `bad_frame`.
+/// its kind, names, counts and payload (a JSON value, except for a
+/// disconnect's, which is not written). Errors: `bad_frame`.
 caf::error check(const delivery& d);
 
 /// Checks a stored message read back from the state store, as `check`.

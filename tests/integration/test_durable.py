@@ -150,9 +150,6 @@ class DurableLimitsTest(HarnessMixin, unittest.TestCase):
         self.assertEqual((b2.welcome["from"], b2.welcome["to"]), (1, 0))
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 @unittest.skipIf(redis_is_cluster() or EXTRA_NODE_OPTIONS,
                  "one Redis with a replica; runs both STORE executors itself")
@@ -204,3 +201,7 @@ class DurableReplicasNoscriptTest(HarnessMixin, unittest.TestCase):
 
     def test_thread_store(self):
         self.run_policy("sharing")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -281,7 +281,12 @@ class UnsignedRelayInputTest(HarnessMixin, unittest.TestCase):
             delivery(kind=KIND_DISCONNECT, uids=["bob"], ts=70000),
             delivery(uids=[b"\xff\xfe"]),
             delivery(uids=["bob"], data=b'"\xc3\x28"')])), 1)
-        wait_until(lambda: rejected(self.node, "invalid") >= 2, 5,
+        # Payloads of UTF-8 that are no single JSON value: copied into
+        # frames as they are, they would make frames clients cannot parse.
+        self.assertEqual(publish(self.redis, channel("n1"), envelope("n1", "n2", 5, 3, [
+            delivery(uids=["bob"], data='{"unterminated'),
+            delivery(uids=["bob"], data='"a", "b"')])), 1)
+        wait_until(lambda: rejected(self.node, "invalid") >= 3, 5,
                    what="invalid deliveries counted")
         self.assertGreaterEqual(rejected(self.node, "version"), 1, "old format not counted")
         got = self.messages(bob, 1.5)

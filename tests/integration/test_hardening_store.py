@@ -9,6 +9,7 @@ Run: WSC_BINARY=build/wscluster python3 -m unittest test_hardening_store -v
 
 import socket
 import threading
+import re
 import time
 import unittest
 
@@ -288,6 +289,34 @@ class StoreBase(HarnessMixin):
             f = c.wait_for(lambda f: f.get("type") == "group", 5)
             self.assertEqual(f["data"], "s")
             self.assertNotIn("seq", f)
+
+
+    def test_a_replay_of_large_messages_comes_in_pages_bounded_in_bytes(self):
+        # A replay page stays in memory until the client read the one before:
+        # 64 messages of up to an API body each made a stalled resume hold
+        # ~60 MB. Pages are cut at 256 KiB (at least one message), so these
+        # 300 KB messages come one page each, all of them, in order.
+        node = self.node()
+        big = ["%d" % i + "x" * 300000 for i in range(6)]
+        for value in big:
+            status, _, body = node.api_send(["pia"], value)
+            self.assertEqual(status, 200, body)
+        server = None
+        if self.redis:
+            # The server that holds pia's inbox (a master of a Redis Cluster).
+            inbox = ukey("pia", "in")
+            server = (self.redis.owner(key_slot(inbox)) if hasattr(self.redis, "owner")
+                      else self.redis)
+            server.command("CONFIG", "RESETSTAT")
+        pia = node.ws("pia", query={"device": "d"})
+        self.assertEqual((pia.welcome["from"], pia.welcome["to"]), (1, 6))
+        got = messages(pia, 6)
+        self.assertEqual([(m["seq"], m["data"]) for m in got],
+                         [(i + 1, v) for i, v in enumerate(big)])
+        if server:
+            stats = server.command("INFO", "commandstats")
+            calls = int(re.search(r"cmdstat_xrange:calls=(\d+)", stats).group(1))
+            self.assertGreaterEqual(calls, 6, stats)
 
 
 class MemoryStoreTest(StoreBase, unittest.TestCase):

@@ -59,6 +59,19 @@ CAF_TEST(deliveries from outside are checked before use) {
   auto bad_data = d;
   bad_data.data = "\"\xc3\x28\"";
   CAF_CHECK(frames::check(bad_data));
+  // The payload is copied into frames as it is: it must be one JSON value,
+  // nested no deeper than a client's.
+  for (auto not_json : {"", "{", "{}}", "1 2", "\"a\",\"b\"", "{\"a\":1}]"}) {
+    bad_data.data = not_json;
+    CAF_CHECK_EQUAL(to_ec(frames::check(bad_data)), ec::bad_frame);
+  }
+  bad_data.data = std::string(frames::max_json_depth + 1, '[') +
+                  std::string(frames::max_json_depth + 1, ']');
+  CAF_CHECK(frames::check(bad_data));
+  for (auto json : {"1", "\"text\"", "[1,{\"a\":null}]", " {} "}) {
+    bad_data.data = json;
+    CAF_CHECK(!frames::check(bad_data));
+  }
   auto extra_seqs = d;
   extra_seqs.seqs = {1, 2};
   CAF_CHECK(frames::check(extra_seqs));
