@@ -84,6 +84,10 @@ struct registry_state {
   /// drops an `idem` nobody looks up.
   caf::error prepare(delivery& d);
 
+  /// Gives back the stored bytes `prepare` reserved for a durable message
+  /// (the store answered or failed).
+  void settle(const delivery& d);
+
   /// After the store answered: charges the sender for what was stored,
   /// watches it for UNREAD, and routes it.
   void dispatch(delivery d, route_table routes, size_t receivers);

@@ -30,6 +30,13 @@ caf::error store_rate_exceeded(const std::string& uid) {
                         "stored-bytes-rate allows; try again shortly");
 }
 
+/// The receivers a durable message reserves stored bytes for until the
+/// store answers (see store_budgets::reserve): a publish's members are
+/// known only then.
+size_t reserved_receivers(const delivery& d) {
+  return d.kind == delivery_kind::group ? 1 : d.uids.size();
+}
+
 size_t receivers_of(const route_table& routes) {
   auto n = routes.offline.size();
   for (auto& nr : routes.nodes)
@@ -81,13 +88,22 @@ delivery_report report_per_uid(const delivery& d, const route_table& routes) {
 // -- send ---------------------------------------------------------------------
 
 caf::error registry_state::prepare(delivery& d) {
-  if (d.durable && !budgets.may_store(d.from, store_budgets::clock::now()))
-    return store_rate_exceeded(d.from);
-  if (d.durable)
+  if (d.durable) {
+    auto publish = d.kind == delivery_kind::group;
+    if (!budgets.may_store(d.from, store_budgets::clock::now(), publish))
+      return store_rate_exceeded(d.from);
+    budgets.reserve(d.from, reserved_receivers(d), d.data.size(), publish);
     d.msg_id = make_msg_id();
+  }
   if (!d.durable || node->opts.idempotency_window.count() <= 0)
     d.idem.clear(); // volatile: at most once anyway, nothing to look up
   return {};
+}
+
+void registry_state::settle(const delivery& d) {
+  if (d.durable)
+    budgets.release(d.from, reserved_receivers(d), d.data.size(),
+                    d.kind == delivery_kind::group);
 }
 
 caf::result<delivery_report> registry_state::send(delivery d) {
@@ -97,6 +113,8 @@ caf::result<delivery_report> registry_state::send(delivery d) {
     return err;
   auto rp = self->make_response_promise<delivery_report>();
   auto on_routes = [this, rp, d](route_table& routes) mutable {
+    if (routes.idem_pending || !routes.duplicate_of.empty())
+      settle(d); // nothing stored
     if (routes.idem_pending) {
       rp.deliver(idem_pending_error());
       return;
@@ -121,6 +139,7 @@ caf::result<delivery_report> registry_state::send(delivery d) {
   auto on_error = [this, rp, d](caf::error& err) mutable {
     // Without the store only this node's connections are known: serve them
     // (at most once, nothing stored) and tell the sender the rest was not.
+    settle(d);
     d.durable = false;
     auto local = deliver_local(d, &d.uids);
     rp.deliver(make_error(ec::unavailable, "state store unreachable (" +
@@ -157,6 +176,8 @@ caf::result<delivery_report> registry_state::publish(delivery d) {
   auto on_routes = [this, rp, d](route_table& routes) mutable {
     delivery_report report;
     report.msg_id = d.msg_id;
+    if (routes.idem_pending || !routes.duplicate_of.empty())
+      settle(d); // nothing stored
     if (routes.idem_pending) {
       rp.deliver(idem_pending_error());
       return;
@@ -182,7 +203,8 @@ caf::result<delivery_report> registry_state::publish(delivery d) {
     dispatch(std::move(d), std::move(routes), receivers);
     rp.deliver(std::move(report));
   };
-  auto on_error = [rp](caf::error& err) mutable {
+  auto on_error = [this, rp, d](caf::error& err) mutable {
+    settle(d);
     rp.deliver(std::move(err));
   };
   if (d.durable) {
@@ -209,6 +231,7 @@ atom::ok registry_state::broadcast(delivery d) {
 
 void registry_state::dispatch(delivery d, route_table routes,
                               size_t receivers) {
+  settle(d);
   if (d.durable)
     budgets.charge(d.from, receivers, d.data.size(), new_inboxes_of(routes));
   watch_unread(d, routes);

@@ -10,22 +10,49 @@ void store_budgets::refill(bucket& b, clock::time_point now) const {
   b.refilled = now;
 }
 
-bool store_budgets::may_store(const std::string& uid, clock::time_point now) {
+double store_budgets::cost(size_t receivers, size_t payload_bytes,
+                           size_t new_inboxes) {
+  return static_cast<double>(receivers) *
+             static_cast<double>(payload_bytes + 64) +
+         static_cast<double>(new_inboxes) *
+             static_cast<double>(new_inbox_bytes);
+}
+
+bool store_budgets::may_store(const std::string& uid, clock::time_point now,
+                              bool publish) {
   if (uid.empty())
     return true;
-  auto [i, fresh] = buckets_.try_emplace(uid, bucket{burst_, now});
+  auto [i, fresh] = buckets_.try_emplace(uid, bucket{burst_, now, 0});
   if (!fresh)
     refill(i->second, now);
-  return i->second.tokens > 0;
+  return i->second.tokens > 0 &&
+         (!publish || i->second.publishes_in_flight < max_publishes_in_flight);
 }
 
 void store_budgets::charge(const std::string& uid, size_t receivers,
                            size_t payload_bytes, size_t new_inboxes) {
   if (auto i = buckets_.find(uid); i != buckets_.end())
-    i->second.tokens -=
-        static_cast<double>(receivers) *
-            static_cast<double>(payload_bytes + 64) +
-        static_cast<double>(new_inboxes) * static_cast<double>(new_inbox_bytes);
+    i->second.tokens -= cost(receivers, payload_bytes, new_inboxes);
+}
+
+void store_budgets::reserve(const std::string& uid, size_t receivers,
+                            size_t payload_bytes, bool publish) {
+  if (auto i = buckets_.find(uid); i != buckets_.end()) {
+    i->second.tokens -= cost(receivers, payload_bytes, receivers);
+    if (publish)
+      ++i->second.publishes_in_flight;
+  }
+}
+
+void store_budgets::release(const std::string& uid, size_t receivers,
+                            size_t payload_bytes, bool publish) {
+  if (auto i = buckets_.find(uid); i != buckets_.end()) {
+    auto& b = i->second;
+    b.tokens =
+        std::min(burst_, b.tokens + cost(receivers, payload_bytes, receivers));
+    if (publish && b.publishes_in_flight > 0)
+      --b.publishes_in_flight;
+  }
 }
 
 void store_budgets::prune(
@@ -40,7 +67,7 @@ void store_budgets::prune(
       continue;
     }
     refill(i->second, now);
-    if (i->second.tokens >= burst_)
+    if (i->second.tokens >= burst_ && i->second.publishes_in_flight == 0)
       i = buckets_.erase(i);
     else
       ++i;

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <unordered_map>
@@ -25,9 +26,31 @@ public:
     // nop
   }
 
-  /// Whether `uid` may store more now (its bucket is not in deficit); the
-  /// HTTP API (no uid) always may. A new uid starts with a full bucket.
-  bool may_store(const std::string& uid, clock::time_point now);
+  /// Whether `uid` may store more now (its bucket is not in deficit, and for
+  /// a publish fewer than `max_publishes_in_flight` of its publishes wait
+  /// for the store); the HTTP API (no uid) always may. A new uid starts
+  /// with a full bucket.
+  bool may_store(const std::string& uid, clock::time_point now,
+                 bool publish = false);
+
+  /// Durable publishes of one uid that may wait for the store at once: a
+  /// publish's receivers are known only from the store's answer, so only
+  /// its first copy is reserved, and this bounds what the others can add
+  /// before they are charged (each at most `max-fanout-bytes`).
+  static constexpr uint32_t max_publishes_in_flight = 8;
+
+  /// Takes from `uid`'s bucket, when a durable message is admitted, the
+  /// most it can cost: each of `receivers` copies and an inbox each may
+  /// start (a publish: one receiver). Without it, everything in flight was
+  /// admitted before the first answer charged anything (helper-31's
+  /// probe: 32 connections of one uid stored ~80x the budget).
+  void reserve(const std::string& uid, size_t receivers, size_t payload_bytes,
+               bool publish = false);
+
+  /// Gives back what `reserve` took once the store answered (then `charge`
+  /// takes the real cost) or failed.
+  void release(const std::string& uid, size_t receivers, size_t payload_bytes,
+               bool publish = false);
 
   /// What starting an inbox costs the store: Redis 7.0 preallocates a
   /// 4 KB listpack node per stream (used_memory grew 4,397 bytes per new
@@ -57,7 +80,11 @@ private:
   struct bucket {
     double tokens = 0;
     clock::time_point refilled;
+    uint32_t publishes_in_flight = 0;
   };
+
+  static double cost(size_t receivers, size_t payload_bytes,
+                     size_t new_inboxes);
 
   void refill(bucket& b, clock::time_point now) const;
 

@@ -200,6 +200,25 @@ class StoredBytesRateTest(HarnessMixin, unittest.TestCase):
         self.assertEqual(node.api_send(uids, "y" * 900)[0], 200)
 
 
+    def test_sends_waiting_for_the_store_count_against_the_budget(self):
+        # helper-31's probe: the budget was charged only when the store
+        # answered, so every send already in flight was admitted (16 of 16
+        # pipelined ~1 MB sends stored; 32 connections of one uid stored 80x
+        # the budget). Each is now reserved when admitted (16 x (60,000 + 64
+        # + 4,400 for an inbox it may start) = 1,031,424 bytes): the 2 MiB
+        # burst admits three while it is above zero, the rest are refused
+        # without being stored.
+        node = self.start_node({"rate-limit": 0, "stored-bytes-rate": 1024})
+        alice = node.ws(uid="alice")
+        receivers = ["r%d" % i for i in range(16)]
+        for i in range(16):
+            alice.send_json({"type": "send", "id": i, "to": receivers, "data": "x" * 60000})
+        answers = [alice.wait_for(lambda f, i=i: f.get("id") == i, 20) for i in range(16)]
+        kinds = [a.get("code", a["type"]) for a in answers]
+        self.assertEqual(kinds.count("ack"), 3, kinds)
+        self.assertEqual(kinds.count("rate_limited"), 13, kinds)
+
+
 class ClusterPortGarbageTest(HarnessMixin, unittest.TestCase):
     """Garbage and oversized BASP headers on `cluster-listen`."""
 

@@ -104,3 +104,38 @@ CAF_TEST(pruning keeps debts and spent buckets and connected uids) {
   budgets.prune(connected.size(), is_connected, t0 + 60s);
   CAF_CHECK_EQUAL(budgets.size(), 1u);
 }
+
+CAF_TEST(what waits for the store is reserved and given back) {
+  store_budgets budgets{rate, burst};
+  auto t0 = store_budgets::clock::now();
+  CAF_REQUIRE(budgets.may_store("ann", t0));
+  // Two receivers of 936 bytes, each maybe a new inbox: 2 x (1000 + 4400)
+  // reserved, so the next message waits for the answer.
+  budgets.reserve("ann", 2, 936);
+  CAF_CHECK(!budgets.may_store("ann", t0));
+  // Stored: the reservation comes back, the real cost is charged (no new
+  // inbox): 2000 of the 4000 bytes are left.
+  budgets.release("ann", 2, 936);
+  budgets.charge("ann", 2, 936);
+  CAF_CHECK(budgets.may_store("ann", t0));
+  budgets.charge("ann", 1, 1936);
+  CAF_CHECK(!budgets.may_store("ann", t0));
+  // What is given back never fills a bucket beyond its burst.
+  budgets.release("ann", 100, 1000);
+  budgets.charge("ann", 1, burst - 64);
+  CAF_CHECK(!budgets.may_store("ann", t0));
+}
+
+CAF_TEST(publishes waiting for the store are bounded in number) {
+  store_budgets budgets{1e9, 1e12};
+  auto t0 = store_budgets::clock::now();
+  for (uint32_t i = 0; i < store_budgets::max_publishes_in_flight; ++i) {
+    CAF_REQUIRE(budgets.may_store("ann", t0, true));
+    budgets.reserve("ann", 1, 10, true);
+  }
+  CAF_CHECK(!budgets.may_store("ann", t0, true));
+  // Sends are bounded by their reservation only.
+  CAF_CHECK(budgets.may_store("ann", t0));
+  budgets.release("ann", 1, 10, true);
+  CAF_CHECK(budgets.may_store("ann", t0, true));
+}
