@@ -294,6 +294,15 @@ class ApiKeySchemeTest(HarnessMixin, unittest.TestCase):
         # A small body without the key is read and answered 401 as before.
         status, _, _ = node.http("POST", "/api/send", {"to": "bob", "data": 1})
         self.assertEqual(status, 401)
+        # No other path takes a large body, with or without the key (a probe
+        # held 1 MiB per socket posting to / or to a percent-encoded /api/).
+        for target, key in (("/", ""), ("/%61pi/send", ""),
+                            ("/dashboard", "Authorization: Bearer " + "k" * 32 + "\r\n")):
+            with socket.create_connection((node.host, node.port), timeout=5) as s:
+                s.sendall((head % key).replace("/api/send", target).encode())
+                s.settimeout(3)
+                answer = s.recv(4096).decode(errors="replace")
+            self.assertTrue(answer.startswith("HTTP/1.1 413"), (target, answer[:80]))
 
 class ApiInsecureTest(unittest.TestCase):
     """F4: the HTTP API is not served open on a public address by default."""
