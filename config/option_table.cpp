@@ -14,6 +14,8 @@
 
 namespace wsc::option_table {
 
+using namespace std::chrono_literals;
+
 caf::error invalid(const std::string& what) {
   return caf::make_error(caf::sec::invalid_argument, what);
 }
@@ -109,18 +111,27 @@ setter uint_field(uint64_t options::*member, uint64_t min, uint64_t max) {
   });
 }
 
+/// A duration in [min, max]. A minimum keeps a value from turning a
+/// protection off or losing data: `idle-timeout=0` disabled the idle close,
+/// `inbox-max-age=0ms` acked messages that no replay could find.
 setter duration_field(options::duration options::*member,
+                      options::duration min = options::duration::zero(),
                       options::duration max = options::duration::max()) {
-  return [member, max](options& opts, const std::string& text) -> caf::error {
-    auto value = parse_duration(text);
-    if (!value)
-      return std::move(value.error());
-    if (*value > max)
-      return invalid("duration " + text + " exceeds the maximum of " +
-                     std::to_string(max.count()) + "ms");
-    opts.*member = *value;
-    return caf::none;
-  };
+  return
+      [member, min, max](options& opts, const std::string& text) -> caf::error {
+        auto value = parse_duration(text);
+        if (!value)
+          return std::move(value.error());
+        if (*value < min || *value > max)
+          return invalid("duration " + text + " is outside [" +
+                         std::to_string(min.count()) + "ms, " +
+                         (max == options::duration::max()
+                              ? std::string{"any"}
+                              : std::to_string(max.count()) + "ms") +
+                         "]");
+        opts.*member = *value;
+        return caf::none;
+      };
 }
 
 setter list_field(std::vector<std::string> options::*member) {
@@ -176,7 +187,7 @@ std::vector<option_spec> node_options() {
        duration_field(&options::heartbeat)},
       {"node-timeout", "3s",
        "silence after which a node is declared down (at most 10s)",
-       duration_field(&options::node_timeout, std::chrono::seconds(10))},
+       duration_field(&options::node_timeout, 100ms, 10s)},
       {"cluster-tls-cert", "-", "certificate for mutual TLS between nodes",
        text_field(&options::cluster_tls_cert)},
       {"cluster-tls-key", "-", "private key for mutual TLS between nodes",
@@ -228,7 +239,7 @@ std::vector<option_spec> connect_options() {
        uint_field(&options::max_connections_per_address, 0, 10'000'000)},
       {"handshake-timeout", "10s",
        "time a client has to complete the HTTP request and upgrade",
-       duration_field(&options::handshake_timeout)},
+       duration_field(&options::handshake_timeout, 100ms)},
       {"handshake-chain", "origin,identity",
        "handshake middlewares in order (registered names)",
        list_field(&options::handshake_chain)},
@@ -259,8 +270,9 @@ std::vector<option_spec> client_options() {
        "bytes queued for a slow reader before it is closed with 1008",
        uint_field(&options::send_queue_bytes, 1024, 1ull << 32)},
       {"idle-timeout", "60s",
-       "no frame and no pong for this long closes the connection",
-       duration_field(&options::idle_timeout)},
+       "no frame and no pong for this long closes the connection (at least "
+       "1s)",
+       duration_field(&options::idle_timeout, 1s)},
       {"max-fanout-bytes", "1048576",
        "most receivers x payload bytes one send or publish (frame or API) "
        "may produce; more: error too_large (HTTP 413)",
@@ -309,13 +321,12 @@ std::vector<option_spec> runtime_options() {
        "threads)",
        one_of(&options::scheduler_policy, {"sharing", "stealing", "loop"})},
       {"request-timeout", "5s", "timeout of every request between actors",
-       duration_field(&options::request_timeout)},
+       duration_field(&options::request_timeout, 100ms)},
       {"store-batch-delay", "1ms",
        "how long the Redis state store waits after a request for more to "
        "send in the same round trip (0: at once); adds up to this much "
        "latency, saves Redis and node CPU at moderate rates",
-       duration_field(&options::store_batch_delay,
-                      std::chrono::milliseconds(50))},
+       duration_field(&options::store_batch_delay, 0ms, 50ms)},
       {"web-root",
        "<binary's folder>/" WSC_INSTALLED_WEB_ROOT
        " if it exists, else the source tree's web/",
@@ -336,15 +347,15 @@ std::vector<option_spec> store_options() {
       {"durable-replicas-timeout", "500ms",
        "how long a durable send waits for durable-replicas (at most a "
        "quarter of request-timeout)",
-       duration_field(&options::durable_replicas_timeout,
-                      std::chrono::milliseconds(5000))},
+       duration_field(&options::durable_replicas_timeout, 0ms, 5s)},
       {"volatile-types", "-",
        "frame types not stored in inboxes (at most once), e.g. publish,typing",
        list_field(&options::volatile_types)},
       {"inbox-max-messages", "1000", "messages kept per uid inbox",
        uint_field(&options::inbox_max_messages, 1, 10'000'000)},
-      {"inbox-max-age", "24h", "age after which inbox messages may be dropped",
-       duration_field(&options::inbox_max_age)},
+      {"inbox-max-age", "24h",
+       "age after which inbox messages may be dropped (at least 1s)",
+       duration_field(&options::inbox_max_age, 1s)},
       {"idempotency-window", "10m",
        "a durable send or publish repeating its sender's idem within this "
        "time is acked again with the same msg_id, not stored twice; 0: off",
@@ -381,7 +392,7 @@ std::vector<option_spec> webhook_options() {
       {"webhook-retry-base", "500ms",
        "first back-off after a failed webhook POST (doubled, jittered, at "
        "most 10s)",
-       duration_field(&options::webhook_retry_base, std::chrono::seconds(10))},
+       duration_field(&options::webhook_retry_base, 10ms, 10s)},
       {"webhook-retry-window", "60s",
        "how long webhook events are retried before they are dropped",
        duration_field(&options::webhook_retry_window)},

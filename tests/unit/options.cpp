@@ -91,6 +91,25 @@ CAF_TEST(bad input names the option) {
                       std::string::npos);
 }
 
+CAF_TEST(durations that would turn a protection off are refused) {
+  // idle-timeout=0 disabled the idle close; inbox-max-age=0ms acked durable
+  // messages that no replay could find.
+  for (auto arg :
+       {"--idle-timeout=0ms", "--idle-timeout=999ms", "--inbox-max-age=0ms",
+        "--request-timeout=0ms", "--handshake-timeout=0ms",
+        "--node-timeout=0ms", "--webhook-retry-base=0ms"}) {
+    auto name = std::string{arg}.substr(2, std::string{arg}.find('=') - 2);
+    CAF_CHECK_NOT_EQUAL(failure({arg}).find("'" + name + "'"),
+                        std::string::npos);
+  }
+  auto set = parse({"--idle-timeout=1s", "--inbox-max-age=1s",
+                    "--store-batch-delay=0ms", "--drain-period=0ms"});
+  CAF_REQUIRE(set);
+  CAF_CHECK_EQUAL(set->opts.idle_timeout.count(), 1000);
+  CAF_CHECK_EQUAL(set->opts.inbox_max_age.count(), 1000);
+  CAF_CHECK_EQUAL(set->opts.store_batch_delay.count(), 0);
+}
+
 CAF_TEST(durable replicas are bounded and fit in a request) {
   auto result = parse({});
   CAF_REQUIRE(result);
