@@ -149,47 +149,21 @@ node::start(caf::actor_system& sys, options opts,
   if (!store)
     return std::move(store.error());
   std::unique_ptr<node> result{new node(sys, std::move(opts))};
-  auto& self = *result;
-  auto& o = self.opts_;
-  self.store_ = *store;
-  if (auto err = self.spawn_core(static_cast<bool>(custom_store.make)))
+  result->store_ = *store;
+  if (auto err = result->spawn_core(static_cast<bool>(custom_store.make)))
     return err;
-  auto cluster_address = self.spawn_cluster(custom_store);
+  auto cluster_address = result->spawn_cluster(custom_store);
   if (!cluster_address)
     return std::move(cluster_address.error());
-  // The built-in types are registered exactly like a user's behaviour.
-  behaviour_factory make_builtins =
-      [cfg = settings::builtins(o),
-       registry = self.registry_](caf::actor_system& sys) {
-        return sys.spawn(builtins, cfg, registry);
-      };
-  auto builtin_handler = make_builtins(sys);
-  for (auto& type : builtin_frame_types())
-    self.add_behaviour(type, builtin_handler, make_builtins);
-  self.api_ =
-      sys.spawn(http_api, settings::http_api(o, self.who_), self.registry_,
-                self.store_, self.health_, self.metrics_, self.cluster_events_);
-  auto connections = std::make_shared<const connection_env>(connection_env{
-      o.request_timeout, o.rate_limit, settings::builtins(o), self.registry_,
-      self.events_, self.subscribed_events_, self.behaviours_, builtin_handler,
-      self.metrics_, std::move(*open)});
-  server_setup setup{o,
-                     std::make_shared<conn_id_source>(self.who_),
-                     self.health_,
-                     std::make_shared<connection_quota>(),
-                     self.metrics_,
-                     std::move(*codec),
-                     std::move(connections)};
-  auto srv = server::make(sys, std::move(setup), std::move(*chain), self.api_);
-  if (!srv)
-    return std::move(srv.error());
-  self.server_ = std::move(*srv);
+  if (auto err = result->spawn_front(std::move(*open), std::move(*chain),
+                                     std::move(*codec)))
+    return err;
   // Announced only once the listener is bound: a node that failed to start
   // never appears to its peers.
-  caf::anon_send(self.discovery_, atom::start_v, *cluster_address);
-  self.watch_actors();
-  self.server_->start(o.io_threads);
-  log_started(o, self.who_.id, self.port(), *cluster_address);
+  caf::anon_send(result->discovery_, atom::start_v, *cluster_address);
+  result->watch_actors();
+  result->server_->start(result->opts_.io_threads);
+  log_started(result->opts_, result->who_.id, result->port(), *cluster_address);
   return result;
 }
 
@@ -256,6 +230,37 @@ node::spawn_cluster(const state_store_factory& custom_store) {
   if (!clustered)
     return std::string{};
   return publish_peer(sys_, opts_, peer_);
+}
+
+caf::error node::spawn_front(open_chain open, handshake_chain chain,
+                             frame_codec_ptr codec) {
+  // The built-in types are registered exactly like a user's behaviour.
+  behaviour_factory make_builtins = [cfg = settings::builtins(opts_),
+                                     registry =
+                                         registry_](caf::actor_system& sys) {
+    return sys.spawn(builtins, cfg, registry);
+  };
+  auto builtin_handler = make_builtins(sys_);
+  for (auto& type : builtin_frame_types())
+    add_behaviour(type, builtin_handler, make_builtins);
+  api_ = sys_.spawn(http_api, settings::http_api(opts_, who_), registry_,
+                    store_, health_, metrics_, cluster_events_);
+  auto connections = std::make_shared<const connection_env>(connection_env{
+      opts_.request_timeout, opts_.rate_limit, settings::builtins(opts_),
+      registry_, events_, subscribed_events_, behaviours_, builtin_handler,
+      metrics_, std::move(open)});
+  server_setup setup{opts_,
+                     std::make_shared<conn_id_source>(who_),
+                     health_,
+                     std::make_shared<connection_quota>(),
+                     metrics_,
+                     std::move(codec),
+                     std::move(connections)};
+  auto srv = server::make(sys_, std::move(setup), std::move(chain), api_);
+  if (!srv)
+    return std::move(srv.error());
+  server_ = std::move(*srv);
+  return caf::none;
 }
 
 void node::watch_actors() {

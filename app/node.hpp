@@ -122,6 +122,11 @@ private:
   /// Spawns the EVENT_BUS, the WEBHOOK, the UNREAD checker and the REGISTRY.
   caf::error spawn_core(bool custom_store);
 
+  /// Spawns the built-in behaviours and the HTTP_API and binds the listener
+  /// (not accepting yet).
+  caf::error spawn_front(open_chain open, handshake_chain chain,
+                         frame_codec_ptr codec);
+
   /// Spawns what joins the node to a cluster (the control store, DISCOVERY,
   /// the PEER, the relay) and publishes the PEER: its address, or empty for
   /// a node of its own.
