@@ -119,33 +119,6 @@ using messaging_actor = caf::typed_actor<
     // Confirms that the connection's device has read up to `seq`.
     caf::replies_to<atom::read, conn_ref, uint64_t>::with<atom::ok>>;
 
-/// Owns this node's connections and routes deliveries: to its local
-/// connections itself, to other nodes through the PEER.
-using registry_actor = messaging_actor::extend<
-    // Binds an opened connection (the open chain's default step); frames
-    // for it go straight to its socket side. With a device, its missed
-    // messages are replayed first: after its cursor, or after `since` when
-    // that is >= 0.
-    caf::replies_to<atom::register_conn, conn_ref, connection_actor, sink_ref,
-                    int64_t>::with<atom::ok>,
-    // A connection closed.
-    caf::reacts_to<atom::unregister, conn_ref>,
-    // Deliveries from another node (through the PEER or the RELAY) for the
-    // connections of this node; malformed ones are dropped. The answer is
-    // the sender's credit for its next batch.
-    caf::replies_to<atom::remote, delivery_batch>::with<atom::ok>,
-    // A `send` to one connection of this node (`to_conn`); answers how many
-    // connections got it (0: no such connection).
-    caf::replies_to<atom::deliver, delivery>::with<uint32_t>,
-    // Starts the drain: every connection gets `bye` and close 1001.
-    caf::replies_to<atom::drain, uint32_t>::with<atom::ok>,
-    // The bindings of every local connection (to write back after an outage).
-    caf::replies_to<atom::rebind>::with<std::vector<binding>>,
-    // Counts local connections.
-    caf::replies_to<atom::status>::with<uint32_t>,
-    // Writes more of a connection's replay once its queue has room.
-    caf::reacts_to<atom::replay, std::string>>;
-
 /// This node's endpoint in the cluster: published on `cluster-listen` (its
 /// `peer_actor` part), it hands what peers send to the REGISTRY and
 /// DISCOVERY, and carries the REGISTRY's deliveries to the other nodes, in
@@ -171,6 +144,35 @@ using peer_endpoint_actor = peer_actor::extend<
     caf::reacts_to<atom::nodes, local_only, std::vector<std::string>>,
     // Sends the delivery batches collected for peer nodes.
     caf::reacts_to<caf::flush_atom>>;
+
+/// Owns this node's connections and routes deliveries: to its local
+/// connections itself, to other nodes through the PEER.
+using registry_actor = messaging_actor::extend<
+    // Binds an opened connection (the open chain's default step); frames
+    // for it go straight to its socket side. With a device, its missed
+    // messages are replayed first: after its cursor, or after `since` when
+    // that is >= 0.
+    caf::replies_to<atom::register_conn, conn_ref, connection_actor, sink_ref,
+                    int64_t>::with<atom::ok>,
+    // A connection closed.
+    caf::reacts_to<atom::unregister, conn_ref>,
+    // Deliveries from another node (through the PEER or the RELAY) for the
+    // connections of this node; malformed ones are dropped. The answer is
+    // the sender's credit for its next batch.
+    caf::replies_to<atom::remote, delivery_batch>::with<atom::ok>,
+    // A `send` to one connection of this node (`to_conn`); answers how many
+    // connections got it (0: no such connection).
+    caf::replies_to<atom::deliver, delivery>::with<uint32_t>,
+    // Starts the drain: every connection gets `bye` and close 1001.
+    caf::replies_to<atom::drain, uint32_t>::with<atom::ok>,
+    // The bindings of every local connection (to write back after an outage).
+    caf::replies_to<atom::rebind>::with<std::vector<binding>>,
+    // Counts local connections.
+    caf::replies_to<atom::status>::with<uint32_t>,
+    // Writes more of a connection's replay once its queue has room.
+    caf::reacts_to<atom::replay, std::string>,
+    // The PEER, spawned after the REGISTRY; sent before anything can route.
+    caf::reacts_to<atom::peer, local_only, peer_endpoint_actor>>;
 
 /// Keeps the cluster's shared state: which uid is bound where, groups, nodes.
 /// The in-memory store serves one node; the Redis store serves a cluster.
@@ -275,6 +277,8 @@ using unread_actor = caf::typed_actor<
 /// Registers this node in the state store, heartbeats, finds and watches the
 /// peer nodes, and declares silent ones down.
 using discovery_actor = caf::typed_actor<
+    // The PEER, spawned after DISCOVERY; sent before the PEER is published.
+    caf::reacts_to<atom::peer, local_only, peer_endpoint_actor>,
     // The node is up and its PEER published at this address (empty on a
     // single node): start heartbeating. Sent once, by the node.
     caf::reacts_to<atom::start, std::string>,

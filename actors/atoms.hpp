@@ -97,3 +97,5 @@ CAF_ADD_ATOM(wscluster, wsc::atom, unread, "unread")
 CAF_ADD_ATOM(wscluster, wsc::atom, posted, "posted")
 // CONNECTION: token refresh.
 CAF_ADD_ATOM(wscluster, wsc::atom, refresh, "refresh")
+// DISCOVERY and the REGISTRY: the PEER, spawned after them.
+CAF_ADD_ATOM(wscluster, wsc::atom, peer, "peer")

@@ -48,7 +48,8 @@ namespace {
 
 /// One built-in frame being carried out, and how to answer it.
 struct builtin_call {
-  const node_context& node;
+  const builtins_config& cfg;
+  const registry_actor& registry;
   const frame_context& ctx;
   const json& f;
   /// Reads send, publish and broadcast fields as a client's.
@@ -104,8 +105,8 @@ void builtin_read(Self* self, const builtin_call& call) {
   auto seq = call.f.find("seq");
   if (seq == call.f.end() || !seq->is_number_unsigned())
     return call.done()(bad_frame("field 'seq' must be a non-negative integer"));
-  self->request(call.node.registry, caf::infinite, atom::read_v,
-                call.ctx.sender, seq->get<uint64_t>())
+  self->request(call.registry, caf::infinite, atom::read_v, call.ctx.sender,
+                seq->get<uint64_t>())
       .then(call.ok(), call.failed());
 }
 
@@ -118,17 +119,17 @@ void builtin_ping(Self*, const builtin_call& call) {
 /// anything else leaves it where it was.
 template<class Self>
 void builtin_refresh(Self* self, const builtin_call& call) {
-  auto& opts = call.node.opts;
+  auto& cfg = call.cfg;
   auto done = call.done();
-  if (opts.auth != "jwt")
+  if (cfg.auth != "jwt")
     return done(
         make_error(ec::forbidden, "refresh needs auth=jwt on this node"));
   auto token = call.f.find("token");
   if (token == call.f.end() || !token->is_string())
     return done(bad_frame("field 'token' must be a string"));
   auto claims =
-      verify_jwt(token->get_ref<const std::string&>(), opts.jwt_secret,
-                 frames::now_ms() / 1000, {opts.jwt_audience, opts.jwt_issuer});
+      verify_jwt(token->get_ref<const std::string&>(), cfg.jwt_secret,
+                 frames::now_ms() / 1000, {cfg.jwt_audience, cfg.jwt_issuer});
   if (!claims) {
     auto& why = claims.error().context();
     return done(make_error(
@@ -145,12 +146,12 @@ void builtin_refresh(Self* self, const builtin_call& call) {
 
 template<class Self>
 void builtin_send(Self* self, const builtin_call& call) {
-  auto d = ops::send(call.f, call.sender, call.node.durable("send"),
-                     call.node.opts.max_fanout_bytes);
+  auto d = ops::send(call.f, call.sender, call.cfg.messages.durable("send"),
+                     call.cfg.messages.max_fanout_bytes);
   if (!d)
     return call.done()(std::move(d.error()));
   bool to_conn = !d->to_conn.empty();
-  self->request(call.node.registry, caf::infinite, atom::send_v, std::move(*d))
+  self->request(call.registry, caf::infinite, atom::send_v, std::move(*d))
       .then([done = call.done(),
              to_conn](delivery_report& report) { done(sent(report, to_conn)); },
             call.failed());
@@ -158,14 +159,13 @@ void builtin_send(Self* self, const builtin_call& call) {
 
 template<class Self>
 void builtin_broadcast(Self* self, const builtin_call& call) {
-  if (!call.node.opts.client_broadcast)
+  if (!call.cfg.client_broadcast)
     return call.done()(
         make_error(ec::forbidden, "clients may not broadcast on this node"));
   auto d = ops::broadcast(call.f, call.sender);
   if (!d)
     return call.done()(std::move(d.error()));
-  self->request(call.node.registry, caf::infinite, atom::broadcast_v,
-                std::move(*d))
+  self->request(call.registry, caf::infinite, atom::broadcast_v, std::move(*d))
       .then(call.ok(), call.failed());
 }
 
@@ -174,7 +174,7 @@ void builtin_membership(Self* self, const builtin_call& call, Atom what) {
   auto group = ops::name_field(call.f, "group");
   if (!group)
     return call.done()(std::move(group.error()));
-  self->request(call.node.registry, caf::infinite, what, call.ctx.sender,
+  self->request(call.registry, caf::infinite, what, call.ctx.sender,
                 std::move(*group))
       .then(call.ok(), call.failed());
 }
@@ -191,11 +191,11 @@ void builtin_leave(Self* self, const builtin_call& call) {
 
 template<class Self>
 void builtin_publish(Self* self, const builtin_call& call) {
-  auto d = ops::publish(call.f, call.sender, call.node.durable("publish"));
+  auto d =
+      ops::publish(call.f, call.sender, call.cfg.messages.durable("publish"));
   if (!d)
     return call.done()(std::move(d.error()));
-  self->request(call.node.registry, caf::infinite, atom::publish_v,
-                std::move(*d))
+  self->request(call.registry, caf::infinite, atom::publish_v, std::move(*d))
       .then(
           [done = call.done()](delivery_report& report) { done(sent(report)); },
           call.failed());
@@ -207,15 +207,15 @@ void builtin_members(Self* self, const builtin_call& call) {
   auto done = call.done();
   if (!group)
     return done(std::move(group.error()));
-  auto& node = call.node;
-  if (node.opts.group_join != "token")
-    return list_members(self, node.registry, node.opts.members_limit, *group,
+  auto& cfg = call.cfg;
+  if (cfg.group_join != "token")
+    return list_members(self, call.registry, cfg.messages.members_limit, *group,
                         done);
   // Closed groups: only members may list the others (the API may).
-  self->request(node.registry, caf::infinite, atom::is_member_v, *group,
+  self->request(call.registry, caf::infinite, atom::is_member_v, *group,
                 call.ctx.sender.uid)
       .then(
-          [self, registry = node.registry, limit = node.opts.members_limit,
+          [self, registry = call.registry, limit = cfg.messages.members_limit,
            group = *group, done](bool member) {
             if (!member)
               return done(make_error(ec::not_member,
@@ -231,7 +231,7 @@ void builtin_presence(Self* self, const builtin_call& call) {
   auto uids = ops::uid_list(call.f, "uids", ops::frame_max_uids);
   if (!uids)
     return call.done()(std::move(uids.error()));
-  self->request(call.node.registry, caf::infinite, atom::presence_v, *uids)
+  self->request(call.registry, caf::infinite, atom::presence_v, *uids)
       .then(
           [done = call.done(), uids = *uids](std::vector<bool>& online) {
             json result = json::object();
@@ -269,11 +269,15 @@ constexpr builtin_entry<Self> builtin_table[] = {
 
 /// Carries out one built-in frame: checks it and asks the REGISTRY.
 template<class Self>
-void run_builtin(Self* self, const node_context& node, const frame_context& ctx,
+void run_builtin(Self* self, const builtins_config& cfg,
+                 const registry_actor& registry, const frame_context& ctx,
                  const json& f, builtin_done reply) {
   auto& type = f["type"].get_ref<const std::string&>();
   builtin_call call{
-      node, ctx, f,
+      cfg,
+      registry,
+      ctx,
+      f,
       ops::origin{ctx.sender.uid, ctx.sender.conn, ops::frame_max_uids},
       std::make_shared<const builtin_done>(std::move(reply))};
   for (auto& entry : builtin_table<Self>)
@@ -296,21 +300,22 @@ const std::vector<std::string>& builtin_frame_types() {
   return types;
 }
 
-void run_builtin(connection_actor::pointer self, const node_context& node,
-                 const frame_context& ctx, const json& frame,
-                 builtin_done reply) {
-  run_builtin<>(self, node, ctx, frame, std::move(reply));
+void run_builtin(connection_actor::pointer self, const builtins_config& cfg,
+                 const registry_actor& registry, const frame_context& ctx,
+                 const json& frame, builtin_done reply) {
+  run_builtin<>(self, cfg, registry, ctx, frame, std::move(reply));
 }
 
 behaviour_actor::behavior_type
 builtins(behaviour_actor::stateful_pointer<builtins_state> self,
-         node_context_ptr node) {
-  self->state.node = std::move(node);
+         builtins_config cfg, registry_actor registry) {
+  self->state.cfg = std::move(cfg);
+  self->state.registry = std::move(registry);
   return {
       [self](atom::frame, frame_context& ctx,
              json_ptr& frame) -> caf::result<json_ptr> {
         auto rp = self->make_response_promise<json_ptr>();
-        run_builtin<>(self, *self->state.node, ctx, *frame,
+        run_builtin<>(self, self->state.cfg, self->state.registry, ctx, *frame,
                       [rp](caf::expected<json_ptr> answer) mutable {
                         if (answer)
                           rp.deliver(std::move(*answer));

@@ -103,7 +103,7 @@ void connection_state::close(uint16_t code, std::string reason) {
 
 void connection_state::fail(const request_info& req, ec code,
                             const std::string& message) {
-  node->metrics.count_error(code);
+  env->metrics->count_error(code);
   write_answer(frames::error(req.id, code, message), req);
 }
 
@@ -124,7 +124,7 @@ void connection_state::answered() {
 }
 
 bool connection_state::may_join(const nlohmann::json& frame) const {
-  if (node->opts.group_join != "token")
+  if (env->builtins_cfg.group_join != "token")
     return true;
   auto group = frame.find("group");
   if (group == frame.end() || !group->is_string())
@@ -140,7 +140,7 @@ void connection_state::handle(std::string text) {
 }
 
 bool connection_state::dispatch(std::string text) {
-  ++node->metrics.frames_in;
+  ++env->metrics->frames_in;
   if (!admit())
     return false;
   request_info req;
@@ -149,21 +149,21 @@ bool connection_state::dispatch(std::string text) {
     fail(req, to_ec(frame.error()), error_message(frame.error()));
     return false;
   }
-  node->metrics.count_frame(frame->type);
+  env->metrics->count_frame(frame->type);
   if (frame->type == "join" && !may_join(*frame->body)) {
     fail(req, ec::forbidden,
          "group-join=token: this connection may join only the groups its "
          "token grants");
     return false;
   }
-  auto handler = node->behaviours.find(frame->type);
+  auto handler = env->behaviours->find(frame->type);
   if (!handler) {
     fail(req, ec::unknown_type, "no behaviour for type '" + frame->type + "'");
     return false;
   }
   frame_context ctx{opening.who, caf::actor_cast<connection_actor>(self)};
-  if (handler == node->builtins)
-    run_builtin(self, *node, ctx, *frame->body,
+  if (handler == env->builtins)
+    run_builtin(self, env->builtins_cfg, env->registry, ctx, *frame->body,
                 [this, req](caf::expected<json_ptr> answer) {
                   if (!answer)
                     fail(req, to_ec(answer.error()),
@@ -189,7 +189,7 @@ bool connection_state::admit() {
     fail({}, ec::rate_limited, "rate limit exceeded, frame dropped");
     return false;
   case rate_limiter::verdict::close:
-    node->metrics.count_error(ec::rate_limited);
+    env->metrics->count_error(ec::rate_limited);
     close(1008, "rate limit exceeded");
     return false;
   }
@@ -203,16 +203,16 @@ connection_state::decode(std::string text, request_info& req) {
     binary = true;
     text.erase(0, 1);
   }
-  if (node->subscribed_events.load(std::memory_order_relaxed) & on_recv_message)
-    self->send(node->events, recv_message_event{opening.who, text});
+  if (env->subscribed_events->load(std::memory_order_relaxed) & on_recv_message)
+    self->send(env->events, recv_message_event{opening.who, text});
   return codec ? decode_client(*codec, text, binary, req)
                : frames::parse_client(text, req.id);
 }
 
 void connection_state::ask(const behaviour_actor& handler, frame_context ctx,
                            frames::client_frame frame, request_info req) {
-  self->request(handler, node->opts.request_timeout, atom::frame_v,
-                std::move(ctx), std::move(frame.body))
+  self->request(handler, env->request_timeout, atom::frame_v, std::move(ctx),
+                std::move(frame.body))
       .then(
           [this, req](json_ptr& answer) {
             write_answer(answer ? frames::reply(*answer, req.id)
@@ -243,7 +243,7 @@ bool connection_state::behaviour_failed(const caf::error& err,
   case caf::sec::request_receiver_down:
     return true;
   case caf::sec::request_timeout:
-    return node->behaviours.find(type) != handler;
+    return env->behaviours->find(type) != handler;
   default:
     return false;
   }
@@ -253,11 +253,11 @@ bool connection_state::behaviour_failed(const caf::error& err,
 
 connection_actor::behavior_type
 connection(connection_actor::stateful_pointer<connection_state> self,
-           node_context_ptr node, std::weak_ptr<connection_sink> sink,
+           connection_env_ptr env, std::weak_ptr<connection_sink> sink,
            open_context opening) {
   auto& st = self->state;
   st.self = self;
-  st.node = std::move(node);
+  st.env = std::move(env);
   st.sink = std::move(sink);
   if (auto s = st.sink.lock())
     if (auto coded = dynamic_cast<codec_sink*>(s.get());
@@ -266,14 +266,14 @@ connection(connection_actor::stateful_pointer<connection_state> self,
       st.codec = coded->codec();
     }
   st.opening = std::move(opening);
-  if (st.node->opts.rate_limit > 0)
-    st.limiter.emplace(st.node->opts.rate_limit);
+  if (st.env->rate_limit > 0)
+    st.limiter.emplace(st.env->rate_limit);
   int64_t since = -1;
   if (auto i = st.opening.attributes.find("since");
       i != st.opening.attributes.end())
     since = std::stoll(i->second);
   // The open chain runs around the default step: binding the uid.
-  if (auto refused = st.node->open.enter(st.opening)) {
+  if (auto refused = st.env->open.enter(st.opening)) {
     st.close(refused->code, refused->reason);
   } else {
     // No timeout (its entry would sit in the clock for request-timeout, on
@@ -281,7 +281,7 @@ connection(connection_actor::stateful_pointer<connection_state> self,
     // Its own store requests have deadlines (the built-in stores answer
     // every request; a custom store's requests time out after
     // request-timeout), and if it dies the node stops, closing this socket.
-    self->request(st.node->registry, caf::infinite, atom::register_conn_v,
+    self->request(st.env->registry, caf::infinite, atom::register_conn_v,
                   st.opening.who, caf::actor_cast<connection_actor>(self),
                   st.sink, since)
         .then(
@@ -298,9 +298,9 @@ connection(connection_actor::stateful_pointer<connection_state> self,
                 std::from_chars(text.data(), text.data() + text.size(), exp_s);
                 st.arm_expiry(exp_s);
               }
-              st.node->open.leave(st.opening, std::nullopt);
+              st.env->open.leave(st.opening, std::nullopt);
               for (auto& group : st.opening.groups)
-                self->request(st.node->registry, caf::infinite, atom::join_v,
+                self->request(st.env->registry, caf::infinite, atom::join_v,
                               st.opening.who, group)
                     .then([](atom::ok) {},
                           [self, group](caf::error& err) {
@@ -314,8 +314,8 @@ connection(connection_actor::stateful_pointer<connection_state> self,
             },
             [self](caf::error& err) {
               auto& st = self->state;
-              st.node->open.leave(st.opening,
-                                  close_request{1011, error_message(err)});
+              st.env->open.leave(st.opening,
+                                 close_request{1011, error_message(err)});
               st.close(1011, "cannot open connection: " + error_message(err));
             });
   }
@@ -346,7 +346,7 @@ connection(connection_actor::stateful_pointer<connection_state> self,
         auto& st = self->state;
         // The registry learns of every connection it may have bound; one that
         // never opened is unknown there and the message is a no-op.
-        self->send(st.node->registry, atom::unregister_v, st.opening.who);
+        self->send(st.env->registry, atom::unregister_v, st.opening.who);
         self->quit();
       },
   };

@@ -1,7 +1,11 @@
 #pragma once
 
 #include "actors/actors.hpp"
-#include "actors/node_context.hpp"
+#include "actors/behaviour_table.hpp"
+#include "actors/builtins.hpp"
+#include "actors/connection_sink.hpp"
+#include "actors/event_bus.hpp"
+#include "actors/metrics.hpp"
 #include "middleware/middleware.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/frames.hpp"
@@ -74,11 +78,35 @@ caf::expected<frames::client_frame> decode_client(const frame_codec& codec,
                                                   bool binary,
                                                   request_info& req);
 
+/// What every CONNECTION of a node shares: its settings, the actors it
+/// talks to, the behaviour table. Built once by the node, after the actors
+/// it names; each CONNECTION holds one pointer to it (idle connections stay
+/// small).
+struct connection_env {
+  std::chrono::milliseconds request_timeout{5000};
+  /// `rate-limit`: frames per second and connection (0: none).
+  uint64_t rate_limit = 100;
+  /// The built-in behaviours run inline (see `builtins`), with these
+  /// settings; `group_join` applies to every `join`.
+  builtins_config builtins_cfg;
+  registry_actor registry;
+  event_bus_actor events;
+  subscribed_events_ptr subscribed_events;
+  std::shared_ptr<behaviour_table> behaviours;
+  /// The BUILTINS behaviour as first spawned: while the table still maps a
+  /// type to it, connections run the built-in code themselves.
+  behaviour_actor builtins;
+  std::shared_ptr<node_metrics> metrics;
+  open_chain open;
+};
+
+using connection_env_ptr = std::shared_ptr<const connection_env>;
+
 /// The state of a CONNECTION actor.
 struct connection_state {
   static inline const char* name = "connection";
 
-  node_context_ptr node;
+  connection_env_ptr env;
   std::weak_ptr<connection_sink> sink;
   /// The sink's codec interface (the same object as `sink`, so valid while
   /// `sink.lock()` is), or null when the sink applies no codec.
@@ -145,10 +173,11 @@ struct connection_state {
   void fail(const request_info& req, ec code, const std::string& message);
 };
 
-/// Spawn arguments: the session's sink and the identity from the handshake.
+/// Spawn arguments: what the node's connections share, the session's sink
+/// and the identity from the handshake.
 connection_actor::behavior_type
 connection(connection_actor::stateful_pointer<connection_state> self,
-           node_context_ptr node, std::weak_ptr<connection_sink> sink,
+           connection_env_ptr env, std::weak_ptr<connection_sink> sink,
            open_context opening);
 
 } // namespace wsc

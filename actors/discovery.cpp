@@ -1,5 +1,6 @@
 #include "actors/discovery.hpp"
 
+#include "config/options.hpp"
 #include "protocol/frames.hpp"
 #include "util/log.hpp"
 
@@ -10,41 +11,42 @@
 namespace wsc {
 
 void discovery_state::heartbeat() {
-  self_info.connections = static_cast<uint32_t>(node->open_connections.load());
+  self_info.connections =
+      static_cast<uint32_t>(health->open_connections.load());
   self_info.last_heartbeat_ms = frames::now_ms();
   auto sent = std::chrono::steady_clock::now();
-  self->request(store, node->opts.request_timeout, atom::node_v, self_info)
+  self->request(store, cfg.request_timeout, atom::node_v, self_info)
       .then(
           [this, sent](bool fresh) {
-            node->metrics.observe_store_rtt(
+            metrics->observe_store_rtt(
                 std::chrono::duration<double, std::milli>(
                     std::chrono::steady_clock::now() - sent)
                     .count());
             // The store lost this node's entry, was unreachable, or (Redis
             // Cluster) failed over to a replica since the last heartbeat:
             // it may have lost bindings too. Rebinding is idempotent.
-            if (!node->store_healthy || (fresh && heartbeats > 0)) {
+            if (!health->store_healthy || (fresh && heartbeats > 0)) {
               // Every lease ran out while the store was away, or (a
               // failover) the leases on the failed shard did while its
               // replica took over, though this node's own shard answered
               // all along: give the peers a full timeout to renew theirs
               // before judging them.
               claims_allowed_after = frames::now_ms() +
-                                     node->opts.node_timeout.count() +
-                                     node->opts.heartbeat.count();
+                                     cfg.node_timeout.count() +
+                                     cfg.heartbeat.count();
             }
-            if (fresh || !node->store_healthy)
+            if (fresh || !health->store_healthy)
               write_back();
             if (fresh && heartbeats > 0)
               reintroduce();
             ++heartbeats;
-            if (clustered)
+            if (cfg.clustered)
               read_nodes();
           },
           [this](caf::error& err) {
-            if (node->store_healthy)
+            if (health->store_healthy)
               log::error("state store unreachable: {}", error_message(err));
-            node->store_healthy = false;
+            health->store_healthy = false;
           });
 }
 
@@ -52,7 +54,7 @@ void discovery_state::read_nodes() {
   // A store that fails now (e.g. Redis went away since the heartbeat) is
   // the heartbeat's business: without an error handler the error would end
   // this actor, and with it the node.
-  self->request(store, node->opts.request_timeout, atom::nodes_v)
+  self->request(store, cfg.request_timeout, atom::nodes_v)
       .then([this](
                 std::vector<node_info>& nodes) { reconcile(std::move(nodes)); },
             [](caf::error& err) {
@@ -69,16 +71,16 @@ void discovery_state::reintroduce() {
             peers.size());
   for (auto& [id, peer] : peers)
     if (peer.handle)
-      self->send(peer.handle, atom::hello_v, node->node_id, node->incarnation,
-                 caf::actor_cast<caf::actor>(node->peer));
+      self->send(peer.handle, atom::hello_v, cfg.who.id, cfg.who.incarnation,
+                 caf::actor_cast<caf::actor>(endpoint));
 }
 
 void discovery_state::write_back() {
   if (writing_back)
     return;
   writing_back = true;
-  auto timeout = node->opts.request_timeout;
-  self->request(node->registry, timeout, atom::rebind_v)
+  auto timeout = cfg.request_timeout;
+  self->request(registry, timeout, atom::rebind_v)
       .then(
           [this, timeout](std::vector<binding>& bindings) {
             auto n = bindings.size();
@@ -86,11 +88,11 @@ void discovery_state::write_back() {
                 .then(
                     [this, n](atom::ok) {
                       writing_back = false;
-                      if (!node->store_healthy || n > 0)
+                      if (!health->store_healthy || n > 0)
                         log::info("state store in sync: wrote back {} "
                                   "bindings",
                                   n);
-                      node->store_healthy = true;
+                      health->store_healthy = true;
                     },
                     [this](caf::error&) { writing_back = false; });
           },
@@ -101,19 +103,19 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
   if (stopping)
     return;
   auto now = frames::now_ms();
-  auto timeout_ms = static_cast<int64_t>(node->opts.node_timeout.count());
+  auto timeout_ms = static_cast<int64_t>(cfg.node_timeout.count());
   std::set<std::string> listed;
   std::vector<std::string> alive;
   for (auto& info : nodes) {
-    if (info.id == node->node_id)
+    if (info.id == cfg.who.id)
       continue;
     listed.insert(info.id);
-    node->metrics.set_peer_heartbeat_age(info.id, now - info.last_heartbeat_ms);
+    metrics->set_peer_heartbeat_age(info.id, now - info.last_heartbeat_ms);
     auto& peer = peers[info.id];
     if (peer.info.incarnation != info.incarnation) {
       // A new node, or a restart under the same id.
       if (peer.handle)
-        self->send(node->peer, atom::peer_down_v, local_only{}, info.id);
+        self->send(endpoint, atom::peer_down_v, local_only{}, info.id);
       peer = known_peer{};
     }
     peer.info = info;
@@ -122,7 +124,7 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
       // Silent: exactly one survivor wins the claim and cleans up.
       auto id = info.id;
       auto inc = info.incarnation;
-      self->request(store, node->opts.request_timeout, atom::claim_v, id, inc,
+      self->request(store, cfg.request_timeout, atom::claim_v, id, inc,
                     timeout_ms)
           .then(
               [this, id, inc](bool claimed, std::vector<std::string>& offline) {
@@ -131,12 +133,12 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
                 log::warn(
                     "node {} silent for longer than {}ms: declared down ({} "
                     "uids offline)",
-                    id, node->opts.node_timeout.count(), offline.size());
+                    id, cfg.node_timeout.count(), offline.size());
                 // This node won the claim: it alone tells that these uids went
                 // offline with the dead node.
                 for (auto& uid : offline)
-                  self->send(node->events, presence_event{std::move(uid), false,
-                                                          "node_lost"});
+                  self->send(events, presence_event{std::move(uid), false,
+                                                    "node_lost"});
                 shutdown_event ev{id, "timeout"};
                 for (auto& [pid, p] : peers)
                   if (pid != id && p.handle)
@@ -152,11 +154,11 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
     }
     alive.push_back(info.id);
     // One side of each pair dials: the node with the smaller id.
-    if (!peer.handle && !peer.connecting && node->node_id < info.id)
+    if (!peer.handle && !peer.connecting && cfg.who.id < info.id)
       connect(info);
   }
   // Broadcasts go to these, through the RELAY where the link is down.
-  self->send(node->peer, atom::nodes_v, local_only{}, std::move(alive));
+  self->send(endpoint, atom::nodes_v, local_only{}, std::move(alive));
   // Entries that left the store: removed by a survivor's claim or a graceful
   // stop (both also send SHUTDOWN), or lost by the store itself. A peer whose
   // CAF connection is alive re-registers at its next heartbeat; it is only
@@ -191,13 +193,12 @@ void discovery_state::connect(const node_info& info) {
   auto& peer = peers[info.id];
   peer.connecting = true;
   auto& sys = self->home_system();
-  auto mm = node->opts.cluster_tls_cert.empty()
-                ? sys.middleman().actor_handle()
-                : sys.openssl_manager().actor_handle();
+  auto mm = !cfg.tls ? sys.middleman().actor_handle()
+                     : sys.openssl_manager().actor_handle();
   auto id = info.id;
   auto inc = info.incarnation;
-  self->request(mm, node->opts.request_timeout, caf::connect_atom::value,
-                ep->host, ep->port)
+  self->request(mm, cfg.request_timeout, caf::connect_atom::value, ep->host,
+                ep->port)
       .then(
           [this, id, inc](const caf::node_id&, caf::strong_actor_ptr& ptr,
                           const std::set<std::string>&) {
@@ -207,8 +208,8 @@ void discovery_state::connect(const node_info& info) {
             auto handle = caf::actor_cast<peer_actor>(std::move(ptr));
             // Introduce this node: the peer routes back over this connection
             // instead of dialing a second one.
-            self->send(handle, atom::hello_v, node->node_id, node->incarnation,
-                       caf::actor_cast<caf::actor>(node->peer));
+            self->send(handle, atom::hello_v, cfg.who.id, cfg.who.incarnation,
+                       caf::actor_cast<caf::actor>(endpoint));
             attach(id, inc, std::move(handle));
           },
           [this, id](caf::error& err) {
@@ -239,12 +240,12 @@ void discovery_state::attach(const std::string& id, uint64_t incarnation,
   // Alive after all (e.g. claimed during a store outage): a later death is
   // reported again.
   reported_down.erase({id, incarnation});
-  self->send(node->peer, atom::peer_up_v, local_only{}, id, peer.handle);
+  self->send(endpoint, atom::peer_up_v, local_only{}, id, peer.handle);
   if (!peer.announced) {
     peer.announced = true;
     log::info("DISCOVER node {}", id);
-    node->cluster_events.record("DISCOVER", id);
-    self->send(node->events, discover_event{id});
+    cluster_events->record("DISCOVER", id);
+    self->send(events, discover_event{id});
   } else {
     log::info("connected to node {} again", id);
   }
@@ -258,31 +259,34 @@ void discovery_state::peer_gone(const std::string& id, uint64_t incarnation,
       self->demonitor(i->second.handle.address());
     peers.erase(i);
   }
-  self->send(node->peer, atom::peer_down_v, local_only{}, id);
-  node->metrics.forget_peer(id);
+  self->send(endpoint, atom::peer_down_v, local_only{}, id);
+  metrics->forget_peer(id);
   if (!reported_down.emplace(id, incarnation).second)
     return;
   if (reported_down.size() > max_peers)
     reported_down.erase(reported_down.begin()); // bounded; any one may go
   log::info("SHUTDOWN node {} ({})", id, reason);
-  node->cluster_events.record("SHUTDOWN", id, reason);
-  self->send(node->events, shutdown_event{id, reason});
+  cluster_events->record("SHUTDOWN", id, reason);
+  self->send(events, shutdown_event{id, reason});
 }
 
 discovery_actor::behavior_type
 discovery(discovery_actor::stateful_pointer<discovery_state> self,
-          node_context_ptr node, state_store_actor store, bool clustered) {
+          discovery_config cfg, state_store_actor store,
+          registry_actor registry, event_bus_actor events,
+          node_health_ptr health, std::shared_ptr<node_metrics> metrics,
+          std::shared_ptr<cluster_event_log> cluster_events) {
   auto& st = self->state;
   st.self = self;
-  st.node = std::move(node);
+  st.cfg = std::move(cfg);
   st.store = std::move(store);
-  st.clustered = clustered;
-  st.self_info = node_info{st.node->node_id,
-                           st.node->opts.listen.to_string(),
-                           {},
-                           st.node->incarnation,
-                           0,
-                           0};
+  st.registry = std::move(registry);
+  st.events = std::move(events);
+  st.health = std::move(health);
+  st.metrics = std::move(metrics);
+  st.cluster_events = std::move(cluster_events);
+  st.self_info =
+      node_info{st.cfg.who.id, st.cfg.listen, {}, st.cfg.who.incarnation, 0, 0};
   self->set_down_handler([self](caf::down_msg& dm) {
     // The CAF connection to a peer broke. Stop routing to it and look at the
     // store at once: only a silent heartbeat declares the node down.
@@ -291,13 +295,16 @@ discovery(discovery_actor::stateful_pointer<discovery_state> self,
       if (peer.handle && peer.handle.address() == dm.source) {
         log::info("lost the connection to node {}; checking its heartbeat", id);
         peer.handle = nullptr;
-        self->send(st.node->peer, atom::peer_down_v, local_only{}, id);
+        self->send(st.endpoint, atom::peer_down_v, local_only{}, id);
         break;
       }
-    if (!st.stopping && st.clustered)
+    if (!st.stopping && st.cfg.clustered)
       st.read_nodes();
   });
   return {
+      [self](atom::peer, local_only, peer_endpoint_actor& peer) {
+        self->state.endpoint = std::move(peer);
+      },
       [self](atom::start, std::string& cluster_address) {
         auto& st = self->state;
         if (st.started)
@@ -311,12 +318,12 @@ discovery(discovery_actor::stateful_pointer<discovery_state> self,
         if (st.stopping)
           return;
         st.heartbeat();
-        self->delayed_send(self, st.node->opts.heartbeat, atom::tick_v);
+        self->delayed_send(self, st.cfg.heartbeat, atom::tick_v);
       },
       [self](atom::hello, std::string& id, uint64_t incarnation,
              peer_actor& handle) {
         auto& st = self->state;
-        if (st.stopping || id == st.node->node_id)
+        if (st.stopping || id == st.cfg.who.id)
           return;
         // A cluster has a few nodes: a flood of hellos with invented ids
         // must not grow the table without bound.
@@ -337,18 +344,18 @@ discovery(discovery_actor::stateful_pointer<discovery_state> self,
       [self](atom::shutdown) -> caf::result<atom::ok> {
         auto& st = self->state;
         st.stopping = true;
-        shutdown_event ev{st.node->node_id, "graceful"};
+        shutdown_event ev{st.cfg.who.id, "graceful"};
         for (auto& [id, peer] : st.peers)
           if (peer.handle)
             self->send(peer.handle, ev);
         auto rp = self->make_response_promise<atom::ok>();
-        self->request(st.store, st.node->opts.request_timeout, atom::shutdown_v,
-                      st.node->node_id, st.node->incarnation)
+        self->request(st.store, st.cfg.request_timeout, atom::shutdown_v,
+                      st.cfg.who.id, st.cfg.who.incarnation)
             .then(
                 [self, rp](std::vector<std::string>& offline) mutable {
                   // Connections the drain did not close in time.
                   for (auto& uid : offline)
-                    self->send(self->state.node->events,
+                    self->send(self->state.events,
                                presence_event{std::move(uid), false, "closed"});
                   rp.deliver(atom::ok_v);
                 },

@@ -1,9 +1,14 @@
 #pragma once
 
 #include "actors/actors.hpp"
-#include "actors/node_context.hpp"
+#include "actors/cluster_event_log.hpp"
+#include "actors/metrics.hpp"
+#include "actors/node_health.hpp"
+#include "actors/node_identity.hpp"
 
+#include <chrono>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <utility>
@@ -26,14 +31,37 @@ struct known_peer {
 /// invented ids beyond are ignored).
 constexpr size_t max_peers = 1024;
 
+/// The settings of DISCOVERY.
+struct discovery_config {
+  node_identity who;
+  /// The address of this node's HTTP and WebSocket listener (its entry).
+  std::string listen;
+  /// This node takes part in a cluster (publishes and dials peers).
+  bool clustered = false;
+  /// Peers are dialed over TLS (`cluster-tls-cert`).
+  bool tls = false;
+  std::chrono::milliseconds heartbeat{1000};
+  /// A peer silent for longer is declared down.
+  std::chrono::milliseconds node_timeout{3000};
+  std::chrono::milliseconds request_timeout{5000};
+};
+
 /// The state of the DISCOVERY actor.
 struct discovery_state {
   static inline const char* name = "discovery";
 
-  node_context_ptr node;
+  discovery_config cfg;
   state_store_actor store;
-  /// Whether this node takes part in a cluster (publishes and dials peers).
-  bool clustered = false;
+  /// Gives the bindings to write back after an outage of the store.
+  registry_actor registry;
+  /// This node's PEER: learns which peers are up (from `atom::peer`: it is
+  /// spawned after DISCOVERY).
+  peer_endpoint_actor endpoint;
+  event_bus_actor events;
+  /// DISCOVERY's heartbeat tells whether the store is reachable.
+  node_health_ptr health;
+  std::shared_ptr<node_metrics> metrics;
+  std::shared_ptr<cluster_event_log> cluster_events;
   /// This node's entry as written at every heartbeat.
   node_info self_info;
   std::map<std::string, known_peer> peers;
@@ -81,11 +109,16 @@ struct discovery_state {
                  const std::string& reason);
 };
 
-/// Spawn arguments: the node, its state store, and whether it is clustered.
-/// It heartbeats from `start` on, which brings the PEER's address: the PEER
-/// is spawned with this actor's handle and published after it.
+/// Spawn arguments: the settings, the (control) state store, the REGISTRY,
+/// the EVENT_BUS, and what it reports to (health, metrics, the cluster's
+/// event log). The PEER is spawned with this actor's handle and hands its
+/// own back (`atom::peer`) before it is published; `start` brings the
+/// PEER's address, and the heartbeat runs from then on.
 discovery_actor::behavior_type
 discovery(discovery_actor::stateful_pointer<discovery_state> self,
-          node_context_ptr node, state_store_actor store, bool clustered);
+          discovery_config cfg, state_store_actor store,
+          registry_actor registry, event_bus_actor events,
+          node_health_ptr health, std::shared_ptr<node_metrics> metrics,
+          std::shared_ptr<cluster_event_log> cluster_events);
 
 } // namespace wsc

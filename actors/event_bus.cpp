@@ -10,14 +10,14 @@ void event_bus_state::update_mask() {
   uint32_t mask = 0;
   for (auto& sub : subscriptions)
     mask |= sub.mask;
-  node->subscribed_events.store(mask);
+  subscribed->store(mask);
 }
 
 event_bus_actor::behavior_type
 event_bus(event_bus_actor::stateful_pointer<event_bus_state> self,
-          node_context_ptr node) {
+          subscribed_events_ptr subscribed) {
   self->state.self = self;
-  self->state.node = std::move(node);
+  self->state.subscribed = std::move(subscribed);
   // An event actor that dies is dropped, never waited for.
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& subs = self->state.subscriptions;

@@ -1,11 +1,21 @@
 #pragma once
 
 #include "actors/actors.hpp"
-#include "actors/node_context.hpp"
 
+#include <caf/send.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace wsc {
+
+/// The events that have at least one subscriber (bits of event_mask):
+/// written by the EVENT_BUS, read from any thread by those that raise events
+/// (connections, the UNREAD checker), so they skip building events nobody
+/// wants.
+using subscribed_events_ptr = std::shared_ptr<std::atomic<uint32_t>>;
 
 /// One subscribed event actor and the events it wants.
 struct subscription {
@@ -17,7 +27,7 @@ struct subscription {
 struct event_bus_state {
   static inline const char* name = "event-bus";
 
-  node_context_ptr node;
+  subscribed_events_ptr subscribed;
   std::vector<subscription> subscriptions;
 
   event_bus_actor::stateful_pointer<event_bus_state> self = nullptr;
@@ -30,13 +40,13 @@ struct event_bus_state {
         caf::anon_send(sub.subscriber, event);
   }
 
-  /// Publishes which events have subscribers (node_context).
+  /// Publishes which events have subscribers (`subscribed`).
   void update_mask();
 };
 
-/// Spawn arguments: the node whose events this bus carries.
+/// Spawn arguments: where to publish which events have subscribers.
 event_bus_actor::behavior_type
 event_bus(event_bus_actor::stateful_pointer<event_bus_state> self,
-          node_context_ptr node);
+          subscribed_events_ptr subscribed);
 
 } // namespace wsc

@@ -143,17 +143,17 @@ void edit_members(http_api_actor::stateful_pointer<http_api_state> self,
                                {{"error", error_message(state->first_error)},
                                 {"failed", std::move(state->failed)}}));
   };
-  auto& node = *self->state.node;
-  auto timeout = node.opts.request_timeout;
+  auto& st = self->state;
+  auto timeout = st.cfg.request_timeout;
   auto who = [&](const std::string& uid) {
-    return conn_ref{node.node_id, {}, uid, {}};
+    return conn_ref{st.cfg.node_id, {}, uid, {}};
   };
   for (auto& uid : add)
-    self->request(node.registry, timeout, atom::join_v, who(uid), group)
+    self->request(st.registry, timeout, atom::join_v, who(uid), group)
         .then([finish, uid](atom::ok) { finish(uid, caf::none); },
               [finish, uid](caf::error& err) { finish(uid, std::move(err)); });
   for (auto& uid : remove)
-    self->request(node.registry, timeout, atom::leave_v, who(uid), group)
+    self->request(st.registry, timeout, atom::leave_v, who(uid), group)
         .then([finish, uid](atom::ok) { finish(uid, caf::none); },
               [finish, uid](caf::error& err) { finish(uid, std::move(err)); });
 }
@@ -161,7 +161,7 @@ void edit_members(http_api_actor::stateful_pointer<http_api_state> self,
 /// What a handler of the API needs of its request.
 struct api_call {
   http_api_actor::stateful_pointer<http_api_state> self;
-  const node_context& node;
+  const http_api_state& st;
   const respond_fn& respond;
   caf::timespan timeout;
   const handshake_request& target;
@@ -171,7 +171,7 @@ struct api_call {
   /// Asks the REGISTRY, within request-timeout.
   template<class... Ts>
   auto ask_registry(Ts&&... xs) const {
-    return self->request(node.registry, timeout, std::forward<Ts>(xs)...);
+    return self->request(st.registry, timeout, std::forward<Ts>(xs)...);
   }
 
   /// Answers an error of the node's actors (on_error).
@@ -204,8 +204,9 @@ const ops::origin api_origin{{}, {}, ops::api_max_uids};
 
 /// POST /api/send: one uid, a list, or one connection (`to_conn`).
 void api_send(const api_call& call) {
-  auto d = ops::send(call.body, api_origin, call.node.durable("send"),
-                     call.node.opts.max_fanout_bytes);
+  auto& messages = call.st.cfg.messages;
+  auto d = ops::send(call.body, api_origin, messages.durable("send"),
+                     messages.max_fanout_bytes);
   if (!d)
     return call.fail(d.error());
   bool to_conn = !d->to_conn.empty();
@@ -242,7 +243,8 @@ void api_broadcast(const api_call& call) {
 
 /// POST /api/publish: every member of a group.
 void api_publish(const api_call& call) {
-  auto d = ops::publish(call.body, api_origin, call.node.durable("publish"));
+  auto d = ops::publish(call.body, api_origin,
+                        call.st.cfg.messages.durable("publish"));
   if (!d)
     return call.fail(d.error());
   call.ask_registry(atom::publish_v, std::move(*d))
@@ -297,15 +299,15 @@ void api_nodes(const api_call& call) {
 /// GET /api/stats: nodes, connections and users of the cluster.
 void api_stats(const api_call& call) {
   auto self = call.self;
-  auto& node = call.node;
+  auto& st = call.st;
   auto& respond = call.respond;
   auto timeout = call.timeout;
   // Nodes and connections from the node entries (this node's own count
   // live, the others' as of their last heartbeat); users from the store's
   // counter, which bind, unbind and the cleanup of a node keep atomically.
   auto store = self->state.store;
-  auto self_id = node.node_id;
-  uint64_t own = node.open_connections.load();
+  auto self_id = st.cfg.node_id;
+  uint64_t own = st.health->open_connections.load();
   self->request(store, timeout, atom::nodes_v)
       .then(
           [self, store, timeout, respond, self_id,
@@ -329,10 +331,9 @@ void api_stats(const api_call& call) {
 
 /// GET /api/events: the DISCOVER and SHUTDOWN events this node saw last.
 void api_events(const api_call& call) {
-  auto& node = call.node;
   auto& respond = call.respond;
   json result = json::array();
-  for (auto& e : node.cluster_events.snapshot()) {
+  for (auto& e : call.st.cluster_events->snapshot()) {
     json entry{{"ts", e.ts}, {"event", e.event}, {"node", e.node}};
     if (!e.reason.empty())
       entry["reason"] = e.reason;
@@ -383,11 +384,11 @@ bool serve_members(const api_call& call, const std::string& method,
     edit_members(call.self, group, call.body, respond);
     return true;
   }
-  auto& node = call.node;
-  call.self->request(node.registry, call.timeout, atom::members_v, group)
+  auto& st = call.st;
+  call.self->request(st.registry, call.timeout, atom::members_v, group)
       .then(
-          [respond, group,
-           limit = node.opts.members_limit](std::vector<std::string>& uids) {
+          [respond, group, limit = st.cfg.messages.members_limit](
+              std::vector<std::string>& uids) {
             respond(json_answer(
                 200, frames::members(group, std::move(uids), limit)));
           },
@@ -398,27 +399,28 @@ bool serve_members(const api_call& call, const std::string& method,
 /// Answers one request (see the contract's section 3).
 void serve(http_api_actor::stateful_pointer<http_api_state> self,
            const http_exchange_ptr& ex) {
-  auto& node = *self->state.node;
+  auto& st = self->state;
+  auto& health = *st.health;
   auto& req = ex->request;
   auto respond = ex->respond;
   auto target = handshake_request::from_target(req.method, req.target);
   auto& path = target.path;
   if (path == "/healthz") {
-    if (node.draining)
+    if (health.draining)
       return respond({503, "text/plain", "draining"});
-    if (auto failed = node.failed_actor.load())
+    if (auto failed = health.failed_actor.load())
       return respond({503, "text/plain", std::string{failed} + " failed"});
-    if (!node.store_healthy)
+    if (!health.store_healthy)
       return respond({503, "text/plain", "state store unreachable"});
     return respond({200, "text/plain", "ok"});
   }
   if (path == "/metrics")
     return respond({200, "text/plain; version=0.0.4",
-                    node.metrics.render(node.open_connections, node.draining,
-                                        node.store_healthy)});
+                    st.metrics->render(health.open_connections, health.draining,
+                                       health.store_healthy)});
   if (path.compare(0, 5, "/api/") != 0)
     return respond(error_answer(404, "not found"));
-  if (!api_key_accepted(node.opts, req.authorization))
+  if (!api_key_accepted(st.cfg.api_key, req.authorization))
     return respond(error_answer(401, "missing or wrong API key"));
   json body;
   if (req.method == "POST") {
@@ -428,7 +430,7 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
     if (body.is_discarded() || !body.is_object())
       return respond(error_answer(400, "body must be a JSON object"));
   }
-  api_call call{self, node, respond, node.opts.request_timeout, target, body};
+  api_call call{self, st, respond, st.cfg.request_timeout, target, body};
   bool known_path = false;
   for (auto& route : api_routes) {
     if (path != route.path)
@@ -445,9 +447,9 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
 
 } // namespace
 
-bool api_key_accepted(const options& opts, const std::string& authorization) {
-  return opts.api_key.empty() ||
-         secrets_equal(bearer_token(authorization), opts.api_key);
+bool api_key_accepted(const std::string& api_key,
+                      const std::string& authorization) {
+  return api_key.empty() || secrets_equal(bearer_token(authorization), api_key);
 }
 
 bool secrets_equal(const std::string& a, const std::string& b) {
@@ -457,16 +459,23 @@ bool secrets_equal(const std::string& a, const std::string& b) {
 
 http_api_actor::behavior_type
 http_api(http_api_actor::stateful_pointer<http_api_state> self,
-         node_context_ptr node, state_store_actor store) {
-  self->state.node = std::move(node);
-  self->state.store = std::move(store);
+         http_api_config cfg, registry_actor registry, state_store_actor store,
+         node_health_ptr health, std::shared_ptr<node_metrics> metrics,
+         std::shared_ptr<const cluster_event_log> cluster_events) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.registry = std::move(registry);
+  st.store = std::move(store);
+  st.health = std::move(health);
+  st.metrics = std::move(metrics);
+  st.cluster_events = std::move(cluster_events);
   return {
       [self](http_exchange_ptr& ex) {
         // Whatever a request does, the actor lives on: a throw answers 500.
         try {
           serve(self, ex);
         } catch (const std::exception& e) {
-          ++self->state.node->metrics.internal_failures;
+          ++self->state.metrics->internal_failures;
           log::error("HTTP API: {} {} failed: {}", ex->request.method,
                      ex->request.target.substr(0, 200), e.what());
           ex->respond(error_answer(500, "internal error"));

@@ -1,9 +1,14 @@
 #pragma once
 
 #include "actors/actors.hpp"
-#include "actors/node_context.hpp"
+#include "actors/cluster_event_log.hpp"
+#include "actors/message_settings.hpp"
+#include "actors/metrics.hpp"
+#include "actors/node_health.hpp"
 
+#include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace wsc {
@@ -33,12 +38,28 @@ struct http_exchange {
   std::function<void(http_response)> respond;
 };
 
+/// The settings of the HTTP_API.
+struct http_api_config {
+  /// This node's id (the local part of /api/stats).
+  std::string node_id;
+  /// `api-key`: the bearer token /api/ requests need (empty: none).
+  std::string api_key;
+  std::chrono::milliseconds request_timeout{5000};
+  message_settings messages;
+};
+
 /// The state of the HTTP_API actor.
 struct http_api_state {
   static inline const char* name = "http-api";
 
-  node_context_ptr node;
+  http_api_config cfg;
+  registry_actor registry;
   state_store_actor store;
+  /// /healthz and /metrics tell it.
+  node_health_ptr health;
+  std::shared_ptr<node_metrics> metrics;
+  /// GET /api/events.
+  std::shared_ptr<const cluster_event_log> cluster_events;
 };
 
 /// Compares two secrets in time that depends only on their lengths.
@@ -48,11 +69,15 @@ bool secrets_equal(const std::string& a, const std::string& b);
 /// `Authorization` header carries it as a bearer token. Checked by the HTTP
 /// session once the header is read (a request without the key never gets
 /// its body read) and by the HTTP_API actor.
-bool api_key_accepted(const options& opts, const std::string& authorization);
+bool api_key_accepted(const std::string& api_key,
+                      const std::string& authorization);
 
-/// Spawn arguments: the node and its state store (for /api/nodes).
+/// Spawn arguments: the settings, the REGISTRY, the state store (for
+/// /api/nodes), and what /healthz, /metrics and /api/events report.
 http_api_actor::behavior_type
 http_api(http_api_actor::stateful_pointer<http_api_state> self,
-         node_context_ptr node, state_store_actor store);
+         http_api_config cfg, registry_actor registry, state_store_actor store,
+         node_health_ptr health, std::shared_ptr<node_metrics> metrics,
+         std::shared_ptr<const cluster_event_log> cluster_events);
 
 } // namespace wsc

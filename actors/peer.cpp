@@ -52,7 +52,7 @@ delivery_batch take_batch(delivery_batch& from, size_t max_bytes,
 
 void peer_state::route(const delivery& d, const route_table& routes) {
   for (auto& nr : routes.nodes) {
-    if (nr.node == node->node_id)
+    if (nr.node == cfg.who.id)
       continue; // the REGISTRY delivered these
     // A node without a CAF connection gets it through the RELAY on flush.
     auto copy = d;
@@ -82,8 +82,7 @@ caf::result<delivery_report> peer_state::send_to_conn(delivery d) {
     return delivery_report::to_conn(0, "unconfirmed");
   }
   auto rp = self->make_response_promise<delivery_report>();
-  self->request(p->second, node->opts.request_timeout, atom::deliver_v,
-                std::move(d))
+  self->request(p->second, cfg.request_timeout, atom::deliver_v, std::move(d))
       .then(
           [rp](uint32_t connections) mutable {
             rp.deliver(delivery_report::to_conn(connections, "gone"));
@@ -100,7 +99,7 @@ void peer_state::enqueue(const std::string& peer, delivery d) {
   auto size = wire_bytes(d);
   if (batch.items.size() >= max_queued || bytes + size > max_queued_bytes) {
     // A peer that stopped confirming: do not grow forever.
-    ++node->metrics.undeliverable;
+    ++metrics->undeliverable;
     return;
   }
   bytes += size;
@@ -140,12 +139,11 @@ void peer_state::send_batch(const std::string& peer, const peer_actor& handle,
   auto batch = take_batch(pending, max_batch_bytes, bytes);
   auto& queued = outbox_bytes[peer];
   queued -= std::min(queued, bytes);
-  batch.origin = node->node_id;
-  node->metrics.count_remote(peer, batch.items.size());
+  batch.origin = cfg.who.id;
+  metrics->count_remote(peer, batch.items.size());
   ++in_flight[peer];
   auto name = peer;
-  self->request(handle, node->opts.request_timeout, atom::remote_v,
-                std::move(batch))
+  self->request(handle, cfg.request_timeout, atom::remote_v, std::move(batch))
       .then([this, name](atom::ok) { batch_done(name); },
             [this, name](caf::error& err) {
               log::warn("delivery batch to node {} failed: {}", name,
@@ -168,10 +166,10 @@ void peer_state::relay_batch(const std::string& peer, delivery_batch batch) {
   if (batch.items.empty())
     return;
   if (!relay) {
-    node->metrics.undeliverable += batch.items.size();
+    metrics->undeliverable += batch.items.size();
     return;
   }
-  batch.origin = node->node_id;
+  batch.origin = cfg.who.id;
   self->send(relay, atom::relay_v, peer, std::move(batch));
 }
 
@@ -189,20 +187,25 @@ void peer_state::peer_down(const std::string& peer) {
 
 peer_endpoint_actor::behavior_type
 peer_endpoint(peer_endpoint_actor::stateful_pointer<peer_state> self,
-              node_context_ptr node, discovery_actor discovery) {
-  self->state.self = self;
-  self->state.node = std::move(node);
-  self->state.discovery = std::move(discovery);
+              peer_config cfg, registry_actor registry,
+              discovery_actor discovery,
+              std::shared_ptr<node_metrics> metrics) {
+  auto& st = self->state;
+  st.self = self;
+  st.cfg = std::move(cfg);
+  st.registry = std::move(registry);
+  st.discovery = std::move(discovery);
+  st.metrics = std::move(metrics);
   return {
       // -- from peers (published) ---------------------------------------------
       [self](atom::remote, delivery_batch& batch) -> caf::result<atom::ok> {
         // The REGISTRY answers: the peer's credit comes back once the batch
         // is written to the local connections.
-        return self->delegate(self->state.node->registry, atom::remote_v,
+        return self->delegate(self->state.registry, atom::remote_v,
                               std::move(batch));
       },
       [self](atom::deliver, delivery& d) -> caf::result<uint32_t> {
-        return self->delegate(self->state.node->registry, atom::deliver_v,
+        return self->delegate(self->state.registry, atom::deliver_v,
                               std::move(d));
       },
       [self](shutdown_event& ev) {
@@ -210,7 +213,7 @@ peer_endpoint(peer_endpoint_actor::stateful_pointer<peer_state> self,
         self->send(self->state.discovery, std::move(ev));
       },
       [self](atom::ping) -> caf::result<std::string, uint64_t> {
-        return {self->state.node->node_id, self->state.node->incarnation};
+        return {self->state.cfg.who.id, self->state.cfg.who.incarnation};
       },
       [self](atom::hello, std::string& peer, uint64_t incarnation,
              caf::actor& handle) {
@@ -243,7 +246,7 @@ peer_endpoint(peer_endpoint_actor::stateful_pointer<peer_state> self,
         auto& st = self->state;
         st.cluster_nodes.clear();
         for (auto& id : alive)
-          if (id != st.node->node_id)
+          if (id != st.cfg.who.id)
             st.cluster_nodes.insert(std::move(id));
       },
   };

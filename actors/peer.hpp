@@ -1,22 +1,34 @@
 #pragma once
 
 #include "actors/actors.hpp"
-#include "actors/node_context.hpp"
+#include "actors/metrics.hpp"
+#include "actors/node_identity.hpp"
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 
 namespace wsc {
 
+/// The settings of the PEER.
+struct peer_config {
+  node_identity who;
+  std::chrono::milliseconds request_timeout{5000};
+};
+
 /// The state of the PEER actor: the other nodes as the REGISTRY's
 /// deliveries reach them.
 struct peer_state {
   static inline const char* name = "peer";
 
-  node_context_ptr node;
+  peer_config cfg;
+  /// Gets the deliveries and `to_conn` sends from peers.
+  registry_actor registry;
+  std::shared_ptr<node_metrics> metrics;
   /// The PEER of each node with a CAF connection (from DISCOVERY).
   std::unordered_map<std::string, peer_actor> peers;
   /// The other nodes alive in the cluster as DISCOVERY last saw them (with
@@ -75,11 +87,13 @@ struct peer_state {
   void peer_down(const std::string& peer);
 };
 
-/// Spawn arguments: the node (its REGISTRY gets the deliveries from peers)
-/// and the DISCOVERY that gets peers' hello and shutdown (a handle fixed
-/// before the PEER is published: no peer can reach it earlier).
+/// Spawn arguments: the settings, the REGISTRY (gets the deliveries from
+/// peers), the DISCOVERY that gets peers' hello and shutdown (a handle fixed
+/// before the PEER is published: no peer can reach it earlier) and the
+/// node's metrics.
 peer_endpoint_actor::behavior_type
 peer_endpoint(peer_endpoint_actor::stateful_pointer<peer_state> self,
-              node_context_ptr node, discovery_actor discovery);
+              peer_config cfg, registry_actor registry,
+              discovery_actor discovery, std::shared_ptr<node_metrics> metrics);
 
 } // namespace wsc

@@ -96,20 +96,20 @@ uint32_t registry_state::deliver_local(const delivery& d,
       }
     }
   }
-  node->metrics.deliveries_local += written;
+  metrics->deliveries_local += written;
   if (auto kind = static_cast<size_t>(d.kind);
-      kind < node->metrics.deliveries_by_kind.size())
-    node->metrics.deliveries_by_kind[kind] += written;
+      kind < metrics->deliveries_by_kind.size())
+    metrics->deliveries_by_kind[kind] += written;
   return written;
 }
 
 atom::ok registry_state::deliver_batch(const delivery_batch& batch) {
-  node->metrics.count_remote_in(batch.origin, batch.items.size());
+  metrics->count_remote_in(batch.origin, batch.items.size());
   for (auto& d : batch.items) {
     // A peer (or whoever reached the cluster port) is no excuse for
     // undefined behaviour: malformed deliveries are dropped.
     if (auto err = frames::check(d)) {
-      if (node->metrics.rejected_deliveries++ % 1000 == 0)
+      if (metrics->rejected_deliveries++ % 1000 == 0)
         log::warn("dropped a delivery from {}: {}", batch.origin.substr(0, 64),
                   error_message(err));
       continue;
@@ -121,16 +121,20 @@ atom::ok registry_state::deliver_batch(const delivery_batch& batch) {
 
 // -- behaviour ----------------------------------------------------------------
 
-void registry_state::init(node_context_ptr ctx, state_store_actor st) {
-  node = std::move(ctx);
+void registry_state::init(registry_config config, state_store_actor st,
+                          event_bus_actor bus, unread_actor checker,
+                          std::shared_ptr<node_metrics> counters) {
+  cfg = std::move(config);
   store = std::move(st);
+  events = std::move(bus);
+  unread = std::move(checker);
+  metrics = std::move(counters);
   // The built-in stores answer every request (their I/O has deadlines of
   // its own): no timeout to arm per message. A custom store gets one.
-  store_timeout = node->custom_store ? caf::duration{node->opts.request_timeout}
-                                     : caf::duration{caf::infinite};
-  auto rate = static_cast<double>(node->opts.stored_bytes_rate);
-  auto burst =
-      2.0 * std::max(rate, static_cast<double>(node->opts.max_fanout_bytes));
+  store_timeout = cfg.custom_store ? caf::duration{cfg.request_timeout}
+                                   : caf::duration{caf::infinite};
+  auto rate = static_cast<double>(cfg.stored_bytes_rate);
+  auto burst = 2.0 * std::max(rate, static_cast<double>(cfg.max_fanout_bytes));
   budgets = store_budgets{rate, burst};
   self->set_down_handler([this](caf::down_msg& dm) {
     // A connection actor died without saying goodbye.
@@ -144,9 +148,11 @@ void registry_state::init(node_context_ptr ctx, state_store_actor st) {
 
 registry_actor::behavior_type
 registry(registry_actor::stateful_pointer<registry_state> self,
-         node_context_ptr node, state_store_actor store) {
+         registry_config cfg, state_store_actor store, event_bus_actor events,
+         unread_actor unread, std::shared_ptr<node_metrics> metrics) {
   self->state.self = self;
-  self->state.init(std::move(node), std::move(store));
+  self->state.init(std::move(cfg), std::move(store), std::move(events),
+                   std::move(unread), std::move(metrics));
   return {
       // -- connections --------------------------------------------------------
       [self](atom::register_conn, conn_ref& who, connection_actor& handle,
@@ -181,8 +187,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       [self](atom::members,
              std::string& group) -> caf::result<std::vector<std::string>> {
         // One more than the limit tells the caller the list was cut.
-        auto limit =
-            static_cast<uint32_t>(self->state.node->opts.members_limit + 1);
+        auto limit = static_cast<uint32_t>(self->state.cfg.members_limit + 1);
         return self->delegate(self->state.store, atom::members_v,
                               std::move(group), limit);
       },
@@ -218,6 +223,9 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       },
       [self](atom::status) -> uint32_t {
         return static_cast<uint32_t>(self->state.connections.size());
+      },
+      [self](atom::peer, local_only, peer_endpoint_actor& peer) {
+        self->state.peer = std::move(peer);
       },
   };
 }

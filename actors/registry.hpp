@@ -12,7 +12,9 @@
 // Other nodes are the PEER's business: it gets the remote part of a route.
 
 #include "actors/actors.hpp"
-#include "actors/node_context.hpp"
+#include "actors/connection_sink.hpp"
+#include "actors/metrics.hpp"
+#include "actors/node_identity.hpp"
 #include "flow/frame_order.hpp"
 #include "flow/inbox_pages.hpp"
 #include "flow/store_budgets.hpp"
@@ -20,6 +22,8 @@
 #include <caf/duration.hpp>
 #include <caf/typed_response_promise.hpp>
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -42,12 +46,36 @@ struct local_connection {
   inbox_pages pages;
 };
 
+/// The settings of the REGISTRY.
+struct registry_config {
+  node_identity who;
+  /// The state store is the embedder's own: requests to it get
+  /// `request_timeout` (the built-in stores answer every request).
+  bool custom_store = false;
+  std::chrono::milliseconds request_timeout{5000};
+  std::chrono::milliseconds idempotency_window{10 * 60 * 1000};
+  uint64_t stored_bytes_rate = 1u << 20;
+  uint64_t max_fanout_bytes = 1u << 20;
+  uint64_t send_queue_limit = 1024;
+  uint64_t send_queue_bytes = 1u << 20;
+  uint64_t max_resumes_per_uid = 4;
+  uint64_t max_groups = 100;
+  uint64_t members_limit = 1000;
+};
+
 /// The state of the REGISTRY actor.
 struct registry_state {
   static inline const char* name = "registry";
 
-  node_context_ptr node;
+  registry_config cfg;
   state_store_actor store;
+  event_bus_actor events;
+  /// Checks stored messages for UNREAD (null while unread-after is 0).
+  unread_actor unread;
+  /// Gets the remote part of each route (from `atom::peer`: spawned after
+  /// the REGISTRY).
+  peer_endpoint_actor peer;
+  std::shared_ptr<node_metrics> metrics;
   /// For requests to the store (see the spawn function).
   caf::duration store_timeout;
   std::unordered_map<std::string, local_connection> connections;
@@ -63,7 +91,8 @@ struct registry_state {
   registry_actor::stateful_pointer<registry_state> self = nullptr;
 
   /// Takes the spawn arguments and the settings they imply.
-  void init(node_context_ptr ctx, state_store_actor st);
+  void init(registry_config config, state_store_actor st, event_bus_actor bus,
+            unread_actor checker, std::shared_ptr<node_metrics> counters);
 
   // -- messaging (registry_send.cpp) ------------------------------------------
 
@@ -195,9 +224,12 @@ struct registry_state {
   std::vector<binding> bindings() const;
 };
 
-/// Spawn arguments: the node and its state store.
+/// Spawn arguments: the settings, the state store, the EVENT_BUS, the UNREAD
+/// checker (may be null) and the node's metrics. The PEER arrives later, as
+/// `atom::peer`.
 registry_actor::behavior_type
 registry(registry_actor::stateful_pointer<registry_state> self,
-         node_context_ptr node, state_store_actor store);
+         registry_config cfg, state_store_actor store, event_bus_actor events,
+         unread_actor unread, std::shared_ptr<node_metrics> metrics);
 
 } // namespace wsc

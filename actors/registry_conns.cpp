@@ -41,7 +41,7 @@ registry_state::register_conn(const conn_ref& who,
   auto rp = self->make_response_promise<atom::ok>();
   // Opens the connection whether or not the store answers: during an
   // outage local clients are served and bindings written back later.
-  binding b{who.uid, who.node, who.conn, node->incarnation};
+  binding b{who.uid, who.node, who.conn, cfg.who.incarnation};
   self->request(store, store_timeout, atom::bind_v, b)
       .then([this, who, since,
              rp](bool came_online) { on_bound(who, since, came_online, rp); },
@@ -55,7 +55,7 @@ registry_state::register_conn(const conn_ref& who,
 bool registry_state::admit_resume(const std::string& uid) {
   // Each replay holds a page and a queue: bound them per uid.
   auto& running = resumes[uid];
-  if (running >= node->opts.max_resumes_per_uid) {
+  if (running >= cfg.max_resumes_per_uid) {
     if (running == 0)
       resumes.erase(uid);
     return false;
@@ -95,7 +95,7 @@ void registry_state::on_opened(const conn_ref& who, bool came_online,
                                caf::typed_response_promise<atom::ok>& rp) {
   auto online = [&] {
     if (came_online)
-      self->send(node->events, presence_event{who.uid, true, ""});
+      self->send(events, presence_event{who.uid, true, ""});
   };
   if (connections.count(who.conn) == 0) {
     // Closed meanwhile: its unbind answers after this, so OFFLINE still
@@ -105,7 +105,7 @@ void registry_state::on_opened(const conn_ref& who, bool came_online,
     return;
   }
   rp.deliver(atom::ok_v);
-  self->send(node->events, register_event{who});
+  self->send(events, register_event{who});
   online();
 }
 
@@ -144,7 +144,7 @@ void registry_state::pump_replay(const std::string& conn_id) {
   auto sink = conn.sink.lock();
   if (!sink)
     return; // closed: its unregister follows
-  auto budget = node->opts.send_queue_bytes;
+  auto budget = cfg.send_queue_bytes;
   while (sink->queued_bytes() < budget) {
     auto msg = conn.order.next_replayed();
     if (!msg)
@@ -198,8 +198,7 @@ void registry_state::end_resume(local_connection& conn) {
 void registry_state::write(local_connection& conn, uint64_t seq,
                            const frame_ptr& frame, std::string_view msg_id) {
   auto next = conn.order.on_live(
-      seq, frame, {node->opts.send_queue_limit, node->opts.send_queue_bytes},
-      msg_id);
+      seq, frame, {cfg.send_queue_limit, cfg.send_queue_bytes}, msg_id);
   if (next == frame_order::step::write) {
     if (auto sink = conn.sink.lock())
       sink->write(frame, true);
@@ -269,11 +268,10 @@ void registry_state::remove(const std::string& conn_id) {
         [this](const std::string& uid) { return conns_by_uid.count(uid) > 0; },
         store_budgets::clock::now());
   }
-  binding b{who.uid, who.node, who.conn, node->incarnation};
-  auto events = node->events;
+  binding b{who.uid, who.node, who.conn, cfg.who.incarnation};
   self->request(store, store_timeout, atom::unbind_v, b)
       .then(
-          [self = self, events, who](bool went_offline) {
+          [self = self, events = events, who](bool went_offline) {
             if (went_offline)
               self->send(events, presence_event{who.uid, false, "closed"});
           },
@@ -312,8 +310,8 @@ std::vector<binding> registry_state::bindings() const {
   std::vector<binding> result;
   result.reserve(connections.size());
   for (auto& [id, conn] : connections)
-    result.push_back(
-        binding{conn.who.uid, conn.who.node, conn.who.conn, node->incarnation});
+    result.push_back(binding{conn.who.uid, conn.who.node, conn.who.conn,
+                             cfg.who.incarnation});
   return result;
 }
 

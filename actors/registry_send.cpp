@@ -95,7 +95,7 @@ caf::error registry_state::prepare(delivery& d) {
     budgets.reserve(d.from, reserved_receivers(d), d.data.size(), publish);
     d.msg_id = make_msg_id();
   }
-  if (!d.durable || node->opts.idempotency_window.count() <= 0)
+  if (!d.durable || cfg.idempotency_window.count() <= 0)
     d.idem.clear(); // volatile: at most once anyway, nothing to look up
   return {};
 }
@@ -163,9 +163,9 @@ caf::result<delivery_report> registry_state::send_to_conn(delivery d) {
   d.durable = false;
   d.idem.clear();
   d.uids.clear();
-  if (frames::node_of_conn(d.to_conn) == node->node_id)
+  if (frames::node_of_conn(d.to_conn) == cfg.who.id)
     return delivery_report::to_conn(deliver_local(d, nullptr), "gone");
-  return self->delegate(node->peer, atom::send_v, local_only{}, std::move(d));
+  return self->delegate(peer, atom::send_v, local_only{}, std::move(d));
 }
 
 caf::result<delivery_report> registry_state::publish(delivery d) {
@@ -196,7 +196,7 @@ caf::result<delivery_report> registry_state::publish(delivery d) {
     // one produces a copy per member online.
     if (!d.durable)
       if (auto err = frames::check_fanout(receivers, d.data.size(),
-                                          node->opts.max_fanout_bytes)) {
+                                          cfg.max_fanout_bytes)) {
         rp.deliver(std::move(err));
         return;
       }
@@ -223,7 +223,7 @@ atom::ok registry_state::broadcast(delivery d) {
   d.to_conn.clear();
   deliver_local(d, nullptr);
   // The PEER knows the other nodes, with or without a CAF connection.
-  self->send(node->peer, atom::broadcast_v, local_only{}, std::move(d));
+  self->send(peer, atom::broadcast_v, local_only{}, std::move(d));
   return atom::ok_v;
 }
 
@@ -241,7 +241,7 @@ void registry_state::dispatch(delivery d, route_table routes,
 void registry_state::route(delivery d, route_table routes) {
   bool remote = false;
   for (auto& nr : routes.nodes) {
-    if (nr.node != node->node_id) {
+    if (nr.node != cfg.who.id) {
       remote = true;
       continue;
     }
@@ -250,13 +250,13 @@ void registry_state::route(delivery d, route_table routes) {
     deliver_local(local, &nr.uids);
   }
   if (remote)
-    self->send(node->peer, atom::route_v, local_only{}, std::move(d),
+    self->send(peer, atom::route_v, local_only{}, std::move(d),
                std::move(routes));
 }
 
 void registry_state::watch_unread(const delivery& d,
                                   const route_table& routes) {
-  if (!d.durable || !node->unread)
+  if (!d.durable || !unread)
     return;
   unread_watch w;
   w.msg_id = d.msg_id;
@@ -275,11 +275,11 @@ void registry_state::watch_unread(const delivery& d,
     add(nr.uids, nr.seqs);
   add(routes.offline, routes.offline_seqs);
   if (!w.uids.empty())
-    self->send(node->unread, std::move(w));
+    self->send(unread, std::move(w));
 }
 
 std::string registry_state::make_msg_id() {
-  return node->node_id + "-" + std::to_string(node->incarnation) + "-" +
+  return cfg.who.id + "-" + std::to_string(cfg.who.incarnation) + "-" +
          std::to_string(++next_msg);
 }
 
@@ -288,11 +288,11 @@ std::string registry_state::make_msg_id() {
 caf::result<atom::ok> registry_state::join(const conn_ref& who,
                                            const std::string& group) {
   auto rp = self->make_response_promise<atom::ok>();
-  auto max_groups = static_cast<uint32_t>(node->opts.max_groups);
+  auto max_groups = static_cast<uint32_t>(cfg.max_groups);
   self->request(store, store_timeout, atom::join_v, who.uid, group, max_groups)
       .then(
           [this, rp, uid = who.uid, group](uint32_t) mutable {
-            self->send(node->events, join_event{uid, group});
+            self->send(events, join_event{uid, group});
             rp.deliver(atom::ok_v);
           },
           [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
@@ -305,7 +305,7 @@ caf::result<atom::ok> registry_state::leave(const conn_ref& who,
   self->request(store, store_timeout, atom::leave_v, who.uid, group)
       .then(
           [this, rp, uid = who.uid, group](atom::ok) mutable {
-            self->send(node->events, leave_event{uid, group});
+            self->send(events, leave_event{uid, group});
             rp.deliver(atom::ok_v);
           },
           [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });

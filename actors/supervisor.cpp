@@ -15,9 +15,10 @@ namespace {
 using supervisor_ptr = supervisor_actor::stateful_pointer<supervisor_state>;
 
 /// The frame types and prefixes `handler` is registered for, for logs.
-std::string keys_of(const node_context& node, const behaviour_actor& handler) {
+std::string keys_of(const behaviour_table& behaviours,
+                    const behaviour_actor& handler) {
   std::string result;
-  for (auto& [key, hdl] : node.behaviours.snapshot()) {
+  for (auto& [key, hdl] : behaviours.snapshot()) {
     if (hdl != handler)
       continue;
     if (!result.empty())
@@ -31,7 +32,7 @@ std::string keys_of(const node_context& node, const behaviour_actor& handler) {
 /// now on.
 void give_up(supervisor_ptr self) {
   auto& st = self->state;
-  st.node->behaviours.remove_all(st.current);
+  st.behaviours->remove_all(st.current);
   self->quit();
 }
 
@@ -40,9 +41,9 @@ void give_up(supervisor_ptr self) {
 void replace(supervisor_ptr self) {
   auto& st = self->state;
   st.waiting = false;
-  if (st.node->draining)
+  if (st.health->draining)
     return;
-  auto keys = keys_of(*st.node, st.current);
+  auto keys = keys_of(*st.behaviours, st.current);
   if (keys.empty()) {
     // Someone registered other handlers for all its types meanwhile.
     self->quit();
@@ -62,10 +63,10 @@ void replace(supervisor_ptr self) {
     give_up(self);
     return;
   }
-  auto table = st.node->behaviours.snapshot();
+  auto table = st.behaviours->snapshot();
   for (auto& [key, hdl] : table)
     if (hdl == st.current)
-      st.node->behaviours.add(key, fresh);
+      st.behaviours->add(key, fresh);
   st.current = std::move(fresh);
   self->monitor(st.current);
   ++st.restarts;
@@ -77,10 +78,11 @@ void replace(supervisor_ptr self) {
 
 supervisor_actor::behavior_type
 supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
-           node_context_ptr node, behaviour_actor handler,
-           behaviour_factory factory) {
+           std::shared_ptr<behaviour_table> behaviours, node_health_ptr health,
+           behaviour_actor handler, behaviour_factory factory) {
   auto& st = self->state;
-  st.node = std::move(node);
+  st.behaviours = std::move(behaviours);
+  st.health = std::move(health);
   st.current = std::move(handler);
   st.factory = std::move(factory);
   self->monitor(st.current);
@@ -88,9 +90,9 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
     auto& st = self->state;
     if (msg.source != st.current.address())
       return; // a handle replaced before
-    auto keys = keys_of(*st.node, st.current);
+    auto keys = keys_of(*st.behaviours, st.current);
     auto reason = self->system().render(msg.reason);
-    if (st.node->draining) {
+    if (st.health->draining) {
       log::warn("behaviour for {} stopped while the node drains: {}", keys,
                 reason);
       return;

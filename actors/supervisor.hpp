@@ -1,7 +1,8 @@
 #pragma once
 
 #include "actors/actors.hpp"
-#include "actors/node_context.hpp"
+#include "actors/behaviour_table.hpp"
+#include "actors/node_health.hpp"
 
 #include <caf/actor_clock.hpp>
 #include <caf/fwd.hpp>
@@ -42,7 +43,10 @@ struct supervisor_state {
   static constexpr std::chrono::seconds failure_window{10};
   static constexpr std::chrono::seconds backoff{1};
 
-  node_context_ptr node;
+  /// The table holding `current` (the node's).
+  std::shared_ptr<behaviour_table> behaviours;
+  /// Nothing is replaced while the node drains.
+  node_health_ptr health;
   behaviour_actor current;
   behaviour_factory factory;
   /// Replacements so far.
@@ -53,11 +57,12 @@ struct supervisor_state {
   bool waiting = false;
 };
 
-/// Spawn arguments: the node whose behaviour table holds `handler`, the
-/// behaviour, and how to make a new one (may be empty).
+/// Spawn arguments: the behaviour table that holds `handler`, the node's
+/// health (no restarts while it drains), the behaviour, and how to make a
+/// new one (may be empty).
 supervisor_actor::behavior_type
 supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
-           node_context_ptr node, behaviour_actor handler,
-           behaviour_factory factory);
+           std::shared_ptr<behaviour_table> behaviours, node_health_ptr health,
+           behaviour_actor handler, behaviour_factory factory);
 
 } // namespace wsc

@@ -129,11 +129,11 @@ void webhook_state::add(const char* name, std::string fields) {
   if (std::find(events.begin(), events.end(), name) == events.end())
     return;
   // `fields` is a JSON object: splice `id` and `name` in front.
-  std::string json = "{\"id\":" +
-                     text_of(nlohmann::json(node->node_id + "-" +
-                                            std::to_string(node->incarnation) +
-                                            "-" + std::to_string(++next_id))) +
-                     ",\"name\":\"" + name + "\"";
+  std::string json =
+      "{\"id\":" +
+      text_of(nlohmann::json(who.id + "-" + std::to_string(who.incarnation) +
+                             "-" + std::to_string(++next_id))) +
+      ",\"name\":\"" + name + "\"";
   if (fields.size() > 2)
     json += "," + fields.substr(1);
   else
@@ -144,7 +144,7 @@ void webhook_state::add(const char* name, std::string fields) {
 }
 
 void webhook_state::dropped(size_t n, const std::string& why) {
-  node->metrics.webhook_dropped += n;
+  metrics->webhook_dropped += n;
   // One line per burst, not one per event.
   if (unlogged_drops == 0 || unlogged_drops + n >= 1000) {
     log::warn("webhook: dropped {} event(s): {} ({} queued)",
@@ -192,7 +192,7 @@ void webhook_state::posted(uint64_t id, bool ok, const std::string& error) {
     return;
   posting = false;
   if (ok) {
-    node->metrics.webhook_sent += in_flight.size();
+    metrics->webhook_sent += in_flight.size();
     if (failures > 0)
       log::info("webhook: {} answers again after {} failed POST(s)", url.host,
                 failures);
@@ -208,7 +208,7 @@ void webhook_state::posted(uint64_t id, bool ok, const std::string& error) {
   auto lost =
       queue.give_back(std::move(in_flight), frames::now_ms(), retry_window_ms);
   in_flight.clear();
-  node->metrics.webhook_retried += n - lost;
+  metrics->webhook_retried += n - lost;
   if (failures == 1)
     log::warn("webhook: POST to {} failed: {}; retrying", url.host, error);
   if (lost > 0)
@@ -237,19 +237,20 @@ void webhook_state::check_drain() {
 }
 
 webhook_actor::behavior_type
-webhook(webhook_actor::stateful_pointer<webhook_state> self,
-        node_context_ptr node, std::shared_ptr<http_client> client) {
+webhook(webhook_actor::stateful_pointer<webhook_state> self, webhook_config cfg,
+        node_identity who, std::shared_ptr<node_metrics> metrics,
+        std::shared_ptr<http_client> client) {
   auto& st = self->state;
   st.self = self;
-  st.node = std::move(node);
+  st.who = std::move(who);
+  st.metrics = std::move(metrics);
   st.client = std::move(client);
-  auto& opts = st.node->opts;
-  if (auto url = parse_http_url(opts.webhook_url))
+  if (auto url = parse_http_url(cfg.url))
     st.url = std::move(*url);
-  st.secret = opts.webhook_secret;
-  st.events = opts.webhook_events;
-  st.retry_base = opts.webhook_retry_base;
-  st.retry_window_ms = opts.webhook_retry_window.count();
+  st.secret = std::move(cfg.secret);
+  st.events = std::move(cfg.events);
+  st.retry_base = cfg.retry_base;
+  st.retry_window_ms = cfg.retry_window.count();
   self->attach_functor([client = st.client](const caf::error&) {
     client->stop(); // no callback runs once the actor is gone
   });
@@ -325,24 +326,25 @@ webhook(webhook_actor::stateful_pointer<webhook_state> self,
   };
 }
 
-caf::expected<webhook_actor> spawn_webhook(caf::actor_system& sys,
-                                           const node_context_ptr& node) {
-  auto& opts = node->opts;
-  auto url = parse_http_url(opts.webhook_url);
+caf::expected<webhook_actor>
+spawn_webhook(caf::actor_system& sys, const webhook_config& cfg,
+              const node_identity& who, std::shared_ptr<node_metrics> metrics,
+              const event_bus_actor& events) {
+  auto url = parse_http_url(cfg.url);
   if (!url)
     return std::move(url.error());
-  if (!opts.webhook_ca.empty() && !url->tls)
+  if (!cfg.ca.empty() && !url->tls)
     log::warn("webhook-ca is set but webhook-url is not https");
-  if (opts.webhook_secret.empty())
+  if (cfg.secret.empty())
     log::warn("webhook-secret is empty: webhook signatures prove nothing");
-  auto client = http_client::make(opts.webhook_ca);
+  auto client = http_client::make(cfg.ca);
   if (!client)
     return std::move(client.error());
-  auto hdl = sys.spawn(webhook, node, std::move(*client));
-  caf::anon_send(node->events, atom::subscribe_v,
-                 webhook_mask(opts.webhook_events),
+  auto hdl =
+      sys.spawn(webhook, cfg, who, std::move(metrics), std::move(*client));
+  caf::anon_send(events, atom::subscribe_v, webhook_mask(cfg.events),
                  caf::actor_cast<caf::actor>(hdl));
-  log::info("webhooks: {} events to {}://{}:{}{}", opts.webhook_events.size(),
+  log::info("webhooks: {} events to {}://{}:{}{}", cfg.events.size(),
             url->tls ? "https" : "http", url->host, url->port, url->target);
   return hdl;
 }
@@ -375,8 +377,7 @@ void unread_state::sweep() {
   if (due.empty())
     return arm();
   checking = true;
-  self->request(store, node->opts.request_timeout, atom::unread_v,
-                std::move(all))
+  self->request(store, request_timeout, atom::unread_v, std::move(all))
       .then(
           [this, due](std::vector<bool>& unread) {
             checking = false;
@@ -384,7 +385,7 @@ void unread_state::sweep() {
             for (auto& p : due)
               for (size_t i = 0; i < p.watch.uids.size(); ++i, ++k)
                 if (k < unread.size() && unread[k])
-                  self->send(node->events,
+                  self->send(events,
                              unread_event{p.watch.uids[i], p.watch.msg_id,
                                           p.watch.seqs[i], p.watch.from,
                                           p.watch.group});
@@ -403,17 +404,20 @@ void unread_state::sweep() {
 
 unread_actor::behavior_type
 unread_checker(unread_actor::stateful_pointer<unread_state> self,
-               node_context_ptr node, state_store_actor store) {
+               unread_config cfg, state_store_actor store,
+               event_bus_actor events, subscribed_events_ptr subscribed) {
   auto& st = self->state;
   st.self = self;
-  st.node = std::move(node);
   st.store = std::move(store);
-  st.after_ms = st.node->opts.unread_after.count();
+  st.events = std::move(events);
+  st.subscribed = std::move(subscribed);
+  st.after_ms = cfg.after.count();
+  st.request_timeout = cfg.request_timeout;
   return {
       [self](unread_watch& w) {
         auto& st = self->state;
         // Nobody listens (no UNREAD subscriber): no check.
-        if ((st.node->subscribed_events.load() & on_unread) == 0)
+        if ((st.subscribed->load() & on_unread) == 0)
           return;
         if (st.copies + w.uids.size() > unread_state::max_pending) {
           if (st.skipped++ % 10000 == 0)

@@ -16,7 +16,9 @@
 // order, and sweeps the due ones with one timer and one store request.
 
 #include "actors/actors.hpp"
-#include "actors/node_context.hpp"
+#include "actors/event_bus.hpp"
+#include "actors/metrics.hpp"
+#include "actors/node_identity.hpp"
 #include "http/http_client.hpp"
 
 #include <caf/expected.hpp>
@@ -96,6 +98,19 @@ uint32_t webhook_mask(const std::vector<std::string>& names);
 
 // -- WEBHOOK ------------------------------------------------------------------
 
+/// The settings of the WEBHOOK (`webhook-*`).
+struct webhook_config {
+  std::string url;
+  /// Signs each POST (HMAC-SHA256); empty: unsigned.
+  std::string secret;
+  /// The names of the events POSTed.
+  std::vector<std::string> events;
+  /// CA file for an https URL (empty: the system's).
+  std::string ca;
+  std::chrono::milliseconds retry_base{500};
+  std::chrono::milliseconds retry_window{60'000};
+};
+
 /// The state of the WEBHOOK actor.
 struct webhook_state {
   static inline const char* name = "webhook";
@@ -107,7 +122,9 @@ struct webhook_state {
   /// Deadline of one POST (connect, TLS, write and read).
   static constexpr std::chrono::milliseconds post_timeout{10'000};
 
-  node_context_ptr node;
+  /// Event ids start with this node's id and incarnation.
+  node_identity who;
+  std::shared_ptr<node_metrics> metrics;
   std::shared_ptr<http_client> client;
   http_url url;
   std::string secret;
@@ -157,17 +174,27 @@ struct webhook_state {
   void dropped(size_t n, const std::string& why);
 };
 
-/// Spawn arguments: the node and its HTTP client.
+/// Spawn arguments: the settings, the node, its metrics and the HTTP client.
 webhook_actor::behavior_type
-webhook(webhook_actor::stateful_pointer<webhook_state> self,
-        node_context_ptr node, std::shared_ptr<http_client> client);
+webhook(webhook_actor::stateful_pointer<webhook_state> self, webhook_config cfg,
+        node_identity who, std::shared_ptr<node_metrics> metrics,
+        std::shared_ptr<http_client> client);
 
-/// Checks the webhook options, starts the HTTP client, spawns the WEBHOOK
+/// Checks the webhook settings, starts the HTTP client, spawns the WEBHOOK
 /// and subscribes it to the node's EVENT_BUS.
-caf::expected<webhook_actor> spawn_webhook(caf::actor_system& sys,
-                                           const node_context_ptr& node);
+caf::expected<webhook_actor>
+spawn_webhook(caf::actor_system& sys, const webhook_config& cfg,
+              const node_identity& who, std::shared_ptr<node_metrics> metrics,
+              const event_bus_actor& events);
 
 // -- UNREAD -------------------------------------------------------------------
+
+/// The settings of the UNREAD checker.
+struct unread_config {
+  /// `unread-after`: how long a stored copy may stay unread.
+  std::chrono::milliseconds after{30'000};
+  std::chrono::milliseconds request_timeout{5000};
+};
 
 /// The state of the UNREAD checker.
 struct unread_state {
@@ -183,9 +210,11 @@ struct unread_state {
     unread_watch watch;
   };
 
-  node_context_ptr node;
   state_store_actor store;
+  event_bus_actor events;
+  subscribed_events_ptr subscribed;
   int64_t after_ms = 30'000;
+  caf::timespan request_timeout;
   /// Ordered by due time (every copy waits the same `unread-after`).
   std::deque<pending> queue;
   size_t copies = 0;
@@ -202,9 +231,12 @@ struct unread_state {
   void sweep();
 };
 
-/// Spawn arguments: the node and the state store holding the cursors.
+/// Spawn arguments: the settings, the state store holding the cursors, and
+/// the EVENT_BUS with its subscribed events (no UNREAD subscriber: nothing
+/// is checked).
 unread_actor::behavior_type
 unread_checker(unread_actor::stateful_pointer<unread_state> self,
-               node_context_ptr node, state_store_actor store);
+               unread_config cfg, state_store_actor store,
+               event_bus_actor events, subscribed_events_ptr subscribed);
 
 } // namespace wsc

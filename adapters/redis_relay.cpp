@@ -133,9 +133,9 @@ bool valid_node_id(std::string_view id) {
 using namespace relay_detail;
 
 caf::expected<relay_actor> spawn_redis_relay(caf::actor_system& sys,
-                                             const node_context_ptr& node) {
+                                             relay_setup setup) {
   // Checked once at start, like the state store; later outages are retried.
-  auto& opts = node->opts;
+  auto& opts = setup.opts;
   auto why = [](auto&& conn) {
     return conn ? caf::error{} : conn.error();
   };
@@ -144,8 +144,9 @@ caf::expected<relay_actor> spawn_redis_relay(caf::actor_system& sys,
     return make_error(ec::unavailable, "relay cannot reach Redis at " +
                                            opts.redis.redacted() + ": " +
                                            error_message(err));
-  auto subscriber = spawn_subscriber(sys, node);
-  auto publisher = spawn_publisher(sys, node, subscriber);
+  auto shared = std::make_shared<const relay_setup>(std::move(setup));
+  auto subscriber = spawn_subscriber(sys, shared);
+  auto publisher = spawn_publisher(sys, shared, subscriber);
   return caf::actor_cast<relay_actor>(publisher);
 }
 

@@ -3,9 +3,9 @@
 // The parts of the RELAY that its publisher and subscriber share (see
 // redis_relay.cpp for the wire format and the checks).
 
-#include "actors/node_context.hpp"
 #include "adapters/redis_cluster.hpp"
 #include "adapters/redis_connection.hpp"
+#include "adapters/redis_relay.hpp"
 
 #include <caf/actor.hpp>
 #include <caf/expected.hpp>
@@ -82,11 +82,11 @@ bool valid_node_id(std::string_view id);
 
 /// The subscriber: holds (S)SUBSCRIBE on this node's channel and hands what
 /// passes the checks to the REGISTRY (redis_relay_subscriber.cpp).
-caf::actor spawn_subscriber(caf::actor_system& sys, node_context_ptr node);
+caf::actor spawn_subscriber(caf::actor_system& sys, relay_setup_ptr setup);
 
 /// The publisher, the RELAY's handle: pipelines (S)PUBLISH per round; stops
 /// `subscriber` when it ends (redis_relay_publisher.cpp).
-caf::actor spawn_publisher(caf::actor_system& sys, node_context_ptr node,
+caf::actor spawn_publisher(caf::actor_system& sys, relay_setup_ptr setup,
                            caf::actor subscriber);
 
 } // namespace wsc::relay_detail

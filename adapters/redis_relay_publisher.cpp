@@ -28,7 +28,7 @@ struct outgoing {
 
 struct publisher_state {
   static inline const char* name = "relay";
-  node_context_ptr node;
+  relay_setup_ptr setup;
   caf::actor subscriber;
   /// One Redis: PUBLISH, pipelined on this connection.
   redis_connection conn;
@@ -42,7 +42,7 @@ struct publisher_state {
   bool quit = false;
 
   bool connected() const {
-    return sharded(node->opts) ? cluster.has_value() : conn.ok();
+    return sharded(setup->opts) ? cluster.has_value() : conn.ok();
   }
 
   /// Connects unless connected or a failed attempt was less than
@@ -52,12 +52,12 @@ struct publisher_state {
     if (connected() || now < next_connect)
       return connected();
     caf::error err;
-    if (sharded(node->opts)) {
-      if (auto fresh = connect_cluster(node->opts))
+    if (sharded(setup->opts)) {
+      if (auto fresh = connect_cluster(setup->opts))
         cluster.emplace(std::move(*fresh));
       else
         err = fresh.error();
-    } else if (auto fresh = connect(node->opts)) {
+    } else if (auto fresh = connect(setup->opts)) {
       conn = std::move(*fresh);
     } else {
       err = fresh.error();
@@ -78,24 +78,24 @@ void publish(publisher_actor* self, const std::string& peer,
              delivery_batch& batch) {
   auto& st = self->state;
   if (!st.connect_if_due()) {
-    st.node->metrics.relay_dropped += batch.items.size();
+    st.setup->metrics->relay_dropped += batch.items.size();
     return;
   }
-  auto channel = channel_of(st.node->opts, peer);
+  auto channel = channel_of(st.setup->opts, peer);
   auto& items = batch.items;
   for (size_t first = 0; first < items.size(); first += max_items_per_message) {
     delivery_batch chunk;
-    chunk.origin = st.node->node_id;
+    chunk.origin = st.setup->who.id;
     auto last = std::min(items.size(), first + max_items_per_message);
     chunk.items.assign(std::make_move_iterator(items.begin() + first),
                        std::make_move_iterator(items.begin() + last));
-    auto& secret = st.node->opts.cluster_secret;
+    auto& secret = st.setup->opts.cluster_secret;
     // Format byte, envelope and batch; the MAC of all that last.
     std::vector<char> buf{secret.empty() ? plain_payload : signed_payload};
     caf::binary_serializer sink{self->system(), buf}; // appends
     auto destination = peer;
-    auto origin = st.node->node_id;
-    auto incarnation = st.node->incarnation;
+    auto origin = st.setup->who.id;
+    auto incarnation = st.setup->who.incarnation;
     auto counter = st.counter + 1;
     auto sent_ms = frames::now_ms();
     if (auto err =
@@ -154,7 +154,7 @@ void finish_round(publisher_actor* self) {
         errors[i] = std::string{r.str, r.len};
     }
   }
-  auto& metrics = st.node->metrics;
+  auto& metrics = *st.setup->metrics;
   for (size_t i = 0; i < round.size(); ++i) {
     if (errors[i].empty()) {
       metrics.relayed_out += round[i].items;
@@ -168,11 +168,11 @@ void finish_round(publisher_actor* self) {
   }
 }
 
-void relay_publisher(publisher_actor* self, node_context_ptr node,
+void relay_publisher(publisher_actor* self, relay_setup_ptr setup,
                      caf::actor subscriber) {
   block_sigpipe_in_this_thread();
   auto& st = self->state;
-  st.node = std::move(node);
+  st.setup = std::move(setup);
   st.subscriber = std::move(subscriber);
   auto take = [self](caf::duration timeout, auto on_timeout) {
     auto& st = self->state;
@@ -201,9 +201,9 @@ void relay_publisher(publisher_actor* self, node_context_ptr node,
 
 } // namespace
 
-caf::actor spawn_publisher(caf::actor_system& sys, node_context_ptr node,
+caf::actor spawn_publisher(caf::actor_system& sys, relay_setup_ptr setup,
                            caf::actor subscriber) {
-  return sys.spawn<caf::detached>(relay_publisher, std::move(node),
+  return sys.spawn<caf::detached>(relay_publisher, std::move(setup),
                                   std::move(subscriber));
 }
 

@@ -42,7 +42,7 @@ struct origin_seen {
 
 struct subscriber_state {
   static inline const char* name = "relay-subscriber";
-  node_context_ptr node;
+  relay_setup_ptr setup;
   redis_connection conn;
   /// Keyed by "<origin>/<incarnation>"; bounded (forget_after, max_origins).
   std::unordered_map<std::string, origin_seen> seen;
@@ -56,7 +56,7 @@ using subscriber_actor =
 /// Counts a refused payload; logs the first of each reason and then every
 /// 1000th (a flood of garbage does not flood the log).
 void refuse(subscriber_state& st, rejection reason, const std::string& what) {
-  auto& metrics = st.node->metrics;
+  auto& metrics = *st.setup->metrics;
   ++metrics.relay_rejected;
   if (metrics.relay_rejected_by_reason[reason]++ % 1000 == 0)
     log::warn("relay: dropped a message ({}): {}",
@@ -93,8 +93,8 @@ bool fresh_counter(subscriber_state& st, const std::string& origin,
 /// REGISTRY; everything else is dropped and counted.
 void forward(subscriber_actor* self, const redisReply& payload) {
   auto& st = self->state;
-  auto& node = *st.node;
-  auto& secret = node.opts.cluster_secret;
+  auto& setup = *st.setup;
+  auto& secret = setup.opts.cluster_secret;
   if (payload.type != REDIS_REPLY_STRING || payload.len < 1)
     return refuse(st, bad_version, "not a payload");
   std::string_view text{payload.str, payload.len};
@@ -138,7 +138,7 @@ void forward(subscriber_actor* self, const redisReply& payload) {
   if (source.remaining() != 0 || !valid_node_id(origin) ||
       batch.origin != origin || batch.items.size() > max_items_per_message)
     return refuse(st, malformed, "inconsistent envelope");
-  if (destination != node.node_id)
+  if (destination != setup.who.id)
     return refuse(st, misaddressed,
                   "for node '" +
                       (valid_node_id(destination) ? destination : "?") +
@@ -157,22 +157,22 @@ void forward(subscriber_actor* self, const redisReply& payload) {
       batch.items.begin(), batch.items.end(),
       [](const delivery& d) { return !frames::check(d); });
   if (auto bad = static_cast<size_t>(batch.items.end() - valid); bad > 0) {
-    node.metrics.rejected_deliveries += bad;
+    setup.metrics->rejected_deliveries += bad;
     batch.items.erase(valid, batch.items.end());
     refuse(st, invalid,
            std::to_string(bad) + " malformed deliveries from '" + origin + "'");
   }
   if (batch.items.empty())
     return;
-  node.metrics.relayed_in += batch.items.size();
-  caf::anon_send(node.registry, atom::remote_v, std::move(batch));
+  setup.metrics->relayed_in += batch.items.size();
+  caf::anon_send(setup.registry, atom::remote_v, std::move(batch));
 }
 
 /// (Re)connects and subscribes to this node's channel.
 bool subscribe(subscriber_actor* self) {
   auto& st = self->state;
-  auto& opts = st.node->opts;
-  auto channel = channel_of(opts, st.node->node_id);
+  auto& opts = st.setup->opts;
+  auto channel = channel_of(opts, st.setup->who.id);
   auto conn = sharded(opts) ? connect_to_shard(opts, channel) : connect(opts);
   if (!conn)
     return false;
@@ -196,10 +196,10 @@ std::string_view push_kind(const redisReply& x) {
   return {x.element[0]->str, x.element[0]->len};
 }
 
-void relay_subscriber(subscriber_actor* self, node_context_ptr node) {
+void relay_subscriber(subscriber_actor* self, relay_setup_ptr setup) {
   block_sigpipe_in_this_thread();
   auto& st = self->state;
-  st.node = std::move(node);
+  st.setup = std::move(setup);
   while (!st.quit) {
     // The wait for a message is in wait_reply; the mailbox is only looked at.
     auto wait = std::chrono::milliseconds{0};
@@ -237,8 +237,8 @@ void relay_subscriber(subscriber_actor* self, node_context_ptr node) {
 
 } // namespace
 
-caf::actor spawn_subscriber(caf::actor_system& sys, node_context_ptr node) {
-  return sys.spawn<caf::detached>(relay_subscriber, std::move(node));
+caf::actor spawn_subscriber(caf::actor_system& sys, relay_setup_ptr setup) {
+  return sys.spawn<caf::detached>(relay_subscriber, std::move(setup));
 }
 
 } // namespace wsc::relay_detail

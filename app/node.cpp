@@ -12,6 +12,8 @@
 #include "adapters/memory_store.hpp"
 #include "adapters/redis_relay.hpp"
 #include "adapters/redis_store.hpp"
+#include "app/node_settings.hpp"
+#include "net/connection_quota.hpp"
 #include "net/server.hpp"
 #include "util/log.hpp"
 
@@ -31,17 +33,17 @@ namespace {
 
 /// Spawns the state store the options ask for, and checks it answers.
 caf::expected<state_store_actor> spawn_store(caf::actor_system& sys,
-                                             const node_context& ctx) {
-  if (ctx.opts.state == "memory")
-    return spawn_memory_store(sys, ctx.opts);
-  return spawn_redis_store(sys, ctx.opts);
+                                             const options& opts) {
+  if (opts.state == "memory")
+    return spawn_memory_store(sys, opts);
+  return spawn_redis_store(sys, opts);
 }
 
 /// Publishes the PEER on `cluster-listen` for the peer nodes; returns the
 /// address peers dial.
 caf::expected<std::string> publish_peer(caf::actor_system& sys,
-                                        const node_context& ctx) {
-  auto& opts = ctx.opts;
+                                        const options& opts,
+                                        const peer_endpoint_actor& peer) {
   // validate() refused plain traffic off loopback without cluster-insecure.
   if (opts.cluster_tls_cert.empty() && !is_loopback(opts.cluster_listen.host))
     log::warn("cluster-insecure=true: node-to-node traffic on {} is neither "
@@ -50,9 +52,9 @@ caf::expected<std::string> publish_peer(caf::actor_system& sys,
               opts.cluster_listen.to_string());
   auto port =
       opts.cluster_tls_cert.empty()
-          ? sys.middleman().publish(ctx.peer, opts.cluster_listen.port,
+          ? sys.middleman().publish(peer, opts.cluster_listen.port,
                                     opts.cluster_listen.host.c_str(), true)
-          : caf::openssl::publish(ctx.peer, opts.cluster_listen.port,
+          : caf::openssl::publish(peer, opts.cluster_listen.port,
                                   opts.cluster_listen.host.c_str(), true);
   if (!port)
     return caf::make_error(caf::sec::cannot_open_port,
@@ -69,31 +71,31 @@ caf::expected<std::string> publish_peer(caf::actor_system& sys,
 /// the process is asked to stop (run_node exits with 1, so that a service
 /// manager restarts it) instead of running on as a zombie.
 template<class Handle>
-void watch(const Handle& hdl, const char* name, const node_context_ptr& ctx) {
+void watch(const Handle& hdl, const char* name, const node_health_ptr& health,
+           const std::string& node_id) {
   if (!hdl)
     return;
-  std::weak_ptr<node_context> weak = ctx;
-  hdl->attach_functor([weak, name](const caf::error& reason) {
-    auto ctx = weak.lock();
-    if (!ctx || ctx->draining)
+  std::weak_ptr<node_health> weak = health;
+  hdl->attach_functor([weak, name, node_id](const caf::error& reason) {
+    auto health = weak.lock();
+    if (!health || health->draining)
       return;
     const char* expected = nullptr;
-    if (!ctx->failed_actor.compare_exchange_strong(expected, name))
+    if (!health->failed_actor.compare_exchange_strong(expected, name))
       return;
     log::error("{} ended unexpectedly ({}): node {} stops", name,
-               to_string(reason), ctx->node_id);
+               to_string(reason), node_id);
     ::kill(::getpid(), SIGTERM);
   });
 }
 
 /// The started line (test harnesses read the ports from it) and warnings
 /// about settings that are unsafe outside a test.
-void log_started(const node_context& ctx, uint16_t port,
+void log_started(const options& opts, const std::string& node_id, uint16_t port,
                  const std::string& cluster_address) {
-  auto& opts = ctx.opts;
   log::info(
       "wscluster node {} started: listen={} state={}{} auth={} frame-codec={}",
-      ctx.node_id, endpoint{opts.listen.host, port}.to_string(), opts.state,
+      node_id, endpoint{opts.listen.host, port}.to_string(), opts.state,
       cluster_address.empty() ? std::string{} : " cluster=" + cluster_address,
       opts.auth, opts.frame_codec);
   if (opts.auth == "jwt" && opts.jwt_secret.size() < 32)
@@ -113,8 +115,14 @@ void log_started(const node_context& ctx, uint16_t port,
 
 } // namespace
 
-node::node(caf::actor_system& sys, node_context_ptr ctx)
-    : sys_(sys), ctx_(std::move(ctx)) {
+node::node(caf::actor_system& sys, options opts)
+    : sys_(sys), opts_(std::move(opts)),
+      who_(node_identity::draw(opts_.node_id)),
+      health_(std::make_shared<node_health>()),
+      metrics_(std::make_shared<node_metrics>()),
+      cluster_events_(std::make_shared<cluster_event_log>()),
+      behaviours_(std::make_shared<behaviour_table>()),
+      subscribed_events_(std::make_shared<std::atomic<uint32_t>>(0)) {
   // nop
 }
 
@@ -130,114 +138,149 @@ node::start(caf::actor_system& sys, options opts,
   auto codec = codecs.make(opts);
   if (!codec)
     return std::move(codec.error());
-  auto ctx = std::make_shared<node_context>(std::move(opts));
-  ctx->custom_store = static_cast<bool>(custom_store.make);
-  ctx->codec = std::move(*codec);
-  auto chain = middlewares.make_handshake_chain(ctx->opts);
+  auto chain = middlewares.make_handshake_chain(opts);
   if (!chain)
     return std::move(chain.error());
-  auto open = middlewares.make_open_chain(ctx->opts);
+  auto open = middlewares.make_open_chain(opts);
   if (!open)
     return std::move(open.error());
-  ctx->open = std::move(*open);
-  auto store = custom_store.make ? custom_store.make(sys, ctx->opts)
-                                 : spawn_store(sys, *ctx);
+  auto store =
+      custom_store.make ? custom_store.make(sys, opts) : spawn_store(sys, opts);
   if (!store)
     return std::move(store.error());
-  std::unique_ptr<node> result{new node(sys, ctx)};
+  std::unique_ptr<node> result{new node(sys, std::move(opts))};
   result->store_ = *store;
-  ctx->events = sys.spawn(event_bus, ctx);
-  if (!ctx->opts.webhook_url.empty()) {
-    auto hook = spawn_webhook(sys, ctx);
-    if (!hook)
-      return std::move(hook.error());
-    result->webhook_ = *hook;
-  }
-  if (ctx->opts.unread_after.count() > 0)
-    ctx->unread = sys.spawn(unread_checker, ctx, *store);
-  ctx->registry = sys.spawn(registry, ctx, *store);
+  if (auto err = result->spawn_core(static_cast<bool>(custom_store.make)))
+    return err;
   auto cluster_address = result->spawn_cluster(custom_store);
   if (!cluster_address)
     return std::move(cluster_address.error());
-  // The built-in types are registered exactly like a user's behaviour.
-  behaviour_factory make_builtins = [ctx](caf::actor_system& sys) {
-    return sys.spawn(builtins, ctx);
-  };
-  auto builtin_handler = make_builtins(sys);
-  ctx->builtins = builtin_handler;
-  for (auto& type : builtin_frame_types())
-    result->add_behaviour(type, builtin_handler, make_builtins);
-  result->api_ = sys.spawn(http_api, ctx, *store);
-  auto srv = server::make(sys, ctx, std::move(*chain), result->api_);
-  if (!srv)
-    return std::move(srv.error());
-  result->server_ = std::move(*srv);
+  if (auto err = result->spawn_front(std::move(*open), std::move(*chain),
+                                     std::move(*codec)))
+    return err;
   // Announced only once the listener is bound: a node that failed to start
   // never appears to its peers.
   caf::anon_send(result->discovery_, atom::start_v, *cluster_address);
   result->watch_actors();
-  result->server_->start(ctx->opts.io_threads);
-  log_started(*ctx, result->port(), *cluster_address);
+  result->server_->start(result->opts_.io_threads);
+  log_started(result->opts_, result->who_.id, result->port(), *cluster_address);
   return result;
+}
+
+caf::error node::spawn_core(bool custom_store) {
+  events_ = sys_.spawn(event_bus, subscribed_events_);
+  if (!opts_.webhook_url.empty()) {
+    auto hook =
+        spawn_webhook(sys_, settings::webhook(opts_), who_, metrics_, events_);
+    if (!hook)
+      return std::move(hook.error());
+    webhook_ = *hook;
+  }
+  if (opts_.unread_after.count() > 0)
+    unread_ = sys_.spawn(unread_checker, settings::unread(opts_), store_,
+                         events_, subscribed_events_);
+  registry_ =
+      sys_.spawn(registry, settings::registry(opts_, who_, custom_store),
+                 store_, events_, unread_, metrics_);
+  return caf::none;
 }
 
 caf::expected<std::string>
 node::spawn_cluster(const state_store_factory& custom_store) {
-  auto& ctx = ctx_;
   // Heartbeats must not wait behind a backlog of deliveries: with Redis they
   // get a connection of their own, or a busy node would miss its lease and
   // be declared down while alive.
-  bool own_redis = !custom_store.make && ctx->opts.state == "redis";
+  bool own_redis = !custom_store.make && opts_.state == "redis";
   auto control_store = store_;
   if (own_redis) {
-    auto second = spawn_redis_store(sys_, ctx->opts);
+    auto second = spawn_redis_store(sys_, opts_);
     if (!second)
       return std::move(second.error());
     control_store = *second;
     control_store_ = control_store;
   }
   bool clustered = custom_store.make ? custom_store.shared : own_redis;
-  // DISCOVERY waits for `start`; the PEER gets its handle at spawn, before
-  // it is published, so no peer's hello can find the handle unset.
-  discovery_ = sys_.spawn(discovery, ctx, control_store, clustered);
-  ctx->peer = sys_.spawn(peer_endpoint, ctx, discovery_);
+  // DISCOVERY waits for `start`; the PEER gets its handle at spawn, and
+  // DISCOVERY and the REGISTRY get the PEER's in a message, all before it
+  // is published: no peer's hello finds a handle unset.
+  discovery_ = sys_.spawn(
+      discovery, settings::discovery(opts_, who_, clustered), control_store,
+      registry_, events_, health_, metrics_, cluster_events_);
+  peer_ = sys_.spawn(peer_endpoint, settings::peer(opts_, who_), registry_,
+                     discovery_, metrics_);
+  caf::anon_send(registry_, atom::peer_v, local_only{}, peer_);
+  caf::anon_send(discovery_, atom::peer_v, local_only{}, peer_);
   if (own_redis) {
     // A partition between nodes that both reach Redis must not stop live
     // delivery: the PEER falls back to the relay. With TLS between
     // nodes, only a shared secret keeps nodes outside the cluster (another
     // CA's certificate) from injecting deliveries through Redis.
-    if (!ctx->opts.cluster_tls_cert.empty() &&
-        ctx->opts.cluster_secret.empty()) {
+    if (!opts_.cluster_tls_cert.empty() && opts_.cluster_secret.empty()) {
       log::warn("cluster-tls without cluster-secret: no relay through Redis; "
                 "deliveries to a node whose link is down wait for the link");
     } else {
-      auto relay = spawn_redis_relay(sys_, ctx);
+      auto relay = spawn_redis_relay(
+          sys_, relay_setup{opts_, who_, registry_, metrics_});
       if (!relay)
         return std::move(relay.error());
       relay_ = *relay;
-      caf::anon_send(ctx->peer, atom::relay_v, local_only{}, *relay);
+      caf::anon_send(peer_, atom::relay_v, local_only{}, *relay);
     }
   }
   if (!clustered)
     return std::string{};
-  return publish_peer(sys_, *ctx);
+  return publish_peer(sys_, opts_, peer_);
+}
+
+caf::error node::spawn_front(open_chain open, handshake_chain chain,
+                             frame_codec_ptr codec) {
+  // The built-in types are registered exactly like a user's behaviour.
+  behaviour_factory make_builtins = [cfg = settings::builtins(opts_),
+                                     registry =
+                                         registry_](caf::actor_system& sys) {
+    return sys.spawn(builtins, cfg, registry);
+  };
+  auto builtin_handler = make_builtins(sys_);
+  for (auto& type : builtin_frame_types())
+    add_behaviour(type, builtin_handler, make_builtins);
+  api_ = sys_.spawn(http_api, settings::http_api(opts_, who_), registry_,
+                    store_, health_, metrics_, cluster_events_);
+  auto connections = std::make_shared<const connection_env>(connection_env{
+      opts_.request_timeout, opts_.rate_limit, settings::builtins(opts_),
+      registry_, events_, subscribed_events_, behaviours_, builtin_handler,
+      metrics_, std::move(open)});
+  server_setup setup{opts_,
+                     std::make_shared<conn_id_source>(who_),
+                     health_,
+                     std::make_shared<connection_quota>(),
+                     metrics_,
+                     std::move(codec),
+                     std::move(connections)};
+  auto srv = server::make(sys_, std::move(setup), std::move(chain), api_);
+  if (!srv)
+    return std::move(srv.error());
+  server_ = std::move(*srv);
+  return caf::none;
 }
 
 void node::watch_actors() {
-  watch(ctx_->registry, "registry", ctx_);
-  watch(ctx_->peer, "peer", ctx_);
-  watch(ctx_->events, "event bus", ctx_);
-  watch(discovery_, "discovery", ctx_);
-  watch(api_, "HTTP API", ctx_);
-  watch(store_, "state store", ctx_);
-  watch(control_store_, "control store", ctx_);
-  watch(relay_, "relay", ctx_);
-  watch(webhook_, "webhook", ctx_);
-  watch(ctx_->unread, "unread checker", ctx_);
+  auto watch_one = [this](const auto& hdl, const char* name) {
+    watch(hdl, name, health_, who_.id);
+  };
+  watch_one(registry_, "registry");
+  watch_one(peer_, "peer");
+  watch_one(events_, "event bus");
+  watch_one(discovery_, "discovery");
+  watch_one(api_, "HTTP API");
+  watch_one(store_, "state store");
+  watch_one(control_store_, "control store");
+  watch_one(relay_, "relay");
+  watch_one(webhook_, "webhook");
+  watch_one(unread_, "unread checker");
 }
 
 bool node::failed() const {
-  return ctx_->failed_actor.load() != nullptr;
+  return health_->failed_actor.load() != nullptr;
 }
 
 uint16_t node::port() const {
@@ -245,23 +288,23 @@ uint16_t node::port() const {
 }
 
 void node::subscribe(caf::actor subscriber, uint32_t mask) {
-  caf::anon_send(ctx_->events, atom::subscribe_v, mask, subscriber);
+  caf::anon_send(events_, atom::subscribe_v, mask, subscriber);
   adopt(std::move(subscriber));
 }
 
 void node::unsubscribe(const caf::actor& subscriber) {
-  caf::anon_send(ctx_->events, atom::unsubscribe_v, subscriber);
+  caf::anon_send(events_, atom::unsubscribe_v, subscriber);
 }
 
 void node::add_behaviour(const std::string& type, behaviour_actor handler,
                          behaviour_factory restart) {
-  ctx_->behaviours.add(type, handler);
+  behaviours_->add(type, handler);
   auto addr = handler.address();
   if (supervisors_.count(addr) > 0)
     return;
   // The SUPERVISOR stops the behaviour when the node stops it.
-  auto sup =
-      sys_.spawn(supervisor, ctx_, std::move(handler), std::move(restart));
+  auto sup = sys_.spawn(supervisor, behaviours_, health_, std::move(handler),
+                        std::move(restart));
   supervisors_.emplace(std::move(addr), sup);
   adopt(caf::actor_cast<caf::actor>(std::move(sup)));
 }
@@ -275,23 +318,23 @@ void node::stop() {
     return;
   stopped_ = true;
   using namespace std::chrono_literals;
-  auto& opts = ctx_->opts;
-  log::info("node {} draining: {} connections", ctx_->node_id,
-            ctx_->open_connections.load());
-  ctx_->draining = true;
-  if (auto failed = ctx_->failed_actor.load())
-    log::warn("node {} stops after its {} failed", ctx_->node_id, failed);
+  auto& health = *health_;
+  log::info("node {} draining: {} connections", who_.id,
+            health.open_connections.load());
+  health.draining = true;
+  if (auto failed = health.failed_actor.load())
+    log::warn("node {} stops after its {} failed", who_.id, failed);
   caf::scoped_actor self{sys_};
-  auto timeout = opts.request_timeout;
-  self->request(ctx_->registry, timeout, atom::drain_v,
-                static_cast<uint32_t>(opts.drain_period.count()))
+  auto timeout = opts_.request_timeout;
+  self->request(registry_, timeout, atom::drain_v,
+                static_cast<uint32_t>(opts_.drain_period.count()))
       .receive([](atom::ok) {}, [](caf::error&) {});
   // Clients are told to come back elsewhere; wait until their sockets are
   // closed (bounded), so load balancers still see /healthz 503 meanwhile.
   auto deadline = std::chrono::steady_clock::now() + 5s;
   auto earliest = std::chrono::steady_clock::now() + 300ms;
   while (std::chrono::steady_clock::now() < earliest ||
-         (ctx_->open_connections > 0 &&
+         (health.open_connections > 0 &&
           std::chrono::steady_clock::now() < deadline))
     std::this_thread::sleep_for(20ms);
   server_->stop_accepting();
@@ -305,22 +348,22 @@ void node::stop() {
   server_->stop();
   server_.reset();
   for (auto hdl :
-       {caf::actor_cast<caf::actor>(ctx_->registry),
-        caf::actor_cast<caf::actor>(ctx_->peer),
-        caf::actor_cast<caf::actor>(ctx_->events),
+       {caf::actor_cast<caf::actor>(registry_),
+        caf::actor_cast<caf::actor>(peer_),
+        caf::actor_cast<caf::actor>(events_),
         caf::actor_cast<caf::actor>(discovery_),
         caf::actor_cast<caf::actor>(api_), caf::actor_cast<caf::actor>(store_),
         caf::actor_cast<caf::actor>(control_store_),
         caf::actor_cast<caf::actor>(relay_),
         caf::actor_cast<caf::actor>(webhook_),
-        caf::actor_cast<caf::actor>(ctx_->unread)})
+        caf::actor_cast<caf::actor>(unread_)})
     if (hdl)
       self->send_exit(hdl, caf::exit_reason::user_shutdown);
   for (auto& hdl : adopted_)
     self->send_exit(hdl, caf::exit_reason::user_shutdown);
   adopted_.clear();
   supervisors_.clear();
-  log::info("node {} stopped", ctx_->node_id);
+  log::info("node {} stopped", who_.id);
 }
 
 } // namespace wsc

@@ -1,7 +1,12 @@
 #pragma once
 
 #include "actors/actors.hpp"
-#include "actors/node_context.hpp"
+#include "actors/behaviour_table.hpp"
+#include "actors/cluster_event_log.hpp"
+#include "actors/event_bus.hpp"
+#include "actors/metrics.hpp"
+#include "actors/node_health.hpp"
+#include "actors/node_identity.hpp"
 #include "actors/supervisor.hpp"
 #include "config/options.hpp"
 #include "middleware/middleware.hpp"
@@ -54,7 +59,11 @@ public:
         const state_store_factory& store = state_store_factory{},
         const codec_registry& codecs = codec_registry{});
 
-  const node_context_ptr& context() const { return ctx_; }
+  /// The options the node runs with.
+  const options& settings() const { return opts_; }
+
+  /// The REGISTRY's operations, for behaviours of the application.
+  messaging_actor messaging() const { return messaging_actor{registry_}; }
 
   /// The bound HTTP and WebSocket port.
   uint16_t port() const;
@@ -108,7 +117,15 @@ public:
   void stop();
 
 private:
-  node(caf::actor_system& sys, node_context_ptr ctx);
+  node(caf::actor_system& sys, options opts);
+
+  /// Spawns the EVENT_BUS, the WEBHOOK, the UNREAD checker and the REGISTRY.
+  caf::error spawn_core(bool custom_store);
+
+  /// Spawns the built-in behaviours and the HTTP_API and binds the listener
+  /// (not accepting yet).
+  caf::error spawn_front(open_chain open, handshake_chain chain,
+                         frame_codec_ptr codec);
 
   /// Spawns what joins the node to a cluster (the control store, DISCOVERY,
   /// the PEER, the relay) and publishes the PEER: its address, or empty for
@@ -120,7 +137,19 @@ private:
   void watch_actors();
 
   caf::actor_system& sys_;
-  node_context_ptr ctx_;
+  options opts_;
+  node_identity who_;
+  node_health_ptr health_;
+  std::shared_ptr<node_metrics> metrics_;
+  std::shared_ptr<cluster_event_log> cluster_events_;
+  std::shared_ptr<behaviour_table> behaviours_;
+  subscribed_events_ptr subscribed_events_;
+  registry_actor registry_;
+  /// This node's endpoint in the cluster (published on cluster-listen).
+  peer_endpoint_actor peer_;
+  event_bus_actor events_;
+  /// Checks stored messages for `unread` (null while unread-after is 0).
+  unread_actor unread_;
   state_store_actor store_;
   /// The store's second connection for heartbeats (Redis only).
   state_store_actor control_store_;

@@ -1,6 +1,7 @@
 #include "net/http_session.hpp"
 
 #include "actors/http_api.hpp"
+#include "net/connection_quota.hpp"
 #include "net/session_list.hpp"
 #include "net/websocket_session.hpp"
 
@@ -54,7 +55,7 @@ void http_session::do_read() {
   parser_->header_limit(max_header_bytes);
   parser_->body_limit(max_body_bytes);
   // A client that sends half a request (slowloris) is dropped at the deadline.
-  stream_.expires_after(shared_->node->opts.handshake_timeout);
+  stream_.expires_after(shared_->setup->opts.handshake_timeout);
   http::async_read_header(
       stream_, buffer_, *parser_,
       beast::bind_front_handler(&http_session::on_header, shared_from_this()));
@@ -85,7 +86,7 @@ void http_session::on_header(beast::error_code ec, std::size_t) {
   bool api = std::string_view{req.target()}.rfind("/api/", 0) == 0;
   if (!parser_->is_done() &&
       !(api &&
-        api_key_accepted(shared_->node->opts,
+        api_key_accepted(shared_->setup->opts.api_key,
                          std::string{req[http::field::authorization]}))) {
     auto length = parser_->content_length();
     if (!length || *length > max_unauthorized_body_bytes) {
@@ -113,7 +114,7 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
     upgrade(std::move(req));
     return;
   }
-  auto& node = *shared_->node;
+  auto& setup = *shared_->setup;
   if (req.method() == http::verb::get && !is_api_path(req.target())) {
     auto target = std::string{req.target()};
     if (auto file = shared_->files->find(target.substr(0, target.find('?')))) {
@@ -127,7 +128,7 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
   exchange->request.authorization =
       std::string{req[http::field::authorization]};
   exchange->request.body = std::move(req.body());
-  bool keep_alive = req.keep_alive() && !node.draining;
+  bool keep_alive = req.keep_alive() && !setup.health->draining;
   // The answer comes from an actor thread: hop back onto this strand.
   exchange->respond = [self = shared_from_this(),
                        keep_alive](http_response res) {
@@ -137,14 +138,14 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
                                std::move(res.body), keep_alive, res.cors);
                });
   };
-  stream_.expires_after(node.opts.request_timeout + std::chrono::seconds(1));
+  stream_.expires_after(setup.opts.request_timeout + std::chrono::seconds(1));
   caf::anon_send(shared_->api, std::move(exchange));
 }
 
 void http_session::upgrade(http::request<http::string_body> req) {
-  auto& node = *shared_->node;
+  auto& setup = *shared_->setup;
   auto reject = [&](unsigned status, const std::string& reason) {
-    node.metrics.count_rejection(status);
+    setup.metrics->count_rejection(status);
     respond(status, "text/plain", reason + "\n", false);
   };
   handshake_context ctx;
@@ -152,7 +153,7 @@ void http_session::upgrade(http::request<http::string_body> req) {
                                                std::string{req.target()});
   if (ctx.request.path != "/ws")
     return reject(404, "not found");
-  if (node.draining)
+  if (setup.health->draining)
     return reject(503, "node is draining");
   for (auto& field : req)
     ctx.request.headers[lower(field.name_string())] =
@@ -172,33 +173,33 @@ void http_session::upgrade(http::request<http::string_body> req) {
   if ((!device.empty() && !valid_name(device)) || !since_ok ||
       (!since.empty() && device.empty()))
     return reject(400, "malformed device or since (since needs a device)");
-  if (++node.open_connections > node.opts.max_connections) {
-    --node.open_connections;
+  if (++setup.health->open_connections > setup.opts.max_connections) {
+    --setup.health->open_connections;
     return reject(503, "too many connections");
   }
   // Per node, not cluster-wide: max-connections-per-uid and
   // max-connections-per-address bound what one uid or one client address
   // holds on this node (a uid may hold as many on each other node).
-  auto& opts = node.opts;
+  auto& opts = setup.opts;
   auto& address = ctx.request.remote_address;
-  if (!node.quota.acquire(ctx.uid, address, opts.max_connections_per_uid,
-                          opts.max_connections_per_address)) {
-    --node.open_connections;
+  if (!setup.quota->acquire(ctx.uid, address, opts.max_connections_per_uid,
+                            opts.max_connections_per_address)) {
+    --setup.health->open_connections;
     // Which limit was it? The uid's alone decides (taking nothing if full).
-    bool uid_full =
-        !node.quota.acquire(ctx.uid, address, opts.max_connections_per_uid, 0);
+    bool uid_full = !setup.quota->acquire(ctx.uid, address,
+                                          opts.max_connections_per_uid, 0);
     if (!uid_full)
-      node.quota.release(ctx.uid, address);
+      setup.quota->release(ctx.uid, address);
     return reject(503, uid_full ? "too many connections of this uid"
                                 : "too many connections from this address");
   }
   // From here the WebSocket session owns the counted connection and the
   // quota slot: nothing returns early, and its destructor gives both back.
   auto session = websocket_session::make(stream_.release_socket(),
-                                         shared_->node, ctx.uid, address);
+                                         shared_->setup, ctx.uid, address);
   open_context opening;
-  opening.who = conn_ref{node.node_id, node.next_conn_id(), std::move(ctx.uid),
-                         std::move(device)};
+  opening.who = conn_ref{setup.conn_ids->who().id, setup.conn_ids->next(),
+                         std::move(ctx.uid), std::move(device)};
   opening.groups = std::move(ctx.groups);
   opening.attributes = std::move(ctx.attributes);
   if (!since.empty())

@@ -1,9 +1,9 @@
 #pragma once
 
 #include "actors/actors.hpp"
-#include "actors/node_context.hpp"
 #include "middleware/middleware.hpp"
 #include "net/beast.hpp"
+#include "net/server.hpp"
 #include "util/static_files.hpp"
 
 #include <caf/fwd.hpp>
@@ -19,7 +19,7 @@ class session_list;
 /// What every HTTP session of a listener shares.
 struct http_shared {
   caf::actor_system& sys;
-  node_context_ptr node;
+  std::shared_ptr<const server_setup> setup;
   handshake_chain chain;
   http_api_actor api;
   std::shared_ptr<static_files> files;

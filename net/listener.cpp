@@ -24,7 +24,7 @@ listener::listener(std::vector<asio::io_context*> contexts,
       // The scheduler's loops have one thread each; the server's own
       // io_context has `io-threads` (server::start, from node::make).
       one_thread_each_(loop_coordinator::of(shared->sys) != nullptr ||
-                       shared->node->opts.io_threads <= 1),
+                       shared->setup->opts.io_threads <= 1),
       acceptor_(asio::make_strand(*contexts_.front())),
       retry_(acceptor_.get_executor()), shared_(std::move(shared)) {
   // nop
@@ -80,9 +80,10 @@ void listener::on_accept(beast::error_code ec, tcp::socket socket) {
   if (!ec) {
     backoff_ = std::chrono::milliseconds{0};
     beast::error_code ignored;
-    auto& node = *shared_->node;
-    if (shared_->http_sessions->load() + node.open_connections.load() >=
-        node.opts.max_connections + accept_margin) {
+    auto& setup = *shared_->setup;
+    if (shared_->http_sessions->load() +
+            setup.health->open_connections.load() >=
+        setup.opts.max_connections + accept_margin) {
       socket.close(ignored);
       ++refused_;
       auto now = std::chrono::steady_clock::now();

@@ -23,7 +23,7 @@ struct server::impl {
   /// the sockets and outlive the server; it closes its WebSockets itself.
   loop_coordinator* loops = nullptr;
   std::shared_ptr<net::session_list> websockets;
-  node_context_ptr node;
+  std::shared_ptr<const server_setup> setup;
   std::shared_ptr<std::atomic<uint64_t>> http_sessions;
   std::shared_ptr<net::listener> listener;
   std::vector<std::thread> threads;
@@ -40,11 +40,12 @@ server::~server() {
 }
 
 caf::expected<std::unique_ptr<server>> server::make(caf::actor_system& sys,
-                                                    node_context_ptr node,
+                                                    server_setup setup,
                                                     handshake_chain chain,
                                                     http_api_actor api) {
   auto ptr = std::make_unique<impl>();
-  ptr->node = node;
+  auto shared_setup = std::make_shared<const server_setup>(std::move(setup));
+  ptr->setup = shared_setup;
   std::vector<asio::io_context*> contexts;
   if (auto loops = loop_coordinator::of(sys)) {
     ptr->loops = loops;
@@ -57,16 +58,16 @@ caf::expected<std::unique_ptr<server>> server::make(caf::actor_system& sys,
   }
   ptr->http_sessions = std::make_shared<std::atomic<uint64_t>>(0);
   boost::system::error_code ec;
-  auto& listen = node->opts.listen;
+  auto& listen = shared_setup->opts.listen;
   auto address = asio::ip::make_address(listen.host, ec);
   if (ec)
     return caf::make_error(caf::sec::invalid_argument,
                            "cannot listen on " + listen.to_string() +
                                ": not an IP address");
-  auto shared = std::make_shared<const net::http_shared>(
-      net::http_shared{sys, node, std::move(chain), std::move(api),
-                       std::make_shared<static_files>(node->opts.web_root),
-                       ptr->http_sessions, ptr->websockets});
+  auto shared = std::make_shared<const net::http_shared>(net::http_shared{
+      sys, shared_setup, std::move(chain), std::move(api),
+      std::make_shared<static_files>(shared_setup->opts.web_root),
+      ptr->http_sessions, ptr->websockets});
   ptr->listener = std::make_shared<net::listener>(std::move(contexts), shared);
   if (auto err = ptr->listener->bind({address, listen.port}))
     return caf::make_error(caf::sec::cannot_open_port,
@@ -117,7 +118,7 @@ void server::stop_on_loops() {
   // the sessions' close deadline (3 s).
   impl_->websockets->close_all(1001, "server stopping");
   impl_->websockets.reset();
-  auto& open = impl_->node->open_connections;
+  auto& open = impl_->setup->health->open_connections;
   auto deadline = std::chrono::steady_clock::now() + 5s;
   while (open.load() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(10ms);

@@ -103,23 +103,24 @@ char* read_buffer() {
 } // namespace
 
 std::shared_ptr<websocket_session>
-websocket_session::make(tcp::socket&& socket, node_context_ptr node,
+websocket_session::make(tcp::socket&& socket,
+                        std::shared_ptr<const server_setup> setup,
                         std::string uid, std::string address) {
   // Not make_shared: see the declaration.
   return std::shared_ptr<websocket_session>(new websocket_session(
-      std::move(socket), std::move(node), std::move(uid), std::move(address)));
+      std::move(socket), std::move(setup), std::move(uid), std::move(address)));
 }
 
 websocket_session::websocket_session(tcp::socket&& socket,
-                                     node_context_ptr node, std::string uid,
-                                     std::string address)
-    : socket_(std::move(socket)), node_(std::move(node)), uid_(std::move(uid)),
-      address_(std::move(address)),
-      codec_(node_->codec && !node_->codec->identity() ? node_->codec
-                                                       : nullptr),
+                                     std::shared_ptr<const server_setup> setup,
+                                     std::string uid, std::string address)
+    : socket_(std::move(socket)), setup_(std::move(setup)),
+      uid_(std::move(uid)), address_(std::move(address)),
+      codec_(setup_->codec && !setup_->codec->identity() ? setup_->codec
+                                                         : nullptr),
       // The CONNECTION decodes binary frames for a codec; it learns one was
       // binary from the mark.
-      reader_(node_->opts.max_message_bytes,
+      reader_(setup_->opts.max_message_bytes,
               codec_ ? std::string_view{&binary_frame_mark, 1}
                      : std::string_view{}),
       socket_context_(
@@ -135,7 +136,7 @@ void websocket_session::run(caf::actor_system& sys,
   // phase's deadline ended with its tcp_stream, this one is the handshake's.
   auto stream = std::make_unique<handshake_stream>(socket_);
   websocket::stream_base::timeout timeouts;
-  timeouts.handshake_timeout = node_->opts.handshake_timeout;
+  timeouts.handshake_timeout = setup_->opts.handshake_timeout;
   timeouts.idle_timeout = websocket::stream_base::none();
   timeouts.keep_alive_pings = false;
   stream->set_option(timeouts);
@@ -161,8 +162,9 @@ void websocket_session::on_accept(beast::error_code ec, caf::actor_system& sys,
   socket_.non_blocking(true, ec);
   if (ec)
     return;
-  ++node_->metrics.handshakes_accepted;
-  actor_ = sys.spawn(connection, node_, weak_from_this(), std::move(opening));
+  ++setup_->metrics->handshakes_accepted;
+  actor_ = sys.spawn(connection, setup_->connections, weak_from_this(),
+                     std::move(opening));
   // The actor normally ends after `closed`; if it ends otherwise, the
   // session must learn of it (runs at once if it is already gone).
   actor_->attach_functor([weak = weak_from_this()](const caf::error& reason) {
@@ -172,7 +174,7 @@ void websocket_session::on_accept(beast::error_code ec, caf::actor_system& sys,
                    self->on_actor_down(std::move(reason));
                  });
   });
-  arm_timer(node_->opts.idle_timeout / 2);
+  arm_timer(setup_->opts.idle_timeout / 2);
   read_available();
 }
 

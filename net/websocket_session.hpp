@@ -2,8 +2,8 @@
 
 #include "actors/actors.hpp"
 #include "actors/connection.hpp"
-#include "actors/node_context.hpp"
 #include "net/beast.hpp"
+#include "net/server.hpp"
 #include "net/timer_wheel.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/ws_frame.hpp"
@@ -47,10 +47,9 @@ public:
   /// Makes a session. Its memory goes as soon as it ends, even while weak
   /// pointers to it remain (the CONNECTION's, the REGISTRY's, session_list):
   /// make_shared would keep the whole object until the last one is gone.
-  static std::shared_ptr<websocket_session> make(tcp::socket&& socket,
-                                                 node_context_ptr node,
-                                                 std::string uid,
-                                                 std::string address);
+  static std::shared_ptr<websocket_session>
+  make(tcp::socket&& socket, std::shared_ptr<const server_setup> setup,
+       std::string uid, std::string address);
 
   ~websocket_session() override;
 
@@ -74,8 +73,9 @@ public:
   void write_encoded(frame_ptr frame, bool counted) override;
 
 private:
-  websocket_session(tcp::socket&& socket, node_context_ptr node,
-                    std::string uid, std::string address);
+  websocket_session(tcp::socket&& socket,
+                    std::shared_ptr<const server_setup> setup, std::string uid,
+                    std::string address);
 
   void on_accept(beast::error_code ec, caf::actor_system& sys,
                  open_context opening);
@@ -166,7 +166,7 @@ private:
   class scheduled_close;
 
   tcp::socket socket_;
-  node_context_ptr node_;
+  std::shared_ptr<const server_setup> setup_;
   /// The quota slot this session holds (released by the destructor).
   std::string uid_;
   std::string address_;

@@ -1,5 +1,6 @@
 #include "actors/connection.hpp"
 #include "loop/loop_coordinator.hpp"
+#include "net/connection_quota.hpp"
 #include "net/websocket_session_detail.hpp"
 #include "util/log.hpp"
 
@@ -30,8 +31,8 @@ websocket_session::~websocket_session() {
   if (scheduled_close_)
     scheduled_close_->cancel();
   notify_closed();
-  --node_->open_connections;
-  node_->quota.release(uid_, address_);
+  --setup_->health->open_connections;
+  setup_->quota->release(uid_, address_);
 }
 
 void websocket_session::close(uint16_t code, std::string reason) {
@@ -190,7 +191,7 @@ void websocket_session::on_timer() {
   } else {
     return finish(); // silent through a ping and a whole idle timeout
   }
-  arm_timer(node_->opts.idle_timeout / 2);
+  arm_timer(setup_->opts.idle_timeout / 2);
 }
 
 } // namespace wsc::net

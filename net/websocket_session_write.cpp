@@ -94,10 +94,10 @@ void websocket_session::enqueue(frame_ptr frame, bool counted) {
     // too slow. A frame larger than the whole byte budget still goes when
     // no other counted frame waits, so that a small budget cannot lock out
     // a reader that keeps up.
-    auto& opts = node_->opts;
+    auto& opts = setup_->opts;
     if (counted_ >= opts.send_queue_limit ||
         (counted_ > 0 && counted_bytes_ + bytes > opts.send_queue_bytes)) {
-      ++node_->metrics.queue_overflows;
+      ++setup_->metrics->queue_overflows;
       begin_close(1008, "send queue overflow: reading too slowly", true);
       return;
     }
@@ -224,7 +224,7 @@ void websocket_session::pop_written(size_t frames) {
       counted_bytes_ -= bytes;
     }
     if (front.op == data_op_)
-      ++node_->metrics.frames_out;
+      ++setup_->metrics->frames_out;
     else if (front.op == ws::opcode::pong)
       --queued_pongs_;
     front.payload.reset();

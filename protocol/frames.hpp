@@ -109,7 +109,7 @@ constexpr size_t max_devices_per_uid = 64;
 constexpr size_t max_except = 256;
 
 /// The node id part of a connection id (`<node>.<incarnation>.<seq>`, see
-/// node_context::next_conn_id); empty if `conn` is not of that form.
+/// conn_id_source::next); empty if `conn` is not of that form.
 std::string_view node_of_conn(std::string_view conn);
 
 /// The error a `read` of one device too many gets.

@@ -26,9 +26,10 @@ using json_ptr = std::shared_ptr<const nlohmann::json>;
 /// (local only).
 using frame_ptr = std::shared_ptr<const std::string>;
 
-/// The socket side of a connection (local only; see node_context.hpp). The
-/// REGISTRY writes deliveries to it directly: one thread hand-off less per
-/// delivered frame than going through the CONNECTION actor.
+/// The socket side of a connection (local only; see
+/// actors/connection_sink.hpp). The REGISTRY writes deliveries to it directly:
+/// one thread hand-off less per delivered frame than going through the
+/// CONNECTION actor.
 class connection_sink;
 using sink_ref = std::weak_ptr<connection_sink>;
 

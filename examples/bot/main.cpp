@@ -11,11 +11,9 @@
 int main(int argc, char** argv) {
   wsc::node_customization custom;
   custom.started = [](caf::actor_system&, wsc::node& node) {
-    auto& ctx = *node.context();
     // Restarted from the same arguments if it ever fails.
-    node.spawn_behaviour("bot.*", example::bot,
-                         wsc::messaging_actor{ctx.registry},
-                         ctx.opts.request_timeout);
+    node.spawn_behaviour("bot.*", example::bot, node.messaging(),
+                         node.settings().request_timeout);
   };
   return wsc::run_node(argc, argv, custom);
 }

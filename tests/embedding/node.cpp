@@ -73,10 +73,8 @@ int main(int argc, char** argv) {
     });
   };
   custom.started = [](caf::actor_system& sys, wsc::node& node) {
-    auto& ctx = *node.context();
-    node.spawn_behaviour("bot.*", example::bot,
-                         wsc::messaging_actor{ctx.registry},
-                         ctx.opts.request_timeout);
+    node.spawn_behaviour("bot.*", example::bot, node.messaging(),
+                         node.settings().request_timeout);
     node.subscribe(sys.spawn(example::audit), example::audit_events);
     node.spawn_behaviour("fault.*", fault);
     node.add_behaviour("doomed.*", sys.spawn(fault));

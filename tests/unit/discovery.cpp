@@ -34,17 +34,20 @@ struct fixture : test::builtins_fixture {
   static constexpr uint64_t other_incarnation = 42;
 
   fixture() {
-    ctx->opts.node_timeout = 60s;
+    opts.node_timeout = 60s;
     auto recorder = track(sys.spawn([this](caf::event_based_actor*) {
       return caf::behavior{
-          [this](discover_event& ev) { events.discovered.push_back(ev.node); },
-          [this](shutdown_event& ev) { events.shut_down.push_back(ev); },
-          [this](presence_event& ev) { events.presence.push_back(ev); },
+          [this](discover_event& ev) { fired.discovered.push_back(ev.node); },
+          [this](shutdown_event& ev) { fired.shut_down.push_back(ev); },
+          [this](presence_event& ev) { fired.presence.push_back(ev); },
       };
     }));
-    caf::anon_send(ctx->events, atom::subscribe_v,
+    caf::anon_send(events, atom::subscribe_v,
                    uint32_t{on_discover | on_shutdown | on_presence}, recorder);
-    discovery_ = track(sys.spawn(discovery, ctx, store, true));
+    discovery_ =
+        track(sys.spawn(discovery, settings::discovery(opts, who, true), store,
+                        registry, events, health, metrics, cluster_events));
+    caf::anon_send(discovery_, atom::peer_v, local_only{}, endpoint);
     sched.run();
   }
 
@@ -73,7 +76,7 @@ struct fixture : test::builtins_fixture {
   }
 
   discovery_actor discovery_;
-  event_log events;
+  event_log fired;
 };
 
 } // namespace
@@ -109,37 +112,38 @@ CAF_TEST(a peer is discovered by its hello and declared down by its silence) {
   caf::anon_send(discovery_, atom::start_v, std::string{"127.0.0.1:3"});
   sched.run();
   // n0 is listed and alive, but no link yet: no DISCOVER.
-  CAF_CHECK(events.discovered.empty());
+  CAF_CHECK(fired.discovered.empty());
   auto link = other_peer();
   caf::anon_send(discovery_, atom::hello_v, std::string{"n0"},
                  other_incarnation, link);
   sched.run();
-  CAF_CHECK_EQUAL(events.discovered, std::vector<std::string>{"n0"});
+  CAF_CHECK_EQUAL(fired.discovered, std::vector<std::string>{"n0"});
   // A second hello (n0 re-announcing itself) is no second DISCOVER.
   caf::anon_send(discovery_, atom::hello_v, std::string{"n0"},
                  other_incarnation, link);
   sched.run();
-  CAF_CHECK_EQUAL(events.discovered.size(), 1u);
+  CAF_CHECK_EQUAL(fired.discovered.size(), 1u);
   // The link breaks while n0 still heartbeats: not a death.
   caf::anon_send_exit(link, caf::exit_reason::user_shutdown);
   sched.run();
   tick();
-  CAF_CHECK(events.shut_down.empty());
+  CAF_CHECK(fired.shut_down.empty());
   // n0 falls silent for longer than node-timeout: n1 wins the claim, fires
   // SHUTDOWN and reports n0's uids offline.
-  ctx->opts.node_timeout = 1ms;
+  deref<discovery_actor::stateful_base<discovery_state>>(discovery_)
+      .state.cfg.node_timeout = 1ms;
   std::this_thread::sleep_for(5ms);
   tick();
-  CAF_REQUIRE_EQUAL(events.shut_down.size(), 1u);
-  CAF_CHECK_EQUAL(events.shut_down[0].node, "n0");
-  CAF_CHECK_EQUAL(events.shut_down[0].reason, "timeout");
-  CAF_REQUIRE_EQUAL(events.presence.size(), 1u);
-  CAF_CHECK_EQUAL(events.presence[0].uid, "bob");
-  CAF_CHECK(!events.presence[0].online);
-  CAF_CHECK_EQUAL(events.presence[0].reason, "node_lost");
+  CAF_REQUIRE_EQUAL(fired.shut_down.size(), 1u);
+  CAF_CHECK_EQUAL(fired.shut_down[0].node, "n0");
+  CAF_CHECK_EQUAL(fired.shut_down[0].reason, "timeout");
+  CAF_REQUIRE_EQUAL(fired.presence.size(), 1u);
+  CAF_CHECK_EQUAL(fired.presence[0].uid, "bob");
+  CAF_CHECK(!fired.presence[0].online);
+  CAF_CHECK_EQUAL(fired.presence[0].reason, "node_lost");
   // Once only.
   tick();
-  CAF_CHECK_EQUAL(events.shut_down.size(), 1u);
+  CAF_CHECK_EQUAL(fired.shut_down.size(), 1u);
 }
 
 CAF_TEST(a graceful stop of a peer fires SHUTDOWN once) {
@@ -152,13 +156,13 @@ CAF_TEST(a graceful stop of a peer fires SHUTDOWN once) {
   caf::anon_send(discovery_, shutdown_event{"n0", "graceful"});
   caf::anon_send(discovery_, shutdown_event{"n0", "graceful"});
   sched.run();
-  CAF_REQUIRE_EQUAL(events.shut_down.size(), 1u);
-  CAF_CHECK_EQUAL(events.shut_down[0].reason, "graceful");
+  CAF_REQUIRE_EQUAL(fired.shut_down.size(), 1u);
+  CAF_CHECK_EQUAL(fired.shut_down[0].reason, "graceful");
   // A hello from this node's own id is no peer.
   caf::anon_send(discovery_, atom::hello_v, std::string{"n1"}, uint64_t{1},
                  other_peer());
   sched.run();
-  CAF_CHECK_EQUAL(events.discovered, std::vector<std::string>{"n0"});
+  CAF_CHECK_EQUAL(fired.discovered, std::vector<std::string>{"n0"});
 }
 
 CAF_TEST(a shutdown of a node never discovered fires nothing) {
@@ -170,7 +174,7 @@ CAF_TEST(a shutdown of a node never discovered fires nothing) {
     caf::anon_send(discovery_,
                    shutdown_event{"ghost" + std::to_string(i), "graceful"});
   sched.run();
-  CAF_CHECK(events.shut_down.empty());
+  CAF_CHECK(fired.shut_down.empty());
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -6,11 +6,13 @@
 #include "actors/builtins.hpp"
 #include "actors/connection.hpp"
 #include "actors/event_bus.hpp"
-#include "actors/node_context.hpp"
+#include "actors/node_health.hpp"
+#include "actors/node_identity.hpp"
 #include "actors/peer.hpp"
 #include "actors/registry.hpp"
 #include "adapters/memory_store.hpp"
 #include "app/actor_config.hpp"
+#include "app/node_settings.hpp"
 
 #include <caf/test/dsl.hpp>
 
@@ -67,20 +69,17 @@ public:
   size_t scheduled_closes = 0;
 };
 
-/// A deterministic scheduler and a node context with default options.
+/// A deterministic scheduler, default options and what a node shares between
+/// its actors (as `node::start` makes them).
 struct node_fixture : ::test_coordinator_fixture<test_config> {
-  node_fixture() : ctx(std::make_shared<node_context>(make_options())) {
-    // nop
-  }
-
-  /// Actors and the node context reference each other: stop them all, or
-  /// the actor system waits for them forever.
+  /// Actors reference each other: stop them all, or the actor system waits
+  /// for them forever.
   ~node_fixture() override {
     for (auto& hdl : spawned)
       caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
-    for (auto hdl : {caf::actor_cast<caf::actor>(ctx->registry),
-                     caf::actor_cast<caf::actor>(ctx->peer),
-                     caf::actor_cast<caf::actor>(ctx->events)})
+    for (auto hdl : {caf::actor_cast<caf::actor>(registry),
+                     caf::actor_cast<caf::actor>(endpoint),
+                     caf::actor_cast<caf::actor>(events)})
       if (hdl)
         caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
     run();
@@ -101,7 +100,20 @@ struct node_fixture : ::test_coordinator_fixture<test_config> {
     return opts;
   }
 
-  node_context_ptr ctx;
+  options opts = make_options();
+  node_identity who = node_identity::draw(opts.node_id);
+  conn_id_source conn_ids{who};
+  node_health_ptr health = std::make_shared<node_health>();
+  std::shared_ptr<node_metrics> metrics = std::make_shared<node_metrics>();
+  std::shared_ptr<cluster_event_log> cluster_events =
+      std::make_shared<cluster_event_log>();
+  std::shared_ptr<behaviour_table> behaviours =
+      std::make_shared<behaviour_table>();
+  subscribed_events_ptr subscribed = std::make_shared<std::atomic<uint32_t>>(0);
+  registry_actor registry;
+  /// This node's PEER.
+  peer_endpoint_actor endpoint;
+  event_bus_actor events;
 };
 
 /// A node's actors as `node::start` wires them, on the memory store: event
@@ -110,14 +122,25 @@ struct node_fixture : ::test_coordinator_fixture<test_config> {
 struct builtins_fixture : node_fixture {
   builtins_fixture() {
     store = track(sys.spawn(memory_store, size_t{1000}, int64_t{3600000}));
-    ctx->events = sys.spawn(event_bus, ctx);
-    ctx->registry = sys.spawn(registry, ctx, store);
-    ctx->peer = sys.spawn(peer_endpoint, ctx, discovery_actor{});
-    handler = track(sys.spawn(builtins, ctx));
-    ctx->builtins = handler;
+    events = sys.spawn(event_bus, subscribed);
+    registry = sys.spawn(wsc::registry, settings::registry(opts, who, false),
+                         store, events, unread_actor{}, metrics);
+    endpoint = sys.spawn(peer_endpoint, settings::peer(opts, who), registry,
+                         discovery_actor{}, metrics);
+    caf::anon_send(registry, atom::peer_v, local_only{}, endpoint);
+    handler = track(sys.spawn(builtins, settings::builtins(opts), registry));
+    inline_builtins = handler;
     for (auto& type : builtin_frame_types())
-      ctx->behaviours.add(type, handler);
+      behaviours->add(type, handler);
     run();
+  }
+
+  /// What the connections share, from the options as they are now.
+  connection_env_ptr connection_setup() const {
+    return std::make_shared<const connection_env>(
+        connection_env{opts.request_timeout, opts.rate_limit,
+                       settings::builtins(opts), registry, events, subscribed,
+                       behaviours, inline_builtins, metrics, open_chain{}});
   }
 
   /// A CONNECTION of `uid` writing to `sink`; nothing run yet.
@@ -127,17 +150,17 @@ struct builtins_fixture : node_fixture {
                    const std::string& conn_id = {},
                    std::map<std::string, std::string> attributes = {}) {
     open_context opening{
-        conn_ref{ctx->node_id,
-                 conn_id.empty() ? ctx->next_conn_id() : conn_id,
-                 uid,
-                 {}},
+        conn_ref{who.id, conn_id.empty() ? conn_ids.next() : conn_id, uid, {}},
         {},
         std::move(attributes)};
-    return track(sys.spawn(connection, ctx, std::move(sink), opening));
+    return track(
+        sys.spawn(connection, connection_setup(), std::move(sink), opening));
   }
 
   state_store_actor store;
   behaviour_actor handler;
+  /// The BUILTINS actor the connections run inline (null: none, they ask it).
+  behaviour_actor inline_builtins;
 };
 
 } // namespace wsc::test

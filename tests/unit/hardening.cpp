@@ -129,12 +129,13 @@ CAF_TEST_FIXTURE_SCOPE(hardening_actors, test::node_fixture)
 
 CAF_TEST(an exception in the HTTP API answers 500 and the actor lives on) {
   auto store = track(sys.spawn(memory_store, size_t{10}, int64_t{1000}));
-  auto api = track(sys.spawn(http_api, ctx, store));
+  auto api = track(sys.spawn(http_api, settings::http_api(opts, who), registry,
+                             store, health, metrics, cluster_events));
   recorded_exchange rec;
   caf::anon_send(api, rec.make("/healthz", 1));
   run();
   CAF_CHECK_EQUAL(*rec.statuses, std::vector<unsigned>({200u, 500u}));
-  CAF_CHECK_EQUAL(ctx->metrics.internal_failures.load(), 1u);
+  CAF_CHECK_EQUAL(metrics->internal_failures.load(), 1u);
   rec.statuses->clear();
   caf::anon_send(api, rec.make("/healthz", 0));
   run();
@@ -143,8 +144,9 @@ CAF_TEST(an exception in the HTTP API answers 500 and the actor lives on) {
 
 CAF_TEST(healthz is 503 once a long - lived actor failed) {
   auto store = track(sys.spawn(memory_store, size_t{10}, int64_t{1000}));
-  auto api = track(sys.spawn(http_api, ctx, store));
-  ctx->failed_actor = "registry";
+  auto api = track(sys.spawn(http_api, settings::http_api(opts, who), registry,
+                             store, health, metrics, cluster_events));
+  health->failed_actor = "registry";
   recorded_exchange rec;
   caf::anon_send(api, rec.make("/healthz", 0));
   run();

@@ -52,7 +52,7 @@ caf::behavior recorder(caf::event_based_actor*,
 struct fixture : test::builtins_fixture {
   client open(const std::string& uid) {
     auto sink = std::make_shared<test::recording_sink>();
-    auto conn = ctx->next_conn_id();
+    auto conn = conn_ids.next();
     auto hdl = spawn_connection(uid, sink, conn);
     run();
     client result{hdl, sink, conn};
@@ -131,7 +131,7 @@ CAF_TEST(send reaches every connection of the receiver and acks) {
 CAF_TEST(the builtins actor answers like the inline path) {
   // A replaced built-in (or one restarted by its SUPERVISOR) is reached
   // through the BUILTINS actor: same answers.
-  ctx->builtins = behaviour_actor{};
+  inline_builtins = behaviour_actor{};
   auto alice = open("alice");
   auto bob = open("bob");
   say(alice, json{{"type", "send"}, {"id", 1}, {"to", "bob"}, {"data", "x"}});
@@ -277,7 +277,8 @@ CAF_TEST(the memory store ends session groups with the last connection) {
 }
 
 CAF_TEST(group limit and bad names) {
-  ctx->opts.max_groups = 2;
+  deref<registry_actor::stateful_base<registry_state>>(registry)
+      .state.cfg.max_groups = 2;
   auto alice = open("alice");
   say(alice, json{{"type", "join"}, {"id", 1}, {"group", "a"}});
   say(alice, json{{"type", "join"}, {"id", 2}, {"group", "b"}});
@@ -294,7 +295,7 @@ CAF_TEST(group limit and bad names) {
 CAF_TEST(events follow connections) {
   auto log = std::make_shared<std::vector<std::string>>();
   auto rec = track(sys.spawn(recorder, log));
-  caf::anon_send(ctx->events, atom::subscribe_v, uint32_t{on_all_events}, rec);
+  caf::anon_send(events, atom::subscribe_v, uint32_t{on_all_events}, rec);
   run();
   auto bob1 = open("bob");
   auto bob2 = open("bob");
@@ -310,13 +311,13 @@ CAF_TEST(events follow connections) {
   // A dead subscriber is dropped and costs nothing afterwards.
   caf::anon_send_exit(rec, caf::exit_reason::user_shutdown);
   run();
-  CAF_CHECK_EQUAL(ctx->subscribed_events.load(), 0u);
+  CAF_CHECK_EQUAL(subscribed->load(), 0u);
 }
 
 CAF_TEST(deliveries for other nodes go out as one batch per node) {
   std::vector<delivery_batch> received;
   auto peer = spawn_peer(received, true);
-  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
+  caf::anon_send(endpoint, atom::peer_up_v, local_only{}, std::string{"n2"},
                  peer);
   for (auto uid : {"carol", "dan"})
     self->send(store, atom::bind_v,
@@ -345,7 +346,7 @@ CAF_TEST(deliveries for other nodes go out as one batch per node) {
   // A batch from a peer reaches the local receivers.
   auto d = frames::make_delivery(delivery_kind::message, "zed", "42");
   d.uids = {"bob"};
-  caf::anon_send(ctx->registry, atom::remote_v, delivery_batch{"n2", {d}});
+  caf::anon_send(registry, atom::remote_v, delivery_batch{"n2", {d}});
   run();
   auto got = bob.received();
   CAF_REQUIRE_EQUAL(got.size(), 1u);
@@ -356,7 +357,7 @@ CAF_TEST(deliveries for other nodes go out as one batch per node) {
 CAF_TEST(a peer that stops confirming batches gets no more than the credit) {
   std::vector<delivery_batch> received;
   auto peer = spawn_peer(received, false); // never confirms
-  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
+  caf::anon_send(endpoint, atom::peer_up_v, local_only{}, std::string{"n2"},
                  peer);
   self->send(store, atom::bind_v, binding{"carol", "n2", "c1", 7});
   sched.run();
@@ -387,7 +388,7 @@ CAF_TEST(deliveries for a node without a connection go to the relay) {
         },
     };
   }));
-  caf::anon_send(ctx->peer, atom::relay_v, local_only{}, relay);
+  caf::anon_send(endpoint, atom::relay_v, local_only{}, relay);
   // carol is bound to n2, which this node has no CAF connection to.
   self->send(store, atom::bind_v, binding{"carol", "n2", "c1", 7});
   run();
@@ -406,7 +407,7 @@ CAF_TEST(deliveries for a node without a connection go to the relay) {
   // its credit goes to the relay instead of being dropped.
   std::vector<delivery_batch> unconfirmed;
   auto peer = spawn_peer(unconfirmed, false);
-  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
+  caf::anon_send(endpoint, atom::peer_up_v, local_only{}, std::string{"n2"},
                  peer);
   sched.run();
   auto sends = peer_state::max_in_flight + 5;
@@ -416,7 +417,7 @@ CAF_TEST(deliveries for a node without a connection go to the relay) {
     sched.run();
   }
   CAF_CHECK_EQUAL(relayed.size(), 1u);
-  caf::anon_send(ctx->peer, atom::peer_down_v, local_only{}, std::string{"n2"});
+  caf::anon_send(endpoint, atom::peer_down_v, local_only{}, std::string{"n2"});
   sched.run();
   CAF_REQUIRE_EQUAL(relayed.size(), 2u);
   CAF_CHECK_EQUAL(relayed[1].second.items.size(), 5u);
@@ -433,16 +434,16 @@ CAF_TEST(broadcasts reach cluster nodes without a link through the relay) {
         },
     };
   }));
-  caf::anon_send(ctx->peer, atom::relay_v, local_only{}, relay);
+  caf::anon_send(endpoint, atom::relay_v, local_only{}, relay);
   std::vector<delivery_batch> linked;
-  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
+  caf::anon_send(endpoint, atom::peer_up_v, local_only{}, std::string{"n2"},
                  spawn_peer(linked, true));
   // DISCOVERY lists n2 (linked), n3 (cut off) and this node itself.
-  caf::anon_send(ctx->peer, atom::nodes_v, local_only{},
+  caf::anon_send(endpoint, atom::nodes_v, local_only{},
                  std::vector<std::string>{"n1", "n2", "n3"});
   run();
   auto d = frames::make_delivery(delivery_kind::broadcast, {}, "\"all\"");
-  self->send(ctx->registry, atom::broadcast_v, d);
+  self->send(registry, atom::broadcast_v, d);
   run();
   CAF_REQUIRE_EQUAL(linked.size(), 1u);
   CAF_CHECK_EQUAL(linked[0].items.size(), 1u);
@@ -451,10 +452,10 @@ CAF_TEST(broadcasts reach cluster nodes without a link through the relay) {
   CAF_REQUIRE_EQUAL(relayed[0].second.items.size(), 1u);
   CAF_CHECK(relayed[0].second.items[0].kind == delivery_kind::broadcast);
   // n3 dropped out of the cluster: no more relaying to it.
-  caf::anon_send(ctx->peer, atom::nodes_v, local_only{},
+  caf::anon_send(endpoint, atom::nodes_v, local_only{},
                  std::vector<std::string>{"n2"});
   run();
-  self->send(ctx->registry, atom::broadcast_v, d);
+  self->send(registry, atom::broadcast_v, d);
   run();
   CAF_CHECK_EQUAL(relayed.size(), 1u);
   CAF_CHECK_EQUAL(linked.size(), 2u);
@@ -497,7 +498,7 @@ CAF_TEST(except skips connections and keeps durable numbering) {
 
 CAF_TEST(except lists count against the batch size) {
   std::vector<delivery_batch> received;
-  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
+  caf::anon_send(endpoint, atom::peer_up_v, local_only{}, std::string{"n2"},
                  spawn_peer(received, true));
   self->send(store, atom::bind_v, binding{"carol", "n2", "c1", 7});
   run();
@@ -540,7 +541,7 @@ CAF_TEST(to_conn reaches one local connection or says why not ) {
   CAF_REQUIRE_EQUAL(ack.size(), 1u);
   CAF_CHECK_EQUAL(ack[0]["delivered"], true);
   // Unknown here, and a node that is not in the cluster: gone.
-  for (auto target : {ctx->node_id + ".0.999", std::string{"n9.0.1"}}) {
+  for (auto target : {who.id + ".0.999", std::string{"n9.0.1"}}) {
     say(alice, json{{"type", "send"}, {"to_conn", target}, {"data", 6}});
     auto answer = alice.received();
     CAF_REQUIRE_EQUAL(answer.size(), 1u);
@@ -549,7 +550,7 @@ CAF_TEST(to_conn reaches one local connection or says why not ) {
   }
   // A peer's connection: asked of that peer, which answers.
   std::vector<delivery_batch> received;
-  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
+  caf::anon_send(endpoint, atom::peer_up_v, local_only{}, std::string{"n2"},
                  spawn_peer(received, true));
   run();
   say(alice, json{{"type", "send"}, {"to_conn", "n2.0.1"}, {"data", 7}});
@@ -565,13 +566,12 @@ CAF_TEST(disconnect and drain close connections) {
   auto bob1 = open("bob");
   auto bob2 = open("bob");
   auto carol = open("carol");
-  self->send(ctx->registry, atom::disconnect_v, std::string{"bob"},
-             uint16_t{4001});
+  self->send(registry, atom::disconnect_v, std::string{"bob"}, uint16_t{4001});
   run();
   CAF_CHECK_EQUAL(bob1.sink->close_code, 4001);
   CAF_CHECK_EQUAL(bob2.sink->close_code, 4001);
   CAF_CHECK_EQUAL(carol.sink->close_code, 0);
-  self->send(ctx->registry, atom::drain_v, uint32_t{1000});
+  self->send(registry, atom::drain_v, uint32_t{1000});
   run();
   auto bye = carol.received();
   CAF_REQUIRE_EQUAL(bye.size(), 1u);
@@ -598,7 +598,7 @@ CAF_TEST(the rate limiter refuses then asks to close) {
 }
 
 CAF_TEST(a flooding client gets rate_limited then 1008) {
-  ctx->opts.rate_limit = 5;
+  opts.rate_limit = 5;
   auto alice = open("alice");
   for (int i = 0; i < 30; ++i)
     caf::anon_send(alice.handle, atom::frame_v,
@@ -624,13 +624,13 @@ CAF_TEST(malformed deliveries from a peer are dropped and the registry lives) {
   bad_kind.kind = static_cast<delivery_kind>(99);
   auto bad_uid = valid;
   bad_uid.uids = {"\xff"};
-  caf::anon_send(ctx->registry, atom::remote_v,
+  caf::anon_send(registry, atom::remote_v,
                  delivery_batch{"n2", {bad_kind, bad_uid, valid}});
   run();
   auto got = bob.received();
   CAF_REQUIRE_EQUAL(got.size(), 1u);
   CAF_CHECK_EQUAL(got[0]["from"], "zed");
-  CAF_CHECK_EQUAL(ctx->metrics.rejected_deliveries.load(), 2u);
+  CAF_CHECK_EQUAL(metrics->rejected_deliveries.load(), 2u);
   // Still serving: a new connection opens and messages flow.
   auto carol = open("carol");
   say(carol, json{{"type", "send"}, {"id", 1}, {"to", "bob"}, {"data", 2}});
@@ -643,7 +643,7 @@ CAF_TEST(malformed deliveries from a peer are dropped and the registry lives) {
 CAF_TEST(a send over the fan - out budget is too_large and stores nothing) {
   auto alice = open("alice");
   auto bob = open("bob");
-  std::string big(ctx->opts.max_fanout_bytes / 2, 'x');
+  std::string big(opts.max_fanout_bytes / 2, 'x');
   say(alice, json{{"type", "send"},
                   {"id", 1},
                   {"to", {"bob", "carol", "dan"}},

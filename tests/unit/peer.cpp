@@ -38,6 +38,7 @@ struct fixture : test::builtins_fixture {
   discovery_actor spawn_discovery(discovery_log& log) {
     return track(sys.spawn([&log]() -> discovery_actor::behavior_type {
       return {
+          [](atom::peer, local_only, peer_endpoint_actor&) {},
           [](atom::start, std::string&) {},
           [](atom::tick) {},
           [&log](shutdown_event& ev) { log.shutdowns.push_back(ev); },
@@ -95,7 +96,8 @@ CAF_TEST_FIXTURE_SCOPE(peer_tests, fixture)
 
 CAF_TEST(hello and shutdown from a peer go straight to DISCOVERY) {
   discovery_log log;
-  auto peer = track(sys.spawn(peer_endpoint, ctx, spawn_discovery(log)));
+  auto peer = track(sys.spawn(peer_endpoint, settings::peer(opts, who),
+                              registry, spawn_discovery(log), metrics));
   remote_log remote;
   auto other = spawn_remote(remote);
   caf::anon_send(peer, atom::hello_v, std::string{"n2"}, uint64_t{7},
@@ -108,12 +110,12 @@ CAF_TEST(hello and shutdown from a peer go straight to DISCOVERY) {
 }
 
 CAF_TEST(ping answers the node id and incarnation) {
-  auto answer = self->request(ctx->peer, caf::infinite, atom::ping_v);
+  auto answer = self->request(endpoint, caf::infinite, atom::ping_v);
   sched.run();
   answer.receive(
       [&](std::string& id, uint64_t incarnation) {
         CAF_CHECK_EQUAL(id, "n1");
-        CAF_CHECK_EQUAL(incarnation, ctx->incarnation);
+        CAF_CHECK_EQUAL(incarnation, who.incarnation);
       },
       [](caf::error& err) { CAF_FAIL("ping failed: " << to_string(err)); });
 }
@@ -125,26 +127,26 @@ CAF_TEST(a batch from a peer reaches the connections before its credit) {
   bob_sink->take(); // welcome
   auto bad = message(2);
   bad.kind = static_cast<delivery_kind>(99);
-  self->request(ctx->peer, caf::infinite, atom::remote_v,
+  self->request(endpoint, caf::infinite, atom::remote_v,
                 delivery_batch{"n2", {message(1), bad}});
   // The PEER hands the batch on; the REGISTRY answers the peer.
-  expect((atom::remote, delivery_batch), from(self).to(ctx->peer));
-  expect((atom::remote, delivery_batch), from(self).to(ctx->registry));
+  expect((atom::remote, delivery_batch), from(self).to(endpoint));
+  expect((atom::remote, delivery_batch), from(self).to(registry));
   CAF_CHECK_EQUAL(bob_sink->take().size(), 1u);
-  expect((atom::ok), from(ctx->registry).to(self));
-  CAF_CHECK_EQUAL(ctx->metrics.rejected_deliveries.load(), 1u);
+  expect((atom::ok), from(registry).to(self));
+  CAF_CHECK_EQUAL(metrics->rejected_deliveries.load(), 1u);
 }
 
 CAF_TEST(a to_conn send from a peer is answered by the REGISTRY) {
   auto bob_sink = std::make_shared<test::recording_sink>();
-  auto conn = ctx->next_conn_id();
+  auto conn = conn_ids.next();
   spawn_connection("bob", bob_sink, conn);
   sched.run();
   bob_sink->take();
   auto d = message(1);
   d.uids.clear();
   d.to_conn = conn;
-  auto answer = self->request(ctx->peer, caf::infinite, atom::deliver_v, d);
+  auto answer = self->request(endpoint, caf::infinite, atom::deliver_v, d);
   sched.run();
   answer.receive([](uint32_t n) { CAF_CHECK_EQUAL(n, 1u); },
                  [](caf::error& err) { CAF_FAIL(to_string(err)); });
@@ -154,12 +156,12 @@ CAF_TEST(a to_conn send from a peer is answered by the REGISTRY) {
 CAF_TEST(each confirmed batch gives one credit back) {
   remote_log remote;
   auto remote_handle = spawn_remote(remote);
-  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
+  caf::anon_send(endpoint, atom::peer_up_v, local_only{}, std::string{"n2"},
                  remote_handle);
   sched.run();
   auto sends = peer_state::max_in_flight + 3;
   for (uint32_t i = 0; i < sends; ++i) {
-    caf::anon_send(ctx->peer, atom::route_v, local_only{},
+    caf::anon_send(endpoint, atom::route_v, local_only{},
                    message(static_cast<int>(i)), route_to("n2", "bob"));
     sched.run(); // one batch per turn: nothing else queued
   }
@@ -176,11 +178,11 @@ CAF_TEST(each confirmed batch gives one credit back) {
 
 CAF_TEST(the local part of a route stays with the REGISTRY) {
   remote_log remote;
-  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
+  caf::anon_send(endpoint, atom::peer_up_v, local_only{}, std::string{"n2"},
                  spawn_remote(remote));
   auto routes = route_to("n1", "bob");
   routes.nodes.push_back(route_to("n2", "carol").nodes[0]);
-  caf::anon_send(ctx->peer, atom::route_v, local_only{}, message(1), routes);
+  caf::anon_send(endpoint, atom::route_v, local_only{}, message(1), routes);
   sched.run();
   CAF_REQUIRE_EQUAL(remote.batches.size(), 1u);
   CAF_REQUIRE_EQUAL(remote.batches[0].items.size(), 1u);
@@ -189,21 +191,21 @@ CAF_TEST(the local part of a route stays with the REGISTRY) {
 }
 
 CAF_TEST(deliveries for a node without a link or relay are counted) {
-  caf::anon_send(ctx->peer, atom::route_v, local_only{}, message(1),
+  caf::anon_send(endpoint, atom::route_v, local_only{}, message(1),
                  route_to("n9", "bob"));
   sched.run();
-  CAF_CHECK_EQUAL(ctx->metrics.undeliverable.load(), 1u);
-  auto text = ctx->metrics.render(0, false, true);
+  CAF_CHECK_EQUAL(metrics->undeliverable.load(), 1u);
+  auto text = metrics->render(0, false, true);
   CAF_CHECK(text.find("wscluster_undeliverable_total 1\n") !=
             std::string::npos);
 }
 
 CAF_TEST(a batch that times out gives its credit back and the PEER lives) {
   remote_log remote;
-  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
+  caf::anon_send(endpoint, atom::peer_up_v, local_only{}, std::string{"n2"},
                  spawn_remote(remote));
   for (int i = 0; i < static_cast<int>(peer_state::max_in_flight); ++i) {
-    caf::anon_send(ctx->peer, atom::route_v, local_only{}, message(i),
+    caf::anon_send(endpoint, atom::route_v, local_only{}, message(i),
                    route_to("n2", "bob"));
     sched.run();
   }
@@ -211,11 +213,11 @@ CAF_TEST(a batch that times out gives its credit back and the PEER lives) {
   // The peer never confirms: every request fails with a timeout.
   sched.trigger_timeouts();
   sched.run();
-  caf::anon_send(ctx->peer, atom::route_v, local_only{}, message(99),
+  caf::anon_send(endpoint, atom::route_v, local_only{}, message(99),
                  route_to("n2", "bob"));
   sched.run();
   CAF_CHECK_EQUAL(remote.batches.size(), peer_state::max_in_flight + 1u);
-  auto answer = self->request(ctx->peer, caf::infinite, atom::ping_v);
+  auto answer = self->request(endpoint, caf::infinite, atom::ping_v);
   sched.run();
   answer.receive([](std::string&, uint64_t) {},
                  [](caf::error& err) { CAF_FAIL(to_string(err)); });
@@ -223,11 +225,11 @@ CAF_TEST(a batch that times out gives its credit back and the PEER lives) {
 
 CAF_TEST(deliveries waiting behind batches that time out leave then) {
   remote_log remote;
-  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
+  caf::anon_send(endpoint, atom::peer_up_v, local_only{}, std::string{"n2"},
                  spawn_remote(remote));
   auto sends = static_cast<int>(peer_state::max_in_flight) + 2;
   for (int i = 0; i < sends; ++i) {
-    caf::anon_send(ctx->peer, atom::route_v, local_only{}, message(i),
+    caf::anon_send(endpoint, atom::route_v, local_only{}, message(i),
                    route_to("n2", "bob"));
     sched.run();
   }
@@ -248,7 +250,7 @@ CAF_TEST(a to_conn send to another node says whether it arrived) {
     d.uids.clear();
     d.to_conn = conn;
     auto answer =
-        self->request(ctx->peer, caf::infinite, atom::send_v, local_only{}, d);
+        self->request(endpoint, caf::infinite, atom::send_v, local_only{}, d);
     sched.run();
     delivery_report report;
     answer.receive([&](delivery_report& r) { report = std::move(r); },
@@ -268,8 +270,8 @@ CAF_TEST(a to_conn send to another node says whether it arrived) {
         },
     };
   }));
-  caf::anon_send(ctx->peer, atom::relay_v, local_only{}, relay);
-  caf::anon_send(ctx->peer, atom::nodes_v, local_only{},
+  caf::anon_send(endpoint, atom::relay_v, local_only{}, relay);
+  caf::anon_send(endpoint, atom::nodes_v, local_only{},
                  std::vector<std::string>{"n1", "n3"});
   sched.run();
   auto unconfirmed = ask("n3.0.1");
@@ -277,7 +279,7 @@ CAF_TEST(a to_conn send to another node says whether it arrived) {
   CAF_CHECK_EQUAL(relayed, std::vector<std::string>{"n3"});
   // Linked: the peer answers how many connections got it.
   remote_log remote;
-  caf::anon_send(ctx->peer, atom::peer_up_v, local_only{}, std::string{"n2"},
+  caf::anon_send(endpoint, atom::peer_up_v, local_only{}, std::string{"n2"},
                  spawn_remote(remote));
   sched.run();
   auto linked = ask("n2.0.1");

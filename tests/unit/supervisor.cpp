@@ -30,7 +30,8 @@ struct fixture : test::node_fixture {
   }
 
   supervisor_actor watch(behaviour_actor hdl, behaviour_factory f) {
-    auto sup = track(sys.spawn(supervisor, ctx, std::move(hdl), std::move(f)));
+    auto sup = track(sys.spawn(supervisor, behaviours, health, std::move(hdl),
+                               std::move(f)));
     run();
     return sup;
   }
@@ -53,21 +54,21 @@ CAF_TEST_FIXTURE_SCOPE(supervisor_tests, fixture)
 CAF_TEST(a failed behaviour is replaced for every type it had) {
   auto first = sys.spawn(dummy);
   auto other = track(sys.spawn(dummy));
-  ctx->behaviours.add("bot.*", first);
-  ctx->behaviours.add("bot.admin", first);
-  ctx->behaviours.add("echo", other);
+  behaviours->add("bot.*", first);
+  behaviours->add("bot.admin", first);
+  behaviours->add("echo", other);
   auto sup = watch(first, factory());
   kill(first);
-  auto second = ctx->behaviours.find("bot.ask");
+  auto second = behaviours->find("bot.ask");
   CAF_REQUIRE(second);
   CAF_CHECK(second != first);
-  CAF_CHECK(ctx->behaviours.find("bot.admin") == second);
-  CAF_CHECK(ctx->behaviours.find("echo") == other);
+  CAF_CHECK(behaviours->find("bot.admin") == second);
+  CAF_CHECK(behaviours->find("echo") == other);
   CAF_CHECK_EQUAL(*made, 1);
   CAF_CHECK_EQUAL(restarts(sup), 1u);
   // The replacement is watched in turn.
   kill(second);
-  auto third = ctx->behaviours.find("bot.ask");
+  auto third = behaviours->find("bot.ask");
   CAF_CHECK(third && third != second);
   CAF_CHECK_EQUAL(restarts(sup), 2u);
   // Stopping the SUPERVISOR stops the behaviour it watches.
@@ -79,37 +80,37 @@ CAF_TEST(a failed behaviour is replaced for every type it had) {
 
 CAF_TEST(without a factory the registrations go) {
   auto hdl = sys.spawn(dummy);
-  ctx->behaviours.add("doomed.*", hdl);
+  behaviours->add("doomed.*", hdl);
   watch(hdl, {});
   kill(hdl);
-  CAF_CHECK(!ctx->behaviours.find("doomed.x"));
+  CAF_CHECK(!behaviours->find("doomed.x"));
 }
 
 CAF_TEST(a draining node replaces nothing) {
   auto hdl = sys.spawn(dummy);
-  ctx->behaviours.add("bot.*", hdl);
+  behaviours->add("bot.*", hdl);
   watch(hdl, factory());
-  ctx->draining = true;
+  health->draining = true;
   kill(hdl);
   CAF_CHECK_EQUAL(*made, 0);
-  CAF_CHECK(ctx->behaviours.find("bot.x") == hdl);
+  CAF_CHECK(behaviours->find("bot.x") == hdl);
 }
 
 CAF_TEST(repeated failures back off) {
   auto hdl = sys.spawn(dummy);
-  ctx->behaviours.add("bot.*", hdl);
+  behaviours->add("bot.*", hdl);
   auto sup = watch(hdl, factory());
   for (size_t i = 0; i < supervisor_state::burst; ++i)
-    kill(ctx->behaviours.find("bot.x"));
+    kill(behaviours->find("bot.x"));
   CAF_CHECK_EQUAL(restarts(sup), supervisor_state::burst);
-  auto dead = ctx->behaviours.find("bot.x");
+  auto dead = behaviours->find("bot.x");
   kill(dead);
   // Still the dead handle: clients get `internal` meanwhile.
-  CAF_CHECK(ctx->behaviours.find("bot.x") == dead);
+  CAF_CHECK(behaviours->find("bot.x") == dead);
   CAF_CHECK_EQUAL(restarts(sup), supervisor_state::burst);
   sched.advance_time(supervisor_state::backoff);
   sched.run();
-  CAF_CHECK(ctx->behaviours.find("bot.x") != dead);
+  CAF_CHECK(behaviours->find("bot.x") != dead);
   CAF_CHECK_EQUAL(restarts(sup), supervisor_state::burst + 1);
 }
 

@@ -55,13 +55,14 @@ webhook_item item(int n, int64_t since = 0) {
 
 struct fixture : test::node_fixture {
   fixture() {
-    ctx->opts.webhook_url = "http://127.0.0.1:9/hook";
-    ctx->opts.webhook_secret = "Jefe";
-    ctx->opts.webhook_events = {"online", "offline", "register"};
-    ctx->opts.webhook_retry_base = options::duration{100};
-    ctx->opts.webhook_retry_window = options::duration{60'000};
+    opts.webhook_url = "http://127.0.0.1:9/hook";
+    opts.webhook_secret = "Jefe";
+    opts.webhook_events = {"online", "offline", "register"};
+    opts.webhook_retry_base = options::duration{100};
+    opts.webhook_retry_window = options::duration{60'000};
     client = std::make_shared<fake_client>();
-    hook = track(sys.spawn(webhook, ctx, client));
+    hook = track(
+        sys.spawn(webhook, settings::webhook(opts), who, metrics, client));
     run();
   }
 
@@ -168,7 +169,7 @@ CAF_TEST(a full batch goes out at once and the next waits for the answer) {
   CAF_REQUIRE_EQUAL(next.size(), 1u);
   CAF_CHECK_EQUAL(next[0]["events"].size(), 50u);
   CAF_CHECK_EQUAL(next[0]["events"][49]["uid"], "u149");
-  CAF_CHECK_EQUAL(ctx->metrics.webhook_sent.load(), 150u);
+  CAF_CHECK_EQUAL(metrics->webhook_sent.load(), 150u);
 }
 
 CAF_TEST(a small batch waits for the batch delay) {
@@ -195,14 +196,14 @@ CAF_TEST(a failed batch is retried with the same ids after a backoff) {
   auto first = answer(false);
   CAF_REQUIRE_EQUAL(first.size(), 1u);
   CAF_CHECK(client->take().empty()); // waits for the back-off
-  CAF_CHECK_EQUAL(ctx->metrics.webhook_retried.load(), 1u);
+  CAF_CHECK_EQUAL(metrics->webhook_retried.load(), 1u);
   sched.trigger_timeouts();
   run_pending();
   auto second = answer(true);
   CAF_REQUIRE_EQUAL(second.size(), 1u);
   CAF_CHECK_EQUAL(second[0]["events"], first[0]["events"]);
-  CAF_CHECK_EQUAL(ctx->metrics.webhook_sent.load(), 1u);
-  CAF_CHECK_EQUAL(ctx->metrics.webhook_dropped.load(), 0u);
+  CAF_CHECK_EQUAL(metrics->webhook_sent.load(), 1u);
+  CAF_CHECK_EQUAL(metrics->webhook_dropped.load(), 0u);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

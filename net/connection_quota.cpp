@@ -1,0 +1,35 @@
+#include "net/connection_quota.hpp"
+
+namespace wsc {
+
+bool connection_quota::acquire(const std::string& uid,
+                               const std::string& address, uint64_t per_uid,
+                               uint64_t per_address) {
+  std::lock_guard guard{mtx_};
+  auto& of_uid = by_uid_[uid];
+  auto& of_address = by_address_[address];
+  if ((per_uid != 0 && of_uid >= per_uid) ||
+      (per_address != 0 && of_address >= per_address)) {
+    if (of_uid == 0)
+      by_uid_.erase(uid);
+    if (of_address == 0)
+      by_address_.erase(address);
+    return false;
+  }
+  ++of_uid;
+  ++of_address;
+  return true;
+}
+
+void connection_quota::release(const std::string& uid,
+                               const std::string& address) {
+  std::lock_guard guard{mtx_};
+  auto give_back = [](auto& map, const std::string& key) {
+    if (auto i = map.find(key); i != map.end() && --i->second == 0)
+      map.erase(i);
+  };
+  give_back(by_uid_, uid);
+  give_back(by_address_, address);
+}
+
+} // namespace wsc
