@@ -33,6 +33,11 @@ public:
 
   verdict take(clock::time_point now = clock::now());
 
+  /// Takes `frames` more frames' worth from the bucket for a frame that
+  /// passed `take` and costs more than one (a query of many uids); the
+  /// bucket may go into debt, which the next frames pay.
+  void charge(double frames) { tokens_ -= frames; }
+
 private:
   double rate_;
   double tokens_;

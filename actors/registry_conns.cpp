@@ -79,7 +79,7 @@ void registry_state::on_bound(const conn_ref& who, int64_t since,
   // Bound first, then read: a message stored after the read is routed here
   // and held until the replay went out.
   self->request(store, store_timeout, atom::inbox_v, who.uid, who.device, since,
-                inbox_pages::max_count)
+                connections.at(who.conn).pages.count())
       .then(
           [this, who, came_online, rp](inbox_replay& replay) mutable {
             open(who.conn, &replay, false);

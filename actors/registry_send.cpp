@@ -131,7 +131,6 @@ caf::result<delivery_report> registry_state::send(delivery d) {
       rp.deliver(std::move(report));
       return;
     }
-    d.idem.clear(); // the receivers need no idem
     auto report = report_per_uid(d, routes);
     dispatch(std::move(d), std::move(routes), report.uids.size());
     rp.deliver(std::move(report));
@@ -189,7 +188,6 @@ caf::result<delivery_report> registry_state::publish(delivery d) {
       rp.deliver(std::move(report));
       return;
     }
-    d.idem.clear();
     report.unavailable = routes.unavailable;
     auto receivers = receivers_of(routes);
     // The store checked a durable publish against every member; a volatile
@@ -233,7 +231,9 @@ void registry_state::dispatch(delivery d, route_table routes,
                               size_t receivers) {
   settle(d);
   if (d.durable)
-    budgets.charge(d.from, receivers, d.data.size(), new_inboxes_of(routes));
+    budgets.charge(d.from, receivers, d.data.size(), new_inboxes_of(routes),
+                   d.idem.size());
+  d.idem.clear(); // the receivers need no idem
   watch_unread(d, routes);
   route(std::move(d), std::move(routes));
 }

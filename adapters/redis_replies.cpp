@@ -231,7 +231,7 @@ std::vector<bool> read_unread(const std::vector<redis_reply_ptr>& replies,
 caf::expected<std::vector<std::string>> read_members(const redisReply* r,
                                                      size_t limit) {
   if (!is_array(r))
-    return unexpected_reply("SMEMBERS");
+    return unexpected_reply("SRANDMEMBER");
   std::vector<std::string> uids;
   uids.reserve(r->elements);
   for (size_t i = 0; i < r->elements; ++i)

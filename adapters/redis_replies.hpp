@@ -119,7 +119,8 @@ std::vector<bool> read_unread(const std::vector<redis_reply_ptr>& replies,
 
 // -- groups and counts --------------------------------------------------------
 
-/// The first `limit` uids of a group's members (SMEMBERS) in byte order.
+/// At most `limit` uids of a group (SRANDMEMBER: all of them when it has no
+/// more), in byte order.
 caf::expected<std::vector<std::string>> read_members(const redisReply* r,
                                                      size_t limit);
 

@@ -8,6 +8,7 @@
 #include "adapters/redis_replies.hpp"
 #include "adapters/redis_store_detail.hpp"
 #include "adapters/redis_store_state.hpp"
+#include "flow/inbox_pages.hpp"
 #include "protocol/error.hpp"
 #include "protocol/frames.hpp"
 #include "util/log.hpp"
@@ -320,7 +321,8 @@ job redis_store_state::inbox(std::string uid, std::string device, int64_t since,
       redis_command{script::inbox,
                     key,
                     {std::move(uid), std::move(device), std::to_string(since),
-                     std::to_string(std::min(limit, cfg.max_replay_page))}});
+                     std::to_string(std::min(limit, cfg.max_replay_page)),
+                     std::to_string(inbox_pages::max_bytes)}});
   result.step =
       one_stage([key, since](job& j) { return answer_inbox(j, key, since); });
   return result;

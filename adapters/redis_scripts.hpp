@@ -485,11 +485,12 @@ end
 return redis.call('SMEMBERS', g)
 )lua",
     // inbox: KEYS[1] routes; ARGV = P, uid, device, since (-1: the device's
-    // cursor), limit.
+    // cursor), limit, max_bytes.
     // Returns cursor, last seq, oldest retained seq (last + 1 if none), 1 if
     // more entries follow the page else 0, then at most `limit` entries
-    // ({id, fields}) after the cursor, oldest first: one XRANGE from the
-    // cursor, never the whole stream.
+    // ({id, fields}) after the cursor, oldest first, whose values hold at
+    // most max_bytes (at least one entry): one XRANGE from the cursor, never
+    // the whole stream, and a reply bounded in bytes.
     R"lua(
 local uid = ARGV[2]
 local inbox = ukey(uid, 'in')
@@ -508,11 +509,29 @@ if count(cursor + 1) then
   end
 end
 local more = 0
-local last
 if #page > limit then
   more = 1
   page[#page] = nil
-elseif #page > 0 then
+end
+local max_bytes = count(ARGV[6])
+if max_bytes then
+  local bytes = 0
+  for i, e in ipairs(page) do
+    local fields = e[2]
+    for k = 2, #fields, 2 do
+      bytes = bytes + #fields[k]
+    end
+    if i > 1 and bytes > max_bytes then
+      for j = #page, i, -1 do
+        page[j] = nil
+      end
+      more = 1
+      break
+    end
+  end
+end
+local last
+if more == 0 and #page > 0 then
   last = id_seq(page[#page][1]) -- the page ends with the newest entry
 end
 last = last or last_seq(inbox)

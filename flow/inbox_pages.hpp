@@ -19,6 +19,11 @@ public:
   /// Messages asked for per read at most.
   static constexpr uint32_t max_count = 64;
 
+  /// Messages asked for by a connection's first read, before it saw their
+  /// size: every reconnect with a device reads a page, and the store reads
+  /// this many whole messages before it cuts the page to `max_bytes`.
+  static constexpr uint32_t first_count = 8;
+
   /// Bytes of messages a page keeps at most (at least one message).
   static constexpr uint64_t max_bytes = 256 * 1024;
 
@@ -35,7 +40,7 @@ public:
   void fit(inbox_replay& page);
 
 private:
-  uint32_t count_ = max_count;
+  uint32_t count_ = first_count;
 };
 
 } // namespace wsc

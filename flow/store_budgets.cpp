@@ -30,9 +30,13 @@ bool store_budgets::may_store(const std::string& uid, clock::time_point now,
 }
 
 void store_budgets::charge(const std::string& uid, size_t receivers,
-                           size_t payload_bytes, size_t new_inboxes) {
+                           size_t payload_bytes, size_t new_inboxes,
+                           size_t idem_bytes) {
   if (auto i = buckets_.find(uid); i != buckets_.end())
-    i->second.tokens -= cost(receivers, payload_bytes, new_inboxes);
+    i->second.tokens -=
+        cost(receivers, payload_bytes, new_inboxes) +
+        (idem_bytes > 0 ? static_cast<double>(idem_record_bytes + idem_bytes)
+                        : 0.0);
 }
 
 void store_budgets::reserve(const std::string& uid, size_t receivers,

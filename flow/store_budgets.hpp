@@ -58,11 +58,17 @@ public:
   /// many new uids stored ~68x the budget (helper-29's probe).
   static constexpr size_t new_inbox_bytes = 4400;
 
+  /// What the record of a message's `idem` costs the store besides the
+  /// idem itself, kept for `idempotency-window` (helper-31's probe: ~200
+  /// bytes of Redis per idem key, uncharged before).
+  static constexpr size_t idem_record_bytes = 200;
+
   /// Takes what a stored message cost from `uid`'s bucket: each receiver's
   /// copy, its payload and ~64 bytes of bookkeeping, plus `new_inboxes`
-  /// inboxes it started (its copy was seq 1).
+  /// inboxes it started (its copy was seq 1), plus the record of its idem
+  /// (`idem_bytes` long; 0: none).
   void charge(const std::string& uid, size_t receivers, size_t payload_bytes,
-              size_t new_inboxes = 0);
+              size_t new_inboxes = 0, size_t idem_bytes = 0);
 
   /// Once there are buckets for more than twice `connected_uids` (plus
   /// 1024), drops those of uids not `connected` that are full again: a

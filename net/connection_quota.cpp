@@ -24,12 +24,30 @@ bool connection_quota::acquire(const std::string& uid,
 void connection_quota::release(const std::string& uid,
                                const std::string& address) {
   std::lock_guard guard{mtx_};
-  auto give_back = [](auto& map, const std::string& key) {
-    if (auto i = map.find(key); i != map.end() && --i->second == 0)
-      map.erase(i);
-  };
   give_back(by_uid_, uid);
   give_back(by_address_, address);
+}
+
+bool connection_quota::acquire_socket(const std::string& address,
+                                      uint64_t per_address) {
+  if (per_address == 0)
+    return true;
+  std::lock_guard guard{mtx_};
+  auto& n = sockets_by_address_[address];
+  if (n >= per_address)
+    return false; // n > 0: the entry was there
+  ++n;
+  return true;
+}
+
+void connection_quota::release_socket(const std::string& address) {
+  std::lock_guard guard{mtx_};
+  give_back(sockets_by_address_, address);
+}
+
+void connection_quota::give_back(counts& map, const std::string& key) {
+  if (auto i = map.find(key); i != map.end() && --i->second == 0)
+    map.erase(i);
 }
 
 } // namespace wsc

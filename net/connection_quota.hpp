@@ -8,9 +8,10 @@
 namespace wsc {
 
 /// Open WebSocket connections per uid and per client address on this node
-/// (`max-connections-per-uid`, `max-connections-per-address`). A slot is
-/// taken at the handshake and given back when the session ends; every call
-/// may come from any thread.
+/// (`max-connections-per-uid`, `max-connections-per-address`), and sockets
+/// per client address that have not become a WebSocket (yet). A slot is
+/// taken at the handshake (a socket's at accept) and given back when the
+/// session ends; every call may come from any thread.
 class connection_quota {
 public:
   /// Takes a slot for `uid` connecting from `address`; false, taking
@@ -21,10 +22,24 @@ public:
   /// Gives back a slot taken by `acquire`.
   void release(const std::string& uid, const std::string& address);
 
+  /// Takes a slot for an accepted socket from `address` that is no
+  /// WebSocket yet; false, taking nothing, at `per_address` (0: no limit).
+  /// Without it, sockets that never finish their request were bounded per
+  /// node only: one address held them all (helper-31's probe).
+  bool acquire_socket(const std::string& address, uint64_t per_address);
+
+  /// Gives back a slot taken by `acquire_socket`.
+  void release_socket(const std::string& address);
+
 private:
+  using counts = std::unordered_map<std::string, uint64_t>;
+
+  static void give_back(counts& map, const std::string& key);
+
   std::mutex mtx_;
-  std::unordered_map<std::string, uint64_t> by_uid_;
-  std::unordered_map<std::string, uint64_t> by_address_;
+  counts by_uid_;
+  counts by_address_;
+  counts sockets_by_address_;
 };
 
 } // namespace wsc

@@ -35,13 +35,16 @@ bool is_api_path(std::string_view target) {
 } // namespace
 
 http_session::http_session(tcp::socket&& socket,
-                           std::shared_ptr<const http_shared> shared)
-    : stream_(std::move(socket)), shared_(std::move(shared)) {
+                           std::shared_ptr<const http_shared> shared,
+                           std::string address)
+    : stream_(std::move(socket)), shared_(std::move(shared)),
+      address_(std::move(address)) {
   ++*shared_->http_sessions;
 }
 
 http_session::~http_session() {
   --*shared_->http_sessions;
+  shared_->setup->quota->release_socket(address_);
 }
 
 void http_session::run() {
@@ -158,10 +161,7 @@ void http_session::upgrade(http::request<http::string_body> req) {
   for (auto& field : req)
     ctx.request.headers[lower(field.name_string())] =
         std::string{field.value()};
-  beast::error_code ec;
-  auto remote = stream_.socket().remote_endpoint(ec);
-  if (!ec)
-    ctx.request.remote_address = remote.address().to_string();
+  ctx.request.remote_address = address_;
   if (auto rejection = shared_->chain.run(ctx))
     return reject(rejection->status, rejection->reason);
   // Durable resume: the device whose cursor to use, or an explicit `since`.

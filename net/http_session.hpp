@@ -35,7 +35,10 @@ struct http_shared {
 /// upgrades to a WebSocket at /ws, which the handshake chain must admit.
 class http_session : public std::enable_shared_from_this<http_session> {
 public:
-  http_session(tcp::socket&& socket, std::shared_ptr<const http_shared> shared);
+  /// `address`: the client's, for which the listener took a socket slot
+  /// (`connection_quota::acquire_socket`); the session gives it back.
+  http_session(tcp::socket&& socket, std::shared_ptr<const http_shared> shared,
+               std::string address);
 
   ~http_session();
 
@@ -59,6 +62,7 @@ private:
   std::shared_ptr<const http_shared> shared_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<http::response<http::string_body>> response_;
+  std::string address_;
 };
 
 } // namespace wsc::net

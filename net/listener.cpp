@@ -1,6 +1,7 @@
 #include "net/listener.hpp"
 
 #include "loop/loop_coordinator.hpp"
+#include "net/connection_quota.hpp"
 #include "util/log.hpp"
 
 #include <algorithm>
@@ -12,8 +13,9 @@ namespace {
 /// Sockets in the HTTP phase (handshakes under way, API clients) allowed on
 /// top of `max-connections`: past `max-connections + accept_margin` open
 /// sockets, WebSockets included, a new one is closed at once. Raw sockets
-/// that never finish a handshake are otherwise bounded only by
-/// `handshake-timeout` and the descriptor limit (docs/security.md F8).
+/// that never finish a handshake are otherwise bounded by
+/// `handshake-timeout`, the descriptor limit (docs/security.md F8) and, per
+/// client address, `max-connections-per-address`.
 constexpr uint64_t accept_margin = 1024;
 
 } // namespace
@@ -74,6 +76,22 @@ void listener::do_accept() {
       beast::bind_front_handler(&listener::on_accept, shared_from_this()));
 }
 
+void listener::refuse(tcp::socket& socket) {
+  beast::error_code ignored;
+  socket.close(ignored);
+  ++refused_;
+  auto now = std::chrono::steady_clock::now();
+  if (now - refusal_logged_ >= std::chrono::seconds(10)) {
+    log::warn("{} sockets closed at once: over max-connections + {} sockets "
+              "open, or over max-connections-per-address sockets from one "
+              "address",
+              refused_, accept_margin);
+    refused_ = 0;
+    refusal_logged_ = now;
+  }
+  do_accept();
+}
+
 void listener::on_accept(beast::error_code ec, tcp::socket socket) {
   if (ec == asio::error::operation_aborted || !acceptor_.is_open())
     return;
@@ -83,22 +101,18 @@ void listener::on_accept(beast::error_code ec, tcp::socket socket) {
     auto& setup = *shared_->setup;
     if (shared_->http_sessions->load() +
             setup.health->open_connections.load() >=
-        setup.opts.max_connections + accept_margin) {
-      socket.close(ignored);
-      ++refused_;
-      auto now = std::chrono::steady_clock::now();
-      if (now - refusal_logged_ >= std::chrono::seconds(10)) {
-        log::warn("{} sockets closed at once: over max-connections + {} "
-                  "sockets open",
-                  refused_, accept_margin);
-        refused_ = 0;
-        refusal_logged_ = now;
-      }
-      do_accept();
-      return;
-    }
+        setup.opts.max_connections + accept_margin)
+      return refuse(socket);
+    auto remote = socket.remote_endpoint(ignored);
+    auto address = ignored ? std::string{} : remote.address().to_string();
+    // One address may not hold every socket the node accepts.
+    if (!setup.quota->acquire_socket(address,
+                                     setup.opts.max_connections_per_address))
+      return refuse(socket);
     socket.set_option(tcp::no_delay(true), ignored);
-    std::make_shared<http_session>(std::move(socket), shared_)->run();
+    std::make_shared<http_session>(std::move(socket), shared_,
+                                   std::move(address))
+        ->run();
     do_accept();
     return;
   }

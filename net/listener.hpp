@@ -32,6 +32,9 @@ public:
 
 private:
   void do_accept();
+  /// Closes an accepted socket over a limit, counts it (logged at most
+  /// every 10 s) and accepts the next.
+  void refuse(tcp::socket& socket);
   void on_accept(beast::error_code ec, tcp::socket socket);
 
   std::vector<asio::io_context*> contexts_;

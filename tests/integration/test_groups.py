@@ -1,6 +1,7 @@
 """Groups and presence across the cluster (issue 4): a real redis-server,
 three node processes, real clients."""
 
+import re
 import time
 import unittest
 
@@ -143,6 +144,25 @@ class GroupLimitsTest(ClusterBase):
         self.assertTrue(reply.get("truncated"))
         status, _, body = n1.http("GET", "/api/groups/a/members")
         self.assertEqual((status, len(body["uids"]), body.get("truncated")), (200, 2, True))
+
+    def test_members_reads_no_more_than_the_limit_from_redis(self):
+        # A probe's `members` frame pulled the whole group (SMEMBERS: 10,000
+        # uids of 120 bytes, 1.2 MB) out of Redis to answer 1,000 of them.
+        if hasattr(self.redis, "owner"):
+            self.skipTest("one Redis: its output bytes are the group's read")
+        (n1,) = self.nodes
+        many = ["m%03d-" % i + "u" * 100 for i in range(500)]
+        status, _, body = n1.http("POST", "/api/groups/big/members", {"add": many})
+        self.assertEqual(status, 200, body)
+        c = n1.ws("ann")
+        self.redis.command("CONFIG", "RESETSTAT")
+        c.send_json({"type": "members", "id": 1, "group": "big"})
+        reply = c.wait_for(lambda f: f.get("id") == 1, 5)
+        self.assertEqual((len(reply["uids"]), reply.get("truncated")), (2, True))
+        self.assertTrue(set(reply["uids"]) <= set(many), reply)
+        sent = int(re.search(r"total_net_output_bytes:(\d+)",
+                             self.redis.command("INFO", "stats")).group(1))
+        self.assertLess(sent, 5000)
 
 
 if __name__ == "__main__":

@@ -251,6 +251,43 @@ class PerAddressCapTest(QuotaMixin, HarnessMixin, unittest.TestCase):
         self.assertAlive([clients[0], clients[2], late])
 
 
+class RawSocketPerAddressTest(HarnessMixin, unittest.TestCase):
+    """Sockets that are no WebSocket (yet) count per client address too."""
+
+    def test_one_address_cannot_hold_every_raw_socket(self):
+        # helper-31's probe: 2,100 idle sockets from one address took every
+        # descriptor of a node and starved everyone else.
+        node = self.start_node({"max-connections-per-address": 5,
+                                "handshake-timeout": "30s"})
+
+        def raw():
+            return socket.create_connection((node.host, node.port), timeout=5,
+                                            source_address=("127.0.0.2", 0))
+
+        def healthz_from_127_0_0_2():
+            with raw() as s:
+                s.settimeout(3)
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                try:
+                    return s.recv(64).startswith(b"HTTP/1.1 200")
+                except (ConnectionResetError, TimeoutError, socket.timeout):
+                    return False
+
+        idle = [raw() for _ in range(5)]
+        self.addCleanup(lambda: [s.close() for s in idle])
+        time.sleep(0.3)  # all five accepted
+        self.assertFalse(healthz_from_127_0_0_2(), "a sixth socket was served")
+        # Other addresses are served, WebSockets included.
+        alice = node.ws("alice")
+        self.assertEqual(node.http("GET", "/healthz")[0], 200)
+        # The address gets its slots back when its sockets close.
+        for s in idle:
+            s.close()
+        wait_until(healthz_from_127_0_0_2, 5, what="127.0.0.2 served again")
+        alice.send_json({"type": "ping", "id": 1})
+        self.reply_to(alice, 1)
+
+
 class RawSocketBoundTest(HarnessMixin, unittest.TestCase):
     """F8: raw sockets that never send a request are bounded."""
 

@@ -498,6 +498,29 @@ class RateLimitTest(HarnessMixin, unittest.TestCase):
         polite.send_json({"type": "ping", "id": "end"})
         self.reply_to(polite, "end")
 
+    def test_a_presence_query_of_many_uids_costs_more_than_one_frame(self):
+        # One more frame per 100 uids beyond the first 100: a presence of
+        # 600 uids costs 6 frames, so the burst (2x5) serves two of them.
+        # At one frame each, a probe's 1,000-uid queries at the frame rate
+        # made Redis answer 100,000 HVALs a second for one connection.
+        asker = self.node.ws("asker")
+        uids = ["u%d" % i for i in range(600)]
+        for i in range(4):
+            asker.send_json({"type": "presence", "id": i, "uids": uids})
+        # A refused frame is not read, so its error carries no id.
+        answers = [asker.recv_json(5) for _ in range(4)]
+        kinds = sorted((a.get("id", -1), a.get("code", a["type"])) for a in answers)
+        self.assertEqual(kinds, [(-1, "rate_limited"), (-1, "rate_limited"),
+                                 (0, "presence"), (1, "presence")])
+        self.assertNoFrame(asker, lambda f: True, 0.3, "a fifth answer")
+        # Short lists cost one frame each, as the contract says.
+        time.sleep(2.5)  # the bucket refills (5 frames a second, burst 10)
+        for i in range(10, 20):
+            asker.send_json({"type": "presence", "id": i, "uids": uids[:100]})
+        kinds = [asker.wait_for(lambda f, i=i: f.get("id") == i, 5)["type"]
+                 for i in range(10, 20)]
+        self.assertEqual(kinds, ["presence"] * 10)
+
 
 class FrameLimitsTest(HarnessMixin, unittest.TestCase):
     """1009 over max-message-bytes is in test_bad_input.py; the full RFC

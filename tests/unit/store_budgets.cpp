@@ -139,3 +139,16 @@ CAF_TEST(publishes waiting for the store are bounded in number) {
   budgets.release("ann", 1, 10, true);
   CAF_CHECK(budgets.may_store("ann", t0, true));
 }
+
+CAF_TEST(the record of an idem is charged too) {
+  store_budgets budgets{rate, burst};
+  auto t0 = store_budgets::clock::now();
+  CAF_REQUIRE(budgets.may_store("ann", t0));
+  // 1 x (36 + 64) + (200 + 40) = 340 bytes, ten times: 3,400 of 4,000.
+  for (int i = 0; i < 10; ++i)
+    budgets.charge("ann", 1, 36, 0, 40);
+  CAF_CHECK(budgets.may_store("ann", t0));
+  budgets.charge("ann", 1, 36, 0, 40);
+  budgets.charge("ann", 1, 36, 0, 40);
+  CAF_CHECK(!budgets.may_store("ann", t0));
+}

@@ -1,13 +1,15 @@
-#define CAF_SUITE node_flow
+#define CAF_SUITE registry
 
-// The single-node flow with real actors and recording sinks instead of
-// sockets: CONNECTION -> BUILTINS -> REGISTRY -> memory STATE_STORE.
+// The REGISTRY in a node's flow, with real actors and recording sinks
+// instead of sockets: CONNECTION -> BUILTINS -> REGISTRY -> memory
+// STATE_STORE, and the PEER's batches and the relay for other nodes.
+
+#include "actors/registry.hpp"
 
 #include "actors/builtins.hpp"
 #include "actors/connection.hpp"
 #include "actors/event_bus.hpp"
 #include "actors/peer.hpp"
-#include "actors/registry.hpp"
 #include "adapters/memory_store.hpp"
 #include "fixture.hpp"
 #include "protocol/frames.hpp"
@@ -103,7 +105,7 @@ struct fixture : test::builtins_fixture {
 
 } // namespace
 
-CAF_TEST_FIXTURE_SCOPE(node_flow_tests, fixture)
+CAF_TEST_FIXTURE_SCOPE(registry_tests, fixture)
 
 CAF_TEST(send reaches every connection of the receiver and acks) {
   auto alice = open("alice");

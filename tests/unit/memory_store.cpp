@@ -1,0 +1,71 @@
+#define CAF_SUITE memory_store
+
+// The memory STATE_STORE (adapters/memory_store) remembers a sender's
+// `idem` within the idempotency window, and forgets it after.
+
+#include "adapters/memory_store.hpp"
+
+#include "protocol/frames.hpp"
+
+#include <caf/test/unit_test.hpp>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+using namespace wsc;
+
+namespace {
+
+delivery make(std::string from, std::string idem, std::string msg_id) {
+  auto d = frames::make_delivery(delivery_kind::message, std::move(from),
+                                 "\"x\"", true);
+  d.uids = {"bob"};
+  d.idem = std::move(idem);
+  d.msg_id = std::move(msg_id);
+  return d;
+}
+
+} // namespace
+
+CAF_TEST(the memory store dedupes per sender within the window) {
+  memory_store_state st;
+  st.cfg.idempotency_window_ms = 60'000;
+  auto first = st.append(make("alice", "k", "m1"), {"bob"});
+  CAF_REQUIRE(first);
+  CAF_CHECK(first->duplicate_of.empty());
+  CAF_CHECK_EQUAL(first->offline_seqs, std::vector<uint64_t>{1});
+  // The same sender and idem: the first msg_id, nothing stored or routed.
+  auto again = st.append(make("alice", "k", "m2"), {"bob"});
+  CAF_REQUIRE(again);
+  CAF_CHECK_EQUAL(again->duplicate_of, "m1");
+  CAF_CHECK(again->offline.empty() && again->nodes.empty());
+  CAF_CHECK_EQUAL(st.inboxes.at("bob").messages.size(), 1u);
+  // Another sender (the API's is empty), another idem, and keys that would
+  // collide without the length prefix are new messages.
+  for (auto [from, idem] :
+       {std::pair{"carol", "k"}, std::pair{"", "k"}, std::pair{"alice", "k2"},
+        std::pair{"a:b", "c"}, std::pair{"a", "b:c"}}) {
+    auto other =
+        st.append(make(from, idem, std::string{"n-"} + from + idem), {"bob"});
+    CAF_REQUIRE(other);
+    CAF_CHECK(other->duplicate_of.empty());
+  }
+  CAF_CHECK_EQUAL(st.inboxes.at("bob").messages.size(), 6u);
+  // Without idem nothing is remembered.
+  CAF_CHECK(st.append(make("alice", "", "m3"), {"bob"})->duplicate_of.empty());
+  CAF_CHECK(st.append(make("alice", "", "m4"), {"bob"})->duplicate_of.empty());
+}
+
+CAF_TEST(the memory store forgets an idem after the window) {
+  memory_store_state st;
+  st.cfg.idempotency_window_ms = 1;
+  CAF_CHECK(st.append(make("alice", "k", "m1"), {"bob"})->duplicate_of.empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  CAF_CHECK(st.append(make("alice", "k", "m2"), {"bob"})->duplicate_of.empty());
+  CAF_CHECK_EQUAL(st.idems.size(), 1u);
+  st.cfg.idempotency_window_ms = 0; // off
+  CAF_CHECK(st.append(make("alice", "k", "m3"), {"bob"})->duplicate_of.empty());
+}
