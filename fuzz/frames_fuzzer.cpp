@@ -4,7 +4,8 @@
 // wsc::frames::parse_client, and then builds the frames the node writes back
 // (error with the frame's id, a reply carrying the id, the data re-encoded as
 // a message). Invariant: whatever the input, every frame the node would send
-// is valid JSON and carries the client's id unchanged.
+// is valid JSON and carries the client's id unchanged; and the syntax check
+// of payloads from outside (`json_payload_ok`) agrees with nlohmann.
 
 #include "protocol/frames.hpp"
 
@@ -31,6 +32,13 @@ nlohmann::json must_parse(const std::string& text, const char* what) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
+  // The payload check of deliveries from outside agrees with nlohmann.
+  if (wsc::frames::json_payload_ok(text) !=
+      (wsc::frames::json_depth_ok(text) && nlohmann::json::accept(text))) {
+    std::fprintf(stderr, "json_payload_ok disagrees with nlohmann: %.200s\n",
+                 std::string{text}.c_str());
+    std::abort();
+  }
   std::string id;
   auto frame = wsc::frames::parse_client(text, id);
   if (!frame) {

@@ -69,12 +69,12 @@ compile() { # source -> object path on stdout
 }
 
 declare -A sources=(
-  [frames_fuzzer]="protocol/frames.cpp protocol/error.cpp middleware/middleware.cpp protocol/names.cpp protocol/ws_frame.cpp middleware/jwt.cpp util/hmac.cpp"
+  [frames_fuzzer]="protocol/frames.cpp protocol/json_syntax.cpp protocol/error.cpp middleware/middleware.cpp protocol/names.cpp protocol/ws_frame.cpp middleware/jwt.cpp util/hmac.cpp"
   [jwt_fuzzer]="middleware/jwt.cpp middleware/middleware.cpp protocol/names.cpp protocol/ws_frame.cpp util/hmac.cpp"
   [handshake_fuzzer]="middleware/jwt.cpp middleware/middleware.cpp protocol/names.cpp protocol/ws_frame.cpp util/hmac.cpp"
-  [options_fuzzer]="config/options.cpp protocol/error.cpp"
+  [options_fuzzer]="config/options.cpp config/option_table.cpp protocol/error.cpp"
   [ws_frame_fuzzer]="protocol/ws_frame.cpp"
-  [codec_fuzzer]="protocol/codec.cpp protocol/frames.cpp protocol/error.cpp middleware/middleware.cpp protocol/names.cpp protocol/ws_frame.cpp middleware/jwt.cpp util/hmac.cpp"
+  [codec_fuzzer]="protocol/codec.cpp protocol/frames.cpp protocol/json_syntax.cpp protocol/error.cpp middleware/middleware.cpp protocol/names.cpp protocol/ws_frame.cpp middleware/jwt.cpp util/hmac.cpp"
 )
 all_targets=(frames_fuzzer jwt_fuzzer handshake_fuzzer options_fuzzer codec_fuzzer ws_frame_fuzzer)
 

@@ -1,5 +1,6 @@
 #include "protocol/frames.hpp"
 
+#include "protocol/json_syntax.hpp"
 #include "protocol/names.hpp"
 
 #include <nlohmann/json.hpp>
@@ -222,7 +223,7 @@ bool json_depth_ok(std::string_view text) {
 }
 
 bool json_payload_ok(std::string_view text) {
-  return json_depth_ok(text) && nlohmann::json::accept(text);
+  return json_value_ok(text, max_json_depth);
 }
 
 caf::expected<nlohmann::json> parse_object(std::string_view text) {
