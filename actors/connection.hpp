@@ -12,6 +12,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -35,8 +36,9 @@ public:
 
   /// Takes `frames` more frames' worth from the bucket for a frame that
   /// passed `take` and costs more than one (a query of many uids); the
-  /// bucket may go into debt, which the next frames pay.
-  void charge(double frames) { tokens_ -= frames; }
+  /// bucket may go into debt, which the next frames pay, of at most a
+  /// second's frames.
+  void charge(double frames) { tokens_ = std::max(tokens_ - frames, -rate_); }
 
 private:
   double rate_;

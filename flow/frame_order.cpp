@@ -116,10 +116,8 @@ void frame_order::set_page(std::vector<stored_message> page) {
 
 void frame_order::begin_replay(inbox_replay& first) {
   replay_last_ = first.last_seq;
-  replay_more_ = first.more && !first.messages.empty();
-  replay_after_ =
-      first.messages.empty() ? first.cursor : first.messages.back().seq;
-  set_page(std::move(first.messages));
+  replay_after_ = first.cursor;
+  on_replay_page(first);
 }
 
 const stored_message* frame_order::next_replayed() {

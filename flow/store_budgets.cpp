@@ -22,7 +22,7 @@ bool store_budgets::may_store(const std::string& uid, clock::time_point now,
                               bool publish) {
   if (uid.empty())
     return true;
-  auto [i, fresh] = buckets_.try_emplace(uid, bucket{burst_, now, 0});
+  auto [i, fresh] = buckets_.try_emplace(uid, bucket{burst_, now, 0, 0});
   if (!fresh)
     refill(i->second, now);
   return i->second.tokens > 0 &&
@@ -43,6 +43,7 @@ void store_budgets::reserve(const std::string& uid, size_t receivers,
                             size_t payload_bytes, bool publish) {
   if (auto i = buckets_.find(uid); i != buckets_.end()) {
     i->second.tokens -= cost(receivers, payload_bytes, receivers);
+    ++i->second.in_flight;
     if (publish)
       ++i->second.publishes_in_flight;
   }
@@ -54,6 +55,8 @@ void store_budgets::release(const std::string& uid, size_t receivers,
     auto& b = i->second;
     b.tokens =
         std::min(burst_, b.tokens + cost(receivers, payload_bytes, receivers));
+    if (b.in_flight > 0)
+      --b.in_flight;
     if (publish && b.publishes_in_flight > 0)
       --b.publishes_in_flight;
   }
@@ -71,7 +74,7 @@ void store_budgets::prune(
       continue;
     }
     refill(i->second, now);
-    if (i->second.tokens >= burst_ && i->second.publishes_in_flight == 0)
+    if (i->second.tokens >= burst_ && i->second.in_flight == 0)
       i = buckets_.erase(i);
     else
       ++i;

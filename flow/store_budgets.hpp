@@ -86,6 +86,9 @@ private:
   struct bucket {
     double tokens = 0;
     clock::time_point refilled;
+    /// Durable messages reserved for and not yet released (publishes
+    /// among them): a bucket with any is not pruned.
+    uint32_t in_flight = 0;
     uint32_t publishes_in_flight = 0;
   };
 

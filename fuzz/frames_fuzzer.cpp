@@ -8,6 +8,7 @@
 // of payloads from outside (`json_payload_ok`) agrees with nlohmann.
 
 #include "protocol/frames.hpp"
+#include "protocol/names.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -32,9 +33,12 @@ nlohmann::json must_parse(const std::string& text, const char* what) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
-  // The payload check of deliveries from outside agrees with nlohmann.
-  if (wsc::frames::json_payload_ok(text) !=
-      (wsc::frames::json_depth_ok(text) && nlohmann::json::accept(text))) {
+  // The payload check of deliveries from outside agrees with nlohmann
+  // (which also checks UTF-8: frames::check does that apart; and which
+  // takes a NUL byte for the end of its input, so "1\0x" is JSON to it).
+  if (text.find('\0') == std::string_view::npos &&
+      (wsc::frames::json_payload_ok(text) && wsc::valid_utf8(text)) !=
+          (wsc::frames::json_depth_ok(text) && nlohmann::json::accept(text))) {
     std::fprintf(stderr, "json_payload_ok disagrees with nlohmann: %.200s\n",
                  std::string{text}.c_str());
     std::abort();

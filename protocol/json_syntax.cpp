@@ -1,5 +1,9 @@
 #include "protocol/json_syntax.hpp"
 
+#include <cmath>
+#include <cstdlib>
+#include <string>
+
 namespace wsc {
 
 namespace {
@@ -116,15 +120,47 @@ private:
       case 't':
         break;
       case 'u':
-        for (int i = 0; i < 4; ++i)
-          if (pos_ == end_ || !hex(*pos_++))
-            return false;
+        if (!unicode_escape())
+          return false;
         break;
       default:
         return false;
       }
     }
     return false; // unterminated
+  }
+
+  /// The 4 hex digits after `\u` (read into `unit`).
+  bool hex4(unsigned& unit) {
+    if (end_ - pos_ < 4)
+      return false;
+    unit = 0;
+    for (int i = 0; i < 4; ++i) {
+      char c = *pos_++;
+      if (!hex(c))
+        return false;
+      unsigned value = digit(c)                 ? c - '0'
+                       : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                                                : c - 'A' + 10;
+      unit = unit * 16 + value;
+    }
+    return true;
+  }
+
+  /// A `\u` escape after its `u`: a UTF-16 surrogate must be a high one
+  /// followed by an escaped low one, as nlohmann (and so a client's frame)
+  /// requires.
+  bool unicode_escape() {
+    unsigned unit = 0;
+    if (!hex4(unit))
+      return false;
+    if (unit >= 0xDC00 && unit <= 0xDFFF)
+      return false; // a low surrogate alone
+    if (unit < 0xD800 || unit > 0xDBFF)
+      return true;
+    unsigned low = 0;
+    return take('\\') && take('u') && hex4(low) && low >= 0xDC00 &&
+           low <= 0xDFFF;
   }
 
   bool literal(std::string_view word) {
@@ -144,18 +180,29 @@ private:
   }
 
   bool number() {
+    auto start = pos_;
     take('-');
+    auto integer = pos_;
     if (take('0')) {
       // no leading zeros
     } else if (!digits()) {
       return false;
     }
+    auto integer_digits = pos_ - integer;
     if (take('.') && !digits())
       return false;
-    if (take('e') || take('E')) {
+    bool exponent = take('e') || take('E');
+    if (exponent) {
       if (!take('+'))
         take('-');
       if (!digits())
+        return false;
+    }
+    // A number beyond a double's range is refused, as nlohmann (and so a
+    // client's frame) does; only an exponent or 309 digits get there.
+    if (exponent || integer_digits > 308) {
+      std::string token{start, pos_};
+      if (std::isinf(std::strtod(token.c_str(), nullptr)))
         return false;
     }
     return true;

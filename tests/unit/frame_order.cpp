@@ -273,9 +273,36 @@ CAF_TEST(empty pages that say more end the replay after a few) {
 
 CAF_TEST(an empty first page starts after the cursor) {
   frame_order order{true};
-  auto first = page({}, true, 7, 7);
+  auto first = page({}, false, 7, 7);
   order.begin_replay(first);
-  CAF_CHECK(!order.replay_more()); // `more` without messages: nothing to read
+  CAF_CHECK(!order.replay_more());
   CAF_CHECK_EQUAL(order.replay_after(), 7u);
   CAF_CHECK(order.replay_page_written());
+}
+
+CAF_TEST(an empty first page that says more reads on like any other) {
+  // The store dropped a first page of malformed entries (and deleted them):
+  // ending the replay there skipped the good messages after them (review of
+  // helper-33; a first read of 8 messages made it likelier).
+  frame_order order{true};
+  auto first = page({}, true, 20, 7);
+  order.begin_replay(first);
+  CAF_CHECK(order.replay_more());
+  CAF_CHECK_EQUAL(order.replay_after(), 7u);
+  auto next = page({16, 17}, false, 20);
+  order.on_replay_page(next);
+  CAF_CHECK_EQUAL(order.next_replayed()->seq, 16u);
+  CAF_CHECK_EQUAL(order.next_replayed()->seq, 17u);
+  // Still bounded: an empty first page counts among the empty pages.
+  frame_order stuck{true};
+  auto blank = page({}, true, 20, 7);
+  stuck.begin_replay(blank);
+  for (uint32_t i = 1; i < frame_order::max_empty_pages; ++i) {
+    auto again = page({}, true, 20);
+    stuck.on_replay_page(again);
+    CAF_CHECK(stuck.replay_more());
+  }
+  auto last = page({}, true, 20);
+  stuck.on_replay_page(last);
+  CAF_CHECK(!stuck.replay_more());
 }

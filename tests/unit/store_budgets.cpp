@@ -152,3 +152,21 @@ CAF_TEST(the record of an idem is charged too) {
   budgets.charge("ann", 1, 36, 0, 40);
   CAF_CHECK(!budgets.may_store("ann", t0));
 }
+
+CAF_TEST(pruning keeps a bucket while its messages wait for the store) {
+  store_budgets budgets{rate, burst};
+  auto t0 = store_budgets::clock::now();
+  budgets.may_store("waiting", t0);
+  budgets.reserve("waiting", 1, 10);
+  for (int i = 0; i < 1100; ++i)
+    budgets.may_store("u" + std::to_string(i), t0);
+  // Refilled to the burst long ago, not connected, but a send waits: kept,
+  // so that its settlement is charged.
+  budgets.prune(
+      0, [](const std::string&) { return false; }, t0 + 1h);
+  CAF_CHECK_EQUAL(budgets.size(), 1u);
+  budgets.release("waiting", 1, 10);
+  budgets.prune(
+      0, [](const std::string&) { return false; }, t0 + 2h);
+  CAF_CHECK_EQUAL(budgets.size(), 1u); // under 1024 buckets: no sweep
+}
