@@ -35,7 +35,7 @@ void discovery_state::heartbeat() {
                                      cfg.node_timeout.count() +
                                      cfg.heartbeat.count();
             }
-            if (fresh || !health->store_healthy)
+            if (fresh || !health->store_healthy || write_back_due)
               write_back();
             if (fresh && heartbeats > 0)
               reintroduce();
@@ -76,13 +76,21 @@ void discovery_state::reintroduce() {
 }
 
 void discovery_state::write_back() {
+  // One at a time; one asked for meanwhile follows, as the bindings it must
+  // restore may have been read before the loss it answers.
+  write_back_due = true;
   if (writing_back)
     return;
   writing_back = true;
+  write_back_due = false;
+  auto failed = [this](caf::error&) {
+    writing_back = false;
+    write_back_due = true; // retried at the next heartbeat
+  };
   auto timeout = cfg.request_timeout;
   self->request(registry, timeout, atom::rebind_v)
       .then(
-          [this, timeout](std::vector<binding>& bindings) {
+          [this, timeout, failed](std::vector<binding>& bindings) {
             auto n = bindings.size();
             self->request(store, timeout, atom::rebind_v, std::move(bindings))
                 .then(
@@ -93,10 +101,12 @@ void discovery_state::write_back() {
                                   "bindings",
                                   n);
                       health->store_healthy = true;
+                      if (write_back_due)
+                        write_back();
                     },
-                    [this](caf::error&) { writing_back = false; });
+                    failed);
           },
-          [this](caf::error&) { writing_back = false; });
+          failed);
 }
 
 void discovery_state::reconcile(std::vector<node_info> nodes) {

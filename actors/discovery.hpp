@@ -73,6 +73,9 @@ struct discovery_state {
   bool started = false;
   /// A write-back of every binding is under way.
   bool writing_back = false;
+  /// A write-back was asked for and has not succeeded since: it runs after
+  /// the one under way, or at the next heartbeat after a failure.
+  bool write_back_due = false;
   /// Heartbeats answered so far.
   uint64_t heartbeats = 0;
   /// No peer is declared down before this time (ms): set when the store

@@ -196,10 +196,10 @@ job redis_store_state::node(const node_info& info) {
       // the node writes its own back (as for a fresh entry). The map is
       // checked once per heartbeat, so a failover that no request ran into
       // is noticed too.
-      // Only the write-back this heartbeat asks for skips P:users: a flag
-      // left over from a write-back that did not happen must not make a
-      // later one uncounted.
-      self->rebind_uncounted = false;
+      // The flag stays set until the write-back's rebind consumes it: the
+      // heartbeats of a stalled batch are answered together, and the
+      // second must not clear what the first reported (DISCOVERY retries
+      // a write-back until one succeeds, so the flag is not left over).
       if (self->cluster) {
         self->cluster->refresh();
         auto n = self->cluster->stats().promotions;

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 using namespace wsc;
@@ -175,6 +176,105 @@ CAF_TEST(a shutdown of a node never discovered fires nothing) {
                    shutdown_event{"ghost" + std::to_string(i), "graceful"});
   sched.run();
   CAF_CHECK(fired.shut_down.empty());
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
+namespace {
+
+/// What the STORE stand-in does with DISCOVERY's requests.
+struct store_proxy_state {
+  size_t rebinds = 0;
+  /// The next rebind fails (as one that times out in a failover).
+  bool fail_next_rebind = false;
+  /// The next rebind waits for `release`.
+  bool hold_next_rebind = false;
+  /// Heartbeats answer "fresh" (as after a Redis Cluster promotion).
+  bool fresh = false;
+  caf::response_promise held;
+};
+
+/// Forwards DISCOVERY's requests to the real store, except as told.
+caf::behavior store_proxy(caf::stateful_actor<store_proxy_state>* self,
+                          state_store_actor real) {
+  return {
+      [=](atom::node, node_info& info) -> caf::result<bool> {
+        if (self->state.fresh)
+          return true;
+        return self->delegate(real, atom::node_v, std::move(info));
+      },
+      [=](atom::nodes) { return self->delegate(real, atom::nodes_v); },
+      [=](atom::rebind, std::vector<binding>& bs) -> caf::result<atom::ok> {
+        ++self->state.rebinds;
+        if (std::exchange(self->state.fail_next_rebind, false))
+          return caf::make_error(caf::sec::request_timeout);
+        if (std::exchange(self->state.hold_next_rebind, false)) {
+          self->state.held = self->make_response_promise();
+          return self->state.held;
+        }
+        return self->delegate(real, atom::rebind_v, std::move(bs));
+      },
+      [=](atom::ok) { self->state.held.deliver(atom::ok_v); }, // release
+  };
+}
+
+struct write_back_fixture : fixture {
+  write_back_fixture() {
+    proxy = track(sys.spawn(store_proxy, store));
+    watched =
+        track(sys.spawn(discovery, settings::discovery(opts, who, true),
+                        caf::actor_cast<state_store_actor>(proxy), registry,
+                        events, health, metrics, cluster_events));
+    caf::anon_send(watched, atom::peer_v, local_only{}, endpoint);
+    sched.run();
+  }
+
+  store_proxy_state& proxied() {
+    return deref<caf::stateful_actor<store_proxy_state>>(proxy).state;
+  }
+
+  void tick_watched() {
+    caf::anon_send(watched, atom::tick_v);
+    sched.run();
+  }
+
+  caf::actor proxy;
+  discovery_actor watched;
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(write_back_tests, write_back_fixture)
+
+CAF_TEST(a write back that failed is retried at the next heartbeat) {
+  // A failover can make the write-back after a promotion fail; the
+  // bindings it restores were lost all the same.
+  proxied().fail_next_rebind = true;
+  caf::anon_send(watched, atom::start_v, std::string{"127.0.0.1:3"});
+  sched.run(); // the first heartbeat writes back (a fresh entry)
+  CAF_CHECK_EQUAL(proxied().rebinds, 1u);
+  tick_watched();
+  CAF_CHECK_EQUAL(proxied().rebinds, 2u);
+  tick_watched(); // done: no third
+  CAF_CHECK_EQUAL(proxied().rebinds, 2u);
+}
+
+CAF_TEST(a write back asked for while one is under way follows it) {
+  // The bindings the first one read may predate the loss the second
+  // answers (heartbeats of a stalled store batch come back together).
+  proxied().hold_next_rebind = true;
+  caf::anon_send(watched, atom::start_v, std::string{"127.0.0.1:3"});
+  sched.run();
+  CAF_CHECK_EQUAL(proxied().rebinds, 1u);
+  proxied().fresh = true; // a promotion, reported while the first waits
+  tick_watched();
+  proxied().fresh = false;
+  CAF_CHECK_EQUAL(proxied().rebinds, 1u);
+  caf::anon_send(proxy, atom::ok_v); // the first one answers
+  sched.run();
+  CAF_CHECK_EQUAL(proxied().rebinds, 2u);
+  tick_watched();
+  CAF_CHECK_EQUAL(proxied().rebinds, 2u);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
