@@ -44,6 +44,10 @@ struct local_connection {
   bool resuming = false;
   /// How much of the inbox one read takes (replay and gaps).
   inbox_pages pages;
+  /// A replay waiting for the client to read: how long until the next look,
+  /// and the bytes queued at the last one (less now: the client reads).
+  std::chrono::milliseconds replay_wait{0};
+  uint64_t replay_queued = 0;
 };
 
 /// The settings of the REGISTRY.

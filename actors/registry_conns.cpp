@@ -15,8 +15,11 @@ namespace wsc {
 
 namespace {
 
-/// How often a replay waiting for a client to drain its queue looks again.
-constexpr auto replay_poll = std::chrono::milliseconds(20);
+/// How often a replay waiting for a client to drain its queue looks again:
+/// soon while the client reads, less and less often while it does not (a
+/// stalled client costs about one look a second, not fifty).
+constexpr auto replay_poll_min = std::chrono::milliseconds(20);
+constexpr auto replay_poll_max = std::chrono::milliseconds(1000);
 
 } // namespace
 
@@ -144,6 +147,7 @@ void registry_state::pump_replay(const std::string& conn_id) {
   auto sink = conn.sink.lock();
   if (!sink)
     return; // closed: its unregister follows
+  auto reading = sink->queued_bytes() < conn.replay_queued;
   auto budget = cfg.send_queue_bytes;
   while (sink->queued_bytes() < budget) {
     auto msg = conn.order.next_replayed();
@@ -152,8 +156,12 @@ void registry_state::pump_replay(const std::string& conn_id) {
     write_stored(conn, *msg);
   }
   if (!conn.order.replay_page_written()) {
-    // The client has not read what it got yet: look again shortly.
-    self->delayed_send(self, replay_poll, atom::replay_v, conn_id);
+    // The client has not read what it got yet: look again later.
+    conn.replay_wait = reading || conn.replay_wait.count() == 0
+                           ? replay_poll_min
+                           : std::min(conn.replay_wait * 2, replay_poll_max);
+    conn.replay_queued = sink->queued_bytes();
+    self->delayed_send(self, conn.replay_wait, atom::replay_v, conn_id);
     return;
   }
   if (!conn.order.replay_more())

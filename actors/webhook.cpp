@@ -351,6 +351,15 @@ spawn_webhook(caf::actor_system& sys, const webhook_config& cfg,
 
 // -- UNREAD -------------------------------------------------------------------
 
+size_t unread_state::cost(const unread_watch& w) {
+  constexpr size_t per_copy = sizeof(std::string) + sizeof(uint64_t);
+  constexpr size_t per_watch = sizeof(pending) + 64; // + the deque's share
+  auto result = per_watch + w.msg_id.size() + w.from.size() + w.group.size();
+  for (auto& uid : w.uids)
+    result += per_copy + uid.size();
+  return result;
+}
+
 void unread_state::arm() {
   if (ticking || checking || queue.empty())
     return;
@@ -371,13 +380,14 @@ void unread_state::sweep() {
     all.uids.insert(all.uids.end(), w.uids.begin(), w.uids.end());
     all.seqs.insert(all.seqs.end(), w.seqs.begin(), w.seqs.end());
     copies -= w.uids.size();
+    bytes -= queue.front().bytes;
     due.push_back(std::move(queue.front()));
     queue.pop_front();
   }
   if (due.empty())
     return arm();
   checking = true;
-  self->request(store, request_timeout, atom::unread_v, std::move(all))
+  self->request(store, cfg.request_timeout, atom::unread_v, std::move(all))
       .then(
           [this, due](std::vector<bool>& unread) {
             checking = false;
@@ -411,23 +421,26 @@ unread_checker(unread_actor::stateful_pointer<unread_state> self,
   st.store = std::move(store);
   st.events = std::move(events);
   st.subscribed = std::move(subscribed);
-  st.after_ms = cfg.after.count();
-  st.request_timeout = cfg.request_timeout;
+  st.cfg = cfg;
   return {
       [self](unread_watch& w) {
         auto& st = self->state;
         // Nobody listens (no UNREAD subscriber): no check.
         if ((st.subscribed->load() & on_unread) == 0)
           return;
-        if (st.copies + w.uids.size() > unread_state::max_pending) {
+        auto bytes = unread_state::cost(w);
+        if (st.copies + w.uids.size() > st.cfg.max_pending ||
+            st.bytes + bytes > st.cfg.max_pending_bytes) {
           if (st.skipped++ % 10000 == 0)
-            log::warn("unread: {} copies waiting, not checking more",
-                      st.copies);
+            log::warn("unread: {} copies ({} bytes) waiting, not checking "
+                      "more",
+                      st.copies, st.bytes);
           return;
         }
         st.copies += w.uids.size();
-        st.queue.push_back(unread_state::pending{frames::now_ms() + st.after_ms,
-                                                 std::move(w)});
+        st.bytes += bytes;
+        st.queue.push_back(unread_state::pending{
+            frames::now_ms() + st.cfg.after.count(), std::move(w), bytes});
         st.arm();
       },
       [self](atom::tick) {

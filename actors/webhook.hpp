@@ -194,30 +194,39 @@ struct unread_config {
   /// `unread-after`: how long a stored copy may stay unread.
   std::chrono::milliseconds after{30'000};
   std::chrono::milliseconds request_timeout{5000};
+  /// Most copies waiting for their check, in count and in bytes (what a
+  /// copy holds in memory, see unread_state::cost); more are not checked
+  /// (logged): the checker never holds more than ~this.
+  size_t max_pending = 1'000'000;
+  size_t max_pending_bytes = size_t{64} << 20;
 };
 
 /// The state of the UNREAD checker.
 struct unread_state {
   static inline const char* name = "unread";
 
-  /// Most copies waiting for their check; more are not checked (logged).
-  static constexpr size_t max_pending = 1'000'000;
   /// Most copies per store request.
   static constexpr size_t max_per_check = 1000;
 
   struct pending {
     int64_t due_ms = 0;
     unread_watch watch;
+    size_t bytes = 0;
   };
+
+  /// What a watch holds in memory: its strings plus the per-copy and
+  /// per-watch overheads of the containers.
+  static size_t cost(const unread_watch& w);
 
   state_store_actor store;
   event_bus_actor events;
   subscribed_events_ptr subscribed;
-  int64_t after_ms = 30'000;
-  caf::timespan request_timeout;
+  unread_config cfg;
   /// Ordered by due time (every copy waits the same `unread-after`).
   std::deque<pending> queue;
   size_t copies = 0;
+  /// The cost of the queued watches.
+  size_t bytes = 0;
   bool ticking = false;
   bool checking = false;
   uint64_t skipped = 0;

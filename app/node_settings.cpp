@@ -77,7 +77,10 @@ webhook_config webhook(const options& opts) {
 }
 
 unread_config unread(const options& opts) {
-  return unread_config{opts.unread_after, opts.request_timeout};
+  unread_config result;
+  result.after = opts.unread_after;
+  result.request_timeout = opts.request_timeout;
+  return result;
 }
 
 } // namespace wsc::settings

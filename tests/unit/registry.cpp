@@ -665,4 +665,55 @@ CAF_TEST(a send over the fan - out budget is too_large and stores nothing) {
   CAF_CHECK_EQUAL(bob.received().size(), 1u);
 }
 
+namespace {
+
+/// A socket whose client reads nothing: its queue stays full until told.
+class stalled_sink : public test::recording_sink {
+public:
+  uint64_t queued_bytes() const override { return queued.load(); }
+
+  std::atomic<uint64_t> queued{0};
+};
+
+} // namespace
+
+CAF_TEST(a replay waiting for a client that reads nothing looks rarely) {
+  // Found by a probe review: the REGISTRY looked every 20 ms for as long as
+  // the client did not read (50 messages a second per stalled resume).
+  auto& inboxes =
+      deref<state_store_actor::stateful_base<memory_store_state>>(store).state;
+  delivery d;
+  d.durable = true;
+  d.data = "\"x\"";
+  d.ts = frames::now_ms();
+  for (int i = 0; i < 20; ++i) {
+    d.msg_id = "m" + std::to_string(i);
+    CAF_REQUIRE(inboxes.append(d, {"bob"}));
+  }
+  auto sink = std::make_shared<stalled_sink>();
+  sink->queued = opts.send_queue_bytes;
+  track(
+      sys.spawn(connection, connection_setup(), sink,
+                open_context{conn_ref{who.id, conn_ids.next(), "bob", "phone"},
+                             {},
+                             {{"since", "0"}}}));
+  sched.run();
+  size_t looks = 0;
+  for (int i = 0; i < 1000; ++i) { // 10 s
+    sched.advance_time(std::chrono::milliseconds{10});
+    looks += sched.run();
+  }
+  CAF_CHECK_LESS(looks, 40u);
+  CAF_MESSAGE(looks << " looks in 10 s");
+  // The client reads again: the replay goes on and ends.
+  sink->queued = 0;
+  sched.advance_time(std::chrono::seconds{1});
+  run();
+  size_t replayed = 0;
+  for (auto& text : sink->take())
+    if (json::parse(text)["type"] == "message")
+      ++replayed;
+  CAF_CHECK_EQUAL(replayed, 20u);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

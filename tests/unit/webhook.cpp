@@ -231,3 +231,77 @@ CAF_TEST(the memory store tells unread copies of uids with a device) {
     st.bindings[b.uid][b.conn] = b;
   CAF_CHECK_EQUAL(st.drop_node("n2", 7), (std::vector<std::string>{"a"}));
 }
+
+namespace {
+
+struct unread_fixture : test_coordinator_fixture<test::test_config> {
+  unread_fixture() {
+    store = sys.spawn(memory_store, size_t{1000}, int64_t{3600000});
+    events = sys.spawn(event_bus, subscribed);
+    sched.run();
+    subscribed->store(on_unread); // as if a webhook subscribed
+  }
+
+  unread_actor spawn_checker(unread_config cfg) {
+    auto result = sys.spawn(unread_checker, cfg, store, events, subscribed);
+    sched.run();
+    return result;
+  }
+
+  static unread_watch watch(size_t copies, size_t uid_bytes) {
+    unread_watch w;
+    w.msg_id = "m1";
+    for (size_t i = 0; i < copies; ++i) {
+      auto uid = std::to_string(i);
+      w.uids.push_back(uid + std::string(uid_bytes - uid.size(), 'u'));
+      w.seqs.push_back(1);
+    }
+    return w;
+  }
+
+  state_store_actor store;
+  event_bus_actor events;
+  subscribed_events_ptr subscribed = std::make_shared<std::atomic<uint32_t>>(0);
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(unread_tests, unread_fixture)
+
+CAF_TEST(the copies waiting for the unread check are bounded in bytes) {
+  // Found by a probe review: the bound was 1,000,000 copies whatever their
+  // uids' length (~170 MB of 128-byte uids).
+  unread_config cfg;
+  cfg.max_pending_bytes = 64 * 1024;
+  auto checker = spawn_checker(cfg);
+  auto& st = deref<unread_actor::stateful_base<unread_state>>(checker).state;
+  auto one = watch(100, 128); // ~17 KB
+  auto cost = unread_state::cost(one);
+  CAF_CHECK_GREATER(cost, 100u * 128);
+  for (int i = 0; i < 10; ++i)
+    caf::anon_send(checker, one);
+  sched.run();
+  CAF_CHECK_EQUAL(st.copies, 300u); // 3 x 17 KB fit in 64 KiB, not 4
+  CAF_CHECK_EQUAL(st.bytes, 3 * cost);
+  CAF_CHECK_EQUAL(st.skipped, 7u);
+  // The same copies with short uids fit more.
+  auto small = watch(100, 8);
+  caf::anon_send(checker, small);
+  sched.run();
+  CAF_CHECK_EQUAL(st.copies, 400u);
+  CAF_CHECK_LESS_OR_EQUAL(st.bytes, cfg.max_pending_bytes);
+}
+
+CAF_TEST(the copies waiting for the unread check are bounded in count) {
+  unread_config cfg;
+  cfg.max_pending = 250;
+  auto checker = spawn_checker(cfg);
+  auto& st = deref<unread_actor::stateful_base<unread_state>>(checker).state;
+  for (int i = 0; i < 3; ++i)
+    caf::anon_send(checker, watch(100, 8));
+  sched.run();
+  CAF_CHECK_EQUAL(st.copies, 200u);
+  CAF_CHECK_EQUAL(st.skipped, 1u);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
