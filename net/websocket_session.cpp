@@ -224,11 +224,13 @@ void websocket_session::read_available() {
 }
 
 bool websocket_session::consume(const char* data, size_t size) {
-  auto frames_before = reader_.frames_read();
+  auto completed_before = reader_.completed();
   auto result = reader_.feed(data, size, *this);
-  // Only whole frames count as activity: a client that trickles bytes of a
-  // frame it never ends is idle (and holds up to a message's bytes).
-  if (reader_.frames_read() != frames_before)
+  // Only whole messages (and control frames between them) count as
+  // activity: a client that trickles bytes of a frame it never ends, or
+  // pings while a fragmented message never ends, is idle (and holds up to
+  // a message's bytes).
+  if (reader_.completed() != completed_before)
     input_seen_ = true;
   if (result.fail_code != 0)
     fail(result.fail_code, result.fail_reason);

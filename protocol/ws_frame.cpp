@@ -190,8 +190,9 @@ frame_reader::result frame_reader::feed(const char* data, size_t size,
     if (remaining_ > 0)
       break; // the frame goes on in the next read
     in_payload_ = false;
-    ++frames_read_;
     if (is_control(static_cast<uint8_t>(frame_op_))) {
+      if (!in_message_)
+        ++completed_;
       finish_control(events, r);
       if (r.fail_code != 0) {
         r.consumed = i;
@@ -202,6 +203,7 @@ frame_reader::result frame_reader::feed(const char* data, size_t size,
     if (!fin_)
       continue;
     in_message_ = false;
+    ++completed_;
     if (!binary_ && !utf8_.complete()) {
       r.consumed = i;
       return fail(r, close_code::bad_payload, "invalid UTF-8");

@@ -112,10 +112,11 @@ public:
   /// Whether a close frame ended the stream (nothing is read after it).
   bool closed() const { return closed_; }
 
-  /// Frames read to their end so far (data, continuation and control; wraps
-  /// around): a connection is active when this moves, not when bytes of a
-  /// frame that never ends trickle in.
-  uint32_t frames_read() const { return frames_read_; }
+  /// Messages read to their end so far, and control frames read between
+  /// messages (wraps around): a connection is active when this moves, not
+  /// when bytes of a frame that never ends trickle in, nor when pings or
+  /// fragments come while a message that holds memory never ends.
+  uint32_t completed() const { return completed_; }
 
   /// Payload bytes of the current frame not read yet (0 between frames):
   /// what a read may take without going past the frame.
@@ -143,7 +144,7 @@ private:
   uint8_t header_size_ = 0;
   uint8_t mask_[4];
   uint8_t mask_at_ = 0;
-  uint32_t frames_read_ = 0;
+  uint32_t completed_ = 0;
   opcode frame_op_ = opcode::continuation;
   bool fin_ = false;
   bool in_message_ = false;

@@ -39,7 +39,7 @@ import urllib.parse
 
 from harness import (HarnessMixin, free_port, require_binary, run_binary, stderr_lines,
                      wait_until)
-from wsclient import (OP_CLOSE, OP_PING, OP_TEXT, ConnectionClosed, HandshakeError, WebSocket,
+from wsclient import (OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, ConnectionClosed, HandshakeError, WebSocket,
                       encode_frame)
 
 SECRET = "s3cret-for-tests"
@@ -455,6 +455,30 @@ class IdleTimeoutTest(HarnessMixin, unittest.TestCase):
                 closed_at = time.monotonic() - start
                 break
         self.assertIsNotNone(closed_at, "a client trickling one frame was kept open for 8 s")
+        self.assertLess(closed_at, 6.0)
+
+    def test_pings_while_a_fragmented_message_never_ends_are_idle(self):
+        # A fragmented message holds memory (up to max-message-bytes) until
+        # it ends: pings and pongs meanwhile are no activity.
+        ws = self.node.ws("fragmenter")
+        ws.send_raw(encode_frame(False, 0, OP_TEXT, "x" * 30000))
+        start = time.monotonic()
+        closed_at = None
+        while time.monotonic() - start < 8:
+            try:
+                ws.send_raw(encode_frame(True, 0, OP_PING, "p"))
+                reply = ws.recv_frame(timeout=0.3)
+            except TimeoutError:
+                continue
+            except (ConnectionClosed, OSError):
+                closed_at = time.monotonic() - start
+                break
+            if reply.opcode == OP_PING:
+                ws.send_raw(encode_frame(True, 0, OP_PONG, reply.payload))
+            elif reply.opcode == OP_CLOSE:
+                closed_at = time.monotonic() - start
+                break
+        self.assertIsNotNone(closed_at, "pings kept an unfinished message open for 8 s")
         self.assertLess(closed_at, 6.0)
 
 

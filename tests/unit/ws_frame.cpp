@@ -152,6 +152,24 @@ CAF_TEST(fragments join and control frames interleave) {
   CAF_CHECK_EQUAL(events.pings[0], "pi");
 }
 
+CAF_TEST(only whole messages and control frames between them are activity) {
+  // Found by a probe review: pings (or fragments) kept a connection open
+  // whose fragmented message, holding up to max-message-bytes, never ended.
+  CAF_CHECK_EQUAL(feed(client_frame(0x89, "pi")).fail_code, 0u);
+  CAF_CHECK_EQUAL(reader.completed(), 1u);
+  CAF_CHECK_EQUAL(feed(text_frame("ab", false)).fail_code, 0u);
+  CAF_CHECK_EQUAL(feed(client_frame(0x89, "pi") + client_frame(0x8A, "") +
+                       cont_frame("c", false) + client_frame(0x89, ""))
+                      .fail_code,
+                  0u);
+  CAF_CHECK_EQUAL(reader.completed(), 1u);
+  CAF_CHECK_EQUAL(feed(cont_frame("d")).fail_code, 0u);
+  CAF_CHECK_EQUAL(reader.completed(), 2u);
+  CAF_CHECK_EQUAL(feed(text_frame("hello")).fail_code, 0u);
+  CAF_CHECK_EQUAL(reader.completed(), 3u);
+  CAF_CHECK_EQUAL(events.pings.size(), 3u); // answered all the same
+}
+
 CAF_TEST(binary messages carry the prefix outside the bound) {
   auto r = feed(client_frame(0x82, std::string(1000, '\0')));
   CAF_CHECK_EQUAL(r.fail_code, 0u);
