@@ -15,6 +15,7 @@
 #include "app/node_settings.hpp"
 #include "net/connection_quota.hpp"
 #include "net/server.hpp"
+#include "protocol/frames.hpp"
 #include "util/log.hpp"
 
 #include <caf/all.hpp>
@@ -25,6 +26,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <optional>
 #include <thread>
 
 namespace wsc {
@@ -64,6 +66,56 @@ caf::expected<std::string> publish_peer(caf::actor_system& sys,
   if (!opts.cluster_advertise.host.empty())
     return opts.cluster_advertise.to_string();
   return endpoint{opts.cluster_listen.host, *port}.to_string();
+}
+
+/// The last heartbeat of the entry with this node's id, if the store has
+/// one written within `fresh_for`; none when the store does not answer (a
+/// store outage is DISCOVERY's business once the node runs).
+std::optional<int64_t> fresh_entry_of(caf::scoped_actor& self,
+                                      const state_store_actor& store,
+                                      const options& opts,
+                                      std::chrono::milliseconds fresh_for) {
+  std::optional<int64_t> result;
+  self->request(store, opts.request_timeout, atom::nodes_v)
+      .receive(
+          [&](std::vector<node_info>& nodes) {
+            for (auto& info : nodes)
+              if (info.id == opts.node_id &&
+                  frames::now_ms() - info.last_heartbeat_ms <=
+                      fresh_for.count())
+                result = info.last_heartbeat_ms;
+          },
+          [](caf::error&) {});
+  return result;
+}
+
+/// Refuses to start while a live node has this node's id: both would
+/// renew one entry, re-announce themselves at every heartbeat and take
+/// each other's deliveries. A predecessor that crashed moments ago has a
+/// fresh entry too; it is told apart by its heartbeat not moving for two
+/// heartbeat intervals.
+caf::error refuse_duplicate_id(caf::actor_system& sys,
+                               const state_store_actor& store,
+                               const options& opts) {
+  caf::scoped_actor self{sys};
+  auto fresh_for = opts.node_timeout + opts.heartbeat;
+  auto first = fresh_entry_of(self, store, opts, fresh_for);
+  if (!first)
+    return caf::none;
+  log::info("node id {} has a fresh entry in the state store: checking that "
+            "its node is gone",
+            opts.node_id);
+  std::this_thread::sleep_for(2 * opts.heartbeat +
+                              std::chrono::milliseconds{100});
+  auto second = fresh_entry_of(self, store, opts, fresh_for);
+  // Stores report the time of the last heartbeat on this host's clock
+  // (Redis: from its age), so an entry nobody renews moves by a few ms.
+  if (!second || *second - *first < opts.heartbeat.count() / 2)
+    return caf::none;
+  return caf::make_error(caf::sec::runtime_error,
+                         "node id '" + opts.node_id +
+                             "' is in use by a live node (its heartbeat "
+                             "goes on): give this node another node-id");
 }
 
 /// Watches a long-lived actor: when it ends while the node is not
@@ -148,6 +200,11 @@ node::start(caf::actor_system& sys, options opts,
       custom_store.make ? custom_store.make(sys, opts) : spawn_store(sys, opts);
   if (!store)
     return std::move(store.error());
+  bool clustered =
+      custom_store.make ? custom_store.shared : opts.state == "redis";
+  if (clustered)
+    if (auto err = refuse_duplicate_id(sys, *store, opts))
+      return err;
   std::unique_ptr<node> result{new node(sys, std::move(opts))};
   result->store_ = *store;
   if (auto err = result->spawn_core(static_cast<bool>(custom_store.make)))

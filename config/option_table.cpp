@@ -154,7 +154,8 @@ std::vector<option_spec> node_options() {
       {"listen", "127.0.0.1:8080", "HTTP + WebSocket listener (WS at /ws)",
        field(&options::listen, parse_endpoint)},
       {"node-id", "generated, unique",
-       "this node's id in the cluster ([A-Za-z0-9_-], at most 64)",
+       "this node's id in the cluster ([A-Za-z0-9_-], at most 64); a node "
+       "does not start while a live node has it",
        [](options& opts, const std::string& text) -> caf::error {
          if (!valid_node_id(text))
            return invalid("node id must be 1-64 characters of A-Z a-z 0-9 - _");

@@ -11,7 +11,7 @@ import signal
 import time
 import unittest
 
-from harness import HarnessMixin, Node, redis_is_cluster, wait_until
+from harness import HarnessMixin, Node, free_port, redis_is_cluster, run_binary, wait_until
 
 HEARTBEAT_MS = 500
 NODE_TIMEOUT_MS = 2000
@@ -181,6 +181,26 @@ class ClusterFailureTest(ClusterBase):
         # Exactly one survivor did the cleanup.
         cleaners = [n.name for n in (n1, n2) if "declared down" in n.log_text()]
         self.assertEqual(len(cleaners), 1, cleaners)
+
+    def test_a_second_node_with_a_live_node_id_does_not_start(self):
+        # Two live nodes with one id renew one entry and take each other's
+        # deliveries: the second is refused. A node restarted right after a
+        # crash (its entry still fresh, its heartbeat stopped) starts.
+        n1, n2, n3 = self.nodes
+        alice = n1.ws("alice")
+        twin = run_binary(dict(self.node_options(1), listen="127.0.0.1:%d" % free_port()),
+                          timeout=30)
+        self.assertNotEqual(twin.returncode, 0, twin.stderr[-2000:])
+        self.assertIn("in use by a live node", twin.stdout + twin.stderr)
+        n2.ws("bob").send_json({"type": "send", "id": 1, "to": "alice", "data": "still here"})
+        self.assertEqual(alice.wait_for(lambda f: f.get("type") == "message", 10)["data"],
+                         "still here")
+        n1.kill()
+        started = time.monotonic()
+        again = self.start_node(self.node_options(1), name="n1")
+        self.assertLess(time.monotonic() - started, 15)
+        again.ws("alice2").send_json({"type": "ping", "id": 1})
+        self.assertIn("checking that its node is gone", again.log_text())
 
     def test_graceful_stop_tells_peers_at_once(self):
         n1, n2, n3 = self.nodes
