@@ -17,9 +17,11 @@ namespace {
 
 /// How often a replay waiting for a client to drain its queue looks again:
 /// soon while the client reads, less and less often while it does not (a
-/// stalled client costs about one look a second, not fifty).
+/// stalled client costs four looks a second, not fifty). The queue shrinks
+/// only when a whole write ends, so a client that reads slowly can look
+/// stalled for a while: the longest wait stays short.
 constexpr auto replay_poll_min = std::chrono::milliseconds(20);
-constexpr auto replay_poll_max = std::chrono::milliseconds(1000);
+constexpr auto replay_poll_max = std::chrono::milliseconds(250);
 
 } // namespace
 

@@ -389,7 +389,7 @@ void unread_state::sweep() {
   checking = true;
   self->request(store, cfg.request_timeout, atom::unread_v, std::move(all))
       .then(
-          [this, due](std::vector<bool>& unread) {
+          [this, due = std::move(due)](std::vector<bool>& unread) {
             checking = false;
             size_t k = 0;
             for (auto& p : due)

@@ -116,7 +116,9 @@ caf::expected<caf::message> answer_stats(job& j) {
 
 job redis_store_state::bind(std::vector<binding> bs, bool single) {
   job result;
-  auto count_users = single || !std::exchange(rebind_uncounted, false);
+  // An uncounted rebind leaves the flag to its success (below): a retry
+  // after a failure must not count the bindings the failover lost.
+  auto count_users = single || !rebind_uncounted;
   // Stage 1, in this order: the node index (per node), then the uids'
   // hashes (per slot). Then P:users and stale index entries (followups).
   add_index_commands(*this, bs, result.commands);
@@ -142,10 +144,14 @@ job redis_store_state::bind(std::vector<binding> bs, bool single) {
   auto req = std::make_shared<bind_request>(
       bind_request{std::move(bs), std::move(parts), index_commands, single,
                    count_users, cfg.prefix});
-  result.step = [req](job& j) -> std::optional<caf::expected<caf::message>> {
+  result.step =
+      [req, self = this](job& j) -> std::optional<caf::expected<caf::message>> {
     if (j.stage_error)
       return caf::expected<caf::message>{j.stage_error};
-    return answer_bind(*req, j);
+    auto answer = answer_bind(*req, j);
+    if (answer && !req->single && !req->count_users)
+      self->rebind_uncounted = false;
+    return answer;
   };
   return result;
 }

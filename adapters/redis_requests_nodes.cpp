@@ -196,10 +196,13 @@ job redis_store_state::node(const node_info& info) {
       // the node writes its own back (as for a fresh entry). The map is
       // checked once per heartbeat, so a failover that no request ran into
       // is noticed too.
-      // The flag stays set until the write-back's rebind consumes it: the
+      // The flag stays set until a write-back's rebind succeeds: the
       // heartbeats of a stalled batch are answered together, and the
-      // second must not clear what the first reported (DISCOVERY retries
-      // a write-back until one succeeds, so the flag is not left over).
+      // second must not clear what the first reported, nor may a failed
+      // rebind (DISCOVERY retries it). A lost entry of this node is
+      // written back counted, as its bindings were dropped with it.
+      if (*fresh)
+        self->rebind_uncounted = false;
       if (self->cluster) {
         self->cluster->refresh();
         auto n = self->cluster->stats().promotions;

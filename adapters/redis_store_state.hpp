@@ -183,8 +183,9 @@ struct redis_store_state {
   uint64_t promotions_seen = 0;
   /// Set when `node` reported a promotion (the node's own entry intact):
   /// the write-back that follows re-creates bindings the failover lost,
-  /// which P:users (most likely on another shard) still counts. Consumed
-  /// by the next rebind.
+  /// which P:users (most likely on another shard) still counts. Cleared
+  /// by a rebind that succeeded, or a heartbeat that found the node's own
+  /// entry lost.
   bool rebind_uncounted = false;
   /// Durable writes that reached fewer than durable-replicas replicas, and
   /// whether the last one did (its change is logged, not every write).
