@@ -8,6 +8,8 @@
 
 #include "adapters/redis_replies.hpp"
 
+#include "fake_replies.hpp"
+
 #include <caf/test/unit_test.hpp>
 
 #include <cstdlib>
@@ -19,45 +21,9 @@
 
 using namespace wsc;
 using namespace wsc::redis_store_impl;
+using namespace wsc::test;
 
 namespace {
-
-redisReply* new_reply(int type) {
-  auto r = static_cast<redisReply*>(std::calloc(1, sizeof(redisReply)));
-  r->type = type;
-  return r;
-}
-
-/// A string (or status, or error) reply holding `text`, NUL bytes included.
-redisReply* str(std::string_view text, int type = REDIS_REPLY_STRING) {
-  auto r = new_reply(type);
-  r->str = static_cast<char*>(std::malloc(text.size() + 1));
-  std::memcpy(r->str, text.data(), text.size());
-  r->str[text.size()] = '\0';
-  r->len = text.size();
-  return r;
-}
-
-redisReply* num(long long n) {
-  auto r = new_reply(REDIS_REPLY_INTEGER);
-  r->integer = n;
-  return r;
-}
-
-redisReply* nil() {
-  return new_reply(REDIS_REPLY_NIL);
-}
-
-redisReply* arr(std::initializer_list<redisReply*> xs) {
-  auto r = new_reply(REDIS_REPLY_ARRAY);
-  r->elements = xs.size();
-  r->element = static_cast<redisReply**>(
-      std::calloc(xs.size() == 0 ? 1 : xs.size(), sizeof(redisReply*)));
-  size_t i = 0;
-  for (auto x : xs)
-    r->element[i++] = x;
-  return r;
-}
 
 /// The text of a reply, as a std::string (printable by the checks).
 std::string txt(const redis_reply_ptr& r) {

@@ -5,32 +5,18 @@
 
 #include "adapters/redis_scripts.hpp"
 #include "adapters/redis_store_state.hpp"
+#include "fake_replies.hpp"
 
 #include <caf/test/unit_test.hpp>
 
-#include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
 
 using namespace wsc;
 using namespace wsc::redis_store_impl;
+using namespace wsc::test;
 
 namespace {
-
-redisReply* new_reply(int type) {
-  auto r = static_cast<redisReply*>(std::calloc(1, sizeof(redisReply)));
-  r->type = type;
-  return r;
-}
-
-redisReply* text(const std::string& s) {
-  auto r = new_reply(REDIS_REPLY_STRING);
-  r->str = static_cast<char*>(std::malloc(s.size() + 1));
-  std::memcpy(r->str, s.data(), s.size() + 1);
-  r->len = s.size();
-  return r;
-}
 
 /// bind_uid's answer for `n` bindings whose uid came online (flag 1, no
 /// previous binding).
@@ -42,7 +28,7 @@ redisReply* all_new(size_t n) {
     auto flag = new_reply(REDIS_REPLY_INTEGER);
     flag->integer = 1;
     r->element[2 * i] = flag;
-    r->element[2 * i + 1] = text("");
+    r->element[2 * i + 1] = str("");
   }
   return r;
 }
@@ -99,7 +85,8 @@ CAF_TEST(a rebind counts the uids that came online) {
   CAF_CHECK(counts_users(j));
 }
 
-CAF_TEST(the rebind after a promotion does not count them even after a failure) {
+CAF_TEST(
+    the rebind after a promotion does not count them even after a failure) {
   // Found in a CI run: the lost bindings were counted twice when the flag
   // went before the rebind that should have used it.
   st.rebind_uncounted = true;
