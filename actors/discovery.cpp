@@ -78,9 +78,10 @@ void discovery_state::reintroduce() {
 void discovery_state::write_back() {
   // One at a time; one asked for meanwhile follows, as the bindings it must
   // restore may have been read before the loss it answers.
-  write_back_due = true;
-  if (writing_back)
+  if (writing_back) {
+    write_back_due = true;
     return;
+  }
   writing_back = true;
   write_back_due = false;
   auto failed = [this](caf::error&) {

@@ -68,6 +68,13 @@ caf::expected<std::string> publish_peer(caf::actor_system& sys,
   return endpoint{opts.cluster_listen.host, *port}.to_string();
 }
 
+/// Whether nodes share the store (Redis, or a custom store that says so):
+/// only then are there peers, a heartbeat and node ids to tell apart.
+bool is_clustered(const options& opts,
+                  const state_store_factory& custom_store) {
+  return custom_store.make ? custom_store.shared : opts.state == "redis";
+}
+
 /// The last heartbeat of the entry with this node's id, if the store has
 /// one written within `fresh_for`; none when the store does not answer (a
 /// store outage is DISCOVERY's business once the node runs).
@@ -200,9 +207,7 @@ node::start(caf::actor_system& sys, options opts,
       custom_store.make ? custom_store.make(sys, opts) : spawn_store(sys, opts);
   if (!store)
     return std::move(store.error());
-  bool clustered =
-      custom_store.make ? custom_store.shared : opts.state == "redis";
-  if (clustered)
+  if (is_clustered(opts, custom_store))
     if (auto err = refuse_duplicate_id(sys, *store, opts))
       return err;
   std::unique_ptr<node> result{new node(sys, std::move(opts))};
@@ -256,7 +261,7 @@ node::spawn_cluster(const state_store_factory& custom_store) {
     control_store = *second;
     control_store_ = control_store;
   }
-  bool clustered = custom_store.make ? custom_store.shared : own_redis;
+  bool clustered = is_clustered(opts_, custom_store);
   // DISCOVERY waits for `start`; the PEER gets its handle at spawn, and
   // DISCOVERY and the REGISTRY get the PEER's in a message, all before it
   // is published: no peer's hello finds a handle unset.

@@ -433,27 +433,43 @@ class IdleTimeoutTest(HarnessMixin, unittest.TestCase):
         other.send_json({"type": "ping", "id": 2})
         self.reply_to(other, 2)
 
+    def seconds_until_closed(self, ws, step, on_ping=None, limit=8):
+        """Calls `step()` (False: nothing more to send) and reads one frame
+        (0.3 s at most; a ping goes to `on_ping`, else it is not answered)
+        until the node closes `ws` or `limit` seconds pass; the seconds
+        until the close, or None."""
+        start = time.monotonic()
+        while time.monotonic() - start < limit:
+            try:
+                if step() is False:
+                    return None
+                reply = ws.recv_frame(timeout=0.3)
+            except TimeoutError:
+                continue
+            except (ConnectionClosed, OSError):
+                return time.monotonic() - start
+            if reply.opcode == OP_CLOSE:
+                return time.monotonic() - start
+            if reply.opcode == OP_PING and on_ping:
+                on_ping(reply.payload)
+        return None
+
     def test_trickling_a_frame_that_never_ends_is_idle(self):
         # Only whole frames count as activity: one byte of a 1,000-byte frame
         # every 0.3 s (and no pong) must not keep the connection open.
         ws = self.node.ws("trickler")
         frame = encode_frame(True, 0, OP_TEXT, json.dumps({"type": "ping", "x": "y" * 980}))
-        start = time.monotonic()
-        closed_at = None
         sent = 0
-        while time.monotonic() - start < 8 and sent < len(frame) - 1:
-            try:
-                ws.send_raw(frame[sent:sent + (8 if sent == 0 else 1)])
-                sent += 8 if sent == 0 else 1
-                reply = ws.recv_frame(timeout=0.3)   # raw: pings are NOT answered
-            except TimeoutError:
-                continue
-            except (ConnectionClosed, OSError):
-                closed_at = time.monotonic() - start
-                break
-            if reply.opcode == OP_CLOSE:
-                closed_at = time.monotonic() - start
-                break
+
+        def trickle():
+            nonlocal sent
+            if sent >= len(frame) - 1:
+                return False
+            ws.send_raw(frame[sent:sent + (8 if sent == 0 else 1)])
+            sent += 8 if sent == 0 else 1
+            return True
+
+        closed_at = self.seconds_until_closed(ws, trickle)   # raw: pings are NOT answered
         self.assertIsNotNone(closed_at, "a client trickling one frame was kept open for 8 s")
         self.assertLess(closed_at, 6.0)
 
@@ -462,22 +478,9 @@ class IdleTimeoutTest(HarnessMixin, unittest.TestCase):
         # it ends: pings and pongs meanwhile are no activity.
         ws = self.node.ws("fragmenter")
         ws.send_raw(encode_frame(False, 0, OP_TEXT, "x" * 30000))
-        start = time.monotonic()
-        closed_at = None
-        while time.monotonic() - start < 8:
-            try:
-                ws.send_raw(encode_frame(True, 0, OP_PING, "p"))
-                reply = ws.recv_frame(timeout=0.3)
-            except TimeoutError:
-                continue
-            except (ConnectionClosed, OSError):
-                closed_at = time.monotonic() - start
-                break
-            if reply.opcode == OP_PING:
-                ws.send_raw(encode_frame(True, 0, OP_PONG, reply.payload))
-            elif reply.opcode == OP_CLOSE:
-                closed_at = time.monotonic() - start
-                break
+        closed_at = self.seconds_until_closed(
+            ws, lambda: ws.send_raw(encode_frame(True, 0, OP_PING, "p")),
+            on_ping=lambda payload: ws.send_raw(encode_frame(True, 0, OP_PONG, payload)))
         self.assertIsNotNone(closed_at, "pings kept an unfinished message open for 8 s")
         self.assertLess(closed_at, 6.0)
 
