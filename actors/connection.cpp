@@ -88,13 +88,14 @@ void connection_state::write_answer(std::string frame,
   auto s = sink.lock();
   if (!s)
     return;
-  if (!codec || !coded) {
+  if (!coded) {
     s->write(std::make_shared<const std::string>(std::move(frame)), true);
     return;
   }
-  coded->write_encoded(std::make_shared<const std::string>(
-                           codec->encode_answer(std::move(frame), req.context)),
-                       true);
+  coded->write_encoded(
+      std::make_shared<const std::string>(
+          coded->codec()->encode_answer(std::move(frame), req.context)),
+      true);
 }
 
 void connection_state::close(uint16_t code, std::string reason) {
@@ -130,7 +131,9 @@ bool connection_state::may_join(const nlohmann::json& frame) const {
   auto group = frame.find("group");
   if (group == frame.end() || !group->is_string())
     return true; // malformed: the behaviour answers bad_frame
-  auto& granted = opening.groups;
+  if (!opening)
+    return false;
+  auto& granted = opening->context.groups;
   return std::find(granted.begin(), granted.end(),
                    group->get_ref<const std::string&>()) != granted.end();
 }
@@ -164,6 +167,11 @@ void connection_state::handle(std::string text) {
 
 bool connection_state::dispatch(std::string text) {
   ++env->metrics->frames_in;
+  // The codec is the sink's: without the sink nothing can be decoded, nor
+  // answered.
+  auto holder = coded ? sink.lock() : nullptr;
+  if (coded && !holder)
+    return false;
   if (!admit())
     return false;
   request_info req;
@@ -173,8 +181,7 @@ bool connection_state::dispatch(std::string text) {
     return false;
   }
   env->metrics->count_frame(frame->type);
-  if (limiter)
-    limiter->charge(extra_cost(*frame));
+  limiter.charge(extra_cost(*frame));
   if (frame->type == "join" && !may_join(*frame->body)) {
     fail(req, ec::forbidden,
          "group-join=token: this connection may join only the groups its "
@@ -186,7 +193,7 @@ bool connection_state::dispatch(std::string text) {
     fail(req, ec::unknown_type, "no behaviour for type '" + frame->type + "'");
     return false;
   }
-  frame_context ctx{opening.who, caf::actor_cast<connection_actor>(self)};
+  frame_context ctx{who, caf::actor_cast<connection_actor>(self)};
   if (handler == env->builtins)
     run_builtin(self, env->builtins_cfg, env->registry, ctx, *frame->body,
                 [this, req](caf::expected<json_ptr> answer) {
@@ -205,9 +212,9 @@ bool connection_state::dispatch(std::string text) {
 }
 
 bool connection_state::admit() {
-  if (!limiter)
+  if (!limiter.limits())
     return true;
-  switch (limiter->take()) {
+  switch (limiter.take()) {
   case rate_limiter::verdict::pass:
     return true;
   case rate_limiter::verdict::refuse:
@@ -224,13 +231,13 @@ bool connection_state::admit() {
 caf::expected<frames::client_frame>
 connection_state::decode(std::string text, request_info& req) {
   bool binary = false;
-  if (codec && !text.empty() && text.front() == binary_frame_mark) {
+  if (coded && !text.empty() && text.front() == binary_frame_mark) {
     binary = true;
     text.erase(0, 1);
   }
   if (env->subscribed_events->load(std::memory_order_relaxed) & on_recv_message)
-    self->send(env->events, recv_message_event{opening.who, text});
-  return codec ? decode_client(*codec, text, binary, req)
+    self->send(env->events, recv_message_event{who, text});
+  return coded ? decode_client(*coded->codec(), text, binary, req)
                : frames::parse_client(text, req.id);
 }
 
@@ -276,6 +283,15 @@ bool connection_state::behaviour_failed(const caf::error& err,
 
 // -- behaviour ----------------------------------------------------------------
 
+// Every idle connection is one of these actors: CAF allocates its control
+// block (padded to a cache line) and the actor together. Past 1,280 bytes
+// that block takes jemalloc's next size class, 1,536.
+static_assert(CAF_CACHE_LINE_SIZE +
+                      sizeof(caf::stateful_actor<connection_state,
+                                                 connection_actor::base>) <=
+                  1280,
+              "keep connection_state small (see its comment)");
+
 connection_actor::behavior_type
 connection(connection_actor::stateful_pointer<connection_state> self,
            connection_env_ptr env, std::weak_ptr<connection_sink> sink,
@@ -286,19 +302,19 @@ connection(connection_actor::stateful_pointer<connection_state> self,
   st.sink = std::move(sink);
   if (auto s = st.sink.lock())
     if (auto coded = dynamic_cast<codec_sink*>(s.get());
-        coded && coded->codec() && !coded->codec()->identity()) {
+        coded && coded->codec() && !coded->codec()->identity())
       st.coded = coded;
-      st.codec = coded->codec();
-    }
-  st.opening = std::move(opening);
-  if (st.env->rate_limit > 0)
-    st.limiter.emplace(st.env->rate_limit);
+  st.limiter = rate_limiter{st.env->rate_limit};
+  st.opening = std::make_unique<opening_state>();
+  auto& ctx = st.opening->context;
+  ctx = std::move(opening);
   int64_t since = -1;
-  if (auto i = st.opening.attributes.find("since");
-      i != st.opening.attributes.end())
+  if (auto i = ctx.attributes.find("since"); i != ctx.attributes.end())
     since = std::stoll(i->second);
   // The open chain runs around the default step: binding the uid.
-  if (auto refused = st.env->open.enter(st.opening)) {
+  auto refused = st.env->open.enter(ctx);
+  st.who = ctx.who;
+  if (refused) {
     st.close(refused->code, refused->reason);
   } else {
     // No timeout (its entry would sit in the clock for request-timeout, on
@@ -307,39 +323,46 @@ connection(connection_actor::stateful_pointer<connection_state> self,
     // every request; a custom store's requests time out after
     // request-timeout), and if it dies the node stops, closing this socket.
     self->request(st.env->registry, caf::infinite, atom::register_conn_v,
-                  st.opening.who, caf::actor_cast<connection_actor>(self),
-                  st.sink, since)
+                  st.who, caf::actor_cast<connection_actor>(self), st.sink,
+                  since)
         .then(
             [self](atom::ok) {
               auto& st = self->state;
               st.open = true;
+              auto opening = std::move(st.opening);
+              auto& ctx = opening->context;
               // A connection lives no longer than its token: 4003 tells the
               // client to come back with a fresh one.
-              if (auto i = st.opening.attributes.find("jwt.exp");
-                  i != st.opening.attributes.end()) {
+              if (auto i = ctx.attributes.find("jwt.exp");
+                  i != ctx.attributes.end()) {
                 // Text that is no number expires now.
                 int64_t exp_s = 0;
                 auto& text = i->second;
                 std::from_chars(text.data(), text.data() + text.size(), exp_s);
                 st.arm_expiry(exp_s);
               }
-              st.env->open.leave(st.opening, std::nullopt);
-              for (auto& group : st.opening.groups)
+              st.env->open.leave(ctx, std::nullopt);
+              for (auto& group : ctx.groups)
                 self->request(st.env->registry, caf::infinite, atom::join_v,
-                              st.opening.who, group)
+                              st.who, group)
                     .then([](atom::ok) {},
                           [self, group](caf::error& err) {
                             self->state.fail({}, to_ec(err),
                                              "cannot join '" + group +
                                                  "': " + error_message(err));
                           });
-              auto early = std::move(st.early_frames);
+              auto early = std::move(opening->early_frames);
+              if (st.env->builtins_cfg.group_join == "token" &&
+                  !ctx.groups.empty()) {
+                ctx.attributes.clear();
+                st.opening = std::move(opening);
+              }
               for (auto& text : early)
                 st.handle(std::move(text));
             },
             [self](caf::error& err) {
               auto& st = self->state;
-              st.env->open.leave(st.opening,
+              st.env->open.leave(st.opening->context,
                                  close_request{1011, error_message(err)});
               st.close(1011, "cannot open connection: " + error_message(err));
             });
@@ -349,8 +372,8 @@ connection(connection_actor::stateful_pointer<connection_state> self,
         auto& st = self->state;
         if (st.open) {
           st.handle(std::move(text));
-        } else if (st.early_frames.size() < max_early_frames) {
-          st.early_frames.push_back(std::move(text));
+        } else if (st.opening->early_frames.size() < max_early_frames) {
+          st.opening->early_frames.push_back(std::move(text));
         } else {
           st.close(1008, "too many frames before the connection opened");
         }
@@ -371,7 +394,7 @@ connection(connection_actor::stateful_pointer<connection_state> self,
         auto& st = self->state;
         // The registry learns of every connection it may have bound; one that
         // never opened is unknown there and the message is a no-op.
-        self->send(st.env->registry, atom::unregister_v, st.opening.who);
+        self->send(st.env->registry, atom::unregister_v, st.who);
         self->quit();
       },
   };

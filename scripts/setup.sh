@@ -7,7 +7,7 @@ packages=(
   # build
   cmake ninja-build g++ pkg-config
   libcaf-dev libboost1.81-dev libhiredis-dev nlohmann-json3-dev
-  libspdlog-dev libssl-dev
+  libspdlog-dev libssl-dev libjemalloc-dev
   # run and test
   redis-server python3 procps openssl iproute2
   # the PHP example backend (examples/php/) and its integration test

@@ -137,7 +137,7 @@ class PackageTest(TempDirClassMixin, HarnessMixin, unittest.TestCase):
         self.assertEqual(self.field("Version"), project_version())
         depends = self.field("Depends")
         for lib in ("libcaf-core0.17", "libcaf-io0.17", "libcaf-openssl0.17",
-                    "libhiredis0.14", "libspdlog1.10", "libssl3"):
+                    "libhiredis0.14", "libspdlog1.10", "libssl3", "libjemalloc2"):
             self.assertIn(lib, depends)
         self.assertIn("redis-server", self.field("Recommends"))
 

@@ -586,7 +586,9 @@ CAF_TEST(disconnect and drain close connections) {
 CAF_TEST(the rate limiter refuses then asks to close) {
   using clock = rate_limiter::clock;
   auto t0 = clock::now();
+  CAF_CHECK(!rate_limiter{0, t0}.limits()); // rate-limit=0: none
   rate_limiter limiter{10, t0};
+  CAF_CHECK(limiter.limits());
   for (int i = 0; i < 20; ++i)
     CAF_CHECK(limiter.take(t0) == rate_limiter::verdict::pass);
   for (int i = 0; i < 10; ++i)
