@@ -35,8 +35,10 @@ void discovery_state::heartbeat() {
                                      cfg.node_timeout.count() +
                                      cfg.heartbeat.count();
             }
-            if (fresh || !health->store_healthy || write_back_due)
+            if (fresh)
               write_back();
+            else if (!health->store_healthy || write_back_due)
+              retry_write_back();
             if (fresh && heartbeats > 0)
               reintroduce();
             ++heartbeats;
@@ -84,19 +86,31 @@ void discovery_state::write_back() {
   }
   writing_back = true;
   write_back_due = false;
-  auto failed = [this](caf::error&) {
+  auto failed = [this](caf::error& err) {
     writing_back = false;
-    write_back_due = true; // retried at the next heartbeat
+    write_back_due = true; // retried at a later heartbeat
+    ++write_back_failures;
+    write_back_skips = (1u << std::min(write_back_failures - 1, 5u)) - 1;
+    log::warn("writing back this node's bindings failed ({} in a row): {}",
+              write_back_failures, error_message(err));
   };
   auto timeout = cfg.request_timeout;
   self->request(registry, timeout, atom::rebind_v)
       .then(
           [this, timeout, failed](std::vector<binding>& bindings) {
             auto n = bindings.size();
-            self->request(store, timeout, atom::rebind_v, std::move(bindings))
+            // The store writes every binding: give a large node time for
+            // that on top of the round trip (20 µs each, a pipelined write
+            // takes a few).
+            auto store_timeout = timeout + std::chrono::microseconds(20) *
+                                               static_cast<int64_t>(n);
+            self->request(store, store_timeout, atom::rebind_v,
+                          std::move(bindings))
                 .then(
                     [this, n](atom::ok) {
                       writing_back = false;
+                      write_back_failures = 0;
+                      write_back_skips = 0;
                       if (!health->store_healthy || n > 0)
                         log::info("state store in sync: wrote back {} "
                                   "bindings",
@@ -108,6 +122,13 @@ void discovery_state::write_back() {
                     failed);
           },
           failed);
+}
+
+void discovery_state::retry_write_back() {
+  if (write_back_skips > 0)
+    --write_back_skips;
+  else
+    write_back();
 }
 
 void discovery_state::reconcile(std::vector<node_info> nodes) {

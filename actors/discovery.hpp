@@ -76,6 +76,13 @@ struct discovery_state {
   /// A write-back was asked for and has not succeeded since: it runs after
   /// the one under way, or at the next heartbeat after a failure.
   bool write_back_due = false;
+  /// Write-backs that failed in a row, and how many heartbeats that want
+  /// one let it be before the next try: a write-back that never finishes
+  /// in time (a huge node, a slow store) is retried ever less often (after
+  /// 1, 2, 4 ... at most 32 heartbeats), not rewritten at every heartbeat.
+  /// A heartbeat that finds this node's entry lost tries at once.
+  uint32_t write_back_failures = 0;
+  uint32_t write_back_skips = 0;
   /// Heartbeats answered so far.
   uint64_t heartbeats = 0;
   /// No peer is declared down before this time (ms): set when the store
@@ -90,6 +97,10 @@ struct discovery_state {
   /// Writes every live binding of this node to the store, then reports the
   /// store healthy.
   void write_back();
+
+  /// A heartbeat wants a write-back that failed before, or the store back
+  /// in sync: writes back unless failures ask to wait longer.
+  void retry_write_back();
 
   /// Sends `hello` to every connected peer again (after this node's entry
   /// was lost), so that peers that dropped it route to it again.

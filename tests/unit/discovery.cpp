@@ -185,8 +185,8 @@ namespace {
 /// What the STORE stand-in does with DISCOVERY's requests.
 struct store_proxy_state {
   size_t rebinds = 0;
-  /// The next rebind fails (as one that times out in a failover).
-  bool fail_next_rebind = false;
+  /// The next rebinds that fail (as ones that time out in a failover).
+  size_t failing_rebinds = 0;
   /// The next rebind waits for `release`.
   bool hold_next_rebind = false;
   /// Heartbeats answer "fresh" (as after a Redis Cluster promotion).
@@ -206,8 +206,10 @@ caf::behavior store_proxy(caf::stateful_actor<store_proxy_state>* self,
       [=](atom::nodes) { return self->delegate(real, atom::nodes_v); },
       [=](atom::rebind, std::vector<binding>& bs) -> caf::result<atom::ok> {
         ++self->state.rebinds;
-        if (std::exchange(self->state.fail_next_rebind, false))
+        if (self->state.failing_rebinds > 0) {
+          --self->state.failing_rebinds;
           return caf::make_error(caf::sec::request_timeout);
+        }
         if (std::exchange(self->state.hold_next_rebind, false)) {
           self->state.held = self->make_response_promise();
           return self->state.held;
@@ -249,7 +251,7 @@ CAF_TEST_FIXTURE_SCOPE(write_back_tests, write_back_fixture)
 CAF_TEST(a write back that failed is retried at the next heartbeat) {
   // A failover can make the write-back after a promotion fail; the
   // bindings it restores were lost all the same.
-  proxied().fail_next_rebind = true;
+  proxied().failing_rebinds = 1;
   caf::anon_send(watched, atom::start_v, std::string{"127.0.0.1:3"});
   sched.run(); // the first heartbeat writes back (a fresh entry)
   CAF_CHECK_EQUAL(proxied().rebinds, 1u);
@@ -257,6 +259,42 @@ CAF_TEST(a write back that failed is retried at the next heartbeat) {
   CAF_CHECK_EQUAL(proxied().rebinds, 2u);
   tick_watched(); // done: no third
   CAF_CHECK_EQUAL(proxied().rebinds, 2u);
+}
+
+CAF_TEST(failed write backs are retried ever less often) {
+  // A write-back that never finishes in time must not rewrite every binding
+  // at every heartbeat: after 1, 2, 4, 8 ... (at most 32) heartbeats.
+  proxied().failing_rebinds = 1000;
+  caf::anon_send(watched, atom::start_v, std::string{"127.0.0.1:3"});
+  sched.run(); // heartbeat 1
+  std::vector<size_t> tried_at{1};
+  for (size_t heartbeat = 2; heartbeat <= 40; ++heartbeat) {
+    auto before = proxied().rebinds;
+    tick_watched();
+    if (proxied().rebinds > before)
+      tried_at.push_back(heartbeat);
+  }
+  CAF_CHECK_EQUAL(tried_at, (std::vector<size_t>{1, 2, 4, 8, 16, 32}));
+  // The store recovers: the next due try succeeds and resets the backoff.
+  proxied().failing_rebinds = 0;
+  for (size_t heartbeat = 41; heartbeat <= 64; ++heartbeat)
+    tick_watched();
+  CAF_CHECK_EQUAL(proxied().rebinds, 7u); // at heartbeat 64
+  CAF_CHECK(health->store_healthy);
+  tick_watched();
+  CAF_CHECK_EQUAL(proxied().rebinds, 7u);
+}
+
+CAF_TEST(a lost entry writes back at once despite failures) {
+  proxied().failing_rebinds = 3;
+  caf::anon_send(watched, atom::start_v, std::string{"127.0.0.1:3"});
+  sched.run();    // 1: fails
+  tick_watched(); // 2: fails, the next try waits for heartbeat 4
+  CAF_CHECK_EQUAL(proxied().rebinds, 2u);
+  proxied().fresh = true; // 3: the store lost this node's entry
+  tick_watched();
+  proxied().fresh = false;
+  CAF_CHECK_EQUAL(proxied().rebinds, 3u);
 }
 
 CAF_TEST(a write back asked for while one is under way follows it) {
