@@ -88,13 +88,14 @@ void connection_state::write_answer(std::string frame,
   auto s = sink.lock();
   if (!s)
     return;
-  if (!coded) {
+  if (!codec) {
     s->write(std::make_shared<const std::string>(std::move(frame)), true);
     return;
   }
-  coded->write_encoded(
+  // A codec is set only for a sink that is a codec_sink.
+  static_cast<codec_sink*>(s.get())->write_encoded(
       std::make_shared<const std::string>(
-          coded->codec()->encode_answer(std::move(frame), req.context)),
+          codec->encode_answer(std::move(frame), req.context)),
       true);
 }
 
@@ -167,11 +168,6 @@ void connection_state::handle(std::string text) {
 
 bool connection_state::dispatch(std::string text) {
   ++env->metrics->frames_in;
-  // The codec is the sink's: without the sink nothing can be decoded, nor
-  // answered.
-  auto holder = coded ? sink.lock() : nullptr;
-  if (coded && !holder)
-    return false;
   if (!admit())
     return false;
   request_info req;
@@ -231,13 +227,13 @@ bool connection_state::admit() {
 caf::expected<frames::client_frame>
 connection_state::decode(std::string text, request_info& req) {
   bool binary = false;
-  if (coded && !text.empty() && text.front() == binary_frame_mark) {
+  if (codec && !text.empty() && text.front() == binary_frame_mark) {
     binary = true;
     text.erase(0, 1);
   }
   if (env->subscribed_events->load(std::memory_order_relaxed) & on_recv_message)
     self->send(env->events, recv_message_event{who, text});
-  return coded ? decode_client(*coded->codec(), text, binary, req)
+  return codec ? decode_client(*codec, text, binary, req)
                : frames::parse_client(text, req.id);
 }
 
@@ -303,7 +299,7 @@ connection(connection_actor::stateful_pointer<connection_state> self,
   if (auto s = st.sink.lock())
     if (auto coded = dynamic_cast<codec_sink*>(s.get());
         coded && coded->codec() && !coded->codec()->identity())
-      st.coded = coded;
+      st.codec = coded->codec();
   st.limiter = rate_limiter{st.env->rate_limit};
   st.opening = std::make_unique<opening_state>();
   auto& ctx = st.opening->context;

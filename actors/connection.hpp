@@ -128,9 +128,10 @@ struct connection_state {
 
   connection_env_ptr env;
   std::weak_ptr<connection_sink> sink;
-  /// The sink's codec interface (the same object as `sink`, so valid while
-  /// `sink.lock()` is), or null when the sink applies no codec.
-  codec_sink* coded = nullptr;
+  /// The sink's codec, null for json (the identity). Set only when the sink
+  /// is a codec_sink; held here, so that frames still in the mailbox when
+  /// the socket is gone are decoded and handled like json ones.
+  frame_codec_ptr codec;
   /// Who this is; the open chain may have changed the handshake's.
   conn_ref who;
   /// While opening; once open, kept only with `group-join=token` (the
@@ -169,7 +170,7 @@ struct connection_state {
 
   /// Reports RECV_MESSAGE and decodes a frame read from the socket (a
   /// binary one is marked: binary_frame_mark); writes what the answer
-  /// needs to `req`. With a codec, the caller holds the sink.
+  /// needs to `req`.
   caf::expected<frames::client_frame> decode(std::string text,
                                              request_info& req);
 

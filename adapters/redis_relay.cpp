@@ -130,10 +130,10 @@ bool valid_node_id(std::string_view id) {
 
 } // namespace relay_detail
 
-using namespace relay_detail;
-
 caf::expected<relay_actor> spawn_redis_relay(caf::actor_system& sys,
                                              relay_setup setup) {
+  // In the function: the unity build puts other files after this one.
+  using namespace relay_detail;
   // Checked once at start, like the state store; later outages are retried.
   auto& opts = setup.opts;
   auto why = [](auto&& conn) {

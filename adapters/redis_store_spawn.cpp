@@ -280,10 +280,10 @@ caf::error check_cluster(redis_store_config& cfg, const options& opts) {
 
 namespace wsc {
 
-using namespace redis_store_impl;
-
 caf::expected<state_store_actor> spawn_redis_store(caf::actor_system& sys,
                                                    const options& opts) {
+  // In the function: the unity build puts other files after this one.
+  using namespace redis_store_impl;
   auto cfg = store_config(opts);
   if (cfg.url.is_cluster()) {
     if (auto err = check_cluster(cfg, opts))

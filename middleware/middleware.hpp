@@ -102,6 +102,7 @@ public:
   virtual std::optional<close_request> before(open_context& ctx);
 
   /// Runs in reverse chain order once the uid is bound (or the open failed).
+  /// `ctx.who` is what was bound: changing it here changes nothing.
   virtual void after(open_context& ctx,
                      const std::optional<close_request>& refused);
 };

@@ -307,6 +307,22 @@ CAF_TEST(a swoft client chats with a json client) {
   CAF_CHECK_EQUAL(pong[0]["ext"]["id"], 5);
 }
 
+CAF_TEST(a frame read before the socket went is handled all the same) {
+  // As with json: the socket can be gone while frames it read still wait
+  // in the CONNECTION's mailbox; the send is made, only its ack is lost.
+  auto ann = open("ann", std::make_shared<swoft_codec>());
+  auto bob = open("bob", std::make_shared<json_codec>());
+  bob.sink->take();
+  caf::anon_send(ann.handle, atom::frame_v,
+                 std::string{R"({"cmd":"send","data":{"to":"bob",)"
+                             R"("data":"late"},"ext":{"id":1}})"});
+  ann.sink.reset(); // the session ends before the CONNECTION runs
+  run();
+  auto got = bob.sink->take();
+  CAF_REQUIRE_EQUAL(got.size(), 1u);
+  CAF_CHECK_EQUAL(got[0]["data"], "late");
+}
+
 CAF_TEST(binary frames reach only codecs that read them) {
   auto ann = open("ann", std::make_shared<text_only_codec>());
   ann.sink->take();
