@@ -177,7 +177,8 @@ bool connection_state::dispatch(std::string text) {
     return false;
   }
   env->metrics->count_frame(frame->type);
-  limiter.charge(extra_cost(*frame));
+  if (limiter.limits())
+    limiter.charge(extra_cost(*frame));
   if (frame->type == "join" && !may_join(*frame->body)) {
     fail(req, ec::forbidden,
          "group-join=token: this connection may join only the groups its "
