@@ -135,7 +135,9 @@ void registry_state::init(registry_config config, state_store_actor st,
                                    : caf::duration{caf::infinite};
   auto rate = static_cast<double>(cfg.stored_bytes_rate);
   auto burst = 2.0 * std::max(rate, static_cast<double>(cfg.max_fanout_bytes));
-  budgets = store_budgets{rate, burst};
+  auto kept = static_cast<double>(cfg.stored_bytes_kept);
+  auto window = std::chrono::duration<double>(cfg.inbox_max_age).count();
+  budgets = store_budgets{{rate, burst}, {kept / std::max(window, 1.0), kept}};
   self->set_down_handler([this](caf::down_msg& dm) {
     // A connection actor died without saying goodbye.
     for (auto& [id, conn] : connections)

@@ -59,6 +59,9 @@ struct registry_config {
   std::chrono::milliseconds request_timeout{5000};
   std::chrono::milliseconds idempotency_window{10 * 60 * 1000};
   uint64_t stored_bytes_rate = 1u << 20;
+  /// stored-bytes-kept, refilled over inbox-max-age (0: no bound).
+  uint64_t stored_bytes_kept = 1ull << 30;
+  std::chrono::milliseconds inbox_max_age{24 * 3600 * 1000};
   uint64_t max_fanout_bytes = 1u << 20;
   uint64_t send_queue_limit = 1024;
   uint64_t send_queue_bytes = 1u << 20;
@@ -87,7 +90,7 @@ struct registry_state {
   /// Replays in progress per uid (`max-resumes-per-uid`).
   std::unordered_map<std::string, uint32_t> resumes;
   /// Per sending uid with local connections: bytes its durable messages
-  /// may still store (`stored-bytes-rate`).
+  /// may still store (`stored-bytes-rate`, `stored-bytes-kept`).
   store_budgets budgets;
   /// Makes message ids unique within this incarnation.
   uint64_t next_msg = 0;

@@ -23,7 +23,13 @@ caf::error idem_pending_error() {
                                      "later");
 }
 
-caf::error store_rate_exceeded(const std::string& uid) {
+caf::error store_budget_exceeded(const std::string& uid,
+                                 store_budgets::verdict why) {
+  if (why == store_budgets::verdict::too_much_kept)
+    return make_error(ec::rate_limited,
+                      "'" + uid +
+                          "' has stored more bytes than stored-bytes-kept "
+                          "allows per inbox-max-age; try again later");
   return make_error(ec::rate_limited,
                     "'" + uid +
                         "' stores more bytes per second than "
@@ -90,8 +96,9 @@ delivery_report report_per_uid(const delivery& d, const route_table& routes) {
 caf::error registry_state::prepare(delivery& d) {
   if (d.durable) {
     auto publish = d.kind == delivery_kind::group;
-    if (!budgets.may_store(d.from, store_budgets::clock::now(), publish))
-      return store_rate_exceeded(d.from);
+    auto verdict = budgets.check(d.from, store_budgets::clock::now(), publish);
+    if (verdict != store_budgets::verdict::may)
+      return store_budget_exceeded(d.from, verdict);
     budgets.reserve(d.from, reserved_receivers(d), d.data.size(), publish);
     d.msg_id = make_msg_id();
   }

@@ -284,6 +284,13 @@ std::vector<option_spec> client_options() {
        "starts; burst: twice this or max-fanout-bytes); beyond: error "
        "rate_limited",
        uint_field(&options::stored_bytes_rate, 1024, 1ull << 32)},
+      {"stored-bytes-kept", "1073741824",
+       "bytes one uid's durable sends and publishes may store on this node "
+       "per inbox-max-age (counted as for stored-bytes-rate; refilled "
+       "evenly over inbox-max-age, after which messages may be dropped): "
+       "bounds what Redis keeps of one uid's messages; beyond: error "
+       "rate_limited; 0: no bound",
+       uint_field(&options::stored_bytes_kept, 0, 1ull << 50)},
       {"max-resumes-per-uid", "4",
        "inbox replays of one uid in progress at once on this node; more "
        "are closed with 1013 (try again later)",

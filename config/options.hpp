@@ -121,6 +121,7 @@ struct options {
   /// Bytes one uid's durable sends and publishes may store per second on
   /// this node (receivers times payload); beyond: `rate_limited`.
   uint64_t stored_bytes_rate = 1u << 20;
+  uint64_t stored_bytes_kept = 1ull << 30;
   /// Most members of one group (`group_full`).
   uint64_t max_group_members = 10000;
   /// `open`: any client may join any group; `token`: only groups of its

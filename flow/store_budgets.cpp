@@ -4,10 +4,21 @@
 
 namespace wsc {
 
+store_budgets::bucket store_budgets::full(clock::time_point now) const {
+  return bucket{per_second_.burst, kept_.burst, now, 0, 0};
+}
+
 void store_budgets::refill(bucket& b, clock::time_point now) const {
-  std::chrono::duration<double> elapsed = now - b.refilled;
-  b.tokens = std::min(burst_, b.tokens + elapsed.count() * rate_);
+  auto elapsed = std::chrono::duration<double>(now - b.refilled).count();
+  b.tokens = std::min(per_second_.burst, b.tokens + elapsed * per_second_.rate);
+  b.kept = std::min(kept_.burst, b.kept + elapsed * kept_.rate);
   b.refilled = now;
+}
+
+void store_budgets::take(bucket& b, double bytes) const {
+  b.tokens = std::min(per_second_.burst, b.tokens - bytes);
+  if (kept_.burst > 0) // else it stays 0: never in debt, full for prune
+    b.kept = std::min(kept_.burst, b.kept - bytes);
 }
 
 double store_budgets::cost(size_t receivers, size_t payload_bytes,
@@ -18,31 +29,38 @@ double store_budgets::cost(size_t receivers, size_t payload_bytes,
              static_cast<double>(new_inbox_bytes);
 }
 
-bool store_budgets::may_store(const std::string& uid, clock::time_point now,
-                              bool publish) {
+store_budgets::verdict store_budgets::check(const std::string& uid,
+                                            clock::time_point now,
+                                            bool publish) {
   if (uid.empty())
-    return true;
-  auto [i, fresh] = buckets_.try_emplace(uid, bucket{burst_, now, 0, 0});
+    return verdict::may;
+  auto [i, fresh] = buckets_.try_emplace(uid, full(now));
+  auto& b = i->second;
   if (!fresh)
-    refill(i->second, now);
-  return i->second.tokens > 0 &&
-         (!publish || i->second.publishes_in_flight < max_publishes_in_flight);
+    refill(b, now);
+  if (b.tokens <= 0)
+    return verdict::too_fast;
+  if (kept_.burst > 0 && b.kept <= 0)
+    return verdict::too_much_kept;
+  if (publish && b.publishes_in_flight >= max_publishes_in_flight)
+    return verdict::too_many_publishes;
+  return verdict::may;
 }
 
 void store_budgets::charge(const std::string& uid, size_t receivers,
                            size_t payload_bytes, size_t new_inboxes,
                            size_t idem_bytes) {
   if (auto i = buckets_.find(uid); i != buckets_.end())
-    i->second.tokens -=
-        cost(receivers, payload_bytes, new_inboxes) +
-        (idem_bytes > 0 ? static_cast<double>(idem_record_bytes + idem_bytes)
-                        : 0.0);
+    take(i->second, cost(receivers, payload_bytes, new_inboxes) +
+                        (idem_bytes > 0 ? static_cast<double>(
+                                              idem_record_bytes + idem_bytes)
+                                        : 0.0));
 }
 
 void store_budgets::reserve(const std::string& uid, size_t receivers,
                             size_t payload_bytes, bool publish) {
   if (auto i = buckets_.find(uid); i != buckets_.end()) {
-    i->second.tokens -= cost(receivers, payload_bytes, receivers);
+    take(i->second, cost(receivers, payload_bytes, receivers));
     ++i->second.in_flight;
     if (publish)
       ++i->second.publishes_in_flight;
@@ -53,8 +71,7 @@ void store_budgets::release(const std::string& uid, size_t receivers,
                             size_t payload_bytes, bool publish) {
   if (auto i = buckets_.find(uid); i != buckets_.end()) {
     auto& b = i->second;
-    b.tokens =
-        std::min(burst_, b.tokens + cost(receivers, payload_bytes, receivers));
+    take(b, -cost(receivers, payload_bytes, receivers));
     if (b.in_flight > 0)
       --b.in_flight;
     if (publish && b.publishes_in_flight > 0)
@@ -68,13 +85,16 @@ void store_budgets::prune(
     clock::time_point now) {
   if (buckets_.size() <= 2 * connected_uids + 1024)
     return;
+  auto kept_full = kept_.burst - std::min(per_second_.burst, kept_.burst);
   for (auto i = buckets_.begin(); i != buckets_.end();) {
     if (connected(i->first)) {
       ++i;
       continue;
     }
     refill(i->second, now);
-    if (i->second.tokens >= burst_ && i->second.in_flight == 0)
+    auto& b = i->second;
+    if (b.tokens >= per_second_.burst && b.kept >= kept_full &&
+        b.in_flight == 0)
       i = buckets_.erase(i);
     else
       ++i;

@@ -11,27 +11,58 @@
 
 namespace wsc {
 
-/// Per sending uid, the bytes its durable messages may still store: a token
-/// bucket refilled at `stored-bytes-rate`. A message is charged after the
-/// store answered (a group's size is known only then), so a bucket may go
-/// into debt; the uid may store again once it is out.
+/// Per sending uid, the bytes its durable messages may still store: two
+/// token buckets, one refilled at `stored-bytes-rate` (how fast), one that
+/// holds `stored-bytes-kept` and refills it over `inbox-max-age` (how much
+/// Redis keeps of the uid's messages at once: older ones may be dropped).
+/// A message is charged after the store answered (a group's size is known
+/// only then), so a bucket may go into debt; the uid may store again once
+/// both are out of it.
 class store_budgets {
 public:
   using clock = std::chrono::steady_clock;
 
+  /// A token bucket's size in bytes and its refill in bytes per second.
+  struct allowance {
+    double rate = 0;
+    double burst = 0;
+  };
+
+  /// Why a uid may or may not store now.
+  enum class verdict : uint8_t {
+    may,
+    too_fast,           // stored-bytes-rate
+    too_much_kept,      // stored-bytes-kept
+    too_many_publishes, // max_publishes_in_flight
+  };
+
   store_budgets() = default;
 
-  /// Buckets hold at most `burst` bytes and refill `rate` bytes per second.
-  store_budgets(double rate, double burst) : rate_(rate), burst_(burst) {
+  /// Buckets hold at most `burst` bytes and refill `rate` bytes per second;
+  /// no bound on what is kept.
+  store_budgets(double rate, double burst) : per_second_{rate, burst} {
     // nop
   }
 
-  /// Whether `uid` may store more now (its bucket is not in deficit, and for
+  /// `kept` bounds what a uid stores over a long window as well (burst 0:
+  /// no such bound).
+  store_budgets(allowance per_second, allowance kept)
+      : per_second_(per_second), kept_(kept) {
+    // nop
+  }
+
+  /// Whether `uid` may store more now: neither bucket in deficit, and for
   /// a publish fewer than `max_publishes_in_flight` of its publishes wait
-  /// for the store); the HTTP API (no uid) always may. A new uid starts
-  /// with a full bucket.
+  /// for the store. The HTTP API (no uid) always may. A new uid starts
+  /// with full buckets.
+  verdict check(const std::string& uid, clock::time_point now,
+                bool publish = false);
+
+  /// Whether `check` says `may`.
   bool may_store(const std::string& uid, clock::time_point now,
-                 bool publish = false);
+                 bool publish = false) {
+    return check(uid, now, publish) == verdict::may;
+  }
 
   /// Durable publishes of one uid that may wait for the store at once: a
   /// publish's receivers are known only from the store's answer, so only
@@ -73,8 +104,11 @@ public:
   /// Once there are buckets for more than twice `connected_uids` (plus
   /// 1024), drops those of uids not `connected` that are full again: a
   /// refilled bucket is as good as none; one in debt or partly spent stays,
-  /// so that reconnecting gives no fresh burst. Keeps the map bounded by the
-  /// uids connected here plus those that sent within burst / rate seconds.
+  /// so that reconnecting gives no fresh burst. The kept bucket, which
+  /// refills over hours, counts as full once at most one per-second burst
+  /// is missing from it (so a drop gives back no more than a reconnect
+  /// could before). Keeps the map bounded by the uids connected here plus
+  /// those that stored more than a burst within the windows.
   void prune(size_t connected_uids,
              const std::function<bool(const std::string&)>& connected,
              clock::time_point now);
@@ -84,7 +118,9 @@ public:
 
 private:
   struct bucket {
+    /// Bytes left in the per-second and in the kept bucket.
     double tokens = 0;
+    double kept = 0;
     clock::time_point refilled;
     /// Durable messages reserved for and not yet released (publishes
     /// among them): a bucket with any is not pruned.
@@ -95,10 +131,16 @@ private:
   static double cost(size_t receivers, size_t payload_bytes,
                      size_t new_inboxes);
 
+  bucket full(clock::time_point now) const;
+
   void refill(bucket& b, clock::time_point now) const;
 
-  double rate_ = 0;
-  double burst_ = 0;
+  /// Takes `bytes` from both buckets (negative: gives them back, up to
+  /// each burst).
+  void take(bucket& b, double bytes) const;
+
+  allowance per_second_;
+  allowance kept_;
   std::unordered_map<std::string, bucket> buckets_;
 };
 

@@ -219,6 +219,42 @@ class StoredBytesRateTest(HarnessMixin, unittest.TestCase):
         self.assertEqual(kinds.count("rate_limited"), 13, kinds)
 
 
+class StoredBytesKeptTest(HarnessMixin, unittest.TestCase):
+    """What one uid stores is bounded over inbox-max-age, not only per second."""
+
+    def test_a_uid_that_stored_its_share_is_refused_until_it_refills(self):
+        # Far below stored-bytes-rate (1 MiB/s, 2 MiB burst): without the
+        # kept bound all 20 sends are acked. With 100,000 bytes kept per
+        # 24 h: 10 new inboxes (44,000) + 10 copies of 1,064 bytes per
+        # send, then 10,640 per send: the sixth leaves the uid in debt,
+        # the seventh is refused; the refill (1.2 B/s) changes nothing here.
+        node = self.start_node({"rate-limit": 0, "stored-bytes-kept": 100000})
+        alice = node.ws(uid="alice")
+        receivers = ["k%d" % i for i in range(10)]
+
+        def send(client, frame_id):
+            client.send_json({"type": "send", "id": frame_id, "to": receivers,
+                              "data": "x" * 1000})
+            return client.wait_for(lambda f: f.get("id") == frame_id, 10)
+
+        answers = [send(alice, i) for i in range(20)]
+        kinds = [a.get("code", a["type"]) for a in answers]
+        self.assertEqual(kinds[:6], ["ack"] * 6, kinds)
+        self.assertEqual(kinds[6:], ["rate_limited"] * 14, kinds)
+        self.assertIn("stored-bytes-kept", answers[6].get("message", ""))
+        # Nothing of a refused send was stored.
+        reader = node.ws(uid="k0", query={"device": "d"})
+        self.assertEqual(reader.welcome.get("to"), 6)
+        # A new connection of the same uid does not reset what it kept.
+        alice.close()
+        again = node.ws(uid="alice")
+        self.assertEqual(send(again, 100).get("code"), "rate_limited")
+        # Other uids and the HTTP API are not affected.
+        bob = node.ws(uid="bob")
+        self.assertEqual(send(bob, 1)["type"], "ack")
+        self.assertEqual(node.api_send(receivers, "y" * 1000)[0], 200)
+
+
 class ClusterPortGarbageTest(HarnessMixin, unittest.TestCase):
     """Garbage and oversized BASP headers on `cluster-listen`."""
 

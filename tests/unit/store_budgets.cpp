@@ -1,7 +1,7 @@
 #define CAF_SUITE store_budgets
 
 // The token buckets that bound what each uid stores per second
-// (`stored-bytes-rate`).
+// (`stored-bytes-rate`) and over inbox-max-age (`stored-bytes-kept`).
 
 #include "flow/store_budgets.hpp"
 
@@ -169,4 +169,65 @@ CAF_TEST(pruning keeps a bucket while its messages wait for the store) {
   budgets.prune(
       0, [](const std::string&) { return false; }, t0 + 2h);
   CAF_CHECK_EQUAL(budgets.size(), 1u); // under 1024 buckets: no sweep
+}
+
+CAF_TEST(what a uid keeps stored is bounded over the long window) {
+  // A per-second bucket too large to matter; 4000 bytes kept, refilled at
+  // 10 bytes per second.
+  store_budgets budgets{{1e9, 1e9}, {10, 4000}};
+  auto t0 = store_budgets::clock::now();
+  using verdict = store_budgets::verdict;
+  CAF_REQUIRE(budgets.check("ann", t0) == verdict::may);
+  budgets.charge("ann", 2, 1936); // 4000: all of it
+  CAF_CHECK(budgets.check("ann", t0) == verdict::too_much_kept);
+  CAF_CHECK(budgets.check("ann", t0 + 1s) == verdict::may);
+  budgets.charge("ann", 1, 936); // 1000 bytes, 990 of them debt
+  CAF_CHECK(budgets.check("ann", t0 + 100s) == verdict::too_much_kept);
+  CAF_CHECK(budgets.check("ann", t0 + 101s) == verdict::may); // 10 left
+  // Reservations count against it too, and are given back.
+  budgets.reserve("ann", 1, 36); // 100 + 4400 for an inbox it may start
+  CAF_CHECK(budgets.check("ann", t0 + 101s) == verdict::too_much_kept);
+  budgets.release("ann", 1, 36);
+  CAF_CHECK(budgets.check("ann", t0 + 101s) == verdict::may);
+  CAF_CHECK(budgets.check("bob", t0) == verdict::may);
+}
+
+CAF_TEST(the per second bucket speaks first and no kept bound means none) {
+  using verdict = store_budgets::verdict;
+  auto t0 = store_budgets::clock::now();
+  store_budgets both{{rate, burst}, {1, 1000}};
+  CAF_REQUIRE(both.check("ann", t0) == verdict::may);
+  both.charge("ann", 1, 5000);
+  CAF_CHECK(both.check("ann", t0) == verdict::too_fast);
+  CAF_CHECK(both.check("ann", t0 + 2s) == verdict::too_much_kept);
+  // Without a kept bound, a day's worth of bursts all pass.
+  store_budgets rate_only{rate, burst};
+  for (int i = 0; i < 24; ++i) {
+    auto t = t0 + std::chrono::hours{i};
+    CAF_REQUIRE(rate_only.check("ann", t) == verdict::may);
+    rate_only.charge("ann", 1, burst - 64);
+  }
+  CAF_CHECK(rate_only.check("ann", t0 + 24h) == verdict::may);
+}
+
+CAF_TEST(pruning keeps a uid that stored much within the long window) {
+  // Per second: 1000 B/s, burst 4000; kept: 100,000 refilled at 1 B/s.
+  store_budgets budgets{{rate, burst}, {1, 100'000}};
+  auto t0 = store_budgets::clock::now();
+  budgets.may_store("heavy", t0);
+  budgets.may_store("light", t0);
+  budgets.charge("heavy", 1, 10'000 - 64); // more than a burst kept
+  budgets.charge("light", 1, 3000 - 64);   // less than a burst
+  for (int i = 0; i < 1100; ++i)
+    budgets.may_store("u" + std::to_string(i), t0);
+  // An hour later both per-second buckets are full again; heavy's kept
+  // bucket still misses more than a burst (10,000 - 3,600): it stays, so
+  // reconnecting does not give it back what it stored.
+  budgets.prune(
+      0, [](const std::string&) { return false; }, t0 + 1h);
+  CAF_CHECK_EQUAL(budgets.size(), 1u);
+  budgets.charge("heavy", 1, 95'000 - 64); // 93,600 were left
+  // 100 s later the per-second bucket is full again; the kept one is not.
+  CAF_CHECK(budgets.check("heavy", t0 + 1h + 100s) ==
+            store_budgets::verdict::too_much_kept);
 }
