@@ -1,10 +1,10 @@
 #include "net/cluster_guard.hpp"
 
+#include "loop/write_through_scribe.hpp"
 #include "util/log.hpp"
 
 #include <caf/io/basp/header.hpp>
 #include <caf/io/basp/message_type.hpp>
-#include <caf/io/network/scribe_impl.hpp>
 
 #include <atomic>
 #include <cstdint>
@@ -15,10 +15,11 @@ namespace {
 
 namespace basp = caf::io::basp;
 
-/// A scribe that refuses oversized or premature BASP payloads.
-class guarded_scribe final : public caf::io::network::scribe_impl {
+/// A scribe that refuses oversized or premature BASP payloads (and writes
+/// when flushed).
+class guarded_scribe final : public write_through_scribe {
 public:
-  using scribe_impl::scribe_impl;
+  using write_through_scribe::write_through_scribe;
 
   bool consume(caf::execution_unit* ctx, const void* buf,
                size_t num_bytes) override {
@@ -31,7 +32,7 @@ public:
       starts_with_handshake_ = op == basp::message_type::server_handshake ||
                                op == basp::message_type::client_handshake;
     }
-    return scribe_impl::consume(ctx, buf, num_bytes);
+    return write_through_scribe::consume(ctx, buf, num_bytes);
   }
 
   void configure_read(caf::io::receive_policy::config config) override {
@@ -46,7 +47,7 @@ public:
         config = caf::io::receive_policy::exactly(1);
       }
     }
-    scribe_impl::configure_read(config);
+    write_through_scribe::configure_read(config);
   }
 
 private:
