@@ -62,6 +62,16 @@ class ClusterBase(HarnessMixin, unittest.TestCase):
         self.assertEqual(status, 200)
         return [e for e in body if kind is None or e["event"] == kind]
 
+    def message_data(self, client, count, timeout):
+        """The `data` of the first `count` messages `client` gets."""
+        got = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count and time.monotonic() < deadline:
+            f = client.recv_json(max(0.1, deadline - time.monotonic()))
+            if f.get("type") == "message":
+                got.append(f["data"])
+        return got
+
     def bindings_in_redis(self):
         """Every binding value ("node|incarnation") stored in Redis."""
         values = []
@@ -123,13 +133,7 @@ class ClusterDeliveryTest(ClusterBase):
             sender.send_json({"type": "send", "to": "receiver", "data": i})
             if i % 150 == 149:
                 time.sleep(1.6)
-        got = []
-        deadline = time.monotonic() + 30
-        while len(got) < count and time.monotonic() < deadline:
-            f = receiver.recv_json(10)
-            if f.get("type") == "message":
-                got.append(f["data"])
-        self.assertEqual(got, list(range(count)))
+        self.assertEqual(self.message_data(receiver, count, 30), list(range(count)))
 
 
 class ClusterLargeMessagesTest(ClusterBase):
@@ -161,12 +165,7 @@ class ClusterLargeMessagesTest(ClusterBase):
         finally:
             os.kill(n2.pid, signal.SIGCONT)
         self.assertEqual([a["type"] for a in acks], ["ack"] * count)
-        got = []
-        deadline = time.monotonic() + 60
-        while len(got) < count and time.monotonic() < deadline:
-            f = receiver.recv_json(20)
-            if f.get("type") == "message":
-                got.append(f["data"])
+        got = self.message_data(receiver, count, 60)
         self.assertEqual(len(got), count)
         for i, data in enumerate(got):
             self.assertEqual(data, payload(i), "message %d" % i)
