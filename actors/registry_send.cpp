@@ -30,6 +30,13 @@ caf::error store_budget_exceeded(const std::string& uid,
                       "'" + uid +
                           "' has stored more bytes than stored-bytes-kept "
                           "allows per inbox-max-age; try again later");
+  if (why == store_budgets::verdict::too_many_publishes)
+    return make_error(
+        ec::rate_limited,
+        "'" + uid + "' has " +
+            std::to_string(store_budgets::max_publishes_in_flight) +
+            " durable publishes waiting for the store; try "
+            "again shortly");
   return make_error(ec::rate_limited,
                     "'" + uid +
                         "' stores more bytes per second than "

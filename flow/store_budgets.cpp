@@ -83,9 +83,11 @@ void store_budgets::prune(
     size_t connected_uids,
     const std::function<bool(const std::string&)>& connected,
     clock::time_point now) {
-  if (buckets_.size() <= 2 * connected_uids + 1024)
+  if (buckets_.size() <= 2 * connected_uids + 1024 ||
+      now - last_sweep_ < std::chrono::seconds{1})
     return;
-  auto kept_full = kept_.burst - std::min(per_second_.burst, kept_.burst);
+  last_sweep_ = now;
+  auto kept_full = kept_.burst - std::min(kept_.burst / 64, kept_forgiven);
   for (auto i = buckets_.begin(); i != buckets_.end();) {
     if (connected(i->first)) {
       ++i;

@@ -102,16 +102,20 @@ public:
               size_t new_inboxes = 0, size_t idem_bytes = 0);
 
   /// Once there are buckets for more than twice `connected_uids` (plus
-  /// 1024), drops those of uids not `connected` that are full again: a
-  /// refilled bucket is as good as none; one in debt or partly spent stays,
-  /// so that reconnecting gives no fresh burst. The kept bucket, which
-  /// refills over hours, counts as full once at most one per-second burst
-  /// is missing from it (so a drop gives back no more than a reconnect
-  /// could before). Keeps the map bounded by the uids connected here plus
-  /// those that stored more than a burst within the windows.
+  /// 1024), drops those of uids not `connected` that are full again, at
+  /// most once a second: a refilled bucket is as good as none; one in debt
+  /// or partly spent stays, so that reconnecting gives no fresh burst. The
+  /// kept bucket, which refills over hours, counts as full once it misses
+  /// at most `kept_forgiven` (or 1/64 of its size, if less): each bucket
+  /// left stands for at least that much stored, and a drop gives back no
+  /// more. Keeps the map bounded by the uids connected here plus those
+  /// that stored more than that within the windows.
   void prune(size_t connected_uids,
              const std::function<bool(const std::string&)>& connected,
              clock::time_point now);
+
+  /// What a sweep may give back of a uid's kept bucket (see prune).
+  static constexpr double kept_forgiven = 64 * 1024;
 
   /// The number of buckets.
   size_t size() const { return buckets_.size(); }
@@ -142,6 +146,7 @@ private:
   allowance per_second_;
   allowance kept_;
   std::unordered_map<std::string, bucket> buckets_;
+  clock::time_point last_sweep_;
 };
 
 } // namespace wsc

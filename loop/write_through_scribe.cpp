@@ -14,7 +14,7 @@ write_through_scribe::write_through_scribe(
 
 void write_through_scribe::flush() {
   auto& pending = wr_buf();
-  if (!pending.empty() && !stream_writing_) {
+  if (!pending.empty() && !stream_writing_ && !broker_acks_) {
     auto sent =
         ::send(stream_.fd(), pending.data(), pending.size(), MSG_NOSIGNAL);
     if (sent > 0)

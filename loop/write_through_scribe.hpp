@@ -26,7 +26,8 @@ public:
   void flush() override;
 
   /// The stream reports every write (so that this scribe knows when it has
-  /// none in progress); the broker hears of them only if it asked.
+  /// none in progress); the broker hears of them only if it asked, and
+  /// then every write goes the stream's way (BASP never asks).
   void ack_writes(bool enable) override;
 
   void data_transferred(caf::execution_unit* ctx, size_t written,

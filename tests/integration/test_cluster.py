@@ -141,7 +141,10 @@ class ClusterLargeMessagesTest(ClusterBase):
 
     def node_options(self, i, **extra):
         big = {"max-message-bytes": 1 << 20, "rate-limit": 0, "volatile-types": "send",
-               "send-queue-bytes": 64 << 20}
+               "send-queue-bytes": 64 << 20,
+               # The pause below must not look like a lost node (the
+               # heartbeat check and BASP's connection-timeout).
+               "node-timeout": "10s"}
         big.update(extra)
         return super().node_options(i, **big)
 

@@ -231,3 +231,39 @@ CAF_TEST(pruning keeps a uid that stored much within the long window) {
   CAF_CHECK(budgets.check("heavy", t0 + 1h + 100s) ==
             store_budgets::verdict::too_much_kept);
 }
+
+CAF_TEST(a sweep gives back little of a kept bucket smaller than a burst) {
+  // Kept: 3,000 bytes, refilled at 0.01 B/s; per second: 4,000.
+  store_budgets budgets{{rate, burst}, {0.01, 3000}};
+  auto t0 = store_budgets::clock::now();
+  budgets.may_store("ann", t0);
+  budgets.charge("ann", 1, 2000 - 64); // 1,000 kept bytes left
+  for (int i = 0; i < 1100; ++i)
+    budgets.may_store("u" + std::to_string(i), t0);
+  // 10 s later ann's per-second bucket is full; its kept one misses ~2,000
+  // bytes, more than a sweep forgives (3,000 / 64): it stays.
+  budgets.prune(
+      0, [](const std::string&) { return false; }, t0 + 10s);
+  CAF_CHECK_EQUAL(budgets.size(), 1u);
+  budgets.charge("ann", 1, 1100 - 64);
+  CAF_CHECK(budgets.check("ann", t0 + 20s) ==
+            store_budgets::verdict::too_much_kept);
+}
+
+CAF_TEST(sweeps run at most once a second) {
+  store_budgets budgets{rate, burst};
+  auto t0 = store_budgets::clock::now();
+  auto nobody = [](const std::string&) {
+    return false;
+  };
+  for (int i = 0; i < 1100; ++i)
+    budgets.may_store("u" + std::to_string(i), t0);
+  budgets.prune(0, nobody, t0);
+  CAF_CHECK_EQUAL(budgets.size(), 0u);
+  for (int i = 0; i < 1100; ++i)
+    budgets.may_store("v" + std::to_string(i), t0);
+  budgets.prune(0, nobody, t0 + 500ms);
+  CAF_CHECK_EQUAL(budgets.size(), 1100u);
+  budgets.prune(0, nobody, t0 + 1s);
+  CAF_CHECK_EQUAL(budgets.size(), 0u);
+}
