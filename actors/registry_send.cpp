@@ -25,22 +25,17 @@ caf::error idem_pending_error() {
 
 caf::error store_budget_exceeded(const std::string& uid,
                                  store_budgets::verdict why) {
-  if (why == store_budgets::verdict::too_much_kept)
-    return make_error(ec::rate_limited,
-                      "'" + uid +
-                          "' has stored more bytes than stored-bytes-kept "
-                          "allows per inbox-max-age; try again later");
-  if (why == store_budgets::verdict::too_many_publishes)
-    return make_error(
-        ec::rate_limited,
-        "'" + uid + "' has " +
-            std::to_string(store_budgets::max_publishes_in_flight) +
-            " durable publishes waiting for the store; try "
-            "again shortly");
-  return make_error(ec::rate_limited,
-                    "'" + uid +
-                        "' stores more bytes per second than "
-                        "stored-bytes-rate allows; try again shortly");
+  using verdict = store_budgets::verdict;
+  auto reason =
+      why == verdict::too_much_kept
+          ? "has stored more bytes than stored-bytes-kept allows per "
+            "inbox-max-age; try again later"
+      : why == verdict::too_many_publishes
+          ? "has " + std::to_string(store_budgets::max_publishes_in_flight) +
+                " durable publishes waiting for the store; try again shortly"
+          : "stores more bytes per second than stored-bytes-rate allows; try "
+            "again shortly";
+  return make_error(ec::rate_limited, "'" + uid + "' " + reason);
 }
 
 /// The receivers a durable message reserves stored bytes for until the

@@ -169,6 +169,12 @@ class FanoutBudgetTest(HarnessMixin, unittest.TestCase):
         self.assertEqual(dev.welcome.get("to"), 0)
 
 
+def durable_send(client, frame_id, to, data):
+    """Sends `data` to `to` and returns the frame that answers it."""
+    client.send_json({"type": "send", "id": frame_id, "to": to, "data": data})
+    return client.wait_for(lambda f: f.get("id") == frame_id, 10)
+
+
 class StoredBytesRateTest(HarnessMixin, unittest.TestCase):
     """R1's rate: bytes one uid may store per second, not only per frame."""
 
@@ -180,8 +186,7 @@ class StoredBytesRateTest(HarnessMixin, unittest.TestCase):
         uids = ["u%d" % i for i in range(1000)]
 
         def send(client, frame_id):
-            client.send_json({"type": "send", "id": frame_id, "to": uids, "data": "x" * 900})
-            answer = client.wait_for(lambda f: f.get("id") == frame_id, 10)
+            answer = durable_send(client, frame_id, uids, "x" * 900)
             return answer.get("code", answer["type"])
 
         # ~0.96 MB of copies, plus 1000 inboxes started (~4.4 KB each in
@@ -233,9 +238,7 @@ class StoredBytesKeptTest(HarnessMixin, unittest.TestCase):
         receivers = ["k%d" % i for i in range(10)]
 
         def send(client, frame_id):
-            client.send_json({"type": "send", "id": frame_id, "to": receivers,
-                              "data": "x" * 1000})
-            return client.wait_for(lambda f: f.get("id") == frame_id, 10)
+            return durable_send(client, frame_id, receivers, "x" * 1000)
 
         answers = [send(alice, i) for i in range(20)]
         kinds = [a.get("code", a["type"]) for a in answers]
