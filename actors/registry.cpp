@@ -169,7 +169,7 @@ registry(registry_actor::stateful_pointer<registry_state> self,
       [self](atom::send, delivery& d) -> caf::result<delivery_report> {
         return self->state.send(std::move(d));
       },
-      [self](atom::broadcast, delivery& d) -> atom::ok {
+      [self](atom::broadcast, delivery& d) -> caf::result<atom::ok> {
         return self->state.broadcast(std::move(d));
       },
       [self](atom::publish, delivery& d) -> caf::result<delivery_report> {

@@ -114,10 +114,10 @@ struct registry_state {
   caf::result<delivery_report> publish(delivery d);
 
   /// Writes a message to every connection on every node.
-  atom::ok broadcast(delivery d);
+  caf::result<atom::ok> broadcast(delivery d);
 
-  /// Checks the sender's store budget, gives a durable message its id and
-  /// drops an `idem` nobody looks up.
+  /// Checks the delivery (frames::check) and the sender's store budget, gives a
+  /// durable message its id and drops an `idem` nobody looks up.
   caf::error prepare(delivery& d);
 
   /// Gives back the stored bytes `prepare` reserved for a durable message

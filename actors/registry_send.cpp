@@ -96,6 +96,11 @@ delivery_report report_per_uid(const delivery& d, const route_table& routes) {
 // -- send ---------------------------------------------------------------------
 
 caf::error registry_state::prepare(delivery& d) {
+  // What a built-in or the HTTP API made is checked already; an embedder's
+  // behaviour may hand anything over, and a payload that is not JSON would
+  // reach clients as a broken frame (and other nodes would drop it).
+  if (auto err = frames::check(d))
+    return err;
   if (d.durable) {
     auto publish = d.kind == delivery_kind::group;
     auto verdict = budgets.check(d.from, store_budgets::clock::now(), publish);
@@ -171,6 +176,8 @@ caf::result<delivery_report> registry_state::send_to_conn(delivery d) {
   d.durable = false;
   d.idem.clear();
   d.uids.clear();
+  if (auto err = frames::check(d))
+    return err;
   if (frames::node_of_conn(d.to_conn) == cfg.who.id)
     return delivery_report::to_conn(deliver_local(d, nullptr), "gone");
   return self->delegate(peer, atom::send_v, local_only{}, std::move(d));
@@ -224,10 +231,12 @@ caf::result<delivery_report> registry_state::publish(delivery d) {
   return rp;
 }
 
-atom::ok registry_state::broadcast(delivery d) {
+caf::result<atom::ok> registry_state::broadcast(delivery d) {
   d.kind = delivery_kind::broadcast;
   d.uids.clear();
   d.to_conn.clear();
+  if (auto err = frames::check(d))
+    return err;
   deliver_local(d, nullptr);
   // The PEER knows the other nodes, with or without a CAF connection.
   self->send(peer, atom::broadcast_v, local_only{}, std::move(d));

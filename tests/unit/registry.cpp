@@ -51,6 +51,19 @@ caf::behavior recorder(caf::event_based_actor*,
   };
 }
 
+/// Whether the answer to `request` is the error `bad_frame`.
+template<class Result, class Handle>
+bool refused(caf::scheduler::test_coordinator& sched, Handle request) {
+  sched.run();
+  bool refused = false;
+  request.receive([](Result&) { CAF_FAIL("accepted a malformed delivery"); },
+                  [&refused](caf::error& err) {
+                    refused = err.category() == ec_category &&
+                              err.code() == static_cast<uint8_t>(ec::bad_frame);
+                  });
+  return refused;
+}
+
 struct fixture : test::builtins_fixture {
   client open(const std::string& uid) {
     auto sink = std::make_shared<test::recording_sink>();
@@ -641,6 +654,50 @@ CAF_TEST(malformed deliveries from a peer are dropped and the registry lives) {
   auto acks = carol.received();
   CAF_REQUIRE_EQUAL(acks.size(), 1u);
   CAF_CHECK_EQUAL(acks[0]["type"], "ack");
+  CAF_CHECK_EQUAL(bob.received().size(), 1u);
+}
+
+CAF_TEST(malformed deliveries of an embedder are refused and reach nobody) {
+  // A behaviour of the application talks to the REGISTRY directly (the
+  // `messaging_actor`): what it hands over is checked like a peer's.
+  auto bob = open("bob");
+  auto members = open("bob");
+  say(members, json{{"type", "join"}, {"id", 1}, {"group", "g"}});
+  CAF_REQUIRE_EQUAL(members.received().size(), 1u);
+  auto not_json = frames::make_delivery(delivery_kind::message, "bot",
+                                        "hello, not JSON", true);
+  not_json.uids = {"bob"};
+  auto bad_uid = frames::make_delivery(delivery_kind::message, "bot", "1");
+  bad_uid.uids = {"bob", std::string{"\xff"}};
+  auto bad_group = not_json;
+  bad_group.data = "2";
+  bad_group.group = "no spaces allowed";
+  messaging_actor messaging = registry;
+  CAF_CHECK(refused<delivery_report>(
+      sched, self->request(messaging, caf::infinite, atom::send_v, not_json)));
+  CAF_CHECK(refused<delivery_report>(
+      sched, self->request(messaging, caf::infinite, atom::send_v, bad_uid)));
+  CAF_CHECK(refused<delivery_report>(
+      sched,
+      self->request(messaging, caf::infinite, atom::publish_v, bad_group)));
+  auto to_conn = not_json;
+  to_conn.uids.clear();
+  to_conn.to_conn = bob.conn;
+  CAF_CHECK(refused<delivery_report>(
+      sched, self->request(messaging, caf::infinite, atom::send_v, to_conn)));
+  CAF_CHECK(
+      refused<atom::ok>(sched, self->request(messaging, caf::infinite,
+                                             atom::broadcast_v, not_json)));
+  CAF_CHECK(bob.received().empty());
+  CAF_CHECK(members.received().empty());
+  // Well formed, the same sends go through.
+  auto valid = not_json;
+  valid.data = R"({"text":"hello"})";
+  auto sent = self->request(messaging, caf::infinite, atom::send_v, valid);
+  sched.run();
+  sent.receive(
+      [](delivery_report& report) { CAF_CHECK(!report.msg_id.empty()); },
+      [](caf::error& err) { CAF_FAIL("send failed: " << err); });
   CAF_CHECK_EQUAL(bob.received().size(), 1u);
 }
 
