@@ -278,7 +278,8 @@ void run_builtin(Self* self, const builtins_config& cfg,
       registry,
       ctx,
       f,
-      ops::origin{ctx.sender.uid, ctx.sender.conn, ops::frame_max_uids},
+      ops::origin{ctx.sender.uid, ctx.sender.conn, ops::frame_max_uids,
+                  static_cast<size_t>(cfg.messages.max_message_bytes)},
       std::make_shared<const builtin_done>(std::move(reply))};
   for (auto& entry : builtin_table<Self>)
     if (type == entry.type)

@@ -16,6 +16,9 @@ struct message_settings {
   uint64_t max_fanout_bytes = 1u << 20;
   /// `members-limit`: the most uids a member list answers.
   uint64_t members_limit = 1000;
+  /// `max-message-bytes`: also bounds a client's `data` as the node writes
+  /// it out.
+  uint64_t max_message_bytes = 65536;
 
   /// Whether messages of a frame type (`send`, `publish`) are stored in the
   /// receivers' inboxes (not listed in `volatile-types`).

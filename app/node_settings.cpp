@@ -7,6 +7,7 @@ message_settings messages(const options& opts) {
   result.volatile_types = opts.volatile_types;
   result.max_fanout_bytes = opts.max_fanout_bytes;
   result.members_limit = opts.members_limit;
+  result.max_message_bytes = opts.max_message_bytes;
   return result;
 }
 

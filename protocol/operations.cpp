@@ -71,11 +71,18 @@ uid_list(const json& object, const char* name, size_t max_uids) {
   return uids;
 }
 
-caf::expected<std::string> data_field(const json& object) {
+caf::expected<std::string> data_field(const json& object, size_t max_bytes) {
   auto value = field(object, "data");
   if (!value)
     return std::move(value.error());
-  return (*value)->dump(-1, ' ', false, json::error_handler_t::replace);
+  auto text = (*value)->dump(-1, ' ', false, json::error_handler_t::replace);
+  if (text.size() > max_bytes)
+    return make_error(ec::too_large,
+                      "field 'data' is " + std::to_string(text.size()) +
+                          " bytes as the node writes it (numbers in full), "
+                          "more than " +
+                          std::to_string(max_bytes));
+  return text;
 }
 
 caf::error read_idem(const json& object, std::string& idem) {
@@ -128,7 +135,7 @@ caf::error read_addressing(const json& object, const std::string& own_conn,
 
 caf::expected<delivery> send(const json& object, const origin& from,
                              bool durable, uint64_t max_fanout_bytes) {
-  auto data = data_field(object);
+  auto data = data_field(object, from.max_data_bytes);
   if (!data)
     return std::move(data.error());
   auto d = frames::make_delivery(delivery_kind::message, from.uid,
@@ -157,7 +164,7 @@ caf::expected<delivery> publish(const json& object, const origin& from,
   auto group = name_field(object, "group");
   if (!group)
     return std::move(group.error());
-  auto data = data_field(object);
+  auto data = data_field(object, from.max_data_bytes);
   if (!data)
     return std::move(data.error());
   auto d = frames::make_delivery(delivery_kind::group, from.uid,
@@ -171,7 +178,7 @@ caf::expected<delivery> publish(const json& object, const origin& from,
 }
 
 caf::expected<delivery> broadcast(const json& object, const origin& from) {
-  auto data = data_field(object);
+  auto data = data_field(object, from.max_data_bytes);
   if (!data)
     return std::move(data.error());
   auto d = frames::make_delivery(delivery_kind::broadcast, from.uid,

@@ -29,6 +29,10 @@ constexpr size_t frame_max_uids = 1000;
 /// holding the API key); `max-fanout-bytes` bounds what a send produces.
 constexpr size_t api_max_uids = 10000;
 
+/// The most bytes of `data` an HTTP API call may carry, as the node writes
+/// it out (the API's body limit).
+constexpr size_t api_max_data_bytes = 1u << 20;
+
 /// The longest idempotency key (`idem`) of a `send` or `publish`, in bytes.
 constexpr size_t max_idem_bytes = 64;
 
@@ -38,6 +42,11 @@ struct origin {
   std::string conn;
   /// The most uids a list may name (frame_max_uids or api_max_uids).
   size_t max_uids = frame_max_uids;
+  /// The most bytes of `data` as the node writes it out: JSON re-encoded
+  /// may be longer than what came in (`1e14` becomes `100000000000000.0`),
+  /// so the frame's own bound does not bound it (`max-message-bytes`, or
+  /// api_max_data_bytes).
+  size_t max_data_bytes = api_max_data_bytes;
 };
 
 /// A required string field holding a valid name (uid or group).
@@ -49,8 +58,10 @@ caf::expected<std::string> name_field(const nlohmann::json& object,
 caf::expected<std::vector<std::string>>
 uid_list(const nlohmann::json& object, const char* name, size_t max_uids);
 
-/// The required field `data`, as JSON text.
-caf::expected<std::string> data_field(const nlohmann::json& object);
+/// The required field `data`, as JSON text of at most `max_bytes` bytes
+/// (`too_large` beyond).
+caf::expected<std::string> data_field(const nlohmann::json& object,
+                                      size_t max_bytes);
 
 /// Reads the optional field `idem` into `idem`: absent leaves it empty;
 /// anything but a string of 1-64 bytes of UTF-8 is `bad_frame`.

@@ -576,6 +576,21 @@ class FrameLimitsTest(HarnessMixin, unittest.TestCase):
         ws.send_frame(True, 4, OP_TEXT, b"\xf2\x48\xcd\xc9\xc9\x07\x00")
         self.assertEqual(ws.wait_closed(5), 1002)
 
+    def test_data_that_grows_when_written_out_is_bounded_too(self):
+        # Found by a probe review: `1e14` (4 bytes) is written out as
+        # `100000000000000.0` (17): a frame within max-message-bytes became
+        # a 235 KB message for its receivers and in Redis.
+        bob = self.node.ws("bob")
+        alice = self.node.ws("alice")
+        numbers = "[" + ",".join(["1e14"] * 12000) + "]"  # 60 KB in, 216 KB out
+        alice.send_text('{"type":"send","id":1,"to":"bob","data":%s}' % numbers)
+        reply = self.reply_to(alice, 1)
+        self.assertEqual((reply["type"], reply.get("code")), ("error", "too_large"), reply)
+        alice.send_json({"type": "send", "id": 2, "to": "bob", "data": [1e14] * 100})
+        self.assertEqual(self.reply_to(alice, 2)["type"], "ack")
+        got = bob.wait_for(lambda f: f.get("type") == "message", 5)
+        self.assertEqual(len(got["data"]), 100)
+
     def test_oversized_http_head_is_refused_and_node_survives(self):
         sock = _raw_connect(self.node)
         self.addCleanup(sock.close)

@@ -16,8 +16,8 @@ using json = nlohmann::json;
 
 namespace {
 
-const ops::origin client{"alice", "n1.1.7", ops::frame_max_uids};
-const ops::origin api{{}, {}, ops::api_max_uids};
+const ops::origin client{"alice", "n1.1.7", ops::frame_max_uids, 65536};
+const ops::origin api{{}, {}, ops::api_max_uids, ops::api_max_data_bytes};
 
 json uids(size_t n) {
   auto list = json::array();
@@ -46,6 +46,36 @@ CAF_TEST(read_idem accepts 1 to 64 bytes of UTF - 8 only) {
     auto err = ops::read_idem(json{{"idem", bad}}, out);
     CAF_CHECK_EQUAL(to_ec(err), ec::bad_frame);
     CAF_CHECK(out.empty());
+  }
+}
+
+CAF_TEST(data is bounded as the node writes it out not as it came) {
+  // Found by a probe review: `1e14` (4 bytes) is written out as
+  // `100000000000000.0` (17): a 64 KiB frame became a 235 KB message.
+  ops::origin small{"alice", "n1.1.7", ops::frame_max_uids, 300};
+  std::string text = "[1e14";
+  for (int i = 1; i < 40; ++i)
+    text += ",1e14";
+  text += "]"; // 201 bytes in, 18 x 40 + 1 = 721 out
+  CAF_REQUIRE_EQUAL(text.size(), 201u);
+  auto frame = json{{"to", "bob"}, {"group", "g"}};
+  frame["data"] = json::parse(text);
+  for (auto* op : {"send", "publish", "broadcast"}) {
+    CAF_MESSAGE(op);
+    auto run = [&](const ops::origin& from) {
+      if (op == std::string{"send"})
+        return ops::send(frame, from, true, 1 << 20);
+      if (op == std::string{"publish"})
+        return ops::publish(frame, from, true);
+      return ops::broadcast(frame, from);
+    };
+    auto refused = run(small);
+    CAF_CHECK_EQUAL(code_of(refused), ec::too_large);
+    // What the node writes fits: accepted.
+    frame["data"] = std::string(290, 'x'); // 292 bytes written
+    CAF_CHECK(run(small));
+    frame["data"] = json::parse(text);
+    CAF_CHECK(run(client));
   }
 }
 

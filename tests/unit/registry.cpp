@@ -633,6 +633,33 @@ CAF_TEST(a flooding client gets rate_limited then 1008) {
   CAF_CHECK_EQUAL(alice.sink->close_code, 1008);
 }
 
+CAF_TEST(a member list costs rate by its length) {
+  // Found by a probe review: a 35-byte `members` frame of a large group
+  // cost one frame of rate-limit and up to 1.6 ms of Redis.
+  opts.rate_limit = 10; // a burst of 20 frames
+  for (int i = 0; i < 500; ++i)
+    caf::anon_send(store, atom::join_v, "m" + std::to_string(i),
+                   std::string{"big"}, uint32_t{100});
+  run();
+  auto alice = open("alice");
+  for (int i = 0; i < 6; ++i)
+    say(alice, json{{"type", "members"}, {"id", i}, {"group", "big"}});
+  size_t lists = 0;
+  size_t limited = 0;
+  for (auto& frame : alice.received()) {
+    if (frame.contains("uids")) {
+      ++lists;
+      CAF_CHECK_EQUAL(frame["uids"].size(), 500u);
+    }
+    limited += frame["type"] == "error" && frame["code"] == "rate_limited";
+  }
+  // Each list of 500 costs 1 + 4 frames: four take the burst (a fifth
+  // only if the bucket refilled meanwhile), the rest are refused.
+  CAF_CHECK_GREATER_OR_EQUAL(lists, 4u);
+  CAF_CHECK_LESS(lists, 6u);
+  CAF_CHECK_GREATER_OR_EQUAL(limited, 1u);
+}
+
 CAF_TEST(malformed deliveries from a peer are dropped and the registry lives) {
   auto bob = open("bob");
   auto valid = frames::make_delivery(delivery_kind::message, "zed", "1");
@@ -702,6 +729,7 @@ CAF_TEST(malformed deliveries of an embedder are refused and reach nobody) {
 }
 
 CAF_TEST(a send over the fan - out budget is too_large and stores nothing) {
+  opts.max_message_bytes = opts.max_fanout_bytes;
   auto alice = open("alice");
   auto bob = open("bob");
   std::string big(opts.max_fanout_bytes / 2, 'x');
