@@ -143,13 +143,16 @@ void node_metrics::render_deliveries(std::ostringstream& out) const {
       << "wscluster_relayed_deliveries_total{direction=\"dropped\"} "
       << relay_dropped << '\n';
   family(out, "wscluster_webhook_events_total", "counter",
-         "Webhook events: POSTed, dropped, sent again after a failure.");
+         "Webhook events: POSTed, dropped, sent again after a failure, "
+         "cancelled out by their opposite in a backlog.");
   out << "wscluster_webhook_events_total{result=\"sent\"} " << webhook_sent
       << '\n'
       << "wscluster_webhook_events_total{result=\"dropped\"} "
       << webhook_dropped << '\n'
       << "wscluster_webhook_events_total{result=\"retried\"} "
-      << webhook_retried << '\n';
+      << webhook_retried << '\n'
+      << "wscluster_webhook_events_total{result=\"coalesced\"} "
+      << webhook_coalesced << '\n';
 }
 
 void node_metrics::render_failures(std::ostringstream& out) const {

@@ -36,10 +36,12 @@ public:
   counter relayed_in{0};
   counter relay_dropped{0};
   /// Webhook events POSTed (2xx), dropped (queue full or retried past the
-  /// retry window) and sent again after a failed POST (once per attempt).
+  /// retry window), sent again after a failed POST (once per attempt), and
+  /// coalesced (both events of a pair that cancelled out in a backlog).
   counter webhook_sent{0};
   counter webhook_dropped{0};
   counter webhook_retried{0};
+  counter webhook_coalesced{0};
   /// Relayed messages refused, in whole or in part (every reason below).
   counter relay_rejected{0};
   /// The same by reason: an unknown format `version`, not authenticated by

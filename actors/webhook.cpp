@@ -12,24 +12,60 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <utility>
 
 namespace wsc {
 
 // -- pure parts ---------------------------------------------------------------
 
-bool webhook_queue::push(webhook_item item) {
-  if (items_.size() >= max_events_ || bytes_ + item.json.size() > max_bytes_)
-    return false;
-  bytes_ += item.json.size();
+auto webhook_queue::push(webhook_item item) -> pushed {
+  bool paired = item.kind != webhook_kind::other;
+  // Coalescing first: in a full queue the pair frees room instead of
+  // dropping the second half (an `offline` lost leaves a uid online).
+  if (paired && items_.size() >= coalesce_from_) {
+    // Pairs are adjacent in webhook_kind: the opposite differs in bit 0.
+    auto opposite =
+        static_cast<webhook_kind>(static_cast<size_t>(item.kind) ^ 1);
+    auto& queued = index_of(opposite);
+    if (auto i = queued.find(item.key); i != queued.end()) {
+      auto pos = i->second;
+      queued.erase(i); // before the item its key views
+      bytes_ -= cost(*pos);
+      items_.erase(pos);
+      return pushed::coalesced;
+    }
+  }
+  if (items_.size() >= max_events_ || bytes_ + cost(item) > max_bytes_)
+    return pushed::full;
+  bytes_ += cost(item);
   items_.push_back(std::move(item));
-  return true;
+  if (paired) {
+    auto pos = std::prev(items_.end());
+    auto& index = index_of(pos->kind);
+    // Erase, then insert: an assignment would keep the older item's key
+    // view, which dangles once that item leaves.
+    index.erase(pos->key);
+    index.emplace(pos->key, pos);
+  }
+  return pushed::queued;
+}
+
+void webhook_queue::unindex(item_list::iterator pos) {
+  if (pos->kind == webhook_kind::other)
+    return;
+  auto& index = index_of(pos->kind);
+  if (auto i = index.find(pos->key); i != index.end() && i->second == pos)
+    index.erase(i);
 }
 
 std::vector<webhook_item> webhook_queue::take(size_t n) {
   std::vector<webhook_item> result;
   while (!items_.empty() && result.size() < n) {
-    bytes_ -= items_.front().json.size();
-    result.push_back(std::move(items_.front()));
+    auto front = items_.begin();
+    unindex(front);
+    bytes_ -= cost(*front);
+    result.push_back(std::move(*front));
     items_.pop_front();
   }
   return result;
@@ -44,10 +80,20 @@ size_t webhook_queue::give_back(std::vector<webhook_item> batch, int64_t now_ms,
       ++dropped;
       continue;
     }
-    bytes_ += i->json.size();
+    // Not indexed: the backend may have seen it, so it must not coalesce.
+    i->kind = webhook_kind::other;
+    i->key.clear();
+    bytes_ += cost(*i);
     items_.push_front(std::move(*i));
   }
   return dropped;
+}
+
+uint64_t log_throttle::due(time_point now) {
+  if (pending_ == 0 || (last_line_ && now - *last_line_ < interval_))
+    return 0;
+  last_line_ = now;
+  return std::exchange(pending_, 0);
 }
 
 std::string webhook_body(const std::vector<webhook_item>& batch,
@@ -125,7 +171,8 @@ std::string conn_fields(const conn_ref& who) {
 
 } // namespace
 
-void webhook_state::add(const char* name, std::string fields) {
+void webhook_state::add(const char* name, std::string fields, webhook_kind kind,
+                        std::string key) {
   if (std::find(events.begin(), events.end(), name) == events.end())
     return;
   // `fields` is a JSON object: splice `id` and `name` in front.
@@ -138,21 +185,32 @@ void webhook_state::add(const char* name, std::string fields) {
     json += "," + fields.substr(1);
   else
     json += "}";
-  if (!queue.push(webhook_item{std::move(json), frames::now_ms()}))
+  switch (queue.push(
+      webhook_item{std::move(json), frames::now_ms(), kind, std::move(key)})) {
+  case webhook_queue::pushed::queued:
+    break;
+  case webhook_queue::pushed::full:
     dropped(1, "the queue is full");
+    break;
+  case webhook_queue::pushed::coalesced:
+    metrics->webhook_coalesced += 2; // this event and the one it removed
+    break;
+  }
   pump();
 }
 
-void webhook_state::dropped(size_t n, const std::string& why) {
+void webhook_state::dropped(size_t n, std::string why) {
   metrics->webhook_dropped += n;
-  // One line per burst, not one per event.
-  if (unlogged_drops == 0 || unlogged_drops + n >= 1000) {
-    log::warn("webhook: dropped {} event(s): {} ({} queued)",
-              unlogged_drops + n, why, queue.size());
-    unlogged_drops = 0;
-    return;
-  }
-  unlogged_drops += n;
+  drop_reason = std::move(why);
+  drop_log.add(n);
+  log_drops();
+}
+
+void webhook_state::log_drops() {
+  if (auto n = drop_log.due(self->clock().now()))
+    log::warn("webhook: dropped {} event(s) (at most one line a second), the "
+              "last: {} ({} queued)",
+              n, drop_reason, queue.size());
 }
 
 void webhook_state::pump() {
@@ -191,6 +249,7 @@ void webhook_state::posted(uint64_t id, bool ok, const std::string& error) {
   if (id != attempt || !posting)
     return;
   posting = false;
+  log_drops(); // what the throttle held back, once drops stop
   if (ok) {
     metrics->webhook_sent += in_flight.size();
     if (failures > 0)
@@ -256,20 +315,25 @@ webhook(webhook_actor::stateful_pointer<webhook_state> self, webhook_config cfg,
   });
   return {
       [self](register_event& ev) {
-        self->state.add("register", conn_fields(ev.who));
+        self->state.add("register", conn_fields(ev.who),
+                        webhook_kind::registered, ev.who.conn);
       },
       [self](logout_event& ev) {
-        self->state.add("logout", conn_fields(ev.who));
+        self->state.add("logout", conn_fields(ev.who), webhook_kind::logged_out,
+                        ev.who.conn);
       },
       [self](presence_event& ev) {
         if (ev.online)
-          self->state.add("online", text_of(nlohmann::json{{"uid", ev.uid}}));
+          self->state.add("online", text_of(nlohmann::json{{"uid", ev.uid}}),
+                          webhook_kind::online, ev.uid);
         else
-          self->state.add("offline", text_of(nlohmann::json{
-                                         {"uid", ev.uid},
-                                         {"reason", ev.reason.empty()
-                                                        ? std::string{"closed"}
-                                                        : ev.reason}}));
+          self->state.add(
+              "offline",
+              text_of(nlohmann::json{{"uid", ev.uid},
+                                     {"reason", ev.reason.empty()
+                                                    ? std::string{"closed"}
+                                                    : ev.reason}}),
+              webhook_kind::offline, ev.uid);
       },
       [self](join_event& ev) {
         self->state.add("join", text_of(nlohmann::json{{"uid", ev.uid},

@@ -25,43 +25,74 @@
 #include <caf/fwd.hpp>
 #include <caf/typed_response_promise.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <list>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace wsc {
 
 // -- pure parts (unit-tested) -------------------------------------------------
 
+/// Events that undo each other (adjacent pairs: see webhook_queue::push):
+/// `online`/`offline` of a uid, `register`/`logout` of a connection.
+/// `other` events never coalesce.
+enum class webhook_kind : uint8_t {
+  online,
+  offline,
+  registered,
+  logged_out,
+  other,
+};
+
 /// One event on its way to the backend: its JSON object (with `id` and
-/// `name`) and when it was queued.
+/// `name`), when it was queued, and for paired kinds the uid or connection
+/// its opposite names (passed along: the JSON is not parsed again).
 struct webhook_item {
   std::string json;
   int64_t since_ms = 0;
+  webhook_kind kind = webhook_kind::other;
+  std::string key;
 };
 
 /// Events waiting for a POST, bounded by count and bytes.
 class webhook_queue {
 public:
-  webhook_queue(size_t max_events, size_t max_bytes)
-      : max_events_(max_events), max_bytes_(max_bytes) {
+  /// What `push` did with an event.
+  enum class pushed { queued, full, coalesced };
+
+  /// Normally an event waits at most a batch delay, so `coalesce_from`
+  /// queued events mean a backlog (a slow backend, or a client churning
+  /// connections faster than the backend takes their events).
+  webhook_queue(size_t max_events, size_t max_bytes,
+                size_t coalesce_from = 1000)
+      : max_events_(max_events), max_bytes_(max_bytes),
+        coalesce_from_(coalesce_from) {
     // nop
   }
 
-  /// Queues an event; false (and nothing queued) when the queue is full.
-  bool push(webhook_item item);
+  /// Queues an event; `full` (and nothing queued) when the queue is full.
+  /// In a backlog, an event whose opposite is still queued removes it and
+  /// is not queued itself (`coalesced`): the backend would see no change,
+  /// and one churning client cannot fill the queue and push others' events
+  /// out. Below the threshold every event is kept.
+  pushed push(webhook_item item);
 
   /// Takes the oldest `n` events (fewer if fewer are queued).
   std::vector<webhook_item> take(size_t n);
 
   /// Puts back a batch whose POST failed at `now_ms`, in front of what came
   /// since; events queued more than `window_ms` before `now_ms` are dropped
-  /// instead. Returns how many were dropped.
+  /// instead. Returns how many were dropped. Events given back never
+  /// coalesce: the backend may have seen them already.
   size_t give_back(std::vector<webhook_item> batch, int64_t now_ms,
                    int64_t window_ms);
 
@@ -72,10 +103,61 @@ public:
   bool empty() const { return items_.empty(); }
 
 private:
+  /// A list: coalescing removes from the middle in O(1).
+  using item_list = std::list<webhook_item>;
+
+  /// What an event counts against `max_bytes`.
+  static size_t cost(const webhook_item& item) {
+    return item.json.size() + item.key.size();
+  }
+
+  /// The events of `kind`, by key (kind must not be `other`).
+  std::unordered_map<std::string_view, item_list::iterator>&
+  index_of(webhook_kind kind) {
+    return index_[static_cast<size_t>(kind)];
+  }
+
+  /// Forgets `pos` in the index (if it is the one indexed for its key).
+  void unindex(item_list::iterator pos);
+
   size_t max_events_;
   size_t max_bytes_;
+  size_t coalesce_from_;
   size_t bytes_ = 0;
-  std::deque<webhook_item> items_;
+  item_list items_;
+  /// The newest queued event of each paired kind for each key; the keys
+  /// view the items' own `key` (list nodes do not move).
+  std::array<std::unordered_map<std::string_view, item_list::iterator>, 4>
+      index_;
+};
+
+/// Decides when to log a warning about something that may happen at any
+/// rate: at most one line per `interval`, carrying the count since the last
+/// line (found by a probe review: one line per dropped webhook event wrote
+/// 10 MB of log in 20 s).
+class log_throttle {
+public:
+  using time_point = std::chrono::steady_clock::time_point;
+
+  explicit log_throttle(
+      std::chrono::steady_clock::duration interval = std::chrono::seconds{1})
+      : interval_(interval) {
+    // nop
+  }
+
+  /// Counts `n` more occurrences.
+  void add(uint64_t n) { pending_ += n; }
+
+  /// The count to log at `now` (then reset), or 0: nothing counted or the
+  /// last line is less than `interval` old.
+  uint64_t due(time_point now);
+
+  uint64_t pending() const { return pending_; }
+
+private:
+  std::chrono::steady_clock::duration interval_;
+  uint64_t pending_ = 0;
+  std::optional<time_point> last_line_;
 };
 
 /// The body of a POST: `{"time_ms":T,"events":[...]}`.
@@ -144,8 +226,9 @@ struct webhook_state {
   /// Waiting for the end of a back-off (a `tick`).
   bool backing_off = false;
   uint64_t next_id = 0;
-  /// Drops since the last log line about them.
-  uint64_t unlogged_drops = 0;
+  /// Drops not logged yet, and why the last one was dropped.
+  log_throttle drop_log;
+  std::string drop_reason;
   std::mt19937_64 rng{std::random_device{}()};
   /// Graceful stop: answered once the queue is empty or at the deadline.
   std::vector<caf::typed_response_promise<atom::ok>> drains;
@@ -155,8 +238,10 @@ struct webhook_state {
   webhook_actor::stateful_pointer<webhook_state> self = nullptr;
 
   /// Queues an event named `name` with the fields of `fields` (a JSON
-  /// object's members, written after `id` and `name`).
-  void add(const char* name, std::string fields);
+  /// object's members, written after `id` and `name`); `kind` and `key`
+  /// for an event with an opposite (see webhook_queue::push).
+  void add(const char* name, std::string fields,
+           webhook_kind kind = webhook_kind::other, std::string key = {});
 
   /// POSTs the next batch, or schedules it.
   void pump();
@@ -170,8 +255,11 @@ struct webhook_state {
   /// Answers pending drains if the queue is empty or the deadline passed.
   void check_drain();
 
-  /// Counts and logs dropped events.
-  void dropped(size_t n, const std::string& why);
+  /// Counts dropped events and logs them (throttled).
+  void dropped(size_t n, std::string why);
+
+  /// Logs the drops not logged yet once a line is due.
+  void log_drops();
 };
 
 /// Spawn arguments: the settings, the node, its metrics and the HTTP client.

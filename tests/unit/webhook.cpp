@@ -12,8 +12,12 @@
 #include <caf/test/dsl.hpp>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <mutex>
+#include <sstream>
 
 using namespace wsc;
 using namespace std::chrono_literals;
@@ -49,9 +53,51 @@ public:
   std::vector<call> calls;
 };
 
+using pushed = webhook_queue::pushed;
+
 webhook_item item(int n, int64_t since = 0) {
-  return webhook_item{"{\"id\":\"" + std::to_string(n) + "\"}", since};
+  return webhook_item{
+      "{\"id\":\"" + std::to_string(n) + "\"}", since, webhook_kind::other, {}};
 }
+
+/// An event with an opposite: `kind` of `key` (a uid or a connection).
+webhook_item paired(webhook_kind kind, const std::string& key) {
+  auto json = json::object({{"kind", static_cast<int>(kind)}, {"key", key}});
+  return webhook_item{json.dump(), 0, kind, key};
+}
+
+/// The JSON of the events `q` holds, oldest first (emptying it).
+std::vector<std::string> drain(webhook_queue& q) {
+  std::vector<std::string> result;
+  for (auto& x : q.take(q.size()))
+    result.push_back(std::move(x.json));
+  return result;
+}
+
+/// Captures what is logged while it lives.
+struct log_capture {
+  log_capture() : previous(spdlog::default_logger()) {
+    auto logger = std::make_shared<spdlog::logger>(
+        "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+    logger->set_pattern("%v");
+    spdlog::set_default_logger(std::move(logger));
+  }
+
+  ~log_capture() { spdlog::set_default_logger(previous); }
+
+  /// The lines logged so far that contain `text`.
+  std::vector<std::string> lines(const std::string& text) const {
+    std::vector<std::string> result;
+    std::istringstream in{out.str()};
+    for (std::string line; std::getline(in, line);)
+      if (line.find(text) != std::string::npos)
+        result.push_back(line);
+    return result;
+  }
+
+  std::ostringstream out;
+  std::shared_ptr<spdlog::logger> previous;
+};
 
 struct fixture : test::node_fixture {
   fixture() {
@@ -124,13 +170,13 @@ CAF_TEST(backoff doubles up to the cap and is jittered into half to full) {
 
 CAF_TEST(the queue is bounded by count and bytes and keeps order on retry) {
   webhook_queue q{3, 1000};
-  CAF_CHECK(q.push(item(1, 0)));
-  CAF_CHECK(q.push(item(2, 50)));
-  CAF_CHECK(q.push(item(3, 100)));
-  CAF_CHECK(!q.push(item(4)));
+  CAF_CHECK(q.push(item(1, 0)) == pushed::queued);
+  CAF_CHECK(q.push(item(2, 50)) == pushed::queued);
+  CAF_CHECK(q.push(item(3, 100)) == pushed::queued);
+  CAF_CHECK(q.push(item(4)) == pushed::full);
   auto batch = q.take(2);
   CAF_REQUIRE_EQUAL(batch.size(), 2u);
-  CAF_CHECK(q.push(item(5, 100)));
+  CAF_CHECK(q.push(item(5, 100)) == pushed::queued);
   // Failed at 100 with a window of 60: item 1 (age 100) is dropped.
   CAF_CHECK_EQUAL(q.give_back(std::move(batch), 100, 60), 1u);
   auto rest = q.take(10);
@@ -140,8 +186,125 @@ CAF_TEST(the queue is bounded by count and bytes and keeps order on retry) {
   CAF_CHECK_EQUAL(rest[2].json, item(5).json);
   CAF_CHECK_EQUAL(q.bytes(), 0u);
   webhook_queue small{100, 15}; // one event of 10 bytes fits, two do not
-  CAF_CHECK(small.push(item(1)));
-  CAF_CHECK(!small.push(item(2)));
+  CAF_CHECK(small.push(item(1)) == pushed::queued);
+  CAF_CHECK(small.push(item(2)) == pushed::full);
+}
+
+// Found by a probe review: one client churning connections filled the queue
+// with its online/offline events (3,487 handshakes/s), and others' events
+// were dropped. In a backlog, a pair cancels out while both are queued.
+
+CAF_TEST(below the backlog threshold both events of a pair are kept) {
+  webhook_queue q{100, 10000, 3};
+  CAF_CHECK(q.push(paired(webhook_kind::online, "x")) == pushed::queued);
+  CAF_CHECK(q.push(paired(webhook_kind::offline, "x")) == pushed::queued);
+  CAF_CHECK(q.push(paired(webhook_kind::registered, "c")) == pushed::queued);
+  CAF_CHECK_EQUAL(drain(q), (std::vector<std::string>{
+                                paired(webhook_kind::online, "x").json,
+                                paired(webhook_kind::offline, "x").json,
+                                paired(webhook_kind::registered, "c").json}));
+}
+
+CAF_TEST(in a backlog an event removes its queued opposite and itself) {
+  webhook_queue q{100, 10000, 2};
+  q.push(item(1));
+  q.push(item(2));
+  auto backlog_bytes = q.bytes();
+  CAF_CHECK(q.push(paired(webhook_kind::online, "x")) == pushed::queued);
+  CAF_CHECK(q.push(paired(webhook_kind::registered, "c")) == pushed::queued);
+  // Neither another key nor another pair's kind cancels.
+  CAF_CHECK(q.push(paired(webhook_kind::offline, "y")) == pushed::queued);
+  CAF_CHECK(q.push(paired(webhook_kind::logged_out, "x")) == pushed::queued);
+  CAF_CHECK_EQUAL(q.size(), 6u);
+  CAF_CHECK(q.push(paired(webhook_kind::offline, "x")) == pushed::coalesced);
+  CAF_CHECK(q.push(paired(webhook_kind::logged_out, "c")) == pushed::coalesced);
+  CAF_CHECK(q.push(paired(webhook_kind::online, "y")) == pushed::coalesced);
+  CAF_CHECK_EQUAL(q.size(), 3u);
+  // Its opposite gone, the next offline of x is queued.
+  CAF_CHECK(q.push(paired(webhook_kind::offline, "x")) == pushed::queued);
+  CAF_CHECK_EQUAL(drain(q), (std::vector<std::string>{
+                                item(1).json, item(2).json,
+                                paired(webhook_kind::logged_out, "x").json,
+                                paired(webhook_kind::offline, "x").json}));
+  CAF_CHECK_EQUAL(q.bytes(), 0u);
+  CAF_CHECK_GREATER(backlog_bytes, 0u);
+}
+
+CAF_TEST(an event whose opposite is in flight or was given back is queued) {
+  webhook_queue q{100, 10000, 1};
+  q.push(paired(webhook_kind::online, "x"));
+  q.push(paired(webhook_kind::online, "y"));
+  auto in_flight = q.take(2);
+  q.push(item(1));
+  CAF_CHECK(q.push(paired(webhook_kind::offline, "x")) == pushed::queued);
+  // The POST failed: y's online is back, but the backend may have seen it.
+  CAF_CHECK_EQUAL(q.give_back(std::move(in_flight), 0, 1000), 0u);
+  CAF_CHECK(q.push(paired(webhook_kind::offline, "y")) == pushed::queued);
+  CAF_CHECK_EQUAL(q.size(), 5u);
+}
+
+CAF_TEST(the newest of repeated events of a key is the one cancelled) {
+  // Another node's events can come between: online x twice in a queue.
+  webhook_queue q{100, 10000, 1};
+  q.push(item(1));
+  q.push(paired(webhook_kind::online, "x"));
+  auto newer = paired(webhook_kind::online, "x");
+  newer.json = R"({"newer":true})";
+  q.push(newer);
+  CAF_CHECK_EQUAL(q.take(2).size(), 2u); // the older online of x left
+  CAF_CHECK(q.push(paired(webhook_kind::offline, "x")) == pushed::coalesced);
+  CAF_CHECK(q.empty());
+  CAF_CHECK_EQUAL(q.bytes(), 0u);
+}
+
+CAF_TEST(coalescing keeps the count and byte bounds right) {
+  auto x_online = paired(webhook_kind::online, "x");
+  auto x_offline = paired(webhook_kind::offline, "x");
+  auto cost = [](const webhook_item& e) {
+    return e.json.size() + e.key.size();
+  };
+  // Full in count: a pair still cancels (an offline dropped would leave the
+  // uid online for the backend) and frees room for one more event.
+  webhook_queue q{3, 10000, 1};
+  q.push(item(1));
+  q.push(x_online);
+  q.push(item(2));
+  CAF_CHECK(q.push(item(3)) == pushed::full);
+  CAF_CHECK(q.push(x_offline) == pushed::coalesced);
+  CAF_CHECK_EQUAL(q.bytes(), 2 * cost(item(1)));
+  CAF_CHECK(q.push(item(3)) == pushed::queued);
+  CAF_CHECK(q.push(item(4)) == pushed::full);
+  CAF_CHECK_EQUAL(drain(q), (std::vector<std::string>{
+                                item(1).json, item(2).json, item(3).json}));
+  // Full in bytes: the same.
+  webhook_queue b{100, cost(item(1)) + cost(x_online), 1};
+  b.push(item(1));
+  b.push(x_online);
+  CAF_CHECK_EQUAL(b.bytes(), cost(item(1)) + cost(x_online));
+  CAF_CHECK(b.push(item(2)) == pushed::full);
+  CAF_CHECK(b.push(x_offline) == pushed::coalesced);
+  CAF_CHECK_EQUAL(b.bytes(), cost(item(1)));
+  CAF_CHECK(b.push(x_offline) == pushed::queued);
+  CAF_CHECK_EQUAL(b.bytes(), cost(item(1)) + cost(x_offline));
+}
+
+CAF_TEST(the drop log has at most one line a second with the count since) {
+  // Found by a probe review: one line per dropped event (10 MB in 20 s).
+  log_throttle t;
+  log_throttle::time_point start{std::chrono::hours{1}};
+  t.add(1);
+  CAF_CHECK_EQUAL(t.due(start), 1u); // the first at once
+  size_t lines = 0;
+  for (int i = 0; i < 5000; ++i) {
+    t.add(1);
+    lines += t.due(start + i * 100us) > 0;
+  }
+  CAF_CHECK_EQUAL(lines, 0u);
+  CAF_CHECK_EQUAL(t.due(start + 999ms), 0u);
+  CAF_CHECK_EQUAL(t.due(start + 1s), 5000u);
+  CAF_CHECK_EQUAL(t.due(start + 5s), 0u); // nothing new
+  t.add(2);
+  CAF_CHECK_EQUAL(t.due(start + 5s), 2u); // a second passed since the last
 }
 
 CAF_TEST(event names map to event bits) {
@@ -203,6 +366,56 @@ CAF_TEST(a failed batch is retried with the same ids after a backoff) {
   CAF_REQUIRE_EQUAL(second.size(), 1u);
   CAF_CHECK_EQUAL(second[0]["events"], first[0]["events"]);
   CAF_CHECK_EQUAL(metrics->webhook_sent.load(), 1u);
+  CAF_CHECK_EQUAL(metrics->webhook_dropped.load(), 0u);
+}
+
+CAF_TEST(a full queue logs its drops at most once a second) {
+  log_capture log;
+  auto& st = deref<webhook_actor::stateful_base<webhook_state>>(hook).state;
+  st.queue = webhook_queue{5, 1u << 20};
+  for (int i = 0; i < 1005; ++i)
+    online("u" + std::to_string(i));
+  CAF_CHECK_EQUAL(metrics->webhook_dropped.load(), 1000u);
+  auto lines = log.lines("webhook: dropped");
+  CAF_REQUIRE_EQUAL(lines.size(), 1u);
+  CAF_CHECK_NOT_EQUAL(lines[0].find("dropped 1 event(s)"), std::string::npos);
+  // A second later the batch delay's flush POSTs; its answer logs the rest.
+  sched.advance_time(1s);
+  run_pending();
+  CAF_CHECK_EQUAL(answer(true).size(), 1u);
+  lines = log.lines("webhook: dropped");
+  CAF_REQUIRE_EQUAL(lines.size(), 2u);
+  CAF_CHECK_NOT_EQUAL(lines[1].find("dropped 999 event(s)"), std::string::npos);
+  CAF_CHECK_NOT_EQUAL(lines[1].find("the queue is full"), std::string::npos);
+}
+
+CAF_TEST(in a backlog the backend sees the net change of a churning uid) {
+  // 100 events in flight (not answered) and 1,000 queued: a backlog.
+  for (int i = 0; i < 1100; ++i)
+    online("u" + std::to_string(i));
+  auto& st = deref<webhook_actor::stateful_base<webhook_state>>(hook).state;
+  CAF_REQUIRE_EQUAL(st.queue.size(), 1000u);
+  for (int i = 0; i < 50; ++i) {
+    online("churn");
+    caf::anon_send(hook, presence_event{"churn", false, ""});
+    run_pending();
+  }
+  CAF_CHECK_EQUAL(st.queue.size(), 1000u);
+  CAF_CHECK_EQUAL(metrics->webhook_coalesced.load(), 100u);
+  // u0's online is in flight: its offline is queued.
+  caf::anon_send(hook, presence_event{"u0", false, ""});
+  run_pending();
+  CAF_CHECK_EQUAL(st.queue.size(), 1001u);
+  std::vector<json> events;
+  for (auto bodies = answer(true); !bodies.empty(); bodies = answer(true))
+    for (auto& ev : bodies.at(0)["events"])
+      events.push_back(ev);
+  CAF_CHECK_EQUAL(events.size(), 1101u);
+  CAF_CHECK_EQUAL(events.back()["uid"], "u0");
+  CAF_CHECK_EQUAL(events.back()["name"], "offline");
+  CAF_CHECK(std::none_of(events.begin(), events.end(),
+                         [](const json& ev) { return ev["uid"] == "churn"; }));
+  CAF_CHECK_EQUAL(metrics->webhook_sent.load(), 1101u);
   CAF_CHECK_EQUAL(metrics->webhook_dropped.load(), 0u);
 }
 
