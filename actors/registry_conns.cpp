@@ -34,8 +34,8 @@ registry_state::register_conn(const conn_ref& who,
   bool resuming = !who.device.empty();
   if (resuming && !admit_resume(who.uid)) {
     self->send(handle, atom::disconnect_v, uint16_t{1013},
-               std::string{"too many resumes of this uid in progress, try "
-                           "again later"});
+               std::string{"too many resumes of this uid in progress or "
+                           "lately, try again later"});
     return make_error(ec::unavailable, "too many resumes");
   }
   self->monitor(handle);
@@ -57,8 +57,19 @@ registry_state::register_conn(const conn_ref& who,
   return rp;
 }
 
+void registry_state::charge_replay(const std::string& uid,
+                                   const inbox_replay& page) {
+  size_t bytes = 0;
+  for (auto& msg : page.messages)
+    bytes += msg.data.size();
+  replays.charge(uid, page.messages.size(),
+                 bytes / std::max<size_t>(page.messages.size(), 1));
+}
+
 bool registry_state::admit_resume(const std::string& uid) {
   // Each replay holds a page and a queue: bound them per uid.
+  if (!replays.may_store(uid, store_budgets::clock::now()))
+    return false;
   auto& running = resumes[uid];
   if (running >= cfg.max_resumes_per_uid) {
     if (running == 0)
@@ -137,6 +148,9 @@ void registry_state::open(const std::string& conn_id, inbox_replay* replay,
                            replay->too_old ? "too_old" : "", from,
                            replay->last_seq));
   conn.pages.fit(*replay);
+  // Only the first page is charged: it is what a handshake costs; later
+  // pages come as fast as the client reads them.
+  charge_replay(conn.who.uid, *replay);
   conn.order.begin_replay(*replay);
   pump_replay(conn_id);
 }
@@ -273,10 +287,12 @@ void registry_state::remove(const std::string& conn_id) {
   ids.erase(std::remove(ids.begin(), ids.end(), conn_id), ids.end());
   if (ids.empty()) {
     conns_by_uid.erase(who.uid);
-    budgets.prune(
-        conns_by_uid.size(),
-        [this](const std::string& uid) { return conns_by_uid.count(uid) > 0; },
-        store_budgets::clock::now());
+    auto connected = [this](const std::string& uid) {
+      return conns_by_uid.count(uid) > 0;
+    };
+    auto now = store_budgets::clock::now();
+    budgets.prune(conns_by_uid.size(), connected, now);
+    replays.prune(conns_by_uid.size(), connected, now);
   }
   binding b{who.uid, who.node, who.conn, cfg.who.incarnation};
   self->request(store, store_timeout, atom::unbind_v, b)
