@@ -180,7 +180,8 @@ struct registry_state {
   /// its replays read more than `replay_bytes_rate` lately.
   bool admit_resume(const std::string& uid);
 
-  /// Charges what a replay's first page read to its uid's `replays` bucket.
+  /// Charges what a replay's first page read to its uid's `replays` bucket
+  /// (later pages come as fast as the client reads them).
   void charge_replay(const std::string& uid, const inbox_replay& page);
 
   /// The store bound (or failed to bind) a connection: open it.

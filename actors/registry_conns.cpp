@@ -98,6 +98,9 @@ void registry_state::on_bound(const conn_ref& who, int64_t since,
                 connections.at(who.conn).pages.count())
       .then(
           [this, who, came_online, rp](inbox_replay& replay) mutable {
+            // Charged whether or not the client is still there: the store
+            // read the page anyway (a client closing at once must pay too).
+            charge_replay(who.uid, replay);
             open(who.conn, &replay, false);
             on_opened(who, came_online, rp);
           },
@@ -148,9 +151,6 @@ void registry_state::open(const std::string& conn_id, inbox_replay* replay,
                            replay->too_old ? "too_old" : "", from,
                            replay->last_seq));
   conn.pages.fit(*replay);
-  // Only the first page is charged: it is what a handshake costs; later
-  // pages come as fast as the client reads them.
-  charge_replay(conn.who.uid, *replay);
   conn.order.begin_replay(*replay);
   pump_replay(conn_id);
 }

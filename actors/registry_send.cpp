@@ -3,6 +3,8 @@
 
 #include "actors/registry.hpp"
 #include "protocol/frames.hpp"
+#include "protocol/names.hpp"
+#include "protocol/operations.hpp"
 
 #include <caf/all.hpp>
 
@@ -101,6 +103,10 @@ caf::error registry_state::prepare(delivery& d) {
   // reach clients as a broken frame (and other nodes would drop it).
   if (auto err = frames::check(d))
     return err;
+  if (d.idem.size() > ops::max_idem_bytes || !valid_utf8(d.idem))
+    return make_error(ec::bad_frame, "idem must be at most " +
+                                         std::to_string(ops::max_idem_bytes) +
+                                         " bytes of UTF-8");
   if (d.durable) {
     auto publish = d.kind == delivery_kind::group;
     auto verdict = budgets.check(d.from, store_budgets::clock::now(), publish);

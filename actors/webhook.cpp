@@ -19,21 +19,41 @@ namespace wsc {
 
 // -- pure parts ---------------------------------------------------------------
 
-auto webhook_queue::push(webhook_item item) -> pushed {
+void webhook_queue::remove_indexed(webhook_kind kind, const std::string& key) {
+  auto& queued = index_of(kind);
+  if (auto i = queued.find(key); i != queued.end()) {
+    auto pos = i->second;
+    queued.erase(i); // before the item its key views
+    bytes_ -= cost(*pos);
+    items_.erase(pos);
+  }
+}
+
+auto webhook_queue::push(webhook_item item, size_t* removed) -> pushed {
   bool paired = item.kind != webhook_kind::other;
-  // Coalescing first: in a full queue the pair frees room instead of
-  // dropping the second half (an `offline` lost leaves a uid online).
+  // Coalescing first: in a full queue it frees room instead of dropping the
+  // new event (an `offline` lost leaves a uid online).
   if (paired && items_.size() >= coalesce_from_) {
-    // Pairs are adjacent in webhook_kind: the opposite differs in bit 0.
-    auto opposite =
-        static_cast<webhook_kind>(static_cast<size_t>(item.kind) ^ 1);
-    auto& queued = index_of(opposite);
-    if (auto i = queued.find(item.key); i != queued.end()) {
-      auto pos = i->second;
-      queued.erase(i); // before the item its key views
-      bytes_ -= cost(*pos);
-      items_.erase(pos);
-      return pushed::coalesced;
+    bool presence =
+        item.kind == webhook_kind::online || item.kind == webhook_kind::offline;
+    if (presence) {
+      // The uid's latest state replaces what is queued of it: its online and
+      // offline may come from different nodes, so this node's queue need not
+      // alternate, and cancelling could leave the backend with a stale state.
+      auto before = items_.size();
+      remove_indexed(webhook_kind::online, item.key);
+      remove_indexed(webhook_kind::offline, item.key);
+      if (removed)
+        *removed = before - items_.size();
+    } else if (item.kind == webhook_kind::logged_out) {
+      // A connection has one register and one logout: the pair cancels.
+      auto before = items_.size();
+      remove_indexed(webhook_kind::registered, item.key);
+      if (items_.size() < before) {
+        if (removed)
+          *removed = 1;
+        return pushed::coalesced;
+      }
     }
   }
   if (items_.size() >= max_events_ || bytes_ + cost(item) > max_bytes_)
@@ -185,15 +205,19 @@ void webhook_state::add(const char* name, std::string fields, webhook_kind kind,
     json += "," + fields.substr(1);
   else
     json += "}";
+  size_t removed = 0;
   switch (queue.push(
-      webhook_item{std::move(json), frames::now_ms(), kind, std::move(key)})) {
+      webhook_item{std::move(json), frames::now_ms(), kind, std::move(key)},
+      &removed)) {
   case webhook_queue::pushed::queued:
+    metrics->webhook_coalesced += removed; // replaced by this one
     break;
   case webhook_queue::pushed::full:
+    metrics->webhook_coalesced += removed;
     dropped(1, "the queue is full");
     break;
   case webhook_queue::pushed::coalesced:
-    metrics->webhook_coalesced += 2; // this event and the one it removed
+    metrics->webhook_coalesced += removed + 1; // this event and its pair
     break;
   }
   pump();
@@ -310,6 +334,8 @@ webhook(webhook_actor::stateful_pointer<webhook_state> self, webhook_config cfg,
   st.events = std::move(cfg.events);
   st.retry_base = cfg.retry_base;
   st.retry_window_ms = cfg.retry_window.count();
+  st.queue = webhook_queue{webhook_state::max_queued_events,
+                           webhook_state::max_queued_bytes, cfg.coalesce_from};
   self->attach_functor([client = st.client](const caf::error&) {
     client->stop(); // no callback runs once the actor is gone
   });

@@ -42,9 +42,9 @@ namespace wsc {
 
 // -- pure parts (unit-tested) -------------------------------------------------
 
-/// Events that undo each other (adjacent pairs: see webhook_queue::push):
-/// `online`/`offline` of a uid, `register`/`logout` of a connection.
-/// `other` events never coalesce.
+/// Events that coalesce in a backlog (see webhook_queue::push): the
+/// presence of a uid (`online`/`offline`), and the `register`/`logout` of a
+/// connection. `other` events never coalesce.
 enum class webhook_kind : uint8_t {
   online,
   offline,
@@ -71,20 +71,30 @@ public:
 
   /// Normally an event waits at most a batch delay, so `coalesce_from`
   /// queued events mean a backlog (a slow backend, or a client churning
-  /// connections faster than the backend takes their events).
+  /// connections faster than the backend takes their events); by default
+  /// half the queue: below, every event is sent (at least once).
   webhook_queue(size_t max_events, size_t max_bytes,
-                size_t coalesce_from = 1000)
+                size_t coalesce_from = 50'000)
       : max_events_(max_events), max_bytes_(max_bytes),
         coalesce_from_(coalesce_from) {
     // nop
   }
 
+  /// The index views the items' keys: a copy would view the original's.
+  webhook_queue(const webhook_queue&) = delete;
+  webhook_queue& operator=(const webhook_queue&) = delete;
+  webhook_queue(webhook_queue&&) = default;
+  webhook_queue& operator=(webhook_queue&&) = default;
+
   /// Queues an event; `full` (and nothing queued) when the queue is full.
-  /// In a backlog, an event whose opposite is still queued removes it and
-  /// is not queued itself (`coalesced`): the backend would see no change,
-  /// and one churning client cannot fill the queue and push others' events
-  /// out. Below the threshold every event is kept.
-  pushed push(webhook_item item);
+  /// In a backlog (`coalesce_from` queued) a uid's `online` or `offline`
+  /// first removes what is queued of the uid's presence (the backend gets
+  /// its latest state), and a `logout` whose `register` is still queued
+  /// removes it and is not queued itself (`coalesced`): one client churning
+  /// connections cannot fill the queue and push others' events out. Below
+  /// the threshold every event is kept. `removed` (if given) is set to the
+  /// number of queued events removed.
+  pushed push(webhook_item item, size_t* removed = nullptr);
 
   /// Takes the oldest `n` events (fewer if fewer are queued).
   std::vector<webhook_item> take(size_t n);
@@ -116,6 +126,9 @@ private:
   index_of(webhook_kind kind) {
     return index_[static_cast<size_t>(kind)];
   }
+
+  /// Removes the queued event of `kind` indexed for `key`, if any.
+  void remove_indexed(webhook_kind kind, const std::string& key);
 
   /// Forgets `pos` in the index (if it is the one indexed for its key).
   void unindex(item_list::iterator pos);
@@ -191,6 +204,8 @@ struct webhook_config {
   std::string ca;
   std::chrono::milliseconds retry_base{500};
   std::chrono::milliseconds retry_window{60'000};
+  /// `webhook-coalesce-from` (webhook_queue).
+  size_t coalesce_from = 50'000;
 };
 
 /// The state of the WEBHOOK actor.
@@ -213,7 +228,9 @@ struct webhook_state {
   std::vector<std::string> events;
   std::chrono::milliseconds retry_base{500};
   int64_t retry_window_ms = 60'000;
-  webhook_queue queue{100'000, 64u << 20};
+  static constexpr size_t max_queued_events = 100'000;
+  static constexpr size_t max_queued_bytes = 64u << 20;
+  webhook_queue queue{max_queued_events, max_queued_bytes};
   /// The batch being POSTed (or waiting for its retry).
   std::vector<webhook_item> in_flight;
   /// Tells the answer of the current POST from stale ones.

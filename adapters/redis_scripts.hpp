@@ -490,7 +490,8 @@ return redis.call('SMEMBERS', g)
     // more entries follow the page else 0, then at most `limit` entries
     // ({id, fields}) after the cursor, oldest first, whose values hold at
     // most max_bytes (at least one entry): XRANGEs from the cursor in steps
-    // (never the whole stream, at most one entry past max_bytes copied), and
+    // sized by the entries seen (never the whole stream; about one entry past
+    // max_bytes copied when entries are of one size), and
     // a reply bounded in bytes.
     R"lua(
 local uid = ARGV[2]
@@ -503,7 +504,7 @@ end
 local limit = count(ARGV[5]) or 0
 local max_bytes = count(ARGV[6])
 -- Read in steps sized by the entries seen so far, so a page of large
--- entries copies at most one entry past max_bytes into Lua (one XRANGE of
+-- entries copies about one entry past max_bytes into Lua (one XRANGE of
 -- limit + 1 copied nine 235 KB entries to send one: helper-37's probe).
 local page, more, bytes = {}, 0, 0
 local start = count(cursor + 1) and '0-' .. int(cursor + 1)

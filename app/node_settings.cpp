@@ -76,6 +76,7 @@ webhook_config webhook(const options& opts) {
   result.ca = opts.webhook_ca;
   result.retry_base = opts.webhook_retry_base;
   result.retry_window = opts.webhook_retry_window;
+  result.coalesce_from = opts.webhook_coalesce_from;
   return result;
 }
 

@@ -404,6 +404,10 @@ std::vector<option_spec> webhook_options() {
       {"webhook-retry-window", "60s",
        "how long webhook events are retried before they are dropped",
        duration_field(&options::webhook_retry_window)},
+      {"webhook-coalesce-from", "50000",
+       "queued webhook events (of 100000) from which a uid's online/offline "
+       "replaces its queued one and a logout cancels its queued register",
+       uint_field(&options::webhook_coalesce_from, 1, 100'000)},
       {"unread-after", "30s",
        "a durable message no device of its uid read within this time gives "
        "an unread webhook/event; 0: off",

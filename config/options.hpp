@@ -151,6 +151,9 @@ struct options {
   duration webhook_retry_base{500};
   /// How long an event is retried before it is dropped (at least this long).
   duration webhook_retry_window{60'000};
+  /// Queued webhook events from which presence and connection events
+  /// coalesce (see webhook_queue::push).
+  uint64_t webhook_coalesce_from = 50'000;
   /// A durable message not read by any device of its uid within this time
   /// gives an `unread` event; 0: off.
   duration unread_after{30'000};

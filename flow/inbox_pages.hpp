@@ -20,8 +20,8 @@ public:
   static constexpr uint32_t max_count = 64;
 
   /// Messages asked for by a connection's first read, before it saw their
-  /// size: every reconnect with a device reads a page, and the store reads
-  /// this many whole messages before it cuts the page to `max_bytes`.
+  /// size: every reconnect with a device reads a page (the Redis store
+  /// reads it in steps and stops about one message past `max_bytes`).
   static constexpr uint32_t first_count = 8;
 
   /// Bytes of messages a page keeps at most (at least one message).

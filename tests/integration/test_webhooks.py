@@ -256,12 +256,15 @@ class ChurnTest(WebhookBase):
         # Found by a probe review: one client churning connections (3,487
         # handshakes/s) filled the 100,000-event queue with its presence
         # events, after which others' events were dropped. In a backlog
-        # (1,000 queued) an event cancels its queued opposite. The backend
-        # holds its first answer (a slow backend): everything after it queues.
+        # (`webhook-coalesce-from` queued: 1,000 here) a uid's presence
+        # replaces what is queued of it and a logout cancels its queued
+        # register. The backend holds its first answer (a slow backend):
+        # everything after it queues.
         rec = self.receiver()
         release = threading.Event()
-        rec.hold = lambda: release.wait(8)  # within the node's 10 s POST timeout
-        node = self.start_node(self.hook_options(rec, "online,offline,register,logout"))
+        rec.hold = lambda: release.wait(9)  # within the node's 10 s POST timeout
+        node = self.start_node(self.hook_options(rec, "online,offline,register,logout",
+                                                 **{"webhook-coalesce-from": 1000}))
         self.addCleanup(release.set)
         node.ws("first")
         wait_until(lambda: len(rec.posts) == 1, 5, what="the held POST")
@@ -281,7 +284,10 @@ class ChurnTest(WebhookBase):
             t.start()
         try:
             coalesced = lambda: node.metric("wscluster_webhook_events_total", 'result="coalesced"')
-            wait_until(lambda: coalesced() > 0, 7, what="coalesced events")
+            # Well past the threshold (4 events per churn), so that without
+            # coalescing far more than 1,500 churn events would queue.
+            wait_until(lambda: coalesced() > 0 and sum(connections) > 400, 8,
+                       what="coalesced events and 400 churns")
             node.ws("other")
             time.sleep(0.3)  # more churn behind other's events
         finally:
@@ -299,7 +305,7 @@ class ChurnTest(WebhookBase):
             return all(names("churn%d" % i)[-1:] == ["offline"] for i in range(4))
         wait_until(settled, 15, what="every churning uid offline")
         churned = [e for e in rec.accepted() if e["uid"].startswith("churn")]
-        # The backlog stayed at about 1,000 events (~5,000 were churned).
+        # The backlog stayed at about 1,000 events (4 per churn were made).
         self.assertLess(len(churned), 1500)
         self.assertGreater(sum(connections), 400)
         self.assertEqual(node.metric("wscluster_webhook_events_total", 'result="dropped"'), 0)

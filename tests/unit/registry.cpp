@@ -687,17 +687,17 @@ CAF_TEST(a uid whose replays read much gets no new resume for a while) {
     run();
     return welcomed;
   };
-  // Each resume's first page holds one 200 KB message (pages are cut at
-  // 256 KiB): the 16 MiB burst lasts for about 80 of them, then resumes are
-  // refused until the bucket refills (4 MiB a second).
+  // Each resume's first read returns the whole inbox here (the memory store
+  // leaves cutting pages to the node; Redis cuts them too): 800 KB charged
+  // each, the 16 MiB burst lasts for about 20, then resumes are refused
+  // until the bucket refills (4 MiB a second).
   size_t welcomed = 0;
   for (int i = 0; i < 200 && resume("d" + std::to_string(i % 50)); ++i)
     ++welcomed;
-  CAF_CHECK_GREATER_OR_EQUAL(welcomed, 60u);
+  CAF_CHECK_GREATER_OR_EQUAL(welcomed, 15u);
   CAF_CHECK_LESS(welcomed, 200u);
-  // Plain connections of bob and resumes of others are not affected.
-  auto plain = open("bob");
-  (void)plain;
+  // A plain connection of bob is not affected.
+  open("bob");
 }
 
 CAF_TEST(malformed deliveries from a peer are dropped and the registry lives) {
@@ -747,6 +747,11 @@ CAF_TEST(malformed deliveries of an embedder are refused and reach nobody) {
   CAF_CHECK(refused<delivery_report>(
       sched,
       self->request(messaging, caf::infinite, atom::publish_v, bad_group)));
+  auto long_idem = not_json;
+  long_idem.data = "3";
+  long_idem.idem = std::string(65, 'k');
+  CAF_CHECK(refused<delivery_report>(
+      sched, self->request(messaging, caf::infinite, atom::send_v, long_idem)));
   auto to_conn = not_json;
   to_conn.uids.clear();
   to_conn.to_conn = bob.conn;
