@@ -3,7 +3,6 @@
 
 #include "actors/registry.hpp"
 #include "protocol/frames.hpp"
-#include "protocol/names.hpp"
 #include "protocol/operations.hpp"
 
 #include <caf/all.hpp>
@@ -103,7 +102,7 @@ caf::error registry_state::prepare(delivery& d) {
   // reach clients as a broken frame (and other nodes would drop it).
   if (auto err = frames::check(d))
     return err;
-  if (d.idem.size() > ops::max_idem_bytes || !valid_utf8(d.idem))
+  if (!ops::idem_fits(d.idem))
     return make_error(ec::bad_frame, "idem must be at most " +
                                          std::to_string(ops::max_idem_bytes) +
                                          " bytes of UTF-8");

@@ -85,13 +85,16 @@ caf::expected<std::string> data_field(const json& object, size_t max_bytes) {
   return text;
 }
 
+bool idem_fits(std::string_view idem) {
+  return idem.size() <= max_idem_bytes && valid_utf8(idem);
+}
+
 caf::error read_idem(const json& object, std::string& idem) {
   auto i = object.find("idem");
   if (i == object.end())
     return caf::none;
   if (!i->is_string() || i->get_ref<const std::string&>().empty() ||
-      i->get_ref<const std::string&>().size() > max_idem_bytes ||
-      !valid_utf8(i->get_ref<const std::string&>()))
+      !idem_fits(i->get_ref<const std::string&>()))
     return bad_frame("field 'idem' must be a string of 1-" +
                      std::to_string(max_idem_bytes) + " bytes of UTF-8");
   idem = i->get<std::string>();

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace wsc::ops {
@@ -62,6 +63,10 @@ uid_list(const nlohmann::json& object, const char* name, size_t max_uids);
 /// (`too_large` beyond).
 caf::expected<std::string> data_field(const nlohmann::json& object,
                                       size_t max_bytes);
+
+/// Whether an idempotency key is at most `max_idem_bytes` of UTF-8 (it
+/// becomes part of a Redis key).
+bool idem_fits(std::string_view idem);
 
 /// Reads the optional field `idem` into `idem`: absent leaves it empty;
 /// anything but a string of 1-64 bytes of UTF-8 is `bad_frame`.
