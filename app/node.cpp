@@ -13,6 +13,7 @@
 #include "adapters/redis_relay.hpp"
 #include "adapters/redis_store.hpp"
 #include "app/node_settings.hpp"
+#include "flow/handshake_budget.hpp"
 #include "net/connection_quota.hpp"
 #include "net/server.hpp"
 #include "protocol/frames.hpp"
@@ -315,6 +316,8 @@ caf::error node::spawn_front(open_chain open, handshake_chain chain,
                      std::make_shared<conn_id_source>(who_),
                      health_,
                      std::make_shared<connection_quota>(),
+                     std::make_shared<handshake_budget>(
+                         static_cast<double>(opts_.handshake_rate_per_address)),
                      metrics_,
                      std::move(codec),
                      std::move(connections)};

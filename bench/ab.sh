@@ -68,12 +68,14 @@ thread_switches() { # pids: "name switches" per thread, summed by name
 }
 
 run_one() { # label binary flags
-  local label=$1 bin=$2 flags=$3 rp p1 p2 common
+  local label=$1 bin=$2 flags=$3 rp p1 p2 common per_address
   : > "$pidfile"
   rp=$(free_port); p1=$(free_port); p2=$(free_port)
   start_redis "$rp" "$pidfile" "$work" || return 1
   common=(--state=redis "--redis=redis://127.0.0.1:$rp" --cluster-listen=127.0.0.1:0
           --rate-limit=0 --max-connections=200000 --log-level=warn)
+  read -ra per_address <<< "$(load_flags "$bin")"
+  common+=("${per_address[@]}")
   # shellcheck disable=SC2086
   "$bin" --listen="127.0.0.1:$p1" --node-id=n1 "${common[@]}" $flags >"$work/$label-n1.log" 2>&1 &
   echo $! >> "$pidfile"

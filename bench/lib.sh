@@ -9,6 +9,17 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# load_flags BINARY: node flags that lift the per-address limits, for load that
+# comes from one address (127.0.0.1); only those the binary knows (A/Bs run
+# older binaries).
+load_flags() {
+  local flags="--max-connections-per-address=0"
+  if "$1" --help 2>&1 | grep -q -- --handshake-rate-per-address; then
+    flags+=" --handshake-rate-per-address=0"
+  fi
+  echo "$flags"
+}
+
 # start_redis PORT PIDFILE LOGDIR: private, non-persistent Redis; appends its pid
 start_redis() {
   local port=$1 pidfile=$2 logdir=$3

@@ -238,6 +238,11 @@ std::vector<option_spec> connect_options() {
        "open connections from one client address on this node (HTTP 503); "
        "0: no limit",
        uint_field(&options::max_connections_per_address, 0, 10'000'000)},
+      {"handshake-rate-per-address", "100",
+       "WebSocket handshakes one client address (IPv6: one /64) may start "
+       "per second on this node, bursts of ten seconds' worth (HTTP 503); "
+       "0: no limit",
+       uint_field(&options::handshake_rate_per_address, 0, 1'000'000)},
       {"handshake-timeout", "10s",
        "time a client has to complete the HTTP request and upgrade",
        duration_field(&options::handshake_timeout, 100ms)},

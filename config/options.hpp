@@ -116,6 +116,9 @@ struct options {
   uint64_t max_connections_per_uid = 64;
   /// Open connections from one client address on this node; 0: no limit.
   uint64_t max_connections_per_address = 1000;
+  /// WebSocket handshakes one client address may start per second on this
+  /// node (bursts of ten seconds' worth); 0: no limit.
+  uint64_t handshake_rate_per_address = 100;
   /// Resumes (inbox replays) of one uid in progress on this node at once.
   uint64_t max_resumes_per_uid = 4;
   /// Bytes one uid's durable sends and publishes may store per second on

@@ -1,6 +1,7 @@
 #include "net/http_session.hpp"
 
 #include "actors/http_api.hpp"
+#include "flow/handshake_budget.hpp"
 #include "net/connection_quota.hpp"
 #include "net/session_list.hpp"
 #include "net/websocket_session.hpp"
@@ -158,6 +159,11 @@ void http_session::upgrade(http::request<http::string_body> req) {
     return reject(404, "not found");
   if (setup.health->draining)
     return reject(503, "node is draining");
+  // Before the middlewares (a JWT's HMAC) and everything a connection costs
+  // the state store, whatever the handshake's outcome.
+  if (setup.handshakes &&
+      !setup.handshakes->admit(address_, handshake_budget::clock::now()))
+    return reject(503, "too many handshakes from this address");
   for (auto& field : req)
     ctx.request.headers[lower(field.name_string())] =
         std::string{field.value()};
@@ -217,6 +223,9 @@ void http_session::respond(unsigned status, const std::string& content_type,
   response_->set(http::field::content_type, content_type);
   if (cors)
     response_->set(http::field::access_control_allow_origin, "*");
+  // Every 503 is over a limit or a store that is down for now.
+  if (status == 503)
+    response_->set(http::field::retry_after, "1");
   response_->keep_alive(keep_alive);
   response_->body() = std::move(body);
   response_->prepare_payload();

@@ -20,6 +20,7 @@
 namespace wsc {
 
 class connection_quota;
+class handshake_budget;
 
 /// What the HTTP and WebSocket front needs of its node; built once by the
 /// node, after the actors it names.
@@ -33,6 +34,8 @@ struct server_setup {
   node_health_ptr health;
   /// Connections per uid and per client address.
   std::shared_ptr<connection_quota> quota;
+  /// Handshakes per client address and second.
+  std::shared_ptr<handshake_budget> handshakes;
   std::shared_ptr<node_metrics> metrics;
   /// The `frame-codec` of the WebSocket sessions (null: json).
   frame_codec_ptr codec;

@@ -11,6 +11,8 @@ repo="$(cd "$here/../.." && pwd)"
 p1=${1:?PORT1}; p2=${2:?PORT2}; rp=${3:?REDIS_PORT}; pidfile=${4:?PIDFILE}
 bin=${WSC_BINARY:-$repo/build/wscluster}
 [[ -x $bin ]] || { echo "wscluster binary not found: $bin (set WSC_BINARY)" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$here/../lib.sh"   # load_flags
 
 if [[ -n ${BENCH_DIR:-} && -f $BENCH_DIR/scripts/common.sh ]]; then
   # shellcheck disable=SC1091
@@ -31,7 +33,9 @@ raise_nofile
 
 common=(--state=redis "--redis=redis://127.0.0.1:$rp" --cluster-listen=127.0.0.1:0
         --client-broadcast=true --rate-limit=0 --max-connections=200000
-        --max-connections-per-address=0 --log-level=warn)
+        --log-level=warn)
+read -ra per_address <<< "$(load_flags "$bin")"
+common+=("${per_address[@]}")
 # shellcheck disable=SC2086
 "$bin" --listen="127.0.0.1:$p1" --node-id=n1 "${common[@]}" ${WSC_EXTRA_FLAGS:-} \
   >"$LOG_DIR/wscluster-$p1.log" 2>&1 &

@@ -11,6 +11,9 @@ written so that it fails when its defence is removed.
 * F7 ``--max-connections-per-uid`` / ``--max-connections-per-address``: the
   connection over the cap gets HTTP 503 (counted as a rejected handshake),
   others are not disturbed, and a slot comes back when a connection closes.
+* ``--handshake-rate-per-address``: past its burst, one address's
+  handshakes get HTTP 503 with Retry-After until its rate refills; other
+  addresses and its open connections are not disturbed.
 * F8 (info): past ``max-connections`` + 1024 open sockets (WebSockets
   plus sockets still in the HTTP phase) a new socket is closed at once,
   instead of waiting for ``handshake-timeout``.
@@ -249,6 +252,50 @@ class PerAddressCapTest(QuotaMixin, HarnessMixin, unittest.TestCase):
         self.assertEqual(late.welcome["uid"], "u4")
         self.assertRefused("u5", "from this address")
         self.assertAlive([clients[0], clients[2], late])
+
+
+class HandshakeRateTest(QuotaMixin, HarnessMixin, unittest.TestCase):
+    """--handshake-rate-per-address: one address churning connections is
+    refused (HTTP 503, Retry-After) once it has spent ten seconds' worth of
+    its rate; others are served and its open connections stay."""
+
+    def setUp(self):
+        self.node = self.start_node({"handshake-rate-per-address": 2})
+
+    def upgrade_from(self, source):
+        """The status line of a WebSocket handshake sent from `source`."""
+        with socket.create_connection((self.node.host, self.node.port), timeout=5,
+                                      source_address=(source, 0)) as s:
+            s.sendall(b"GET /ws?uid=other HTTP/1.1\r\nHost: x\r\n"
+                      b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      b"Sec-WebSocket-Version: 13\r\n\r\n")
+            return s.recv(64).split(b"\r\n")[0]
+
+    def test_an_address_past_its_burst_is_refused_until_its_rate_refills(self):
+        kept = self.node.ws("kept")
+        # A burst of ten seconds' worth (20, of which `kept` took one); the
+        # rate refills one every 0.5 s, so the loop may win a token or two.
+        for i in range(19):
+            self.node.ws("churn%d" % i).close()
+        refused = None
+        for i in range(4):
+            result = self.try_ws("over%d" % i)
+            if isinstance(result, HandshakeError):
+                refused = result
+                break
+            result.close()
+        self.assertIsNotNone(refused, "handshakes past the burst were accepted")
+        self.assertEqual(refused.status, 503, refused.text)
+        self.assertIn("too many handshakes from this address", refused.text)
+        self.assertEqual(refused.headers.get("retry-after"), "1")
+        # Another address is served, the open connection stays, and the
+        # address gets handshakes again at its rate.
+        self.assertIn(b" 101 ", self.upgrade_from("127.0.0.2"))
+        self.assertAlive([kept])
+        back = self.assertComesBack("back")
+        self.assertEqual(back.welcome["uid"], "back")
+        self.assertAlive([kept, back])
 
 
 class RawSocketPerAddressTest(HarnessMixin, unittest.TestCase):
