@@ -260,6 +260,8 @@ using webhook_actor = caf::typed_actor<
     caf::reacts_to<caf::flush_atom>,
     // The back-off after a failed POST is over.
     caf::reacts_to<atom::tick>,
+    // Time to log the drops the log throttle held back.
+    caf::reacts_to<atom::check>,
     // The HTTP client finished a POST: attempt id, success, status or error.
     caf::reacts_to<atom::posted, uint64_t, bool, std::string>,
     // Graceful stop: answers once the queue is empty or after the deadline.

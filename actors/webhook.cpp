@@ -231,10 +231,14 @@ void webhook_state::dropped(size_t n, std::string why) {
 }
 
 void webhook_state::log_drops() {
-  if (auto n = drop_log.due(self->clock().now()))
+  if (auto n = drop_log.due(self->clock().now())) {
     log::warn("webhook: dropped {} event(s) (at most one line a second), the "
               "last: {} ({} queued)",
               n, drop_reason, queue.size());
+  } else if (drop_log.pending() > 0 && !drop_log_due) {
+    drop_log_due = true;
+    self->delayed_send(self, std::chrono::seconds{1}, atom::check_v);
+  }
 }
 
 void webhook_state::pump() {
@@ -393,6 +397,10 @@ webhook(webhook_actor::stateful_pointer<webhook_state> self, webhook_config cfg,
         if (!st.posting && !st.queue.empty())
           st.post();
         st.check_drain();
+      },
+      [self](atom::check) {
+        self->state.drop_log_due = false;
+        self->state.log_drops();
       },
       [self](atom::posted, uint64_t id, bool ok, std::string& error) {
         self->state.posted(id, ok, error);

@@ -246,6 +246,8 @@ struct webhook_state {
   /// Drops not logged yet, and why the last one was dropped.
   log_throttle drop_log;
   std::string drop_reason;
+  /// A `check` will log what the throttle holds back.
+  bool drop_log_due = false;
   std::mt19937_64 rng{std::random_device{}()};
   /// Graceful stop: answered once the queue is empty or at the deadline.
   std::vector<caf::typed_response_promise<atom::ok>> drains;
@@ -275,7 +277,8 @@ struct webhook_state {
   /// Counts dropped events and logs them (throttled).
   void dropped(size_t n, std::string why);
 
-  /// Logs the drops not logged yet once a line is due.
+  /// Logs the drops not logged yet once a line is due, else schedules a
+  /// `check` for when it is (drops may stop while no POST ends).
   void log_drops();
 };
 

@@ -402,6 +402,27 @@ CAF_TEST(a full queue logs its drops at most once a second) {
   CAF_CHECK_NOT_EQUAL(lines[1].find("the queue is full"), std::string::npos);
 }
 
+CAF_TEST(drops held back by the log throttle are logged without a POST) {
+  log_capture log;
+  auto& st = deref<webhook_actor::stateful_base<webhook_state>>(hook).state;
+  st.queue = webhook_queue{5, 1u << 20};
+  for (int i = 0; i < 1005; ++i)
+    online("u" + std::to_string(i));
+  CAF_REQUIRE_EQUAL(log.lines("webhook: dropped").size(), 1u);
+  // A second later, with the POST of the batch delay still unanswered.
+  sched.advance_time(1s);
+  run_pending();
+  CAF_CHECK_EQUAL(client->calls.size(), 1u); // not answered
+  auto lines = log.lines("webhook: dropped");
+  CAF_REQUIRE_EQUAL(lines.size(), 2u);
+  CAF_CHECK_NOT_EQUAL(lines[1].find("dropped 999 event(s)"), std::string::npos);
+  // Nothing is held back any more: no further line, no further check.
+  sched.advance_time(2s);
+  run_pending();
+  CAF_CHECK_EQUAL(log.lines("webhook: dropped").size(), 2u);
+  CAF_CHECK(!st.drop_log_due);
+}
+
 CAF_TEST(in a backlog the backend sees the net change of a churning uid) {
   // 100 events in flight (not answered) and 1,000 queued: a backlog.
   for (int i = 0; i < 1100; ++i)
