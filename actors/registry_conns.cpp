@@ -293,6 +293,7 @@ void registry_state::remove(const std::string& conn_id) {
     auto now = store_budgets::clock::now();
     budgets.prune(conns_by_uid.size(), connected, now);
     replays.prune(conns_by_uid.size(), connected, now);
+    lookups.prune(conns_by_uid.size(), connected, now);
   }
   binding b{who.uid, who.node, who.conn, cfg.who.incarnation};
   self->request(store, store_timeout, atom::unbind_v, b)

@@ -106,6 +106,11 @@ caf::error registry_state::prepare(delivery& d) {
     return make_error(ec::bad_frame, "idem must be at most " +
                                          std::to_string(ops::max_idem_bytes) +
                                          " bytes of UTF-8");
+  if (!d.durable && !lookups.may_store(d.from, store_budgets::clock::now()))
+    return make_error(ec::rate_limited,
+                      "'" + d.from + "' looked up more than " +
+                          std::to_string(static_cast<int>(lookups_per_second)) +
+                          " receivers a second lately; try again shortly");
   if (d.durable) {
     auto publish = d.kind == delivery_kind::group;
     auto verdict = budgets.check(d.from, store_budgets::clock::now(), publish);
@@ -151,6 +156,8 @@ caf::result<delivery_report> registry_state::send(delivery d) {
       return;
     }
     auto report = report_per_uid(d, routes);
+    if (!d.durable)
+      lookups.charge(d.from, report.uids.size(), 0);
     dispatch(std::move(d), std::move(routes), report.uids.size());
     rp.deliver(std::move(report));
   };
@@ -212,13 +219,15 @@ caf::result<delivery_report> registry_state::publish(delivery d) {
     report.unavailable = routes.unavailable;
     auto receivers = receivers_of(routes);
     // The store checked a durable publish against every member; a volatile
-    // one produces a copy per member online.
-    if (!d.durable)
+    // one is checked here, once its members are known.
+    if (!d.durable) {
+      lookups.charge(d.from, receivers, 0);
       if (auto err = frames::check_fanout(receivers, d.data.size(),
                                           cfg.max_fanout_bytes)) {
         rp.deliver(std::move(err));
         return;
       }
+    }
     dispatch(std::move(d), std::move(routes), receivers);
     rp.deliver(std::move(report));
   };

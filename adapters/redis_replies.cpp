@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 #include <utility>
 
 namespace wsc::redis_store_impl {
@@ -240,6 +241,24 @@ caf::expected<std::vector<std::string>> read_members(const redisReply* r,
   std::partial_sort(uids.begin(), uids.begin() + n, uids.end());
   uids.resize(n);
   return uids;
+}
+
+caf::expected<std::vector<std::string>>
+read_group_check(const redisReply* r, const std::string& from,
+                 const std::string& group, size_t payload, uint64_t fanout) {
+  if (auto x = integer_of(r); x && *x == 0)
+    return make_error(ec::not_member,
+                      "'" + from + "' is not a member of '" + group + "'");
+  if (auto x = integer_of(r); x && *x < 0) {
+    auto receivers = static_cast<size_t>(
+        std::min<long long>(-*x, std::numeric_limits<uint32_t>::max()));
+    if (auto err = frames::check_fanout(receivers, payload, fanout))
+      return err;
+    return make_error(ec::too_large, "the group is too large for the payload");
+  }
+  if (!is_array(r))
+    return unexpected_reply("group_check");
+  return strings_of(r, 0);
 }
 
 uint64_t read_user_count(const redisReply* r) {

@@ -124,6 +124,13 @@ std::vector<bool> read_unread(const std::vector<redis_reply_ptr>& replies,
 caf::expected<std::vector<std::string>> read_members(const redisReply* r,
                                                      size_t limit);
 
+/// The members of a group from a `group_check` call: `not_member` if
+/// `from` is not one (0), `too_large` if its members times `payload` bytes
+/// exceed `fanout` (-n), else the members.
+caf::expected<std::vector<std::string>>
+read_group_check(const redisReply* r, const std::string& from,
+                 const std::string& group, size_t payload, uint64_t fanout);
+
 /// The uids online (GET P:users): 0 for nil (before the first uid came
 /// online), anything but a number, or a count below 0.
 uint64_t read_user_count(const redisReply* r);

@@ -123,27 +123,35 @@ job redis_store_state::is_member(const std::string& group,
 }
 
 job redis_store_state::group_route(std::string group, std::string from) const {
-  // (1) membership of `from` and the members, in the group's slot; (2) one
+  // (1) group_check in the group's slot: a non-member is refused before any
+  // member is read (helper-40's probe: SISMEMBER and SMEMBERS together made
+  // each refused publish to a 10,000-member group copy them all); (2) one
   // HVALS per member, each in its uid's slot.
   job result;
   auto g = gkey(group);
-  if (!from.empty())
-    result.commands.push_back(
-        redis_command{std::nullopt, g, {"SISMEMBER", g, from}});
-  result.commands.push_back(redis_command{std::nullopt, g, {"SMEMBERS", g}});
+  // group_check's arguments after the prefix (see append's): the fan-out
+  // bound at 4, the sender at 7, the group at 8, the payload's size at 9
+  // (0 here: the REGISTRY checks the copies against the payload once
+  // routed; every member counts with its 64 bytes of envelope already).
+  result.commands.push_back(
+      redis_command{script::group_check,
+                    g,
+                    {"0", "0", "1", std::to_string(cfg.max_fanout_bytes), "",
+                     "", from, group, "0"}});
   auto uids = std::make_shared<std::vector<std::string>>();
   auto prefix = cfg.prefix;
+  auto fanout = cfg.max_fanout_bytes;
   result.step =
-      [uids, group, from, prefix, stage = 0](
+      [uids, group, from, prefix, fanout, stage = 0](
           job& j) mutable -> std::optional<caf::expected<caf::message>> {
     if (j.stage_error)
       return caf::expected<caf::message>{j.stage_error};
     if (stage++ == 0) {
-      if (!from.empty() && integer_of(j.replies.front().get()).value_or(0) == 0)
-        return caf::expected<caf::message>{
-            make_error(ec::not_member,
-                       "'" + from + "' is not a member of '" + group + "'")};
-      *uids = strings_of(j.replies.back().get(), 0);
+      auto members =
+          read_group_check(j.replies.front().get(), from, group, 0, fanout);
+      if (!members)
+        return caf::expected<caf::message>{std::move(members.error())};
+      *uids = std::move(*members);
       // Members in byte order, like the memory store's std::set.
       std::sort(uids->begin(), uids->end());
       for (auto& uid : *uids) {

@@ -131,22 +131,11 @@ struct append_flow {
   /// then claims the idem.
   std::optional<answer> check_group(job& j) {
     if (group) {
-      auto r = j.replies.front().get();
-      if (auto x = integer_of(r); x && *x == 0)
-        return answer{make_error(ec::not_member, "'" + from +
-                                                     "' is not a member of '" +
-                                                     group_name + "'")};
-      if (auto x = integer_of(r); x && *x < 0) {
-        auto receivers = static_cast<size_t>(
-            std::min<long long>(-*x, std::numeric_limits<uint32_t>::max()));
-        if (auto err = frames::check_fanout(receivers, payload, fanout))
-          return answer{err};
-        return answer{make_error(ec::too_large,
-                                 "the group is too large for the payload")};
-      }
-      if (!is_array(r))
-        return answer{unexpected_reply("group_check")};
-      *uids = strings_of(r, 0);
+      auto members = read_group_check(j.replies.front().get(), from, group_name,
+                                      payload, fanout);
+      if (!members)
+        return answer{std::move(members.error())};
+      *uids = std::move(*members);
     }
     if (!idem_key.empty())
       j.commands.push_back(idem_command("claim"));

@@ -11,7 +11,7 @@ bool handshake_budget::admit(const std::string& address,
                              clock::time_point now) {
   if (rate_ <= 0)
     return true;
-  auto key = key_of(address);
+  auto key = address_key(address);
   std::lock_guard guard{mtx_};
   sweep(now);
   auto i = buckets_.find(key);
@@ -30,17 +30,22 @@ bool handshake_budget::admit(const std::string& address,
   return true;
 }
 
-std::string handshake_budget::key_of(const std::string& address) {
+std::string address_key(const std::string& address) {
   in6_addr v6{};
   if (address.find(':') == std::string::npos ||
       inet_pton(AF_INET6, address.c_str(), &v6) != 1)
     return address;
-  static constexpr uint8_t v4_mapped[12] = {0, 0, 0, 0, 0,    0,
-                                            0, 0, 0, 0, 0xff, 0xff};
+  // The 96-bit prefixes whose last 32 bits are an IPv4 address.
+  static constexpr uint8_t v4_prefixes[][12] = {
+      {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff},    // IPv4-mapped
+      {0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0},    // SIIT
+      {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0}, // NAT64
+  };
   char text[INET6_ADDRSTRLEN];
-  if (std::equal(v4_mapped, v4_mapped + 12, v6.s6_addr) &&
-      inet_ntop(AF_INET, v6.s6_addr + 12, text, sizeof(text)) != nullptr)
-    return text;
+  for (auto& prefix : v4_prefixes)
+    if (std::equal(prefix, prefix + 12, v6.s6_addr) &&
+        inet_ntop(AF_INET, v6.s6_addr + 12, text, sizeof(text)) != nullptr)
+      return text;
   std::fill(v6.s6_addr + 8, v6.s6_addr + 16, uint8_t{0});
   if (inet_ntop(AF_INET6, &v6, text, sizeof(text)) == nullptr)
     return address;

@@ -10,15 +10,22 @@
 
 namespace wsc {
 
-/// Per client address, the WebSocket handshakes it may still start: a token
-/// bucket refilled at `handshake-rate-per-address` per second that holds
-/// ten seconds of it. Every handshake takes one token before its
+/// What a client address counts as in every per-address limit: an IPv6
+/// address as its /64 (the block one host usually holds: counting each
+/// address would give one host millions), an IPv6 address that embeds an
+/// IPv4 address (IPv4-mapped `::ffff:0:0/96`, SIIT `::ffff:0:0:0/96`, NAT64
+/// `64:ff9b::/96`) as that IPv4 address, anything else (IPv4, unparsable)
+/// as it is.
+std::string address_key(const std::string& address);
+
+/// Per client address (`address_key`), the WebSocket handshakes it may still
+/// start: a token bucket refilled at `handshake-rate-per-address` per second
+/// that holds ten seconds of it. Every handshake takes one token before its
 /// middlewares run, whatever its outcome: opening and closing a connection
 /// costs the state store a binding and an unbinding, presence webhooks and
 /// a replay, which `max-connections-per-address` alone did not bound
 /// (helper-37's probe: one address churning ~5,000 handshakes a second).
-/// IPv6 addresses count per /64, the block one host usually holds. Every
-/// call may come from any thread.
+/// Every call may come from any thread.
 class handshake_budget {
 public:
   using clock = std::chrono::steady_clock;
@@ -39,10 +46,6 @@ public:
   /// Takes a token of `address`'s bucket: false, taking nothing, if it is
   /// empty. A new address starts with a full bucket.
   bool admit(const std::string& address, clock::time_point now);
-
-  /// The key `address` counts under: an IPv6 address's first 64 bits, any
-  /// other (IPv4, IPv4-mapped IPv6 as IPv4, unparsable) as it is.
-  static std::string key_of(const std::string& address);
 
   /// The number of addresses tracked.
   size_t size() const;

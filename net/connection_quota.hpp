@@ -9,7 +9,9 @@ namespace wsc {
 
 /// Open WebSocket connections per uid and per client address on this node
 /// (`max-connections-per-uid`, `max-connections-per-address`), and sockets
-/// per client address that have not become a WebSocket (yet). A slot is
+/// per client address that have not become a WebSocket (yet). Addresses
+/// count by `address_key` (an IPv6 host by its /64), like the handshake
+/// budget. A slot is
 /// taken at the handshake (a socket's at accept) and given back when the
 /// session ends; every call may come from any thread.
 class connection_quota {

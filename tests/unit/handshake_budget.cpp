@@ -66,14 +66,14 @@ CAF_TEST(full buckets are dropped by the next sweep) {
 }
 
 CAF_TEST(IPv6 addresses count per 64 bit prefix) {
-  CAF_CHECK_EQUAL(handshake_budget::key_of("2001:db8:1:2:aaaa::1"),
-                  "2001:db8:1:2::/64");
-  CAF_CHECK_EQUAL(handshake_budget::key_of("2001:db8:1:2:bbbb:cc::7"),
-                  "2001:db8:1:2::/64");
-  CAF_CHECK_EQUAL(handshake_budget::key_of("::ffff:10.1.2.3"), "10.1.2.3");
-  CAF_CHECK_EQUAL(handshake_budget::key_of("127.0.0.1"), "127.0.0.1");
-  CAF_CHECK_EQUAL(handshake_budget::key_of(""), "");
-  CAF_CHECK_EQUAL(handshake_budget::key_of("not:an:address"), "not:an:address");
+  CAF_CHECK_EQUAL(address_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+  CAF_CHECK_EQUAL(address_key("2001:db8:1:2:bbbb:cc::7"), "2001:db8:1:2::/64");
+  CAF_CHECK_EQUAL(address_key("::ffff:10.1.2.3"), "10.1.2.3");
+  CAF_CHECK_EQUAL(address_key("::ffff:0:10.1.2.4"), "10.1.2.4");
+  CAF_CHECK_EQUAL(address_key("64:ff9b::10.1.2.5"), "10.1.2.5");
+  CAF_CHECK_EQUAL(address_key("127.0.0.1"), "127.0.0.1");
+  CAF_CHECK_EQUAL(address_key(""), "");
+  CAF_CHECK_EQUAL(address_key("not:an:address"), "not:an:address");
   handshake_budget budget{1};
   auto t0 = clock_type::now();
   CAF_CHECK_EQUAL(admitted(budget, "2001:db8::1", t0, 8), 8);
