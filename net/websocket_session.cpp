@@ -29,6 +29,11 @@ constexpr int reads_per_turn = 16;
 /// bounded backlog and TCP slows the senders down.
 constexpr uint32_t max_unanswered = 16;
 
+/// Fragments carrying at least this much do not count against `rate-limit`
+/// (admit_frame): max-message-bytes bounds how many a message has, and the
+/// CONNECTION counts the message. A flood of frames is one of small frames.
+constexpr uint64_t uncounted_fragment = 1024;
+
 using handshake_stream = websocket::stream<tcp::socket&, false>;
 
 /// Allocates the operation of a readiness wait at its own size, from a free
@@ -123,6 +128,7 @@ websocket_session::websocket_session(tcp::socket&& socket,
       reader_(setup_->opts.max_message_bytes,
               codec_ ? std::string_view{&binary_frame_mark, 1}
                      : std::string_view{}),
+      frame_limiter_(setup_->opts.rate_limit),
       socket_context_(
           &asio::query(socket_.get_executor(), asio::execution::context)) {
   if (codec_ && codec_->writes_binary())
@@ -259,6 +265,21 @@ bool websocket_session::on_message(bool, std::string& payload) {
   unanswered_.fetch_add(1);
   caf::anon_send(actor_, atom::frame_v, std::move(payload));
   return unanswered_.load() < max_unanswered;
+}
+
+bool websocket_session::admit_frame(ws::opcode op, uint64_t size) {
+  // Pings, pongs and small fragments cost the I/O thread as much as
+  // messages do and keep a connection active: they count too. A peer that
+  // answers our keep-alive pings sends one pong per half idle timeout.
+  if (!frame_limiter_.limits() ||
+      (op == ws::opcode::continuation && size >= uncounted_fragment))
+    return true;
+  // Past the burst the frame still goes (a fragment cannot be dropped);
+  // persistent excess closes, as the CONNECTION's limit does.
+  if (frame_limiter_.take() != rate_limiter::verdict::close)
+    return true;
+  setup_->metrics->count_error(ec::rate_limited);
+  return false;
 }
 
 void websocket_session::on_close(uint16_t code, std::string_view) {

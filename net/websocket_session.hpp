@@ -92,6 +92,7 @@ private:
   /// (paused: the rest is kept in `unread_`; closed; failed).
   bool consume(const char* data, size_t size);
   bool on_message(bool binary, std::string& payload) override;
+  bool admit_frame(ws::opcode op, uint64_t size) override;
   void on_ping(std::string_view payload) override;
   void on_close(uint16_t code, std::string_view reason) override;
   /// The reader stopped at a message because `max_unanswered` frames wait
@@ -174,6 +175,9 @@ private:
   /// The node's frame codec; null for json (the identity).
   frame_codec_ptr codec_;
   ws::frame_reader reader_;
+  /// `rate-limit` for the frames the CONNECTION does not see (admit_frame):
+  /// a bucket of the same size, of the session's own.
+  rate_limiter frame_limiter_;
   std::unique_ptr<scheduled_close> scheduled_close_;
   /// What the reader was not given yet when it paused (null otherwise).
   std::unique_ptr<std::string> unread_;
@@ -198,6 +202,10 @@ private:
   uint32_t writing_frames_ = 0;
   /// Pongs among the queued frames (bounded: see on_ping).
   uint32_t queued_pongs_ = 0;
+  /// Where in `queue_` the newest queued pong is (`no_pong`: none), so that
+  /// a ping past the bound finds it at once (on_ping: unless being written).
+  static constexpr uint32_t no_pong = UINT32_MAX;
+  uint32_t newest_pong_ = no_pong;
   /// Counted frames queued and their bytes, the frames being written
   /// included until they are.
   uint32_t counted_ = 0;

@@ -31,19 +31,18 @@ void websocket_session::on_ping(std::string_view payload) {
   if (closing_)
     return;
   auto pong = std::make_shared<const std::string>(payload);
-  if (queued_pongs_ < max_queued_pongs)
-    return push(ws::opcode::pong, std::move(pong), false);
-  // The newest queued pong not being written answers this ping instead.
-  for (auto i = queue_.size(); i-- > head_ + writing_frames_;) {
-    auto& entry = queue_[i];
-    if (entry.op != ws::opcode::pong)
-      continue;
+  // Past the bound, the newest queued pong not being written answers this
+  // ping instead.
+  if (queued_pongs_ >= max_queued_pongs && newest_pong_ != no_pong &&
+      newest_pong_ >= head_ + writing_frames_) {
+    auto& entry = queue_[newest_pong_];
     queued_bytes_.fetch_add(pong->size(), std::memory_order_relaxed);
     queued_bytes_.fetch_sub(entry.payload->size(), std::memory_order_relaxed);
     entry.payload = std::move(pong);
     return;
   }
-  // Every queued pong is being written: this one may wait its turn.
+  // Below the bound, or every queued pong is being written: this one may
+  // wait its turn.
   push(ws::opcode::pong, std::move(pong), false);
 }
 
@@ -112,8 +111,10 @@ void websocket_session::push(ws::opcode op, frame_ptr payload, bool counted) {
     counted_bytes_ += bytes;
   }
   queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-  if (op == ws::opcode::pong)
+  if (op == ws::opcode::pong) {
     ++queued_pongs_;
+    newest_pong_ = static_cast<uint32_t>(queue_.size());
+  }
   queue_.push_back(queued_frame{std::move(payload), op, counted});
   schedule_flush();
 }
@@ -225,8 +226,8 @@ void websocket_session::pop_written(size_t frames) {
     }
     if (front.op == data_op_)
       ++setup_->metrics->frames_out;
-    else if (front.op == ws::opcode::pong)
-      --queued_pongs_;
+    else if (front.op == ws::opcode::pong && --queued_pongs_ == 0)
+      newest_pong_ = no_pong;
     front.payload.reset();
     if (front.op == ws::opcode::close) {
       close_sent_ = true;
@@ -243,6 +244,8 @@ void websocket_session::pop_written(size_t frames) {
     // Never drained under steady load: drop the written prefix now and then.
     queue_.erase(queue_.begin(),
                  queue_.begin() + static_cast<std::ptrdiff_t>(head_));
+    if (newest_pong_ != no_pong)
+      newest_pong_ -= head_;
     head_ = 0;
   }
 }
@@ -260,6 +263,10 @@ void websocket_session::drop_queued(size_t from) {
   }
   queue_.erase(queue_.begin() + static_cast<std::ptrdiff_t>(from),
                queue_.end());
+  // What stays is being written (or goes with a failed socket): no queued
+  // pong takes a newer payload any more.
+  if (newest_pong_ != no_pong && newest_pong_ >= from)
+    newest_pong_ = no_pong;
   if (head_ >= queue_.size()) {
     queue_.clear();
     head_ = 0;

@@ -132,6 +132,10 @@ frame_events::~frame_events() {
   // nop
 }
 
+bool frame_events::admit_frame(opcode, uint64_t) {
+  return true;
+}
+
 frame_reader::frame_reader(uint64_t max_message_bytes,
                            std::string_view binary_prefix)
     : max_message_bytes_(max_message_bytes), binary_prefix_(binary_prefix) {
@@ -172,6 +176,12 @@ frame_reader::result frame_reader::feed(const char* data, size_t size,
       if (auto code = start_frame(reason)) {
         r.consumed = i;
         return fail(r, code, reason);
+      }
+      if (frame_op_ != opcode::text && frame_op_ != opcode::binary &&
+          frame_op_ != opcode::close &&
+          !events.admit_frame(frame_op_, remaining_)) {
+        r.consumed = i;
+        return fail(r, close_code::policy, "rate limit exceeded");
       }
     }
     auto n = static_cast<size_t>(std::min<uint64_t>(remaining_, size - i));

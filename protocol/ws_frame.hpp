@@ -32,6 +32,7 @@ constexpr uint16_t protocol_error = 1002;
 /// A close frame without a code (never sent on the wire).
 constexpr uint16_t no_status = 1005;
 constexpr uint16_t bad_payload = 1007;
+constexpr uint16_t policy = 1008;
 constexpr uint16_t too_big = 1009;
 } // namespace close_code
 
@@ -78,6 +79,11 @@ public:
   /// A whole text or binary message. `payload` may be moved from. Returns
   /// false to stop reading after this message (the rest stays unread).
   virtual bool on_message(bool binary, std::string& payload) = 0;
+
+  /// A ping, a pong or a continuation frame begins (`size`: its payload
+  /// bytes): the frames that start no message, which a limit on messages
+  /// does not see. Returns false to fail the connection with 1008 (a flood).
+  virtual bool admit_frame(opcode op, uint64_t size);
 
   /// A ping: answer with a pong carrying the same payload.
   virtual void on_ping(std::string_view payload) = 0;

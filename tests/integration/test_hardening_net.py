@@ -507,7 +507,8 @@ class PingFloodTest(HarnessMixin, unittest.TestCase):
     PINGS = 100000  # 125-byte payloads: ~25 MB of queued pongs if unbounded
 
     def test_pongs_for_a_client_that_does_not_read_are_bounded(self):
-        node = self.start_node({})
+        # Without rate-limit: pings count toward it (ControlFrameRateTest).
+        node = self.start_node({"rate-limit": "0"})
         other = node.ws("other")
         flood = node.ws("flood", rcvbuf=4096, timeout=30)
         before = rss_kb(node.pid)

@@ -9,7 +9,8 @@ that it fails when its defence is removed.
   presence; the rest are here).
 * ``--max-connections`` (503), ``--handshake-timeout`` (slowloris),
   ``--idle-timeout`` with server pings, ``--rate-limit`` (``rate_limited``
-  then 1008), invalid UTF-8 (1007), no permessage-deflate, HTTP head limit.
+  then 1008; floods of pings or empty fragments: 1008), queued pongs bounded,
+  invalid UTF-8 (1007), no permessage-deflate, HTTP head limit.
   (1009 over ``--max-message-bytes`` is in test_bad_input.py, the slow
   reader in test_slow_reader.py.)
 * Node-to-node trust: plain BASP on a non-loopback ``cluster-listen`` needs
@@ -39,7 +40,7 @@ import urllib.parse
 
 from harness import (HarnessMixin, free_port, require_binary, run_binary, stderr_lines,
                      wait_until)
-from wsclient import (OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, ConnectionClosed, HandshakeError, WebSocket,
+from wsclient import (OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, ConnectionClosed, HandshakeError, WebSocket,
                       encode_frame)
 
 SECRET = "s3cret-for-tests"
@@ -878,6 +879,84 @@ class RedisPasswordTest(HarnessMixin, unittest.TestCase):
         self.assertNotIn(wrong, proc.stderr + proc.stdout)
         self.assertTrue(_stderr_error_lines(proc.stderr), proc.stderr)
 
+
+
+class ControlFrameRateTest(HarnessMixin, unittest.TestCase):
+    """Pings, pongs and empty fragments count against ``--rate-limit`` too
+    (in the session, which reads them: the CONNECTION counts messages).
+    Unlimited, one connection's pings took a whole I/O thread, and empty
+    continuations of a message that never ends were closed only by the idle
+    timeout."""
+
+    FLOOD = 5000
+
+    def setUp(self):
+        self.node = self.start_node({"rate-limit": "20"})
+
+    def assertFloodClosed(self, frames):
+        flood = self.node.ws("flood")
+        other = self.node.ws("other")
+        try:
+            for start in range(0, len(frames), 500):
+                flood.send_raw(b"".join(frames[start:start + 500]))
+        except ConnectionClosed:
+            pass  # closed while we were still sending: what is asserted
+        self.assertEqual(flood.wait_closed(5), 1008)
+        other.send_json({"type": "ping", "id": "other"})
+        self.assertEqual(self.reply_to(other, "other")["type"], "pong")
+
+    def test_ping_flood_is_closed_with_1008(self):
+        self.assertFloodClosed([encode_frame(True, 0, OP_PING, b"%d" % i)
+                                for i in range(self.FLOOD)])
+
+    def test_empty_fragment_flood_is_closed_with_1008(self):
+        self.assertFloodClosed([encode_frame(False, 0, OP_TEXT, b"")] +
+                               [encode_frame(False, 0, OP_CONT, b"")] * self.FLOOD)
+
+    def test_a_client_pinging_every_100ms_stays_open(self):
+        ws = self.node.ws("heartbeat")
+        for i in range(30):
+            ws.ping(b"hb-%d" % i)
+            opcode, payload = ws.recv(2)
+            self.assertEqual((opcode, payload), (OP_PONG, b"hb-%d" % i))
+            time.sleep(0.1)
+        # Fragments that carry bytes are not frames of a flood either.
+        ws.send_json({"type": "ping", "id": "fragmented", "pad": "x" * 40000},
+                     fragment_size=1024)
+        self.assertEqual(self.reply_to(ws, "fragmented")["type"], "pong")
+        self.assertFalse(ws.closed)
+
+
+class QueuedPongsTest(HarnessMixin, unittest.TestCase):
+    """A client that pings and never reads, with no rate limit: past 32
+    queued pongs the newest queued one takes each new ping's payload (RFC
+    6455 5.5.3), also when answers to its frames are queued behind it."""
+
+    PINGS = 100000  # 125-byte payloads: ~12 MB of pongs if one per ping
+
+    def test_queued_pongs_are_bounded_and_answer_the_newest_ping(self):
+        node = self.start_node({"rate-limit": "0"})
+        flood = node.ws("flood", rcvbuf=4096, timeout=30)
+        pad = b"q" * 115
+        for start in range(0, self.PINGS, 10000):
+            flood.sock.sendall(b"".join(encode_frame(True, 0, OP_PING, b"%09d" % i + pad)
+                                        for i in range(start, start + 10000)))
+            # A data frame between the pongs: its answer is queued after them.
+            flood.send_json({"type": "ping", "id": start})
+        flood.send_json({"type": "ping", "id": "after"})
+        answers, payloads = [], []
+        deadline = time.monotonic() + 30
+        while "after" not in answers and time.monotonic() < deadline:
+            f = flood.recv_frame(timeout=10)
+            if f.opcode == OP_PONG:
+                payloads.append(f.payload)
+            elif f.opcode == OP_TEXT:
+                answers.append(json.loads(f.payload).get("id"))
+        self.assertEqual(answers, list(range(0, self.PINGS, 10000)) + ["after"],
+                         "an answer was lost or taken by a pong")
+        self.assertEqual(payloads, sorted(payloads), "a pong answered an older ping")
+        self.assertEqual(payloads[-1], b"%09d" % (self.PINGS - 1) + pad)
+        self.assertLess(len(payloads), self.PINGS // 2, "a pong per ping was queued")
 
 if __name__ == "__main__":
     unittest.main()

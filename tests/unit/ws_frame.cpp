@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 using namespace wsc;
@@ -67,6 +68,14 @@ struct recorder : frame_events {
   std::vector<uint16_t> closes;
   std::string close_reason;
   size_t stop_after = SIZE_MAX;
+  /// The frames admit_frame was asked about, and how many it admits.
+  std::vector<std::pair<opcode, uint64_t>> asked;
+  size_t admit = SIZE_MAX;
+
+  bool admit_frame(opcode op, uint64_t size) override {
+    asked.emplace_back(op, size);
+    return asked.size() <= admit;
+  }
 
   bool on_message(bool is_binary, std::string& payload) override {
     messages.push_back(std::move(payload));
@@ -279,6 +288,42 @@ CAF_TEST(the reader stops where on_message asks it to) {
   events.stop_after = SIZE_MAX;
   r = feed(bytes.substr(r.consumed));
   CAF_CHECK_EQUAL(events.messages.at(1), "two");
+}
+
+CAF_TEST(frames that start no message are admitted one by one) {
+  auto ping = client_frame(0x89, "p");
+  auto pong = client_frame(0x8A, "");
+  auto bytes = text_frame("a", false) + ping + cont_frame("", false) + pong +
+               cont_frame("bc") + client_frame(0x82, "d") + ping;
+  CAF_CHECK_EQUAL(feed_bytewise(bytes).fail_code, 0u);
+  // Messages' first frames and close frames are not asked about (the
+  // CONNECTION's limit counts messages).
+  using asked_t = std::vector<std::pair<opcode, uint64_t>>;
+  CAF_CHECK(events.asked == (asked_t{{opcode::ping, 1},
+                                     {opcode::continuation, 0},
+                                     {opcode::pong, 0},
+                                     {opcode::continuation, 2},
+                                     {opcode::ping, 1}}));
+  CAF_CHECK_EQUAL(events.messages.size(), 2u);
+  CAF_CHECK_EQUAL(events.pings.size(), 2u);
+  CAF_CHECK_EQUAL(fails_with(close_frame(code(1000))), 0u);
+  CAF_CHECK_EQUAL(events.asked.size(), 5u);
+}
+
+CAF_TEST(a frame not admitted fails with 1008 before its payload) {
+  events.admit = 2;
+  auto ping = client_frame(0x89, "p");
+  auto r = feed(ping + ping + ping + ping);
+  CAF_CHECK_EQUAL(r.fail_code, close_code::policy);
+  CAF_CHECK_EQUAL(events.pings.size(), 2u);
+  // The third ping's header, not its payload, nor the fourth.
+  CAF_CHECK_EQUAL(r.consumed, 2 * ping.size() + 6);
+  CAF_CHECK(reader.closed());
+  fixture again;
+  again.events.admit = 0;
+  CAF_CHECK_EQUAL(again.fails_with(text_frame("a", false) + cont_frame("")),
+                  close_code::policy);
+  CAF_CHECK(again.events.messages.empty());
 }
 
 CAF_TEST(server frames) {
