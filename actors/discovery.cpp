@@ -59,7 +59,16 @@ void discovery_state::read_nodes() {
   self->request(store, cfg.request_timeout, atom::nodes_v)
       .then([this](
                 std::vector<node_info>& nodes) { reconcile(std::move(nodes)); },
-            [](caf::error& err) {
+            [this](caf::error& err) {
+              // Ids written into the store by others: it read a sample and
+              // removes the ids without an entry until all fit in a read.
+              if (auto sample = sample_of(err)) {
+                log::debug("the store lists more than {} node ids; read "
+                           "{} entries",
+                           max_node_ids, sample->size());
+                reconcile(std::move(*sample), false);
+                return;
+              }
               log::debug("reading the nodes failed: {}", error_message(err));
             });
 }
@@ -131,7 +140,7 @@ void discovery_state::retry_write_back() {
     write_back();
 }
 
-void discovery_state::reconcile(std::vector<node_info> nodes) {
+void discovery_state::reconcile(std::vector<node_info> nodes, bool complete) {
   if (stopping)
     return;
   auto now = frames::now_ms();
@@ -140,6 +149,10 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
   std::vector<std::string> alive;
   for (auto& info : nodes) {
     if (info.id == cfg.who.id)
+      continue;
+    // Entries written into the store by others must not grow the table
+    // without bound either (a sample lists other ids each time).
+    if (peers.size() >= max_peers && peers.count(info.id) == 0)
       continue;
     listed.insert(info.id);
     metrics->set_peer_heartbeat_age(info.id, now - info.last_heartbeat_ms);
@@ -189,8 +202,16 @@ void discovery_state::reconcile(std::vector<node_info> nodes) {
     if (!peer.handle && !peer.connecting && cfg.who.id < info.id)
       connect(info);
   }
+  if (!complete) {
+    // A sample: the peers it missed stay as they are.
+    for (auto& [id, peer] : peers)
+      if (listed.count(id) == 0)
+        alive.push_back(id);
+  }
   // Broadcasts go to these, through the RELAY where the link is down.
   self->send(endpoint, atom::nodes_v, local_only{}, std::move(alive));
+  if (!complete)
+    return;
   // Entries that left the store: removed by a survivor's claim or a graceful
   // stop (both also send SHUTDOWN), or lost by the store itself. A peer whose
   // CAF connection is alive re-registers at its next heartbeat; it is only

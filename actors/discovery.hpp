@@ -5,10 +5,15 @@
 #include "actors/metrics.hpp"
 #include "actors/node_health.hpp"
 #include "actors/node_identity.hpp"
+#include "protocol/error.hpp"
+
+#include <caf/error.hpp>
+#include <caf/make_message.hpp>
 
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -30,6 +35,32 @@ struct known_peer {
 /// The most peers DISCOVERY keeps (a cluster has a few nodes; hellos with
 /// invented ids beyond are ignored).
 constexpr size_t max_peers = 1024;
+
+/// The most ids of registered nodes one read of the store takes: every peer
+/// DISCOVERY keeps and this node. More listed means ids that others wrote
+/// into the store: the read stays this size (its cost must not grow with
+/// them) and the ids without an entry leave the list.
+constexpr size_t max_node_ids = max_peers + 1;
+
+/// The STORE's answer to `atom::nodes` while it lists more than
+/// max_node_ids ids, or could not read some entries: `unavailable` to
+/// callers that need every node, with the entries it did read for
+/// DISCOVERY (the answer's type stays the list of every node).
+inline caf::error partial_nodes(std::vector<node_info> sample) {
+  return {static_cast<uint8_t>(ec::unavailable), ec_category,
+          caf::make_message(std::string{"the store lists more node ids than "
+                                        "a cluster has nodes"},
+                            std::move(sample))};
+}
+
+/// The entries of a `partial_nodes` answer, or none for other errors.
+inline std::optional<std::vector<node_info>> sample_of(caf::error& err) {
+  auto& ctx = err.context();
+  if (err != ec::unavailable ||
+      !ctx.match_elements<std::string, std::vector<node_info>>())
+    return std::nullopt;
+  return std::move(ctx.get_mutable_as<std::vector<node_info>>(1));
+}
 
 /// The settings of DISCOVERY.
 struct discovery_config {
@@ -106,8 +137,10 @@ struct discovery_state {
   /// was lost), so that peers that dropped it route to it again.
   void reintroduce();
 
-  /// Compares the store's node list with the known peers.
-  void reconcile(std::vector<node_info> nodes);
+  /// Compares the store's node list with the known peers. A list that is
+  /// not `complete` (a sample, see partial_nodes) gives up no peer for
+  /// being unlisted.
+  void reconcile(std::vector<node_info> nodes, bool complete = true);
 
   /// Asks the store for every node and reconciles; a failure only logs.
   void read_nodes();

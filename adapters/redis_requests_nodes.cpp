@@ -13,6 +13,7 @@
 // older than the timeout by Redis TIME) for exactly one caller at a time;
 // `shutdown` does the same unconditionally.
 
+#include "actors/discovery.hpp"
 #include "adapters/redis_cluster.hpp"
 #include "adapters/redis_keys.hpp"
 #include "adapters/redis_replies.hpp"
@@ -159,6 +160,12 @@ bool drop_step(const redis_store_state& st, drop_state& d, job& j) {
   }
 }
 
+/// An error reply for a key of another type than asked for.
+bool is_wrong_type(const redisReply* r) {
+  return r && r->type == REDIS_REPLY_ERROR && r->str &&
+         std::string_view{r->str, r->len}.substr(0, 9) == "WRONGTYPE";
+}
+
 caf::expected<caf::message> answer_health(job& j) {
   return caf::make_message(text_of(j.replies.front().get()) == "PONG");
 }
@@ -226,21 +233,37 @@ job redis_store_state::node(const node_info& info) {
 }
 
 job redis_store_state::nodes() const {
-  // (1) the node ids and Redis' time; (2) each node's entry.
+  // (1) at most max_node_ids + 1 ids and Redis' time; (2) each one's entry.
+  // SRANDMEMBER with a count answers the whole set while it is that small,
+  // else as many distinct ids: a read costs the same however many ids
+  // others wrote into P:nodes. More than max_node_ids answer a sample
+  // (partial_nodes), as does an entry that could not be read (its shard is
+  // down). Ids without an entry leave P:nodes afterwards: a set grown by
+  // them shrinks back by up to a read's size per read. A live node always
+  // has its entry; one registering meanwhile (entry and id are written in
+  // one stage, on two shards on a Redis Cluster) may lose its id that way,
+  // and adds it again at its next heartbeat. An entry stays until its
+  // node's cleanup (claimed) or forget_node, so a crashed node keeps its id.
   job result;
+  auto key = nodes_key();
   result.commands.push_back(
-      redis_command{std::nullopt, nodes_key(), {"SMEMBERS", nodes_key()}});
-  result.commands.push_back(redis_command{std::nullopt, nodes_key(), {"TIME"}});
+      redis_command{std::nullopt,
+                    key,
+                    {"SRANDMEMBER", key, std::to_string(max_node_ids + 1)}});
+  result.commands.push_back(redis_command{std::nullopt, key, {"TIME"}});
   auto ids = std::make_shared<std::vector<std::string>>();
   auto redis_now = std::make_shared<int64_t>(0);
   auto prefix = cfg.prefix;
   result.step =
-      [ids, redis_now, prefix, stage = 0](
+      [ids, redis_now, prefix, key, stage = 0](
           job& j) mutable -> std::optional<caf::expected<caf::message>> {
-    if (j.stage_error)
-      return caf::expected<caf::message>{j.stage_error};
     if (stage++ == 0) {
+      if (j.stage_error)
+        return caf::expected<caf::message>{j.stage_error};
       *ids = strings_of(j.replies[0].get(), 0);
+      // Never more than asked for, whatever answered.
+      if (ids->size() > max_node_ids + 1)
+        ids->resize(max_node_ids + 1);
       auto t = read_redis_time(j.replies[1].get());
       if (!t)
         return caf::expected<caf::message>{unexpected_reply("TIME")};
@@ -257,17 +280,29 @@ job redis_store_state::nodes() const {
     // Redis measured.
     auto local_now = frames::now_ms();
     std::vector<node_info> result;
-    for (size_t i = 0; i < ids->size() && i < j.replies.size(); ++i) {
-      auto fields = j.replies[i].get();
-      if (!is_array(fields))
-        return caf::expected<caf::message>{unexpected_reply("nodes")};
-      if (fields->elements == 0)
-        continue; // gone (its id leaves P:nodes with the cleanup)
-      if (auto info = read_node_entry((*ids)[i], fields, local_now, *redis_now))
-        result.push_back(std::move(*info));
+    redis_command stale{std::nullopt, key, {"SREM", key}};
+    size_t unread = 0;
+    for (size_t i = 0; i < ids->size(); ++i) {
+      auto fields = i < j.replies.size() ? j.replies[i].get() : nullptr;
+      if (is_array(fields) && fields->elements > 0) {
+        if (auto info =
+                read_node_entry((*ids)[i], fields, local_now, *redis_now))
+          result.push_back(std::move(*info));
+      } else if (is_array(fields) || is_wrong_type(fields)) {
+        stale.args.push_back((*ids)[i]); // no entry, or a key no node wrote
+      } else {
+        ++unread; // e.g. its shard is down: unknown, so the list is partial
+      }
     }
+    if (unread > 0 && unread == ids->size())
+      return caf::expected<caf::message>{
+          j.stage_error ? j.stage_error : unexpected_reply("nodes")};
+    if (stale.args.size() > 2)
+      j.followups.push_back(std::move(stale));
     std::sort(result.begin(), result.end(),
               [](auto& x, auto& y) { return x.id < y.id; });
+    if (ids->size() > max_node_ids || unread > 0)
+      return caf::expected<caf::message>{partial_nodes(std::move(result))};
     return caf::expected<caf::message>{caf::make_message(std::move(result))};
   };
   return result;

@@ -658,3 +658,60 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class NodeIdsWrittenByOthersTest(HarnessMixin, unittest.TestCase):
+    """Ids without a node entry written into P:nodes (probe 16): every node
+    read the whole set and each id's entry at every heartbeat and never
+    removed one. A read now takes at most max_node_ids (1,025) ids, and ids
+    without an entry leave the set, so it shrinks back to the real nodes."""
+
+    FAKE = 50000
+
+    def node(self, i):
+        return self.start_node({"node-id": "n%d" % i, "state": "redis", "redis": self.redis.url,
+                                "heartbeat": "100ms", "node-timeout": "1s",
+                                "rate-limit": "100000"}, name="n%d" % i)
+
+    def listed(self, node):
+        status, _, body = node.http("GET", "/api/nodes", timeout=5)
+        return sorted(e["id"] for e in body) if status == 200 else None
+
+    def test_ids_without_an_entry_are_removed_and_peers_still_found(self):
+        self.redis = self.start_redis(cluster=False)
+        n1, n2, n3 = self.node(1), self.node(2), self.node(3)
+        wait_until(lambda: all(self.listed(n) == ["n1", "n2", "n3"] for n in (n1, n2, n3)),
+                   15, what="the three nodes list each other")
+        n3.kill()  # crashed: its entry stays until a survivor claims it
+        self.redis.command(
+            "EVAL", "for i = 1, tonumber(ARGV[1]) do "
+            "redis.call('SADD', KEYS[1], string.format('fake%07d', i)) end",
+            "1", PREFIX + ":nodes", str(self.FAKE))
+        self.assertGreater(int(self.redis.command("SCARD", PREFIX + ":nodes")), self.FAKE)
+        alice = n1.ws("alice")
+        bob = n2.ws("bob")
+        slowest, sends = 0.0, 0
+        deadline = time.monotonic() + 30
+        # The set shrinks back to the live nodes: the fake ids go, and n3's
+        # id with its cleanup. Meanwhile the nodes stay healthy and fast.
+        while time.monotonic() < deadline:
+            for n in (n1, n2):
+                status, _, _ = n.http("GET", "/healthz", timeout=5)
+                self.assertEqual(status, 200)
+            started = time.monotonic()
+            alice.send_json({"type": "send", "id": sends, "to": "bob", "data": sends})
+            self.assertEqual(self.reply_to(alice, sends, 5)["type"], "ack")
+            slowest = max(slowest, time.monotonic() - started)
+            sends += 1
+            if sorted(self.redis.command("SMEMBERS", PREFIX + ":nodes")) == ["n1", "n2"]:
+                break
+            time.sleep(0.1)
+        self.assertEqual(self.redis.command("SCARD", PREFIX + ":nodes"), 2)
+        self.assertEqual(sorted(self.redis.command("SMEMBERS", PREFIX + ":nodes")), ["n1", "n2"])
+        self.assertLess(slowest, 1.0)
+        self.assertEqual(self.redis.command("EXISTS", "%s:{n:n3}:h" % PREFIX), 0)
+        for n in (n1, n2):
+            wait_until(lambda: self.listed(n) == ["n1", "n2"], 10, what="n3 claimed")
+        # The survivors still deliver to each other.
+        self.assertEqual(sorted(m["data"] for m in messages(bob, sends)), list(range(sends)))
+        self.assertDelivers(bob, alice, "alice", "back", frame_id="back")

@@ -14,6 +14,8 @@
 #include <caf/test/dsl.hpp>
 
 #include <chrono>
+#include <map>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -191,6 +193,9 @@ struct store_proxy_state {
   bool hold_next_rebind = false;
   /// Heartbeats answer "fresh" (as after a Redis Cluster promotion).
   bool fresh = false;
+  /// Reads of the nodes answer this sample (as when others wrote more ids
+  /// into the store than a cluster has nodes).
+  std::optional<std::vector<node_info>> sample;
   caf::response_promise held;
 };
 
@@ -203,7 +208,11 @@ caf::behavior store_proxy(caf::stateful_actor<store_proxy_state>* self,
           return true;
         return self->delegate(real, atom::node_v, std::move(info));
       },
-      [=](atom::nodes) { return self->delegate(real, atom::nodes_v); },
+      [=](atom::nodes) -> caf::result<std::vector<node_info>> {
+        if (self->state.sample)
+          return partial_nodes(*self->state.sample);
+        return self->delegate(real, atom::nodes_v);
+      },
       [=](atom::rebind, std::vector<binding>& bs) -> caf::result<atom::ok> {
         ++self->state.rebinds;
         if (self->state.failing_rebinds > 0) {
@@ -233,6 +242,11 @@ struct write_back_fixture : fixture {
 
   store_proxy_state& proxied() {
     return deref<caf::stateful_actor<store_proxy_state>>(proxy).state;
+  }
+
+  std::map<std::string, known_peer>& watched_peers() {
+    return deref<discovery_actor::stateful_base<discovery_state>>(watched)
+        .state.peers;
   }
 
   void tick_watched() {
@@ -313,6 +327,40 @@ CAF_TEST(a write back asked for while one is under way follows it) {
   CAF_CHECK_EQUAL(proxied().rebinds, 2u);
   tick_watched();
   CAF_CHECK_EQUAL(proxied().rebinds, 2u);
+}
+
+CAF_TEST(a sample of the nodes gives up no peer it misses) {
+  other_node_alive("bob");
+  caf::anon_send(watched, atom::start_v, std::string{"127.0.0.1:3"});
+  sched.run();
+  CAF_REQUIRE_EQUAL(watched_peers().count("n0"), 1u);
+  // The store reads a sample that misses n0 but finds m0 (m0 < n1: n1 does
+  // not dial it, no middleman needed).
+  auto fresh = [](std::string id) {
+    return node_info{
+        std::move(id), "127.0.0.1:1", "127.0.0.1:2", 7, frames::now_ms(), 0};
+  };
+  proxied().sample = std::vector<node_info>{fresh("m0")};
+  for (int i = 0; i < 3; ++i)
+    tick_watched();
+  CAF_CHECK_EQUAL(watched_peers().count("n0"), 1u);
+  CAF_CHECK_EQUAL(watched_peers().count("m0"), 1u);
+  // Samples of invented entries do not grow the table without bound.
+  for (int round = 0; round < 3; ++round) {
+    std::vector<node_info> xs;
+    for (size_t i = 0; i < max_peers; ++i)
+      xs.push_back(
+          fresh("l" + std::to_string(round) + "-" + std::to_string(i)));
+    proxied().sample = std::move(xs);
+    tick_watched();
+  }
+  CAF_CHECK_EQUAL(watched_peers().size(), max_peers);
+  CAF_CHECK_EQUAL(watched_peers().count("n0"), 1u);
+  // The whole list again: what it does not list (and has no link) goes.
+  proxied().sample.reset();
+  tick_watched();
+  CAF_CHECK_EQUAL(watched_peers().size(), 1u);
+  CAF_CHECK_EQUAL(watched_peers().count("n0"), 1u);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
