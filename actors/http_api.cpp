@@ -404,10 +404,21 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
   auto& health = *st.health;
   auto& req = ex->request;
   auto respond = ex->respond;
-  if (auto answer = answer_without_actor(req, st.cfg.api_key, health))
-    return respond(std::move(*answer));
   auto target = handshake_request::from_target(req.method, req.target);
   auto& path = target.path;
+  if (path == "/healthz") {
+    // Answered here, not on the socket: a node whose actors do not run
+    // answers no health check either.
+    if (health.draining)
+      return respond({503, "text/plain", "draining"});
+    if (auto failed = health.failed_actor.load())
+      return respond({503, "text/plain", std::string{failed} + " failed"});
+    if (!health.store_healthy)
+      return respond({503, "text/plain", "state store unreachable"});
+    return respond({200, "text/plain", "ok"});
+  }
+  if (auto answer = answer_without_actor(req, st.cfg.api_key))
+    return respond(std::move(*answer));
   if (path == "/metrics")
     return respond({200, "text/plain; version=0.0.4",
                     st.metrics->render(health.open_connections, health.draining,
@@ -438,19 +449,9 @@ void serve(http_api_actor::stateful_pointer<http_api_state> self,
 } // namespace
 
 std::optional<http_response> answer_without_actor(const http_request& req,
-                                                  const std::string& api_key,
-                                                  const node_health& health) {
+                                                  const std::string& api_key) {
   auto path = handshake_request::from_target(req.method, req.target).path;
-  if (path == "/healthz") {
-    if (health.draining)
-      return http_response{503, "text/plain", "draining"};
-    if (auto failed = health.failed_actor.load())
-      return http_response{503, "text/plain", std::string{failed} + " failed"};
-    if (!health.store_healthy)
-      return http_response{503, "text/plain", "state store unreachable"};
-    return http_response{200, "text/plain", "ok"};
-  }
-  if (path == "/metrics")
+  if (path == "/healthz" || path == "/metrics")
     return std::nullopt;
   if (path.compare(0, 5, "/api/") != 0)
     return error_answer(404, "not found");

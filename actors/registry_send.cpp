@@ -106,18 +106,32 @@ caf::error registry_state::prepare(delivery& d) {
     return make_error(ec::bad_frame, "idem must be at most " +
                                          std::to_string(ops::max_idem_bytes) +
                                          " bytes of UTF-8");
-  if (!d.durable && !lookups.may_store(d.from, store_budgets::clock::now()))
-    return make_error(ec::rate_limited,
-                      "'" + d.from + "' looked up more than " +
-                          std::to_string(static_cast<int>(lookups_per_second)) +
-                          " receivers a second lately; try again shortly");
+  auto publish = d.kind == delivery_kind::group;
+  auto now = store_budgets::clock::now();
   if (d.durable) {
-    auto publish = d.kind == delivery_kind::group;
-    auto verdict = budgets.check(d.from, store_budgets::clock::now(), publish);
+    auto verdict = budgets.check(d.from, now, publish);
     if (verdict != store_budgets::verdict::may)
       return store_budget_exceeded(d.from, verdict);
     budgets.reserve(d.from, reserved_receivers(d), d.data.size(), publish);
     d.msg_id = make_msg_id();
+  } else {
+    // What is in flight counts as well: a publish's members are known only
+    // from the store's answer, so at most max_publishes_in_flight wait.
+    auto verdict = lookups.check(d.from, now, publish);
+    if (verdict != store_budgets::verdict::may)
+      return make_error(
+          ec::rate_limited,
+          "'" + d.from + "' " +
+              (verdict == store_budgets::verdict::too_many_publishes
+                   ? "has " +
+                         std::to_string(
+                             store_budgets::max_publishes_in_flight) +
+                         " publishes waiting for the store"
+                   : "looked up more than " +
+                         std::to_string(static_cast<int>(lookups_per_second)) +
+                         " receivers a second lately") +
+              "; try again shortly");
+    lookups.reserve(d.from, reserved_receivers(d), 0, publish, false);
   }
   if (!d.durable || cfg.idempotency_window.count() <= 0)
     d.idem.clear(); // volatile: at most once anyway, nothing to look up
@@ -125,9 +139,11 @@ caf::error registry_state::prepare(delivery& d) {
 }
 
 void registry_state::settle(const delivery& d) {
+  auto publish = d.kind == delivery_kind::group;
   if (d.durable)
-    budgets.release(d.from, reserved_receivers(d), d.data.size(),
-                    d.kind == delivery_kind::group);
+    budgets.release(d.from, reserved_receivers(d), d.data.size(), publish);
+  else
+    lookups.release(d.from, reserved_receivers(d), 0, publish, false);
 }
 
 caf::result<delivery_report> registry_state::send(delivery d) {
@@ -156,8 +172,6 @@ caf::result<delivery_report> registry_state::send(delivery d) {
       return;
     }
     auto report = report_per_uid(d, routes);
-    if (!d.durable)
-      lookups.charge(d.from, report.uids.size(), 0);
     dispatch(std::move(d), std::move(routes), report.uids.size());
     rp.deliver(std::move(report));
   };
@@ -221,9 +235,10 @@ caf::result<delivery_report> registry_state::publish(delivery d) {
     // The store checked a durable publish against every member; a volatile
     // one is checked here, once its members are known.
     if (!d.durable) {
-      lookups.charge(d.from, receivers, 0);
       if (auto err = frames::check_fanout(receivers, d.data.size(),
                                           cfg.max_fanout_bytes)) {
+        settle(d);
+        lookups.charge(d.from, receivers, 0);
         rp.deliver(std::move(err));
         return;
       }
@@ -265,6 +280,8 @@ void registry_state::dispatch(delivery d, route_table routes,
   if (d.durable)
     budgets.charge(d.from, receivers, d.data.size(), new_inboxes_of(routes),
                    d.idem.size());
+  else
+    lookups.charge(d.from, receivers, 0);
   d.idem.clear(); // the receivers need no idem
   watch_unread(d, routes);
   route(std::move(d), std::move(routes));

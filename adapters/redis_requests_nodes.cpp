@@ -284,12 +284,16 @@ job redis_store_state::nodes() const {
     size_t unread = 0;
     for (size_t i = 0; i < ids->size(); ++i) {
       auto fields = i < j.replies.size() ? j.replies[i].get() : nullptr;
-      if (is_array(fields) && fields->elements > 0) {
-        if (auto info =
-                read_node_entry((*ids)[i], fields, local_now, *redis_now))
-          result.push_back(std::move(*info));
+      auto info =
+          is_array(fields) && fields->elements > 0
+              ? read_node_entry((*ids)[i], fields, local_now, *redis_now)
+              : std::nullopt;
+      if (info) {
+        result.push_back(std::move(*info));
       } else if (is_array(fields) || is_wrong_type(fields)) {
-        stale.args.push_back((*ids)[i]); // no entry, or a key no node wrote
+        // No entry, or one no node wrote (a node writes every field at
+        // once): its id leaves the list, the key stays for its owner.
+        stale.args.push_back((*ids)[i]);
       } else {
         ++unread; // e.g. its shard is down: unknown, so the list is partial
       }

@@ -84,16 +84,22 @@ std::optional<int64_t> fresh_entry_of(caf::scoped_actor& self,
                                       const options& opts,
                                       std::chrono::milliseconds fresh_for) {
   std::optional<int64_t> result;
+  auto fresh = [&](const std::vector<node_info>& nodes) {
+    std::optional<int64_t> last;
+    for (auto& info : nodes)
+      if (info.id == opts.node_id &&
+          frames::now_ms() - info.last_heartbeat_ms <= fresh_for.count())
+        last = info.last_heartbeat_ms;
+    return last;
+  };
   self->request(store, opts.request_timeout, atom::nodes_v)
-      .receive(
-          [&](std::vector<node_info>& nodes) {
-            for (auto& info : nodes)
-              if (info.id == opts.node_id &&
-                  frames::now_ms() - info.last_heartbeat_ms <=
-                      fresh_for.count())
-                result = info.last_heartbeat_ms;
-          },
-          [](caf::error&) {});
+      .receive([&](std::vector<node_info>& nodes) { result = fresh(nodes); },
+               [&](caf::error& err) {
+                 // Ids others wrote into the store: the entries read are a
+                 // sample (discovery.hpp, partial_nodes).
+                 if (auto sample = sample_of(err))
+                   result = fresh(*sample);
+               });
   return result;
 }
 
@@ -171,6 +177,14 @@ void log_started(const options& opts, const std::string& node_id, uint16_t port,
   if (opts.auth == "none" && !is_loopback(opts.listen.host))
     log::warn("auth=none on a non-loopback address: any client can claim any "
               "uid; use auth=jwt in production");
+  if (opts.max_connections_per_address == 0 &&
+      opts.handshake_rate_per_address != 0)
+    log::warn(
+        "max-connections-per-address=0 but handshake-rate-per-address={}: "
+        "if every client comes through one proxy address, all of them "
+        "share that rate (set it to 0 too, or give the handshake chain "
+        "a middleware that sets the client's address)",
+        opts.handshake_rate_per_address);
 }
 
 } // namespace

@@ -28,7 +28,9 @@ trap 'stop_pidfile "$pidfile"' EXIT
 rp=$(free_port); p1=$(free_port); p2=$(free_port)
 start_redis "$rp" "$pidfile" "$work"
 common=(--state=redis "--redis=redis://127.0.0.1:$rp" --cluster-listen=127.0.0.1:0
-        --rate-limit=0 --max-connections=200000 --max-connections-per-address=0 --log-level=warn)
+        --rate-limit=0 --max-connections=200000 --log-level=warn)
+read -ra per_address <<< "$(load_flags "$bin")"
+common+=("${per_address[@]}")
 "$bin" --listen="127.0.0.1:$p1" --node-id=n1 "${common[@]}" >"$work/n1.log" 2>&1 &
 echo $! >> "$pidfile"
 "$bin" --listen="127.0.0.1:$p2" --node-id=n2 "${common[@]}" >"$work/n2.log" 2>&1 &

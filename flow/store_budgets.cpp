@@ -58,9 +58,10 @@ void store_budgets::charge(const std::string& uid, size_t receivers,
 }
 
 void store_budgets::reserve(const std::string& uid, size_t receivers,
-                            size_t payload_bytes, bool publish) {
+                            size_t payload_bytes, bool publish, bool inboxes) {
   if (auto i = buckets_.find(uid); i != buckets_.end()) {
-    take(i->second, cost(receivers, payload_bytes, receivers));
+    take(i->second,
+         cost(receivers, payload_bytes, inboxes ? receivers : size_t{0}));
     ++i->second.in_flight;
     if (publish)
       ++i->second.publishes_in_flight;
@@ -68,10 +69,10 @@ void store_budgets::reserve(const std::string& uid, size_t receivers,
 }
 
 void store_budgets::release(const std::string& uid, size_t receivers,
-                            size_t payload_bytes, bool publish) {
+                            size_t payload_bytes, bool publish, bool inboxes) {
   if (auto i = buckets_.find(uid); i != buckets_.end()) {
     auto& b = i->second;
-    take(b, -cost(receivers, payload_bytes, receivers));
+    take(b, -cost(receivers, payload_bytes, inboxes ? receivers : size_t{0}));
     if (b.in_flight > 0)
       --b.in_flight;
     if (publish && b.publishes_in_flight > 0)

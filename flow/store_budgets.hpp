@@ -72,16 +72,17 @@ public:
 
   /// Takes from `uid`'s bucket, when a durable message is admitted, the
   /// most it can cost: each of `receivers` copies and an inbox each may
-  /// start (a publish: one receiver). Without it, everything in flight was
-  /// admitted before the first answer charged anything (helper-31's
-  /// probe: 32 connections of one uid stored ~80x the budget).
+  /// start (a publish: one receiver; `inboxes` false: nothing is stored,
+  /// so no inbox either). Without it, everything in flight was admitted
+  /// before the first answer charged anything (helper-31's probe: 32
+  /// connections of one uid stored ~80x the budget).
   void reserve(const std::string& uid, size_t receivers, size_t payload_bytes,
-               bool publish = false);
+               bool publish = false, bool inboxes = true);
 
   /// Gives back what `reserve` took once the store answered (then `charge`
   /// takes the real cost) or failed.
   void release(const std::string& uid, size_t receivers, size_t payload_bytes,
-               bool publish = false);
+               bool publish = false, bool inboxes = true);
 
   /// What starting an inbox costs the store: Redis 7.0 preallocates a
   /// 4 KB listpack node per stream (used_memory grew 4,397 bytes per new

@@ -133,8 +133,7 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
       std::string{req[http::field::authorization]};
   exchange->request.body = std::move(req.body());
   bool keep_alive = req.keep_alive() && !setup.health->draining;
-  if (auto answer = answer_without_actor(exchange->request, setup.opts.api_key,
-                                         *setup.health))
+  if (auto answer = answer_without_actor(exchange->request, setup.opts.api_key))
     return respond(answer->status, answer->content_type,
                    std::move(answer->body), keep_alive, answer->cors);
   // The answer comes from an actor thread: hop back onto this strand.
@@ -163,17 +162,22 @@ void http_session::upgrade(http::request<http::string_body> req) {
     return reject(404, "not found");
   if (setup.health->draining)
     return reject(503, "node is draining");
-  // Before the middlewares (a JWT's HMAC) and everything a connection costs
-  // the state store, whatever the handshake's outcome.
-  if (setup.handshakes &&
-      !setup.handshakes->admit(address_, handshake_budget::clock::now()))
-    return reject(503, "too many handshakes from this address");
   for (auto& field : req)
     ctx.request.headers[lower(field.name_string())] =
         std::string{field.value()};
   ctx.request.remote_address = address_;
   if (auto rejection = shared_->chain.run(ctx))
     return reject(rejection->status, rejection->reason);
+  // Before everything a connection costs the state store, by the address
+  // the middlewares left (one behind a proxy may set the client's), as the
+  // connection quota counts it.
+  if (setup.handshakes &&
+      !setup.handshakes->admit(ctx.request.remote_address,
+                               handshake_budget::clock::now())) {
+    setup.metrics->count_rejection(503);
+    return respond(503, "text/plain", "too many handshakes from this address\n",
+                   false, false, true);
+  }
   // Durable resume: the device whose cursor to use, or an explicit `since`.
   auto device = ctx.request.param("device");
   auto since = ctx.request.param("since");
@@ -220,15 +224,15 @@ void http_session::upgrade(http::request<http::string_body> req) {
 }
 
 void http_session::respond(unsigned status, const std::string& content_type,
-                           std::string body, bool keep_alive, bool cors) {
+                           std::string body, bool keep_alive, bool cors,
+                           bool retry_soon) {
   response_ = std::make_shared<http::response<http::string_body>>(
       static_cast<http::status>(status), 11);
   response_->set(http::field::server, "wscluster");
   response_->set(http::field::content_type, content_type);
   if (cors)
     response_->set(http::field::access_control_allow_origin, "*");
-  // Every 503 is over a limit or a store that is down for now.
-  if (status == 503)
+  if (retry_soon)
     response_->set(http::field::retry_after, "1");
   response_->keep_alive(keep_alive);
   response_->body() = std::move(body);

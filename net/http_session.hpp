@@ -53,8 +53,11 @@ private:
   /// Answers or drops a failed read; false if `ec` is no error.
   bool failed(beast::error_code ec);
   void upgrade(http::request<http::string_body> req);
+  /// Writes an answer; `retry_soon` adds `Retry-After: 1` (a limit that
+  /// frees up within a second).
   void respond(unsigned status, const std::string& content_type,
-               std::string body, bool keep_alive, bool cors = false);
+               std::string body, bool keep_alive, bool cors = false,
+               bool retry_soon = false);
   void on_write(bool keep_alive, beast::error_code ec, std::size_t bytes);
 
   beast::tcp_stream stream_;

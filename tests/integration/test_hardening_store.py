@@ -656,10 +656,6 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
                             for l in lines), lines)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class NodeIdsWrittenByOthersTest(HarnessMixin, unittest.TestCase):
     """Ids without a node entry written into P:nodes (probe 16): every node
     read the whole set and each id's entry at every heartbeat and never
@@ -715,3 +711,7 @@ class NodeIdsWrittenByOthersTest(HarnessMixin, unittest.TestCase):
         # The survivors still deliver to each other.
         self.assertEqual(sorted(m["data"] for m in messages(bob, sends)), list(range(sends)))
         self.assertDelivers(bob, alice, "alice", "back", frame_id="back")
+
+
+if __name__ == "__main__":
+    unittest.main()

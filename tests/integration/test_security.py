@@ -920,7 +920,13 @@ class ControlFrameRateTest(HarnessMixin, unittest.TestCase):
             opcode, payload = ws.recv(2)
             self.assertEqual((opcode, payload), (OP_PONG, b"hb-%d" % i))
             time.sleep(0.1)
-        # Fragments that carry bytes are not frames of a flood either.
+        self.assertFalse(ws.closed)
+
+    def test_a_message_in_1kib_fragments_is_no_flood(self):
+        # 40 fragments at rate-limit 5 (burst 10): counted, they would close
+        # the connection; fragments that carry bytes are not counted.
+        node = self.start_node({"rate-limit": "5"})
+        ws = node.ws("fragments")
         ws.send_json({"type": "ping", "id": "fragmented", "pad": "x" * 40000},
                      fragment_size=1024)
         self.assertEqual(self.reply_to(ws, "fragmented")["type"], "pong")

@@ -707,6 +707,50 @@ CAF_TEST(volatile deliveries of a uid are bounded by the receivers looked up) {
   CAF_CHECK_EQUAL(to_alice[0]["type"], "ack");
 }
 
+CAF_TEST(volatile publishes of a uid waiting for the store are bounded) {
+  // A publish's members are known only from the store's answer: without a
+  // bound, everything a uid's connections have in flight passes the check
+  // of a full bucket (review helper-43: up to 16 frames of 64 connections).
+  caf::anon_send(store, atom::join_v, std::string{"alice"}, std::string{"g"},
+                 uint32_t{100});
+  run();
+  messaging_actor messaging = registry;
+  std::vector<decltype(self->request(messaging, caf::infinite, atom::publish_v,
+                                     delivery{}))>
+      requests;
+  for (int i = 0; i < 20; ++i) {
+    auto d = frames::make_delivery(delivery_kind::group, "alice", "1");
+    d.group = "g";
+    requests.push_back(
+        self->request(messaging, caf::infinite, atom::publish_v, d));
+  }
+  // The REGISTRY takes all 20 before the store answers any.
+  for (int i = 0; i < 20; ++i) {
+    sched.prioritize(registry);
+    sched.run_once();
+  }
+  run();
+  size_t delivered = 0;
+  size_t waiting = 0;
+  for (auto& request : requests)
+    request.receive([&delivered](delivery_report&) { ++delivered; },
+                    [&waiting](caf::error& err) {
+                      CAF_CHECK(err == ec::rate_limited);
+                      waiting += error_message(err).find(
+                                     "publishes waiting for the store") !=
+                                 std::string::npos;
+                    });
+  CAF_CHECK_EQUAL(delivered, store_budgets::max_publishes_in_flight);
+  CAF_CHECK_EQUAL(waiting, 20u - store_budgets::max_publishes_in_flight);
+  // Once answered, alice publishes again.
+  auto d = frames::make_delivery(delivery_kind::group, "alice", "2");
+  d.group = "g";
+  auto again = self->request(messaging, caf::infinite, atom::publish_v, d);
+  run();
+  again.receive([](delivery_report&) {},
+                [](caf::error& err) { CAF_FAIL("refused: " << err); });
+}
+
 CAF_TEST(a uid whose replays read much gets no new resume for a while) {
   // Found by a probe review: each resume costs the store about the bytes of
   // its page, and one uid reconnecting with device= 132 times a second took
