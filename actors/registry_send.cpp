@@ -39,6 +39,22 @@ caf::error store_budget_exceeded(const std::string& uid,
   return make_error(ec::rate_limited, "'" + uid + "' " + reason);
 }
 
+/// The refusal of a volatile delivery whose sender's `lookups` bucket is in
+/// debt or has too many publishes waiting for the store.
+caf::error lookup_budget_exceeded(const std::string& uid,
+                                  store_budgets::verdict why) {
+  auto reason =
+      why == store_budgets::verdict::too_many_publishes
+          ? "has " + std::to_string(store_budgets::max_publishes_in_flight) +
+                " publishes waiting for the store"
+          : "looked up more than " +
+                std::to_string(
+                    static_cast<int>(registry_state::lookups_per_second)) +
+                " receivers a second lately";
+  return make_error(ec::rate_limited,
+                    "'" + uid + "' " + reason + "; try again shortly");
+}
+
 /// The receivers a durable message reserves stored bytes for until the
 /// store answers (see store_budgets::reserve): a publish's members are
 /// known only then.
@@ -119,18 +135,7 @@ caf::error registry_state::prepare(delivery& d) {
     // from the store's answer, so at most max_publishes_in_flight wait.
     auto verdict = lookups.check(d.from, now, publish);
     if (verdict != store_budgets::verdict::may)
-      return make_error(
-          ec::rate_limited,
-          "'" + d.from + "' " +
-              (verdict == store_budgets::verdict::too_many_publishes
-                   ? "has " +
-                         std::to_string(
-                             store_budgets::max_publishes_in_flight) +
-                         " publishes waiting for the store"
-                   : "looked up more than " +
-                         std::to_string(static_cast<int>(lookups_per_second)) +
-                         " receivers a second lately") +
-              "; try again shortly");
+      return lookup_budget_exceeded(d.from, verdict);
     lookups.reserve(d.from, reserved_receivers(d), 0, publish, false);
   }
   if (!d.durable || cfg.idempotency_window.count() <= 0)

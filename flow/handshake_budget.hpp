@@ -11,17 +11,17 @@
 namespace wsc {
 
 /// What a client address counts as in every per-address limit: an IPv6
-/// address as its /64 (the block one host usually holds: counting each
-/// address would give one host millions), an IPv6 address that embeds an
-/// IPv4 address (IPv4-mapped `::ffff:0:0/96`, SIIT `::ffff:0:0:0/96`, NAT64
-/// `64:ff9b::/96`) as that IPv4 address, anything else (IPv4, unparsable)
-/// as it is.
+/// address as its /64 (the smallest block a site is given, all of which one
+/// host may use: counting each address would give it millions), an IPv6 address
+/// that embeds an IPv4 address (IPv4-mapped `::ffff:0:0/96`, SIIT
+/// `::ffff:0:0:0/96`, NAT64 `64:ff9b::/96`) as that IPv4 address, anything else
+/// (IPv4, unparsable) as it is.
 std::string address_key(const std::string& address);
 
 /// Per client address (`address_key`), the WebSocket handshakes it may still
 /// start: a token bucket refilled at `handshake-rate-per-address` per second
-/// that holds ten seconds of it. Every handshake takes one token before its
-/// middlewares run, whatever its outcome: opening and closing a connection
+/// that holds ten seconds of it. Every handshake the middlewares accept
+/// takes one token, by the address they leave: opening and closing a connection
 /// costs the state store a binding and an unbinding, presence webhooks and
 /// a replay, which `max-connections-per-address` alone did not bound
 /// (helper-37's probe: one address churning ~5,000 handshakes a second).

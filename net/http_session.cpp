@@ -133,7 +133,11 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
       std::string{req[http::field::authorization]};
   exchange->request.body = std::move(req.body());
   bool keep_alive = req.keep_alive() && !setup.health->draining;
-  if (auto answer = answer_without_actor(exchange->request, setup.opts.api_key))
+  if (auto answer = answer_without_actor(
+          handshake_request::from_target(exchange->request.method,
+                                         exchange->request.target)
+              .path,
+          exchange->request.authorization, setup.opts.api_key))
     return respond(answer->status, answer->content_type,
                    std::move(answer->body), keep_alive, answer->cors);
   // The answer comes from an actor thread: hop back onto this strand.
