@@ -58,17 +58,23 @@ size_t handshake_budget::size() const {
 }
 
 void handshake_budget::sweep(clock::time_point now) {
-  if (now - last_sweep_ < std::chrono::seconds{1})
-    return;
-  last_sweep_ = now;
   auto full = burst();
-  for (auto i = buckets_.begin(); i != buckets_.end();) {
-    auto elapsed =
-        std::chrono::duration<double>(now - i->second.refilled).count();
-    if (i->second.tokens + elapsed * rate_ >= full)
-      i = buckets_.erase(i);
-    else
-      ++i;
+  auto is_full = [&](const bucket& b) {
+    auto elapsed = std::chrono::duration<double>(now - b.refilled).count();
+    return b.tokens + elapsed * rate_ >= full;
+  };
+  for (size_t n = 0; n < slots_per_sweep && !buckets_.empty(); ++n) {
+    // Rehashing moves entries between slots: a sweep may then miss some
+    // until the next round, which costs only memory within max_tracked.
+    auto slot = next_slot_++ % buckets_.bucket_count();
+    std::string drop[4];
+    size_t dropping = 0;
+    for (auto i = buckets_.begin(slot);
+         i != buckets_.end(slot) && dropping < std::size(drop); ++i)
+      if (is_full(i->second))
+        drop[dropping++] = i->first;
+    for (size_t k = 0; k < dropping; ++k)
+      buckets_.erase(drop[k]);
   }
 }
 

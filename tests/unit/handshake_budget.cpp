@@ -51,18 +51,19 @@ CAF_TEST(a rate of zero admits everything and tracks nothing) {
   CAF_CHECK_EQUAL(budget.size(), 0u);
 }
 
-CAF_TEST(full buckets are dropped by the next sweep) {
+CAF_TEST(full buckets are dropped by the sweeps of later admits) {
   handshake_budget budget{5};
   auto t0 = clock_type::now();
   for (int i = 0; i < 100; ++i)
     CAF_REQUIRE(budget.admit("10.0.1." + std::to_string(i), t0));
   CAF_REQUIRE_EQUAL(admitted(budget, "10.0.0.1", t0, 80), 50);
   CAF_CHECK_EQUAL(budget.size(), 101u);
-  // A second later the 100 (one token short) are full again; the emptied
-  // one is not and keeps its debt of tokens: no fresh burst.
-  CAF_CHECK(budget.admit("10.0.0.9", t0 + 1s));
-  CAF_CHECK_EQUAL(budget.size(), 2u);
-  CAF_CHECK_EQUAL(admitted(budget, "10.0.0.1", t0 + 1s, 80), 5);
+  // A second later the 100 (one token short) are full again; each admit
+  // looks through a few slots of the table, so a thousand go round it
+  // several times. The emptied one is not full and keeps its debt of
+  // tokens: no fresh burst.
+  CAF_CHECK_EQUAL(admitted(budget, "10.0.0.1", t0 + 1s, 1000), 5);
+  CAF_CHECK_EQUAL(budget.size(), 1u);
 }
 
 CAF_TEST(IPv6 addresses count per 64 bit prefix) {
