@@ -311,7 +311,8 @@ job redis_store_state::inbox(std::string uid, std::string device, int64_t since,
                     key,
                     {std::move(uid), std::move(device), std::to_string(since),
                      std::to_string(std::min(limit, cfg.max_replay_page)),
-                     std::to_string(inbox_pages::max_bytes)}});
+                     std::to_string(inbox_pages::max_bytes),
+                     std::to_string(cfg.max_entry_bytes)}});
   result.step =
       one_stage([key, since](job& j) { return answer_inbox(j, key, since); });
   return result;

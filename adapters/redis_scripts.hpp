@@ -485,14 +485,17 @@ end
 return redis.call('SMEMBERS', g)
 )lua",
     // inbox: KEYS[1] routes; ARGV = P, uid, device, since (-1: the device's
-    // cursor), limit, max_bytes.
+    // cursor), limit, max_bytes, max_entry (the largest entry a client's
+    // message makes; 0: unknown).
     // Returns cursor, last seq, oldest retained seq (last + 1 if none), 1 if
     // more entries follow the page else 0, then at most `limit` entries
     // ({id, fields}) after the cursor, oldest first, whose values hold at
     // most max_bytes (at least one entry): XRANGEs from the cursor in steps
-    // sized by the entries seen (never the whole stream; about one entry past
-    // max_bytes copied when entries are of one size), and
-    // a reply bounded in bytes.
+    // sized by the entries seen but never more than another page of
+    // max_entry ones could fill (never the whole stream; about one entry past
+    // max_bytes copied when entries are of one size, at most a page more
+    // when small entries are followed by large ones), and a reply bounded
+    // in bytes.
     R"lua(
 local uid = ARGV[2]
 local inbox = ukey(uid, 'in')
@@ -503,9 +506,13 @@ if cursor < 0 then
 end
 local limit = count(ARGV[5]) or 0
 local max_bytes = count(ARGV[6])
+local max_entry = count(ARGV[7]) or 0
 -- Read in steps sized by the entries seen so far, so a page of large
 -- entries copies about one entry past max_bytes into Lua (one XRANGE of
--- limit + 1 copied nine 235 KB entries to send one: helper-37's probe).
+-- limit + 1 copied nine 235 KB entries to send one: helper-37's probe),
+-- and no step more entries than twice max_bytes holds of the largest a
+-- client makes (two small entries and then large ones: a step sized by
+-- the small ones copied 62 large entries to send three).
 local page, more, bytes = {}, 0, 0
 local start = count(cursor + 1) and '0-' .. int(cursor + 1)
 local want = math.min(limit + 1, 2)
@@ -533,6 +540,9 @@ while start and want > 0 do
   want = limit + 1 - #page
   if max_bytes then
     local room = math.floor((max_bytes - bytes) * #page / math.max(bytes, 1)) + 1
+    if max_entry > 0 then
+      room = math.min(room, math.floor((2 * max_bytes - bytes) / max_entry) + 1)
+    end
     want = math.max(1, math.min(want, room))
   end
 end

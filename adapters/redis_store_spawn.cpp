@@ -207,6 +207,9 @@ redis_store_config store_config(const options& opts) {
   cfg.inbox_max_age_ms = opts.inbox_max_age.count();
   cfg.max_fanout_bytes = opts.max_fanout_bytes;
   cfg.max_group_members = opts.max_group_members;
+  // The fields besides the payload: uids, group and id are at most a few
+  // hundred bytes together.
+  cfg.max_entry_bytes = opts.max_message_bytes + 1024;
   cfg.session_groups = opts.group_membership == "session";
   cfg.idempotency_window_ms = opts.idempotency_window.count();
   cfg.idem_pending_ms = std::max<int64_t>(2 * opts.request_timeout.count(), 1);

@@ -82,6 +82,10 @@ struct redis_store_config {
   size_t uids_per_call = 500;
   /// Most inbox entries one `inbox` request reads.
   uint32_t max_replay_page = 1000;
+  /// The largest inbox entry a client's message makes (max-message-bytes
+  /// and the entry's other fields): bounds how far the `inbox` script reads
+  /// past a page (0: no bound).
+  uint64_t max_entry_bytes = 0;
   /// How long `P:idem:<...>` keys live (idempotency-window; 0: no idem).
   int64_t idempotency_window_ms = 10 * 60 * 1000;
   /// How long a claimed idem stays pending (its message still being

@@ -346,6 +346,29 @@ class StoreBase(HarnessMixin):
         self.assertTrue(asked, monitor.text()[-2000:])
         self.assertLessEqual(sum(asked), 2 * len(big), asked)
 
+    def test_small_entries_before_large_ones_are_not_read_all_at_once(self):
+        # Found in the 16th session: the steps were sized by the entries
+        # seen, so a page that started with two small entries read the next
+        # 62 at once (4 MB of 64 KB messages copied into Lua to send three).
+        # A step now reads no more than twice a page of the largest entry a
+        # client's message makes (max-message-bytes 65536: 8 entries).
+        if not self.redis or hasattr(self.redis, "owner"):
+            self.skipTest("watches the commands of one redis-server")
+        node = self.node()
+        small = ["s%d" % i for i in range(10)]
+        large = ["%d" % i + "x" * 60000 for i in range(30)]
+        for value in small + large:
+            status, _, body = node.api_send(["ola"], value)
+            self.assertEqual(status, 200, body)
+        with RedisMonitor(self.redis) as monitor:
+            ola = node.ws("ola", query={"device": "d"})
+            got = messages(ola, len(small) + len(large))
+            self.assertEqual([m["data"] for m in got], small + large)
+        asked = [int(n) for n in re.findall(
+            r'"XRANGE" "[^"]*:in" "\(?0-\d+" "\+" "COUNT" "(\d+)"', monitor.text())]
+        self.assertTrue(asked, monitor.text()[-2000:])
+        self.assertLessEqual(max(asked), 8, asked)
+
     def test_a_non_member_publish_reads_no_member_from_redis(self):
         # Found by a probe review: a volatile publish asked for membership
         # and the members together, so each refused publish to a
