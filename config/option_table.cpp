@@ -275,6 +275,12 @@ std::vector<option_spec> client_options() {
       {"send-queue-bytes", "1048576",
        "bytes queued for a slow reader before it is closed with 1008",
        uint_field(&options::send_queue_bytes, 1024, 1ull << 32)},
+      {"socket-send-buffer", "262144",
+       "SO_SNDBUF of each client socket: bounds what the kernel holds for a "
+       "client that does not read, besides send-queue-bytes (Linux doubles "
+       "it and caps it at net.core.wmem_max); 0: the kernel's autotuning "
+       "(up to 4 MB a socket)",
+       uint_field(&options::socket_send_buffer, 0, 1ull << 30)},
       {"idle-timeout", "60s",
        "no frame and no pong for this long closes the connection (at least "
        "1s)",
