@@ -339,11 +339,16 @@ std::optional<node_info> read_node_entry(std::string id,
       info.connections = parse_number<uint32_t>(value);
     else if (key == "claimed")
       claimed = true;
-    else if (key == "hb")
-      // Hostile values stay harmless: both times are in [0, 2^53).
-      info.last_heartbeat_ms =
-          local_now -
-          (redis_now - static_cast<int64_t>(parse_count(value).value_or(0)));
+    else if (key == "hb") {
+      // Hostile values stay harmless: both times are in [0, 2^53). Nodes
+      // write Redis' own time, so a heartbeat ahead of it is as old as it
+      // is ahead: one written far into the future by someone else was
+      // never silent for us and never declared down (helper-44's probe);
+      // a live node whose lease is there still refuses the claim.
+      auto age =
+          redis_now - static_cast<int64_t>(parse_count(value).value_or(0));
+      info.last_heartbeat_ms = local_now - (age < 0 ? -age : age);
+    }
   }
   if (claimed) // being cleaned up: gone for everyone
     return std::nullopt;

@@ -735,6 +735,19 @@ class NodeIdsWrittenByOthersTest(HarnessMixin, unittest.TestCase):
         self.assertEqual(sorted(m["data"] for m in messages(bob, sends)), list(range(sends)))
         self.assertDelivers(bob, alice, "alice", "back", frame_id="back")
 
+    def test_an_entry_with_a_heartbeat_from_the_future_is_declared_down(self):
+        # helper-44's probe: an entry whose hb lay years ahead was never
+        # silent, so it stayed in /api/nodes and /api/stats for good.
+        self.redis = self.start_redis(cluster=False)
+        n1 = self.node(1)
+        wait_until(lambda: self.listed(n1) == ["n1"], 10, what="n1 lists itself")
+        self.redis.command("HSET", "%s:{n:fake}:h" % PREFIX, "listen", "127.0.0.1:1",
+                           "cluster", "127.0.0.1:2", "incarnation", "5",
+                           "connections", "7", "hb", "4102444800000")
+        self.redis.command("SADD", PREFIX + ":nodes", "fake")
+        wait_until(lambda: self.listed(n1) == ["n1"], 10, 0.1, "the fake node declared down")
+        self.assertEqual(self.redis.command("EXISTS", "%s:{n:fake}:h" % PREFIX), 0)
+
 
 if __name__ == "__main__":
     unittest.main()
