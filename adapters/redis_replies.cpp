@@ -2,6 +2,7 @@
 
 #include "protocol/error.hpp"
 #include "protocol/frames.hpp"
+#include "protocol/names.hpp"
 
 #include <algorithm>
 #include <array>
@@ -53,6 +54,23 @@ std::vector<std::string> strings_of(const redisReply* r, size_t first) {
       result.emplace_back(text);
   return result;
 }
+
+namespace {
+
+/// The uids of a group as Redis lists them, without those no join could
+/// have written (whoever writes to Redis could: helper-44's probe got an
+/// empty uid, one with a comma and one of 200,000 bytes back from
+/// `members`; as receivers they would become keys).
+std::vector<std::string> member_names(const redisReply* r) {
+  std::vector<std::string> uids;
+  uids.reserve(r->elements);
+  for (size_t i = 0; i < r->elements; ++i)
+    if (auto uid = text_of(r->element[i]); valid_name(uid))
+      uids.emplace_back(uid);
+  return uids;
+}
+
+} // namespace
 
 // -- routes -------------------------------------------------------------------
 
@@ -233,10 +251,7 @@ caf::expected<std::vector<std::string>> read_members(const redisReply* r,
                                                      size_t limit) {
   if (!is_array(r))
     return unexpected_reply("SRANDMEMBER");
-  std::vector<std::string> uids;
-  uids.reserve(r->elements);
-  for (size_t i = 0; i < r->elements; ++i)
-    uids.emplace_back(text_of(r->element[i]));
+  auto uids = member_names(r);
   auto n = std::min(uids.size(), limit);
   std::partial_sort(uids.begin(), uids.begin() + n, uids.end());
   uids.resize(n);
@@ -258,7 +273,7 @@ read_group_check(const redisReply* r, const std::string& from,
   }
   if (!is_array(r))
     return unexpected_reply("group_check");
-  return strings_of(r, 0);
+  return member_names(r);
 }
 
 uint64_t read_user_count(const redisReply* r) {
