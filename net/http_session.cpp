@@ -4,6 +4,7 @@
 #include "flow/handshake_budget.hpp"
 #include "net/connection_quota.hpp"
 #include "net/session_list.hpp"
+#include "net/socket_limits.hpp"
 #include "net/websocket_session.hpp"
 
 #include <caf/all.hpp>
@@ -68,6 +69,9 @@ void http_session::do_read() {
 bool http_session::failed(beast::error_code ec) {
   if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
       ec == asio::error::operation_aborted) {
+    // Whoever ends its requests may still read the answers; a deadline
+    // met a client that reads nothing.
+    drop_unsent_bytes(stream_.socket(), ec == http::error::end_of_stream);
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     return true;
   }
@@ -251,6 +255,8 @@ void http_session::on_write(bool keep_alive, beast::error_code ec,
                             std::size_t) {
   response_.reset();
   if (ec || !keep_alive) {
+    // A write that timed out met a client that reads nothing.
+    drop_unsent_bytes(stream_.socket(), !ec);
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     return;
   }

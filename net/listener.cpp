@@ -2,6 +2,7 @@
 
 #include "loop/loop_coordinator.hpp"
 #include "net/connection_quota.hpp"
+#include "net/socket_limits.hpp"
 #include "util/log.hpp"
 
 #include <algorithm>
@@ -110,13 +111,7 @@ void listener::on_accept(beast::error_code ec, tcp::socket socket) {
                                      setup.opts.max_connections_per_address))
       return refuse(socket);
     socket.set_option(tcp::no_delay(true), ignored);
-    // Left to autotuning, the kernel holds up to 4 MB for a client that
-    // does not read, outside send-queue-bytes (helper-44's probe).
-    if (setup.opts.socket_send_buffer != 0)
-      socket.set_option(
-          asio::socket_base::send_buffer_size(static_cast<int>(
-              std::min<uint64_t>(setup.opts.socket_send_buffer, 1u << 30))),
-          ignored);
+    limit_send_buffer(socket, setup.opts.socket_send_buffer);
     std::make_shared<http_session>(std::move(socket), shared_,
                                    std::move(address))
         ->run();

@@ -144,9 +144,6 @@ private:
   /// a deadline): tells the actor and drops `paused_self_`, so that the
   /// session ends once its pending handlers have run.
   void finish();
-  /// Before the socket closes: bytes the kernel holds that the peer never
-  /// took must not outlive the connection.
-  void drop_unsent_bytes();
   /// The CONNECTION actor ended (on the executor). If it did not end because
   /// the socket closed (it threw, or was killed), the socket is closed with
   /// 1011: nobody would answer its frames, and a paused session would live

@@ -1,18 +1,13 @@
 #include "actors/connection.hpp"
 #include "loop/loop_coordinator.hpp"
 #include "net/connection_quota.hpp"
+#include "net/socket_limits.hpp"
 #include "net/websocket_session_detail.hpp"
 #include "util/log.hpp"
 
 #include <caf/all.hpp>
 
 #include <boost/asio/bind_allocator.hpp>
-
-#include <linux/sockios.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <array>
@@ -118,7 +113,8 @@ void websocket_session::finish() {
   cancel_timer();
   if (scheduled_close_)
     scheduled_close_->cancel();
-  drop_unsent_bytes();
+  // A peer that answered our close frame took everything before it.
+  drop_unsent_bytes(socket_, close_sent_ && close_received_);
   // Aborts whatever still waits on the socket; its handler ends here too.
   beast::error_code ignored;
   socket_.close(ignored);
@@ -143,28 +139,6 @@ void websocket_session::on_actor_down(std::string reason) {
   begin_close(1011, "internal error", true);
   // A paused session reads no more: the deadline ends it.
   paused_self_.reset();
-}
-
-void websocket_session::drop_unsent_bytes() {
-  // A closed socket keeps what its peer's window never took (up to 4 MB
-  // each) for as long as the peer stays without reading: helper-44's probe
-  // parked 554 MB in 200 sockets closed for reading nothing, counted by no
-  // budget. Such a peer gets a reset, which frees them at once.
-  if (!socket_.is_open())
-    return;
-  auto fd = socket_.native_handle();
-  int unsent = 0;
-  if (::ioctl(fd, SIOCOUTQNSD, &unsent) != 0 || unsent <= 0)
-    return;
-  if (close_sent_ && close_received_) {
-    // Closed cleanly: the peer reads until it sees our close frame, so
-    // give it time, but only while its window moves.
-    unsigned int ms = 1000;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
-    return;
-  }
-  ::linger abort{1, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
 }
 
 void websocket_session::notify_closed() {

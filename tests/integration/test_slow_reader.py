@@ -8,6 +8,7 @@ Run: /usr/bin/python3 -m unittest tests/integration/test_slow_reader.py
 
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -206,6 +207,24 @@ class KernelBytesTest(HarnessMixin, unittest.TestCase):
         wait_until(lambda: all(q == 0 for _, q in server_sockets(node.port, client_port)),
                    8, 0.1, "the closed socket to drop the bytes its peer does not take")
         self.assertLess(time.monotonic() - started, 8)
+
+    def test_an_http_client_that_reads_nothing_leaves_nothing_for_long(self):
+        # The same over plain HTTP: answers the client never took stayed in
+        # the kernel after the node closed the socket.
+        node = self.start_node()
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect((node.host, node.port))
+        self.addCleanup(client.close)
+        client_port = client.getsockname()[1]
+        # Pipelined answers of ~6 KB each that nobody reads; the last one
+        # asks the node to close.
+        request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+        client.sendall(request * 20 + request.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        wait_until(lambda: any(q > 20000 for _, q in server_sockets(node.port, client_port)),
+                   5, 0.05, "the kernel to hold answers the client does not read")
+        wait_until(lambda: all(q == 0 for _, q in server_sockets(node.port, client_port)),
+                   15, 0.1, "the closed socket to drop the answers its peer does not take")
 
 
 class ReadAheadTest(HarnessMixin, unittest.TestCase):
