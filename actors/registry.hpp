@@ -217,6 +217,14 @@ struct registry_state {
   /// live frames flow.
   void finish_open(local_connection& conn, bool complete);
 
+  /// A page read after the welcome (a replay's next page, a gap's
+  /// catch-up) found that retention dropped messages it was to write
+  /// (`inbox-max-messages` overtook a client that read slowly): closes the
+  /// connection with 1013 after what it was given, so that the reconnect's
+  /// welcome says `too_old` instead of the seqs jumping silently
+  /// (helper-45's probe). True if it did.
+  bool overtaken_by_retention(local_connection& conn, const inbox_replay& page);
+
   /// Forgets that a connection's replay is in progress.
   void end_resume(local_connection& conn);
 

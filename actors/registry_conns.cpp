@@ -190,6 +190,8 @@ void registry_state::pump_replay(const std::string& conn_id) {
             auto i = connections.find(conn_id);
             if (i == connections.end())
               return;
+            if (overtaken_by_retention(i->second, page))
+              return;
             i->second.pages.fit(page);
             i->second.order.on_replay_page(page);
             pump_replay(conn_id);
@@ -206,6 +208,20 @@ void registry_state::pump_replay(const std::string& conn_id) {
 void registry_state::finish_open(local_connection& conn, bool complete) {
   end_resume(conn);
   write_held(conn, conn.order.open(complete));
+}
+
+bool registry_state::overtaken_by_retention(local_connection& conn,
+                                            const inbox_replay& page) {
+  if (!page.too_old)
+    return false;
+  log::info("retention dropped messages of {}'s replay before it was "
+            "written: closing it with 1013",
+            conn.who.conn);
+  end_resume(conn);
+  self->send(conn.handle, atom::disconnect_v, uint16_t{1013},
+             std::string{"messages of this replay were dropped by retention "
+                         "meanwhile; reconnect to resume"});
+  return true;
 }
 
 void registry_state::end_resume(local_connection& conn) {
@@ -255,6 +271,8 @@ void registry_state::catch_up(const std::string& conn_id) {
     if (i == connections.end())
       return;
     auto& c = i->second;
+    if (page && overtaken_by_retention(c, *page))
+      return;
     if (page) {
       c.pages.fit(*page);
       for (auto& msg : page->messages)

@@ -36,6 +36,7 @@ import time
 import unittest
 
 from harness import HarnessMixin, Node, free_port, run_binary, stderr_lines, rss_kb, wait_until
+from wsclient import ConnectionClosed
 from test_security import SECRET, claims, make_token
 
 
@@ -430,6 +431,42 @@ class ResumeBoundsTest(HarnessMixin, unittest.TestCase):
         # Once a stalled resume goes, a new one is admitted.
         first[0].close()
         wait_until(lambda: self._resume_admitted(node), 10, what="a resume admitted")
+
+    def test_a_replay_overtaken_by_retention_is_closed_with_1013(self):
+        self.check_overtaken_replay({})
+
+    def test_a_replay_overtaken_by_retention_in_redis_is_closed_with_1013(self):
+        redis = self.start_redis(cluster=False)
+        self.check_overtaken_replay({"state": "redis", "redis": redis.url})
+
+    def check_overtaken_replay(self, opts):
+        # helper-45's probe: a client that read slowly while others pushed
+        # got seq 1-712 and then 2901-3900 (the rest trimmed meanwhile),
+        # with no signal but the jump. It is now closed with 1013 after
+        # what it was given, and its reconnect's welcome says too_old.
+        node = self.start_node(dict(opts, **{"inbox-max-messages": 100}))
+        self.fill_inbox(node, "bob", 90, 60000)  # more than queue and kernel hold
+        bob = node.ws(uid="bob", query={"device": "d"}, rcvbuf=4096, timeout=10)
+        self.assertEqual((bob.welcome["resumed"], bob.welcome["from"], bob.welcome["to"]),
+                         (True, 1, 90))
+        for i in range(400):  # trims the messages bob has not read yet
+            status, _, _ = node.api_send(["bob"], {"n": 1000 + i})
+            self.assertEqual(status, 200)
+        seqs = []
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                frame = bob.recv_json(5)
+            except (ConnectionClosed, TimeoutError):
+                break
+            if frame.get("type") == "message":
+                seqs.append(frame["seq"])
+        self.assertEqual(bob.close_code, 1013, "after %d messages" % len(seqs))
+        self.assertTrue(seqs, "the replay wrote nothing before closing")
+        self.assertEqual(seqs, list(range(1, len(seqs) + 1)), "the seqs jumped")
+        again = node.ws(uid="bob", query={"device": "d"})
+        self.assertEqual((again.welcome["resumed"], again.welcome.get("reason")),
+                         (False, "too_old"))
 
     def _resume_admitted(self, node):
         client = node.ws(uid="bob", query={"device": "d9"}, welcome=False, rcvbuf=4096)
