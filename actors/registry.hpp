@@ -48,6 +48,10 @@ struct local_connection {
   /// and the bytes queued at the last one (less now: the client reads).
   std::chrono::milliseconds replay_wait{0};
   uint64_t replay_queued = 0;
+  /// REGISTER went out for it: LOGOUT follows when it goes, whether or not
+  /// its replay finished (a connection closed during it had a REGISTER
+  /// without a LOGOUT: review helper-46).
+  bool registered = false;
 };
 
 /// The settings of the REGISTRY.

@@ -124,6 +124,7 @@ void registry_state::on_opened(const conn_ref& who, bool came_online,
     return;
   }
   rp.deliver(atom::ok_v);
+  connections.at(who.conn).registered = true;
   self->send(events, register_event{who});
   online();
 }
@@ -190,7 +191,8 @@ void registry_state::pump_replay(const std::string& conn_id) {
             auto i = connections.find(conn_id);
             if (i == connections.end())
               return;
-            if (overtaken_by_retention(i->second, page))
+            if (page.cursor > i->second.order.replay_started_after() &&
+                overtaken_by_retention(i->second, page))
               return;
             i->second.pages.fit(page);
             i->second.order.on_replay_page(page);
@@ -271,7 +273,9 @@ void registry_state::catch_up(const std::string& conn_id) {
     if (i == connections.end())
       return;
     auto& c = i->second;
-    if (page && overtaken_by_retention(c, *page))
+    // From nothing (the store failed at the welcome) every trimmed inbox
+    // reads as too old: no close for what no welcome promised.
+    if (page && page->cursor > 0 && overtaken_by_retention(c, *page))
       return;
     if (page) {
       c.pages.fit(*page);
@@ -298,7 +302,7 @@ void registry_state::remove(const std::string& conn_id) {
     return;
   end_resume(i->second);
   auto who = std::move(i->second.who);
-  bool was_open = i->second.order.is_open();
+  bool registered = i->second.registered;
   self->demonitor(i->second.handle.address());
   connections.erase(i);
   auto& ids = conns_by_uid[who.uid];
@@ -324,7 +328,7 @@ void registry_state::remove(const std::string& conn_id) {
             // Written back (without this binding) when the store returns.
             log::warn("unbind of {} failed: {}", who.conn, error_message(err));
           });
-  if (was_open)
+  if (registered)
     self->send(events, logout_event{std::move(who)});
 }
 

@@ -356,13 +356,16 @@ std::optional<node_info> read_node_entry(std::string id,
       claimed = true;
     else if (key == "hb") {
       // Hostile values stay harmless: both times are in [0, 2^53). Nodes
-      // write Redis' own time, so a heartbeat ahead of it is as old as it
-      // is ahead: one written far into the future by someone else was
-      // never silent for us and never declared down (helper-44's probe);
-      // a live node whose lease is there still refuses the claim.
+      // write Redis' time, so a heartbeat ahead of it by more than the
+      // clocks of two Redis servers (a cluster's shards) or one stepping
+      // back could explain is as old as it is ahead: one written far into
+      // the future by someone else was never silent for us and never
+      // declared down (helper-44's probe).
       auto age =
           redis_now - static_cast<int64_t>(parse_count(value).value_or(0));
-      info.last_heartbeat_ms = local_now - (age < 0 ? -age : age);
+      if (age < -max_clock_skew_ms)
+        age = -age;
+      info.last_heartbeat_ms = local_now - std::max<int64_t>(age, 0);
     }
   }
   if (claimed) // being cleaned up: gone for everyone

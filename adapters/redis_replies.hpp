@@ -156,6 +156,11 @@ bool redis_version_at_least(std::string_view version, int major, int minor);
 /// Redis' TIME in ms; none unless the reply is an array of two.
 std::optional<int64_t> read_redis_time(const redisReply* r);
 
+/// How far a heartbeat may lie ahead of the Redis time it is compared with
+/// and still count as fresh (the shards of a Redis Cluster have clocks of
+/// their own); further ahead it counts as that old.
+constexpr int64_t max_clock_skew_ms = 60'000;
+
 /// A node's entry (the fields of a non-empty HGETALL P:{n:<id>}:h); none
 /// while a claim cleans it up. Its heartbeat (Redis TIME) is put on this
 /// process' clock: `local_now` minus the age Redis measured at `redis_now`.

@@ -494,8 +494,9 @@ return redis.call('SMEMBERS', g)
     // sized by the entries seen but never more than another page of
     // max_entry ones could fill (never the whole stream; about one entry past
     // max_bytes copied when entries are of one size, at most a page more
-    // when small entries are followed by large ones), and a reply bounded
-    // in bytes.
+    // when small entries are followed by large ones a client wrote; entries
+    // written through the API may be larger than max_entry), and a reply
+    // bounded in bytes.
     R"lua(
 local uid = ARGV[2]
 local inbox = ukey(uid, 'in')

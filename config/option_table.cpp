@@ -277,8 +277,8 @@ std::vector<option_spec> client_options() {
        uint_field(&options::send_queue_bytes, 1024, 1ull << 32)},
       {"socket-send-buffer", "262144",
        "SO_SNDBUF of each client socket: bounds what the kernel holds for a "
-       "client that does not read, besides send-queue-bytes (Linux doubles "
-       "it and caps it at net.core.wmem_max); 0: the kernel's autotuning "
+       "client that does not read, besides send-queue-bytes (Linux caps it "
+       "at net.core.wmem_max and doubles that); 0: the kernel's autotuning "
        "(up to 4 MB a socket)",
        uint_field(&options::socket_send_buffer, 0, 1ull << 30)},
       {"idle-timeout", "60s",

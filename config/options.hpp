@@ -112,6 +112,7 @@ struct options {
   uint64_t max_fanout_bytes = 1u << 20;
   /// Bytes queued for one connection before it is closed with 1008.
   uint64_t send_queue_bytes = 1u << 20;
+  /// SO_SNDBUF of client sockets (socket-send-buffer; 0: autotuning).
   uint64_t socket_send_buffer = 256u << 10;
   /// Open connections of one uid on this node; 0: no limit.
   uint64_t max_connections_per_uid = 64;

@@ -117,6 +117,7 @@ void frame_order::set_page(std::vector<stored_message> page) {
 void frame_order::begin_replay(inbox_replay& first) {
   replay_last_ = first.last_seq;
   replay_after_ = first.cursor;
+  replay_start_ = first.cursor;
   on_replay_page(first);
 }
 

@@ -91,6 +91,10 @@ public:
 
   uint64_t replay_after() const { return replay_after_; }
 
+  /// Where the replay began (the first page's cursor): what its welcome
+  /// already reported as too old, if anything.
+  uint64_t replay_started_after() const { return replay_start_; }
+
   /// Whether every message of the current page went through
   /// `next_replayed` (then read the next page, or open).
   bool replay_page_written() const {
@@ -164,6 +168,7 @@ private:
   size_t replay_head_ = 0;
   bool replay_more_ = false;
   uint64_t replay_after_ = 0;
+  uint64_t replay_start_ = 0;
   uint32_t replay_empty_pages_ = 0;
   /// The uid's last seq when the replay began (and as pages told since).
   uint64_t replay_last_ = 0;

@@ -21,6 +21,12 @@ constexpr size_t max_header_bytes = 16 * 1024;
 constexpr size_t max_body_bytes = 1024 * 1024;
 constexpr size_t max_unauthorized_body_bytes = 16 * 1024;
 
+/// How long the answers a client asked for before it ended may take to
+/// leave without progress once the socket is closed (a slow or lossy link
+/// needs several retransmissions' time; a client that reads nothing keeps
+/// no more than this).
+constexpr std::chrono::milliseconds answer_grace{10'000};
+
 std::string lower(std::string_view text) {
   std::string out{text};
   std::transform(out.begin(), out.end(), out.begin(),
@@ -59,8 +65,10 @@ void http_session::do_read() {
   parser_.emplace();
   parser_->header_limit(max_header_bytes);
   parser_->body_limit(max_body_bytes);
-  // A client that sends half a request (slowloris) is dropped at the deadline.
+  // A client that sends half a request (slowloris) is dropped at the deadline,
+  // with a reset if it has not taken our last answer either.
   stream_.expires_after(shared_->setup->opts.handshake_timeout);
+  reset_on_close(stream_.socket(), holds_unsent_bytes(stream_.socket()));
   http::async_read_header(
       stream_, buffer_, *parser_,
       beast::bind_front_handler(&http_session::on_header, shared_from_this()));
@@ -69,9 +77,10 @@ void http_session::do_read() {
 bool http_session::failed(beast::error_code ec) {
   if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
       ec == asio::error::operation_aborted) {
-    // Whoever ends its requests may still read the answers; a deadline
-    // met a client that reads nothing.
-    drop_unsent_bytes(stream_.socket(), ec == http::error::end_of_stream);
+    // Whoever ends its requests may still read the answers. (A deadline
+    // closed the socket already; do_read armed the reset it needed.)
+    if (ec == http::error::end_of_stream)
+      drop_unsent_bytes(stream_.socket(), answer_grace);
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     return true;
   }
@@ -217,6 +226,8 @@ void http_session::upgrade(http::request<http::string_body> req) {
   }
   // From here the WebSocket session owns the counted connection and the
   // quota slot: nothing returns early, and its destructor gives both back.
+  // It decides itself how its socket closes.
+  reset_on_close(stream_.socket(), false);
   auto session = websocket_session::make(stream_.release_socket(),
                                          shared_->setup, ctx.uid, address);
   open_context opening;
@@ -246,6 +257,8 @@ void http_session::respond(unsigned status, const std::string& content_type,
   response_->body() = std::move(body);
   response_->prepare_payload();
   stream_.expires_after(std::chrono::seconds(10));
+  // A write that meets its deadline met a client that reads nothing.
+  reset_on_close(stream_.socket(), true);
   http::async_write(stream_, *response_,
                     beast::bind_front_handler(&http_session::on_write,
                                               shared_from_this(), keep_alive));
@@ -255,8 +268,10 @@ void http_session::on_write(bool keep_alive, beast::error_code ec,
                             std::size_t) {
   response_.reset();
   if (ec || !keep_alive) {
-    // A write that timed out met a client that reads nothing.
-    drop_unsent_bytes(stream_.socket(), !ec);
+    // A write that timed out met a client that reads nothing (Beast's
+    // deadline closed the socket: respond armed the reset).
+    if (!ec)
+      drop_unsent_bytes(stream_.socket(), answer_grace);
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     return;
   }

@@ -113,8 +113,12 @@ void websocket_session::finish() {
   cancel_timer();
   if (scheduled_close_)
     scheduled_close_->cancel();
-  // A peer that answered our close frame took everything before it.
-  drop_unsent_bytes(socket_, close_sent_ && close_received_);
+  // The closing handshake is complete: the peer reads (ours answered its
+  // close frame, or its answered ours), so what is left, our answer at
+  // most, gets a second; anything else reads nothing and is reset.
+  drop_unsent_bytes(socket_, close_sent_ && close_received_
+                                 ? std::chrono::milliseconds{1000}
+                                 : std::chrono::milliseconds{0});
   // Aborts whatever still waits on the socket; its handler ends here too.
   beast::error_code ignored;
   socket_.close(ignored);

@@ -746,7 +746,8 @@ class NodeIdsWrittenByOthersTest(HarnessMixin, unittest.TestCase):
                            "connections", "7", "hb", "4102444800000")
         self.redis.command("SADD", PREFIX + ":nodes", "fake")
         wait_until(lambda: self.listed(n1) == ["n1"], 10, 0.1, "the fake node declared down")
-        self.assertEqual(self.redis.command("EXISTS", "%s:{n:fake}:h" % PREFIX), 0)
+        wait_until(lambda: self.redis.command("EXISTS", "%s:{n:fake}:h" % PREFIX) == 0, 10, 0.1,
+                   "the fake node's entry removed")
 
 
 if __name__ == "__main__":

@@ -223,8 +223,25 @@ class KernelBytesTest(HarnessMixin, unittest.TestCase):
         client.sendall(request * 20 + request.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
         wait_until(lambda: any(q > 20000 for _, q in server_sockets(node.port, client_port)),
                    5, 0.05, "the kernel to hold answers the client does not read")
+        # Answers asked for before the end get 10 s without progress.
         wait_until(lambda: all(q == 0 for _, q in server_sockets(node.port, client_port)),
-                   15, 0.1, "the closed socket to drop the answers its peer does not take")
+                   25, 0.1, "the closed socket to drop the answers its peer does not take")
+
+    def test_a_pipelining_http_client_that_reads_nothing_is_reset(self):
+        # Keep-alive: the answers fill the socket, the write meets its
+        # deadline (10 s) and Beast closes the socket itself: it must reset.
+        node = self.start_node()
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect((node.host, node.port))
+        self.addCleanup(client.close)
+        client_port = client.getsockname()[1]
+        client.settimeout(5)
+        client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 200)
+        wait_until(lambda: any(q > 200000 for _, q in server_sockets(node.port, client_port)),
+                   10, 0.05, "the kernel to fill with answers the client does not read")
+        wait_until(lambda: all(q == 0 for _, q in server_sockets(node.port, client_port)),
+                   20, 0.1, "the socket to be reset at the write deadline")
 
 
 class ReadAheadTest(HarnessMixin, unittest.TestCase):

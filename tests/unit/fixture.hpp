@@ -16,6 +16,7 @@
 
 #include <caf/test/dsl.hpp>
 
+#include <atomic>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -51,6 +52,10 @@ public:
     ++scheduled_closes;
   }
 
+  /// What the socket holds unwritten, as the REGISTRY sees it (set it to
+  /// stall a replay).
+  uint64_t queued_bytes() const override { return queued; }
+
   /// Frames written so far, oldest first; clears the record.
   std::vector<std::string> take() {
     std::lock_guard guard{mtx};
@@ -67,6 +72,7 @@ public:
   std::chrono::milliseconds scheduled_close{0};
   uint16_t scheduled_code = 0;
   size_t scheduled_closes = 0;
+  std::atomic<uint64_t> queued{0};
 };
 
 /// A deterministic scheduler, default options and what a node shares between

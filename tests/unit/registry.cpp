@@ -329,6 +329,38 @@ CAF_TEST(events follow connections) {
   CAF_CHECK_EQUAL(subscribed->load(), 0u);
 }
 
+CAF_TEST(a connection closed during its replay gets its LOGOUT) {
+  // REGISTER goes out once the first page of a replay is read, LOGOUT went
+  // out only for a connection whose replay had finished (review helper-46).
+  auto log = std::make_shared<std::vector<std::string>>();
+  auto rec = track(sys.spawn(recorder, log));
+  caf::anon_send(events, atom::subscribe_v, uint32_t{on_all_events}, rec);
+  run();
+  auto& inboxes =
+      deref<state_store_actor::stateful_base<memory_store_state>>(store).state;
+  delivery d;
+  d.durable = true;
+  d.data = "1";
+  d.ts = frames::now_ms();
+  for (int i = 0; i < 3; ++i) {
+    d.msg_id = "m" + std::to_string(i);
+    CAF_REQUIRE(inboxes.append(d, {"bob"}));
+  }
+  auto sink = std::make_shared<test::recording_sink>();
+  sink->queued = 1ull << 40; // a client that reads nothing: the replay waits
+  open_context opening{
+      conn_ref{who.id, conn_ids.next(), "bob", "phone"}, {}, {}};
+  auto hdl = track(sys.spawn(connection, connection_setup(), sink, opening));
+  // Not run(): it would fire the replay's polls for ever (the client never
+  // reads); sched.run() leaves timers alone.
+  sched.run();
+  caf::anon_send(hdl, atom::closed_v);
+  sched.run();
+  CAF_CHECK_EQUAL(*log,
+                  std::vector<std::string>({"REGISTER bob", "ONLINE bob",
+                                            "LOGOUT bob", "OFFLINE bob"}));
+}
+
 CAF_TEST(deliveries for other nodes go out as one batch per node) {
   std::vector<delivery_batch> received;
   auto peer = spawn_peer(received, true);
