@@ -208,15 +208,20 @@ class KernelBytesTest(HarnessMixin, unittest.TestCase):
                    8, 0.1, "the closed socket to drop the bytes its peer does not take")
         self.assertLess(time.monotonic() - started, 8)
 
-    def test_an_http_client_that_reads_nothing_leaves_nothing_for_long(self):
-        # The same over plain HTTP: answers the client never took stayed in
-        # the kernel after the node closed the socket.
-        node = self.start_node()
+    def silent_http_client(self, node):
+        """A plain TCP client of the node with a tiny receive buffer that
+        reads nothing; returns it and its port."""
         client = socket.socket()
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         client.connect((node.host, node.port))
         self.addCleanup(client.close)
-        client_port = client.getsockname()[1]
+        return client, client.getsockname()[1]
+
+    def test_an_http_client_that_reads_nothing_leaves_nothing_for_long(self):
+        # The same over plain HTTP: answers the client never took stayed in
+        # the kernel after the node closed the socket.
+        node = self.start_node()
+        client, client_port = self.silent_http_client(node)
         # Pipelined answers of ~6 KB each that nobody reads; the last one
         # asks the node to close.
         request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -231,11 +236,7 @@ class KernelBytesTest(HarnessMixin, unittest.TestCase):
         # Keep-alive: the answers fill the socket, the write meets its
         # deadline (10 s) and Beast closes the socket itself: it must reset.
         node = self.start_node()
-        client = socket.socket()
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        client.connect((node.host, node.port))
-        self.addCleanup(client.close)
-        client_port = client.getsockname()[1]
+        client, client_port = self.silent_http_client(node)
         client.settimeout(5)
         client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 200)
         wait_until(lambda: any(q > 200000 for _, q in server_sockets(node.port, client_port)),

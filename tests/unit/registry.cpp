@@ -86,6 +86,21 @@ struct fixture : test::builtins_fixture {
 
   void say(const client& c, const json& frame) { say(c, frame.dump()); }
 
+  /// Stores `count` durable messages carrying `data` (JSON) for `uid`.
+  void store_for(const std::string& uid, int count, const std::string& data) {
+    auto& inboxes =
+        deref<state_store_actor::stateful_base<memory_store_state>>(store)
+            .state;
+    delivery d;
+    d.durable = true;
+    d.data = data;
+    d.ts = frames::now_ms();
+    for (int i = 0; i < count; ++i) {
+      d.msg_id = "m" + std::to_string(i);
+      CAF_REQUIRE(inboxes.append(d, {uid}));
+    }
+  }
+
   /// A PEER actor for node n2 that records the batches it gets; it confirms
   /// them (gives credit back) only if `confirm`.
   peer_actor spawn_peer(std::vector<delivery_batch>& received, bool confirm) {
@@ -336,16 +351,7 @@ CAF_TEST(a connection closed during its replay gets its LOGOUT) {
   auto rec = track(sys.spawn(recorder, log));
   caf::anon_send(events, atom::subscribe_v, uint32_t{on_all_events}, rec);
   run();
-  auto& inboxes =
-      deref<state_store_actor::stateful_base<memory_store_state>>(store).state;
-  delivery d;
-  d.durable = true;
-  d.data = "1";
-  d.ts = frames::now_ms();
-  for (int i = 0; i < 3; ++i) {
-    d.msg_id = "m" + std::to_string(i);
-    CAF_REQUIRE(inboxes.append(d, {"bob"}));
-  }
+  store_for("bob", 3, "1");
   auto sink = std::make_shared<test::recording_sink>();
   sink->queued = 1ull << 40; // a client that reads nothing: the replay waits
   open_context opening{
@@ -787,16 +793,7 @@ CAF_TEST(a uid whose replays read much gets no new resume for a while) {
   // Found by a probe review: each resume costs the store about the bytes of
   // its page, and one uid reconnecting with device= 132 times a second took
   // 0.62 of Redis' core. What a uid's replays read is budgeted in bytes.
-  auto& inboxes =
-      deref<state_store_actor::stateful_base<memory_store_state>>(store).state;
-  delivery d;
-  d.durable = true;
-  d.data = "\"" + std::string(200 * 1024, 'x') + "\"";
-  d.ts = frames::now_ms();
-  for (int i = 0; i < 4; ++i) {
-    d.msg_id = "m" + std::to_string(i);
-    CAF_REQUIRE(inboxes.append(d, {"bob"}));
-  }
+  store_for("bob", 4, "\"" + std::string(200 * 1024, 'x') + "\"");
   auto resume = [this](const std::string& device) {
     auto sink = std::make_shared<test::recording_sink>();
     open_context opening{
@@ -920,32 +917,11 @@ CAF_TEST(a send over the fan - out budget is too_large and stores nothing) {
   CAF_CHECK_EQUAL(bob.received().size(), 1u);
 }
 
-namespace {
-
-/// A socket whose client reads nothing: its queue stays full until told.
-class stalled_sink : public test::recording_sink {
-public:
-  uint64_t queued_bytes() const override { return queued.load(); }
-
-  std::atomic<uint64_t> queued{0};
-};
-
-} // namespace
-
 CAF_TEST(a replay waiting for a client that reads nothing looks rarely) {
   // Found by a probe review: the REGISTRY looked every 20 ms for as long as
   // the client did not read (50 messages a second per stalled resume).
-  auto& inboxes =
-      deref<state_store_actor::stateful_base<memory_store_state>>(store).state;
-  delivery d;
-  d.durable = true;
-  d.data = "\"x\"";
-  d.ts = frames::now_ms();
-  for (int i = 0; i < 20; ++i) {
-    d.msg_id = "m" + std::to_string(i);
-    CAF_REQUIRE(inboxes.append(d, {"bob"}));
-  }
-  auto sink = std::make_shared<stalled_sink>();
+  store_for("bob", 20, "\"x\"");
+  auto sink = std::make_shared<test::recording_sink>();
   sink->queued = opts.send_queue_bytes;
   track(
       sys.spawn(connection, connection_setup(), sink,
