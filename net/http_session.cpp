@@ -68,7 +68,8 @@ void http_session::do_read() {
   // A client that sends half a request (slowloris) is dropped at the deadline,
   // with a reset if it has not taken our last answer either.
   stream_.expires_after(shared_->setup->opts.handshake_timeout);
-  reset_on_close(stream_.socket(), holds_unsent_bytes(stream_.socket()));
+  if (reset_at_deadline_)
+    reset_at_deadline(holds_unsent_bytes(stream_.socket()));
   http::async_read_header(
       stream_, buffer_, *parser_,
       beast::bind_front_handler(&http_session::on_header, shared_from_this()));
@@ -227,7 +228,7 @@ void http_session::upgrade(http::request<http::string_body> req) {
   // From here the WebSocket session owns the counted connection and the
   // quota slot: nothing returns early, and its destructor gives both back.
   // It decides itself how its socket closes.
-  reset_on_close(stream_.socket(), false);
+  reset_at_deadline(false);
   auto session = websocket_session::make(stream_.release_socket(),
                                          shared_->setup, ctx.uid, address);
   open_context opening;
@@ -258,7 +259,7 @@ void http_session::respond(unsigned status, const std::string& content_type,
   response_->prepare_payload();
   stream_.expires_after(std::chrono::seconds(10));
   // A write that meets its deadline met a client that reads nothing.
-  reset_on_close(stream_.socket(), true);
+  reset_at_deadline(true);
   http::async_write(stream_, *response_,
                     beast::bind_front_handler(&http_session::on_write,
                                               shared_from_this(), keep_alive));
@@ -276,6 +277,13 @@ void http_session::on_write(bool keep_alive, beast::error_code ec,
     return;
   }
   do_read();
+}
+
+void http_session::reset_at_deadline(bool reset) {
+  if (reset == reset_at_deadline_)
+    return;
+  reset_at_deadline_ = reset;
+  reset_on_close(stream_.socket(), reset);
 }
 
 } // namespace wsc::net

@@ -59,6 +59,10 @@ private:
                std::string body, bool keep_alive, bool cors = false,
                bool retry_soon = false);
   void on_write(bool keep_alive, beast::error_code ec, std::size_t bytes);
+  /// Whether Beast closing the socket at a deadline resets it; the socket
+  /// option is set only when this changes (most sockets never need it: a
+  /// handshake costs no extra system call).
+  void reset_at_deadline(bool reset);
 
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
@@ -66,6 +70,7 @@ private:
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<http::response<http::string_body>> response_;
   std::string address_;
+  bool reset_at_deadline_ = false;
 };
 
 } // namespace wsc::net
