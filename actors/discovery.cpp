@@ -6,7 +6,6 @@
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
-#include <caf/openssl/manager.hpp>
 
 namespace wsc {
 
@@ -246,8 +245,9 @@ void discovery_state::connect(const node_info& info) {
   auto& peer = peers[info.id];
   peer.connecting = true;
   auto& sys = self->home_system();
-  auto mm = !cfg.tls ? sys.middleman().actor_handle()
-                     : sys.openssl_manager().actor_handle();
+  // With cluster-tls-* the middleman's connections speak TLS
+  // (net/cluster_tls.hpp).
+  auto mm = sys.middleman().actor_handle();
   auto id = info.id;
   auto inc = info.incarnation;
   self->request(mm, cfg.request_timeout, caf::connect_atom::value, ep->host,

@@ -69,8 +69,6 @@ struct discovery_config {
   std::string listen;
   /// This node takes part in a cluster (publishes and dials peers).
   bool clustered = false;
-  /// Peers are dialed over TLS (`cluster-tls-cert`).
-  bool tls = false;
   std::chrono::milliseconds heartbeat{1000};
   /// A peer silent for longer is declared down.
   std::chrono::milliseconds node_timeout{3000};

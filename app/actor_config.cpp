@@ -7,7 +7,6 @@
 
 #include <caf/atom.hpp>
 #include <caf/io/middleman.hpp>
-#include <caf/openssl/manager.hpp>
 #include <caf/timespan.hpp>
 
 namespace wsc {
@@ -53,11 +52,11 @@ void actor_config::apply(const options& opts) {
   set("middleman.connection-timeout", caf::timespan{opts.node_timeout});
   if (!opts.cluster_tls_cert.empty()) {
     // Mutual TLS between nodes: each side presents a certificate signed by
-    // the cluster CA and refuses peers without one.
+    // the cluster CA and refuses peers without one (the guarded_multiplexer
+    // reads these).
     openssl_certificate = opts.cluster_tls_cert;
     openssl_key = opts.cluster_tls_key;
     openssl_cafile = opts.cluster_tls_ca;
-    load<caf::openssl::manager>();
   }
 }
 

@@ -21,7 +21,6 @@
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
-#include <caf/openssl/publish.hpp>
 
 #include <sys/types.h>
 #include <unistd.h>
@@ -53,12 +52,10 @@ caf::expected<std::string> publish_peer(caf::actor_system& sys,
               "encrypted nor authenticated; anyone who reaches it can inject "
               "deliveries",
               opts.cluster_listen.to_string());
-  auto port =
-      opts.cluster_tls_cert.empty()
-          ? sys.middleman().publish(peer, opts.cluster_listen.port,
-                                    opts.cluster_listen.host.c_str(), true)
-          : caf::openssl::publish(peer, opts.cluster_listen.port,
-                                  opts.cluster_listen.host.c_str(), true);
+  // With cluster-tls-* the middleman's connections speak TLS
+  // (net/cluster_tls.hpp).
+  auto port = sys.middleman().publish(peer, opts.cluster_listen.port,
+                                      opts.cluster_listen.host.c_str(), true);
   if (!port)
     return caf::make_error(caf::sec::cannot_open_port,
                            "cannot listen for nodes on " +

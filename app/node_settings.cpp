@@ -40,7 +40,6 @@ discovery_config discovery(const options& opts, const node_identity& who,
   result.who = who;
   result.listen = opts.listen.to_string();
   result.clustered = clustered;
-  result.tls = !opts.cluster_tls_cert.empty();
   result.heartbeat = opts.heartbeat;
   result.node_timeout = opts.node_timeout;
   result.request_timeout = opts.request_timeout;

@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <unistd.h>
 
@@ -49,7 +50,7 @@ template struct expose_member<epoll_fd_tag, &default_multiplexer::epollfd_>;
 class loop_multiplexer::driver : public std::enable_shared_from_this<driver> {
 public:
   driver(loop_multiplexer& mpx, asio::io_context& ioc, int epoll_fd)
-      : mpx_(mpx), ioc_(ioc), epoll_(ioc, epoll_fd) {
+      : mpx_(mpx), ioc_(ioc), epoll_(ioc, epoll_fd), tick_(ioc) {
     // nop
   }
 
@@ -63,6 +64,7 @@ public:
     mpx_.driver_ = this;
     log::debug("BASP runs on event loop 0");
     wait();
+    tick();
     pass();
   }
 
@@ -100,6 +102,17 @@ private:
         });
   }
 
+  /// The multiplexer's once-a-second work (on_tick), while attached.
+  void tick() {
+    tick_.expires_after(std::chrono::seconds{1});
+    tick_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->detached_)
+        return;
+      self->mpx_.on_tick();
+      self->tick();
+    });
+  }
+
   /// One round of CAF's own loop, without blocking: queued work, then the
   /// sockets epoll reports ready. While that finds anything, another pass
   /// follows (after the loop's other handlers), so ready descriptors never
@@ -122,6 +135,7 @@ private:
     mpx_.thread_id(middleman_thread_);
     boost::system::error_code ignored;
     epoll_.close(ignored);
+    tick_.cancel();
     {
       std::lock_guard<std::mutex> guard{mtx_};
       done_ = true;
@@ -132,6 +146,7 @@ private:
   loop_multiplexer& mpx_;
   asio::io_context& ioc_;
   asio::posix::stream_descriptor epoll_;
+  asio::steady_timer tick_;
   std::thread::id middleman_thread_;
   bool pass_posted_ = false;
   bool detached_ = false;

@@ -46,6 +46,13 @@ public:
   /// Whether the multiplexer runs on a loop right now (for tests).
   bool on_loop() const noexcept { return driver_.load() != nullptr; }
 
+protected:
+  /// Called once a second on the multiplexer's thread while it runs on a
+  /// loop (not with CAF's own run()).
+  virtual void on_tick() {
+    // nop
+  }
+
 private:
   /// The loop side: the wait for the epoll descriptor and the passes.
   class driver;

@@ -1,12 +1,25 @@
 #include "net/cluster_guard.hpp"
 
 #include "loop/write_through_scribe.hpp"
+#include "net/cluster_tls.hpp"
 #include "util/log.hpp"
 
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/io/abstract_broker.hpp>
 #include <caf/io/basp/header.hpp>
 #include <caf/io/basp/message_type.hpp>
+#include <caf/io/doorman.hpp>
+#include <caf/io/network/acceptor.hpp>
+#include <caf/io/network/interfaces.hpp>
+#include <caf/sec.hpp>
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 
 namespace wsc::net {
@@ -14,12 +27,29 @@ namespace wsc::net {
 namespace {
 
 namespace basp = caf::io::basp;
+namespace network = caf::io::network;
 
-/// A scribe that refuses oversized or premature BASP payloads (and writes
-/// when flushed).
-class guarded_scribe final : public write_through_scribe {
+/// Logs the first of every thousand events of a kind.
+void warn_every_1000(std::atomic<uint64_t>& count, const char* what) {
+  if (count++ % 1000 == 0)
+    log::warn("cluster port: {} ({} so far)", what, count.load());
+}
+
+/// A scribe that refuses oversized or premature BASP payloads and tells
+/// the multiplexer when its peer has introduced itself.
+template<class Scribe>
+class guarded_scribe final : public Scribe {
 public:
-  using write_through_scribe::write_through_scribe;
+  template<class... Ts>
+  explicit guarded_scribe(guarded_multiplexer& mpx, Ts&&... xs)
+      : Scribe(mpx, std::forward<Ts>(xs)...), mpx_(mpx) {
+    // nop
+  }
+
+  ~guarded_scribe() override {
+    if (awaiting_)
+      mpx_.handshake_over(this);
+  }
 
   bool consume(caf::execution_unit* ctx, const void* buf,
                size_t num_bytes) override {
@@ -32,49 +62,281 @@ public:
       starts_with_handshake_ = op == basp::message_type::server_handshake ||
                                op == basp::message_type::client_handshake;
     }
-    return write_through_scribe::consume(ctx, buf, num_bytes);
+    payload_next_ = false;
+    auto keep = Scribe::consume(ctx, buf, num_bytes);
+    // BASP took a whole first message (no payload asked for next).
+    if (keep && awaiting_ && !payload_next_)
+      over();
+    return keep;
   }
 
   void configure_read(caf::io::receive_policy::config config) override {
+    if (!watched_) {
+      watched_ = awaiting_ = true;
+      mpx_.awaiting_handshake(this);
+    }
     auto size = config.second;
     if (size != basp::header_size) { // a payload
+      payload_next_ = true;
       auto limit = payloads_ > 0            ? max_basp_payload
                    : starts_with_handshake_ ? max_handshake_payload
                                             : size_t{0};
       ++payloads_;
       if (size > limit) {
-        refused();
+        static std::atomic<uint64_t> refused{0};
+        warn_every_1000(refused, "refused a BASP message whose size or place "
+                                 "is not a peer's; connection closed");
         config = caf::io::receive_policy::exactly(1);
       }
     }
-    write_through_scribe::configure_read(config);
+    Scribe::configure_read(config);
+  }
+
+  void detach_from(caf::io::abstract_broker* ptr) override {
+    over();
+    Scribe::detach_from(ptr);
   }
 
 private:
-  static void refused() {
-    static std::atomic<uint64_t> count{0};
-    if (count++ % 1000 == 0)
-      log::warn("cluster port: refused a BASP message whose size or place "
-                "is not a peer's ({} so far); connection closed",
-                count.load());
+  void over() {
+    if (awaiting_) {
+      awaiting_ = false;
+      mpx_.handshake_over(this);
+    }
   }
 
+  guarded_multiplexer& mpx_;
   bool header_seen_ = false;
   bool starts_with_handshake_ = false;
+  bool watched_ = false;
+  bool awaiting_ = false;
+  bool payload_next_ = false;
   uint64_t payloads_ = 0;
 };
+
+using plain_scribe = guarded_scribe<write_through_scribe>;
+using secure_scribe = guarded_scribe<tls_scribe>;
+
+/// Accepts with close-on-exec and non-blocking set; when no descriptor is
+/// left, accepts into a reserved one and closes it, so the listening socket
+/// does not stay readable (CAF's acceptor then polled it in a busy loop).
+class shedding_accept_policy {
+public:
+  shedding_accept_policy()
+      : reserve_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {
+    // nop
+  }
+
+  ~shedding_accept_policy() {
+    if (reserve_ >= 0)
+      ::close(reserve_);
+  }
+
+  shedding_accept_policy(const shedding_accept_policy&) = delete;
+  shedding_accept_policy& operator=(const shedding_accept_policy&) = delete;
+
+  bool try_accept(network::native_socket& result, network::native_socket fd) {
+    result = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (result >= 0)
+      return true;
+    result = network::invalid_native_socket;
+    if ((errno == EMFILE || errno == ENFILE) && reserve_ >= 0) {
+      ::close(reserve_);
+      auto shed = ::accept(fd, nullptr, nullptr);
+      if (shed >= 0)
+        ::close(shed);
+      reserve_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      static std::atomic<uint64_t> shed_count{0};
+      warn_every_1000(shed_count, "no file descriptor left: closed a new "
+                                  "connection at once");
+    }
+    return false;
+  }
+
+private:
+  int reserve_;
+};
+
+/// CAF's doorman_impl with the acceptor above and the multiplexer's
+/// scribes (TLS when configured).
+class peer_doorman final : public caf::io::doorman {
+public:
+  peer_doorman(guarded_multiplexer& mpx, network::native_socket fd)
+      : doorman(network::accept_hdl_from_socket(fd)), mpx_(mpx),
+        acceptor_(mpx, fd) {
+    // nop
+  }
+
+  bool new_connection() override {
+    if (detached())
+      return false;
+    auto fd = acceptor_.accepted_socket();
+    auto conn = mpx_.accepted_scribe(fd);
+    if (!conn) {
+      network::close_socket(fd);
+      return false;
+    }
+    auto hdl = conn->hdl();
+    parent()->add_scribe(std::move(conn));
+    return doorman::new_connection(&mpx_, hdl);
+  }
+
+  void graceful_shutdown() override {
+    acceptor_.graceful_shutdown();
+    detach(&mpx_, false);
+  }
+
+  void launch() override { acceptor_.start(this); }
+
+  std::string addr() const override {
+    auto x = network::local_addr_of_fd(acceptor_.fd());
+    return x ? *x : std::string{};
+  }
+
+  uint16_t port() const override {
+    auto x = network::local_port_of_fd(acceptor_.fd());
+    return x ? *x : 0;
+  }
+
+  void add_to_loop() override { acceptor_.activate(this); }
+
+  void remove_from_loop() override { acceptor_.passivate(); }
+
+private:
+  class acceptor final : public network::acceptor {
+  public:
+    using network::acceptor::acceptor;
+
+    void handle_event(network::operation op) override {
+      handle_event_impl(op, policy_);
+    }
+
+  private:
+    shedding_accept_policy policy_;
+  };
+
+  guarded_multiplexer& mpx_;
+  acceptor acceptor_;
+};
+
+/// A peer has `node-timeout` (BASP's connection timeout) to send its
+/// handshake, as a peer has to send anything later.
+pending_peers::limits limits_for(const caf::actor_system_config& cfg) {
+  pending_peers::limits result;
+  auto timeout = caf::get_or(cfg, "middleman.connection-timeout",
+                             caf::timespan{std::chrono::seconds{10}});
+  result.deadline =
+      std::max(std::chrono::duration_cast<std::chrono::milliseconds>(timeout),
+               std::chrono::milliseconds{1000});
+  return result;
+}
 
 } // namespace
 
 guarded_multiplexer::guarded_multiplexer(caf::actor_system* sys)
-    : loop_multiplexer(sys) {
+    : loop_multiplexer(sys), pending_(limits_for(sys->config())) {
+  auto& cfg = sys->config();
+  if (!cfg.openssl_certificate.empty()) {
+    if (auto ctx = tls_context::load(cfg.openssl_certificate, cfg.openssl_key,
+                                     cfg.openssl_cafile))
+      tls_ = std::move(*ctx);
+    else
+      tls_error_ = std::move(ctx.error());
+  }
+}
+
+guarded_multiplexer::~guarded_multiplexer() {
   // nop
 }
 
+caf::io::scribe_ptr guarded_multiplexer::make_scribe(network::native_socket fd,
+                                                     bool accepting) {
+  network::keepalive(fd, true);
+  if (!tls_)
+    return caf::make_counted<plain_scribe>(*this, fd);
+  auto ssl = tls_->new_session(fd, accepting);
+  if (ssl == nullptr)
+    return nullptr;
+  return caf::make_counted<secure_scribe>(*this, fd, ssl);
+}
+
+caf::io::scribe_ptr guarded_multiplexer::new_scribe(network::native_socket fd) {
+  return make_scribe(fd, false);
+}
+
 caf::io::scribe_ptr
-guarded_multiplexer::new_scribe(caf::io::network::native_socket fd) {
-  caf::io::network::keepalive(fd, true);
-  return caf::make_counted<guarded_scribe>(*this, fd);
+guarded_multiplexer::accepted_scribe(network::native_socket fd) {
+  return make_scribe(fd, true);
+}
+
+caf::expected<caf::io::scribe_ptr>
+guarded_multiplexer::new_tcp_scribe(const std::string& host, uint16_t port) {
+  if (tls_error_)
+    return tls_error_;
+  auto fd = network::new_tcp_connection(host, port);
+  if (!fd)
+    return std::move(fd.error());
+  if (auto conn = make_scribe(*fd, false))
+    return conn;
+  network::close_socket(*fd);
+  return caf::make_error(caf::sec::cannot_connect_to_node,
+                         "cluster TLS: cannot start a session");
+}
+
+caf::io::doorman_ptr
+guarded_multiplexer::new_doorman(network::native_socket fd) {
+  return caf::make_counted<peer_doorman>(*this, fd);
+}
+
+caf::expected<caf::io::doorman_ptr>
+guarded_multiplexer::new_tcp_doorman(uint16_t port, const char* in,
+                                     bool reuse_addr) {
+  if (tls_error_)
+    return tls_error_;
+  return loop_multiplexer::new_tcp_doorman(port, in, reuse_addr);
+}
+
+void guarded_multiplexer::awaiting_handshake(caf::io::scribe* conn) {
+  std::vector<pending_peers::key> displaced;
+  {
+    std::lock_guard<std::mutex> guard{pending_mtx_};
+    auto now = pending_peers::clock::now();
+    displaced = pending_.expired(now);
+    auto more = pending_.add(conn, conn->addr(), now);
+    displaced.insert(displaced.end(), more.begin(), more.end());
+  }
+  close_later(std::move(displaced));
+}
+
+void guarded_multiplexer::handshake_over(const caf::io::scribe* conn) {
+  std::lock_guard<std::mutex> guard{pending_mtx_};
+  pending_.remove(conn);
+}
+
+void guarded_multiplexer::on_tick() {
+  std::vector<pending_peers::key> expired;
+  {
+    std::lock_guard<std::mutex> guard{pending_mtx_};
+    expired = pending_.expired(pending_peers::clock::now());
+  }
+  close_later(std::move(expired));
+}
+
+void guarded_multiplexer::close_later(std::vector<pending_peers::key> conns) {
+  if (conns.empty())
+    return;
+  static std::atomic<uint64_t> closed{0};
+  for (size_t i = 0; i < conns.size(); ++i)
+    warn_every_1000(closed, "closed a connection whose peer sent no "
+                            "handshake in time or that too many others "
+                            "waiting for theirs displaced");
+  std::vector<caf::io::scribe_ptr> victims;
+  for (auto key : conns)
+    victims.emplace_back(static_cast<caf::io::scribe*>(const_cast<void*>(key)));
+  post([this, victims = std::move(victims)] {
+    for (auto& conn : victims)
+      conn->io_failure(this, network::operation::read);
+  });
 }
 
 } // namespace wsc::net

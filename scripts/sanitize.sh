@@ -37,14 +37,6 @@ null:std::__shared_ptr_access<std::tuple<>*
 null:_ZNKSt19__shared_ptr_accessISt5tupleIJEE*
 null:/usr/include/caf/detail/init_fun_factory.hpp
 EOF
-# -- one known leak in CAF 0.17.6's libcaf_openssl --------------------------------
-# When nodes with another CA's certificate keep dialing a TLS node (the T18
-# test), libcaf_openssl now and then leaves the session object of a failed
-# connection (344 bytes, with its OpenSSL buffers) allocated at exit. The leak
-# is inside that library (seen in 1 of 3 fresh-clone runs); only allocations
-# made from it are suppressed, every other leak stays fatal.
-lsan_supp="$root/$build/lsan.supp"
-echo 'leak:libcaf_openssl.so' >"$lsan_supp"
 launcher_args=()
 if ! grep -q 'fsanitize-recover=null' CMakeLists.txt; then
   launcher="$root/$build/recover-null.sh"
@@ -63,7 +55,6 @@ ninja -C "$build" -j "$jobs" wscluster wsc-unit-tests wsc-audit-node \
 
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1${ASAN_OPTIONS_EXTRA:+:$ASAN_OPTIONS_EXTRA}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$supp"
-export LSAN_OPTIONS="suppressions=$lsan_supp"
 # CTest points WSC_BINARY at this build's own node for every integration
 # test; export it too for tools run outside CTest.
 export WSC_BINARY="$root/$build/wscluster"

@@ -194,6 +194,22 @@ def rss_kb(pid):
     return 0
 
 
+def fd_limited_binary(workdir, limit):
+    """A wrapper script that runs the node binary with ``ulimit -n limit``."""
+    wrapper = os.path.join(workdir, "wscluster-%dfd.sh" % limit)
+    with open(wrapper, "w") as f:
+        f.write('#!/bin/sh\nulimit -n %d\nexec "%s" "$@"\n' % (limit, require_binary()))
+    os.chmod(wrapper, 0o755)
+    return wrapper
+
+
+def cpu_seconds(pid):
+    """User + system CPU time process ``pid`` has used, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_until(predicate, timeout, interval=0.05, what="condition"):
     """Poll ``predicate()`` until it returns a truthy value; return it.
     Raises AssertionError after ``timeout`` seconds."""

@@ -38,7 +38,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import (HarnessMixin, free_port, require_binary, run_binary, stderr_lines,
+from harness import (HarnessMixin, fd_limited_binary, free_port, run_binary, stderr_lines,
                      wait_until)
 from wsclient import (OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, ConnectionClosed, HandshakeError, WebSocket,
                       encode_frame)
@@ -659,11 +659,7 @@ class ResourceExhaustionTest(HarnessMixin, unittest.TestCase):
             # Out of descriptors, UBSan's vptr check cannot open the pipe it
             # probes memory with and reports a false "invalid vptr".
             self.skipTest("descriptor exhaustion breaks the sanitizer runtime")
-        wrapper = os.path.join(self.make_tempdir(), "wscluster-64fd.sh")
-        with open(wrapper, "w") as f:
-            f.write('#!/bin/sh\nulimit -n 64\nexec "%s" "$@"\n' % require_binary())
-        os.chmod(wrapper, 0o755)
-        node = self.start_node(binary=wrapper)
+        node = self.start_node(binary=fd_limited_binary(self.make_tempdir(), 64))
         socks = []
         self.addCleanup(lambda: [s.close() for s in socks])
         for _ in range(80):
