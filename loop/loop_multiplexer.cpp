@@ -179,11 +179,31 @@ void loop_multiplexer::run() {
   auto loops = loop_coordinator::of(system());
   auto epoll_fd = loops ? ::dup(this->*member_of(epoll_fd_tag{})) : -1;
   if (epoll_fd < 0)
-    return super::run();
+    return run_with_ticks();
   auto d = std::make_shared<driver>(*this, loops->context(0), epoll_fd);
   asio::post(loops->context(0),
              [d, tid = std::this_thread::get_id()] { d->attach(tid); });
   d->await_detach();
+}
+
+void loop_multiplexer::run_with_ticks() {
+  // CAF's own loop has no timers: a thread hands it on_tick once a second
+  // (through the pipe, as any other thread's work).
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool stop = false;
+  std::thread ticker{[&] {
+    std::unique_lock<std::mutex> guard{mtx};
+    while (!cv.wait_for(guard, std::chrono::seconds{1}, [&] { return stop; }))
+      dispatch([this] { on_tick(); });
+  }};
+  super::run();
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    stop = true;
+  }
+  cv.notify_all();
+  ticker.join();
 }
 
 } // namespace wsc

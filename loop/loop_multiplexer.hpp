@@ -47,13 +47,15 @@ public:
   bool on_loop() const noexcept { return driver_.load() != nullptr; }
 
 protected:
-  /// Called once a second on the multiplexer's thread while it runs on a
-  /// loop (not with CAF's own run()).
+  /// Called once a second on the multiplexer's thread.
   virtual void on_tick() {
     // nop
   }
 
 private:
+  /// CAF's own loop (no loop_coordinator), with on_tick.
+  void run_with_ticks();
+
   /// The loop side: the wait for the epoll descriptor and the passes.
   class driver;
 

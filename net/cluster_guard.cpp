@@ -14,9 +14,7 @@
 #include <caf/io/network/interfaces.hpp>
 #include <caf/sec.hpp>
 
-#include <fcntl.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -35,57 +33,57 @@ void warn_every_1000(std::atomic<uint64_t>& count, const char* what) {
     log::warn("cluster port: {} ({} so far)", what, count.load());
 }
 
-/// A scribe that refuses oversized or premature BASP payloads and tells
-/// the multiplexer when its peer has introduced itself.
+/// A scribe that refuses oversized or premature BASP messages and, for a
+/// connection a peer dialled, counts in `pending_peers` until BASP has taken
+/// the peer's handshake.
 template<class Scribe>
 class guarded_scribe final : public Scribe {
 public:
   template<class... Ts>
-  explicit guarded_scribe(guarded_multiplexer& mpx, Ts&&... xs)
-      : Scribe(mpx, std::forward<Ts>(xs)...), mpx_(mpx) {
+  explicit guarded_scribe(guarded_multiplexer& mpx, bool accepted, Ts&&... xs)
+      : Scribe(mpx, std::forward<Ts>(xs)...), mpx_(mpx), accepted_(accepted),
+        pending_(mpx.pending()) {
     // nop
   }
 
-  ~guarded_scribe() override {
-    if (awaiting_)
-      mpx_.handshake_over(this);
-  }
+  ~guarded_scribe() override { over(); }
 
   bool consume(caf::execution_unit* ctx, const void* buf,
                size_t num_bytes) override {
-    // The first header read tells whether the peer starts with a handshake
-    // (the operation is its first byte).
+    // A peer's first message is a handshake (the operation is the header's
+    // first byte). Anything else, even a valid heartbeat without payload,
+    // closes the connection: it would leave the pending count for free.
     if (!header_seen_ && num_bytes == basp::header_size) {
       header_seen_ = true;
       auto op =
           static_cast<basp::message_type>(*static_cast<const uint8_t*>(buf));
-      starts_with_handshake_ = op == basp::message_type::server_handshake ||
-                               op == basp::message_type::client_handshake;
+      if (op != basp::message_type::server_handshake &&
+          op != basp::message_type::client_handshake) {
+        refused();
+        this->io_failure(ctx, network::operation::read);
+        return false;
+      }
     }
     payload_next_ = false;
     auto keep = Scribe::consume(ctx, buf, num_bytes);
-    // BASP took a whole first message (no payload asked for next).
-    if (keep && awaiting_ && !payload_next_)
+    // BASP took the handshake's payload and asked for the next header.
+    if (keep && payloads_ > 0 && !payload_next_)
       over();
     return keep;
   }
 
   void configure_read(caf::io::receive_policy::config config) override {
-    if (!watched_) {
+    if (accepted_ && !watched_) {
       watched_ = awaiting_ = true;
       mpx_.awaiting_handshake(this);
     }
     auto size = config.second;
     if (size != basp::header_size) { // a payload
       payload_next_ = true;
-      auto limit = payloads_ > 0            ? max_basp_payload
-                   : starts_with_handshake_ ? max_handshake_payload
-                                            : size_t{0};
+      auto limit = payloads_ > 0 ? max_basp_payload : max_handshake_payload;
       ++payloads_;
       if (size > limit) {
-        static std::atomic<uint64_t> refused{0};
-        warn_every_1000(refused, "refused a BASP message whose size or place "
-                                 "is not a peer's; connection closed");
+        refused();
         config = caf::io::receive_policy::exactly(1);
       }
     }
@@ -98,16 +96,24 @@ public:
   }
 
 private:
+  static void refused() {
+    static std::atomic<uint64_t> count{0};
+    warn_every_1000(count, "refused a BASP message whose size or place is "
+                           "not a peer's; connection closed");
+  }
+
   void over() {
     if (awaiting_) {
       awaiting_ = false;
-      mpx_.handshake_over(this);
+      pending_->remove(this);
     }
   }
 
   guarded_multiplexer& mpx_;
+  bool accepted_;
+  /// Outlives the multiplexer if need be (scribes may go after it).
+  std::shared_ptr<guarded_multiplexer::pending_list> pending_;
   bool header_seen_ = false;
-  bool starts_with_handshake_ = false;
   bool watched_ = false;
   bool awaiting_ = false;
   bool payload_next_ = false;
@@ -117,53 +123,35 @@ private:
 using plain_scribe = guarded_scribe<write_through_scribe>;
 using secure_scribe = guarded_scribe<tls_scribe>;
 
-/// Accepts with close-on-exec and non-blocking set; when no descriptor is
-/// left, accepts into a reserved one and closes it, so the listening socket
-/// does not stay readable (CAF's acceptor then polled it in a busy loop).
-class shedding_accept_policy {
+/// Accepts with close-on-exec and non-blocking set, and tells when no
+/// descriptor is left: the listening socket then stays readable, and CAF's
+/// acceptor polled it in a busy loop.
+class accept_policy {
 public:
-  shedding_accept_policy()
-      : reserve_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {
-    // nop
-  }
-
-  ~shedding_accept_policy() {
-    if (reserve_ >= 0)
-      ::close(reserve_);
-  }
-
-  shedding_accept_policy(const shedding_accept_policy&) = delete;
-  shedding_accept_policy& operator=(const shedding_accept_policy&) = delete;
-
   bool try_accept(network::native_socket& result, network::native_socket fd) {
     result = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (result >= 0)
       return true;
+    out_of_descriptors_ = errno == EMFILE || errno == ENFILE ||
+                          errno == ENOBUFS || errno == ENOMEM;
     result = network::invalid_native_socket;
-    if ((errno == EMFILE || errno == ENFILE) && reserve_ >= 0) {
-      ::close(reserve_);
-      auto shed = ::accept(fd, nullptr, nullptr);
-      if (shed >= 0)
-        ::close(shed);
-      reserve_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-      static std::atomic<uint64_t> shed_count{0};
-      warn_every_1000(shed_count, "no file descriptor left: closed a new "
-                                  "connection at once");
-    }
     return false;
   }
 
+  bool out_of_descriptors() const noexcept { return out_of_descriptors_; }
+
 private:
-  int reserve_;
+  bool out_of_descriptors_ = false;
 };
 
-/// CAF's doorman_impl with the acceptor above and the multiplexer's
-/// scribes (TLS when configured).
+/// CAF's doorman_impl with the acceptor above, which pauses for a second
+/// when no descriptor is left, and the multiplexer's scribes (TLS when
+/// configured).
 class peer_doorman final : public caf::io::doorman {
 public:
   peer_doorman(guarded_multiplexer& mpx, network::native_socket fd)
       : doorman(network::accept_hdl_from_socket(fd)), mpx_(mpx),
-        acceptor_(mpx, fd) {
+        acceptor_(mpx, fd, *this) {
     // nop
   }
 
@@ -205,14 +193,26 @@ public:
 private:
   class acceptor final : public network::acceptor {
   public:
-    using network::acceptor::acceptor;
+    acceptor(guarded_multiplexer& mpx, network::native_socket fd,
+             peer_doorman& owner)
+        : network::acceptor(mpx, fd), owner_(owner) {
+      // nop
+    }
 
     void handle_event(network::operation op) override {
       handle_event_impl(op, policy_);
+      if (policy_.out_of_descriptors()) {
+        static std::atomic<uint64_t> paused{0};
+        warn_every_1000(paused, "no file descriptor left: accepting paused "
+                                "for a second");
+        owner_.remove_from_loop();
+        owner_.mpx_.resume_later(&owner_);
+      }
     }
 
   private:
-    shedding_accept_policy policy_;
+    accept_policy policy_;
+    peer_doorman& owner_;
   };
 
   guarded_multiplexer& mpx_;
@@ -234,7 +234,8 @@ pending_peers::limits limits_for(const caf::actor_system_config& cfg) {
 } // namespace
 
 guarded_multiplexer::guarded_multiplexer(caf::actor_system* sys)
-    : loop_multiplexer(sys), pending_(limits_for(sys->config())) {
+    : loop_multiplexer(sys),
+      pending_(std::make_shared<pending_list>(limits_for(sys->config()))) {
   auto& cfg = sys->config();
   if (!cfg.openssl_certificate.empty()) {
     if (auto ctx = tls_context::load(cfg.openssl_certificate, cfg.openssl_key,
@@ -253,11 +254,11 @@ caf::io::scribe_ptr guarded_multiplexer::make_scribe(network::native_socket fd,
                                                      bool accepting) {
   network::keepalive(fd, true);
   if (!tls_)
-    return caf::make_counted<plain_scribe>(*this, fd);
+    return caf::make_counted<plain_scribe>(*this, accepting, fd);
   auto ssl = tls_->new_session(fd, accepting);
   if (ssl == nullptr)
     return nullptr;
-  return caf::make_counted<secure_scribe>(*this, fd, ssl);
+  return caf::make_counted<secure_scribe>(*this, accepting, fd, ssl);
 }
 
 caf::io::scribe_ptr guarded_multiplexer::new_scribe(network::native_socket fd) {
@@ -297,29 +298,39 @@ guarded_multiplexer::new_tcp_doorman(uint16_t port, const char* in,
 }
 
 void guarded_multiplexer::awaiting_handshake(caf::io::scribe* conn) {
-  std::vector<pending_peers::key> displaced;
-  {
-    std::lock_guard<std::mutex> guard{pending_mtx_};
-    auto now = pending_peers::clock::now();
-    displaced = pending_.expired(now);
-    auto more = pending_.add(conn, conn->addr(), now);
-    displaced.insert(displaced.end(), more.begin(), more.end());
-  }
-  close_later(std::move(displaced));
+  close_later(pending_->add(conn, conn->addr()));
 }
 
-void guarded_multiplexer::handshake_over(const caf::io::scribe* conn) {
-  std::lock_guard<std::mutex> guard{pending_mtx_};
-  pending_.remove(conn);
+void guarded_multiplexer::resume_later(caf::io::doorman* acceptor) {
+  paused_.emplace_back(acceptor);
 }
 
 void guarded_multiplexer::on_tick() {
-  std::vector<pending_peers::key> expired;
-  {
-    std::lock_guard<std::mutex> guard{pending_mtx_};
-    expired = pending_.expired(pending_peers::clock::now());
-  }
-  close_later(std::move(expired));
+  close_later(pending_->expired());
+  for (auto& acceptor : std::exchange(paused_, {}))
+    if (!acceptor->detached())
+      acceptor->add_to_loop();
+}
+
+std::vector<pending_peers::key>
+guarded_multiplexer::pending_list::add(caf::io::scribe* conn,
+                                       const std::string& address) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto now = pending_peers::clock::now();
+  auto displaced = peers_.expired(now);
+  auto more = peers_.add(conn, address, now);
+  displaced.insert(displaced.end(), more.begin(), more.end());
+  return displaced;
+}
+
+void guarded_multiplexer::pending_list::remove(const caf::io::scribe* conn) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  peers_.remove(conn);
+}
+
+std::vector<pending_peers::key> guarded_multiplexer::pending_list::expired() {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return peers_.expired(pending_peers::clock::now());
 }
 
 void guarded_multiplexer::close_later(std::vector<pending_peers::key> conns) {

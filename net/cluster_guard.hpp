@@ -18,11 +18,14 @@
 #include "loop/loop_multiplexer.hpp"
 #include "net/pending_peers.hpp"
 
+#include <caf/io/doorman.hpp>
 #include <caf/io/scribe.hpp>
 
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <vector>
 
 namespace wsc::net {
 
@@ -60,13 +63,41 @@ public:
   /// The scribe for a connection a peer dialled; null if TLS cannot start.
   caf::io::scribe_ptr accepted_scribe(caf::io::network::native_socket fd);
 
-  /// A connection starts waiting for its peer's handshake.
+  /// Connections a peer dialled that wait for its handshake (shared with
+  /// the connections, which may be destroyed after the multiplexer).
+  class pending_list {
+  public:
+    explicit pending_list(pending_peers::limits bounds) : peers_(bounds) {
+      // nop
+    }
+
+    /// Counts the connection; returns those to close (displaced or
+    /// expired).
+    std::vector<pending_peers::key> add(caf::io::scribe* conn,
+                                        const std::string& address);
+
+    /// The peer introduced itself, or the connection is gone.
+    void remove(const caf::io::scribe* conn);
+
+    std::vector<pending_peers::key> expired();
+
+  private:
+    std::mutex mtx_;
+    pending_peers peers_;
+  };
+
+  const std::shared_ptr<pending_list>& pending() const noexcept {
+    return pending_;
+  }
+
+  /// A connection a peer dialled starts waiting for its handshake.
   void awaiting_handshake(caf::io::scribe* conn);
 
-  /// The connection's peer introduced itself, or the connection is gone.
-  void handshake_over(const caf::io::scribe* conn);
+  /// An acceptor out of descriptors: back in the loop at the next tick.
+  void resume_later(caf::io::doorman* acceptor);
 
 protected:
+  /// Closes expired connections and resumes paused acceptors.
   void on_tick() override;
 
 private:
@@ -79,8 +110,9 @@ private:
 
   std::shared_ptr<tls_context> tls_;
   caf::error tls_error_;
-  mutable std::mutex pending_mtx_;
-  pending_peers pending_;
+  std::shared_ptr<pending_list> pending_;
+  /// Acceptors paused for lack of descriptors (multiplexer's thread only).
+  std::vector<caf::io::doorman_ptr> paused_;
 };
 
 } // namespace wsc::net

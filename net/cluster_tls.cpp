@@ -104,6 +104,7 @@ tls_policy::~tls_policy() {
 bool tls_policy::handshake() {
   if (failed_)
     return false;
+  ERR_clear_error(); // SSL_get_error reads the thread's queue
   auto ret = SSL_do_handshake(ssl_);
   if (ret == 1) {
     handshaking_ = false;
@@ -146,6 +147,7 @@ tls_policy::rw_state tls_policy::read_some(size_t& result, native_socket,
     return failed_ ? rw_state::failure : rw_state::success;
   if (len == 0)
     return rw_state::success;
+  ERR_clear_error();
   auto ret = SSL_read(ssl_, buf, clamp_to_int(len));
   if (ret > 0) {
     result = static_cast<size_t>(ret);
@@ -164,6 +166,7 @@ tls_policy::rw_state tls_policy::write_some(size_t& result, native_socket,
     return failed_ ? rw_state::failure : rw_state::indeterminate;
   if (len == 0)
     return rw_state::indeterminate;
+  ERR_clear_error();
   auto ret = SSL_write(ssl_, buf, clamp_to_int(len));
   if (ret > 0) {
     result = static_cast<size_t>(ret);
@@ -263,6 +266,10 @@ void tls_scribe::launch() {
 
 void tls_scribe::handshake_done() {
   holding_ = false;
+  if (detached()) { // BASP closed it in the event that ended the handshake
+    std::vector<char>{}.swap(held_);
+    return;
+  }
   auto& out = stream_.wr_buf();
   out.insert(out.end(), held_.begin(), held_.end());
   std::vector<char>{}.swap(held_);

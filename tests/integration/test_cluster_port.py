@@ -3,7 +3,8 @@
 * A connection that sends no handshake is closed after `node-timeout`; one
   address holds at most 8 such connections (a newcomer displaces its
   oldest), so idle connections cannot take a node's descriptors and a real
-  peer still gets in.
+  peer still gets in. A first message that is no handshake (even a valid
+  heartbeat) closes the connection.
 * With mutual TLS a silent connection costs no CPU (CAF's openssl module
   polled it for writing in a busy loop: one core per node).
 * Out of descriptors, the cluster port sheds new connections instead of
@@ -14,7 +15,9 @@ Only 127.0.0.0/8 is used.
 
 import os
 import re
+import shutil
 import socket
+import struct
 import time
 import unittest
 
@@ -51,16 +54,18 @@ def cpu_share(pid, seconds):
 
 
 class ClusterPortMixin(HarnessMixin):
-    NODE_TIMEOUT = "2s"
+    NODE_TIMEOUT = "4s"
     TLS = False
 
     def setUp(self):
+        if self.TLS and shutil.which("openssl") is None:
+            self.fail("the openssl command is needed to make test certificates")
         self.redis = self.start_redis()
         self.pki = make_pki(self.make_tempdir()) if self.TLS else None
 
-    def node_options(self, node_id):
+    def node_options(self, node_id, node_timeout=None):
         opts = {"node-id": node_id, "state": "redis", "redis": self.redis.url,
-                "heartbeat": "500ms", "node-timeout": self.NODE_TIMEOUT,
+                "heartbeat": "500ms", "node-timeout": node_timeout or self.NODE_TIMEOUT,
                 "cluster-listen": "127.0.0.1:0"}
         if self.TLS:
             opts.update({"cluster-tls-cert": os.path.join(self.pki, node_id + ".pem"),
@@ -93,25 +98,39 @@ class ClusterPortMixin(HarnessMixin):
         n1 = self.start_node(self.node_options("n1"), name="n1")
         port = cluster_port(n1)
         socks = self.silent_connections(port, 3 * PER_ADDRESS)
-        time.sleep(0.5)
-        open_ = [s for s in socks if not closed_by_peer(s)]
-        self.assertEqual(len(open_), PER_ADDRESS,
-                         "silent connections from one address left open")
-        # The newest stay; after node-timeout they are gone too.
+        open_ = wait_until(lambda: (lambda o: o if len(o) <= PER_ADDRESS else None)(
+            [s for s in socks if not closed_by_peer(s)]), 3,
+            what="at most %d silent connections from one address left open" % PER_ADDRESS)
+        # The newest stay; after node-timeout (4 s) they are gone too.
         self.assertEqual(open_, socks[-PER_ADDRESS:])
-        wait_until(lambda: all(closed_by_peer(s) for s in open_), 6,
-                   what="silent connections closed after node-timeout (2s)")
+        wait_until(lambda: all(closed_by_peer(s) for s in open_), 8,
+                   what="silent connections closed after node-timeout")
 
     def test_a_peer_joins_while_strangers_hold_connections(self):
-        n1 = self.start_node(self.node_options("n1"), name="n1")
-        port = cluster_port(n1)
-        self.silent_connections(port, PER_ADDRESS)
-        n2 = self.start_node(self.node_options("n2"), name="n2")
+        # Of two nodes the one with the smaller id dials: n1 dials n2.
+        opts = lambda node_id: self.node_options(node_id, node_timeout="10s")
+        n2 = self.start_node(opts("n2"), name="n2")
+        port = cluster_port(n2)
+        strangers = self.silent_connections(port, PER_ADDRESS)
+        n1 = self.start_node(opts("n1"), name="n1")
         self.assertTrue(self.delivered(n2, n1, "bob"))
         self.assertTrue(self.delivered(n1, n2, "carol"))
-
+        # n1's connection displaced the oldest stranger (all from 127.0.0.1),
+        # long before the strangers' 10 s were up.
+        self.assertTrue(closed_by_peer(strangers[0]), "no stranger was displaced")
 
 class PlainClusterPortTest(ClusterPortMixin, unittest.TestCase):
+
+    def test_a_first_message_other_than_a_handshake_closes_the_connection(self):
+        # A valid BASP heartbeat (no payload) before any handshake.
+        n1 = self.start_node(self.node_options("n1"), name="n1")
+        port = cluster_port(n1)
+        heartbeat = struct.pack(">BBBBIQQQ", 6, 0, 0, 0, 0, 0, 0, 0)
+        socks = self.silent_connections(port, 2 * PER_ADDRESS)
+        for sock in socks:
+            sock.sendall(heartbeat)
+        wait_until(lambda: all(closed_by_peer(s) for s in socks), 3,
+                   what="connections that began with a heartbeat closed")
 
     def test_out_of_descriptors_the_cluster_port_does_not_spin(self):
         if os.environ.get("ASAN_OPTIONS") or os.environ.get("UBSAN_OPTIONS"):
@@ -126,7 +145,7 @@ class PlainClusterPortTest(ClusterPortMixin, unittest.TestCase):
         time.sleep(0.5)
         share = cpu_share(n1.pid, 2.0)
         self.assertLess(share, 0.3, "node used %.2f cores while out of descriptors" % share)
-        self.assertIn("no file descriptor left", n1.log_text())
+        self.assertIn("no file descriptor left: accepting paused", n1.log_text())
 
 
 class TlsClusterPortTest(ClusterPortMixin, unittest.TestCase):
@@ -139,6 +158,20 @@ class TlsClusterPortTest(ClusterPortMixin, unittest.TestCase):
         time.sleep(0.3)
         share = cpu_share(n1.pid, 1.5)
         self.assertLess(share, 0.3, "node used %.2f cores for one silent TLS connection" % share)
+
+    def test_a_large_message_crosses_tls_whole(self):
+        # 3 MB: many TLS records, partial writes and reads beyond one record.
+        opts = lambda node_id: dict(self.node_options(node_id), **{"max-message-bytes": "4194304",
+                                                                  "max-fanout-bytes": "8388608"})
+        n1 = self.start_node(opts("n1"), name="n1")
+        n2 = self.start_node(opts("n2"), name="n2")
+        self.assertTrue(self.delivered(n1, n2, "bob"))
+        rx = n2.ws("dave")
+        tx = n1.ws("erin")
+        payload = "".join(chr(0x61 + (i * 7) % 26) for i in range(3 * 1000 * 1000))
+        tx.send_json({"type": "send", "id": 1, "to": "dave", "data": payload})
+        frame = rx.wait_for(lambda f: f.get("type") == "message", 15)
+        self.assertEqual(frame["data"], payload)
 
 
 if __name__ == "__main__":
