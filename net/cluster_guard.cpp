@@ -129,6 +129,7 @@ using secure_scribe = guarded_scribe<tls_scribe>;
 class accept_policy {
 public:
   bool try_accept(network::native_socket& result, network::native_socket fd) {
+    out_of_descriptors_ = false;
     result = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (result >= 0)
       return true;
@@ -156,9 +157,11 @@ public:
   }
 
   bool new_connection() override {
-    if (detached())
-      return false;
     auto fd = acceptor_.accepted_socket();
+    if (detached()) {
+      network::close_socket(fd);
+      return false;
+    }
     auto conn = mpx_.accepted_scribe(fd);
     if (!conn) {
       network::close_socket(fd);
@@ -307,9 +310,17 @@ void guarded_multiplexer::resume_later(caf::io::doorman* acceptor) {
 
 void guarded_multiplexer::on_tick() {
   close_later(pending_->expired());
-  for (auto& acceptor : std::exchange(paused_, {}))
-    if (!acceptor->detached())
-      acceptor->add_to_loop();
+  if (paused_.empty())
+    return;
+  // Posted: the pause's removal from epoll may still be queued in this
+  // round (under CAF's own loop on_tick runs amid a round's events), and
+  // an add now would be lost with it; a posted job also runs a round that
+  // applies the add.
+  post([this, paused = std::exchange(paused_, {})] {
+    for (auto& acceptor : paused)
+      if (!acceptor->detached())
+        acceptor->add_to_loop();
+  });
 }
 
 std::vector<pending_peers::key>

@@ -37,6 +37,17 @@ null:std::__shared_ptr_access<std::tuple<>*
 null:_ZNKSt19__shared_ptr_accessISt5tupleIJEE*
 null:/usr/include/caf/detail/init_fun_factory.hpp
 EOF
+# -- one known leak of CAF 0.17.6 at exit ------------------------------------------
+# Now and then (seen with TLS nodes; 1 in 3 fresh-clone runs before, once in
+# ~20 runs of test_cluster_port under sharing) the BASP broker is still alive
+# when a node exits: LSan reports it and its own tables as indirect leaks (a
+# cycle, no root of ours). Until the 18th session this was suppressed as
+# `leak:libcaf_openssl.so`, the module its spawn is attributed to; our TLS no
+# longer uses that library, so the broker is named instead. Every other leak
+# stays fatal.
+lsan_supp="$root/$build/lsan.supp"
+echo 'leak:caf::io::basp_broker' >"$lsan_supp"
+export LSAN_OPTIONS="suppressions=$lsan_supp"
 launcher_args=()
 if ! grep -q 'fsanitize-recover=null' CMakeLists.txt; then
   launcher="$root/$build/recover-null.sh"

@@ -140,12 +140,28 @@ class PlainClusterPortTest(ClusterPortMixin, unittest.TestCase):
         n1 = self.start_node(opts, name="n1", binary=wrapper)
         port = cluster_port(n1)
         # From 20 addresses, 6 each: more than the node has descriptors for.
+        strangers = []
         for i in range(20):
-            self.silent_connections(port, 6, source="127.0.0.%d" % (10 + i))
+            strangers += self.silent_connections(port, 6, source="127.0.0.%d" % (10 + i))
         time.sleep(0.5)
         share = cpu_share(n1.pid, 2.0)
         self.assertLess(share, 0.3, "node used %.2f cores while out of descriptors" % share)
         self.assertIn("no file descriptor left: accepting paused", n1.log_text())
+        # Once they are gone the port accepts at full speed again: each new
+        # connection gets the node's BASP handshake at once.
+        for sock in strangers:
+            sock.close()
+        time.sleep(1.5)
+        fresh = [self.silent_connections(port, 1, source="127.0.1.%d" % (10 + i))[0]
+                 for i in range(20)]
+        deadline = time.monotonic() + 3
+        for sock in fresh:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                self.assertTrue(sock.recv(1), "connection closed instead of greeted")
+            except socket.timeout:
+                self.fail("the cluster port did not greet 20 new connections within 3 s "
+                          "after the descriptors came back")
 
 
 class TlsClusterPortTest(ClusterPortMixin, unittest.TestCase):
