@@ -50,15 +50,13 @@ public:
 
   bool consume(caf::execution_unit* ctx, const void* buf,
                size_t num_bytes) override {
-    // A peer's first message is a handshake (the operation is the header's
-    // first byte). Anything else, even a valid heartbeat without payload,
-    // closes the connection: it would leave the pending count for free.
+    // A peer's first message is its side's handshake, with a payload.
+    // Anything else closes the connection: a heartbeat would leave the
+    // pending count for free, and CAF 0.17.6 crashes (null payload) on a
+    // server handshake without payload sent to a server (helper-49).
     if (!header_seen_ && num_bytes == basp::header_size) {
       header_seen_ = true;
-      auto op =
-          static_cast<basp::message_type>(*static_cast<const uint8_t*>(buf));
-      if (op != basp::message_type::server_handshake &&
-          op != basp::message_type::client_handshake) {
+      if (!opens_as_peer(static_cast<const uint8_t*>(buf))) {
         refused();
         this->io_failure(ctx, network::operation::read);
         return false;
@@ -96,6 +94,19 @@ public:
   }
 
 private:
+  /// Whether a first header (network byte order: the operation, two
+  /// padding bytes, flags, then the payload's length) is the handshake
+  /// this side expects: a client's where a peer dialled us, a server's
+  /// where we dialled.
+  bool opens_as_peer(const uint8_t* header) const {
+    auto expected = accepted_ ? basp::message_type::client_handshake
+                              : basp::message_type::server_handshake;
+    auto payload = uint32_t{header[4]} << 24 | uint32_t{header[5]} << 16 |
+                   uint32_t{header[6]} << 8 | uint32_t{header[7]};
+    return static_cast<basp::message_type>(header[0]) == expected &&
+           payload > 0 && payload <= max_handshake_payload;
+  }
+
   static void refused() {
     static std::atomic<uint64_t> count{0};
     warn_every_1000(count, "refused a BASP message whose size or place is "
@@ -158,7 +169,7 @@ public:
 
   bool new_connection() override {
     auto fd = acceptor_.accepted_socket();
-    if (detached()) {
+    if (detached() || !mpx_.admit(fd)) {
       network::close_socket(fd);
       return false;
     }
@@ -298,6 +309,16 @@ guarded_multiplexer::new_tcp_doorman(uint16_t port, const char* in,
   if (tls_error_)
     return tls_error_;
   return loop_multiplexer::new_tcp_doorman(port, in, reuse_addr);
+}
+
+bool guarded_multiplexer::admit(network::native_socket fd) {
+  auto address = network::remote_addr_of_fd(fd);
+  if (!address || accepts_.admit(*address, handshake_budget::clock::now()))
+    return true;
+  static std::atomic<uint64_t> refused{0};
+  warn_every_1000(refused, "an address opened connections faster than "
+                           "peers do; closed at accept");
+  return false;
 }
 
 void guarded_multiplexer::awaiting_handshake(caf::io::scribe* conn) {

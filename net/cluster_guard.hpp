@@ -15,6 +15,7 @@
 // connection instead of leaving it queued (CAF's acceptor retried it in a
 // busy loop). With `cluster-tls-*` the connections speak TLS (cluster_tls).
 
+#include "flow/handshake_budget.hpp"
 #include "loop/loop_multiplexer.hpp"
 #include "net/pending_peers.hpp"
 
@@ -59,6 +60,16 @@ public:
 
   caf::expected<caf::io::doorman_ptr>
   new_tcp_doorman(uint16_t port, const char* in, bool reuse_addr) override;
+
+  /// Whether the address of a connection a peer dialled may open one now:
+  /// `peer_accept_rate` a second (and ten seconds of it at once). Real
+  /// peers dial once per link; each connection costs the node a TLS
+  /// handshake (a key exchange and a signature) before it knows whom it
+  /// talks to.
+  bool admit(caf::io::network::native_socket fd);
+
+  /// Connections an address may open per second.
+  static constexpr double peer_accept_rate = 10;
 
   /// The scribe for a connection a peer dialled; null if TLS cannot start.
   caf::io::scribe_ptr accepted_scribe(caf::io::network::native_socket fd);
@@ -111,6 +122,7 @@ private:
   std::shared_ptr<tls_context> tls_;
   caf::error tls_error_;
   std::shared_ptr<pending_list> pending_;
+  handshake_budget accepts_{peer_accept_rate};
   /// Acceptors paused for lack of descriptors (multiplexer's thread only).
   std::vector<caf::io::doorman_ptr> paused_;
 };
