@@ -126,10 +126,12 @@ bool tls_policy::handshake() {
   return false;
 }
 
-tls_policy::rw_state tls_policy::after_io(int ret, size_t& result) {
-  result = 0;
+tls_policy::rw_state tls_policy::after_io(int ret, bool writing) {
   switch (SSL_get_error(ssl_, ret)) {
   case SSL_ERROR_WANT_READ:
+    // Without renegotiation a write never waits for the peer's bytes: were
+    // it to, the writable socket would be polled in a busy loop.
+    return writing ? rw_state::failure : rw_state::success;
   case SSL_ERROR_WANT_WRITE:
     return rw_state::success; // nothing now, the socket is polled
   case SSL_ERROR_ZERO_RETURN: // the peer closed the session
@@ -140,43 +142,35 @@ tls_policy::rw_state tls_policy::after_io(int ret, size_t& result) {
   }
 }
 
-tls_policy::rw_state tls_policy::read_some(size_t& result, native_socket,
-                                           void* buf, size_t len) {
+template<class Io>
+tls_policy::rw_state tls_policy::transfer(size_t& result, size_t len,
+                                          rw_state idle, bool writing, Io io) {
   result = 0;
   if (handshaking_ && !handshake())
-    return failed_ ? rw_state::failure : rw_state::success;
+    return failed_ ? rw_state::failure : idle;
   if (len == 0)
-    return rw_state::success;
+    return idle;
   ERR_clear_error();
-  auto ret = SSL_read(ssl_, buf, clamp_to_int(len));
-  if (ret > 0) {
-    result = static_cast<size_t>(ret);
-    return rw_state::success;
-  }
-  return after_io(ret, result);
+  auto ret = io(clamp_to_int(len));
+  if (ret <= 0)
+    return after_io(ret, writing);
+  result = static_cast<size_t>(ret);
+  return rw_state::success;
+}
+
+tls_policy::rw_state tls_policy::read_some(size_t& result, native_socket,
+                                           void* buf, size_t len) {
+  return transfer(result, len, rw_state::success, false,
+                  [&](int n) { return SSL_read(ssl_, buf, n); });
 }
 
 tls_policy::rw_state tls_policy::write_some(size_t& result, native_socket,
                                             const void* buf, size_t len) {
-  result = 0;
   // The scribe passes bytes only after the handshake; an empty write
   // drives the handshake and, unless it needs to send, ends the stream's
   // interest in writing ("indeterminate").
-  if (handshaking_ && !handshake())
-    return failed_ ? rw_state::failure : rw_state::indeterminate;
-  if (len == 0)
-    return rw_state::indeterminate;
-  ERR_clear_error();
-  auto ret = SSL_write(ssl_, buf, clamp_to_int(len));
-  if (ret > 0) {
-    result = static_cast<size_t>(ret);
-    return rw_state::success;
-  }
-  // Without renegotiation a write never waits for the peer's bytes: were
-  // it to, the writable socket would be polled in a busy loop.
-  if (SSL_get_error(ssl_, ret) == SSL_ERROR_WANT_READ)
-    return rw_state::failure;
-  return after_io(ret, result);
+  return transfer(result, len, rw_state::indeterminate, true,
+                  [&](int n) { return SSL_write(ssl_, buf, n); });
 }
 
 bool tls_policy::must_read_more(native_socket, size_t threshold) {

@@ -85,7 +85,13 @@ private:
   bool handshake();
 
   /// What a failed SSL_read or SSL_write means for the stream.
-  rw_state after_io(int ret, size_t& result);
+  rw_state after_io(int ret, bool writing);
+
+  /// Drives the handshake, then moves up to `len` bytes with `io`;
+  /// `idle` is the answer while there is nothing to move.
+  template<class Io>
+  rw_state transfer(size_t& result, size_t len, rw_state idle, bool writing,
+                    Io io);
 
   SSL* ssl_;
   bool handshaking_ = true;
