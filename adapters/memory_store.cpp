@@ -19,7 +19,47 @@ memory_store_config memory_store_config::from(const options& opts) {
   result.max_group_members = opts.max_group_members;
   result.session_groups = opts.group_membership == "session";
   result.idempotency_window_ms = opts.idempotency_window.count();
+  result.max_stored_bytes = opts.memory_store_max_bytes;
   return result;
+}
+
+uint64_t memory_store_state::inbox_cost(std::string_view uid) {
+  return 2 * uid.size() + sizeof(inbox) + 512;
+}
+
+void memory_store_state::drop(
+    std::unordered_map<std::string, inbox>::iterator i) {
+  auto& box = i->second;
+  auto bytes = inbox_cost(i->first);
+  for (auto& msg : box.messages)
+    bytes += message_cost(msg);
+  stored_bytes -= std::min(stored_bytes, bytes);
+  expiry.erase(box.expiry);
+  inboxes.erase(i);
+}
+
+caf::error
+memory_store_state::check_room(const delivery& d,
+                               const std::unordered_set<std::string_view>& uids,
+                               int64_t now) const {
+  if (cfg.max_stored_bytes == 0)
+    return caf::none;
+  auto copy = message_cost(d);
+  uint64_t bytes = 0;
+  for (auto uid : uids)
+    bytes += copy + (find(std::string{uid}, now) ? 0 : inbox_cost(uid));
+  if (stored_bytes + bytes <= cfg.max_stored_bytes)
+    return caf::none;
+  return make_error(ec::unavailable,
+                    "the node's message store is full (memory-store-max-bytes "
+                    "= " +
+                        std::to_string(cfg.max_stored_bytes) +
+                        "): try again later");
+}
+
+void memory_store_state::pop_oldest(inbox& box) {
+  stored_bytes -= std::min(stored_bytes, message_cost(box.messages.front()));
+  box.messages.pop_front();
 }
 
 namespace {
@@ -51,14 +91,14 @@ memory_store_state::inbox* memory_store_state::touch(const std::string& uid,
   auto i = inboxes.find(uid);
   if (i != inboxes.end() &&
       i->second.expiry->first < now - cfg.inbox_max_age_ms) {
-    expiry.erase(i->second.expiry);
-    inboxes.erase(i);
+    drop(i);
     i = inboxes.end();
   }
   if (i == inboxes.end()) {
     if (!append)
       return nullptr;
     i = inboxes.emplace(uid, inbox{}).first;
+    stored_bytes += inbox_cost(uid);
   } else {
     expiry.erase(i->second.expiry);
   }
@@ -66,7 +106,8 @@ memory_store_state::inbox* memory_store_state::touch(const std::string& uid,
   if (append) {
     if (stale(box, now)) { // a counter that starts over: nothing old stays
       box.last_seq = 0;
-      box.messages.clear();
+      while (!box.messages.empty())
+        pop_oldest(box);
       box.cursors.clear();
     }
     box.appended = now;
@@ -88,8 +129,10 @@ void memory_store_state::sweep(int64_t now, size_t budget) {
   for (; budget > 0 && !expiry.empty() &&
          expiry.begin()->first < now - cfg.inbox_max_age_ms;
        --budget) {
-    inboxes.erase(expiry.begin()->second);
-    expiry.erase(expiry.begin());
+    if (auto i = inboxes.find(expiry.begin()->second); i != inboxes.end())
+      drop(i);
+    else
+      expiry.erase(expiry.begin()); // (not expected: each has its inbox)
   }
 }
 
@@ -228,14 +271,17 @@ memory_store_state::append(const delivery& d,
     result.duplicate_of = *earlier;
     return result;
   }
+  // Drop uids silent for longer than inbox-max-age faster than they come.
+  sweep(now, std::max<size_t>(64, 2 * distinct.size()));
+  // Before the idem is kept: a refused send is not a repeat when retried.
+  if (auto err = check_room(d, distinct, now))
+    return err;
   if (!d.idem.empty() && cfg.idempotency_window_ms > 0) {
     auto expires = now + cfg.idempotency_window_ms;
     auto key = idem_key(d);
     idems[key] = idem_entry{d.msg_id, expires};
     idem_expiry.emplace_back(expires, std::move(key));
   }
-  // Drop uids silent for longer than inbox-max-age faster than they come.
-  sweep(now, std::max<size_t>(64, 2 * distinct.size()));
   std::map<std::string, uint64_t> seqs;
   for (auto& uid : uids) {
     if (seqs.count(uid) > 0)
@@ -245,10 +291,11 @@ memory_store_state::append(const delivery& d,
     seqs.emplace(uid, seq);
     box.messages.push_back(
         stored_message{seq, d.msg_id, d.kind, d.from, d.group, d.data, d.ts});
+    stored_bytes += message_cost(box.messages.back());
     while (box.messages.size() > cfg.inbox_max_messages ||
            (!box.messages.empty() &&
             box.messages.front().ts < now - cfg.inbox_max_age_ms))
-      box.messages.pop_front();
+      pop_oldest(box);
   }
   auto result = route(uids);
   for (auto& nr : result.nodes)
@@ -283,13 +330,14 @@ inbox_replay memory_store_state::replay(const std::string& uid,
     if (auto i = box->cursors.find(device); i != box->cursors.end())
       result.cursor = i->second;
   }
-  if (box == nullptr || stale(*box, now))
-    return result;
-  result.last_seq = box->last_seq;
-  auto oldest =
-      box->messages.empty() ? box->last_seq + 1 : box->messages.front().seq;
+  bool alive = box != nullptr && !stale(*box, now);
+  result.last_seq = alive ? box->last_seq : 0;
+  auto oldest = alive && !box->messages.empty() ? box->messages.front().seq
+                                                : result.last_seq + 1;
   result.too_old =
-      result.cursor + 1 < oldest && result.cursor < result.last_seq;
+      replay_misses_messages(result.cursor, oldest, result.last_seq);
+  if (!alive)
+    return result;
   // Seqs are consecutive: seek instead of walking the skipped ones.
   auto first = result.cursor < oldest
                    ? box->messages.begin()

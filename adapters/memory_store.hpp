@@ -10,7 +10,9 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace wsc {
 
@@ -37,6 +39,8 @@ struct memory_store_config {
   bool session_groups = false;
   /// How long a sender's `idem` is remembered (0: never).
   int64_t idempotency_window_ms = default_options().idempotency_window.count();
+  /// Bytes all inboxes may hold together (0: no bound).
+  uint64_t max_stored_bytes = default_options().memory_store_max_bytes;
 
   /// The settings `opts` asks for.
   static memory_store_config from(const options& opts);
@@ -74,6 +78,20 @@ struct memory_store_state {
   /// that never connect).
   std::multimap<int64_t, std::string> expiry;
   memory_store_config cfg;
+  /// What the inboxes hold, as `inbox_cost` and `message_cost` count it.
+  uint64_t stored_bytes = 0;
+
+  /// Bytes an inbox costs without its messages (its uid twice, the hash
+  /// and expiry nodes, the deque's first block).
+  static uint64_t inbox_cost(std::string_view uid);
+
+  /// Bytes one copy of a message (a stored_message, or the delivery it
+  /// will be made of) costs an inbox.
+  template<class Message>
+  static uint64_t message_cost(const Message& msg) {
+    return sizeof(stored_message) + msg.msg_id.size() + msg.from.size() +
+           msg.group.size() + msg.data.size();
+  }
 
   /// Idempotency keys `<len(from)>:<from>:<idem>` -> the msg_id of the
   /// message that used them and when they go (its time + the window).
@@ -111,6 +129,18 @@ struct memory_store_state {
 
   /// Drops at most `budget` uids whose inbox expired.
   void sweep(int64_t now, size_t budget);
+
+  /// Drops the inbox `i` points to, with its bytes.
+  void drop(std::unordered_map<std::string, inbox>::iterator i);
+
+  /// Drops the oldest message of `box`, with its bytes.
+  void pop_oldest(inbox& box);
+
+  /// `unavailable` if storing `d` for `uids` would take the inboxes past
+  /// max_stored_bytes.
+  caf::error check_room(const delivery& d,
+                        const std::unordered_set<std::string_view>& uids,
+                        int64_t now) const;
 
   /// Moves a device's cursor forward to `seq` (at most the last seq).
   /// Moves a device's cursor; `forbidden` for a new device of a uid that

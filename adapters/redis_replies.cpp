@@ -203,7 +203,7 @@ caf::expected<inbox_replay> read_inbox(const redisReply* r, int64_t since,
   result.last_seq = number(1);
   auto oldest = number(2);
   result.too_old =
-      result.cursor + 1 < oldest && result.cursor < result.last_seq;
+      replay_misses_messages(result.cursor, oldest, result.last_seq);
   result.more = number(3) == 1;
   result.messages.reserve(r->elements - 4);
   auto seq = result.cursor;

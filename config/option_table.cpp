@@ -302,6 +302,11 @@ std::vector<option_spec> client_options() {
        "bounds what Redis keeps of one uid's messages; beyond: error "
        "rate_limited; 0: no bound",
        uint_field(&options::stored_bytes_kept, 0, 1ull << 50)},
+      {"memory-store-max-bytes", "268435456",
+       "state=memory: bytes all inboxes of this node may hold together "
+       "(each receiver's copy of a message and its bookkeeping); a durable "
+       "send or publish beyond: error unavailable; 0: no bound",
+       uint_field(&options::memory_store_max_bytes, 0, 1ull << 50)},
       {"max-resumes-per-uid", "4",
        "inbox replays of one uid in progress at once on this node; more "
        "are closed with 1013 (try again later)",

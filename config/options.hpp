@@ -127,6 +127,11 @@ struct options {
   /// this node (receivers times payload); beyond: `rate_limited`.
   uint64_t stored_bytes_rate = 1u << 20;
   uint64_t stored_bytes_kept = 1ull << 30;
+  /// `state=memory`: bytes all inboxes of the node may hold together (each
+  /// message's copies and their bookkeeping); beyond: `unavailable`. The
+  /// per-uid budgets bound one uid; this bounds the node (Redis has its
+  /// own maxmemory). 0: no bound.
+  uint64_t memory_store_max_bytes = 1ull << 28;
   /// Most members of one group (`group_full`).
   uint64_t max_group_members = 10000;
   /// `open`: any client may join any group; `token`: only groups of its

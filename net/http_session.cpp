@@ -27,6 +27,21 @@ constexpr size_t max_unauthorized_body_bytes = 16 * 1024;
 /// no more than this).
 constexpr std::chrono::milliseconds answer_grace{10'000};
 
+/// RFC 6455 4.2.1: one Sec-WebSocket-Key, the base64 encoding of 16 bytes
+/// (22 characters and `==`). Beast checks only that there is one and that
+/// it is not longer than that.
+bool valid_websocket_key(const http::request<http::string_body>& req) {
+  if (req.count(http::field::sec_websocket_key) != 1)
+    return false;
+  auto key = req[http::field::sec_websocket_key];
+  auto base64 = [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           (c >= '0' && c <= '9') || c == '+' || c == '/';
+  };
+  return key.size() == 24 && key.substr(22) == "==" &&
+         std::all_of(key.begin(), key.begin() + 22, base64);
+}
+
 std::string lower(std::string_view text) {
   std::string out{text};
   std::transform(out.begin(), out.end(), out.begin(),
@@ -178,6 +193,8 @@ void http_session::upgrade(http::request<http::string_body> req) {
                                                std::string{req.target()});
   if (ctx.request.path != "/ws")
     return reject(404, "not found");
+  if (!valid_websocket_key(req))
+    return reject(400, "malformed Sec-WebSocket-Key (one, 16 bytes in base64)");
   if (setup.health->draining)
     return reject(503, "node is draining");
   for (auto& field : req)

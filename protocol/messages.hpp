@@ -212,6 +212,16 @@ struct inbox_replay {
   bool more = false;
 };
 
+/// Whether a replay after `cursor` from an inbox whose oldest kept message
+/// is `oldest` and whose latest is `last_seq` misses messages: retention
+/// dropped some after the cursor, or the cursor lies past the latest seq,
+/// a position from an earlier life of the inbox (it expired or was lost and
+/// started over at 1), from which nothing can be resumed.
+inline bool replay_misses_messages(uint64_t cursor, uint64_t oldest,
+                                   uint64_t last_seq) {
+  return cursor > last_seq || (cursor + 1 < oldest && cursor < last_seq);
+}
+
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, inbox_replay& x) {
   return f(caf::meta::type_name("inbox_replay"), x.cursor, x.last_seq,

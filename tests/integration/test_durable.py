@@ -15,6 +15,26 @@ def messages(client, count, timeout=5):
     return got
 
 
+def assert_since_past_the_last_seq_is_too_old(test, node):
+    """A `since` past the inbox's last seq is a position from an earlier life
+    of the inbox (it expired, or the store lost it, and started over at 1):
+    the welcome says too_old instead of resuming after it (probe helper-51:
+    `since=1000` against three messages was `resumed:true, from 1001 to 3`)."""
+    alice = node.ws("alice")
+    for i in range(3):
+        alice.send_json({"type": "send", "id": i, "to": "erin", "data": i})
+        test.assertEqual(alice.wait_for(lambda f: f.get("id") == i, 5)["type"], "ack")
+    for uid, since in (("erin", "1000"), ("erin", "4"), ("nobody", "5")):
+        late = node.ws(uid, query={"device": "d", "since": since})
+        test.assertEqual((late.welcome["resumed"], late.welcome.get("reason")),
+                         (False, "too_old"), (uid, since, late.welcome))
+    # The last seq itself resumes (nothing after it), as does one before.
+    for since, first in (("3", 4), ("1", 2)):
+        ok = node.ws("erin", query={"device": "d", "since": since})
+        test.assertEqual((ok.welcome["resumed"], ok.welcome["from"], ok.welcome["to"]),
+                         (True, first, 3))
+
+
 class DurableClusterTest(ClusterBase):
     nodes_count = 2
 
@@ -67,6 +87,9 @@ class DurableClusterTest(ClusterBase):
         again = n2.ws("bob", query={"device": "tablet", "since": "4"})
         self.assertEqual((again.welcome["from"], again.welcome["to"]), (5, 6))
         self.assertEqual([m["seq"] for m in messages(again, 2)], [5, 6])
+
+    def test_a_since_past_the_last_seq_is_too_old(self):
+        assert_since_past_the_last_seq_is_too_old(self, self.nodes[0])
 
     def test_receipts_online_and_offline(self):
         n1, n2 = self.nodes
@@ -148,6 +171,9 @@ class DurableLimitsTest(HarnessMixin, unittest.TestCase):
         self.assertNotIn("msg_id", m)
         b2 = quiet.ws("b", query={"device": "y"})
         self.assertEqual((b2.welcome["from"], b2.welcome["to"]), (1, 0))
+
+    def test_a_since_past_the_last_seq_is_too_old(self):
+        assert_since_past_the_last_seq_is_too_old(self, self.start_node())
 
 
 

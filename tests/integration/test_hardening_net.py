@@ -73,6 +73,45 @@ def raw_get(node, target, timeout=5.0):
     return int(status_line[1]), body
 
 
+VALID_KEY = b"dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's sample: 16 bytes
+
+
+def upgrade_status(node, uid, key_lines=(b"Sec-WebSocket-Key: " + VALID_KEY,),
+                   source=None):
+    """The status line of a WebSocket handshake for `uid` with the given
+    Sec-WebSocket-Key header lines, sent by hand (from `source`)."""
+    with socket.create_connection((node.host, node.port), timeout=5,
+                                  source_address=(source, 0) if source else None) as s:
+        s.sendall(b"GET /ws?uid=" + uid.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                  b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  + b"".join(line + b"\r\n" for line in key_lines)
+                  + b"Sec-WebSocket-Version: 13\r\n\r\n")
+        return s.recv(64).split(b"\r\n")[0]
+
+
+class WebSocketKeyTest(HarnessMixin, unittest.TestCase):
+    """RFC 6455 4.2.1: the handshake carries one Sec-WebSocket-Key, the
+    base64 encoding of 16 bytes; anything else is answered 400 (Beast alone
+    checked only that one was there and not longer than 24 characters)."""
+
+    def test_a_key_that_is_not_16_bytes_in_base64_or_twice_is_refused(self):
+        node = self.start_node()
+        kept = node.ws("kept")
+        bad = {
+            "short": [b"Sec-WebSocket-Key: short"],
+            "no padding": [b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ"],
+            "not base64": [b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j!Q=="],
+            "17 bytes": [b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=A"],
+            "twice": [b"Sec-WebSocket-Key: " + VALID_KEY] * 2,
+        }
+        for name, lines in bad.items():
+            with self.subTest(name):
+                self.assertIn(b" 400 ", upgrade_status(node, "bad", lines))
+        self.assertIn(b" 101 ", upgrade_status(node, "good"))
+        kept.send_json({"type": "ping", "id": "alive"})
+        self.assertEqual(self.reply_to(kept, "alive")["type"], "pong")
+
+
 class StaticFilesTest(HarnessMixin, unittest.TestCase):
     """F10: files outside web-root are never served."""
 
@@ -262,16 +301,6 @@ class HandshakeRateTest(QuotaMixin, HarnessMixin, unittest.TestCase):
     def setUp(self):
         self.node = self.start_node({"handshake-rate-per-address": 2})
 
-    def upgrade_from(self, source):
-        """The status line of a WebSocket handshake sent from `source`."""
-        with socket.create_connection((self.node.host, self.node.port), timeout=5,
-                                      source_address=(source, 0)) as s:
-            s.sendall(b"GET /ws?uid=other HTTP/1.1\r\nHost: x\r\n"
-                      b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                      b"Sec-WebSocket-Version: 13\r\n\r\n")
-            return s.recv(64).split(b"\r\n")[0]
-
     def test_an_address_past_its_burst_is_refused_until_its_rate_refills(self):
         kept = self.node.ws("kept")
         # A burst of ten seconds' worth (20, of which `kept` took one); the
@@ -291,7 +320,7 @@ class HandshakeRateTest(QuotaMixin, HarnessMixin, unittest.TestCase):
         self.assertEqual(refused.headers.get("retry-after"), "1")
         # Another address is served, the open connection stays, and the
         # address gets handshakes again at its rate.
-        self.assertIn(b" 101 ", self.upgrade_from("127.0.0.2"))
+        self.assertIn(b" 101 ", upgrade_status(self.node, "other", source="127.0.0.2"))
         self.assertAlive([kept])
         back = self.assertComesBack("back")
         self.assertEqual(back.welcome["uid"], "back")

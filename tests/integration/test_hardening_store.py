@@ -433,6 +433,36 @@ class RedisMonitor:
 class MemoryStoreTest(StoreBase, unittest.TestCase):
     state = "memory"
 
+    def test_a_full_memory_store_refuses_sends_and_keeps_inboxes(self):
+        # Each uid within its own budgets, many new uids grew the node's RAM
+        # by 240 MB/s (probe helper-51): memory-store-max-bytes bounds all
+        # inboxes together, as Redis' maxmemory does for the Redis store.
+        node = self.node(**{"memory-store-max-bytes": "200000"})
+        alice = node.ws("alice")
+        self.send_all(alice, "olga", ["o1", "o2"])
+        payload = "x" * 1000
+        refused = None
+        for i in range(400):
+            alice.send_json({"type": "send", "id": i, "to": ["r%d-%d" % (i, k) for k in range(10)],
+                             "data": payload})
+            reply = self.reply_to(alice, i, 10)
+            if reply["type"] == "error":
+                refused = (i, reply)
+                break
+        self.assertIsNotNone(refused, "400 x 10 KB to new uids were all stored")
+        i, reply = refused
+        self.assertEqual(reply.get("code"), "unavailable", reply)
+        self.assertIn("memory-store-max-bytes", reply.get("message", ""))
+        self.assertGreater(i, 5)
+        # What was stored stays; small sends to existing inboxes may still
+        # fit, and the node serves everyone else.
+        olga = node.ws("olga", query={"device": "d"})
+        self.assertEqual([(m["seq"], m["data"]) for m in messages(olga, 2)],
+                         [(1, "o1"), (2, "o2")])
+        first = node.ws("r0-0", query={"device": "d"})
+        self.assertEqual([m["data"] for m in messages(first, 1)], [payload])
+        self.assertTrue(node.running())
+
 
 class RedisStoreTest(StoreBase, unittest.TestCase):
     state = "redis"
