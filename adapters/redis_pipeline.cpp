@@ -1,5 +1,6 @@
 #include "adapters/redis_pipeline.hpp"
 
+#include "loop/loop_coordinator.hpp"
 #include "protocol/error.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -116,6 +117,7 @@ private:
     this->*busy = true;
     socket_.async_wait(what, [self = shared_from_this(), busy,
                               next](const boost::system::error_code& ec) {
+      loop_coordinator::handler_scope scope;
       (*self).*busy = false;
       if (ec == asio::error::operation_aborted)
         return;

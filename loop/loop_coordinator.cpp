@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <exception>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -31,9 +32,9 @@ thread_local loop_coordinator::event_loop* this_loop = nullptr;
 // -------------------------------------------------------------
 
 /// Runs its io_context on its thread, and the actors scheduled on it in
-/// batches (`drain`) between the socket handlers. `local_` and
-/// `drain_posted_` belong to the loop's thread; `remote_` is where other
-/// threads leave work.
+/// batches (`drain`) between the socket handlers. `local_`,
+/// `drain_posted_` and `handler_depth_` belong to the loop's thread; `remote_`
+/// is where other threads leave work.
 class loop_coordinator::event_loop : public caf::execution_unit {
 public:
   event_loop(caf::actor_system& sys, loop_coordinator* owner, size_t index,
@@ -52,7 +53,8 @@ public:
   asio::io_context& context() { return *ioc_; }
 
   /// Called by an actor running on this loop for an actor it woke (or
-  /// spawned): runs in a later turn of this loop.
+  /// spawned), or by a handler of the loop: runs in the drain under way,
+  /// at the end of the handler (handler_scope), or in a posted drain.
   void exec_later(caf::resumable* job) override {
     if (this_loop != this)
       return external(job); // (not expected: CAF calls it on its own unit)
@@ -115,26 +117,58 @@ public:
     ioc_.reset();
   }
 
+  /// A handler_scope begins.
+  void enter_handler() { ++handler_depth_; }
+
+  /// A handler_scope ends: the outermost one runs what its handler woke
+  /// (posted instead while an exception unwinds it).
+  void leave_handler(bool unwinding) {
+    if (--handler_depth_ > 0 || draining_ || local_.empty())
+      return;
+    if (unwinding)
+      return post_drain();
+    drain();
+  }
+
 private:
   void schedule_drain() {
+    // A running drain or handler takes the job when it ends.
+    if (draining_ || handler_depth_ > 0)
+      return;
+    post_drain();
+  }
+
+  /// One posted drain at a time, whatever asks for it meanwhile.
+  void post_drain() {
     if (drain_posted_)
       return;
     drain_posted_ = true;
-    asio::post(*ioc_, [this] { drain(); });
+    asio::post(*ioc_, [this] {
+      drain_posted_ = false;
+      if (!local_.empty())
+        drain();
+    });
   }
 
-  /// Runs the actors queued so far. What they wake meanwhile runs in the
-  /// next drain, after the socket handlers that became ready in between.
-  /// Then what they left for after their turn (after_actors).
+  /// Runs the actors queued so far, and those they wake meanwhile for up
+  /// to `drain_rounds` rounds; past that, or once an actor had more
+  /// messages than one turn takes, the rest runs in a posted drain, after
+  /// the socket handlers that became ready in between. Then what the
+  /// actors left for after their turn (after_actors).
   void drain() {
-    drain_posted_ = false;
     draining_ = true;
-    for (auto n = local_.size(); n > 0 && !local_.empty(); --n) {
-      auto job = local_.front();
-      local_.pop_front();
-      resume(job);
+    bool busy = false;
+    for (int round = 0; round < drain_rounds && !busy && !local_.empty();
+         ++round) {
+      for (auto n = local_.size(); n > 0 && !local_.empty(); --n) {
+        auto job = local_.front();
+        local_.pop_front();
+        busy |= resume(job);
+      }
     }
     draining_ = false;
+    if (!local_.empty())
+      post_drain();
     if (after_actors_.empty())
       return;
     std::vector<std::function<void()>> due;
@@ -154,7 +188,7 @@ public:
 private:
   void take_remote() {
     take_remote_jobs();
-    if (!drain_posted_)
+    if (!local_.empty())
       drain();
   }
 
@@ -166,22 +200,24 @@ private:
   }
 
   /// One turn of one actor, its result handled like CAF's worker does
-  /// (caf/scheduler/worker.hpp, worker::run).
-  void resume(caf::resumable* job) {
+  /// (caf/scheduler/worker.hpp, worker::run). True if it has more messages
+  /// than the turn took.
+  bool resume(caf::resumable* job) {
     switch (job->resume(this, throughput_)) {
     case caf::resumable::resume_later:
-      // More messages than one turn's throughput: keeps its reference.
+      // Keeps its reference.
       local_.push_back(job);
       schedule_drain();
-      break;
+      return true;
     case caf::resumable::done:
     case caf::resumable::awaiting_message:
       // Enqueued again (with a new reference) by the next message.
       intrusive_ptr_release(job);
-      break;
+      return false;
     case caf::resumable::shutdown_execution_unit:
-      break; // never returned: stop() ends the loop
+      return false; // never returned: stop() ends the loop
     }
+    return false;
   }
 
   loop_coordinator* owner_;
@@ -192,9 +228,12 @@ private:
       work_;
   std::thread thread_;
   std::deque<caf::resumable*> local_;
+  /// A drain is posted and has not run yet.
   bool drain_posted_ = false;
   /// Actors of this loop are running (inside drain).
   bool draining_ = false;
+  /// handler_scopes open on this loop's thread.
+  int handler_depth_ = 0;
   std::vector<std::function<void()>> after_actors_;
   std::mutex mtx_;
   std::vector<caf::resumable*> remote_;
@@ -248,6 +287,17 @@ asio::io_context* loop_coordinator::current_context() {
 
 bool loop_coordinator::after_actors(std::function<void()> fn) {
   return this_loop != nullptr && this_loop->after_actors(fn);
+}
+
+loop_coordinator::handler_scope::handler_scope() noexcept
+    : loop_(this_loop), exceptions_(std::uncaught_exceptions()) {
+  if (loop_ != nullptr)
+    loop_->enter_handler();
+}
+
+loop_coordinator::handler_scope::~handler_scope() {
+  if (loop_ != nullptr)
+    loop_->leave_handler(std::uncaught_exceptions() > exceptions_);
 }
 
 void loop_coordinator::enqueue(caf::resumable* ptr) {

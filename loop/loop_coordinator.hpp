@@ -80,6 +80,25 @@ public:
   /// running a loop's actors.
   static bool after_actors(std::function<void()> fn);
 
+  /// Marks a handler of a loop (a socket's, a timer's) for its lifetime:
+  /// the actors it wakes run when it ends, before the loop looks for I/O
+  /// again, instead of in a posted turn (each posted turn costs the loop
+  /// one more epoll_wait before it runs). Scopes nest; the outermost one
+  /// runs them. Does nothing on a thread that runs no loop.
+  class handler_scope {
+  public:
+    handler_scope() noexcept;
+    ~handler_scope();
+    handler_scope(const handler_scope&) = delete;
+    handler_scope& operator=(const handler_scope&) = delete;
+
+  private:
+    event_loop* loop_;
+    /// Exceptions in flight when the scope began (it may live in a
+    /// destructor that runs while another unwinds).
+    int exceptions_;
+  };
+
   // -- abstract_coordinator -------------------------------------------------
 
   void enqueue(caf::resumable* ptr) override;
@@ -96,6 +115,12 @@ public:
   /// `scheduler.max-throughput` is unbounded by default; on a loop a busy
   /// actor would then keep the sockets waiting).
   static constexpr size_t loop_max_throughput = 256;
+
+  /// Rounds of one drain of a loop's actors: a message from one actor to
+  /// another of the same loop is handled in the same drain, up to this many
+  /// hops, without the epoll_wait of a turn of its own; then I/O has its
+  /// turn.
+  static constexpr int drain_rounds = 4;
 
 private:
   std::vector<std::unique_ptr<event_loop>> loops_;

@@ -74,6 +74,7 @@ public:
       return;
     pass_posted_ = true;
     asio::post(ioc_, [self = shared_from_this()] {
+      loop_coordinator::handler_scope scope;
       self->pass_posted_ = false;
       self->pass();
     });
@@ -96,6 +97,7 @@ private:
                        ec.message());
           if (ec || self->detached_)
             return;
+          loop_coordinator::handler_scope scope;
           self->pass();
           if (!self->detached_)
             self->wait();

@@ -154,6 +154,7 @@ void websocket_session::run(caf::actor_system& sys,
   ref.async_accept(
       req, [self = shared_from_this(), stream = std::move(stream), &sys,
             opening = std::move(opening)](beast::error_code ec) mutable {
+        loop_coordinator::handler_scope scope;
         // The stream goes after its operation has returned, not inside it.
         asio::post(self->socket_.get_executor(),
                    [stream = std::move(stream)] { (void)stream; });
@@ -194,6 +195,7 @@ void websocket_session::wait_readable() {
       tcp::socket::wait_read,
       asio::bind_allocator(wait_allocator<void>{},
                            [self = shared_from_this()](beast::error_code ec) {
+                             loop_coordinator::handler_scope scope;
                              self->on_readable(ec);
                            }));
 }
@@ -225,8 +227,10 @@ void websocket_session::read_available() {
       return wait_readable();
   }
   // Still more: let the other sockets of this loop have their turn first.
-  asio::post(socket_.get_executor(),
-             [self = shared_from_this()] { self->read_available(); });
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    loop_coordinator::handler_scope scope;
+    self->read_available();
+  });
 }
 
 bool websocket_session::consume(const char* data, size_t size) {
@@ -323,8 +327,10 @@ void websocket_session::resume_read() {
 void websocket_session::frame_answered() {
   if (unanswered_.fetch_sub(1) - 1 < max_unanswered && read_paused_.load() &&
       read_paused_.exchange(false))
-    asio::post(socket_.get_executor(),
-               [self = shared_from_this()] { self->resume_read(); });
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      loop_coordinator::handler_scope scope;
+      self->resume_read();
+    });
 }
 
 } // namespace wsc::net

@@ -14,6 +14,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -226,6 +228,131 @@ CAF_TEST(a pinned actor runs on its loop whoever wakes it) {
   CAF_CHECK_EQUAL(home_log->off_loop, 0u);
   for (auto& id : home_log->threads)
     CAF_CHECK(id == *home);
+}
+
+namespace {
+
+/// Runs `fn` in a handler of loop 0 and waits until it ran.
+template<class F>
+void run_on_loop(loop_coordinator& loops, F fn) {
+  auto ran = std::make_shared<std::promise<void>>();
+  boost::asio::post(loops.context(0), [fn, ran]() mutable {
+    fn();
+    ran->set_value();
+  });
+  CAF_REQUIRE(ran->get_future().wait_for(wait_limit) ==
+              std::future_status::ready);
+}
+
+size_t records(trace& log) {
+  std::lock_guard<std::mutex> guard{log.mtx};
+  return log.threads.size();
+}
+
+/// One loop, and `a` playing ping against `b`, both recording into `log`.
+struct ping_pong_on_one_loop {
+  loop_config cfg{1};
+  caf::actor_system sys{cfg};
+  loop_coordinator* loops = loop_coordinator::of(sys);
+  trace_ptr log = std::make_shared<trace>();
+  caf::actor b = sys.spawn(pong, log);
+  caf::actor a = sys.spawn(ping, b, log);
+  caf::scoped_actor self{sys};
+
+  ping_pong_on_one_loop() { CAF_REQUIRE(loops != nullptr); }
+
+  /// Starts a game of `rounds` rounds from the calling thread.
+  void start(int rounds) {
+    caf::anon_send(a, start_atom::value, rounds, caf::actor{self});
+  }
+
+  void expect_end(int rounds) {
+    self->receive([rounds](int n) { CAF_CHECK_EQUAL(n, rounds); },
+                  caf::after(wait_limit) >> [] { CAF_FAIL("no answer"); });
+  }
+};
+
+} // namespace
+
+CAF_TEST(actors a handler woke run when its scope ends a few hops deep) {
+  ping_pong_on_one_loop game;
+  size_t during = 0;
+  size_t after = 0;
+  run_on_loop(*game.loops, [&] {
+    {
+      loop_coordinator::handler_scope scope;
+      game.start(1000);
+      during = records(*game.log);
+    }
+    // Still inside the handler: the drain ran as the scope ended. Its
+    // rounds: a's start, then b, a, b (each hop one record).
+    after = records(*game.log);
+  });
+  CAF_CHECK_EQUAL(during, 0u);
+  CAF_CHECK_EQUAL(after,
+                  static_cast<size_t>(loop_coordinator::drain_rounds - 1));
+  // The rest of the game goes on in posted drains.
+  game.expect_end(1000);
+}
+
+CAF_TEST(a drain ends its rounds once an actor has more than a turn) {
+  loop_config cfg{1};
+  caf::actor_system sys{cfg};
+  auto loops = loop_coordinator::of(sys);
+  CAF_REQUIRE(loops != nullptr);
+  auto log = std::make_shared<trace>();
+  auto counter = sys.spawn([log]() -> caf::behavior {
+    return {[log](int) {
+      log->record();
+    }};
+  });
+  constexpr size_t sent = 3 * loop_coordinator::loop_max_throughput;
+  size_t after = 0;
+  run_on_loop(*loops, [&] {
+    {
+      loop_coordinator::handler_scope scope;
+      for (size_t i = 0; i < sent; ++i)
+        caf::anon_send(counter, 1);
+    }
+    // One turn's worth, then the sockets of the loop have their turn.
+    after = records(*log);
+  });
+  CAF_CHECK_EQUAL(after, loop_coordinator::loop_max_throughput);
+  auto deadline = std::chrono::steady_clock::now() + wait_limit;
+  while (records(*log) < sent && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CAF_CHECK_EQUAL(records(*log), sent);
+}
+
+CAF_TEST(a long chain of hops leaves the other handlers their turns) {
+  ping_pong_on_one_loop game;
+  // A socket handler that is ready again and again (it reposts itself),
+  // while 2,000 hops are under way; it notes how far they got each time.
+  std::vector<size_t> seen;
+  auto done = std::make_shared<std::promise<void>>();
+  std::function<void(int)> busy_socket = [&](int left) {
+    loop_coordinator::handler_scope scope;
+    seen.push_back(records(*game.log));
+    if (left == 0)
+      return done->set_value();
+    boost::asio::post(game.loops->context(0),
+                      [&busy_socket, left] { busy_socket(left - 1); });
+  };
+  run_on_loop(*game.loops, [&] {
+    game.start(1000);
+    boost::asio::post(game.loops->context(0), [&] { busy_socket(50); });
+  });
+  CAF_REQUIRE(done->get_future().wait_for(wait_limit) ==
+              std::future_status::ready);
+  game.expect_end(1000);
+  // Between two of its turns: the drain at the end of its own scope and
+  // at most one posted drain, `drain_rounds` hops each.
+  size_t widest = 0;
+  for (size_t i = 1; i < seen.size(); ++i)
+    widest = std::max(widest, seen[i] - seen[i - 1]);
+  CAF_CHECK_GREATER(seen.back(), 0u);
+  CAF_CHECK_LESS_OR_EQUAL(
+      widest, 2 * static_cast<size_t>(loop_coordinator::drain_rounds));
 }
 
 CAF_TEST(timeouts and delayed messages fire) {
