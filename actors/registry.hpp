@@ -16,6 +16,7 @@
 #include "actors/metrics.hpp"
 #include "actors/node_identity.hpp"
 #include "flow/frame_order.hpp"
+#include "flow/idem_waits.hpp"
 #include "flow/inbox_pages.hpp"
 #include "flow/store_budgets.hpp"
 
@@ -24,6 +25,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -96,6 +98,8 @@ struct registry_state {
   /// Per sending uid with local connections: bytes its durable messages
   /// may still store (`stored-bytes-rate`, `stored-bytes-kept`).
   store_budgets budgets;
+  /// Durable deliveries with an idem in flight, and their repeats waiting.
+  idem_waits idems;
   /// Per uid: bytes of its inbox the first pages of its replays may still
   /// read from the store. A page costs the store about its bytes, and a
   /// client that reconnects at once makes the store read one per handshake
@@ -134,6 +138,25 @@ struct registry_state {
 
   /// Stores (if durable) and routes a message to every member of a group.
   caf::result<delivery_report> publish(delivery d);
+
+  using delivery_rp = caf::typed_response_promise<delivery_report>;
+
+  /// The store round trip of `send` and `publish`, answered through `rp`;
+  /// `first` is the idem key this delivery holds in `idems` (empty if
+  /// none), freed when the store answered.
+  void store_send(delivery d, delivery_rp rp, std::string first);
+  void store_publish(delivery d, delivery_rp rp, std::string first);
+
+  /// Runs `go` now, with the idem key it then holds, or, while another
+  /// delivery of this node with the same sender and idem waits for the
+  /// store, once that one has its answer (idem_waits).
+  void after_earlier_idem(
+      delivery d, delivery_rp rp,
+      std::function<void(delivery, delivery_rp, std::string)> go);
+
+  /// The delivery holding idem key `first` has its answer: the repeats that
+  /// waited for it go on.
+  void idem_answered(const std::string& first);
 
   /// Writes a message to every connection on every node.
   caf::result<atom::ok> broadcast(delivery d);

@@ -157,7 +157,16 @@ caf::result<delivery_report> registry_state::send(delivery d) {
   if (auto err = prepare(d))
     return err;
   auto rp = self->make_response_promise<delivery_report>();
-  auto on_routes = [this, rp, d](route_table& routes) mutable {
+  after_earlier_idem(
+      std::move(d), rp, [this](delivery d, delivery_rp rp, std::string first) {
+        store_send(std::move(d), std::move(rp), std::move(first));
+      });
+  return rp;
+}
+
+void registry_state::store_send(delivery d, delivery_rp rp, std::string first) {
+  auto on_routes = [this, rp, d, first](route_table& routes) mutable {
+    idem_answered(first);
     if (routes.idem_pending || !routes.duplicate_of.empty())
       settle(d); // nothing stored
     if (routes.idem_pending) {
@@ -180,7 +189,8 @@ caf::result<delivery_report> registry_state::send(delivery d) {
     dispatch(std::move(d), std::move(routes), report.uids.size());
     rp.deliver(std::move(report));
   };
-  auto on_error = [this, rp, d](caf::error& err) mutable {
+  auto on_error = [this, rp, d, first](caf::error& err) mutable {
+    idem_answered(first);
     // Without the store only this node's connections are known: serve them
     // (at most once, nothing stored) and tell the sender the rest was not.
     settle(d);
@@ -199,7 +209,6 @@ caf::result<delivery_report> registry_state::send(delivery d) {
     self->request(store, store_timeout, atom::route_v, d.uids)
         .then(on_routes, on_error);
   }
-  return rp;
 }
 
 caf::result<delivery_report> registry_state::send_to_conn(delivery d) {
@@ -219,7 +228,17 @@ caf::result<delivery_report> registry_state::publish(delivery d) {
   if (auto err = prepare(d))
     return err;
   auto rp = self->make_response_promise<delivery_report>();
-  auto on_routes = [this, rp, d](route_table& routes) mutable {
+  after_earlier_idem(
+      std::move(d), rp, [this](delivery d, delivery_rp rp, std::string first) {
+        store_publish(std::move(d), std::move(rp), std::move(first));
+      });
+  return rp;
+}
+
+void registry_state::store_publish(delivery d, delivery_rp rp,
+                                   std::string first) {
+  auto on_routes = [this, rp, d, first](route_table& routes) mutable {
+    idem_answered(first);
     delivery_report report;
     report.msg_id = d.msg_id;
     if (routes.idem_pending || !routes.duplicate_of.empty())
@@ -251,7 +270,8 @@ caf::result<delivery_report> registry_state::publish(delivery d) {
     dispatch(std::move(d), std::move(routes), receivers);
     rp.deliver(std::move(report));
   };
-  auto on_error = [this, rp, d](caf::error& err) mutable {
+  auto on_error = [this, rp, d, first](caf::error& err) mutable {
+    idem_answered(first);
     settle(d);
     rp.deliver(std::move(err));
   };
@@ -262,7 +282,37 @@ caf::result<delivery_report> registry_state::publish(delivery d) {
     self->request(store, store_timeout, atom::group_route_v, d.group, d.from)
         .then(on_routes, on_error);
   }
-  return rp;
+}
+
+// -- repeats of an idem -------------------------------------------------------
+
+void registry_state::after_earlier_idem(
+    delivery d, delivery_rp rp,
+    std::function<void(delivery, delivery_rp, std::string)> go) {
+  // prepare() left an idem only on durable deliveries that look it up.
+  if (d.idem.empty())
+    return go(std::move(d), std::move(rp), std::string{});
+  auto key = idem_waits::key(d.from, d.idem);
+  switch (idems.enter(key)) {
+  case idem_waits::verdict::first:
+    return go(std::move(d), std::move(rp), std::move(key));
+  case idem_waits::verdict::waits:
+    idems.wait(key, [go, d = std::move(d), rp = std::move(rp)]() mutable {
+      go(std::move(d), std::move(rp), std::string{});
+    });
+    return;
+  case idem_waits::verdict::refused:
+    settle(d);
+    rp.deliver(idem_pending_error());
+    return;
+  }
+}
+
+void registry_state::idem_answered(const std::string& first) {
+  if (first.empty())
+    return;
+  for (auto& resume : idems.done(first))
+    resume();
 }
 
 caf::result<atom::ok> registry_state::broadcast(delivery d) {

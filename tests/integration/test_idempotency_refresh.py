@@ -286,6 +286,32 @@ class IdempotencyRecordTest(IdemMixin, HarnessMixin, unittest.TestCase):
         self.assertEqual(status, 200, again)
         self.assertFalse(again["receipts"]["bob"]["stored"], again)
 
+    def test_repeats_sent_while_the_first_is_stored_are_acked_with_its_msg_id(self):
+        # A client that resends at once (pipelined, before any ack) had its
+        # repeats refused `unavailable` while the first was being stored
+        # (probe helper-51: 30 of 30 rounds). Repeats on the node of the
+        # first now wait for its answer: the contract's "acked again".
+        node = self.node()
+        bob = node.ws("bob")
+        alice = node.ws("alice")
+        for client in (alice, bob):
+            self.acked(client, {"type": "join", "group": "g"})
+        frames = {"message": {"type": "send", "to": "bob"},
+                  "group": {"type": "publish", "group": "g"}}
+        for round_ in range(6):
+            kind = "message" if round_ % 2 == 0 else "group"
+            ids = ["b%d-%d" % (round_, k) for k in range(4)]
+            for frame_id in ids:
+                alice.send_json(dict(frames[kind], id=frame_id, data=round_,
+                                     idem="burst-%d" % round_))
+            replies = [self.reply_to(alice, frame_id) for frame_id in ids]
+            self.assertEqual([r.get("type") for r in replies], ["ack"] * 4, replies)
+            self.assertEqual(len({r["msg_id"] for r in replies}), 1, replies)
+            (m,) = messages(bob, 1, kind=kind)
+            self.assertEqual((m["data"], m["msg_id"]), (round_, replies[0]["msg_id"]))
+        no_more(self, bob)
+        no_more(self, bob, kind="group")
+
     def test_a_repeat_while_the_first_is_pending_is_refused(self):
         node = self.node()
         bob = node.ws("bob")
