@@ -154,9 +154,9 @@ struct registry_state {
       delivery d, delivery_rp rp,
       std::function<void(delivery, delivery_rp, std::string)> go);
 
-  /// The delivery holding idem key `first` has its answer: the repeats that
-  /// waited for it go on.
-  void idem_answered(const std::string& first);
+  /// The delivery holding idem key `first` has its answer (`how`): the
+  /// repeats that waited for it go on.
+  void idem_answered(const std::string& first, idem_waits::outcome how);
 
   /// Writes a message to every connection on every node.
   caf::result<atom::ok> broadcast(delivery d);

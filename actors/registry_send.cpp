@@ -24,6 +24,16 @@ caf::error idem_pending_error() {
                                      "later");
 }
 
+/// How the first delivery with an idem ended, for the repeats that waited.
+idem_waits::outcome idem_outcome_of(const route_table& routes) {
+  // Refused (a copy on another node holds the record), or short for some
+  // receivers (the record was given back): the repeats try one at a time.
+  if (routes.duplicate_of.empty() &&
+      (routes.idem_pending || !routes.unavailable.empty()))
+    return idem_waits::outcome::given_back;
+  return idem_waits::outcome::recorded;
+}
+
 caf::error store_budget_exceeded(const std::string& uid,
                                  store_budgets::verdict why) {
   using verdict = store_budgets::verdict;
@@ -166,7 +176,7 @@ caf::result<delivery_report> registry_state::send(delivery d) {
 
 void registry_state::store_send(delivery d, delivery_rp rp, std::string first) {
   auto on_routes = [this, rp, d, first](route_table& routes) mutable {
-    idem_answered(first);
+    idem_answered(first, idem_outcome_of(routes));
     if (routes.idem_pending || !routes.duplicate_of.empty())
       settle(d); // nothing stored
     if (routes.idem_pending) {
@@ -190,7 +200,7 @@ void registry_state::store_send(delivery d, delivery_rp rp, std::string first) {
     rp.deliver(std::move(report));
   };
   auto on_error = [this, rp, d, first](caf::error& err) mutable {
-    idem_answered(first);
+    idem_answered(first, idem_waits::outcome::failed);
     // Without the store only this node's connections are known: serve them
     // (at most once, nothing stored) and tell the sender the rest was not.
     settle(d);
@@ -238,7 +248,7 @@ caf::result<delivery_report> registry_state::publish(delivery d) {
 void registry_state::store_publish(delivery d, delivery_rp rp,
                                    std::string first) {
   auto on_routes = [this, rp, d, first](route_table& routes) mutable {
-    idem_answered(first);
+    idem_answered(first, idem_outcome_of(routes));
     delivery_report report;
     report.msg_id = d.msg_id;
     if (routes.idem_pending || !routes.duplicate_of.empty())
@@ -271,7 +281,7 @@ void registry_state::store_publish(delivery d, delivery_rp rp,
     rp.deliver(std::move(report));
   };
   auto on_error = [this, rp, d, first](caf::error& err) mutable {
-    idem_answered(first);
+    idem_answered(first, idem_waits::outcome::failed);
     settle(d);
     rp.deliver(std::move(err));
   };
@@ -297,8 +307,26 @@ void registry_state::after_earlier_idem(
   case idem_waits::verdict::first:
     return go(std::move(d), std::move(rp), std::move(key));
   case idem_waits::verdict::waits:
-    idems.wait(key, [go, d = std::move(d), rp = std::move(rp)]() mutable {
-      go(std::move(d), std::move(rp), std::string{});
+    idems.wait(key, [this, go, d = std::move(d),
+                     rp = std::move(rp)](idem_waits::outcome how) mutable {
+      switch (how) {
+      case idem_waits::outcome::recorded:
+        // Acked with the first's msg_id (all of them at once).
+        return go(std::move(d), std::move(rp), std::string{});
+      case idem_waits::outcome::given_back:
+        // Stored again by the first to claim the record; the others wait
+        // for that one in turn.
+        return after_earlier_idem(std::move(d), std::move(rp), std::move(go));
+      case idem_waits::outcome::failed:
+        // The first was delivered here at most once without the store:
+        // not this one too.
+        settle(d);
+        rp.deliver(make_error(ec::unavailable,
+                              "an earlier send with this idem could not be "
+                              "stored; nothing of this one was stored or "
+                              "delivered: send it again"));
+        return;
+      }
     });
     return;
   case idem_waits::verdict::refused:
@@ -308,11 +336,12 @@ void registry_state::after_earlier_idem(
   }
 }
 
-void registry_state::idem_answered(const std::string& first) {
+void registry_state::idem_answered(const std::string& first,
+                                   idem_waits::outcome how) {
   if (first.empty())
     return;
   for (auto& resume : idems.done(first))
-    resume();
+    resume(how);
 }
 
 caf::result<atom::ok> registry_state::broadcast(delivery d) {

@@ -9,12 +9,12 @@ idem_waits::verdict idem_waits::enter(const std::string& key) {
   return i->second.size() < max_waiting ? verdict::waits : verdict::refused;
 }
 
-void idem_waits::wait(const std::string& key, std::function<void()> resume) {
+void idem_waits::wait(const std::string& key, resume_fn resume) {
   waiting_[key].push_back(std::move(resume));
 }
 
-std::vector<std::function<void()>> idem_waits::done(const std::string& key) {
-  std::vector<std::function<void()>> result;
+std::vector<idem_waits::resume_fn> idem_waits::done(const std::string& key) {
+  std::vector<resume_fn> result;
   if (auto i = waiting_.find(key); i != waiting_.end()) {
     result = std::move(i->second);
     waiting_.erase(i);

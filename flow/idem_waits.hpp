@@ -23,6 +23,15 @@ public:
   /// refused as before.
   static constexpr size_t max_waiting = 8;
 
+  /// How the first ended, which decides how the repeats go on.
+  enum class outcome {
+    recorded,   // its record holds its msg_id: repeats are acked with it
+    given_back, // it stored nothing or fell short: repeats go one at a time
+    failed      // no answer from the store: repeats are refused
+  };
+
+  using resume_fn = std::function<void(outcome)>;
+
   enum class verdict {
     first,  // nothing with this key is in flight: it is now; go, then `done`
     waits,  // one is: `wait` with what goes on once it is done
@@ -33,11 +42,11 @@ public:
   verdict enter(const std::string& key);
 
   /// After `enter` said `waits`: `resume` runs once the first is done.
-  void wait(const std::string& key, std::function<void()> resume);
+  void wait(const std::string& key, resume_fn resume);
 
-  /// The first with `key` has its answer: what waited, to run now (after
-  /// the key is free again).
-  std::vector<std::function<void()>> done(const std::string& key);
+  /// The first with `key` has its answer: what waited, to run now with its
+  /// outcome (after the key is free again).
+  std::vector<resume_fn> done(const std::string& key);
 
   /// Keys in flight (for tests).
   size_t size() const noexcept { return waiting_.size(); }
@@ -47,7 +56,7 @@ public:
   static std::string key(const std::string& from, const std::string& idem);
 
 private:
-  std::unordered_map<std::string, std::vector<std::function<void()>>> waiting_;
+  std::unordered_map<std::string, std::vector<resume_fn>> waiting_;
 };
 
 } // namespace wsc

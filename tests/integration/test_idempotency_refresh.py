@@ -312,6 +312,22 @@ class IdempotencyRecordTest(IdemMixin, HarnessMixin, unittest.TestCase):
         no_more(self, bob)
         no_more(self, bob, kind="group")
 
+    def test_pipelined_repeats_of_a_send_short_of_replicas_are_stored_one_at_a_time(self):
+        # Each copy falls short and gives its record back: the repeats that
+        # waited store the message again (at least once), one after the
+        # other, instead of racing for the record (review helper-52: all
+        # but one were refused).
+        node = self.node(**{"durable-replicas": "1", "durable-replicas-timeout": "100ms"})
+        node.ws("bob")
+        alice = node.ws("alice")
+        ids = ["s%d" % k for k in range(4)]
+        for frame_id in ids:
+            alice.send_json({"type": "send", "id": frame_id, "to": "bob", "data": "x",
+                             "idem": "short-burst"})
+        replies = [self.reply_to(alice, frame_id, 10) for frame_id in ids]
+        self.assertEqual([r.get("type") for r in replies], ["ack"] * 4, replies)
+        self.assertEqual([r.get("unavailable") for r in replies], [["bob"]] * 4, replies)
+
     def test_a_repeat_while_the_first_is_pending_is_refused(self):
         node = self.node()
         bob = node.ws("bob")

@@ -16,8 +16,9 @@ CAF_TEST(repeats wait for the first and go on once it is answered) {
   idem_waits waits;
   std::vector<std::string> ran;
   auto note = [&](std::string what) {
-    return [&ran, what] {
-      ran.push_back(what);
+    return [&ran, what](idem_waits::outcome how) {
+      if (how == idem_waits::outcome::recorded)
+        ran.push_back(what);
     };
   };
   auto key = idem_waits::key("alice", "k");
@@ -37,7 +38,7 @@ CAF_TEST(repeats wait for the first and go on once it is answered) {
   // The key is free before they run: a later repeat is a first again.
   CAF_CHECK(waits.enter(key) == idem_waits::verdict::first);
   for (auto& fn : resume)
-    fn();
+    fn(idem_waits::outcome::recorded);
   CAF_CHECK_EQUAL(ran, (std::vector<std::string>{"r1", "r2"}));
   CAF_CHECK(waits.done("nothing").empty());
   CAF_CHECK_EQUAL(waits.size(), 3u); // key, alice's k2, bob's k
@@ -49,7 +50,7 @@ CAF_TEST(at most max_waiting repeats wait per idem) {
   CAF_CHECK(waits.enter(key) == idem_waits::verdict::first);
   for (size_t i = 0; i < idem_waits::max_waiting; ++i) {
     CAF_CHECK(waits.enter(key) == idem_waits::verdict::waits);
-    waits.wait(key, [] {});
+    waits.wait(key, [](idem_waits::outcome) {});
   }
   CAF_CHECK(waits.enter(key) == idem_waits::verdict::refused);
   CAF_CHECK_EQUAL(waits.done(key).size(), idem_waits::max_waiting);
