@@ -13,8 +13,11 @@ free_port() {
 # comes from one address (127.0.0.1); only those the binary knows (A/Bs run
 # older binaries).
 load_flags() {
-  local flags="--max-connections-per-address=0"
-  if "$1" --help 2>&1 | grep -q -- --handshake-rate-per-address; then
+  local flags="--max-connections-per-address=0" help
+  # Read whole first: `--help | grep -q` under pipefail fails whenever grep
+  # quits before the binary's last write (SIGPIPE), which dropped the flag.
+  help=$("$1" --help 2>&1)
+  if grep -q -- --handshake-rate-per-address <<< "$help"; then
     flags+=" --handshake-rate-per-address=0"
   fi
   echo "$flags"
