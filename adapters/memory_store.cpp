@@ -1,5 +1,6 @@
 #include "adapters/memory_store.hpp"
 
+#include "flow/idem_waits.hpp"
 #include "protocol/error.hpp"
 #include "protocol/frames.hpp"
 #include "util/log.hpp"
@@ -64,10 +65,9 @@ void memory_store_state::pop_oldest(inbox& box) {
 
 namespace {
 
-/// The key of an idempotency record: the length prefix keeps uid "a:b" +
-/// idem "c" apart from uid "a" + idem "b:c" (the API's uid is empty).
+/// The key of an idempotency record (the API's uid is empty).
 std::string idem_key(const delivery& d) {
-  return std::to_string(d.from.size()) + ':' + d.from + ':' + d.idem;
+  return idem_waits::key(d.from, d.idem);
 }
 
 } // namespace

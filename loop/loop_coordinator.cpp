@@ -205,9 +205,8 @@ private:
   bool resume(caf::resumable* job) {
     switch (job->resume(this, throughput_)) {
     case caf::resumable::resume_later:
-      // Keeps its reference.
+      // Keeps its reference; the drain under way runs or posts it.
       local_.push_back(job);
-      schedule_drain();
       return true;
     case caf::resumable::done:
     case caf::resumable::awaiting_message:
