@@ -55,11 +55,17 @@ using connection_actor = caf::typed_actor<
 struct frame_context {
   conn_ref sender;
   connection_actor connection;
+  /// The client's address as the handshake middlewares left it, keyed as
+  /// the per-address budgets count it (`address_key`: an IPv6 host by its
+  /// /64). A behaviour that sends for the client sets it as the delivery's
+  /// `sender_address`, so that the client's address pays for what it stores.
+  std::string address;
 };
 
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, frame_context& x) {
-  return f(caf::meta::type_name("frame_context"), x.sender, x.connection);
+  return f(caf::meta::type_name("frame_context"), x.sender, x.connection,
+           x.address);
 }
 
 /// Handles the client frames of one or more types. The answer is the JSON

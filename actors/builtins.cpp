@@ -279,7 +279,8 @@ void run_builtin(Self* self, const builtins_config& cfg,
       ctx,
       f,
       ops::origin{ctx.sender.uid, ctx.sender.conn, ops::frame_max_uids,
-                  static_cast<size_t>(cfg.messages.max_message_bytes)},
+                  static_cast<size_t>(cfg.messages.max_message_bytes),
+                  ctx.address},
       std::make_shared<const builtin_done>(std::move(reply))};
   for (auto& entry : builtin_table<Self>)
     if (type == entry.type)

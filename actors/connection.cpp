@@ -1,6 +1,7 @@
 #include "actors/connection.hpp"
 
 #include "actors/builtins.hpp"
+#include "flow/handshake_budget.hpp"
 #include "middleware/jwt.hpp"
 #include "protocol/frames.hpp"
 #include "protocol/operations.hpp"
@@ -207,7 +208,8 @@ bool connection_state::dispatch(std::string text) {
     fail(req, ec::unknown_type, "no behaviour for type '" + frame->type + "'");
     return false;
   }
-  frame_context ctx{who, caf::actor_cast<connection_actor>(self)};
+  frame_context ctx{who, caf::actor_cast<connection_actor>(self),
+                    address ? *address : std::string{}};
   if (handler == env->builtins)
     run_builtin(
         self, env->builtins_cfg, env->registry, ctx, *frame->body,
@@ -316,10 +318,13 @@ connection(connection_actor::stateful_pointer<connection_state> self,
   st.self = self;
   st.env = std::move(env);
   st.sink = std::move(sink);
-  if (auto s = st.sink.lock())
+  if (auto s = st.sink.lock()) {
     if (auto coded = dynamic_cast<codec_sink*>(s.get());
         coded && coded->codec() && !coded->codec()->identity())
       st.codec = coded->codec();
+    st.address =
+        std::make_unique<const std::string>(address_key(s->client_address()));
+  }
   st.limiter = rate_limiter{st.env->rate_limit};
   st.opening = std::make_unique<opening_state>();
   auto& ctx = st.opening->context;

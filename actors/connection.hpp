@@ -134,6 +134,11 @@ struct connection_state {
   frame_codec_ptr codec;
   /// Who this is; the open chain may have changed the handshake's.
   conn_ref who;
+  /// The client's address as the store budgets count it (`address_key`),
+  /// taken at the start: frames still in the mailbox when the socket is
+  /// gone are charged to it too. Behind a pointer: a std::string here
+  /// would take the actor past its size class (see above).
+  std::unique_ptr<const std::string> address;
   /// While opening; once open, kept only with `group-join=token` (the
   /// token's groups decide which groups it may join).
   std::unique_ptr<opening_state> opening;

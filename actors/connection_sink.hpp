@@ -21,6 +21,13 @@ public:
   /// REGISTRY writes only while `queued_bytes()` leaves room) never close it.
   virtual void write(frame_ptr frame, bool counted) = 0;
 
+  /// The client's address as the handshake middlewares left it (empty:
+  /// none known).
+  virtual const std::string& client_address() const {
+    static const std::string none;
+    return none;
+  }
+
   /// Bytes of every frame queued and not yet written.
   virtual uint64_t queued_bytes() const { return 0; }
 

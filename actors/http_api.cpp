@@ -201,7 +201,7 @@ struct api_call {
 
 /// The API sends as nobody, and may name more uids than a client.
 const ops::origin api_origin{
-    {}, {}, ops::api_max_uids, ops::api_max_data_bytes};
+    {}, {}, ops::api_max_uids, ops::api_max_data_bytes, {}};
 
 /// POST /api/send: one uid, a list, or one connection (`to_conn`).
 void api_send(const api_call& call) {

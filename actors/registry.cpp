@@ -133,11 +133,23 @@ void registry_state::init(registry_config config, state_store_actor st,
   // its own): no timeout to arm per message. A custom store gets one.
   store_timeout = cfg.custom_store ? caf::duration{cfg.request_timeout}
                                    : caf::duration{caf::infinite};
-  auto rate = static_cast<double>(cfg.stored_bytes_rate);
-  auto burst = 2.0 * std::max(rate, static_cast<double>(cfg.max_fanout_bytes));
-  auto kept = static_cast<double>(cfg.stored_bytes_kept);
-  auto window = std::chrono::duration<double>(cfg.inbox_max_age).count();
-  budgets = store_budgets{{rate, burst}, {kept / std::max(window, 1.0), kept}};
+  // Bursts of twice the rate or of one largest message; the kept bucket
+  // refills over inbox-max-age.
+  auto budgets_of = [this](uint64_t rate_setting, uint64_t kept_setting,
+                           uint32_t publishes) {
+    auto rate = static_cast<double>(rate_setting);
+    auto burst =
+        2.0 * std::max(rate, static_cast<double>(cfg.max_fanout_bytes));
+    auto kept = static_cast<double>(kept_setting);
+    auto window = std::chrono::duration<double>(cfg.inbox_max_age).count();
+    return store_budgets{
+        {rate, burst}, {kept / std::max(window, 1.0), kept}, publishes};
+  };
+  budgets = budgets_of(cfg.stored_bytes_rate, cfg.stored_bytes_kept,
+                       store_budgets::max_publishes_in_flight);
+  address_budgets = budgets_of(cfg.stored_bytes_rate_per_address,
+                               cfg.stored_bytes_kept_per_address,
+                               max_address_publishes_in_flight);
   self->set_down_handler([this](caf::down_msg& dm) {
     // A connection actor died without saying goodbye.
     for (auto& [id, conn] : connections)

@@ -316,6 +316,10 @@ void registry_state::remove(const std::string& conn_id) {
     budgets.prune(conns_by_uid.size(), connected, now);
     replays.prune(conns_by_uid.size(), connected, now);
     lookups.prune(conns_by_uid.size(), connected, now);
+    // Which addresses are connected is the sessions' to know: only full
+    // buckets go, as good as none.
+    address_budgets.prune(
+        connections.size(), [](const std::string&) { return false; }, now);
   }
   binding b{who.uid, who.node, who.conn, cfg.who.incarnation};
   self->request(store, store_timeout, atom::unbind_v, b)

@@ -2,6 +2,7 @@
 // asks, the store's answer, and the route that follows.
 
 #include "actors/registry.hpp"
+#include "flow/handshake_budget.hpp"
 #include "protocol/frames.hpp"
 #include "protocol/operations.hpp"
 
@@ -34,19 +35,26 @@ idem_waits::outcome idem_outcome_of(const route_table& routes) {
   return idem_waits::outcome::recorded;
 }
 
-caf::error store_budget_exceeded(const std::string& uid,
+/// The refusal of a durable delivery whose sender's budget in `spent` (`who`:
+/// the uid's, or its client address's with the options' `suffix`) is spent.
+caf::error store_budget_exceeded(const store_budgets& spent,
+                                 const std::string& who,
+                                 std::string_view suffix,
                                  store_budgets::verdict why) {
   using verdict = store_budgets::verdict;
+  auto option = [suffix](const char* name) {
+    return std::string{name} + std::string{suffix};
+  };
   auto reason =
       why == verdict::too_much_kept
-          ? "has stored more bytes than stored-bytes-kept allows per "
-            "inbox-max-age; try again later"
+          ? "has stored more bytes than " + option("stored-bytes-kept") +
+                " allows per inbox-max-age; try again later"
       : why == verdict::too_many_publishes
-          ? "has " + std::to_string(store_budgets::max_publishes_in_flight) +
+          ? "has " + std::to_string(spent.publishes_limit()) +
                 " durable publishes waiting for the store; try again shortly"
-          : "stores more bytes per second than stored-bytes-rate allows; try "
-            "again shortly";
-  return make_error(ec::rate_limited, "'" + uid + "' " + reason);
+          : "stores more bytes per second than " + option("stored-bytes-rate") +
+                " allows; try again shortly";
+  return make_error(ec::rate_limited, who + " " + reason);
 }
 
 /// The refusal of a volatile delivery whose sender's `lookups` bucket is in
@@ -135,10 +143,21 @@ caf::error registry_state::prepare(delivery& d) {
   auto publish = d.kind == delivery_kind::group;
   auto now = store_budgets::clock::now();
   if (d.durable) {
+    // Keyed as the connection quota counts addresses (an IPv6 host by its
+    // /64; the CONNECTION keys it already, an embedder may not have).
+    d.sender_address = cfg.stored_bytes_rate_per_address > 0
+                           ? address_key(d.sender_address)
+                           : std::string{};
     auto verdict = budgets.check(d.from, now, publish);
     if (verdict != store_budgets::verdict::may)
-      return store_budget_exceeded(d.from, verdict);
+      return store_budget_exceeded(budgets, "'" + d.from + "'", "", verdict);
+    verdict = address_budgets.check(d.sender_address, now, publish);
+    if (verdict != store_budgets::verdict::may)
+      return store_budget_exceeded(address_budgets, "this client address",
+                                   "-per-address", verdict);
     budgets.reserve(d.from, reserved_receivers(d), d.data.size(), publish);
+    address_budgets.reserve(d.sender_address, reserved_receivers(d),
+                            d.data.size(), publish);
     d.msg_id = make_msg_id();
   } else {
     // What is in flight counts as well: a publish's members are known only
@@ -155,9 +174,11 @@ caf::error registry_state::prepare(delivery& d) {
 
 void registry_state::settle(const delivery& d) {
   auto publish = d.kind == delivery_kind::group;
-  if (d.durable)
+  if (d.durable) {
     budgets.release(d.from, reserved_receivers(d), d.data.size(), publish);
-  else
+    address_budgets.release(d.sender_address, reserved_receivers(d),
+                            d.data.size(), publish);
+  } else
     lookups.release(d.from, reserved_receivers(d), 0, publish, false);
 }
 
@@ -361,10 +382,13 @@ caf::result<atom::ok> registry_state::broadcast(delivery d) {
 void registry_state::dispatch(delivery d, route_table routes,
                               size_t receivers) {
   settle(d);
-  if (d.durable)
-    budgets.charge(d.from, receivers, d.data.size(), new_inboxes_of(routes),
+  if (d.durable) {
+    auto new_inboxes = new_inboxes_of(routes);
+    budgets.charge(d.from, receivers, d.data.size(), new_inboxes,
                    d.idem.size());
-  else
+    address_budgets.charge(d.sender_address, receivers, d.data.size(),
+                           new_inboxes, d.idem.size());
+  } else
     lookups.charge(d.from, receivers, 0);
   d.idem.clear(); // the receivers need no idem
   watch_unread(d, routes);

@@ -175,13 +175,15 @@ void log_started(const options& opts, const std::string& node_id, uint16_t port,
     log::warn("auth=none on a non-loopback address: any client can claim any "
               "uid; use auth=jwt in production");
   if (opts.max_connections_per_address == 0 &&
-      opts.handshake_rate_per_address != 0)
+      (opts.handshake_rate_per_address != 0 ||
+       opts.stored_bytes_rate_per_address != 0))
     log::warn(
-        "max-connections-per-address=0 but handshake-rate-per-address={}: "
-        "if every client comes through one proxy address, all of them "
-        "share that rate (set it to 0 too, or give the handshake chain "
-        "a middleware that sets the client's address)",
-        opts.handshake_rate_per_address);
+        "max-connections-per-address=0 but handshake-rate-per-address={} "
+        "and stored-bytes-rate-per-address={}: if every client comes "
+        "through one proxy address, all of them share those budgets (set "
+        "them to 0 too, or give the handshake chain a middleware that sets "
+        "the client's address)",
+        opts.handshake_rate_per_address, opts.stored_bytes_rate_per_address);
 }
 
 } // namespace

@@ -20,6 +20,8 @@ registry_config registry(const options& opts, const node_identity& who,
   result.idempotency_window = opts.idempotency_window;
   result.stored_bytes_rate = opts.stored_bytes_rate;
   result.stored_bytes_kept = opts.stored_bytes_kept;
+  result.stored_bytes_rate_per_address = opts.stored_bytes_rate_per_address;
+  result.stored_bytes_kept_per_address = opts.stored_bytes_kept_per_address;
   result.inbox_max_age = opts.inbox_max_age;
   result.max_fanout_bytes = opts.max_fanout_bytes;
   result.send_queue_limit = opts.send_queue_limit;

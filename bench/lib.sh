@@ -17,9 +17,12 @@ load_flags() {
   # Read whole first: `--help | grep -q` under pipefail fails whenever grep
   # quits before the binary's last write (SIGPIPE), which dropped the flag.
   help=$("$1" --help 2>&1)
-  if grep -q -- --handshake-rate-per-address <<< "$help"; then
-    flags+=" --handshake-rate-per-address=0"
-  fi
+  local limit
+  for limit in handshake-rate-per-address stored-bytes-rate-per-address; do
+    if grep -q -- "--$limit" <<< "$help"; then
+      flags+=" --$limit=0"
+    fi
+  done
   echo "$flags"
 }
 

@@ -51,7 +51,7 @@ S3_BROADCASTS=${S3_BROADCASTS:-20}; S4_GROUPS=${S4_GROUPS:-100}; S4_GROUP_SIZE=$
 S4_DURATION=${S4_DURATION:-10}
 FANOUT_IO_THREADS=${FANOUT_IO_THREADS:-"1 2"}; FANOUT_DURATION=${FANOUT_DURATION:-10}
 FANOUT_SENDERS=${FANOUT_SENDERS:-4}; FANOUT_WINDOW=${FANOUT_WINDOW:-4}; FANOUT_ARGS=${FANOUT_ARGS:-}
-FANOUT_NODE_FLAGS=${FANOUT_NODE_FLAGS:-"--state=memory --client-broadcast=true --rate-limit=0 --max-connections=200000 --max-connections-per-address=0 --handshake-rate-per-address=0 --log-level=warn"}
+FANOUT_NODE_FLAGS=${FANOUT_NODE_FLAGS:-"--state=memory --client-broadcast=true --rate-limit=0 --max-connections=200000 --max-connections-per-address=0 --handshake-rate-per-address=0 --stored-bytes-rate-per-address=0 --log-level=warn"}
 
 stamp=$(date +%Y%m%d-%H%M%S)
 RES=$BENCH_HERE/results/$stamp
@@ -236,7 +236,7 @@ meta = {
     "machine": f"{os.cpu_count()} cores ({cpu}), {mem} RAM, {platform.system()} {platform.release()}",
     "fd limit per process": run("ulimit -Hn"),
     "toolchain": run("c++ --version") + "; " + run("node --version") + "; " + run("redis-server --version"),
-    "wscluster flags": "--state=redis --cluster-listen=127.0.0.1:0 --client-broadcast=true --rate-limit=0 --max-connections=200000 --max-connections-per-address=0 --handshake-rate-per-address=0 --log-level=warn (bench/peer/start.sh)",
+    "wscluster flags": "--state=redis --cluster-listen=127.0.0.1:0 --client-broadcast=true --rate-limit=0 --max-connections=200000 --max-connections-per-address=0 --handshake-rate-per-address=0 --stored-bytes-rate-per-address=0 --log-level=warn (bench/peer/start.sh)",
     "raw results": os.path.relpath(os.path.dirname(out), os.getcwd()),
     "commands": cmds,
 }

@@ -887,6 +887,7 @@ async def main_async(args):
     os.makedirs(outdir, exist_ok=True)
     dr_opts, dr_note = durable_replicas_option(args)
     options = {"max-connections-per-address": 0, "handshake-rate-per-address": 0,
+               "stored-bytes-rate-per-address": 0,
                "max-connections-per-uid": 0,
                "max-connections": 100000, "log-level": "info"}
     options.update(dr_opts)
@@ -997,7 +998,7 @@ def markdown(rep):
                  rep["binary"].get("sha256"), rep["binary"].get("git_head")))
     L.append("")
     L.append("Setup: one Redis Cluster of 3 masters + 3 replicas (`cluster-node-timeout 1000`), "
-             "N nodes (`redis=cluster://...`, defaults but `max-connections-per-address=0` and `handshake-rate-per-address=0`), all "
+             "N nodes (`redis=cluster://...`, defaults but `max-connections-per-address=0`, `handshake-rate-per-address=0` and `stored-bytes-rate-per-address=0`), all "
              "on 127.0.0.1 of this 2-core box, sharing it with the clients and with other "
              "work (\"other cores\" below: CPU used by processes not of this run). "
              "%d connections: %d IM clients of the fault suite (Python; random cross-node "

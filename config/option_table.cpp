@@ -302,6 +302,19 @@ std::vector<option_spec> client_options() {
        "bounds what Redis keeps of one uid's messages; beyond: error "
        "rate_limited; 0: no bound",
        uint_field(&options::stored_bytes_kept, 0, 1ull << 50)},
+      {"stored-bytes-rate-per-address", "4194304",
+       "bytes per second the durable sends and publishes of all uids "
+       "connected from one client address (as max-connections-per-address "
+       "counts it) may store on this node, counted as for stored-bytes-rate "
+       "(burst: twice the larger of this and max-fanout-bytes); beyond: "
+       "error rate_limited; 0: no per-address budget at all, kept included "
+       "(behind a proxy every client has the proxy's address)",
+       uint_field(&options::stored_bytes_rate_per_address, 0, 1ull << 32)},
+      {"stored-bytes-kept-per-address", "4294967296",
+       "bytes the durable sends and publishes of all uids of one client "
+       "address may store on this node per inbox-max-age, as "
+       "stored-bytes-kept counts for one uid; 0: no such bound",
+       uint_field(&options::stored_bytes_kept_per_address, 0, 1ull << 50)},
       {"memory-store-max-bytes", "268435456",
        "state=memory: bytes all inboxes of this node may hold together "
        "(each receiver's copy of a message and its bookkeeping); a durable "

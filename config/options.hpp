@@ -127,6 +127,11 @@ struct options {
   /// this node (receivers times payload); beyond: `rate_limited`.
   uint64_t stored_bytes_rate = 1u << 20;
   uint64_t stored_bytes_kept = 1ull << 30;
+  /// The same two budgets for all uids of one client address together
+  /// (under auth=none one address may take any number of uids); rate 0: no
+  /// per-address budget.
+  uint64_t stored_bytes_rate_per_address = 4u << 20;
+  uint64_t stored_bytes_kept_per_address = 4ull << 30;
   /// `state=memory`: bytes all inboxes of the node may hold together (each
   /// message's copies and their bookkeeping); beyond: `unavailable`. The
   /// per-uid budgets bound one uid; this bounds the node (Redis has its

@@ -42,7 +42,7 @@ store_budgets::verdict store_budgets::check(const std::string& uid,
     return verdict::too_fast;
   if (kept_.burst > 0 && b.kept <= 0)
     return verdict::too_much_kept;
-  if (publish && b.publishes_in_flight >= max_publishes_in_flight)
+  if (publish && b.publishes_in_flight >= publishes_limit_)
     return verdict::too_many_publishes;
   return verdict::may;
 }

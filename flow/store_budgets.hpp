@@ -45,9 +45,11 @@ public:
   }
 
   /// `kept` bounds what a uid stores over a long window as well (burst 0:
-  /// no such bound).
-  store_budgets(allowance per_second, allowance kept)
-      : per_second_(per_second), kept_(kept) {
+  /// no such bound); at most `publishes` publishes of one key wait for the
+  /// store at once.
+  store_budgets(allowance per_second, allowance kept,
+                uint32_t publishes = max_publishes_in_flight)
+      : per_second_(per_second), kept_(kept), publishes_limit_(publishes) {
     // nop
   }
 
@@ -64,11 +66,15 @@ public:
     return check(uid, now, publish) == verdict::may;
   }
 
-  /// Durable publishes of one uid that may wait for the store at once: a
-  /// publish's receivers are known only from the store's answer, so only
-  /// its first copy is reserved, and this bounds what the others can add
-  /// before they are charged (each at most `max-fanout-bytes`).
+  /// Durable publishes of one uid that may wait for the store at once (by
+  /// default): a publish's receivers are known only from the store's
+  /// answer, so only its first copy is reserved, and this bounds what the
+  /// others can add before they are charged (each at most
+  /// `max-fanout-bytes`).
   static constexpr uint32_t max_publishes_in_flight = 8;
+
+  /// The publishes of one key that may wait for the store at once.
+  uint32_t publishes_limit() const { return publishes_limit_; }
 
   /// Takes from `uid`'s bucket, when a durable message is admitted, the
   /// most it can cost: each of `receivers` copies and an inbox each may
@@ -146,6 +152,7 @@ private:
 
   allowance per_second_;
   allowance kept_;
+  uint32_t publishes_limit_ = max_publishes_in_flight;
   std::unordered_map<std::string, bucket> buckets_;
   clock::time_point last_sweep_;
 };

@@ -60,6 +60,7 @@ public:
   void write(frame_ptr frame, bool counted) override;
 
   uint64_t queued_bytes() const override;
+  const std::string& client_address() const override { return address_; }
 
   void close(uint16_t code, std::string reason) override;
 

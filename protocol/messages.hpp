@@ -172,6 +172,10 @@ struct delivery {
   /// inbox belongs to a uid, not to one of its connections); `uids` stays
   /// empty, the receiving node writes the connection's uid as `to`.
   std::string to_conn;
+  /// The client address of the sending connection (empty: the HTTP API or
+  /// an embedder's behaviour): the sender's node charges its per-address
+  /// store budget. Not inspected: it stays on the sender's node.
+  std::string sender_address;
 };
 
 template<class Inspector>

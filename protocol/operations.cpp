@@ -136,13 +136,25 @@ caf::error read_addressing(const json& object, const std::string& own_conn,
   return caf::none;
 }
 
+namespace {
+
+/// A delivery of `from` carrying `data`.
+delivery delivery_from(delivery_kind kind, const origin& from, std::string data,
+                       bool durable = false) {
+  auto d = frames::make_delivery(kind, from.uid, std::move(data), durable);
+  d.sender_address = from.address;
+  return d;
+}
+
+} // namespace
+
 caf::expected<delivery> send(const json& object, const origin& from,
                              bool durable, uint64_t max_fanout_bytes) {
   auto data = data_field(object, from.max_data_bytes);
   if (!data)
     return std::move(data.error());
-  auto d = frames::make_delivery(delivery_kind::message, from.uid,
-                                 std::move(*data), durable);
+  auto d =
+      delivery_from(delivery_kind::message, from, std::move(*data), durable);
   if (auto err = read_addressing(object, from.conn, true, d))
     return err;
   bool to_conn = !d.to_conn.empty();
@@ -170,8 +182,7 @@ caf::expected<delivery> publish(const json& object, const origin& from,
   auto data = data_field(object, from.max_data_bytes);
   if (!data)
     return std::move(data.error());
-  auto d = frames::make_delivery(delivery_kind::group, from.uid,
-                                 std::move(*data), durable);
+  auto d = delivery_from(delivery_kind::group, from, std::move(*data), durable);
   d.group = std::move(*group);
   if (auto err = read_idem(object, d.idem))
     return err;
@@ -184,8 +195,7 @@ caf::expected<delivery> broadcast(const json& object, const origin& from) {
   auto data = data_field(object, from.max_data_bytes);
   if (!data)
     return std::move(data.error());
-  auto d = frames::make_delivery(delivery_kind::broadcast, from.uid,
-                                 std::move(*data));
+  auto d = delivery_from(delivery_kind::broadcast, from, std::move(*data));
   if (auto err = read_addressing(object, from.conn, false, d))
     return err;
   return d;

@@ -48,6 +48,8 @@ struct origin {
   /// so the frame's own bound does not bound it (`max-message-bytes`, or
   /// api_max_data_bytes).
   size_t max_data_bytes = api_max_data_bytes;
+  /// The client's address (empty for the API): see delivery::sender_address.
+  std::string address;
 };
 
 /// A required string field holding a valid name (uid or group).

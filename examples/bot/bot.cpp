@@ -95,6 +95,8 @@ bot(wsc::behaviour_actor::stateful_pointer<bot_state> self,
           d.data = json{{"text", *text}, {"for", ctx.sender.uid}}.dump();
           d.ts = now_ms();
           d.uids = {*to};
+          // The client who asked pays for it in its address' store budget.
+          d.sender_address = ctx.address;
           // The reply waits for the REGISTRY: a null answer means `ack`.
           auto rp = self->make_response_promise<wsc::json_ptr>();
           self->request(self->state.messaging, self->state.timeout,

@@ -410,8 +410,9 @@ class Node:
         return body["online"]
 
     def ws(self, uid=None, query=None, headers=None, timeout=5.0, welcome=True, rcvbuf=None,
-           path="/ws"):
-        """Open a WebSocket client to ``/ws``.
+           path="/ws", source=None):
+        """Open a WebSocket client to ``/ws`` (from the local address
+        ``source``, e.g. ``127.0.0.2``, if given).
 
         ``uid`` goes in the query (``uid=``).  With ``welcome`` True the first
         frame is read and must be ``{"type":"welcome",...}``; it is kept in
@@ -424,7 +425,8 @@ class Node:
             q = dict(query)
         if uid is not None:
             q["uid"] = uid
-        client = WebSocket(self.host, self.port, path, q or None, headers, timeout, rcvbuf)
+        client = WebSocket(self.host, self.port, path, q or None, headers, timeout, rcvbuf,
+                           source=source)
         self.clients.append(client)
         client.welcome = None
         if welcome:

@@ -242,9 +242,10 @@ class WebSocket:
     """
 
     def __init__(self, host, port, path="/ws", query=None, headers=None,
-                 timeout=5.0, rcvbuf=None, connect=True):
+                 timeout=5.0, rcvbuf=None, connect=True, source=None):
         self.host = host
         self.port = port
+        self.source = source                # local address to connect from
         self.path = path
         self.query = query
         self.extra_headers = _header_items(headers)
@@ -285,6 +286,8 @@ class WebSocket:
             if self.rcvbuf is not None:
                 # Before connect(), so the advertised window is small too.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+            if self.source is not None:
+                sock.bind((self.source, 0))
             sock.settimeout(self.timeout)
             sock.connect((self.host, self.port))
         except BaseException:

@@ -16,8 +16,9 @@ using json = nlohmann::json;
 
 namespace {
 
-const ops::origin client{"alice", "n1.1.7", ops::frame_max_uids, 65536};
-const ops::origin api{{}, {}, ops::api_max_uids, ops::api_max_data_bytes};
+const ops::origin client{"alice", "n1.1.7", ops::frame_max_uids, 65536,
+                         "127.0.0.9"};
+const ops::origin api{{}, {}, ops::api_max_uids, ops::api_max_data_bytes, {}};
 
 json uids(size_t n) {
   auto list = json::array();
@@ -52,7 +53,7 @@ CAF_TEST(read_idem accepts 1 to 64 bytes of UTF - 8 only) {
 CAF_TEST(data is bounded as the node writes it out not as it came) {
   // Found by a probe review: `1e14` (4 bytes) is written out as
   // `100000000000000.0` (17): a 64 KiB frame became a 235 KB message.
-  ops::origin small{"alice", "n1.1.7", ops::frame_max_uids, 300};
+  ops::origin small{"alice", "n1.1.7", ops::frame_max_uids, 300, {}};
   std::string text = "[1e14";
   for (int i = 1; i < 40; ++i)
     text += ",1e14";
@@ -151,4 +152,19 @@ CAF_TEST(publish and broadcast take no to_conn and publish needs a group) {
   CAF_CHECK_EQUAL(d->idem, "k");
   CAF_CHECK(d->from.empty());
   CAF_CHECK_EQUAL(d->kind, delivery_kind::group);
+}
+
+CAF_TEST(what a client sends carries its address and the API none) {
+  // The sender's node charges the per-address store budget by it.
+  auto frame = json{{"to", "bob"}, {"group", "g"}, {"data", 1}};
+  for (auto* from : {&client, &api}) {
+    auto sent = ops::send(frame, *from, true, 1 << 20);
+    auto published = ops::publish(frame, *from, true);
+    auto broadcast = ops::broadcast(frame, *from);
+    CAF_REQUIRE(sent && published && broadcast);
+    CAF_CHECK_EQUAL(sent->sender_address, from->address);
+    CAF_CHECK_EQUAL(published->sender_address, from->address);
+    CAF_CHECK_EQUAL(broadcast->sender_address, from->address);
+  }
+  CAF_CHECK_EQUAL(client.address, "127.0.0.9");
 }

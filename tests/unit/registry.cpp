@@ -101,6 +101,31 @@ struct fixture : test::builtins_fixture {
     }
   }
 
+  /// Another REGISTRY on the fixture's store, from the options as they
+  /// are now.
+  messaging_actor spawn_registry() {
+    return track(sys.spawn(wsc::registry, settings::registry(opts, who, false),
+                           store, events, unread_actor{}, metrics));
+  }
+
+  /// The answer to a durable send of 10 KB from `from` at `address` to 100
+  /// uids: "ack" or the error's message.
+  std::string send_100(const messaging_actor& messaging,
+                       const std::string& from, const std::string& address) {
+    auto d = frames::make_delivery(delivery_kind::message, from,
+                                   '"' + std::string(10000, 'x') + '"', true);
+    for (int i = 0; i < 100; ++i)
+      d.uids.push_back("r" + std::to_string(i));
+    d.sender_address = address;
+    auto request = self->request(messaging, caf::infinite, atom::send_v, d);
+    run();
+    std::string outcome;
+    request.receive(
+        [&outcome](delivery_report&) { outcome = "ack"; },
+        [&outcome](caf::error& err) { outcome = error_message(err); });
+    return outcome;
+  }
+
   /// A PEER actor for node n2 that records the batches it gets; it confirms
   /// them (gives credit back) only if `confirm`.
   peer_actor spawn_peer(std::vector<delivery_batch>& received, bool confirm) {
@@ -784,6 +809,88 @@ CAF_TEST(volatile publishes of a uid waiting for the store are bounded) {
   auto d = frames::make_delivery(delivery_kind::group, "alice", "2");
   d.group = "g";
   auto again = self->request(messaging, caf::infinite, atom::publish_v, d);
+  run();
+  again.receive([](delivery_report&) {},
+                [](caf::error& err) { CAF_FAIL("refused: " << err); });
+}
+
+CAF_TEST(the uids of one client address share its store budget) {
+  // helper-51's probe: under auth=none one address took 2,417 uids, each
+  // with a full budget of its own, and filled Redis (1.17 GB in 8 s).
+  opts.stored_bytes_rate = 64 << 20;         // per uid: far from binding here
+  opts.stored_bytes_rate_per_address = 1024; // burst: 2 x max-fanout-bytes
+  auto messaging = spawn_registry();
+  // Each send reserves 100 x (10,002 + 64) + 100 x 4,400 = 1,446,600 bytes
+  // of the address' 2 MiB: the second runs it into debt, the third is
+  // refused, whichever uid sends it. An IPv6 host counts by its /64.
+  CAF_CHECK_EQUAL(send_100(messaging, "a1", "2001:db8::1"), "ack");
+  CAF_CHECK_EQUAL(send_100(messaging, "a2", "2001:db8::2"), "ack");
+  auto refused = send_100(messaging, "a3", "2001:db8::3");
+  CAF_CHECK_NOT_EQUAL(refused.find("this client address"), std::string::npos);
+  CAF_CHECK_NOT_EQUAL(refused.find("stored-bytes-rate-per-address"),
+                      std::string::npos);
+  // Another address, and the API (no address), are not affected.
+  CAF_CHECK_EQUAL(send_100(messaging, "a3", "2001:db8:0:1::3"), "ack");
+  CAF_CHECK_EQUAL(send_100(messaging, "a4", ""), "ack");
+}
+
+CAF_TEST(what one client address keeps is bounded and rate 0 turns both off) {
+  opts.stored_bytes_rate = 64 << 20;
+  opts.stored_bytes_rate_per_address = 64 << 20;
+  opts.stored_bytes_kept_per_address = 1'000'000;
+  auto kept = spawn_registry();
+  // 1,446,600 bytes per send: the first runs the kept bucket into debt.
+  CAF_CHECK_EQUAL(send_100(kept, "a1", "10.0.0.1"), "ack");
+  auto refused = send_100(kept, "a2", "10.0.0.1");
+  CAF_CHECK_NOT_EQUAL(refused.find("stored-bytes-kept-per-address"),
+                      std::string::npos);
+  opts.stored_bytes_rate_per_address = 0;
+  auto off = spawn_registry();
+  for (int i = 0; i < 3; ++i)
+    CAF_CHECK_EQUAL(send_100(off, "a" + std::to_string(i), "10.0.0.1"), "ack");
+}
+
+CAF_TEST(durable publishes of one client address waiting for the store are bounded) {
+  // helper-54: a publish is charged for its members only once stored, and
+  // the cap of publishes waiting was per uid: 120 uids of one address with
+  // 8 publishes each stored 223 MB in 3.4 s past the address' 8 MiB burst.
+  auto limit = registry_state::max_address_publishes_in_flight;
+  for (uint32_t i = 0; i < limit + 8; ++i) // a publisher must be a member
+    caf::anon_send(store, atom::join_v, "u" + std::to_string(i),
+                   std::string{"g"}, uint32_t{100});
+  run();
+  messaging_actor messaging = registry;
+  auto publish = [&](int from) {
+    auto d = frames::make_delivery(delivery_kind::group,
+                                   "u" + std::to_string(from), "1", true);
+    d.group = "g";
+    d.sender_address = "10.0.0.1";
+    return self->request(messaging, caf::infinite, atom::publish_v, d);
+  };
+  // One publish of each of limit + 8 uids: the REGISTRY takes them all
+  // before the store answers any.
+  std::vector<decltype(publish(0))> requests;
+  for (uint32_t i = 0; i < limit + 8; ++i)
+    requests.push_back(publish(static_cast<int>(i)));
+  for (uint32_t i = 0; i < limit + 8; ++i) {
+    sched.prioritize(registry);
+    sched.run_once();
+  }
+  run();
+  size_t stored = 0;
+  size_t waiting = 0;
+  for (auto& request : requests)
+    request.receive([&stored](delivery_report&) { ++stored; },
+                    [&waiting](caf::error& err) {
+                      waiting += err == ec::rate_limited &&
+                                 error_message(err).find(
+                                     "this client address has 32 durable "
+                                     "publishes waiting") != std::string::npos;
+                    });
+  CAF_CHECK_EQUAL(stored, limit);
+  CAF_CHECK_EQUAL(waiting, 8u);
+  // Once answered, the address publishes again.
+  auto again = publish(0);
   run();
   again.receive([](delivery_report&) {},
                 [](caf::error& err) { CAF_FAIL("refused: " << err); });
