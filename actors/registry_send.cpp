@@ -79,17 +79,6 @@ size_t receivers_of(const route_table& routes) {
   return n;
 }
 
-/// Inboxes a durable message started: its copy there is seq 1.
-size_t new_inboxes_of(const route_table& routes) {
-  auto first = [](const std::vector<uint64_t>& seqs) {
-    return static_cast<size_t>(std::count(seqs.begin(), seqs.end(), 1u));
-  };
-  auto n = first(routes.offline_seqs);
-  for (auto& nr : routes.nodes)
-    n += first(nr.seqs);
-  return n;
-}
-
 /// A send's report: one entry per uid, its connections on every node
 /// added up.
 delivery_report report_per_uid(const delivery& d, const route_table& routes) {
@@ -362,7 +351,7 @@ void registry_state::dispatch(delivery d, route_table routes,
                               size_t receivers) {
   settle(d);
   if (d.durable)
-    budgets.charge(d.from, receivers, d.data.size(), new_inboxes_of(routes),
+    budgets.charge(d.from, receivers, d.data.size(), routes.new_inboxes,
                    d.idem.size());
   else
     lookups.charge(d.from, receivers, 0);
