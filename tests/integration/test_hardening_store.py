@@ -259,6 +259,30 @@ class StoreBase(HarnessMixin):
         self.assertEqual([m["data"] for m in messages(fred, 7)], new_data)
         self.assertNoFrame(fred, lambda f: f.get("type") == "message", 0.3, "extra")
 
+    def test_a_device_connected_while_its_inbox_expires_stays_connected(self):
+        # The new life's seqs continue past the earlier life's: on Redis up
+        # to 31 past the device's last frame (the store knows the last seq
+        # within 15). That gap after a silence of inbox-max-age is no loss:
+        # the device gets the new message and stays connected (its catch-up
+        # once said too_old and closed it with 1013).
+        node = self.node(**{"inbox-max-age": "1s"})
+        alice = node.ws("alice")
+        bob = node.ws("bob", query={"device": "d"})
+        self.send_all(alice, "bob", ["b1", "b2", "b3"])
+        self.assertEqual([m["seq"] for m in messages(bob, 3)], [1, 2, 3])
+        if self.redis:
+            wait_until(lambda: self.redis.command("EXISTS", ukey("bob", "in")) == 0, 5,
+                       what="inbox expired")
+        else:
+            time.sleep(1.3)
+        self.send_all(alice, "bob", ["n1"])
+        (m,) = messages(bob, 1)
+        first = 17 if self.redis else 4
+        self.assertEqual((m["seq"], m["data"]), (first, "n1"))
+        self.send_all(alice, "bob", ["n2"])
+        (m,) = messages(bob, 1)
+        self.assertEqual((m["seq"], m["data"]), (first + 1, "n2"))
+
     # -- finding 3 ------------------------------------------------------------
 
     def test_paged_replay_of_a_large_inbox(self):
