@@ -87,17 +87,6 @@ size_t receivers_of(const route_table& routes) {
   return n;
 }
 
-/// Inboxes a durable message started: its copy there is seq 1.
-size_t new_inboxes_of(const route_table& routes) {
-  auto first = [](const std::vector<uint64_t>& seqs) {
-    return static_cast<size_t>(std::count(seqs.begin(), seqs.end(), 1u));
-  };
-  auto n = first(routes.offline_seqs);
-  for (auto& nr : routes.nodes)
-    n += first(nr.seqs);
-  return n;
-}
-
 /// A send's report: one entry per uid, its connections on every node
 /// added up.
 delivery_report report_per_uid(const delivery& d, const route_table& routes) {
@@ -383,11 +372,10 @@ void registry_state::dispatch(delivery d, route_table routes,
                               size_t receivers) {
   settle(d);
   if (d.durable) {
-    auto new_inboxes = new_inboxes_of(routes);
-    budgets.charge(d.from, receivers, d.data.size(), new_inboxes,
+    budgets.charge(d.from, receivers, d.data.size(), routes.new_inboxes,
                    d.idem.size());
     address_budgets.charge(d.sender_address, receivers, d.data.size(),
-                           new_inboxes, d.idem.size());
+                           routes.new_inboxes, d.idem.size());
   } else
     lookups.charge(d.from, receivers, 0);
   d.idem.clear(); // the receivers need no idem

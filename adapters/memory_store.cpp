@@ -28,6 +28,10 @@ uint64_t memory_store_state::inbox_cost(std::string_view uid) {
   return 2 * uid.size() + sizeof(inbox) + 512;
 }
 
+uint64_t memory_store_state::ended_cost(std::string_view uid) {
+  return 2 * uid.size() + sizeof(ended_life) + 128;
+}
+
 void memory_store_state::drop(
     std::unordered_map<std::string, inbox>::iterator i) {
   auto& box = i->second;
@@ -36,19 +40,44 @@ void memory_store_state::drop(
     bytes += message_cost(msg);
   stored_bytes -= std::min(stored_bytes, bytes);
   expiry.erase(box.expiry);
+  if (box.last_seq > 0) {
+    auto at = ended_expiry.emplace(box.appended, i->first);
+    ended.emplace(i->first, ended_life{box.last_seq, at});
+    stored_bytes += ended_cost(i->first);
+  }
   inboxes.erase(i);
+}
+
+void memory_store_state::forget(
+    std::unordered_map<std::string, ended_life>::iterator i) {
+  stored_bytes -= std::min(stored_bytes, ended_cost(i->first));
+  ended_expiry.erase(i->second.expiry);
+  ended.erase(i);
+}
+
+uint64_t memory_store_state::take_ended(const std::string& uid, int64_t now) {
+  auto i = ended.find(uid);
+  if (i == ended.end())
+    return 0;
+  auto last =
+      hint_expired(i->second.expiry->first, now) ? 0 : i->second.last_seq;
+  forget(i);
+  return last;
 }
 
 caf::error
 memory_store_state::check_room(const delivery& d,
                                const std::unordered_set<std::string_view>& uids,
-                               int64_t now) const {
+                               int64_t now) {
   if (cfg.max_stored_bytes == 0)
     return caf::none;
   auto copy = message_cost(d);
   uint64_t bytes = 0;
   for (auto uid : uids)
     bytes += copy + (find(std::string{uid}, now) ? 0 : inbox_cost(uid));
+  // Messages come before the hints of ended lives.
+  while (stored_bytes + bytes > cfg.max_stored_bytes && !ended_expiry.empty())
+    forget(ended.find(ended_expiry.begin()->second));
   if (stored_bytes + bytes <= cfg.max_stored_bytes)
     return caf::none;
   return make_error(ec::unavailable,
@@ -99,13 +128,13 @@ memory_store_state::inbox* memory_store_state::touch(const std::string& uid,
       return nullptr;
     i = inboxes.emplace(uid, inbox{}).first;
     stored_bytes += inbox_cost(uid);
+    i->second.last_seq = take_ended(uid, now);
   } else {
     expiry.erase(i->second.expiry);
   }
   auto& box = i->second;
   if (append) {
-    if (stale(box, now)) { // a counter that starts over: nothing old stays
-      box.last_seq = 0;
+    if (stale(box, now)) { // a new life: nothing old stays but the counter
       while (!box.messages.empty())
         pop_oldest(box);
       box.cursors.clear();
@@ -126,14 +155,18 @@ memory_store_state::find(const std::string& uid, int64_t now) const {
 }
 
 void memory_store_state::sweep(int64_t now, size_t budget) {
-  for (; budget > 0 && !expiry.empty() &&
-         expiry.begin()->first < now - cfg.inbox_max_age_ms;
-       --budget) {
+  for (auto n = budget; n > 0 && !expiry.empty() &&
+                        expiry.begin()->first < now - cfg.inbox_max_age_ms;
+       --n) {
     if (auto i = inboxes.find(expiry.begin()->second); i != inboxes.end())
       drop(i);
     else
       expiry.erase(expiry.begin()); // (not expected: each has its inbox)
   }
+  for (auto n = budget; n > 0 && !ended_expiry.empty() &&
+                        hint_expired(ended_expiry.begin()->first, now);
+       --n)
+    forget(ended.find(ended_expiry.begin()->second));
 }
 
 caf::error memory_store_state::read(const std::string& uid,
@@ -283,10 +316,14 @@ memory_store_state::append(const delivery& d,
     idem_expiry.emplace_back(expires, std::move(key));
   }
   std::map<std::string, uint64_t> seqs;
+  uint32_t new_inboxes = 0;
   for (auto& uid : uids) {
     if (seqs.count(uid) > 0)
       continue;
     auto& box = *touch(uid, true, now);
+    // Only a new life is empty: retention never drops the newest message.
+    if (box.messages.empty())
+      ++new_inboxes;
     auto seq = ++box.last_seq;
     seqs.emplace(uid, seq);
     box.messages.push_back(
@@ -298,6 +335,7 @@ memory_store_state::append(const delivery& d,
       pop_oldest(box);
   }
   auto result = route(uids);
+  result.new_inboxes = new_inboxes;
   for (auto& nr : result.nodes)
     for (auto& uid : nr.uids)
       nr.seqs.push_back(seqs[uid]);

@@ -2,6 +2,7 @@
 
 #include "actors/actors.hpp"
 #include "config/options.hpp"
+#include "protocol/frames.hpp"
 
 #include <caf/expected.hpp>
 #include <caf/fwd.hpp>
@@ -25,11 +26,12 @@ inline const options& default_options() {
 
 /// Settings of the in-memory STATE_STORE.
 struct memory_store_config {
-  /// Inbox retention: messages per uid, and age. A uid's inbox, sequence
-  /// number and cursors go once it had no message and no read for
-  /// `inbox_max_age_ms`.
+  /// Inbox retention: messages per uid, and age. A uid's inbox and cursors
+  /// go once it had no message and no read for `inbox_max_age_ms`; its last
+  /// seq stays `seq_hint_keep_ms` longer (`ended`).
   size_t inbox_max_messages = 1000;
   int64_t inbox_max_age_ms = 24 * 3600 * 1000;
+  int64_t seq_hint_keep_ms = frames::seq_hint_keep_ms;
   /// Receivers times payload bytes one durable send or publish may store.
   uint64_t max_fanout_bytes = default_options().max_fanout_bytes;
   /// Most members of one group (`group_full`).
@@ -64,9 +66,9 @@ struct memory_store_state {
     std::deque<stored_message> messages;
     /// device -> the last sequence number the device confirmed.
     std::map<std::string, uint64_t> cursors;
-    /// Time of the last message. The messages and the counter live
-    /// inbox-max-age after it (like the Redis keys): the next message then
-    /// starts over at seq 1, with the cursors reset.
+    /// Time of the last message. The messages live inbox-max-age after it
+    /// (like the Redis keys): the next message then starts a new life,
+    /// with the cursors reset, after the last seq of this one.
     int64_t appended = 0;
     /// Its entry in `expiry` (the time of its last message or read).
     std::multimap<int64_t, std::string>::iterator expiry;
@@ -78,12 +80,31 @@ struct memory_store_state {
   /// that never connect).
   std::multimap<int64_t, std::string> expiry;
   memory_store_config cfg;
-  /// What the inboxes hold, as `inbox_cost` and `message_cost` count it.
+  /// The last seq of an inbox that ended (dropped after inbox-max-age of
+  /// silence), kept for seq_hint_keep_ms after its last message: the uid's
+  /// next inbox continues after it, so a `since` or cursor of the ended
+  /// life reads as too_old instead of skipping the new life's first
+  /// messages. They count in stored_bytes and go first, oldest first, when
+  /// an append needs room: a uid whose hint went starts over at seq 1.
+  struct ended_life {
+    uint64_t last_seq = 0;
+    /// Its entry in `ended_expiry`.
+    std::multimap<int64_t, std::string>::iterator expiry;
+  };
+  std::unordered_map<std::string, ended_life> ended;
+  /// Time of the last message of each ended life -> uid, oldest first.
+  std::multimap<int64_t, std::string> ended_expiry;
+  /// What the inboxes and ended lives hold, as `inbox_cost`,
+  /// `message_cost` and `ended_cost` count it.
   uint64_t stored_bytes = 0;
 
   /// Bytes an inbox costs without its messages (its uid twice, the hash
   /// and expiry nodes, the deque's first block).
   static uint64_t inbox_cost(std::string_view uid);
+
+  /// Bytes an entry of `ended` costs (its uid twice, the hash and expiry
+  /// nodes).
+  static uint64_t ended_cost(std::string_view uid);
 
   /// Bytes one copy of a message (a stored_message, or the delivery it
   /// will be made of) costs an inbox.
@@ -124,23 +145,39 @@ struct memory_store_state {
     return box.appended < now - cfg.inbox_max_age_ms;
   }
 
+  /// Whether the last seq of a life whose last message came at
+  /// `last_message` is forgotten: the uid's next life starts at 1.
+  bool hint_expired(int64_t last_message, int64_t now) const {
+    return last_message < now - cfg.inbox_max_age_ms - cfg.seq_hint_keep_ms;
+  }
+
   /// The inbox of `uid` unless it has none or it expired (read-only).
   const inbox* find(const std::string& uid, int64_t now) const;
 
-  /// Drops at most `budget` uids whose inbox expired.
+  /// Drops at most `budget` uids whose inbox expired, and as many ended
+  /// lives past seq_hint_keep_ms.
   void sweep(int64_t now, size_t budget);
 
-  /// Drops the inbox `i` points to, with its bytes.
+  /// Drops the inbox `i` points to, with its bytes; its last seq goes to
+  /// `ended`.
   void drop(std::unordered_map<std::string, inbox>::iterator i);
+
+  /// Forgets the ended life `i` points to, with its bytes.
+  void forget(std::unordered_map<std::string, ended_life>::iterator i);
+
+  /// The last seq of the ended life of `uid` (0 if none or past
+  /// seq_hint_keep_ms), which it forgets: a new life continues after it.
+  uint64_t take_ended(const std::string& uid, int64_t now);
 
   /// Drops the oldest message of `box`, with its bytes.
   void pop_oldest(inbox& box);
 
   /// `unavailable` if storing `d` for `uids` would take the inboxes past
-  /// max_stored_bytes.
+  /// max_stored_bytes even after forgetting every ended life (the oldest
+  /// go first, as many as it takes).
   caf::error check_room(const delivery& d,
                         const std::unordered_set<std::string_view>& uids,
-                        int64_t now) const;
+                        int64_t now);
 
   /// Moves a device's cursor forward to `seq` (at most the last seq).
   /// Moves a device's cursor; `forbidden` for a new device of a uid that

@@ -1,5 +1,6 @@
 #include "adapters/redis_replies.hpp"
 
+#include "adapters/redis_scripts.hpp"
 #include "protocol/error.hpp"
 #include "protocol/frames.hpp"
 #include "protocol/names.hpp"
@@ -110,10 +111,12 @@ add_appended(route_builder& builder,
       return unexpected_reply("append");
     for (size_t i = 0; i < uids[p].size(); ++i) {
       auto seq = integer_of(r->element[2 * i]);
-      if (!seq || *seq <= 0)
+      if (!seq || *seq == 0 || *seq == std::numeric_limits<long long>::min())
         return unexpected_reply("append");
+      if (*seq < 0) // the copy started the inbox
+        ++builder.result().new_inboxes;
       builder.add(uids[p][i], r->element[2 * i + 1],
-                  static_cast<uint64_t>(*seq));
+                  static_cast<uint64_t>(*seq < 0 ? -*seq : *seq));
     }
   }
   return caf::none;
@@ -233,14 +236,15 @@ std::vector<bool> read_unread(const std::vector<redis_reply_ptr>& replies,
   for (size_t i = 0; i < replies.size(); ++i) {
     auto r = replies[i].get();
     auto seq = i < seqs.size() ? seqs[i] : 0;
-    if (!is_array(r) || r->elements == 0) {
-      result.push_back(false); // no device: nobody to remind
-      continue;
-    }
+    bool device = false;
     bool read = false;
-    for (size_t k = 0; k < r->elements; ++k)
-      read = read || parse_number<uint64_t>(text_of(r->element[k])) >= seq;
-    result.push_back(!read);
+    for (size_t k = 0; is_array(r) && k + 1 < r->elements; k += 2) {
+      if (text_of(r->element[k]) == redis_scripts::seq_hint_field)
+        continue; // the uid's last seq, not a device's cursor
+      device = true;
+      read = read || parse_number<uint64_t>(text_of(r->element[k + 1])) >= seq;
+    }
+    result.push_back(device && !read); // no device: nobody to remind
   }
   return result;
 }

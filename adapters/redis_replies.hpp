@@ -74,9 +74,9 @@ private:
   std::unordered_map<std::string, size_t> index_;
 };
 
-/// Adds the replies of `append` calls (seq, binding values, ... per uid) to
-/// a route table; `uids[i]` are the uids of `replies[i]`, in the order of
-/// the call's arguments.
+/// Adds the replies of `append` calls (seq, negated if the copy started
+/// the inbox, binding values, ... per uid) to a route table; `uids[i]` are
+/// the uids of `replies[i]`, in the order of the call's arguments.
 caf::error add_appended(route_builder& builder,
                         const std::vector<redis_reply_ptr>& replies,
                         const std::vector<std::vector<std::string_view>>& uids);
@@ -111,9 +111,10 @@ std::optional<stored_message> read_entry(const redisReply* entry);
 caf::expected<inbox_replay> read_inbox(const redisReply* r, int64_t since,
                                        std::vector<std::string>& bad);
 
-/// Per copy of a message (the HVALS of its uid's cursors, and the seq the
-/// copy got): whether no device of the uid read it yet. A uid without any
-/// device counts as read (nobody to remind).
+/// Per copy of a message (the HGETALL of its uid's cursors, and the seq
+/// the copy got): whether no device of the uid read it yet. A uid without
+/// any device counts as read (nobody to remind); the hash's seq hint is no
+/// device.
 std::vector<bool> read_unread(const std::vector<redis_reply_ptr>& replies,
                               const std::vector<uint64_t>& seqs);
 

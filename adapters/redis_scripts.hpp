@@ -16,6 +16,8 @@
 // Incarnations are 64-bit numbers and stay strings in Lua: Lua numbers are
 // doubles and would round them.
 
+#include "protocol/frames.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -44,6 +46,12 @@ enum class script : uint8_t {
 
 /// Number of scripts.
 constexpr size_t script_count = 15;
+
+/// The field of the cursors' hash `P:{u:<uid>}:cur` that holds the uid's
+/// last seq, give or take 15 (SEQ_HINT in the scripts, see inbox_helpers),
+/// beside its devices' cursors: no device name can be it (valid_name allows
+/// no ',').
+inline constexpr std::string_view seq_hint_field = ",last";
 
 /// The oldest Redis the scripts run on (major, minor): XADD `0-*`.
 inline constexpr int min_redis_major = 7;
@@ -153,9 +161,16 @@ end
 /// counter and a replay seeks to its cursor. Each entry has one field `m`:
 /// the message as the STORE packs it once per message (redis_replies.hpp,
 /// pack_entry), starting "<ts>,". The hash `P:{u:<uid>}:cur` holds device
-/// -> cursor. Both expire `ttl_ms` after the uid's last message (the
-/// cursors also after the `read` that created them); an inbox that starts
-/// over (seq 1) deletes the cursors: they belong to an earlier life.
+/// -> cursor, and under SEQ_HINT the uid's last seq, written at the start
+/// of a life and at every seq % 16 == 1 (one HSET per 16 messages), so the
+/// last seq is at most the hint + 15. The inbox expires `ttl_ms` after the
+/// uid's last message, the hash SEQ_HINT_KEEP_MS later (also after the
+/// `read` that created it). A new stream (XADD gave seq 1: first message,
+/// expired, or replaced) starts its life past every seq the earlier life
+/// may have given, at the hint + 16, and deletes the cursors: they belong
+/// to the earlier life. So a `since` or cursor of that life lies before the
+/// new life's oldest seq, which a replay reports as too_old, instead of
+/// skipping the new life's first messages.
 /// ARGV = P, max_messages, min_ms, ttl_ms, max_fanout_bytes, entry, then
 /// the key base `P:{u:<uid>}:` of each receiver (each once).
 inline constexpr const char* inbox_helpers = R"lua(
@@ -195,10 +210,20 @@ end
 -- append_batch moves M).
 local M = 6
 
--- XADD of the message at M as entry `0-*` (`fn`: call or pcall): its id is
--- `0-<seq>`.
-local function xadd(fn, inbox)
-  return fn('XADD', inbox, 'MAXLEN', '~', ARGV[2], '0-*', 'm', ARGV[M])
+-- XADD of the message at M as entry `id` (`fn`: call or pcall): `0-*`
+-- gives it the seq after the stream's last id; the id is `0-<seq>`.
+local function xadd(fn, inbox, id)
+  return fn('XADD', inbox, 'MAXLEN', '~', ARGV[2], id, 'm', ARGV[M])
+end
+
+-- The seq a new life of an inbox starts at: 16 past the hint of the
+-- earlier life (whose last seq is at most the hint + 15), or 1 if there is
+-- none or it is not ours (not a hash, not a number, too large for Lua to
+-- keep exact).
+local function life_start(cur)
+  local hint = redis.pcall('HGET', cur, SEQ_HINT)
+  local last = not is_err(hint) and count(hint)
+  return last and last > 0 and count(last + 16) or 1
 end
 
 -- Whether the sequence of an inbox is used up (its last id 0-(2^64-1),
@@ -215,17 +240,20 @@ local function used_up(inbox)
 end
 
 -- Appends the message at M to the inbox of each uid whose key base is
--- ARGV[a..b] and returns a flat array: its new seq, its binding values,
--- ... (the STORE knows the uids). Keeps the redis.calls per uid few (each
--- costs more than most commands in it): XADD, two PEXPIREs, HVALS.
+-- ARGV[a..b] and returns a flat array: its new seq (negated if the message
+-- started the inbox: the node charges the sender for it), its binding
+-- values, ... (the STORE knows the uids). Keeps the redis.calls per uid few
+-- (each costs more than most commands in it): XADD, two PEXPIREs, HVALS,
+-- and an HSET of the hint for every 16th message.
 local function store_and_route(a, b)
   local out = {}
   local ttl = ARGV[4]
+  local cur_ttl = int(tonumber(ttl) + SEQ_HINT_KEEP_MS)
   for k = a, b do
     local u = ARGV[k]
     local inbox = u .. 'in'
     local cur = u .. 'cur'
-    local r = xadd(redis.pcall, inbox)
+    local r = xadd(redis.pcall, inbox, '0-*')
     local seq = type(r) == 'string' and id_seq(r) or 0
     if seq == 0 then
       -- Not a stream, one with ids past `0-<n>`, or a seq beyond what Lua
@@ -236,23 +264,33 @@ local function store_and_route(a, b)
         foreign(r)
       end
       redis.call('DEL', inbox)
-      seq = id_seq(xadd(redis.call, inbox))
+      seq = id_seq(xadd(redis.call, inbox, '0-*'))
     end
-    if seq == 1 then
-      -- A new inbox (first message, expired, or replaced): whatever cursors
-      -- are left belong to an earlier life and would hide the new messages.
+    local born = seq == 1
+    if born then
+      -- A new inbox (first message, expired, or replaced): it continues
+      -- after the earlier life's seqs; whatever cursors are left belong to
+      -- that life and would hide the new messages.
+      local start = life_start(cur)
+      if start > 1 then
+        redis.call('DEL', inbox)
+        seq = id_seq(xadd(redis.call, inbox, '0-' .. int(start)))
+      end
       redis.call('DEL', cur)
+    end
+    if born or seq % 16 == 1 then
+      redis.call('HSET', cur, SEQ_HINT, int(seq))
     end
     if seq % 16 == 0 then
       trim_old(inbox, seq)
     end
     redis.call('PEXPIRE', inbox, ttl)
-    redis.call('PEXPIRE', cur, ttl)
+    redis.call('PEXPIRE', cur, cur_ttl)
     local where = redis.pcall('HVALS', u .. 'b')
     if is_err(where) then
       where = {}
     end
-    out[#out + 1] = seq
+    out[#out + 1] = born and -seq or seq
     out[#out + 1] = where
   end
   return out
@@ -463,8 +501,8 @@ return {ok = earlier}
 )lua",
     // append: KEYS[1] routes; ARGV = P, max_messages, min_ms, ttl_ms,
     // max_fanout_bytes, entry, key base... (all uids in one slot). Stores
-    // and routes in one step (see inbox_helpers): seq, binding values, ...
-    // per uid.
+    // and routes in one step (see inbox_helpers): seq (negated if the copy
+    // started the inbox), binding values, ... per uid.
     R"lua(
 return store_and_route(7, #ARGV)
 )lua",
@@ -571,13 +609,13 @@ return out
     // Moves the device's cursor (field of the hash P:{u:<uid>}:cur) forward
     // to seq, never past the uid's last seq (its inbox's newest entry),
     // never back. Returns -1 (nothing written) for a new device of a uid
-    // that has max_devices cursors already. Cheap where it can be: the last
-    // seq is looked up only when seq is above the cursor (XREVRANGE COUNT 1
-    // costs ~1.5 us in a script, six HGETs: bench/PROFILE.md, "Layout 4
-    // without a counter: review"); the TTL is set only on a cursors' hash
-    // this call creates (ttl_ms): every append renews it with the inbox's,
-    // and cursors that outlived their inbox would be deleted by its next
-    // message (seq 1) anyway.
+    // that has max_devices cursors already (the hint is no device). Cheap
+    // where it can be: the last seq is looked up only when seq is above the
+    // cursor (XREVRANGE COUNT 1 costs ~1.5 us in a script, six HGETs:
+    // bench/PROFILE.md, "Layout 4 without a counter: review"); the TTL is
+    // set only on a cursors' hash this call creates (ttl_ms, plus the
+    // hint's margin as every append sets it): every append renews it, and
+    // cursors that outlived their inbox are deleted by its next life.
     R"lua(
 local c = ukey(ARGV[2], 'cur')
 local prev = redis.pcall('HGET', c, ARGV[3])
@@ -591,13 +629,14 @@ if seq > at then
   seq = math.min(seq, last_seq(ukey(ARGV[2], 'in')))
 end
 if seq > at then
-  local devices = prev and 1 or redis.call('HLEN', c)
-  if not prev and devices >= tonumber(ARGV[6]) then
+  local fields = prev and 1 or redis.call('HLEN', c)
+  if not prev and fields - redis.call('HEXISTS', c, SEQ_HINT)
+                  >= tonumber(ARGV[6]) then
     return -1
   end
   redis.call('HSET', c, ARGV[3], int(seq))
-  if devices == 0 then
-    redis.call('PEXPIRE', c, ARGV[5])
+  if fields == 0 then
+    redis.call('PEXPIRE', c, int(tonumber(ARGV[5]) + SEQ_HINT_KEEP_MS))
   end
 end
 return 1
@@ -650,6 +689,9 @@ inline std::string source(script x, bool session_groups) {
   std::string result = prelude;
   result += session_groups ? "local SESSION_GROUPS = true\n"
                            : "local SESSION_GROUPS = false\n";
+  result += "local SEQ_HINT = '" + std::string{seq_hint_field} +
+            "'\nlocal SEQ_HINT_KEEP_MS = " +
+            std::to_string(frames::seq_hint_keep_ms) + "\n";
   switch (x) {
   case script::unbind_uid:
   case script::node:

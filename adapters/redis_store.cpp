@@ -17,7 +17,9 @@
 //                            per entry: the message packed by the STORE
 //                            ("<ts>,<kind>,<lengths>,..." redis_replies.hpp,
 //                            pack_entry).
-//   P:{u:<uid>}:cur    hash  device -> the last seq it confirmed (`read`).
+//   P:{u:<uid>}:cur    hash  device -> the last seq it confirmed (`read`);
+//                            ",last" -> the uid's last seq within 15 (the
+//                            seq hint: redis_scripts.hpp, inbox_helpers).
 //   P:<n>:{u:<uid>}:idem:<idem> string, the msg_id of the durable send or
 //                            publish of `uid` (n = its length in bytes; the
 //                            API's uid is empty) that carried `idem`;
@@ -40,14 +42,16 @@
 //   P:users            string uids online (approximate after crashes).
 //   P:layout           string the layout version of the keys above (4).
 //
-// Both per-uid keys of durable delivery (in, cur) expire inbox-max-age
-// after the uid's last message (cur also after the read that created it).
-// An inbox that starts over (XADD gives seq 1: new, expired, or replaced
-// because it was not ours) deletes the cursors: they belong to an earlier
-// life. Cursors are a hash per uid, not `cur:<uid>:<device>`, which let
+// The inbox expires inbox-max-age after the uid's last message, the
+// cursors' hash (with the seq hint) frames::seq_hint_keep_ms later (also
+// after the read that created it). A new inbox (XADD gives seq 1: new,
+// expired, or replaced because it was not ours) starts its life past the
+// hint and deletes the cursors: they belong to an earlier life. Cursors
+// are a hash per uid, not `cur:<uid>:<device>`, which let
 // uid "a" + device "b:c" and uid "a:b" + device "c" collide. Layout 4 spends
 // four redis.calls per message and receiver (XADD of one field, two
-// PEXPIREs, HVALS) where layout 3 spent seven (bench/PROFILE.md, "layout
+// PEXPIREs, HVALS; and an HSET of the seq hint per 16) where layout 3 spent
+// seven (bench/PROFILE.md, "layout
 // 4").
 //
 // Empty sets and hashes do not exist (Redis deletes them). Incarnations are

@@ -105,6 +105,13 @@ nlohmann::json members(const std::string& group, std::vector<std::string> uids,
 /// for `inbox-max-age`, and device names come from clients.
 constexpr size_t max_devices_per_uid = 64;
 
+/// How long a store remembers a uid's last seq after its inbox expired (30
+/// days past inbox-max-age): the inbox's next life continues after it, so
+/// a `since` or cursor of the earlier life reads as `too_old` instead of
+/// skipping the new life's first messages. After that the next life starts
+/// at seq 1 again: a client silent for so long has no useful position.
+constexpr int64_t seq_hint_keep_ms = int64_t{30} * 24 * 3600 * 1000;
+
 /// The most connection ids one `except` list may name.
 constexpr size_t max_except = 256;
 

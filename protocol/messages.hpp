@@ -89,6 +89,12 @@ struct route_table {
   std::vector<std::string> offline;
   /// For durable messages: the sequence numbers of the offline uids' copies.
   std::vector<uint64_t> offline_seqs;
+  /// For durable messages: the receivers' inboxes whose copy started them
+  /// (a new inbox, or a new life of one that expired), each a cost of its
+  /// own in the store (store_budgets::new_inbox_bytes). A new life does not
+  /// start at seq 1 (its seqs continue the earlier life's), so the seqs do
+  /// not tell.
+  uint32_t new_inboxes = 0;
   /// Set when the delivery repeats an earlier one of the same sender with
   /// the same `idem` within the idempotency window: the earlier message's
   /// `msg_id`. Nothing was stored and the table routes nowhere.
@@ -106,7 +112,8 @@ struct route_table {
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, route_table& x) {
   return f(caf::meta::type_name("route_table"), x.nodes, x.offline,
-           x.offline_seqs, x.duplicate_of, x.idem_pending, x.unavailable);
+           x.offline_seqs, x.new_inboxes, x.duplicate_of, x.idem_pending,
+           x.unavailable);
 }
 
 /// What a node knows about itself and tells the others through the state
@@ -219,8 +226,10 @@ struct inbox_replay {
 /// Whether a replay after `cursor` from an inbox whose oldest kept message
 /// is `oldest` and whose latest is `last_seq` misses messages: retention
 /// dropped some after the cursor, or the cursor lies past the latest seq,
-/// a position from an earlier life of the inbox (it expired or was lost and
-/// started over at 1), from which nothing can be resumed.
+/// a position from an earlier life of the inbox (it was lost and started
+/// over at 1), from which nothing can be resumed. A new life after expiry
+/// starts past the earlier life's seqs (frames::seq_hint_keep_ms), so a
+/// position of that life lies before the oldest seq.
 inline bool replay_misses_messages(uint64_t cursor, uint64_t oldest,
                                    uint64_t last_seq) {
   return cursor > last_seq || (cursor + 1 < oldest && cursor < last_seq);

@@ -176,8 +176,9 @@ class StoreBase(HarnessMixin):
 
     def test_silent_uid_expires_and_restarts_clean(self):
         # inbox-max-age 2 s: after that long without a message or a read, a
-        # uid's inbox, counter and cursors are gone; its next message is seq 1
-        # and is not hidden by the old cursor.
+        # uid's inbox and cursors are gone; its next message starts a new
+        # life, past the seqs of the earlier one, not hidden by the old
+        # cursor.
         node = self.node(**{"inbox-max-age": "2s"})
         alice = node.ws("alice")
         self.send_all(alice, "tina", ["t1", "t2", "t3"])
@@ -185,30 +186,102 @@ class StoreBase(HarnessMixin):
         if self.redis:
             ttl = self.redis.command("PTTL", ukey("tina", "in"))
             self.assertTrue(0 < ttl <= 2000, ttl)
-            # No counter: the cursors' hash exists from the first read on.
-            self.assertEqual(self.redis.command("EXISTS", ukey("tina", "cur")), 0)
+            # No counter: the cursors' hash holds only the seq hint.
+            self.assertEqual(self.redis.command("HGETALL", ukey("tina", "cur")), [",last", "1"])
         # The device reads later than the last message: its cursor outlives
         # the inbox (on Redis the inbox is the counter: the next message
-        # starts a new one at seq 1 and clears the cursors).
+        # starts a new one and clears the cursors).
         time.sleep(1.0)
         tina = node.ws("tina", query={"device": "d"})
         self.assertEqual([m["seq"] for m in messages(tina, 3)], [1, 2, 3])
         self.read(tina, 3)
         tina.close()
         if self.redis:
-            ttl = self.redis.command("PTTL", ukey("tina", "cur"))
-            self.assertTrue(1000 < ttl <= 2000, ttl)
             wait_until(lambda: self.redis.command("EXISTS", ukey("tina", "in")) == 0, 5,
                        what="inbox expired")
             self.assertEqual(self.redis.command("HGET", ukey("tina", "cur"), "d"), "3")
         else:
             time.sleep(max(0.0, t0 + 2.3 - time.monotonic()))
         self.send_all(alice, "tina", ["fresh"])
+        # Past the earlier life's last seq: 4 in memory (exact), the hint
+        # + 16 on Redis (the hint is written every 16th seq).
+        first = 17 if self.redis else 4
         tina = node.ws("tina", query={"device": "d"})
-        self.assertEqual((tina.welcome["resumed"], tina.welcome["from"], tina.welcome["to"]),
-                         (True, 1, 1))
+        self.assertEqual((tina.welcome["resumed"], tina.welcome.get("reason"), tina.welcome["to"]),
+                         (False, "too_old", first))
         (m,) = messages(tina, 1)
-        self.assertEqual((m["seq"], m["data"]), (1, "fresh"))
+        self.assertEqual((m["seq"], m["data"]), (first, "fresh"))
+
+    def test_a_since_of_an_earlier_life_is_too_old(self):
+        # F1: an inbox's seqs started over at 1 in each life, so a `since`
+        # of an earlier life, once the new life held more messages, resumed
+        # in the middle of it: since=3 got `resumed:true` and seqs 4..7,
+        # skipping 1..3 silently. Seqs now continue across lives: a position
+        # of an earlier life lies before the new life's oldest seq.
+        node = self.node(**{"inbox-max-age": "1s"})
+        alice = node.ws("alice")
+        self.send_all(alice, "fred", ["a%d" % i for i in range(5)])
+        fred = node.ws("fred", query={"device": "d"})
+        old = [m["seq"] for m in messages(fred, 5)]
+        self.assertEqual(old, [1, 2, 3, 4, 5])
+        self.read(fred, 5)
+        fred.close()
+        if self.redis:
+            wait_until(lambda: self.redis.command("EXISTS", ukey("fred", "in")) == 0, 5,
+                       what="inbox expired")
+            # The hint outlives the inbox by 30 days.
+            self.assertEqual(self.redis.command("HGET", ukey("fred", "cur"), ",last"), "1")
+            self.assertGreater(self.redis.command("PTTL", ukey("fred", "cur")), 29 * 86400 * 1000)
+        else:
+            time.sleep(1.3)  # the read renewed the inbox
+        new_data = ["b%d" % i for i in range(7)]
+        self.send_all(alice, "fred", new_data)
+        # Before the fix: resumed:true from 4, the new life's 1..3 skipped.
+        late = node.ws("fred", query={"device": "x", "since": "3"})
+        self.assertEqual((late.welcome["resumed"], late.welcome.get("reason")),
+                         (False, "too_old"), late.welcome)
+        got = messages(late, 7)
+        self.assertEqual([m["data"] for m in got], new_data)
+        new = [m["seq"] for m in got]
+        self.assertEqual(new, list(range(new[0], new[0] + 7)))
+        self.assertGreater(new[0], old[-1])
+        # The earlier life's last seq misses nothing where the store knows
+        # it exactly (memory); Redis knows it within 15 and says too_old.
+        # Either way, all of the new life comes.
+        done = node.ws("fred", query={"device": "x", "since": "5"})
+        self.assertEqual(done.welcome["resumed"], not self.redis, done.welcome)
+        self.assertEqual([m["data"] for m in messages(done, 7)], new_data)
+        # The device's cursor of the earlier life (5) hides none of the new
+        # life's messages.
+        fred = node.ws("fred", query={"device": "d"})
+        self.assertEqual((fred.welcome["resumed"], fred.welcome.get("reason")),
+                         (False, "too_old"), fred.welcome)
+        self.assertEqual([m["data"] for m in messages(fred, 7)], new_data)
+        self.assertNoFrame(fred, lambda f: f.get("type") == "message", 0.3, "extra")
+
+    def test_a_device_connected_while_its_inbox_expires_stays_connected(self):
+        # The new life's seqs continue past the earlier life's: on Redis up
+        # to 31 past the device's last frame (the store knows the last seq
+        # within 15). That gap after a silence of inbox-max-age is no loss:
+        # the device gets the new message and stays connected (its catch-up
+        # once said too_old and closed it with 1013).
+        node = self.node(**{"inbox-max-age": "1s"})
+        alice = node.ws("alice")
+        bob = node.ws("bob", query={"device": "d"})
+        self.send_all(alice, "bob", ["b1", "b2", "b3"])
+        self.assertEqual([m["seq"] for m in messages(bob, 3)], [1, 2, 3])
+        if self.redis:
+            wait_until(lambda: self.redis.command("EXISTS", ukey("bob", "in")) == 0, 5,
+                       what="inbox expired")
+        else:
+            time.sleep(1.3)
+        self.send_all(alice, "bob", ["n1"])
+        (m,) = messages(bob, 1)
+        first = 17 if self.redis else 4
+        self.assertEqual((m["seq"], m["data"]), (first, "n1"))
+        self.send_all(alice, "bob", ["n2"])
+        (m,) = messages(bob, 1)
+        self.assertEqual((m["seq"], m["data"]), (first + 1, "n2"))
 
     # -- finding 3 ------------------------------------------------------------
 
@@ -474,14 +547,16 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         rita = node.ws("rita", query={"device": "laptop"})
         messages(rita, 1)
         self.read(rita, 1)
-        for key in ("in", "cur"):
-            ttl = self.redis.command("PTTL", ukey("rita", key))
-            self.assertTrue(3500 * 1000 < ttl <= 3600 * 1000, (key, ttl))
+        ttl = self.redis.command("PTTL", ukey("rita", "in"))
+        self.assertTrue(3500 * 1000 < ttl <= 3600 * 1000, ttl)
+        # The cursors' hash holds the seq hint: 30 days longer.
+        ttl = self.redis.command("PTTL", ukey("rita", "cur")) - 30 * 86400 * 1000
+        self.assertTrue(3500 * 1000 < ttl <= 3600 * 1000, ttl)
         self.assertEqual(self.redis.command("GET", PREFIX + ":layout"), "4")
         # No counter at all: the inbox's entry ids `0-<seq>` count.
         self.assertEqual(self.redis.command("EXISTS", ukey("rita", "seq")), 0)
         self.assertEqual(self.redis.command("HGETALL", ukey("rita", "cur")),
-                         ["laptop", "1"])
+                         [",last", "1", "laptop", "1"])
         # Stream ids are 0-<seq>; one field, the packed message, ts first.
         entries = self.redis.command("XRANGE", ukey("rita", "in"), "-", "+")
         self.assertEqual(entries[0][0], "0-1")
@@ -622,7 +697,8 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
             self.assertEqual([(m["seq"], m["data"]) for m in messages(client, 1)],
                              [(1, uid + "1")])
             self.read(client, 1)
-            self.assertEqual(self.redis.command("HGETALL", ukey(uid, "cur")), ["d", "1"])
+            self.assertEqual(self.redis.command("HGETALL", ukey(uid, "cur")),
+                             [",last", "1", "d", "1"])
             self.assertEqual(entry_ids(self.redis, ukey(uid, "in")), ["0-1"])
         self.assertEqual(node.http("GET", "/healthz")[0], 200)
 

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -178,13 +179,17 @@ CAF_TEST(a route table lists nodes in order of first appearance) {
 
 CAF_TEST(appended copies carry their seqs) {
   route_builder builder;
-  auto rs = replies({arr({num(4), arr({str("n1|1")}), num(9), arr({})})});
-  CAF_CHECK(!add_appended(builder, rs, {{"bob", "carol"}}));
+  // A negated seq: the copy started its inbox (a new life continues the
+  // seqs of the earlier one, so only the script can tell).
+  auto rs = replies({arr({num(4), arr({str("n1|1")}), num(-17), arr({})}),
+                     arr({num(-1), arr({})})});
+  CAF_CHECK(!add_appended(builder, rs, {{"bob", "carol"}, {"dave"}}));
   auto& t = builder.result();
   CAF_REQUIRE_EQUAL(t.nodes.size(), 1u);
   CAF_CHECK_EQUAL(t.nodes[0].seqs, (std::vector<uint64_t>{4}));
-  CAF_CHECK_EQUAL(t.offline, (std::vector<std::string>{"carol"}));
-  CAF_CHECK_EQUAL(t.offline_seqs, (std::vector<uint64_t>{9}));
+  CAF_CHECK_EQUAL(t.offline, (std::vector<std::string>{"carol", "dave"}));
+  CAF_CHECK_EQUAL(t.offline_seqs, (std::vector<uint64_t>{17, 1}));
+  CAF_CHECK_EQUAL(t.new_inboxes, 2u);
 }
 
 CAF_TEST(malformed append replies fail) {
@@ -192,7 +197,10 @@ CAF_TEST(malformed append replies fail) {
   std::vector<std::vector<std::string_view>> bob{{"bob"}};
   CAF_CHECK(add_appended(builder, replies({arr({num(4)})}), bob));
   CAF_CHECK(add_appended(builder, replies({arr({num(0), nil()})}), bob));
-  CAF_CHECK(add_appended(builder, replies({arr({num(-3), nil()})}), bob));
+  CAF_CHECK(add_appended(
+      builder,
+      replies({arr({num(std::numeric_limits<long long>::min()), nil()})}),
+      bob));
   CAF_CHECK(add_appended(builder, replies({arr({str("4"), nil()})}), bob));
   CAF_CHECK(add_appended(builder, replies({str("OK")}), bob));
   std::vector<redis_reply_ptr> none(1);
@@ -425,14 +433,19 @@ CAF_TEST(a malformed inbox reply fails) {
 }
 
 CAF_TEST(a copy is unread until some device reads past it) {
-  auto rs = replies({arr({str("3"), str("7")}), arr({str("3"), str("4")}),
-                     arr({}), nil(), arr({str("junk"), num(99)}),
-                     arr({str("18446744073709551616")})});
-  auto unread = read_unread(rs, {7, 5, 1, 1, 1, 1});
-  CAF_CHECK(unread ==
-            (std::vector<bool>{false, true, false, false, true, true}));
+  auto rs = replies({arr({str("a"), str("3"), str("b"), str("7")}),
+                     arr({str("a"), str("3"), str("b"), str("4")}), arr({}),
+                     nil(), arr({str("a"), str("junk"), str("b"), num(99)}),
+                     arr({str("a"), str("18446744073709551616")}),
+                     // The seq hint is no device: alone it leaves nobody to
+                     // remind, and past the copy it does not make it read.
+                     arr({str(",last"), str("9")}),
+                     arr({str(",last"), str("9"), str("a"), str("2")})});
+  auto unread = read_unread(rs, {7, 5, 1, 1, 1, 1, 5, 5});
+  CAF_CHECK(unread == (std::vector<bool>{false, true, false, false, true, true,
+                                         false, true}));
   // A copy without a seq counts as seq 0: read.
-  auto more = replies({arr({str("0")})});
+  auto more = replies({arr({str("a"), str("0")})});
   CAF_CHECK(read_unread(more, {}) == std::vector<bool>{false});
 }
 
