@@ -54,10 +54,6 @@ struct local_connection {
   /// its replay finished (a connection closed during it had a REGISTER
   /// without a LOGOUT: review helper-46).
   bool registered = false;
-  /// When its last durable frame came (live or from the inbox; at first,
-  /// when it connected): see `catch_up`.
-  std::chrono::steady_clock::time_point durable_at =
-      std::chrono::steady_clock::now();
 };
 
 /// The settings of the REGISTRY.
@@ -290,12 +286,8 @@ struct registry_state {
 
   /// Reads the inbox after the connection's last seq and writes what is
   /// missing, then the held frames (a frame arrived after a gap: its
-  /// predecessors are late or were lost with a peer). `after_silence`: the
-  /// frame came after inbox-max-age without a durable one, so the gap may
-  /// be a new life of the inbox (its seqs continue past the earlier life's,
-  /// up to 31 later on Redis, which knows the last seq within 15): one the
-  /// store reports as too old does not close the connection.
-  void catch_up(const std::string& conn_id, bool after_silence);
+  /// predecessors are late or were lost with a peer).
+  void catch_up(const std::string& conn_id);
 
   /// Removes a connection and unbinds it in the state store.
   void remove(const std::string& conn_id);

@@ -239,19 +239,13 @@ void registry_state::end_resume(local_connection& conn) {
 
 void registry_state::write(local_connection& conn, uint64_t seq,
                            const frame_ptr& frame, std::string_view msg_id) {
-  auto after_silence = false;
-  if (seq > 0) {
-    auto now = std::chrono::steady_clock::now();
-    after_silence = now - conn.durable_at >= cfg.inbox_max_age;
-    conn.durable_at = now;
-  }
   auto next = conn.order.on_live(
       seq, frame, {cfg.send_queue_limit, cfg.send_queue_bytes}, msg_id);
   if (next == frame_order::step::write) {
     if (auto sink = conn.sink.lock())
       sink->write(frame, true);
   } else if (next == frame_order::step::catch_up) {
-    catch_up(conn.who.conn, after_silence);
+    catch_up(conn.who.conn);
   }
 }
 
@@ -262,7 +256,6 @@ void registry_state::write_replay(local_connection& conn, frame_ptr frame) {
 
 void registry_state::write_stored(local_connection& conn,
                                   const stored_message& msg) {
-  conn.durable_at = std::chrono::steady_clock::now();
   write_replay(conn, std::make_shared<const std::string>(
                          frames::encode(msg, conn.who.uid)));
 }
@@ -273,16 +266,18 @@ void registry_state::write_held(local_connection& conn,
     write_replay(conn, std::move(frame));
 }
 
-void registry_state::catch_up(const std::string& conn_id, bool after_silence) {
+void registry_state::catch_up(const std::string& conn_id) {
   auto& conn = connections.at(conn_id);
-  auto done = [this, conn_id, after_silence](inbox_replay* page) {
+  auto done = [this, conn_id](inbox_replay* page) {
     auto i = connections.find(conn_id);
     if (i == connections.end())
       return;
     auto& c = i->second;
     // From nothing (the store failed at the welcome) every trimmed inbox
-    // reads as too old: no close for what no welcome promised.
-    if (page && page->cursor > 0 && !after_silence &&
+    // reads as too old: no close for what no welcome promised. Nor for the
+    // jump to the inbox's new life when none of it is missing (a device
+    // connected while its inbox expired: review helper-55, H1).
+    if (page && page->cursor > 0 && !only_new_life_ahead(*page) &&
         overtaken_by_retention(c, *page))
       return;
     if (page) {
@@ -292,7 +287,7 @@ void registry_state::catch_up(const std::string& conn_id, bool after_silence) {
           write_stored(c, msg);
     }
     if (c.order.on_catch_up_page(page))
-      return catch_up(conn_id, after_silence); // the next page
+      return catch_up(conn_id); // the next page
     write_held(c, c.order.release_held());
   };
   self->request(store, store_timeout, atom::inbox_v, conn.who.uid,

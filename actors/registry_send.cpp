@@ -87,6 +87,19 @@ size_t receivers_of(const route_table& routes) {
   return n;
 }
 
+/// Inboxes a durable message started: the store's count, but at least the
+/// copies at seq 1 (a custom store that leaves new_inboxes at 0 is charged
+/// as before lives continued: review helper-55, L4).
+size_t new_inboxes_of(const route_table& routes) {
+  auto first = [](const std::vector<uint64_t>& seqs) {
+    return static_cast<size_t>(std::count(seqs.begin(), seqs.end(), 1u));
+  };
+  auto n = first(routes.offline_seqs);
+  for (auto& nr : routes.nodes)
+    n += first(nr.seqs);
+  return std::max<size_t>(n, routes.new_inboxes);
+}
+
 /// A send's report: one entry per uid, its connections on every node
 /// added up.
 delivery_report report_per_uid(const delivery& d, const route_table& routes) {
@@ -372,10 +385,11 @@ void registry_state::dispatch(delivery d, route_table routes,
                               size_t receivers) {
   settle(d);
   if (d.durable) {
-    budgets.charge(d.from, receivers, d.data.size(), routes.new_inboxes,
+    auto new_inboxes = new_inboxes_of(routes);
+    budgets.charge(d.from, receivers, d.data.size(), new_inboxes,
                    d.idem.size());
     address_budgets.charge(d.sender_address, receivers, d.data.size(),
-                           routes.new_inboxes, d.idem.size());
+                           new_inboxes, d.idem.size());
   } else
     lookups.charge(d.from, receivers, 0);
   d.idem.clear(); // the receivers need no idem

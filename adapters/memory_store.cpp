@@ -44,6 +44,7 @@ void memory_store_state::drop(
     auto at = ended_expiry.emplace(box.appended, i->first);
     ended.emplace(i->first, ended_life{box.last_seq, at});
     stored_bytes += ended_cost(i->first);
+    ended_bytes += ended_cost(i->first);
   }
   inboxes.erase(i);
 }
@@ -51,6 +52,7 @@ void memory_store_state::drop(
 void memory_store_state::forget(
     std::unordered_map<std::string, ended_life>::iterator i) {
   stored_bytes -= std::min(stored_bytes, ended_cost(i->first));
+  ended_bytes -= std::min(ended_bytes, ended_cost(i->first));
   ended_expiry.erase(i->second.expiry);
   ended.erase(i);
 }
@@ -75,11 +77,14 @@ memory_store_state::check_room(const delivery& d,
   uint64_t bytes = 0;
   for (auto uid : uids)
     bytes += copy + (find(std::string{uid}, now) ? 0 : inbox_cost(uid));
-  // Messages come before the hints of ended lives.
-  while (stored_bytes + bytes > cfg.max_stored_bytes && !ended_expiry.empty())
-    forget(ended.find(ended_expiry.begin()->second));
-  if (stored_bytes + bytes <= cfg.max_stored_bytes)
+  // Messages come before the hints of ended lives, but only a message that
+  // then fits costs any of them.
+  if (stored_bytes - std::min(stored_bytes, ended_bytes) + bytes <=
+      cfg.max_stored_bytes) {
+    while (stored_bytes + bytes > cfg.max_stored_bytes && !ended_expiry.empty())
+      forget(ended.find(ended_expiry.begin()->second));
     return caf::none;
+  }
   return make_error(ec::unavailable,
                     "the node's message store is full (memory-store-max-bytes "
                     "= " +
@@ -322,9 +327,11 @@ memory_store_state::append(const delivery& d,
       continue;
     auto& box = *touch(uid, true, now);
     // Only a new life is empty: retention never drops the newest message.
-    if (box.messages.empty())
-      ++new_inboxes;
     auto seq = ++box.last_seq;
+    if (box.messages.empty()) {
+      ++new_inboxes;
+      box.born = seq;
+    }
     seqs.emplace(uid, seq);
     box.messages.push_back(
         stored_message{seq, d.msg_id, d.kind, d.from, d.group, d.data, d.ts});
@@ -374,6 +381,8 @@ inbox_replay memory_store_state::replay(const std::string& uid,
                                                 : result.last_seq + 1;
   result.too_old =
       replay_misses_messages(result.cursor, oldest, result.last_seq);
+  result.oldest = oldest;
+  result.born = alive ? box->born : 0;
   if (!alive)
     return result;
   // Seqs are consecutive: seek instead of walking the skipped ones.

@@ -63,6 +63,8 @@ struct memory_store_state {
   /// The durable state of a uid: its inbox and its devices' cursors.
   struct inbox {
     uint64_t last_seq = 0;
+    /// The first seq of its current life (inbox_replay::born).
+    uint64_t born = 0;
     std::deque<stored_message> messages;
     /// device -> the last sequence number the device confirmed.
     std::map<std::string, uint64_t> cursors;
@@ -97,6 +99,8 @@ struct memory_store_state {
   /// What the inboxes and ended lives hold, as `inbox_cost`,
   /// `message_cost` and `ended_cost` count it.
   uint64_t stored_bytes = 0;
+  /// The part of stored_bytes that `ended` holds.
+  uint64_t ended_bytes = 0;
 
   /// Bytes an inbox costs without its messages (its uid twice, the hash
   /// and expiry nodes, the deque's first block).
@@ -173,8 +177,9 @@ struct memory_store_state {
   void pop_oldest(inbox& box);
 
   /// `unavailable` if storing `d` for `uids` would take the inboxes past
-  /// max_stored_bytes even after forgetting every ended life (the oldest
-  /// go first, as many as it takes).
+  /// max_stored_bytes even after forgetting every ended life. If it fits,
+  /// ended lives are forgotten, oldest first, as many as it takes; if not,
+  /// none (a refused send costs no uid its hint: review helper-55, L1).
   caf::error check_room(const delivery& d,
                         const std::unordered_set<std::string_view>& uids,
                         int64_t now);

@@ -5,7 +5,8 @@
 // Every key that one script touches shares a hash tag, so that each script
 // runs on one slot of a Redis Cluster (a single Redis ignores the tags):
 //
-//   P:{u:<uid>}:<what>     per uid: b (bindings), in, cur, g (groups)
+//   P:{u:<uid>}:<what>     per uid: b (bindings), in, cur, last (seq
+//                          hint), g (groups)
 //   P:{g:<group>}:m        per group: its members
 //   P:{n:<node>}:<what>    per node: h (entry), nb, ni, lease:<inc>
 //   P:<n>:{u:<uid>}:idem:<idem>  the sender's idempotency key (n: the byte
@@ -15,7 +16,7 @@
 // A hash tag ends at the first '}' after the first '{': a uid with a '}'
 // gets a shorter tag, but every key of that uid gets the same one, so its
 // keys still share a slot. Names stay unique: the per-uid suffixes ("}:b",
-// "}:in", "}:cur", "}:g") are none a suffix of another, tagged
+// "}:in", "}:cur", "}:last", "}:g") are none a suffix of another, tagged
 // keys start "P:{", idem keys "P:<digit>", the single keys "P:<letter>";
 // the idem key's length field makes (uid, idem) decodable. Lua builds the
 // same names (redis_scripts.hpp: ukey, gkey, nkey): keep both in step; the

@@ -1,6 +1,5 @@
 #include "adapters/redis_replies.hpp"
 
-#include "adapters/redis_scripts.hpp"
 #include "protocol/error.hpp"
 #include "protocol/frames.hpp"
 #include "protocol/names.hpp"
@@ -195,7 +194,7 @@ std::optional<stored_message> read_entry(const redisReply* entry) {
 
 caf::expected<inbox_replay> read_inbox(const redisReply* r, int64_t since,
                                        std::vector<std::string>& bad) {
-  if (!is_array(r) || r->elements < 4)
+  if (!is_array(r) || r->elements < 5)
     return unexpected_reply("inbox");
   auto number = [&](size_t i) {
     auto x = integer_of(r->element[i]);
@@ -204,13 +203,14 @@ caf::expected<inbox_replay> read_inbox(const redisReply* r, int64_t since,
   inbox_replay result;
   result.cursor = since >= 0 ? static_cast<uint64_t>(since) : number(0);
   result.last_seq = number(1);
-  auto oldest = number(2);
+  result.oldest = number(2);
   result.too_old =
-      replay_misses_messages(result.cursor, oldest, result.last_seq);
+      replay_misses_messages(result.cursor, result.oldest, result.last_seq);
   result.more = number(3) == 1;
-  result.messages.reserve(r->elements - 4);
+  result.born = number(4);
+  result.messages.reserve(r->elements - 5);
   auto seq = result.cursor;
-  for (size_t i = 4; i < r->elements; ++i) {
+  for (size_t i = 5; i < r->elements; ++i) {
     auto entry = r->element[i];
     auto msg = read_entry(entry);
     if (!msg || msg->seq <= seq) {
@@ -236,15 +236,14 @@ std::vector<bool> read_unread(const std::vector<redis_reply_ptr>& replies,
   for (size_t i = 0; i < replies.size(); ++i) {
     auto r = replies[i].get();
     auto seq = i < seqs.size() ? seqs[i] : 0;
-    bool device = false;
-    bool read = false;
-    for (size_t k = 0; is_array(r) && k + 1 < r->elements; k += 2) {
-      if (text_of(r->element[k]) == redis_scripts::seq_hint_field)
-        continue; // the uid's last seq, not a device's cursor
-      device = true;
-      read = read || parse_number<uint64_t>(text_of(r->element[k + 1])) >= seq;
+    if (!is_array(r) || r->elements == 0) {
+      result.push_back(false); // no device: nobody to remind
+      continue;
     }
-    result.push_back(device && !read); // no device: nobody to remind
+    bool read = false;
+    for (size_t k = 0; k < r->elements; ++k)
+      read = read || parse_number<uint64_t>(text_of(r->element[k])) >= seq;
+    result.push_back(!read);
   }
   return result;
 }

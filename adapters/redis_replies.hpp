@@ -104,17 +104,16 @@ std::optional<uint64_t> entry_seq(std::string_view id);
 std::optional<stored_message> read_entry(const redisReply* entry);
 
 /// Reads a page of an inbox (the `inbox` script's reply: cursor, last seq,
-/// oldest seq, more, then the entries), replayed after `since` (below 0: after
-/// the device's cursor). Entries that fail `read_entry` or do not come after
-/// the cursor and the entry before are left out, their ids (empty when an
-/// entry has none) added to `bad`.
+/// oldest seq, more, the life's first seq, then the entries), replayed after
+/// `since` (below 0: after the device's cursor). Entries that fail `read_entry`
+/// or do not come after the cursor and the entry before are left out, their ids
+/// (empty when an entry has none) added to `bad`.
 caf::expected<inbox_replay> read_inbox(const redisReply* r, int64_t since,
                                        std::vector<std::string>& bad);
 
-/// Per copy of a message (the HGETALL of its uid's cursors, and the seq
-/// the copy got): whether no device of the uid read it yet. A uid without
-/// any device counts as read (nobody to remind); the hash's seq hint is no
-/// device.
+/// Per copy of a message (the HVALS of its uid's cursors, and the seq the
+/// copy got): whether no device of the uid read it yet. A uid without any
+/// device counts as read (nobody to remind).
 std::vector<bool> read_unread(const std::vector<redis_reply_ptr>& replies,
                               const std::vector<uint64_t>& seqs);
 

@@ -50,7 +50,7 @@ caf::expected<caf::message> answer_read(job& j) {
 }
 
 caf::expected<caf::message> answer_unread(job& j, std::vector<uint64_t> seqs) {
-  // One HGETALL of the uid's cursors per copy.
+  // One HVALS of the uid's cursors per copy.
   return caf::make_message(read_unread(j.replies, seqs));
 }
 
@@ -337,7 +337,7 @@ job redis_store_state::unread(const unread_watch& w) const {
   std::vector<uint64_t> seqs;
   for (size_t i = 0; i < w.uids.size() && i < w.seqs.size(); ++i) {
     auto k = ukey(w.uids[i], "cur");
-    result.commands.push_back(redis_command{std::nullopt, k, {"HGETALL", k}});
+    result.commands.push_back(redis_command{std::nullopt, k, {"HVALS", k}});
     seqs.push_back(w.seqs[i]);
   }
   result.step = one_stage([seqs](job& j) { return answer_unread(j, seqs); });

@@ -47,12 +47,6 @@ enum class script : uint8_t {
 /// Number of scripts.
 constexpr size_t script_count = 15;
 
-/// The field of the cursors' hash `P:{u:<uid>}:cur` that holds the uid's
-/// last seq, give or take 15 (SEQ_HINT in the scripts, see inbox_helpers),
-/// beside its devices' cursors: no device name can be it (valid_name allows
-/// no ',').
-inline constexpr std::string_view seq_hint_field = ",last";
-
 /// The oldest Redis the scripts run on (major, minor): XADD `0-*`.
 inline constexpr int min_redis_major = 7;
 inline constexpr int min_redis_minor = 0;
@@ -152,6 +146,18 @@ local function last_seq(inbox)
   end
   return id_seq(e[1][1])
 end
+
+-- The hint and the first seq of the life from the value of a hint key
+-- `<hint>,<born>` (each nil if not ours: not a string of that form, too
+-- large for Lua to keep exact).
+local function read_hint(key)
+  local v = redis.pcall('GET', key)
+  if type(v) ~= 'string' then
+    return nil, nil
+  end
+  local hint, born = string.match(v, '^(%d+),(%d+)$')
+  return count(hint), count(born)
+end
 )lua";
 
 /// Helpers for the scripts that store durable messages. Inboxes are streams
@@ -161,16 +167,20 @@ end
 /// counter and a replay seeks to its cursor. Each entry has one field `m`:
 /// the message as the STORE packs it once per message (redis_replies.hpp,
 /// pack_entry), starting "<ts>,". The hash `P:{u:<uid>}:cur` holds device
-/// -> cursor, and under SEQ_HINT the uid's last seq, written at the start
-/// of a life and at every seq % 16 == 1 (one HSET per 16 messages), so the
-/// last seq is at most the hint + 15. The inbox expires `ttl_ms` after the
-/// uid's last message, the hash SEQ_HINT_KEEP_MS later (also after the
-/// `read` that created it). A new stream (XADD gave seq 1: first message,
-/// expired, or replaced) starts its life past every seq the earlier life
-/// may have given, at the hint + 16, and deletes the cursors: they belong
-/// to the earlier life. So a `since` or cursor of that life lies before the
-/// new life's oldest seq, which a replay reports as too_old, instead of
-/// skipping the new life's first messages.
+/// -> cursor. Both expire `ttl_ms` after the uid's last message (the
+/// cursors also after the `read` that created them). The string
+/// `P:{u:<uid>}:last` holds "<hint>,<born>": the uid's last seq give or
+/// take 15 (written at the start of a life and at every seq % 16 == 1, one
+/// GET and SET per 16 messages, so the last seq is at most the hint + 15)
+/// and the first seq of the life (the `inbox` script returns it). It
+/// expires SEQ_HINT_KEEP_MS after the inbox would if no message came after
+/// its write. A new stream (XADD gave seq 1: first message, expired, or
+/// replaced) starts its life past every seq the earlier life may have
+/// given, at the hint + 16, and deletes the cursors: they belong to the
+/// earlier life. So a `since` or cursor of that life lies before the new
+/// life's oldest seq, which a replay reports as too_old, instead of
+/// skipping the new life's first messages. Nodes of this layout that know
+/// no hint (before it came) ignore the key: their lives start at 1.
 /// ARGV = P, max_messages, min_ms, ttl_ms, max_fanout_bytes, entry, then
 /// the key base `P:{u:<uid>}:` of each receiver (each once).
 inline constexpr const char* inbox_helpers = R"lua(
@@ -218,11 +228,9 @@ end
 
 -- The seq a new life of an inbox starts at: 16 past the hint of the
 -- earlier life (whose last seq is at most the hint + 15), or 1 if there is
--- none or it is not ours (not a hash, not a number, too large for Lua to
--- keep exact).
-local function life_start(cur)
-  local hint = redis.pcall('HGET', cur, SEQ_HINT)
-  local last = not is_err(hint) and count(hint)
+-- none or it is not ours.
+local function life_start(key)
+  local last = read_hint(key)
   return last and last > 0 and count(last + 16) or 1
 end
 
@@ -244,15 +252,16 @@ end
 -- started the inbox: the node charges the sender for it), its binding
 -- values, ... (the STORE knows the uids). Keeps the redis.calls per uid few
 -- (each costs more than most commands in it): XADD, two PEXPIREs, HVALS,
--- and an HSET of the hint for every 16th message.
+-- and a GET and SET of the hint for every 16th message.
 local function store_and_route(a, b)
   local out = {}
   local ttl = ARGV[4]
-  local cur_ttl = int(tonumber(ttl) + SEQ_HINT_KEEP_MS)
+  local hint_ttl = int(tonumber(ttl) + SEQ_HINT_KEEP_MS)
   for k = a, b do
     local u = ARGV[k]
     local inbox = u .. 'in'
     local cur = u .. 'cur'
+    local hint = u .. 'last'
     local r = xadd(redis.pcall, inbox, '0-*')
     local seq = type(r) == 'string' and id_seq(r) or 0
     if seq == 0 then
@@ -271,7 +280,7 @@ local function store_and_route(a, b)
       -- A new inbox (first message, expired, or replaced): it continues
       -- after the earlier life's seqs; whatever cursors are left belong to
       -- that life and would hide the new messages.
-      local start = life_start(cur)
+      local start = life_start(hint)
       if start > 1 then
         redis.call('DEL', inbox)
         seq = id_seq(xadd(redis.call, inbox, '0-' .. int(start)))
@@ -279,13 +288,20 @@ local function store_and_route(a, b)
       redis.call('DEL', cur)
     end
     if born or seq % 16 == 1 then
-      redis.call('HSET', cur, SEQ_HINT, int(seq))
+      -- SET replaces a key of any type: a foreign one cannot fail the send
+      -- after copies went in.
+      local first = seq
+      if not born then
+        local _, b = read_hint(hint)
+        first = b and b <= seq and b or 0 -- 0: unknown
+      end
+      redis.call('SET', hint, int(seq) .. ',' .. int(first), 'PX', hint_ttl)
     end
     if seq % 16 == 0 then
       trim_old(inbox, seq)
     end
     redis.call('PEXPIRE', inbox, ttl)
-    redis.call('PEXPIRE', cur, cur_ttl)
+    redis.call('PEXPIRE', cur, ttl)
     local where = redis.pcall('HVALS', u .. 'b')
     if is_err(where) then
       where = {}
@@ -526,7 +542,8 @@ return redis.call('SMEMBERS', g)
     // cursor), limit, max_bytes, max_entry (the largest entry a client's
     // message makes; 0: unknown).
     // Returns cursor, last seq, oldest retained seq (last + 1 if none), 1 if
-    // more entries follow the page else 0, then at most `limit` entries
+    // more entries follow the page else 0, the first seq of the inbox's life
+    // (from P:{u:<uid>}:last; 0: unknown), then at most `limit` entries
     // ({id, fields}) after the cursor, oldest first, whose values hold at
     // most max_bytes (at least one entry): XRANGEs from the cursor in steps
     // sized by the entries seen but never more than another page of
@@ -599,7 +616,8 @@ else
     oldest = id_seq(first[1][1])
   end
 end
-local out = {math.min(cursor, 9007199254740991), last, oldest, more}
+local _, born = read_hint(ukey(uid, 'last'))
+local out = {math.min(cursor, 9007199254740991), last, oldest, more, born or 0}
 for _, e in ipairs(page) do
   out[#out + 1] = e
 end
@@ -609,13 +627,13 @@ return out
     // Moves the device's cursor (field of the hash P:{u:<uid>}:cur) forward
     // to seq, never past the uid's last seq (its inbox's newest entry),
     // never back. Returns -1 (nothing written) for a new device of a uid
-    // that has max_devices cursors already (the hint is no device). Cheap
-    // where it can be: the last seq is looked up only when seq is above the
-    // cursor (XREVRANGE COUNT 1 costs ~1.5 us in a script, six HGETs:
-    // bench/PROFILE.md, "Layout 4 without a counter: review"); the TTL is
-    // set only on a cursors' hash this call creates (ttl_ms, plus the
-    // hint's margin as every append sets it): every append renews it, and
-    // cursors that outlived their inbox are deleted by its next life.
+    // that has max_devices cursors already. Cheap where it can be: the last
+    // seq is looked up only when seq is above the cursor (XREVRANGE COUNT 1
+    // costs ~1.5 us in a script, six HGETs: bench/PROFILE.md, "Layout 4
+    // without a counter: review"); the TTL is set only on a cursors' hash
+    // this call creates (ttl_ms): every append renews it with the inbox's,
+    // and cursors that outlived their inbox would be deleted by its next
+    // life anyway.
     R"lua(
 local c = ukey(ARGV[2], 'cur')
 local prev = redis.pcall('HGET', c, ARGV[3])
@@ -629,14 +647,13 @@ if seq > at then
   seq = math.min(seq, last_seq(ukey(ARGV[2], 'in')))
 end
 if seq > at then
-  local fields = prev and 1 or redis.call('HLEN', c)
-  if not prev and fields - redis.call('HEXISTS', c, SEQ_HINT)
-                  >= tonumber(ARGV[6]) then
+  local devices = prev and 1 or redis.call('HLEN', c)
+  if not prev and devices >= tonumber(ARGV[6]) then
     return -1
   end
   redis.call('HSET', c, ARGV[3], int(seq))
-  if fields == 0 then
-    redis.call('PEXPIRE', c, int(tonumber(ARGV[5]) + SEQ_HINT_KEEP_MS))
+  if devices == 0 then
+    redis.call('PEXPIRE', c, ARGV[5])
   end
 end
 return 1
@@ -689,9 +706,9 @@ inline std::string source(script x, bool session_groups) {
   std::string result = prelude;
   result += session_groups ? "local SESSION_GROUPS = true\n"
                            : "local SESSION_GROUPS = false\n";
-  result += "local SEQ_HINT = '" + std::string{seq_hint_field} +
-            "'\nlocal SEQ_HINT_KEEP_MS = " +
-            std::to_string(frames::seq_hint_keep_ms) + "\n";
+  result +=
+      "local SEQ_HINT_KEEP_MS = " + std::to_string(frames::seq_hint_keep_ms) +
+      "\n";
   switch (x) {
   case script::unbind_uid:
   case script::node:

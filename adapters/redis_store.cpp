@@ -17,9 +17,11 @@
 //                            per entry: the message packed by the STORE
 //                            ("<ts>,<kind>,<lengths>,..." redis_replies.hpp,
 //                            pack_entry).
-//   P:{u:<uid>}:cur    hash  device -> the last seq it confirmed (`read`);
-//                            ",last" -> the uid's last seq within 15 (the
-//                            seq hint: redis_scripts.hpp, inbox_helpers).
+//   P:{u:<uid>}:cur    hash  device -> the last seq it confirmed (`read`).
+//   P:{u:<uid>}:last   string "<hint>,<born>": the uid's last seq within 15
+//                            and the first seq of its inbox's life (the seq
+//                            hint: redis_scripts.hpp, inbox_helpers; SET PX
+//                            inbox-max-age + frames::seq_hint_keep_ms).
 //   P:<n>:{u:<uid>}:idem:<idem> string, the msg_id of the durable send or
 //                            publish of `uid` (n = its length in bytes; the
 //                            API's uid is empty) that carried `idem`;
@@ -42,17 +44,19 @@
 //   P:users            string uids online (approximate after crashes).
 //   P:layout           string the layout version of the keys above (4).
 //
-// The inbox expires inbox-max-age after the uid's last message, the
-// cursors' hash (with the seq hint) frames::seq_hint_keep_ms later (also
-// after the read that created it). A new inbox (XADD gives seq 1: new,
-// expired, or replaced because it was not ours) starts its life past the
-// hint and deletes the cursors: they belong to an earlier life. Cursors
-// are a hash per uid, not `cur:<uid>:<device>`, which let
-// uid "a" + device "b:c" and uid "a:b" + device "c" collide. Layout 4 spends
-// four redis.calls per message and receiver (XADD of one field, two
-// PEXPIREs, HVALS; and an HSET of the seq hint per 16) where layout 3 spent
-// seven (bench/PROFILE.md, "layout
-// 4").
+// Both per-uid keys of durable delivery (in, cur) expire inbox-max-age
+// after the uid's last message (cur also after the read that created it);
+// the seq hint (last) outlives them by frames::seq_hint_keep_ms. A new
+// inbox (XADD gives seq 1: new, expired, or replaced because it was not
+// ours) starts its life past the hint and deletes the cursors: they belong
+// to an earlier life. The hint is a key of its own, not a field of cur, so
+// nodes that know no hint (same layout) never take it for a device, and
+// cursors expire with their inbox (review helper-55). Cursors are a hash
+// per uid, not `cur:<uid>:<device>`, which let uid "a" + device "b:c" and
+// uid "a:b" + device "c" collide. Layout 4 spends four redis.calls per
+// message and receiver (XADD of one field, two PEXPIREs, HVALS; and a GET
+// and SET of the seq hint per 16) where layout 3 spent seven
+// (bench/PROFILE.md, "layout 4").
 //
 // Empty sets and hashes do not exist (Redis deletes them). Incarnations are
 // written in decimal. Node ids are [A-Za-z0-9_-]; uids, groups and conn ids

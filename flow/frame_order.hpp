@@ -70,9 +70,9 @@ public:
 
   /// The held frames to write now, durable ones in seq order and without
   /// those written already; clears them. If the uid's inbox started over
-  /// while they waited, the frames from its new seq 1 on follow the others
-  /// and are numbered anew (one restart; a second one is left to the next
-  /// resume).
+  /// at seq 1 while they waited (see `restarts`), the frames from its new
+  /// seq 1 on follow the others and are numbered anew (one restart; a
+  /// second one is left to the next resume).
   std::vector<frame_ptr> release_held();
 
   // -- the replay of a device
@@ -129,11 +129,15 @@ private:
   static uint64_t msg_id_hash(std::string_view msg_id);
 
   /// Whether a durable frame `seq` of the message whose id hashes to
-  /// `id_hash` starts a new numbering: the uid's inbox started over (it
-  /// expired, or a failover lost it). Only seq 1 can; it is no restart if
-  /// it is the seq 1 this connection knows (a late live copy of a message
-  /// the replay wrote), nor while nothing past it was written (seq 2 may
-  /// overtake seq 1 from another node).
+  /// `id_hash` starts a new numbering: the uid's inbox started over at seq
+  /// 1 (its new life found no seq hint: a failover lost the inbox with it,
+  /// the hint was evicted or outlived, or a node without hints started it).
+  /// A new life that continues past the earlier one's seqs is a gap like
+  /// any other (the catch-up takes it: only_new_life_ahead). Only seq 1
+  /// can restart; it is no restart if it is the seq 1 this connection
+  /// knows (a late live copy of a message the replay wrote), nor while
+  /// nothing past it was written (seq 2 may overtake seq 1 from another
+  /// node).
   bool restarts(uint64_t seq, uint64_t id_hash) const;
 
   /// Counts durable `seq` as written (the message's id hash for seq 1).

@@ -221,6 +221,12 @@ struct inbox_replay {
   /// The inbox holds more messages after the last one of `messages`: the
   /// page was cut at its limit (ask again after that seq).
   bool more = false;
+  /// The oldest seq the inbox keeps (last_seq + 1 if none).
+  uint64_t oldest = 0;
+  /// The first seq of the inbox's current life (0: unknown). A new life
+  /// continues past the earlier one's seqs, on Redis with a jump
+  /// (redis_scripts.hpp, inbox_helpers): see `only_new_life_ahead`.
+  uint64_t born = 0;
 };
 
 /// Whether a replay after `cursor` from an inbox whose oldest kept message
@@ -235,10 +241,19 @@ inline bool replay_misses_messages(uint64_t cursor, uint64_t oldest,
   return cursor > last_seq || (cursor + 1 < oldest && cursor < last_seq);
 }
 
+/// Whether all a page reports as too old is that the cursor lies in an
+/// earlier life of the inbox while the current one is kept whole from its
+/// first seq: the seqs in between never existed (or went with the earlier
+/// life), so a connection that stayed open across the expiry has missed
+/// nothing of the new life.
+inline bool only_new_life_ahead(const inbox_replay& page) {
+  return page.born > 0 && page.cursor < page.born && page.oldest == page.born;
+}
+
 template<class Inspector>
 typename Inspector::result_type inspect(Inspector& f, inbox_replay& x) {
   return f(caf::meta::type_name("inbox_replay"), x.cursor, x.last_seq,
-           x.too_old, x.messages, x.more);
+           x.too_old, x.messages, x.more, x.oldest, x.born);
 }
 
 /// Deliveries for one node, sent as a single BASP message.

@@ -186,8 +186,13 @@ class StoreBase(HarnessMixin):
         if self.redis:
             ttl = self.redis.command("PTTL", ukey("tina", "in"))
             self.assertTrue(0 < ttl <= 2000, ttl)
-            # No counter: the cursors' hash holds only the seq hint.
-            self.assertEqual(self.redis.command("HGETALL", ukey("tina", "cur")), [",last", "1"])
+            # No counter: the cursors' hash exists from the first read on.
+            self.assertEqual(self.redis.command("EXISTS", ukey("tina", "cur")), 0)
+            # The seq hint, a key of its own: last seq 1 (within 15), life
+            # born at 1; it outlives the inbox by 30 days.
+            self.assertEqual(self.redis.command("GET", ukey("tina", "last")), "1,1")
+            ttl = self.redis.command("PTTL", ukey("tina", "last")) - 30 * 86400 * 1000
+            self.assertTrue(0 < ttl <= 2000, ttl)
         # The device reads later than the last message: its cursor outlives
         # the inbox (on Redis the inbox is the counter: the next message
         # starts a new one and clears the cursors).
@@ -197,6 +202,9 @@ class StoreBase(HarnessMixin):
         self.read(tina, 3)
         tina.close()
         if self.redis:
+            # The cursors expire like the inbox, from the read that made them.
+            ttl = self.redis.command("PTTL", ukey("tina", "cur"))
+            self.assertTrue(1000 < ttl <= 2000, ttl)
             wait_until(lambda: self.redis.command("EXISTS", ukey("tina", "in")) == 0, 5,
                        what="inbox expired")
             self.assertEqual(self.redis.command("HGET", ukey("tina", "cur"), "d"), "3")
@@ -211,6 +219,8 @@ class StoreBase(HarnessMixin):
                          (False, "too_old", first))
         (m,) = messages(tina, 1)
         self.assertEqual((m["seq"], m["data"]), (first, "fresh"))
+        if self.redis:
+            self.assertEqual(self.redis.command("GET", ukey("tina", "last")), "17,17")
 
     def test_a_since_of_an_earlier_life_is_too_old(self):
         # F1: an inbox's seqs started over at 1 in each life, so a `since`
@@ -230,8 +240,8 @@ class StoreBase(HarnessMixin):
             wait_until(lambda: self.redis.command("EXISTS", ukey("fred", "in")) == 0, 5,
                        what="inbox expired")
             # The hint outlives the inbox by 30 days.
-            self.assertEqual(self.redis.command("HGET", ukey("fred", "cur"), ",last"), "1")
-            self.assertGreater(self.redis.command("PTTL", ukey("fred", "cur")), 29 * 86400 * 1000)
+            self.assertEqual(self.redis.command("GET", ukey("fred", "last")), "1,1")
+            self.assertGreater(self.redis.command("PTTL", ukey("fred", "last")), 29 * 86400 * 1000)
         else:
             time.sleep(1.3)  # the read renewed the inbox
         new_data = ["b%d" % i for i in range(7)]
@@ -262,9 +272,10 @@ class StoreBase(HarnessMixin):
     def test_a_device_connected_while_its_inbox_expires_stays_connected(self):
         # The new life's seqs continue past the earlier life's: on Redis up
         # to 31 past the device's last frame (the store knows the last seq
-        # within 15). That gap after a silence of inbox-max-age is no loss:
-        # the device gets the new message and stays connected (its catch-up
-        # once said too_old and closed it with 1013).
+        # within 15). That gap is no loss when the new life is whole from
+        # its first seq: the device gets the new message and stays
+        # connected (its catch-up once said too_old and closed it with
+        # 1013).
         node = self.node(**{"inbox-max-age": "1s"})
         alice = node.ws("alice")
         bob = node.ws("bob", query={"device": "d"})
@@ -282,6 +293,60 @@ class StoreBase(HarnessMixin):
         self.send_all(alice, "bob", ["n2"])
         (m,) = messages(bob, 1)
         self.assertEqual((m["seq"], m["data"]), (first + 1, "n2"))
+
+    def test_a_device_that_resumed_after_the_last_message_stays_connected(self):
+        # Review helper-55, H1: the device connects (and resumes) well after
+        # the earlier life's last message, so it was not quiet for
+        # inbox-max-age when the new life came; 4d8e212 keyed the exemption
+        # on that quiet time and closed it with 1013 on Redis. What counts
+        # is the inbox: nothing of the new life is missing.
+        node = self.node(**{"inbox-max-age": "2s"})
+        alice = node.ws("alice")
+        self.send_all(alice, "ben", ["b1", "b2", "b3"])
+        t0 = time.monotonic()
+        time.sleep(1.0)
+        ben = node.ws("ben", query={"device": "d"})
+        self.assertEqual([m["seq"] for m in messages(ben, 3)], [1, 2, 3])
+        if self.redis:
+            wait_until(lambda: self.redis.command("EXISTS", ukey("ben", "in")) == 0, 5,
+                       what="inbox expired")
+        else:
+            time.sleep(max(0.0, t0 + 2.3 - time.monotonic()))
+        self.send_all(alice, "ben", ["n1", "n2"])
+        first = 17 if self.redis else 4
+        self.assertEqual([(m["seq"], m["data"]) for m in messages(ben, 2)],
+                         [(first, "n1"), (first + 1, "n2")])
+        self.read(ben, first + 1)  # still connected
+
+    def test_a_life_past_16_messages_continues_after_its_last_hint(self):
+        # The hint is written at every seq % 16 == 1: after 20 messages it
+        # is 17, so the next life starts at 33 on Redis (exactly at 21 in
+        # memory); a device connected throughout takes the jump, a since of
+        # the earlier life reads as too_old where the store cannot tell.
+        node = self.node(**{"inbox-max-age": "1s"})
+        alice = node.ws("alice")
+        cleo = node.ws("cleo", query={"device": "d"})
+        self.send_all(alice, "cleo", ["c%d" % i for i in range(20)])
+        self.assertEqual([m["seq"] for m in messages(cleo, 20)], list(range(1, 21)))
+        if self.redis:
+            self.assertEqual(self.redis.command("GET", ukey("cleo", "last")), "17,1")
+            wait_until(lambda: self.redis.command("EXISTS", ukey("cleo", "in")) == 0, 5,
+                       what="inbox expired")
+        else:
+            time.sleep(1.3)
+        first = 33 if self.redis else 21
+        self.send_all(alice, "cleo", ["n1"])
+        (m,) = messages(cleo, 1)
+        self.assertEqual((m["seq"], m["data"]), (first, "n1"))
+        late = node.ws("cleo", query={"device": "x", "since": "20"})
+        self.assertEqual(late.welcome["resumed"], not self.redis, late.welcome)
+        self.assertEqual([m["seq"] for m in messages(late, 1)], [first])
+        # The next hints of the new life keep its first seq.
+        self.send_all(alice, "cleo", ["m%d" % i for i in range(16)])
+        self.assertEqual([m["seq"] for m in messages(cleo, 16)],
+                         list(range(first + 1, first + 17)))
+        if self.redis:
+            self.assertEqual(self.redis.command("GET", ukey("cleo", "last")), "49,33")
 
     # -- finding 3 ------------------------------------------------------------
 
@@ -547,16 +612,18 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         rita = node.ws("rita", query={"device": "laptop"})
         messages(rita, 1)
         self.read(rita, 1)
-        ttl = self.redis.command("PTTL", ukey("rita", "in"))
+        for key in ("in", "cur"):
+            ttl = self.redis.command("PTTL", ukey("rita", key))
+            self.assertTrue(3500 * 1000 < ttl <= 3600 * 1000, (key, ttl))
+        # The seq hint: 30 days longer.
+        ttl = self.redis.command("PTTL", ukey("rita", "last")) - 30 * 86400 * 1000
         self.assertTrue(3500 * 1000 < ttl <= 3600 * 1000, ttl)
-        # The cursors' hash holds the seq hint: 30 days longer.
-        ttl = self.redis.command("PTTL", ukey("rita", "cur")) - 30 * 86400 * 1000
-        self.assertTrue(3500 * 1000 < ttl <= 3600 * 1000, ttl)
+        self.assertEqual(self.redis.command("GET", ukey("rita", "last")), "1,1")
         self.assertEqual(self.redis.command("GET", PREFIX + ":layout"), "4")
         # No counter at all: the inbox's entry ids `0-<seq>` count.
         self.assertEqual(self.redis.command("EXISTS", ukey("rita", "seq")), 0)
         self.assertEqual(self.redis.command("HGETALL", ukey("rita", "cur")),
-                         [",last", "1", "laptop", "1"])
+                         ["laptop", "1"])
         # Stream ids are 0-<seq>; one field, the packed message, ts first.
         entries = self.redis.command("XRANGE", ukey("rita", "in"), "-", "+")
         self.assertEqual(entries[0][0], "0-1")
@@ -565,6 +632,20 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         self.assertTrue(abs(int(ts) - time.time() * 1000) < 60000, ts)
         self.assertEqual(kind, "0")
         self.assertTrue(rest.endswith('alice"r1"'), rest)
+
+    def test_a_foreign_seq_hint_fails_no_append(self):
+        # Review helper-55, M3: the hint was a field of the cursors' hash, and
+        # a hash that was not ours failed every 16th append after its XADD
+        # went in. The hint key is SET, which replaces any type.
+        node = self.node()
+        alice = node.ws("alice")
+        self.send_all(alice, "hal", ["h%d" % i for i in range(16)])
+        self.redis.command("DEL", ukey("hal", "last"))
+        self.redis.command("HSET", ukey("hal", "last"), "x", "1")
+        self.send_all(alice, "hal", ["h16"])
+        # The life's first seq could not be read back: unknown (0).
+        self.assertEqual(self.redis.command("GET", ukey("hal", "last")), "17,0")
+        self.assertEqual(entry_ids(self.redis, ukey("hal", "in"))[-1], "0-17")
 
     def test_read_moves_the_cursor_forward_up_to_the_last_seq(self):
         # A cursor moves forward only, never past the uid's last seq (its
@@ -683,6 +764,11 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
         self.redis.command("SET", ukey("ivy", "in"), "not a stream")
         self.redis.command("SET", ukey("ivy", "cur"), "not a hash")
         self.redis.command("SADD", ukey("ivy", "b"), "not a hash")
+        # Seq hints that are not ours: ignored (the life starts at 1), then
+        # replaced.
+        self.redis.command("HSET", ukey("ivy", "last"), "a", "1")
+        self.redis.command("SET", ukey("ida", "last"), "40")
+        self.redis.command("SET", ukey("ian", "last"), "9007199254740991,1")
         # Inboxes whose ids are not ours (layout 3's `<seq>-0`; a seq past
         # 2^53, or used up at 2^64 - 1) and the cursors beside them: the uid
         # starts over.
@@ -697,8 +783,8 @@ class RedisStoreTest(StoreBase, unittest.TestCase):
             self.assertEqual([(m["seq"], m["data"]) for m in messages(client, 1)],
                              [(1, uid + "1")])
             self.read(client, 1)
-            self.assertEqual(self.redis.command("HGETALL", ukey(uid, "cur")),
-                             [",last", "1", "d", "1"])
+            self.assertEqual(self.redis.command("HGETALL", ukey(uid, "cur")), ["d", "1"])
+            self.assertEqual(self.redis.command("GET", ukey(uid, "last")), "1,1")
             self.assertEqual(entry_ids(self.redis, ukey(uid, "in")), ["0-1"])
         self.assertEqual(node.http("GET", "/healthz")[0], 200)
 

@@ -113,11 +113,13 @@ CAF_TEST(the memory store holds at most max - stored - bytes in all inboxes) {
   for (auto& [uid, life] : st.ended)
     hints += memory_store_state::ended_cost(uid);
   CAF_CHECK_EQUAL(st.stored_bytes, hints);
+  CAF_CHECK_EQUAL(st.ended_bytes, hints);
   st.cfg.seq_hint_keep_ms = 0;
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
   st.sweep(frames::now_ms(), 10'000);
   CAF_CHECK(st.ended.empty() && st.ended_expiry.empty());
   CAF_CHECK_EQUAL(st.stored_bytes, 0u);
+  CAF_CHECK_EQUAL(st.ended_bytes, 0u);
 }
 
 CAF_TEST(trimmed and restarted inboxes give their bytes back) {
@@ -193,6 +195,11 @@ CAF_TEST(a new life of an inbox continues after the earlier one) {
   CAF_CHECK(old.too_old);
   CAF_CHECK_EQUAL(old.messages.size(), 7u);
   CAF_CHECK(!st.replay("bob", "x", 7, 100).too_old);
+  // The page names the life's first seq: a connection still at 5 has missed
+  // nothing of this life (only of the earlier one, which is gone).
+  CAF_CHECK_EQUAL(old.oldest, 8u);
+  CAF_CHECK_EQUAL(old.born, 8u);
+  CAF_CHECK(only_new_life_ahead(old));
   // The device's cursor of the earlier life went with it: it hides none of
   // the new life's messages.
   auto device = st.replay("bob", "d", -1, 100);
@@ -248,4 +255,19 @@ CAF_TEST(ended lives are forgotten after the hint margin or for room) {
   CAF_CHECK_EQUAL(st.ended.size(), 3u);
   CAF_CHECK_EQUAL(st.ended_expiry.size(), 3u);
   CAF_CHECK_EQUAL(st.ended.count("bob"), 0u);
+  CAF_CHECK_EQUAL(st.ended_bytes, 3 * memory_store_state::ended_cost("u1"));
+  // A message that would not fit even without every ended life is refused
+  // without forgetting any (review helper-55, L1).
+  st.cfg.max_stored_bytes =
+      st.stored_bytes - st.ended_bytes + memory_store_state::inbox_cost("u8") +
+      memory_store_state::message_cost(small_message()) - 1;
+  auto refused = st.append(small_message(), {"u8"});
+  CAF_REQUIRE(!refused);
+  CAF_CHECK_EQUAL(to_ec(refused.error()), ec::unavailable);
+  CAF_CHECK_EQUAL(st.ended.size(), 3u);
+  // One byte more: it fits once all three go.
+  st.cfg.max_stored_bytes += 1;
+  CAF_CHECK_EQUAL(store_one(st, "u8"), 1u);
+  CAF_CHECK(st.ended.empty() && st.ended_bytes == 0);
+  CAF_CHECK_EQUAL(st.stored_bytes, st.cfg.max_stored_bytes);
 }

@@ -60,18 +60,21 @@ redisReply* entry(const std::string& seq, const std::string& data = "{}",
        arr({str("m"), str(packed(ts, kind, "m" + seq, "alice", "", data))})});
 }
 
-/// The inbox script's reply: cursor, last seq, oldest seq, more, entries.
+/// The inbox script's reply: cursor, last seq, oldest seq, more, the
+/// life's first seq, entries.
 redisReply* page(long long cursor, long long last, long long oldest,
-                 long long more, std::initializer_list<redisReply*> entries) {
+                 long long more, std::initializer_list<redisReply*> entries,
+                 long long born = 0) {
   auto r = new_reply(REDIS_REPLY_ARRAY);
-  r->elements = 4 + entries.size();
+  r->elements = 5 + entries.size();
   r->element =
       static_cast<redisReply**>(std::calloc(r->elements, sizeof(redisReply*)));
   r->element[0] = num(cursor);
   r->element[1] = num(last);
   r->element[2] = num(oldest);
   r->element[3] = num(more);
-  size_t i = 4;
+  r->element[4] = num(born);
+  size_t i = 5;
   for (auto e : entries)
     r->element[i++] = e;
   return r;
@@ -422,10 +425,49 @@ CAF_TEST(an inbox page starts after since and sees gaps) {
   CAF_CHECK(!replay->more);
 }
 
+CAF_TEST(an inbox page carries its oldest seq and the first of its life) {
+  std::vector<std::string> bad;
+  // A device at 5 (an earlier life) while the new life, 37 on, is whole:
+  // too old for a resume, nothing missing for a connection that stayed.
+  auto jump = own(page(5, 38, 37, 0, {entry("37"), entry("38")}, 37));
+  auto replay = read_inbox(jump.get(), -1, bad);
+  CAF_REQUIRE(replay);
+  CAF_CHECK_EQUAL(replay->oldest, 37u);
+  CAF_CHECK_EQUAL(replay->born, 37u);
+  CAF_CHECK(replay->too_old);
+  CAF_CHECK(only_new_life_ahead(*replay));
+  // The new life lost its first message to retention: a loss.
+  auto trimmed = own(page(5, 38, 38, 0, {entry("38")}, 37));
+  replay = read_inbox(trimmed.get(), -1, bad);
+  CAF_REQUIRE(replay);
+  CAF_CHECK(replay->too_old);
+  CAF_CHECK(!only_new_life_ahead(*replay));
+  // A gap within the life (the cursor is past its first seq): a loss.
+  auto within = own(page(40, 60, 50, 0, {}, 37));
+  replay = read_inbox(within.get(), -1, bad);
+  CAF_REQUIRE(replay);
+  CAF_CHECK(replay->too_old);
+  CAF_CHECK(!only_new_life_ahead(*replay));
+  // Unknown (0) or hostile: no exemption.
+  auto unknown = own(page(5, 38, 37, 0, {}, 0));
+  replay = read_inbox(unknown.get(), -1, bad);
+  CAF_REQUIRE(replay);
+  CAF_CHECK(!only_new_life_ahead(*replay));
+  auto hostile = own(page(5, 38, 37, 0, {}, -37));
+  replay = read_inbox(hostile.get(), -1, bad);
+  CAF_REQUIRE(replay);
+  CAF_CHECK_EQUAL(replay->born, 0u);
+  CAF_CHECK(!only_new_life_ahead(*replay));
+  CAF_CHECK(bad.empty());
+}
+
 CAF_TEST(a malformed inbox reply fails) {
   std::vector<std::string> bad;
   auto short_reply = own(arr({num(1), num(2), num(3)}));
   CAF_CHECK(!read_inbox(short_reply.get(), -1, bad));
+  // The reply of an inbox script without the life's first seq.
+  auto no_born = own(arr({num(1), num(2), num(3), num(0)}));
+  CAF_CHECK(!read_inbox(no_born.get(), -1, bad));
   auto s = own(str("OK"));
   CAF_CHECK(!read_inbox(s.get(), -1, bad));
   CAF_CHECK(!read_inbox(nullptr, -1, bad));
@@ -433,19 +475,14 @@ CAF_TEST(a malformed inbox reply fails) {
 }
 
 CAF_TEST(a copy is unread until some device reads past it) {
-  auto rs = replies({arr({str("a"), str("3"), str("b"), str("7")}),
-                     arr({str("a"), str("3"), str("b"), str("4")}), arr({}),
-                     nil(), arr({str("a"), str("junk"), str("b"), num(99)}),
-                     arr({str("a"), str("18446744073709551616")}),
-                     // The seq hint is no device: alone it leaves nobody to
-                     // remind, and past the copy it does not make it read.
-                     arr({str(",last"), str("9")}),
-                     arr({str(",last"), str("9"), str("a"), str("2")})});
-  auto unread = read_unread(rs, {7, 5, 1, 1, 1, 1, 5, 5});
-  CAF_CHECK(unread == (std::vector<bool>{false, true, false, false, true, true,
-                                         false, true}));
+  auto rs = replies({arr({str("3"), str("7")}), arr({str("3"), str("4")}),
+                     arr({}), nil(), arr({str("junk"), num(99)}),
+                     arr({str("18446744073709551616")})});
+  auto unread = read_unread(rs, {7, 5, 1, 1, 1, 1});
+  CAF_CHECK(unread ==
+            (std::vector<bool>{false, true, false, false, true, true}));
   // A copy without a seq counts as seq 0: read.
-  auto more = replies({arr({str("a"), str("0")})});
+  auto more = replies({arr({str("0")})});
   CAF_CHECK(read_unread(more, {}) == std::vector<bool>{false});
 }
 
