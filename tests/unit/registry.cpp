@@ -126,6 +126,36 @@ struct fixture : test::builtins_fixture {
     return outcome;
   }
 
+  /// Hands the REGISTRY every one of `publishes` before the store answers
+  /// any, then counts the answers: reports, and refusals as rate_limited
+  /// whose message holds `phrase`.
+  std::pair<size_t, size_t>
+  publish_all_at_once(const std::vector<delivery>& publishes,
+                      const std::string& phrase) {
+    messaging_actor messaging = registry;
+    std::vector<decltype(self->request(messaging, caf::infinite,
+                                       atom::publish_v, delivery{}))>
+        requests;
+    for (auto& d : publishes)
+      requests.push_back(
+          self->request(messaging, caf::infinite, atom::publish_v, d));
+    for (size_t i = 0; i < publishes.size(); ++i) {
+      sched.prioritize(registry);
+      sched.run_once();
+    }
+    run();
+    size_t answered = 0;
+    size_t refused = 0;
+    for (auto& request : requests)
+      request.receive([&answered](delivery_report&) { ++answered; },
+                      [&refused, &phrase](caf::error& err) {
+                        refused += err == ec::rate_limited &&
+                                   error_message(err).find(phrase) !=
+                                       std::string::npos;
+                      });
+    return {answered, refused};
+  }
+
   /// A PEER actor for node n2 that records the batches it gets; it confirms
   /// them (gives credit back) only if `confirm`.
   peer_actor spawn_peer(std::vector<delivery_batch>& received, bool confirm) {
@@ -778,36 +808,14 @@ CAF_TEST(volatile publishes of a uid waiting for the store are bounded) {
                  uint32_t{100});
   run();
   messaging_actor messaging = registry;
-  std::vector<decltype(self->request(messaging, caf::infinite, atom::publish_v,
-                                     delivery{}))>
-      requests;
-  for (int i = 0; i < 20; ++i) {
-    auto d = frames::make_delivery(delivery_kind::group, "alice", "1");
-    d.group = "g";
-    requests.push_back(
-        self->request(messaging, caf::infinite, atom::publish_v, d));
-  }
-  // The REGISTRY takes all 20 before the store answers any.
-  for (int i = 0; i < 20; ++i) {
-    sched.prioritize(registry);
-    sched.run_once();
-  }
-  run();
-  size_t delivered = 0;
-  size_t waiting = 0;
-  for (auto& request : requests)
-    request.receive([&delivered](delivery_report&) { ++delivered; },
-                    [&waiting](caf::error& err) {
-                      CAF_CHECK(err == ec::rate_limited);
-                      waiting += error_message(err).find(
-                                     "publishes waiting for the store") !=
-                                 std::string::npos;
-                    });
+  auto d = frames::make_delivery(delivery_kind::group, "alice", "1");
+  d.group = "g";
+  auto [delivered, waiting] = publish_all_at_once(
+      std::vector<delivery>(20, d), "publishes waiting for the store");
   CAF_CHECK_EQUAL(delivered, store_budgets::max_publishes_in_flight);
   CAF_CHECK_EQUAL(waiting, 20u - store_budgets::max_publishes_in_flight);
   // Once answered, alice publishes again.
-  auto d = frames::make_delivery(delivery_kind::group, "alice", "2");
-  d.group = "g";
+  d.data = "2";
   auto again = self->request(messaging, caf::infinite, atom::publish_v, d);
   run();
   again.receive([](delivery_report&) {},
@@ -859,38 +867,25 @@ CAF_TEST(durable publishes of one client address waiting for the store are bound
     caf::anon_send(store, atom::join_v, "u" + std::to_string(i),
                    std::string{"g"}, uint32_t{100});
   run();
-  messaging_actor messaging = registry;
-  auto publish = [&](int from) {
+  auto publish_of = [](uint32_t from) {
     auto d = frames::make_delivery(delivery_kind::group,
                                    "u" + std::to_string(from), "1", true);
     d.group = "g";
     d.sender_address = "10.0.0.1";
-    return self->request(messaging, caf::infinite, atom::publish_v, d);
+    return d;
   };
-  // One publish of each of limit + 8 uids: the REGISTRY takes them all
-  // before the store answers any.
-  std::vector<decltype(publish(0))> requests;
+  // One publish of each of limit + 8 uids.
+  std::vector<delivery> publishes;
   for (uint32_t i = 0; i < limit + 8; ++i)
-    requests.push_back(publish(static_cast<int>(i)));
-  for (uint32_t i = 0; i < limit + 8; ++i) {
-    sched.prioritize(registry);
-    sched.run_once();
-  }
-  run();
-  size_t stored = 0;
-  size_t waiting = 0;
-  for (auto& request : requests)
-    request.receive([&stored](delivery_report&) { ++stored; },
-                    [&waiting](caf::error& err) {
-                      waiting += err == ec::rate_limited &&
-                                 error_message(err).find(
-                                     "this client address has 32 durable "
-                                     "publishes waiting") != std::string::npos;
-                    });
+    publishes.push_back(publish_of(i));
+  auto [stored, waiting] = publish_all_at_once(
+      publishes, "this client address has 32 durable publishes waiting");
   CAF_CHECK_EQUAL(stored, limit);
   CAF_CHECK_EQUAL(waiting, 8u);
   // Once answered, the address publishes again.
-  auto again = publish(0);
+  messaging_actor messaging = registry;
+  auto again =
+      self->request(messaging, caf::infinite, atom::publish_v, publish_of(0));
   run();
   again.receive([](delivery_report&) {},
                 [](caf::error& err) { CAF_FAIL("refused: " << err); });
