@@ -36,13 +36,13 @@ BUILD_DIR=${WSC_BENCH_BUILD_DIR:-$REPO_ROOT/build-release}
 BENCH_PEERS=${BENCH_PEERS:-$REPO_ROOT/../shared/bench-peers}
 QUIET=${QUIET:-0.5}; QUIET_MAX_WAIT=${QUIET_MAX_WAIT:-20}
 if (( QUICK )); then
-  CPP_SCEN=${CPP_SCEN:-"s1:2000 s2:2000 s2:20000 s3:1000 s4:250 search fanout:500"}
+  CPP_SCEN=${CPP_SCEN:-"s1:2000 s2:2000 s2:20000 s3:1000 s4:250 search fanout:500 floor"}
   HARNESS_SCEN=${HARNESS_SCEN:-"s1:2000 s2:2000 s3:1000 s4:250"}
   export S2_DURATION=${S2_DURATION:-3} S4_DURATION=${S4_DURATION:-3} S3_BROADCASTS=${S3_BROADCASTS:-5}
-  FANOUT_DURATION=${FANOUT_DURATION:-3}
+  FANOUT_DURATION=${FANOUT_DURATION:-3} FLOOR_DURATION=${FLOOR_DURATION:-3}
   SEARCH_ARGS=${SEARCH_ARGS:-"--duration 2 --search-steps 4"}
 else
-  CPP_SCEN=${CPP_SCEN:-"s1:10000 s2:2000 s2:5000 s2:10000 s2:50000 s3:5000 s4:250 search fanout:1000"}
+  CPP_SCEN=${CPP_SCEN:-"s1:10000 s2:2000 s2:5000 s2:10000 s2:50000 s3:5000 s4:250 search fanout:1000 floor"}
   HARNESS_SCEN=${HARNESS_SCEN:-"s1:2000 s1:10000 s2:2000 s2:5000 s2:10000 s3:5000 s4:250"}
   SEARCH_ARGS=${SEARCH_ARGS:-"--duration 5 --search-steps 9"}
 fi
@@ -50,6 +50,7 @@ S2_DURATION=${S2_DURATION:-10}; S2_SENDERS=${S2_SENDERS:-100}; S2_RECEIVERS=${S2
 S3_BROADCASTS=${S3_BROADCASTS:-20}; S4_GROUPS=${S4_GROUPS:-100}; S4_GROUP_SIZE=${S4_GROUP_SIZE:-20}
 S4_DURATION=${S4_DURATION:-10}
 FANOUT_IO_THREADS=${FANOUT_IO_THREADS:-"1 2"}; FANOUT_DURATION=${FANOUT_DURATION:-10}
+FLOOR_DURATION=${FLOOR_DURATION:-10}
 FANOUT_SENDERS=${FANOUT_SENDERS:-4}; FANOUT_WINDOW=${FANOUT_WINDOW:-4}; FANOUT_ARGS=${FANOUT_ARGS:-}
 FANOUT_NODE_FLAGS=${FANOUT_NODE_FLAGS:-"--state=memory --client-broadcast=true --rate-limit=0 --max-connections=200000 --max-connections-per-address=0 --handshake-rate-per-address=0 --stored-bytes-rate-per-address=0 --log-level=warn"}
 
@@ -167,12 +168,27 @@ fanout_one() {
   done
 }
 
+# floor_one REP: bench/floor.py, the kernel floor of this box without wscluster (a bare
+# epoll server: S2's read + ack + delivery at 10k/s and 2k/s, S3's broadcast writes), its
+# JSON lines appended to CPP_OUT for the goals table.
+floor_one() {
+  local rep=$1 args
+  for args in "--rate 10000" "--rate 2000" "--rate 4 --senders 1 --receivers 5000 --fanout 5000"; do
+    wait_quiet
+    log "floor $args rep=$rep"
+    # shellcheck disable=SC2086 # args is a list of words
+    timeout 120 python3 "$BENCH_HERE/floor.py" --runs 1 --duration "$FLOOR_DURATION" $args \
+      --out "$CPP_OUT" >>"$RES/logs/floor.log" 2>&1 || log "!! floor $args failed ($?), see $RES/logs/floor.log"
+  done
+}
+
 cpp_one() { # scenario[:arg] rep
   local sc=${1%%:*} arg=${1#*:} rep=$2 opts=()
   if [[ $arg == "$1" ]]; then arg=""; fi
   # shellcheck disable=SC2206 # SEARCH_ARGS is a list of words
   case $sc in
     fanout) fanout_one "$arg" "$rep"; return 0 ;;
+    floor) floor_one "$rep"; return 0 ;;
     s1) opts=(--n "${arg:-10000}") ;;
     s2) opts=(--rate "${arg:-10000}" --duration "$S2_DURATION" --senders "$S2_SENDERS" --receivers "$S2_RECEIVERS") ;;
     s3) opts=(--clients "${arg:-5000}" --broadcasts "$S3_BROADCASTS") ;;
@@ -211,6 +227,7 @@ quick_flag=""; if (( QUICK )); then quick_flag=" -q"; fi
 commands+=("bench/run.sh -r $REPS$quick_flag   # everything below")
 commands+=("wsc-loadgen --scenario SC --ports P1,P2 --server-pids N1,N2 --redis-pid R ...   # per C++ run: $CPP_SCEN")
 commands+=("(copy of shared/bench-peers) ./bench.sh -r 1 -p socketio,wsredis,$BENCH_HERE/peer -s \"$HARNESS_SCEN\"   # per repetition (+smoke in rep 1)")
+commands+=("bench/floor.py --runs 1 --duration $FLOOR_DURATION [--rate 10000 | --rate 2000 | --rate 4 --senders 1 --receivers 5000 --fanout 5000]   # per repetition: the box's kernel floor")
 commands+=("S2: duration ${S2_DURATION}s, ${S2_SENDERS} senders, ${S2_RECEIVERS} receivers; S3: ${S3_BROADCASTS} broadcasts; S4: ${S4_GROUPS} groups x ${S4_GROUP_SIZE}, ${S4_DURATION}s; search: $SEARCH_ARGS")
 fanout_flags=""
 if [[ " $CPP_SCEN" == *" fanout"* ]]; then
