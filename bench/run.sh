@@ -39,7 +39,7 @@ if (( QUICK )); then
   CPP_SCEN=${CPP_SCEN:-"s1:2000 s2:2000 s2:20000 s3:1000 s4:250 search fanout:500 floor"}
   HARNESS_SCEN=${HARNESS_SCEN:-"s1:2000 s2:2000 s3:1000 s4:250"}
   export S2_DURATION=${S2_DURATION:-3} S4_DURATION=${S4_DURATION:-3} S3_BROADCASTS=${S3_BROADCASTS:-5}
-  FANOUT_DURATION=${FANOUT_DURATION:-3} FLOOR_DURATION=${FLOOR_DURATION:-3}
+  FANOUT_DURATION=${FANOUT_DURATION:-3}
   SEARCH_ARGS=${SEARCH_ARGS:-"--duration 2 --search-steps 4"}
 else
   CPP_SCEN=${CPP_SCEN:-"s1:10000 s2:2000 s2:5000 s2:10000 s2:50000 s3:5000 s4:250 search fanout:1000 floor"}
@@ -169,11 +169,14 @@ fanout_one() {
 }
 
 # floor_one REP: bench/floor.py, the kernel floor of this box without wscluster (a bare
-# epoll server: S2's read + ack + delivery at 10k/s and 2k/s, S3's broadcast writes), its
-# JSON lines appended to CPP_OUT for the goals table.
+# epoll server: S2's read + ack + delivery at 10k/s and 2k/s, the writes of S3's broadcasts
+# and of S4's group messages), its JSON lines appended to CPP_OUT for the goals table.
+# FLOOR_DURATION stays 10 s in quick mode too: stime counts in clock ticks.
+FLOOR_SHAPES=("--rate 10000" "--rate 2000" "--rate 4 --senders 1 --receivers 5000 --fanout 5000"
+              "--rate 250 --senders 100 --receivers 2000 --fanout 20")
 floor_one() {
   local rep=$1 args
-  for args in "--rate 10000" "--rate 2000" "--rate 4 --senders 1 --receivers 5000 --fanout 5000"; do
+  for args in "${FLOOR_SHAPES[@]}"; do
     wait_quiet
     log "floor $args rep=$rep"
     # shellcheck disable=SC2086 # args is a list of words
@@ -227,7 +230,7 @@ quick_flag=""; if (( QUICK )); then quick_flag=" -q"; fi
 commands+=("bench/run.sh -r $REPS$quick_flag   # everything below")
 commands+=("wsc-loadgen --scenario SC --ports P1,P2 --server-pids N1,N2 --redis-pid R ...   # per C++ run: $CPP_SCEN")
 commands+=("(copy of shared/bench-peers) ./bench.sh -r 1 -p socketio,wsredis,$BENCH_HERE/peer -s \"$HARNESS_SCEN\"   # per repetition (+smoke in rep 1)")
-commands+=("bench/floor.py --runs 1 --duration $FLOOR_DURATION [--rate 10000 | --rate 2000 | --rate 4 --senders 1 --receivers 5000 --fanout 5000]   # per repetition: the box's kernel floor")
+commands+=("bench/floor.py --runs 1 --duration $FLOOR_DURATION [$(printf '%s | ' "${FLOOR_SHAPES[@]}" | sed 's/ | $//')]   # per repetition: the box's kernel floor")
 commands+=("S2: duration ${S2_DURATION}s, ${S2_SENDERS} senders, ${S2_RECEIVERS} receivers; S3: ${S3_BROADCASTS} broadcasts; S4: ${S4_GROUPS} groups x ${S4_GROUP_SIZE}, ${S4_DURATION}s; search: $SEARCH_ARGS")
 fanout_flags=""
 if [[ " $CPP_SCEN" == *" fanout"* ]]; then
