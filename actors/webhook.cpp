@@ -19,6 +19,14 @@ namespace wsc {
 
 // -- pure parts ---------------------------------------------------------------
 
+std::string membership_key(std::string_view uid, std::string_view group) {
+  std::string key;
+  key.reserve(uid.size() + 1 + group.size());
+  key.append(uid).push_back('\0');
+  key.append(group);
+  return key;
+}
+
 void webhook_queue::remove_indexed(webhook_kind kind, const std::string& key) {
   auto& queued = index_of(kind);
   if (auto i = queued.find(key); i != queued.end()) {
@@ -34,15 +42,24 @@ auto webhook_queue::push(webhook_item item, size_t* removed) -> pushed {
   // Coalescing first: in a full queue it frees room instead of dropping the
   // new event (an `offline` lost leaves a uid online).
   if (paired && items_.size() >= coalesce_from_) {
-    bool presence =
-        item.kind == webhook_kind::online || item.kind == webhook_kind::offline;
-    if (presence) {
-      // The uid's latest state replaces what is queued of it: its online and
-      // offline may come from different nodes, so this node's queue need not
-      // alternate, and cancelling could leave the backend with a stale state.
+    // A uid's presence, a membership, or a uid's unread messages: the
+    // latest replaces what is queued of it. A presence's or membership's
+    // two events may come from different nodes (or a join may repeat one
+    // already made), so this node's queue need not alternate, and
+    // cancelling could leave the backend with a stale state.
+    std::optional<std::pair<webhook_kind, webhook_kind>> state;
+    if (item.kind == webhook_kind::online || item.kind == webhook_kind::offline)
+      state.emplace(webhook_kind::online, webhook_kind::offline);
+    else if (item.kind == webhook_kind::joined ||
+             item.kind == webhook_kind::left)
+      state.emplace(webhook_kind::joined, webhook_kind::left);
+    else if (item.kind == webhook_kind::unread)
+      state.emplace(webhook_kind::unread, webhook_kind::unread);
+    if (state) {
       auto before = items_.size();
-      remove_indexed(webhook_kind::online, item.key);
-      remove_indexed(webhook_kind::offline, item.key);
+      remove_indexed(state->first, item.key);
+      if (state->second != state->first)
+        remove_indexed(state->second, item.key);
       if (removed)
         *removed = before - items_.size();
     } else if (item.kind == webhook_kind::logged_out) {
@@ -366,12 +383,16 @@ webhook(webhook_actor::stateful_pointer<webhook_state> self, webhook_config cfg,
               webhook_kind::offline, ev.uid);
       },
       [self](join_event& ev) {
-        self->state.add("join", text_of(nlohmann::json{{"uid", ev.uid},
-                                                       {"group", ev.group}}));
+        self->state.add(
+            "join",
+            text_of(nlohmann::json{{"uid", ev.uid}, {"group", ev.group}}),
+            webhook_kind::joined, membership_key(ev.uid, ev.group));
       },
       [self](leave_event& ev) {
-        self->state.add("leave", text_of(nlohmann::json{{"uid", ev.uid},
-                                                        {"group", ev.group}}));
+        self->state.add(
+            "leave",
+            text_of(nlohmann::json{{"uid", ev.uid}, {"group", ev.group}}),
+            webhook_kind::left, membership_key(ev.uid, ev.group));
       },
       [self](unread_event& ev) {
         nlohmann::json fields{{"uid", ev.uid},
@@ -382,7 +403,8 @@ webhook(webhook_actor::stateful_pointer<webhook_state> self, webhook_config cfg,
           fields["from"] = ev.from;
         if (!ev.group.empty())
           fields["group"] = ev.group;
-        self->state.add("unread", text_of(fields));
+        self->state.add("unread", text_of(fields), webhook_kind::unread,
+                        ev.uid);
       },
       [self](caf::flush_atom) {
         auto& st = self->state;

@@ -43,15 +43,23 @@ namespace wsc {
 // -- pure parts (unit-tested) -------------------------------------------------
 
 /// Events that coalesce in a backlog (see webhook_queue::push): the
-/// presence of a uid (`online`/`offline`), and the `register`/`logout` of a
-/// connection. `other` events never coalesce.
+/// presence of a uid (`online`/`offline`), the `register`/`logout` of a
+/// connection, a uid's membership of a group (`join`/`leave`), and the
+/// `unread` messages of a uid. `other` events never coalesce.
 enum class webhook_kind : uint8_t {
   online,
   offline,
   registered,
   logged_out,
+  joined,
+  left,
+  unread,
   other,
 };
+
+/// The key under which the membership events of `uid` in `group` coalesce
+/// (names hold no NUL: protocol/names).
+std::string membership_key(std::string_view uid, std::string_view group);
 
 /// One event on its way to the backend: its JSON object (with `id` and
 /// `name`), when it was queued, and for paired kinds the uid or connection
@@ -89,11 +97,15 @@ public:
   /// Queues an event; `full` (and nothing queued) when the queue is full.
   /// In a backlog (`coalesce_from` queued) a uid's `online` or `offline`
   /// first removes what is queued of the uid's presence (the backend gets
-  /// its latest state), and a `logout` whose `register` is still queued
-  /// removes it and is not queued itself (`coalesced`): one client churning
-  /// connections cannot fill the queue and push others' events out. Below
-  /// the threshold every event is kept. `removed` (if given) is set to the
-  /// number of queued events removed.
+  /// its latest state), a `join` or `leave` likewise what is queued of that
+  /// membership, an `unread` what is queued of its uid's unread messages
+  /// (the backend's cue to notify the uid: the newest message stands for
+  /// the others), and a `logout` whose `register` is still queued removes
+  /// it and is not queued itself (`coalesced`): one client churning
+  /// connections or memberships, or sending durable messages faster than
+  /// the backend takes their `unread`s, cannot fill the queue and push
+  /// others' events out. Below the threshold every event is kept. `removed` (if
+  /// given) is set to the number of queued events removed.
   pushed push(webhook_item item, size_t* removed = nullptr);
 
   /// Takes the oldest `n` events (fewer if fewer are queued).
@@ -140,7 +152,7 @@ private:
   item_list items_;
   /// The newest queued event of each paired kind for each key; the keys
   /// view the items' own `key` (list nodes do not move).
-  std::array<std::unordered_map<std::string_view, item_list::iterator>, 4>
+  std::array<std::unordered_map<std::string_view, item_list::iterator>, 7>
       index_;
 };
 

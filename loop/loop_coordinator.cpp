@@ -1,5 +1,7 @@
 #include "loop/loop_coordinator.hpp"
 
+#include "util/log.hpp"
+
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/detail/set_thread_name.hpp>
@@ -85,7 +87,7 @@ public:
       caf::detail::set_thread_name(name.c_str());
       system().thread_started();
       this_loop = this;
-      ioc_->run();
+      run_loop(*ioc_, name.c_str());
       this_loop = nullptr;
       system().thread_terminates();
     }};
@@ -355,6 +357,19 @@ void loop_coordinator::stop() {
   clock_.cancel_dispatch_loop();
   if (clock_thread_.joinable())
     clock_thread_.join();
+}
+
+void run_loop(asio::io_context& ioc, const char* name) {
+  for (;;) {
+    try {
+      ioc.run();
+      return;
+    } catch (const std::exception& e) {
+      log::error("{}: a handler threw, the loop runs on: {}", name, e.what());
+    } catch (...) {
+      log::error("{}: a handler threw, the loop runs on", name);
+    }
+  }
 }
 
 } // namespace wsc

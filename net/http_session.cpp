@@ -20,6 +20,13 @@ namespace {
 constexpr size_t max_header_bytes = 16 * 1024;
 constexpr size_t max_body_bytes = 1024 * 1024;
 constexpr size_t max_unauthorized_body_bytes = 16 * 1024;
+/// What the read buffer may hold at once: a request head, or a body's
+/// bytes on their way to the body. Beast bounds the head (header_limit) and
+/// the body (body_limit) but not the trailer fields after a chunked body,
+/// which it keeps whole until their end: without this bound a client made
+/// the node hold 240 MB, and one field of 64 KiB made Beast throw out of
+/// the parser and end the process (probe helper-58).
+constexpr size_t max_read_buffer_bytes = 2 * max_header_bytes;
 
 /// How long the answers a client asked for before it ended may take to
 /// leave without progress once the socket is closed (a slow or lossy link
@@ -60,8 +67,8 @@ bool is_api_path(std::string_view target) {
 http_session::http_session(tcp::socket&& socket,
                            std::shared_ptr<const http_shared> shared,
                            std::string address)
-    : stream_(std::move(socket)), shared_(std::move(shared)),
-      address_(std::move(address)) {
+    : stream_(std::move(socket)), buffer_(max_read_buffer_bytes),
+      shared_(std::move(shared)), address_(std::move(address)) {
   ++*shared_->http_sessions;
 }
 

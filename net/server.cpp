@@ -86,7 +86,7 @@ void server::start(size_t threads) {
     return; // the scheduler's loops run it
   impl_->work.emplace(impl_->ioc->get_executor());
   for (size_t i = 0; i < threads; ++i)
-    impl_->threads.emplace_back([this] { impl_->ioc->run(); });
+    impl_->threads.emplace_back([this] { run_loop(*impl_->ioc, "wsc.io"); });
 }
 
 void server::stop_accepting() {

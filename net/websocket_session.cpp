@@ -34,6 +34,11 @@ constexpr uint32_t max_unanswered = 16;
 /// CONNECTION counts the message. A flood of frames is one of small frames.
 constexpr uint64_t uncounted_fragment = 1024;
 
+/// How long the peer's close waits for the answers to the frames before it
+/// (a store's answer takes milliseconds; one that takes longer is not
+/// waited for: the close goes without it).
+constexpr auto close_grace_answers = std::chrono::seconds(2);
+
 using handshake_stream = websocket::stream<tcp::socket&, false>;
 
 /// Allocates the operation of a readiness wait at its own size, from a free
@@ -295,10 +300,27 @@ void websocket_session::on_close(uint16_t code, std::string_view) {
       teardown();
     return;
   }
+  auto echo = code == ws::close_code::no_status ? ws::close_code::normal : code;
+  if (unanswered_.load() > 0) {
+    // Frames before the close still wait for their answers (a send's ack
+    // after it was stored: without it a client resends, and without an
+    // idem key that is a duplicate, probe helper-58). RFC 6455 5.5.1 lets
+    // an endpoint send what it has before its close: the answers go, then
+    // ours, within the close grace.
+    deferred_close_.store(echo);
+    arm_timer(close_grace_answers);
+    if (unanswered_.load() == 0) // the last answer came meanwhile
+      close_deferred();
+    return;
+  }
   // Echo the peer's code (1000 for a close without one), after the frame
   // being written if any: what is still queued is not wanted any more.
-  begin_close(code == ws::close_code::no_status ? ws::close_code::normal : code,
-              {}, true);
+  begin_close(echo, {}, true);
+}
+
+void websocket_session::close_deferred() {
+  if (auto code = deferred_close_.exchange(0); code != 0)
+    begin_close(code, {}, false); // with the answers queued
 }
 
 void websocket_session::pause() {
@@ -325,7 +347,11 @@ void websocket_session::resume_read() {
 }
 
 void websocket_session::frame_answered() {
-  if (unanswered_.fetch_sub(1) - 1 < max_unanswered && read_paused_.load() &&
+  auto left = unanswered_.fetch_sub(1) - 1;
+  if (left == 0 && deferred_close_.load() != 0)
+    // After the answer's write (the same executor, in order).
+    on_socket([self = shared_from_this()] { self->close_deferred(); });
+  if (left < max_unanswered && read_paused_.load() &&
       read_paused_.exchange(false))
     asio::post(socket_.get_executor(), [self = shared_from_this()] {
       loop_coordinator::handler_scope scope;

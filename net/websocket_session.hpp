@@ -96,6 +96,9 @@ private:
   bool admit_frame(ws::opcode op, uint64_t size) override;
   void on_ping(std::string_view payload) override;
   void on_close(uint16_t code, std::string_view reason) override;
+  /// Echoes the peer's close deferred by on_close (its frames are
+  /// answered, or waiting for them took too long).
+  void close_deferred();
   /// The reader stopped at a message because `max_unanswered` frames wait
   /// for their answer; frame_answered resumes.
   void pause();
@@ -220,6 +223,10 @@ private:
   std::atomic<uint32_t> unanswered_{0};
   /// No read is pending because of `unanswered_` (any thread).
   std::atomic<bool> read_paused_{false};
+  /// The code of the peer's close, echoed once the frames before it are
+  /// answered (0: none deferred; set on the executor, read by
+  /// frame_answered on any thread).
+  std::atomic<uint16_t> deferred_close_{0};
   /// Data frames are text, or binary for a codec that writes binary.
   ws::opcode data_op_ = ws::opcode::text;
   bool flush_scheduled_ = false;

@@ -189,6 +189,8 @@ void websocket_session::expired(uint32_t generation) {
 void websocket_session::on_timer() {
   if (closing_ || shut_down_)
     return finish(); // the close deadline
+  if (deferred_close_.load() != 0)
+    return close_deferred(); // answers too slow: close without them
   if (input_seen_) {
     input_seen_ = false;
     ping_sent_ = false;

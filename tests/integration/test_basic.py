@@ -4,7 +4,9 @@ presence, uid from the ``auth`` header, generated uid, per-pair ordering.
 Run: /usr/bin/python3 -m unittest tests/integration/test_basic.py
 """
 
+import json
 import os
+import struct
 import sys
 import time
 import unittest
@@ -12,6 +14,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import HarnessMixin, make_message_check, wait_until  # noqa: E402
+from wsclient import OP_CLOSE, OP_TEXT, encode_frame  # noqa: E402
 
 
 class BasicTest(HarnessMixin, unittest.TestCase):
@@ -177,3 +180,35 @@ class BasicTest(HarnessMixin, unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CloseAfterSendTest(HarnessMixin, unittest.TestCase):
+    """A client that sends a frame and its close at once still gets the
+    frame's answer before the server's close (RFC 6455 5.5.1 lets the server
+    send what it has first). Found by a probe (helper-58): the message was
+    stored and delivered, the ack never sent (20 of 20), so a client that
+    resends what was not acked without an idem key made a duplicate."""
+
+    def setUp(self):
+        self.node = self.start_node()
+
+    def test_a_send_followed_at_once_by_a_close_is_acked_before_the_close(self):
+        bob = self.node.ws(uid="bob")
+        for i in range(5):
+            alice = self.node.ws(uid="alice")
+            send = json.dumps({"type": "send", "id": i, "to": "bob", "data": i}).encode()
+            alice.send_raw(encode_frame(True, 0, OP_TEXT, send)
+                           + encode_frame(True, 0, OP_CLOSE, struct.pack("!H", 1000)))
+            alice.close_sent = True
+            frames = []
+            while True:
+                f = alice.recv_frame(5)
+                frames.append((f.opcode, f.payload))
+                if f.opcode == OP_CLOSE:
+                    break
+            texts = [json.loads(p) for op, p in frames if op == OP_TEXT]
+            self.assertIn({"type": "ack", "id": i}, [{k: t.get(k) for k in ("type", "id")}
+                                                    for t in texts], frames)
+            self.assertEqual(frames[-1], (OP_CLOSE, struct.pack("!H", 1000)))
+            got = bob.wait_for(lambda f: f.get("type") == "message" and f.get("data") == i, 5)
+            self.assertEqual(got["from"], "alice")

@@ -317,6 +317,45 @@ class ChurnTest(WebhookBase):
             self.assertEqual(conns("register"), conns("logout"))
 
 
+    def test_a_client_churning_memberships_does_not_crowd_out_others_events(self):
+        # Found by a probe (helper-58): 200 clients alternating join and leave
+        # (a join of a group already joined is an event too) pushed 92,977
+        # other events out of a full queue. In a backlog a membership's
+        # latest state replaces what is queued of it, as a uid's presence.
+        rec = self.receiver()
+        release = threading.Event()
+        rec.hold = lambda: release.wait(9)  # within the node's 10 s POST timeout
+        node = self.start_node(self.hook_options(rec, "online,join,leave", **{
+            "webhook-coalesce-from": 50, "rate-limit": "0"}))
+        self.addCleanup(release.set)
+        node.ws("first")
+        wait_until(lambda: len(rec.posts) == 1, 5, what="the held POST")
+
+        churner = node.ws("churner")
+        frames = 600
+        for i in range(1, frames + 1):
+            churner.send_json({"type": "join" if i % 2 else "leave", "id": i, "group": "g"})
+        self.assertEqual(self.reply_to(churner, frames, timeout=20)["type"], "ack")
+        other = node.ws("other")
+        other.send_json({"type": "join", "id": 1, "group": "h"})
+        self.assertEqual(self.reply_to(other, 1)["type"], "ack")
+        release.set()
+        rec.wait("join", timeout=15, uid="other")
+        rec.wait("online", timeout=15, uid="other")
+
+        def churned():
+            return [e for e in rec.accepted() if e.get("uid") == "churner"
+                    and e["name"] in ("join", "leave")]
+        # The backend ends with the membership's latest state: left.
+        wait_until(lambda: [e["name"] for e in churned()][-1:] == ["leave"], 15,
+                   what="the churner's last leave")
+        # Without coalescing all 600 were posted; in a backlog of ~50 queued
+        # (+100 in flight) the membership's newest event replaces the older.
+        self.assertLess(len(churned()), 300)
+        self.assertGreater(node.metric("wscluster_webhook_events_total",
+                                       'result="coalesced"'), 0)
+
+
 class GracefulStopTest(WebhookBase):
     def test_a_stopping_node_sends_the_offline_events_of_its_clients(self):
         rec = self.receiver()
@@ -383,6 +422,43 @@ class UnreadTest(WebhookBase):
         self.assertEqual(len(rec.named("unread", uid="olly")), 1)
         for uid in ("rita", "tess", "nina"):
             self.assertEqual(rec.named("unread", uid=uid), [], uid)
+
+
+    def test_in_a_backlog_the_newest_unread_of_a_uid_stands_for_the_others(self):
+        # Found by a probe (helper-58): durable copies sent faster than the
+        # backend took their `unread` events filled the queue, and others'
+        # events were dropped. In a backlog a uid's newest unread replaces
+        # what is queued of its unread messages.
+        rec = self.receiver()
+        release = threading.Event()
+        rec.hold = lambda: release.wait(9)  # within the node's 10 s POST timeout
+        node = self.start_node(self.hook_options(rec, "online,unread", **{
+            "unread-after": "1s", "webhook-coalesce-from": 5}))
+        self.addCleanup(release.set)
+        status, _, body = node.api_send(["olly"], {"n": 0}, wait_ms=2000)
+        self.assertEqual(status, 200, body)
+        phone = node.ws("olly", query={"device": "phone"})
+        msg = phone.wait_for(lambda f: f.get("type") == "message", 5)
+        phone.send_json({"type": "read", "id": "r", "seq": msg["seq"]})
+        self.assertEqual(phone.recv_json()["type"], "ack")
+        phone.close()
+        node.ws("first")
+        wait_until(lambda: len(rec.posts) == 1, 5, what="the held POST")
+        for n in range(1, 61):
+            status, _, body = node.api_send(["olly"], {"n": n}, wait_ms=2000)
+            self.assertEqual(status, 200, body)
+        wait_until(lambda: node.metric("wscluster_webhook_events_total",
+                                       'result="coalesced"') > 0, 10,
+                   what="coalesced unread events")
+        node.ws("other")
+        release.set()
+        rec.wait("online", timeout=15, uid="other")
+        # The newest message's unread is among what the backend got (seq 61:
+        # the first message was seq 1), and far fewer than 60 came.
+        wait_until(lambda: any(e["seq"] == 61 for e in rec.named("unread", uid="olly")), 15,
+                   what="the unread of the newest message")
+        self.assertLess(len(rec.named("unread", uid="olly")), 30)
+        self.assertEqual(node.metric("wscluster_webhook_events_total", 'result="dropped"'), 0)
 
 
 class HttpsTest(WebhookBase):

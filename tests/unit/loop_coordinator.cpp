@@ -19,6 +19,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -461,4 +462,17 @@ CAF_TEST(an earlier deadline wakes the clock) {
                  std::chrono::seconds(5));
   caf::anon_send_exit(client, caf::exit_reason::kill);
   caf::anon_send_exit(silent, caf::exit_reason::kill);
+}
+
+CAF_TEST(a handler that throws leaves its loop running) {
+  // Without run_loop's catch the exception leaves run() and ends the thread
+  // (in a loop's thread: std::terminate, the whole node).
+  boost::asio::io_context ioc;
+  int ran = 0;
+  boost::asio::post(ioc, [] { throw std::length_error{"field too large"}; });
+  boost::asio::post(ioc, [&] { ++ran; });
+  boost::asio::post(ioc, [] { throw 42; });
+  boost::asio::post(ioc, [&] { ++ran; });
+  run_loop(ioc, "test");
+  CAF_CHECK_EQUAL(ran, 2);
 }
