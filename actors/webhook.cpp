@@ -27,6 +27,15 @@ std::string membership_key(std::string_view uid, std::string_view group) {
   return key;
 }
 
+std::string unread_key(std::string_view uid, std::string_view from,
+                       std::string_view group) {
+  std::string key{uid};
+  key.append(group.empty() ? std::string_view{"\0f", 2}
+                           : std::string_view{"\0g", 2});
+  key.append(group.empty() ? from : group);
+  return key;
+}
+
 void webhook_queue::remove_indexed(webhook_kind kind, const std::string& key) {
   auto& queued = index_of(kind);
   if (auto i = queued.find(key); i != queued.end()) {
@@ -404,7 +413,7 @@ webhook(webhook_actor::stateful_pointer<webhook_state> self, webhook_config cfg,
         if (!ev.group.empty())
           fields["group"] = ev.group;
         self->state.add("unread", text_of(fields), webhook_kind::unread,
-                        ev.uid);
+                        unread_key(ev.uid, ev.from, ev.group));
       },
       [self](caf::flush_atom) {
         auto& st = self->state;

@@ -61,6 +61,12 @@ enum class webhook_kind : uint8_t {
 /// (names hold no NUL: protocol/names).
 std::string membership_key(std::string_view uid, std::string_view group);
 
+/// The key under which the `unread` events of `uid` coalesce: one per
+/// conversation, the group of a group message, else its sender (empty for
+/// the API), so that "unread from alice" survives bob's messages.
+std::string unread_key(std::string_view uid, std::string_view from,
+                       std::string_view group);
+
 /// One event on its way to the backend: its JSON object (with `id` and
 /// `name`), when it was queued, and for paired kinds the uid or connection
 /// its opposite names (passed along: the JSON is not parsed again).
@@ -99,11 +105,11 @@ public:
   /// first removes what is queued of the uid's presence (the backend gets
   /// its latest state), a `join` or `leave` likewise what is queued of that
   /// membership, an `unread` what is queued of its uid's unread messages
-  /// (the backend's cue to notify the uid: the newest message stands for
-  /// the others), and a `logout` whose `register` is still queued removes
-  /// it and is not queued itself (`coalesced`): one client churning
-  /// connections or memberships, or sending durable messages faster than
-  /// the backend takes their `unread`s, cannot fill the queue and push
+  /// of the same conversation (the backend's cue to notify the uid: the
+  /// newest message stands for the others), and a `logout` whose `register` is
+  /// still queued removes it and is not queued itself (`coalesced`): one client
+  /// churning connections or memberships, or sending durable messages faster
+  /// than the backend takes their `unread`s, cannot fill the queue and push
   /// others' events out. Below the threshold every event is kept. `removed` (if
   /// given) is set to the number of queued events removed.
   pushed push(webhook_item item, size_t* removed = nullptr);
@@ -152,7 +158,8 @@ private:
   item_list items_;
   /// The newest queued event of each paired kind for each key; the keys
   /// view the items' own `key` (list nodes do not move).
-  std::array<std::unordered_map<std::string_view, item_list::iterator>, 7>
+  std::array<std::unordered_map<std::string_view, item_list::iterator>,
+             static_cast<size_t>(webhook_kind::other)>
       index_;
 };
 

@@ -436,8 +436,8 @@ std::vector<option_spec> webhook_options() {
       {"webhook-coalesce-from", "50000",
        "queued webhook events (of 100000) from which a uid's online/offline "
        "replaces its queued one, a join/leave that membership's queued one, "
-       "an unread the uid's queued ones, and a logout cancels its queued "
-       "register",
+       "an unread the uid's queued one of that conversation, and a logout "
+       "cancels its queued register",
        uint_field(&options::webhook_coalesce_from, 1, 100'000)},
       {"unread-after", "30s",
        "a durable message no device of its uid read within this time gives "

@@ -1,5 +1,7 @@
 #include "http/http_client.hpp"
 
+#include "util/run_loop.hpp"
+
 #include <caf/error.hpp>
 #include <caf/sec.hpp>
 
@@ -138,7 +140,10 @@ private:
   http_url url_;
   http::request<http::string_body> req_;
   http::response_parser<http::string_body> parser_;
-  beast::flat_buffer buffer_;
+  /// Bounded: Beast keeps a chunked answer's trailer fields whole, bounded
+  /// by nothing else, and throws for one of 64 KiB (as in the HTTP server:
+  /// net/http_session.cpp).
+  beast::flat_buffer buffer_{32 * 1024};
   http_client::callback done_;
 };
 
@@ -186,7 +191,7 @@ public:
     }
     tls_.set_verify_mode(ssl::verify_peer);
     thread_ = std::thread{[this] {
-      ioc_.run();
+      run_loop(ioc_, "wsc.http");
     }};
     return caf::none;
   }

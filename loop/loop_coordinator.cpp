@@ -1,6 +1,7 @@
 #include "loop/loop_coordinator.hpp"
 
 #include "util/log.hpp"
+#include "util/run_loop.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -158,25 +159,37 @@ private:
   /// the socket handlers that became ready in between. Then what the
   /// actors left for after their turn (after_actors).
   void drain() {
-    draining_ = true;
-    bool busy = false;
-    for (int round = 0; round < drain_rounds && !busy && !local_.empty();
-         ++round) {
-      for (auto n = local_.size(); n > 0 && !local_.empty(); --n) {
-        auto job = local_.front();
-        local_.pop_front();
-        busy |= resume(job);
+    {
+      // Cleared however the rounds end (run_loop goes on after a throw).
+      struct draining_scope {
+        bool& flag;
+        ~draining_scope() { flag = false; }
+      } scope{draining_};
+      draining_ = true;
+      bool busy = false;
+      for (int round = 0; round < drain_rounds && !busy && !local_.empty();
+           ++round) {
+        for (auto n = local_.size(); n > 0 && !local_.empty(); --n) {
+          auto job = local_.front();
+          local_.pop_front();
+          busy |= resume(job);
+        }
       }
     }
-    draining_ = false;
     if (!local_.empty())
       post_drain();
     if (after_actors_.empty())
       return;
     std::vector<std::function<void()>> due;
     due.swap(after_actors_);
-    for (auto& fn : due)
-      fn();
+    for (auto& fn : due) {
+      // Each its own: one that throws must not keep the others' writes.
+      try {
+        fn();
+      } catch (const std::exception& e) {
+        log::error("loop: a write after the actors threw: {}", e.what());
+      }
+    }
   }
 
 public:
@@ -357,19 +370,6 @@ void loop_coordinator::stop() {
   clock_.cancel_dispatch_loop();
   if (clock_thread_.joinable())
     clock_thread_.join();
-}
-
-void run_loop(asio::io_context& ioc, const char* name) {
-  for (;;) {
-    try {
-      ioc.run();
-      return;
-    } catch (const std::exception& e) {
-      log::error("{}: a handler threw, the loop runs on: {}", name, e.what());
-    } catch (...) {
-      log::error("{}: a handler threw, the loop runs on", name);
-    }
-  }
 }
 
 } // namespace wsc

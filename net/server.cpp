@@ -4,6 +4,7 @@
 #include "net/listener.hpp"
 #include "net/session_list.hpp"
 #include "util/log.hpp"
+#include "util/run_loop.hpp"
 
 #include <caf/all.hpp>
 

@@ -300,27 +300,27 @@ void websocket_session::on_close(uint16_t code, std::string_view) {
       teardown();
     return;
   }
-  auto echo = code == ws::close_code::no_status ? ws::close_code::normal : code;
+  // RFC 6455 5.5.1 lets an endpoint send what it has before it answers a
+  // close: the answers owed to the frames before it (a send's ack after it
+  // was stored: without it a client resends, and without an idem key that
+  // is a duplicate, probe helper-58) and what is queued go first, then our
+  // echo of the peer's code (1000 for a close without one). The answers
+  // are waited for at most close_grace_answers.
+  deferred_close_.store(
+      code == ws::close_code::no_status ? ws::close_code::normal : code);
   if (unanswered_.load() > 0) {
-    // Frames before the close still wait for their answers (a send's ack
-    // after it was stored: without it a client resends, and without an
-    // idem key that is a duplicate, probe helper-58). RFC 6455 5.5.1 lets
-    // an endpoint send what it has before its close: the answers go, then
-    // ours, within the close grace.
-    deferred_close_.store(echo);
     arm_timer(close_grace_answers);
-    if (unanswered_.load() == 0) // the last answer came meanwhile
-      close_deferred();
-    return;
+    return; // frame_answered closes after the last answer
   }
-  // Echo the peer's code (1000 for a close without one), after the frame
-  // being written if any: what is still queued is not wanted any more.
-  begin_close(echo, {}, true);
+  // Posted, not at once: an actor on another thread may have counted its
+  // answer with the answer's write still posted (posts run in order).
+  asio::post(socket_.get_executor(),
+             [self = shared_from_this()] { self->close_deferred(); });
 }
 
 void websocket_session::close_deferred() {
   if (auto code = deferred_close_.exchange(0); code != 0)
-    begin_close(code, {}, false); // with the answers queued
+    begin_close(code, {}, false); // after what is queued
 }
 
 void websocket_session::pause() {

@@ -96,7 +96,7 @@ private:
   bool admit_frame(ws::opcode op, uint64_t size) override;
   void on_ping(std::string_view payload) override;
   void on_close(uint16_t code, std::string_view reason) override;
-  /// Echoes the peer's close deferred by on_close (its frames are
+  /// Echoes the peer's close kept by on_close (the frames before it are
   /// answered, or waiting for them took too long).
   void close_deferred();
   /// The reader stopped at a message because `max_unanswered` frames wait
@@ -224,8 +224,10 @@ private:
   /// No read is pending because of `unanswered_` (any thread).
   std::atomic<bool> read_paused_{false};
   /// The code of the peer's close, echoed once the frames before it are
-  /// answered (0: none deferred; set on the executor, read by
-  /// frame_answered on any thread).
+  /// answered (0: none pending; set on the executor, read by
+  /// frame_answered on any thread: the store comes before on_close reads
+  /// `unanswered_`, the load after frame_answered lowers it, so one of the
+  /// two sees the other and the close is never left waiting).
   std::atomic<uint16_t> deferred_close_{0};
   /// Data frames are text, or binary for a codec that writes binary.
   ws::opcode data_op_ = ws::opcode::text;

@@ -178,10 +178,6 @@ class BasicTest(HarnessMixin, unittest.TestCase):
                          list(range(total)), "every send must be acked once")
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class CloseAfterSendTest(HarnessMixin, unittest.TestCase):
     """A client that sends a frame and its close at once still gets the
     frame's answer before the server's close (RFC 6455 5.5.1 lets the server
@@ -212,3 +208,7 @@ class CloseAfterSendTest(HarnessMixin, unittest.TestCase):
             self.assertEqual(frames[-1], (OP_CLOSE, struct.pack("!H", 1000)))
             got = bob.wait_for(lambda f: f.get("type") == "message" and f.get("data") == i, 5)
             self.assertEqual(got["from"], "alice")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -649,7 +649,10 @@ class FrameLimitsTest(HarnessMixin, unittest.TestCase):
         # a small one still passes.
         status = self._chunked_post_with_trailers(
             b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 1000) for i in range(40)))
-        self.assertRegex(status, rb"^HTTP/1\.[01] 400")
+        # A 400, or a reset when the node closed with our bytes unread.
+        self.assertFalse(status.startswith(b"HTTP/1.1 2"), status)
+        if status:
+            self.assertRegex(status, rb"^HTTP/1\.[01] 400")
         status = self._chunked_post_with_trailers(b"X-Small: 1\r\n")
         self.assertRegex(status, rb"^HTTP/1\.[01] 200")
 

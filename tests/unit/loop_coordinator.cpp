@@ -7,6 +7,7 @@
 #include "loop/loop_coordinator.hpp"
 
 #include "loop/loop_pinned.hpp"
+#include "util/run_loop.hpp"
 
 #include <caf/all.hpp>
 #include <caf/test/unit_test.hpp>

@@ -329,6 +329,12 @@ CAF_TEST(in a backlog the newest unread of a uid stands for the others) {
                                 item(1).json, newer.json,
                                 paired(webhook_kind::unread, "v").json,
                                 paired(webhook_kind::online, "u").json}));
+  // One per conversation: a sender, or a group; the API's sender is none.
+  CAF_CHECK(unread_key("u", "alice", "") != unread_key("u", "bob", ""));
+  CAF_CHECK(unread_key("u", "alice", "") != unread_key("u", "", "alice"));
+  CAF_CHECK(unread_key("u", "alice", "g") == unread_key("u", "bob", "g"));
+  CAF_CHECK(unread_key("u", "", "") != unread_key("v", "", ""));
+  CAF_CHECK(unread_key("ua", "", "") != unread_key("u", "a", ""));
   // Below the backlog threshold every unread is kept.
   webhook_queue below{100, 10000, 3};
   below.push(paired(webhook_kind::unread, "u"));
