@@ -19,21 +19,28 @@ namespace wsc {
 
 // -- pure parts ---------------------------------------------------------------
 
-std::string membership_key(std::string_view uid, std::string_view group) {
+namespace {
+
+/// `uid`, a NUL, `tag` and `rest`: names hold no NUL (protocol/names), so
+/// two keys are equal only if their parts are.
+std::string uid_key(std::string_view uid, std::string_view tag,
+                    std::string_view rest) {
   std::string key;
-  key.reserve(uid.size() + 1 + group.size());
+  key.reserve(uid.size() + 1 + tag.size() + rest.size());
   key.append(uid).push_back('\0');
-  key.append(group);
+  key.append(tag).append(rest);
   return key;
+}
+
+} // namespace
+
+std::string membership_key(std::string_view uid, std::string_view group) {
+  return uid_key(uid, {}, group);
 }
 
 std::string unread_key(std::string_view uid, std::string_view from,
                        std::string_view group) {
-  std::string key{uid};
-  key.append(group.empty() ? std::string_view{"\0f", 2}
-                           : std::string_view{"\0g", 2});
-  key.append(group.empty() ? from : group);
-  return key;
+  return group.empty() ? uid_key(uid, "f", from) : uid_key(uid, "g", group);
 }
 
 void webhook_queue::remove_indexed(webhook_kind kind, const std::string& key) {
@@ -67,8 +74,7 @@ auto webhook_queue::push(webhook_item item, size_t* removed) -> pushed {
     if (state) {
       auto before = items_.size();
       remove_indexed(state->first, item.key);
-      if (state->second != state->first)
-        remove_indexed(state->second, item.key);
+      remove_indexed(state->second, item.key); // unread: finds nothing more
       if (removed)
         *removed = before - items_.size();
     } else if (item.kind == webhook_kind::logged_out) {
